@@ -1,0 +1,55 @@
+"""Exception types raised by the protocol library.
+
+Every error is a ``ProtocolError`` (a ``ValueError``), so callers can catch the
+whole family or a specific kind.
+"""
+
+from __future__ import annotations
+
+
+class ProtocolError(ValueError):
+    """Base class of every error raised on bad protocol input."""
+
+
+class InvalidTritsError(ProtocolError):
+    """A trit sequence holds values outside -1, 0, 1 or has a wrong length."""
+
+
+class InvalidTrytesError(ProtocolError):
+    """A tryte string holds characters outside ``9A-Z`` or has a wrong length."""
+
+
+class InvalidAsciiError(ProtocolError):
+    """Trytes do not decode to text (odd length or a code point above 255)."""
+
+
+class InvalidAddressError(ProtocolError):
+    """An address is malformed or its checksum does not match."""
+
+
+class InvalidTransactionError(ProtocolError):
+    """A transaction's trytes or fields are malformed."""
+
+
+class InvalidBundleError(ProtocolError):
+    """A bundle is incomplete, inconsistent or has a wrong bundle hash."""
+
+
+class InvalidSignatureError(InvalidBundleError):
+    """A signature does not verify against its address."""
+
+
+class ProofOfWorkError(ProtocolError):
+    """Proof of work is missing, insufficient or was asked with bad parameters."""
+
+
+class MamError(ProtocolError):
+    """A MAM channel, message or payload is invalid."""
+
+
+class MamPayloadError(MamError):
+    """A MAM payload is corrupt, truncated or not a MAM message."""
+
+
+class MamAuthenticationError(MamError):
+    """A MAM message does not authenticate: wrong root, side key or signature."""

@@ -1,0 +1,1 @@
+"""The grid: its Tangle node, registration and storage APIs, settlement and portal."""
