@@ -115,7 +115,8 @@ def trits_to_int(trits: TritsLike) -> int:
     """The integer value of balanced trits (least significant first)."""
     array = validate_trits(trits)
     value = 0
-    for trit in reversed(array.tolist()):
+    digits: list[int] = [int(trit) for trit in array]
+    for trit in reversed(digits):
         value = value * 3 + trit
     return value
 
