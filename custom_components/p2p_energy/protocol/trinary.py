@@ -90,7 +90,8 @@ def trits_to_trytes(trits: TritsLike) -> str:
         raise InvalidTritsError(f"trit count {array.size} is not a multiple of 3")
     groups = array.reshape(-1, 3).astype(np.int16)
     values = groups[:, 0] + 3 * groups[:, 1] + 9 * groups[:, 2] + 13
-    return _VALUE_TO_CHAR[values].tobytes().decode("ascii")
+    encoded: bytes = _VALUE_TO_CHAR[values].tobytes()
+    return encoded.decode("ascii")
 
 
 def int_to_trits(value: int, length: int | None = None) -> Trits:
