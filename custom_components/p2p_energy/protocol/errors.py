@@ -53,3 +53,24 @@ class MamPayloadError(MamError):
 
 class MamAuthenticationError(MamError):
     """A MAM message does not authenticate: wrong root, side key or signature."""
+
+
+class PayloadError(ProtocolError):
+    """A MAM payload's JSON is not one of the messages its channel may carry."""
+
+
+class GridApiError(ProtocolError):
+    """The grid (or a producer's registration API) refused a request.
+
+    ``status`` is the HTTP status (0 when no response arrived) and ``message``
+    the server's explanation.
+    """
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class GridUnavailableError(GridApiError):
+    """The grid (or producer) could not be reached or answered garbage."""
