@@ -74,3 +74,25 @@ class GridApiError(ProtocolError):
 
 class GridUnavailableError(GridApiError):
     """The grid (or producer) could not be reached or answered garbage."""
+
+
+class NodeError(ProtocolError):
+    """A call to an IRI node failed."""
+
+
+class IriApiError(NodeError):
+    """The node answered a command with an error (HTTP 4xx/5xx with ``error``/``exception``)."""
+
+    def __init__(self, command: str, status: int, message: str) -> None:
+        super().__init__(f"{command} failed on the node (HTTP {status}): {message}")
+        self.command = command
+        self.status = status
+        self.message = message
+
+
+class NodeUnavailableError(NodeError):
+    """The node could not be reached, timed out or did not answer with the IRI API."""
+
+
+class InsufficientBalanceError(ProtocolError):
+    """The seed's addresses do not hold enough confirmed IOTA for a transfer."""
