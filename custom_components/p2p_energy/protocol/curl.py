@@ -1,18 +1,32 @@
-"""Curl-P sponge (27 or 81 rounds), bit-sliced over numpy ``uint64`` words.
+"""Curl-P sponge (27 or 81 rounds).
 
-Each trit of the 729-trit state is held as two bit planes so that one word
-carries the same trit of 64 independent sponges ("lanes"). Encoding per lane:
--1 -> (low=1, high=0), 0 -> (1, 1), 1 -> (0, 1).
+Each trit is held as two bits ``(low, high)``: -1 -> (1, 0), 0 -> (1, 1),
+1 -> (0, 1). In this encoding the Curl S-box ``S(a, b)`` is five AND/XOR gates
+and needs no negation (found by exhaustive search over small circuits)::
 
-One round computes ``new[i] = S(s[P(i)], s[P(i + 1)])`` with
-``P(i) = 364 * i mod 729``. Since ``P(2k) = -k`` and ``P(2k + 1) = 364 - k``,
-the inputs of all even outputs followed by all odd outputs are two reversed
-contiguous slices of the state extended by a mirror of its first 365 trits,
-so a round is a handful of whole-array operations with no fancy indexing.
+    t     = low_a & low_b
+    high' = (high_a & high_b) ^ t
+    low'  = low_a ^ high_a ^ t
+
+A round computes ``new[i] = S(s[P(i)], s[P(i + 1)])`` with
+``P(i) = 364 * i = -i / 2 (mod 729)``. Rather than gathering ``s[P(i)]``, the
+state is kept in a permuted order that changes every round: after ``r`` rounds
+row ``j`` holds ``s[m_r * j]`` with ``m_r = (-2)^r (mod 729)``. Then output row
+``j`` reads input row ``j`` as ``a`` and row ``j + 364 / m_r`` (wrapping) as
+``b``, so every operand is a contiguous block of rows; the wrapped part of
+``b`` is mirrored into a margin beside the state first. After the last round
+one gather restores the natural order.
+
+:class:`CurlBatch` runs many sponges in lock-step, bit-sliced over numpy
+``uint64`` words: one word holds the same trit of 64 sponges ("lanes").
+:class:`Curl` is a single sponge whose two bit planes are 729-bit Python
+integers, so a round is a few big-integer operations instead of numpy calls.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -23,13 +37,47 @@ from .trinary import Trits, TritsLike, validate_trits
 
 HASH_LENGTH: Final = 243
 STATE_LENGTH: Final = 3 * HASH_LENGTH
-_MIRROR: Final = 365  # state rows 0..364 are mirrored after row 728
-_EVEN: Final = 365  # outputs 0, 2, ..., 728
 ALL_ONES: Final = np.uint64(0xFFFFFFFFFFFFFFFF)
+SUPPORTED_ROUNDS: Final = (27, 81)
+
+_HALF: Final = 364  # -1/2 (mod 729)
+_MARGIN: Final = _HALF  # mirrored rows on each side of the state; |offset| <= 364
+_BUFFER_ROWS: Final = _MARGIN + STATE_LENGTH + _MARGIN
+_STATE_MASK: Final = (1 << STATE_LENGTH) - 1
+_STATE_BYTES: Final = (STATE_LENGTH + 7) // 8
 
 Planes = npt.NDArray[np.uint64]
 LaneTrits = npt.NDArray[np.int8]
 """Trits of several lanes: shape ``(lanes, n)``."""
+
+
+@dataclass(frozen=True)
+class _RoundPlan:
+    """Where each round's ``b`` operand starts, and how to undo the permutation."""
+
+    offsets: tuple[int, ...]
+    """Per round: row offset of ``b`` relative to ``a``, in -364..364."""
+    natural_order: npt.NDArray[np.intp]
+    """Row of the final permuted state that holds natural trit ``x``."""
+
+
+@cache
+def _round_plan(rounds: int) -> _RoundPlan:
+    multiplier = 1
+    offsets: list[int] = []
+    for _ in range(rounds):
+        offset = _HALF * pow(multiplier, -1, STATE_LENGTH) % STATE_LENGTH
+        offsets.append(offset if offset <= _MARGIN else offset - STATE_LENGTH)
+        multiplier = -2 * multiplier % STATE_LENGTH
+    inverse = pow(multiplier, -1, STATE_LENGTH)
+    order = np.arange(STATE_LENGTH, dtype=np.intp) * inverse % STATE_LENGTH
+    order.setflags(write=False)
+    return _RoundPlan(tuple(offsets), order)
+
+
+def _check_rounds(rounds: int) -> None:
+    if isinstance(rounds, bool) or rounds not in SUPPORTED_ROUNDS:
+        raise ProtocolError(f"Curl-P rounds must be 27 or 81, got {rounds!r}")
 
 
 def pack_lanes(trits: LaneTrits, words: int) -> tuple[Planes, Planes]:
@@ -53,22 +101,64 @@ def unpack_lanes(low: Planes, high: Planes, lanes: int) -> LaneTrits:
 
 
 class CurlBatch:
-    """Many Curl-P sponges run in lock-step, one per lane."""
+    """Many Curl-P sponges run in lock-step, one per lane.
+
+    ``low`` and ``high`` are the bit planes of the state in natural trit order,
+    shape ``(729, words)``; bit ``k`` of word ``w`` belongs to lane ``64 * w + k``.
+    """
 
     def __init__(self, lanes: int, rounds: int = 81) -> None:
-        if lanes < 1:
-            raise ProtocolError("a Curl batch needs at least one lane")
-        if rounds not in (27, 81):
-            raise ProtocolError(f"Curl-P rounds must be 27 or 81, got {rounds}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ProtocolError(f"a Curl batch needs a positive lane count, got {lanes!r}")
+        _check_rounds(rounds)
         self.lanes = lanes
         self.rounds = rounds
         self.words = (lanes + 63) // 64
-        shape = (STATE_LENGTH + _MIRROR, self.words)
-        self.low: Planes = np.empty(shape, dtype=np.uint64)
-        self.high: Planes = np.empty(shape, dtype=np.uint64)
-        self._t1: Planes = np.empty((STATE_LENGTH, self.words), dtype=np.uint64)
-        self._t2: Planes = np.empty((STATE_LENGTH, self.words), dtype=np.uint64)
+        # Two buffers (the rounds alternate between them), each with margins
+        # for the mirrored rows; buffer 0's middle rows are the public state.
+        self._low: Planes = np.empty((2, _BUFFER_ROWS, self.words), dtype=np.uint64)
+        self._high: Planes = np.empty((2, _BUFFER_ROWS, self.words), dtype=np.uint64)
+        self._scratch: Planes = np.empty((STATE_LENGTH, self.words), dtype=np.uint64)
+        self._prepare_views()
         self.reset()
+
+    def _prepare_views(self) -> None:
+        """Slice every operand of every round once, so a round is only ufunc calls."""
+        state = slice(_MARGIN, _MARGIN + STATE_LENGTH)
+        self.low: Planes = self._low[0, state]
+        self.high: Planes = self._high[0, state]
+        plan = _round_plan(self.rounds)
+        self._plan = plan
+        steps = []
+        source = 0
+        for offset in plan.offsets:
+            low, high = self._low[source], self._high[source]
+            target = 1 - source
+            if offset > 0:  # b runs past the end: mirror the first rows after it
+                mirror_to = slice(_MARGIN + STATE_LENGTH, _MARGIN + STATE_LENGTH + offset)
+                mirror_from = slice(_MARGIN, _MARGIN + offset)
+            else:  # b starts before the state: mirror the last rows in front of it
+                mirror_to = slice(_MARGIN + offset, _MARGIN)
+                mirror_from = slice(_MARGIN + STATE_LENGTH + offset, _MARGIN + STATE_LENGTH)
+            b_rows = slice(_MARGIN + offset, _MARGIN + offset + STATE_LENGTH)
+            steps.append(
+                (
+                    low[mirror_to],
+                    low[mirror_from],
+                    high[mirror_to],
+                    high[mirror_from],
+                    low[state],
+                    high[state],
+                    low[b_rows],
+                    high[b_rows],
+                    self._low[target, state],
+                    self._high[target, state],
+                )
+            )
+            source = target
+        self._steps = steps
+        self._final_low: Planes = self._low[source, state]
+        self._final_high: Planes = self._high[source, state]
 
     def reset(self) -> None:
         """Set every lane's state to all zero trits."""
@@ -76,109 +166,171 @@ class CurlBatch:
         self.high.fill(ALL_ONES)
 
     def copy(self) -> CurlBatch:
-        clone = CurlBatch.__new__(CurlBatch)
-        clone.lanes, clone.rounds, clone.words = self.lanes, self.rounds, self.words
-        clone.low, clone.high = self.low.copy(), self.high.copy()
-        clone._t1, clone._t2 = np.empty_like(self._t1), np.empty_like(self._t2)
+        clone = CurlBatch(self.lanes, self.rounds)
+        clone.low[:] = self.low
+        clone.high[:] = self.high
         return clone
 
     def transform(self) -> None:
         """Apply the Curl-P permutation to every lane."""
-        low, high, t1, t2 = self.low, self.high, self._t1, self._t2
-        a_low, a_high = low[STATE_LENGTH:0:-1], high[STATE_LENGTH:0:-1]
-        b_low = low[STATE_LENGTH + _MIRROR - 1 : _MIRROR - 1 : -1]
-        b_high = high[STATE_LENGTH + _MIRROR - 1 : _MIRROR - 1 : -1]
-        even_low, odd_low = low[0:STATE_LENGTH:2], low[1:STATE_LENGTH:2]
-        even_high, odd_high = high[0:STATE_LENGTH:2], high[1:STATE_LENGTH:2]
-        for _ in range(self.rounds):
-            low[STATE_LENGTH:] = low[:_MIRROR]
-            high[STATE_LENGTH:] = high[:_MIRROR]
-            # delta = (low_a | ~high_b) & (low_b ^ high_a)
-            np.invert(b_high, out=t1)
-            np.bitwise_or(a_low, t1, out=t1)
-            np.bitwise_xor(b_low, a_high, out=t2)
-            np.bitwise_and(t1, t2, out=t1)
-            # new_high = (low_a ^ high_b) | delta ; new_low = ~delta
-            np.bitwise_xor(a_low, b_high, out=t2)
-            np.bitwise_or(t2[:_EVEN], t1[:_EVEN], out=even_high)
-            np.bitwise_or(t2[_EVEN:], t1[_EVEN:], out=odd_high)
-            np.invert(t1[:_EVEN], out=even_low)
-            np.invert(t1[_EVEN:], out=odd_low)
+        scratch = self._scratch
+        bitwise_and, bitwise_xor, copyto = np.bitwise_and, np.bitwise_xor, np.copyto
+        for (
+            low_mirror_to,
+            low_mirror_from,
+            high_mirror_to,
+            high_mirror_from,
+            a_low,
+            a_high,
+            b_low,
+            b_high,
+            new_low,
+            new_high,
+        ) in self._steps:
+            copyto(low_mirror_to, low_mirror_from)
+            copyto(high_mirror_to, high_mirror_from)
+            bitwise_and(a_low, b_low, out=scratch)
+            bitwise_and(a_high, b_high, out=new_high)
+            bitwise_xor(new_high, scratch, out=new_high)
+            bitwise_xor(a_low, a_high, out=new_low)
+            bitwise_xor(new_low, scratch, out=new_low)
+        order = self._plan.natural_order
+        for final, state in ((self._final_low, self.low), (self._final_high, self.high)):
+            if final is state:  # cannot gather in place (even round counts)
+                np.take(final, order, axis=0, out=scratch, mode="clip")
+                copyto(state, scratch)
+            else:
+                np.take(final, order, axis=0, out=state, mode="clip")
 
     def absorb(self, trits: LaneTrits) -> None:
         """Absorb ``(lanes, n)`` trits, 243 per transform (a short tail is allowed)."""
-        if trits.ndim != 2 or trits.shape[0] != self.lanes:
-            raise InvalidTritsError(f"expected trits of shape ({self.lanes}, n)")
+        if trits.ndim != 2 or trits.shape[0] != self.lanes or trits.shape[1] == 0:
+            raise InvalidTritsError(f"expected trits of shape ({self.lanes}, n) with n > 0")
         length = trits.shape[1]
         low, high = pack_lanes(trits, self.words)
-        offset = 0
-        while True:
+        for offset in range(0, length, HASH_LENGTH):
             chunk = min(HASH_LENGTH, length - offset)
             self.low[:chunk] = low[offset : offset + chunk]
             self.high[:chunk] = high[offset : offset + chunk]
             self.transform()
-            offset += HASH_LENGTH
-            if offset >= length:
-                break
 
     def squeeze(self, length: int = HASH_LENGTH) -> LaneTrits:
         """Squeeze ``length`` trits from every lane, 243 per transform."""
+        _check_length(length)
         parts: list[LaneTrits] = []
-        remaining = length
-        while remaining > 0:
-            chunk = min(HASH_LENGTH, remaining)
+        for offset in range(0, length, HASH_LENGTH):
+            chunk = min(HASH_LENGTH, length - offset)
             parts.append(unpack_lanes(self.low[:chunk], self.high[:chunk], self.lanes))
             self.transform()
-            remaining -= HASH_LENGTH
         return np.concatenate(parts, axis=1)
 
     def state(self) -> LaneTrits:
         """The full 729-trit state of every lane (for tests and MAM's sponge)."""
-        return unpack_lanes(self.low[:STATE_LENGTH], self.high[:STATE_LENGTH], self.lanes)
+        return unpack_lanes(self.low, self.high, self.lanes)
 
     def set_state(self, trits: LaneTrits) -> None:
+        if trits.shape != (self.lanes, STATE_LENGTH):
+            raise InvalidTritsError(f"a batch state has shape ({self.lanes}, {STATE_LENGTH})")
         low, high = pack_lanes(trits, self.words)
-        self.low[:STATE_LENGTH] = low
-        self.high[:STATE_LENGTH] = high
+        self.low[:] = low
+        self.high[:] = high
+
+
+def _check_length(length: int) -> None:
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ProtocolError(f"squeeze length must be a positive integer, got {length!r}")
+
+
+def _bits_to_int(bits: npt.NDArray[np.bool_] | npt.NDArray[np.uint8]) -> int:
+    return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
+
+
+def _int_to_bits(value: int, length: int) -> npt.NDArray[np.uint8]:
+    raw = np.frombuffer(value.to_bytes(_STATE_BYTES, "little"), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:length]
 
 
 class Curl:
-    """A single Curl-P sponge over trit arrays."""
+    """A single Curl-P sponge over trit arrays.
+
+    Its bit planes are 729-bit integers (bit ``x`` is trit ``x``), which makes
+    one sponge several times faster than a one-lane :class:`CurlBatch`.
+    """
 
     def __init__(self, rounds: int = 81) -> None:
-        self._batch = CurlBatch(1, rounds)
+        _check_rounds(rounds)
+        self._rounds = rounds
+        plan = _round_plan(rounds)
+        # Rotating right by d brings row j + d to row j.
+        self._shifts = tuple(
+            (offset % STATE_LENGTH, STATE_LENGTH - offset % STATE_LENGTH) for offset in plan.offsets
+        )
+        self._natural_order = plan.natural_order
+        self._low = _STATE_MASK
+        self._high = _STATE_MASK
 
     @property
     def rounds(self) -> int:
-        return self._batch.rounds
+        return self._rounds
 
     def reset(self) -> None:
-        self._batch.reset()
+        self._low = _STATE_MASK
+        self._high = _STATE_MASK
 
     def copy(self) -> Curl:
         clone = Curl.__new__(Curl)
-        clone._batch = self._batch.copy()
+        clone._rounds, clone._shifts = self._rounds, self._shifts
+        clone._natural_order = self._natural_order
+        clone._low, clone._high = self._low, self._high
         return clone
 
+    def transform(self) -> None:
+        low, high, mask = self._low, self._high, _STATE_MASK
+        for right, left in self._shifts:
+            low_b = (low >> right) | ((low << left) & mask)
+            high_b = (high >> right) | ((high << left) & mask)
+            carry = low & low_b
+            low, high = low ^ high ^ carry, (high & high_b) ^ carry
+        order = self._natural_order
+        self._low = _bits_to_int(_int_to_bits(low, STATE_LENGTH)[order])
+        self._high = _bits_to_int(_int_to_bits(high, STATE_LENGTH)[order])
+
     def absorb(self, trits: TritsLike) -> None:
+        """Absorb trits, 243 per transform (a short tail is allowed)."""
         array = validate_trits(trits)
         if array.size == 0:
             raise InvalidTritsError("cannot absorb an empty trit sequence")
-        self._batch.absorb(array.reshape(1, -1))
+        for offset in range(0, array.size, HASH_LENGTH):
+            chunk = array[offset : offset + HASH_LENGTH]
+            keep = _STATE_MASK ^ ((1 << chunk.size) - 1)
+            self._low = (self._low & keep) | _bits_to_int(chunk != 1)
+            self._high = (self._high & keep) | _bits_to_int(chunk != -1)
+            self.transform()
 
     def squeeze(self, length: int = HASH_LENGTH) -> Trits:
-        return self._batch.squeeze(length)[0]
+        """Squeeze ``length`` trits, 243 per transform."""
+        _check_length(length)
+        parts: list[Trits] = []
+        for offset in range(0, length, HASH_LENGTH):
+            chunk = min(HASH_LENGTH, length - offset)
+            parts.append(self._trits(chunk))
+            self.transform()
+        return np.concatenate(parts)
 
-    def transform(self) -> None:
-        self._batch.transform()
+    def _trits(self, length: int) -> Trits:
+        low = _int_to_bits(self._low, length).view(np.int8)
+        high = _int_to_bits(self._high, length).view(np.int8)
+        return high - low
 
     @property
     def state(self) -> Trits:
-        return self._batch.state()[0]
+        return self._trits(STATE_LENGTH)
 
     @state.setter
     def state(self, trits: TritsLike) -> None:
-        self._batch.set_state(validate_trits(trits, STATE_LENGTH).reshape(1, -1))
+        array = validate_trits(trits, STATE_LENGTH)
+        self._low = _bits_to_int(array != 1)
+        self._high = _bits_to_int(array != -1)
 
 
 def curl_hash(trits: TritsLike, rounds: int = 81, length: int = HASH_LENGTH) -> Trits:
@@ -190,11 +342,11 @@ def curl_hash(trits: TritsLike, rounds: int = 81, length: int = HASH_LENGTH) -> 
 
 def curl_hash_many(trits: LaneTrits, rounds: int = 81, length: int = HASH_LENGTH) -> LaneTrits:
     """Hash each row of ``(n_messages, n_trits)`` in parallel lanes."""
-    matrix = np.asarray(trits, dtype=np.int8)
+    matrix = np.asarray(trits)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise InvalidTritsError("curl_hash_many expects a non-empty (messages, trits) matrix")
-    if matrix.size and (matrix.min() < -1 or matrix.max() > 1):
+    if not np.issubdtype(matrix.dtype, np.integer) or matrix.min() < -1 or matrix.max() > 1:
         raise InvalidTritsError("trits may only hold -1, 0 and 1")
     sponge = CurlBatch(matrix.shape[0], rounds)
-    sponge.absorb(matrix)
+    sponge.absorb(matrix.astype(np.int8, copy=False))
     return sponge.squeeze(length)
