@@ -43,6 +43,10 @@ class ProofOfWorkError(ProtocolError):
     """Proof of work is missing, insufficient or was asked with bad parameters."""
 
 
+class PowInterrupted(ProofOfWorkError):
+    """A nonce search was stopped on request before it found a nonce."""
+
+
 class MamError(ProtocolError):
     """A MAM channel, message or payload is invalid."""
 
