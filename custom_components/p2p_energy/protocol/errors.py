@@ -43,7 +43,7 @@ class ProofOfWorkError(ProtocolError):
     """Proof of work is missing, insufficient or was asked with bad parameters."""
 
 
-class PowInterrupted(ProofOfWorkError):
+class PowInterruptedError(ProofOfWorkError):
     """A nonce search was stopped on request before it found a nonce."""
 
 
