@@ -1,0 +1,309 @@
+"""Grid configuration: defaults, a TOML/JSON file (``[grid]`` table), environment, flags.
+
+Later sources override earlier ones in that order. Every setting can come from
+the environment as ``P2P_ENERGY_GRID_<NAME>`` (for example
+``P2P_ENERGY_GRID_WALLET_SEED``), so secrets stay out of configuration files.
+The same file may hold a ``[node]`` table for the node the grid starts in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
+ENV_PREFIX: Final = "P2P_ENERGY_GRID_"
+_SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
+
+PricingStrategyName = Literal["mean", "weighted-mean", "merit-order", "supply-demand"]
+StorageAuth = Literal["token", "none"]
+LogFormat = Literal["json", "text"]
+
+
+class ConfigError(ValueError):
+    """The grid configuration is invalid; the message names the setting."""
+
+
+def default_data_dir() -> Path:
+    """Where the grid keeps its files (shared with the node): ``$P2P_ENERGY_DATA_DIR`` or ./data."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Everything the grid server needs to run. Prices are IOTA per kWh."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # None: an SQLite file in the data folder.
+    database: str | None = None
+    # None: start a node in-process (configured by the file's [node] table).
+    node_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+
+    # Settlement.
+    slot_seconds: int = 900
+    settlement_delay_seconds: float = 60.0
+    pricing_strategy: PricingStrategyName = "weighted-mean"
+    import_price: float = 100.0
+    export_price: float = 20.0
+    grid_cut_percent: float = 10.0
+
+    # Background work (seconds between rounds).
+    follow_interval: float = 10.0
+    publish_interval: float = 2.0
+    payments_interval: float = 15.0
+    payout_interval: float = 10.0
+    lease_seconds: float = 30.0
+
+    # Channel following and validation of what is read.
+    hello_search_limit: int = 5
+    max_reading_kwh: float = 1000.0
+    max_price: float = 1e9
+    max_future_seconds: int = 3600
+
+    # Tangle and wallet.
+    min_weight_magnitude: int = 9
+    depth: int = 3
+    wallet_seed: str | None = None
+    wallet_security: int = 2
+    # Genesis balance of the wallet's first address on an in-process node with no genesis.
+    wallet_genesis_balance: int = 1_000_000_000
+    payout_batch_size: int = 10
+    reattach_seconds: float = 120.0
+
+    # Storage API.
+    storage_auth: StorageAuth = "token"
+    max_item_bytes: int = 65_536
+    max_page_size: int = 100
+    max_items_per_registration: int = 10_000
+
+    # Operations.
+    log_format: LogFormat = "json"
+    log_level: str = "INFO"
+    shutdown_timeout: float = 30.0
+    node_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check_type(self)
+        if not self.host:
+            raise ConfigError("host must not be empty")
+        if not 0 <= self.port <= 65_535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.node_url is not None and not re.fullmatch(r"https?://[^\s/]+/?", self.node_url):
+            raise ConfigError(f"node_url must look like http://host:port, got {self.node_url!r}")
+        if not 1 <= self.slot_seconds <= 86_400:
+            raise ConfigError("slot_seconds must be between 1 and 86400")
+        _non_negative("settlement_delay_seconds", self.settlement_delay_seconds)
+        for name in ("import_price", "export_price"):
+            value = getattr(self, name)
+            if not 0 <= value <= self.max_price:
+                raise ConfigError(f"{name} must be between 0 and max_price ({self.max_price})")
+        if self.export_price > self.import_price:
+            raise ConfigError("export_price (feed-in) must not exceed import_price (retail)")
+        if self.pricing_strategy == "supply-demand" and self.export_price <= 0:
+            raise ConfigError("the supply-demand strategy needs a positive export_price")
+        if not 0 <= self.grid_cut_percent <= 100:
+            raise ConfigError("grid_cut_percent must be between 0 and 100")
+        for name in (
+            "follow_interval",
+            "publish_interval",
+            "payments_interval",
+            "payout_interval",
+            "lease_seconds",
+            "reattach_seconds",
+            "shutdown_timeout",
+            "node_timeout",
+            "max_reading_kwh",
+            "max_price",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive")
+        _non_negative("max_future_seconds", self.max_future_seconds)
+        if not 1 <= self.hello_search_limit <= 100:
+            raise ConfigError("hello_search_limit must be between 1 and 100")
+        if not 1 <= self.min_weight_magnitude <= 81:
+            raise ConfigError("min_weight_magnitude must be between 1 and 81")
+        if not 1 <= self.depth <= 15:
+            raise ConfigError("depth must be between 1 and 15")
+        if self.wallet_seed is not None and not _SEED_PATTERN.fullmatch(self.wallet_seed):
+            raise ConfigError("wallet_seed must be 81 trytes (9 and A-Z)")
+        if self.wallet_security not in (1, 2, 3):
+            raise ConfigError("wallet_security must be 1, 2 or 3")
+        _non_negative("wallet_genesis_balance", self.wallet_genesis_balance)
+        if not 1 <= self.payout_batch_size <= 100:
+            raise ConfigError("payout_batch_size must be between 1 and 100")
+        if not 1 <= self.max_item_bytes <= 10_000_000:
+            raise ConfigError("max_item_bytes must be between 1 and 10000000")
+        if not 1 <= self.max_page_size <= 10_000:
+            raise ConfigError("max_page_size must be between 1 and 10000")
+        if self.max_items_per_registration < 1:
+            raise ConfigError("max_items_per_registration must be positive")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log_level {self.log_level!r} is not a logging level")
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the database (default: SQLite in the data folder)."""
+        if self.database is not None:
+            return self.database
+        return f"sqlite:///{self.data_dir / 'grid.sqlite3'}"
+
+    @property
+    def slot_ms(self) -> int:
+        return self.slot_seconds * 1000
+
+
+_FIELDS: Final = {item.name: item for item in fields(GridConfig)}
+_TYPES: Final[dict[str, Any]] = {
+    "host": str,
+    "port": int,
+    "database": (str, type(None)),
+    "node_url": (str, type(None)),
+    "data_dir": Path,
+    "wallet_seed": (str, type(None)),
+    "log_level": str,
+}
+
+
+_LITERALS: Final[dict[str, tuple[str, ...]]] = {
+    "pricing_strategy": get_args(PricingStrategyName),
+    "storage_auth": get_args(StorageAuth),
+    "log_format": get_args(LogFormat),
+}
+
+
+def _check_type(config: GridConfig) -> None:
+    for name in _FIELDS:
+        value = getattr(config, name)
+        if name in _LITERALS:
+            if value not in _LITERALS[name]:
+                options = ", ".join(_LITERALS[name])
+                raise ConfigError(f"{name} must be one of {options}, got {value!r}")
+            continue
+        if name in _TYPES:
+            expected = _TYPES[name]
+            allowed = expected if isinstance(expected, tuple) else (expected,)
+        elif name in _INT_FIELDS:
+            allowed = (int,)
+        else:
+            allowed = (float, int)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ConfigError(f"{name} has the wrong type: {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be finite")
+
+
+_INT_FIELDS: Final = frozenset(
+    {
+        "port",
+        "slot_seconds",
+        "hello_search_limit",
+        "max_future_seconds",
+        "min_weight_magnitude",
+        "depth",
+        "wallet_security",
+        "wallet_genesis_balance",
+        "payout_batch_size",
+        "max_item_bytes",
+        "max_page_size",
+        "max_items_per_registration",
+    }
+)
+
+
+def _non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+
+
+def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
+    """Convert a file or environment value to the setting's type."""
+    if name == "data_dir":
+        return Path(value) if isinstance(value, str) else value
+    if not from_text:
+        is_float_setting = name not in _INT_FIELDS and name not in _TYPES and name not in _LITERALS
+        if is_float_setting and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    text = str(value).strip()
+    if name in ("database", "node_url", "wallet_seed"):
+        return text or None
+    if name in _INT_FIELDS:
+        try:
+            return int(text)
+        except ValueError as err:
+            raise ConfigError(f"{name} must be an integer, got {text!r}") from err
+    if name in _TYPES or name in _LITERALS:
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from err
+
+
+def config_from_mapping(data: Mapping[str, Any], base: GridConfig | None = None) -> GridConfig:
+    """Apply the ``[grid]`` table of a configuration file on top of ``base``."""
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown grid setting(s): {', '.join(unknown)}")
+    changes = {name: _coerce(name, value, from_text=False) for name, value in data.items()}
+    return replace(base if base is not None else GridConfig(), **changes)
+
+
+def apply_environment(config: GridConfig, environ: Mapping[str, str] | None = None) -> GridConfig:
+    """Override settings from ``P2P_ENERGY_GRID_<NAME>`` variables."""
+    env = os.environ if environ is None else environ
+    changes: dict[str, Any] = {}
+    for name in _FIELDS:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            changes[name] = _coerce(name, env[key], from_text=True)
+    return replace(config, **changes) if changes else config
+
+
+def read_config_document(path: Path) -> Mapping[str, Any]:
+    """The parsed contents of a ``.toml`` or ``.json`` configuration file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {path}: {err.strerror}") from err
+    try:
+        data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"configuration file {path} is not valid: {err}") from err
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"configuration file {path} must hold a table/object")
+    return data
+
+
+def grid_section(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``[grid]`` table of a configuration document (empty when absent)."""
+    section = document.get("grid", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError("[grid] must be a table/object")
+    return section
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GridConfig:
+    """Defaults, then the file's ``[grid]`` table, then the environment, then ``overrides``."""
+    config = GridConfig()
+    if path is not None:
+        config = config_from_mapping(grid_section(read_config_document(path)), config)
+    config = apply_environment(config, environ)
+    if overrides:
+        config = config_from_mapping(
+            {name: value for name, value in overrides.items() if value is not None}, config
+        )
+    return config

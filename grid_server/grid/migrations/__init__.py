@@ -1,0 +1,1 @@
+"""Alembic migrations of the grid database, run programmatically (no alembic.ini)."""

@@ -1,0 +1,1 @@
+"""Settlement of time slots: pricing strategies, the pure engine and the database service."""

@@ -1,0 +1,237 @@
+"""The settlement of one slot as pure arithmetic on exact integers.
+
+Energy balance with the main grid: the local trade is ``min(produced, consumed)``;
+a deficit is imported at the retail price, a surplus exported at the feed-in price,
+so ``produced + imported = consumed + exported``.
+
+Money, all in whole IOTA (each total rounded half-even once):
+
+* ``local_value = local energy x consensus price``
+* ``consumer_charges = local_value + import_cost`` shared by the consumers in
+  proportion to their usage (everybody pays the same blended rate);
+* ``grid_cut = local_value x cut`` (the grid's share of what was traded locally);
+* ``producer_payouts = local_value - grid_cut + export_revenue`` shared by the
+  producers in proportion to their output,
+
+hence ``consumer_charges = producer_payouts + import_cost - export_revenue + grid_cut``
+exactly. Shares are allocated by the largest-remainder method so they add up to
+the totals to the last IOTA; ties go to the smaller registration id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from ..units import PPM, energy_value, round_iota
+from .pricing import Offer, PricingStrategy, Tariff
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class SettlementError(RuntimeError):
+    """A settlement could not be computed or broke one of its invariants."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSupply:
+    """A producer's output in the settlement (adjustments included) and its terms."""
+
+    registration_id: str
+    energy_mwh: int
+    price_micro: int | None
+    destination: str | None
+    adjustment_mwh: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerDemand:
+    """A consumer's usage in the settlement (adjustments included)."""
+
+    registration_id: str
+    energy_mwh: int
+    adjustment_mwh: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BillLine:
+    registration_id: str
+    energy_mwh: int
+    adjustment_mwh: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutLine:
+    registration_id: str
+    energy_mwh: int
+    adjustment_mwh: int
+    amount: int
+    destination: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementOutcome:
+    consensus_price_micro: int | None
+    produced_mwh: int
+    consumed_mwh: int
+    local_mwh: int
+    imported_mwh: int
+    exported_mwh: int
+    local_value: int
+    import_cost: int
+    export_revenue: int
+    grid_cut: int
+    consumer_charges: int
+    producer_payouts: int
+    bills: tuple[BillLine, ...]
+    payouts: tuple[PayoutLine, ...]
+
+    def invariant_report(self) -> dict[str, Any]:
+        """The invariants as figures and verdicts (recorded with every settlement)."""
+        return invariant_report(
+            produced_mwh=self.produced_mwh,
+            consumed_mwh=self.consumed_mwh,
+            imported_mwh=self.imported_mwh,
+            exported_mwh=self.exported_mwh,
+            consumer_charges=self.consumer_charges,
+            producer_payouts=self.producer_payouts,
+            import_cost=self.import_cost,
+            export_revenue=self.export_revenue,
+            grid_cut=self.grid_cut,
+            bills_total=sum(line.amount for line in self.bills),
+            payouts_total=sum(line.amount for line in self.payouts),
+            usage_total=sum(line.energy_mwh for line in self.bills),
+            output_total=sum(line.energy_mwh for line in self.payouts),
+        )
+
+
+def invariant_report(
+    *,
+    produced_mwh: int,
+    consumed_mwh: int,
+    imported_mwh: int,
+    exported_mwh: int,
+    consumer_charges: int,
+    producer_payouts: int,
+    import_cost: int,
+    export_revenue: int,
+    grid_cut: int,
+    bills_total: int,
+    payouts_total: int,
+    usage_total: int,
+    output_total: int,
+) -> dict[str, Any]:
+    """Check energy in = energy out and charges = payouts + import - export + cut.
+
+    The totals of the individual bills and payouts (and their energies) must match
+    the settlement's figures too; callers pass them as stored in the database.
+    """
+    energy_in = produced_mwh + imported_mwh
+    energy_out = consumed_mwh + exported_mwh
+    money_out = producer_payouts + import_cost - export_revenue + grid_cut
+    energy_balanced = (
+        energy_in == energy_out and usage_total == consumed_mwh and output_total == produced_mwh
+    )
+    money_balanced = (
+        consumer_charges == money_out
+        and bills_total == consumer_charges
+        and payouts_total == producer_payouts
+        and min(consumer_charges, producer_payouts, import_cost, export_revenue, grid_cut) >= 0
+    )
+    return {
+        "energyInMwh": energy_in,
+        "energyOutMwh": energy_out,
+        "usageTotalMwh": usage_total,
+        "outputTotalMwh": output_total,
+        "energyBalanced": energy_balanced,
+        "consumerCharges": consumer_charges,
+        "payoutsPlusImportMinusExportPlusCut": money_out,
+        "billsTotal": bills_total,
+        "payoutsTotal": payouts_total,
+        "moneyBalanced": money_balanced,
+    }
+
+
+def allocate(total: int, weights: Sequence[int], keys: Sequence[str]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` exactly (largest remainder)."""
+    weight = sum(weights)
+    if weight == 0:
+        if total:
+            raise SettlementError(f"cannot share {total} IOTA among zero weights")
+        return [0] * len(weights)
+    shares = [total * w // weight for w in weights]
+    left = total - sum(shares)
+    if left:
+        remainders = [total * w % weight for w in weights]
+        order = sorted(range(len(weights)), key=lambda i: (-remainders[i], keys[i]))
+        for index in order[:left]:
+            shares[index] += 1
+    return shares
+
+
+def settle(
+    producers: Sequence[ProducerSupply],
+    consumers: Sequence[ConsumerDemand],
+    strategy: PricingStrategy,
+    tariff: Tariff,
+) -> SettlementOutcome:
+    """Compute one settlement; raises SettlementError on inconsistent input."""
+    for entity_id, energy in [
+        *((p.registration_id, p.energy_mwh) for p in producers),
+        *((c.registration_id, c.energy_mwh) for c in consumers),
+    ]:
+        if energy < 0:
+            raise SettlementError(f"{entity_id} has negative energy")
+    produced = sum(p.energy_mwh for p in producers)
+    consumed = sum(c.energy_mwh for c in consumers)
+    local = min(produced, consumed)
+    imported = consumed - local
+    exported = produced - local
+    offers = [Offer(p.registration_id, p.energy_mwh, p.price_micro) for p in producers]
+    price = strategy(offers, consumed, tariff)
+    if price is None and local > 0:
+        raise SettlementError("energy was traded locally but no producer named a price")
+    if price is not None and price < 0:
+        raise SettlementError(f"the pricing strategy returned a negative price {price}")
+    local_value = round_iota(energy_value(local, price or 0))
+    import_cost = round_iota(energy_value(imported, tariff.import_price_micro))
+    export_revenue = round_iota(energy_value(exported, tariff.export_price_micro))
+    grid_cut = round_iota(Fraction(local_value * tariff.grid_cut_ppm, PPM))
+    charges = local_value + import_cost
+    payouts_total = local_value - grid_cut + export_revenue
+
+    bill_amounts = allocate(
+        charges, [c.energy_mwh for c in consumers], [c.registration_id for c in consumers]
+    )
+    payout_amounts = allocate(
+        payouts_total, [p.energy_mwh for p in producers], [p.registration_id for p in producers]
+    )
+    outcome = SettlementOutcome(
+        consensus_price_micro=price,
+        produced_mwh=produced,
+        consumed_mwh=consumed,
+        local_mwh=local,
+        imported_mwh=imported,
+        exported_mwh=exported,
+        local_value=local_value,
+        import_cost=import_cost,
+        export_revenue=export_revenue,
+        grid_cut=grid_cut,
+        consumer_charges=charges,
+        producer_payouts=payouts_total,
+        bills=tuple(
+            BillLine(c.registration_id, c.energy_mwh, c.adjustment_mwh, amount)
+            for c, amount in zip(consumers, bill_amounts, strict=True)
+        ),
+        payouts=tuple(
+            PayoutLine(p.registration_id, p.energy_mwh, p.adjustment_mwh, amount, p.destination)
+            for p, amount in zip(producers, payout_amounts, strict=True)
+        ),
+    )
+    report = outcome.invariant_report()
+    if not (report["energyBalanced"] and report["moneyBalanced"]):
+        raise SettlementError(f"settlement breaks its invariants: {report}")
+    return outcome

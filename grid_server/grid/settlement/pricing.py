@@ -1,0 +1,134 @@
+"""Consensus price strategies among the producers of one settlement.
+
+Every strategy gets the producers' offers (energy delivered and asking price) and
+the consumers' demand, and returns one price in micro-IOTA per kWh, or ``None``
+when no producer delivered energy (then nothing is traded locally). Only offers
+with energy and a price take part.
+
+* ``mean``: the plain average of the asking prices.
+* ``weighted-mean`` (default, as the blueprint suggests): asking prices weighted
+  by the energy each producer delivered.
+* ``merit-order``: uniform-price clearing. Offers are taken cheapest first until
+  they cover the demand; the ask of the last (marginal) offer taken is everybody's
+  price, capped at the retail import price (consumers would import instead). With
+  no demand the cheapest ask stands; when supply falls short every offer is taken.
+* ``supply-demand``: supply-demand ratio pricing (Liu et al., 2017). With
+  ``SDR = supply / demand``: for ``SDR < 1`` the price is
+  ``import * export / ((import - export) * SDR + export)``, falling from the retail
+  import price (no supply) to the feed-in export price (supply meets demand); for
+  ``SDR >= 1`` it is the export price. Asking prices are not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ..config import PricingStrategyName
+
+
+class PricingError(ValueError):
+    """A strategy was asked for that does not exist or got inconsistent input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What one producer delivered in a settlement and asks for it."""
+
+    registration_id: str
+    energy_mwh: int
+    price_micro: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """The main grid's prices and the grid's cut."""
+
+    import_price_micro: int
+    """Retail price of energy imported from the main grid (micro-IOTA per kWh)."""
+    export_price_micro: int
+    """Feed-in price of surplus exported to the main grid (micro-IOTA per kWh)."""
+    grid_cut_ppm: int
+    """The grid's share of the value traded locally, in parts per million."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.export_price_micro <= self.import_price_micro:
+            raise PricingError("the tariff needs 0 <= export price <= import price")
+        if not 0 <= self.grid_cut_ppm <= 1_000_000:
+            raise PricingError("the grid cut must be between 0 and 1,000,000 ppm")
+
+
+PricingStrategy = Callable[[Sequence[Offer], int, Tariff], int | None]
+
+
+def _priced(offers: Sequence[Offer]) -> list[tuple[Offer, int]]:
+    return [
+        (offer, offer.price_micro)
+        for offer in offers
+        if offer.energy_mwh > 0 and offer.price_micro is not None
+    ]
+
+
+def mean_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+    """The plain average of the asking prices."""
+    priced = _priced(offers)
+    if not priced:
+        return None
+    return round(Fraction(sum(price for _, price in priced), len(priced)))
+
+
+def weighted_mean_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+    """The asking prices weighted by the energy each producer delivered."""
+    priced = _priced(offers)
+    if not priced:
+        return None
+    weight = sum(offer.energy_mwh for offer, _ in priced)
+    return round(Fraction(sum(offer.energy_mwh * price for offer, price in priced), weight))
+
+
+def merit_order_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+    """Uniform-price clearing: the marginal ask that covers the demand."""
+    priced = sorted(_priced(offers), key=lambda item: (item[1], item[0].registration_id))
+    if not priced:
+        return None
+    marginal = priced[-1][1]
+    covered = 0
+    for offer, price in priced:
+        covered += offer.energy_mwh
+        if covered >= demand_mwh:
+            marginal = price
+            break
+    return min(marginal, tariff.import_price_micro)
+
+
+def supply_demand_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+    """Supply-demand ratio pricing between the export and import prices."""
+    supply = sum(offer.energy_mwh for offer in offers if offer.energy_mwh > 0)
+    if supply == 0:
+        return None
+    buy, sell = tariff.import_price_micro, tariff.export_price_micro
+    if demand_mwh <= 0 or supply >= demand_mwh:
+        return sell
+    if sell == 0:
+        raise PricingError("supply-demand pricing needs a positive export price")
+    ratio = Fraction(supply, demand_mwh)
+    return round(Fraction(buy * sell) / ((buy - sell) * ratio + sell))
+
+
+STRATEGIES: Final[dict[PricingStrategyName, PricingStrategy]] = {
+    "mean": mean_price,
+    "weighted-mean": weighted_mean_price,
+    "merit-order": merit_order_price,
+    "supply-demand": supply_demand_price,
+}
+
+
+def strategy_by_name(name: str) -> PricingStrategy:
+    """The strategy called ``name`` (see the module documentation)."""
+    for known, strategy in STRATEGIES.items():
+        if known == name:
+            return strategy
+    raise PricingError(f"unknown pricing strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
