@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from p2p_energy_protocol import signing
+from p2p_energy_protocol.address import add_checksum, is_valid_checksum
 from p2p_energy_protocol.kerl import kerl_hash
+from p2p_energy_protocol.transaction import Transaction
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trits_to_trytes, trytes_to_trits
 
 from tests.interop.node_oracle import node_available, run_node
@@ -183,3 +185,54 @@ def test_curl27_signatures_match_mam_js_both_ways() -> None:
         ours.append((trits_to_trytes(signature), trits_to_trytes(digest)))
     results = oracle(calls)
     assert [(results[i], results[i + 1]) for i in range(0, len(results), 2)] == ours
+
+
+# -- checksums and transactions (@iota/checksum, @iota/transaction-converter) ----------
+
+
+def test_address_checksums_match_iota_checksum() -> None:
+    rng = random.Random(30)
+    addresses = [random_trytes(rng, 81) for _ in range(10)]
+    with_checksums = oracle([{"op": "add_checksum", "address": a} for a in addresses])
+    assert [add_checksum(a) for a in addresses] == with_checksums
+    broken = [a[:-1] + ("9" if a[-1] != "9" else "A") for a in with_checksums]
+    verdicts = oracle([{"op": "is_valid_checksum", "address": a} for a in with_checksums + broken])
+    assert verdicts == [is_valid_checksum(a) for a in with_checksums + broken]
+    assert verdicts == [True] * 10 + [False] * 10
+
+
+def test_transactions_convert_like_iota_transaction_converter() -> None:
+    rng = random.Random(31)
+    transactions = []
+    for _ in range(8):
+        last_index = rng.randrange(0, 4)
+        transactions.append(
+            Transaction(
+                signature_message_fragment=random_trytes(rng, 2187),
+                address=random_trytes(rng, 81),
+                value=rng.randrange(-(10**12), 10**12),
+                obsolete_tag=random_trytes(rng, 27),
+                timestamp=rng.randrange(0, 2**31),
+                current_index=rng.randrange(0, last_index + 1),
+                last_index=last_index,
+                bundle=random_trytes(rng, 81),
+                trunk_transaction=random_trytes(rng, 81),
+                branch_transaction=random_trytes(rng, 81),
+                tag=random_trytes(rng, 27),
+                attachment_timestamp=rng.randrange(0, 2**40),
+                attachment_timestamp_upper_bound=(3**27 - 1) // 2,
+                nonce=random_trytes(rng, 27),
+            )
+        )
+    objects = oracle([{"op": "transaction_object", "trytes": t.to_trytes()} for t in transactions])
+    for transaction, theirs in zip(transactions, objects, strict=True):
+        assert theirs["hash"] == transaction.hash
+        assert theirs["address"] == transaction.address
+        assert theirs["value"] == transaction.value
+        assert theirs["obsoleteTag"] == transaction.obsolete_tag
+        assert theirs["currentIndex"] == transaction.current_index
+        assert theirs["lastIndex"] == transaction.last_index
+        assert theirs["attachmentTimestamp"] == transaction.attachment_timestamp
+        assert theirs["nonce"] == transaction.nonce
+    rebuilt = oracle([{"op": "transaction_trytes", "transaction": o} for o in objects])
+    assert rebuilt == [t.to_trytes() for t in transactions]

@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 import pytest
 from p2p_energy_protocol import signing
+from p2p_energy_protocol.address import add_checksum, is_valid_checksum, validate_address
 from p2p_energy_protocol.kerl import Kerl, kerl_hash
+from p2p_energy_protocol.transaction import Transaction, transactions_hashes
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trits_to_trytes, trytes_to_trits
 
 with warnings.catch_warnings():
@@ -27,6 +29,7 @@ with warnings.catch_warnings():
         validate_signature_fragments,
     )
     from iota.crypto.types import Seed
+    from iota.transaction.types import BundleHash, Fragment, Nonce, TransactionHash
     from iota.trits import add_trits, trits_from_int
 
 pytestmark = pytest.mark.interop
@@ -136,3 +139,73 @@ def test_signatures_match_pyota_both_ways(case: int) -> None:
     # ... and we accept pyota's, but not for another hash
     assert signing.validate_signature(address, expected, bundle_hash)
     assert not signing.validate_signature(address, expected, random_trytes(rng, 81))
+
+
+# -- address checksums ----------------------------------------------------------------
+
+
+def test_address_checksums_match_pyota() -> None:
+    rng = random.Random(6000)
+    for _ in range(15):
+        address = random_trytes(rng, 81)
+        expected = str(iota.Address(address).with_valid_checksum())
+        assert add_checksum(address) == expected
+        assert is_valid_checksum(expected)
+        assert iota.Address(expected).is_checksum_valid()
+        assert validate_address(expected) == address
+        broken = expected[:-1] + ("9" if expected[-1] != "9" else "A")
+        assert iota.Address(broken).is_checksum_valid() == is_valid_checksum(broken)
+
+
+# -- transactions ------------------------------------------------------------------
+
+
+def pyota_transaction(rng: random.Random) -> iota.Transaction:
+    last_index = rng.randrange(0, 6)
+    return iota.Transaction(
+        hash_=None,
+        signature_message_fragment=Fragment(random_trytes(rng, 2187)),
+        address=iota.Address(random_trytes(rng, 81)),
+        value=rng.randrange(-(10**15), 10**15),
+        timestamp=rng.randrange(0, 2**32),
+        current_index=rng.randrange(0, last_index + 1),
+        last_index=last_index,
+        bundle_hash=BundleHash(random_trytes(rng, 81)),
+        trunk_transaction_hash=TransactionHash(random_trytes(rng, 81)),
+        branch_transaction_hash=TransactionHash(random_trytes(rng, 81)),
+        tag=iota.Tag(random_trytes(rng, 27)),
+        attachment_timestamp=rng.randrange(0, 2**40),
+        attachment_timestamp_lower_bound=0,
+        attachment_timestamp_upper_bound=(3**27 - 1) // 2,
+        nonce=Nonce(random_trytes(rng, 27)),
+        legacy_tag=iota.Tag(random_trytes(rng, 27)),
+    )
+
+
+def test_transactions_round_trip_and_hash_like_pyota() -> None:
+    rng = random.Random(7000)
+    made = [pyota_transaction(rng) for _ in range(15)]
+    trytes = [str(transaction.as_tryte_string()) for transaction in made]
+    ours = [Transaction.from_trytes(t) for t in trytes]
+    for theirs, mine, raw in zip(made, ours, trytes, strict=True):
+        assert mine.to_trytes() == raw
+        assert mine.address == str(theirs.address)
+        assert mine.value == theirs.value
+        assert mine.obsolete_tag == str(theirs.legacy_tag)
+        assert mine.tag == str(theirs.tag)
+        assert (mine.timestamp, mine.current_index, mine.last_index) == (
+            theirs.timestamp,
+            theirs.current_index,
+            theirs.last_index,
+        )
+        assert mine.attachment_timestamp == theirs.attachment_timestamp
+        assert mine.bundle == str(theirs.bundle_hash)
+        assert mine.trunk_transaction == str(theirs.trunk_transaction_hash)
+        assert mine.branch_transaction == str(theirs.branch_transaction_hash)
+        assert mine.nonce == str(theirs.nonce)
+        assert mine.essence_trits().tolist() == (
+            theirs.get_signature_validation_trytes().as_trits()
+        )
+    expected_hashes = [str(iota.Transaction.from_tryte_string(t).hash) for t in trytes]
+    assert transactions_hashes(trytes) == expected_hashes
+    assert [t.hash for t in ours] == expected_hashes

@@ -1,0 +1,240 @@
+"""IOTA legacy transactions: 2,673 trytes with a fixed field layout.
+
+Field (trytes): signatureMessageFragment 2187, address 81, value 27 (only the
+first 33 trits may be non-zero), obsoleteTag 27, timestamp 9, currentIndex 9,
+lastIndex 9, bundle 81, trunkTransaction 81, branchTransaction 81, tag 27,
+attachmentTimestamp 9, its lower and upper bounds 9 each, nonce 27. The hash is
+Curl-P-81 over all 8,019 trits; the bundle essence is address..lastIndex.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Final
+
+from .curl import LaneTrits, curl_hash, curl_hash_many
+from .errors import InvalidTransactionError, InvalidTrytesError
+from .trinary import (
+    Trits,
+    int_to_trytes,
+    trits_to_trytes,
+    trytes_to_int,
+    trytes_to_trits,
+    validate_trytes,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+TRANSACTION_LENGTH: Final = 2673
+TRANSACTION_TRITS: Final = 3 * TRANSACTION_LENGTH
+FRAGMENT_LENGTH: Final = 2187
+HASH_LENGTH: Final = 81
+TAG_LENGTH: Final = 27
+NONCE_LENGTH: Final = 27
+VALUE_LENGTH: Final = 27
+VALUE_USABLE_TRITS: Final = 33
+INT_FIELD_LENGTH: Final = 9  # timestamps and indexes
+ESSENCE_TRITS: Final = 486
+NULL_HASH: Final = "9" * HASH_LENGTH
+NULL_TAG: Final = "9" * TAG_LENGTH
+NULL_FRAGMENT: Final = "9" * FRAGMENT_LENGTH
+
+MAX_VALUE: Final = (3**VALUE_USABLE_TRITS - 1) // 2  # 2,779,530,283,277,761: the whole supply
+MAX_INT_FIELD: Final = (3 ** (3 * INT_FIELD_LENGTH) - 1) // 2
+
+_CURL_ROUNDS: Final = 81
+
+# (name, start, length) of every field in the transaction trytes.
+_LAYOUT: Final = (
+    ("signature_message_fragment", 0, FRAGMENT_LENGTH),
+    ("address", 2187, HASH_LENGTH),
+    ("value", 2268, VALUE_LENGTH),
+    ("obsolete_tag", 2295, TAG_LENGTH),
+    ("timestamp", 2322, INT_FIELD_LENGTH),
+    ("current_index", 2331, INT_FIELD_LENGTH),
+    ("last_index", 2340, INT_FIELD_LENGTH),
+    ("bundle", 2349, HASH_LENGTH),
+    ("trunk_transaction", 2430, HASH_LENGTH),
+    ("branch_transaction", 2511, HASH_LENGTH),
+    ("tag", 2592, TAG_LENGTH),
+    ("attachment_timestamp", 2619, INT_FIELD_LENGTH),
+    ("attachment_timestamp_lower_bound", 2628, INT_FIELD_LENGTH),
+    ("attachment_timestamp_upper_bound", 2637, INT_FIELD_LENGTH),
+    ("nonce", 2646, NONCE_LENGTH),
+)
+_SLICES: Final = {name: slice(start, start + length) for name, start, length in _LAYOUT}
+_ESSENCE_START: Final = 2187
+_ESSENCE_END: Final = 2349
+_INT_FIELDS: Final = frozenset(
+    {
+        "value",
+        "timestamp",
+        "current_index",
+        "last_index",
+        "attachment_timestamp",
+        "attachment_timestamp_lower_bound",
+        "attachment_timestamp_upper_bound",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Transaction:
+    """One transaction; every field is checked on construction."""
+
+    signature_message_fragment: str
+    address: str
+    value: int
+    obsolete_tag: str
+    timestamp: int
+    current_index: int
+    last_index: int
+    bundle: str
+    trunk_transaction: str = NULL_HASH
+    branch_transaction: str = NULL_HASH
+    tag: str = NULL_TAG
+    attachment_timestamp: int = 0
+    attachment_timestamp_lower_bound: int = 0
+    attachment_timestamp_upper_bound: int = 0
+    nonce: str = "9" * NONCE_LENGTH
+    _hash: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, _, length in _LAYOUT:
+            value = getattr(self, name)
+            if name in _INT_FIELDS:
+                _check_int(name, value)
+            else:
+                _check_trytes(name, value, length)
+        if abs(self.value) > MAX_VALUE:
+            raise InvalidTransactionError(
+                f"value {self.value} exceeds the total supply of {MAX_VALUE}"
+            )
+        if self.current_index > self.last_index:
+            raise InvalidTransactionError(
+                f"current_index {self.current_index} is above last_index {self.last_index}"
+            )
+
+    @classmethod
+    def from_trytes(cls, trytes: str) -> Transaction:
+        """Parse 2,673 trytes; raises :class:`InvalidTransactionError` on any malformed field."""
+        if not isinstance(trytes, str):
+            raise InvalidTransactionError(
+                f"transaction trytes must be a string, got {type(trytes).__name__}"
+            )
+        if len(trytes) != TRANSACTION_LENGTH:
+            raise InvalidTransactionError(
+                f"a transaction is {TRANSACTION_LENGTH} trytes long, got {len(trytes)}"
+            )
+        try:
+            validate_trytes(trytes, name="transaction")
+        except InvalidTrytesError as err:
+            raise InvalidTransactionError(str(err)) from err
+        if trytes_to_trits(trytes[_SLICES["value"]])[VALUE_USABLE_TRITS:].any():
+            raise InvalidTransactionError(
+                f"the value field may only use its first {VALUE_USABLE_TRITS} trits"
+            )
+
+        def number(name: str) -> int:
+            return trytes_to_int(trytes[_SLICES[name]])
+
+        return cls(
+            signature_message_fragment=trytes[_SLICES["signature_message_fragment"]],
+            address=trytes[_SLICES["address"]],
+            value=number("value"),
+            obsolete_tag=trytes[_SLICES["obsolete_tag"]],
+            timestamp=number("timestamp"),
+            current_index=number("current_index"),
+            last_index=number("last_index"),
+            bundle=trytes[_SLICES["bundle"]],
+            trunk_transaction=trytes[_SLICES["trunk_transaction"]],
+            branch_transaction=trytes[_SLICES["branch_transaction"]],
+            tag=trytes[_SLICES["tag"]],
+            attachment_timestamp=number("attachment_timestamp"),
+            attachment_timestamp_lower_bound=number("attachment_timestamp_lower_bound"),
+            attachment_timestamp_upper_bound=number("attachment_timestamp_upper_bound"),
+            nonce=trytes[_SLICES["nonce"]],
+        )
+
+    def to_trytes(self) -> str:
+        parts: list[str] = []
+        for name, _, length in _LAYOUT:
+            value = getattr(self, name)
+            parts.append(int_to_trytes(value, length) if name in _INT_FIELDS else value)
+        return "".join(parts)
+
+    def to_trits(self) -> Trits:
+        return trytes_to_trits(self.to_trytes())
+
+    @property
+    def hash(self) -> str:
+        """The transaction hash: Curl-P-81 of its 8,019 trits (computed once)."""
+        cached = self._hash
+        if cached is None:
+            cached = trits_to_trytes(curl_hash(self.to_trits()))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def essence_trits(self) -> Trits:
+        """The 486 trits the bundle hash covers: address, value, obsolete tag,
+        timestamp, current and last index."""
+        return trytes_to_trits(self.to_trytes()[_ESSENCE_START:_ESSENCE_END])
+
+    @property
+    def is_tail(self) -> bool:
+        return self.current_index == 0
+
+    def replace(self, **changes: Any) -> Transaction:
+        """A copy with some fields changed (checked like any new transaction)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTransactionError(f"{name} must be an int, got {type(value).__name__}")
+    if name != "value" and not 0 <= value <= MAX_INT_FIELD:
+        raise InvalidTransactionError(f"{name} must lie in 0..{MAX_INT_FIELD}, got {value}")
+
+
+def _check_trytes(name: str, value: object, length: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidTransactionError(f"{name} must be a string, got {type(value).__name__}")
+    try:
+        validate_trytes(value, length, name)
+    except InvalidTrytesError as err:
+        raise InvalidTransactionError(str(err)) from err
+
+
+def _trytes_matrix(trytes_list: Sequence[str]) -> LaneTrits:
+    """All transactions' trits as one ``(n, 8019)`` matrix, each checked for length and alphabet."""
+    for position, trytes in enumerate(trytes_list):
+        if not isinstance(trytes, str) or len(trytes) != TRANSACTION_LENGTH:
+            raise InvalidTransactionError(
+                f"transaction {position} is not a string of {TRANSACTION_LENGTH} trytes"
+            )
+        try:
+            validate_trytes(trytes, name=f"transaction {position}")
+        except InvalidTrytesError as err:
+            raise InvalidTransactionError(str(err)) from err
+    return trytes_to_trits("".join(trytes_list)).reshape(len(trytes_list), TRANSACTION_TRITS)
+
+
+def transactions_hashes(trytes_list: Sequence[str]) -> list[str]:
+    """The hashes of many transactions, computed together as Curl-P-81 lanes."""
+    if isinstance(trytes_list, str):
+        raise InvalidTransactionError("expected a sequence of transaction trytes, got one string")
+    if not trytes_list:
+        return []
+    hashes = curl_hash_many(_trytes_matrix(trytes_list), _CURL_ROUNDS)
+    joined = trits_to_trytes(hashes.reshape(-1))
+    return [joined[i : i + HASH_LENGTH] for i in range(0, len(joined), HASH_LENGTH)]
+
+
+def transactions_from_trytes(trytes_list: Sequence[str]) -> list[Transaction]:
+    """Parse many transactions, hashing them all at once as lanes."""
+    hashes = transactions_hashes(trytes_list)
+    transactions = [Transaction.from_trytes(trytes) for trytes in trytes_list]
+    for transaction, transaction_hash in zip(transactions, hashes, strict=True):
+        object.__setattr__(transaction, "_hash", transaction_hash)
+    return transactions
