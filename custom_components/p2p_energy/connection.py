@@ -1,0 +1,160 @@
+"""The network side of a grid connection: the grid's APIs and its Tangle node.
+
+:class:`GridConnection` is the one place where the integration talks to the
+network, through the protocol library's clients on Home Assistant's shared
+aiohttp session. Everything above it (participants, coordinator, services)
+only sees these few typed calls and the protocol library's exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
+from .protocol.client import IriClient, NodeInfo, Transfer
+from .protocol.errors import GridApiError, NodeError
+from .protocol.grid_client import GridClient, ProducerClient
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aiohttp import ClientSession
+    from homeassistant.core import HomeAssistant
+
+    from .protocol.mam import MamMessage
+
+
+class ConnectionTestError(Exception):
+    """The grid connection could not be verified."""
+
+
+class GridUnreachableError(ConnectionTestError):
+    """The grid's API did not answer as a grid."""
+
+
+class NodeUnreachableError(ConnectionTestError):
+    """The grid's node did not answer the IRI API."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMessage:
+    """One message read from a channel: its position and its message trytes."""
+
+    root: str
+    next_root: str
+    trytes: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What the grid answered to a registration (a consumer's return channel)."""
+
+    root: str | None
+    side_key: str | None
+
+
+class GridConnection:
+    """Typed access to one grid and its node, sharing Home Assistant's session."""
+
+    def __init__(
+        self, session: ClientSession, grid_url: str, node_url: str, min_weight_magnitude: int
+    ) -> None:
+        """Create the clients; nothing is contacted yet."""
+        self._session = session
+        self.grid_url = grid_url
+        self.node_url = node_url
+        self.min_weight_magnitude = min_weight_magnitude
+        self.iri = IriClient(session, node_url)
+        self.grid = GridClient(session, grid_url)
+
+    async def node_info(self) -> NodeInfo:
+        """The node's getNodeInfo answer; raises NodeError when unreachable."""
+        return await self.iri.get_node_info()
+
+    async def grid_health(self) -> None:
+        """Check the grid answers; raises GridApiError when it does not."""
+        await self.grid.health()
+
+    async def publish(self, message: MamMessage) -> None:
+        """Attach a MAM message through the node (remote proof of work)."""
+        await self.iri.publish_mam(
+            message, tag=MAM_TAG, min_weight_magnitude=self.min_weight_magnitude
+        )
+
+    async def read_channel(
+        self, root: str, side_key: str, limit: int | None = None
+    ) -> list[ReadMessage]:
+        """Messages of a restricted channel from ``root`` on, in channel order."""
+        messages = await self.iri.fetch_mam(root, MAM_MODE, side_key, limit=limit)
+        return [
+            ReadMessage(message_root, parsed.next_root, parsed.message)
+            for message_root, parsed in messages
+        ]
+
+    async def register(
+        self, registration_id: str, item_name: str, item_type: str, root: str, side_key: str
+    ) -> Registration:
+        """Register (or re-register) a producer or consumer channel with the grid."""
+        answer = await self.grid.register(
+            registration_id, item_name=item_name, item_type=item_type, root=root, side_key=side_key
+        )
+        return Registration(answer.root, answer.side_key)
+
+    async def deregister(self, registration_id: str, side_key: str) -> None:
+        """Remove a registration from the grid."""
+        await self.grid.deregister(registration_id, side_key)
+
+    async def register_source(
+        self,
+        producer_url: str,
+        registration_id: str,
+        item_name: str,
+        root: str,
+        side_key: str,
+    ) -> None:
+        """Register a source with a producer's registration API."""
+        await ProducerClient(self._session, producer_url).register(
+            registration_id, item_name=item_name, item_type="source", root=root, side_key=side_key
+        )
+
+    async def deregister_source(
+        self, producer_url: str, registration_id: str, side_key: str
+    ) -> None:
+        """Remove a source's registration from a producer."""
+        await ProducerClient(self._session, producer_url).deregister(registration_id, side_key)
+
+    async def balances(self, addresses: Sequence[str]) -> list[int]:
+        """Confirmed balances of ``addresses``."""
+        return (await self.iri.get_balances(list(addresses))).balances
+
+    async def send_transfer(
+        self, seed: str, address: str, value: int, remainder_address: str
+    ) -> str:
+        """Pay ``value`` IOTA from ``seed``'s wallet to ``address``; return the bundle hash.
+
+        Any surplus of the inputs goes to ``remainder_address``.
+        """
+        transactions = await self.iri.send_transfer(
+            seed,
+            [Transfer(address=address, value=value, tag=MAM_TAG)],
+            security=WALLET_SECURITY,
+            remainder_address=remainder_address,
+            min_weight_magnitude=self.min_weight_magnitude,
+        )
+        return transactions[0].bundle
+
+
+async def async_test_connection(hass: HomeAssistant, grid_url: str, node_url: str) -> None:
+    """Check that ``grid_url`` is a grid and ``node_url`` its node."""
+    connection = GridConnection(async_get_clientsession(hass), grid_url, node_url, 9)
+    try:
+        await connection.grid_health()
+    except GridApiError as err:
+        raise GridUnreachableError(str(err)) from err
+    try:
+        await connection.node_info()
+    except NodeError as err:
+        raise NodeUnreachableError(str(err)) from err

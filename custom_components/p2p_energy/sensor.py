@@ -1,0 +1,277 @@
+"""Sensors of sources, producers, consumers and the grid connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import EntityCategory, UnitOfEnergy
+
+from .const import (
+    PRODUCER_API_BASE,
+    SUBENTRY_CONSUMER,
+    SUBENTRY_PRODUCER,
+    SUBENTRY_SOURCE,
+    UNIT_IOTA,
+    UNIT_IOTA_PER_KWH,
+)
+from .entity import P2PEnergyEntity, grid_device_info, participant_device_info
+from .participants import Consumer, Participant, Producer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+    from homeassistant.helpers.typing import StateType
+
+    from .coordinator import GridStatus, P2PEnergyConfigEntry, P2PEnergyCoordinator
+
+# Entities only change when the coordinator or a participant says so.
+PARALLEL_UPDATES = 0
+
+ALL_KINDS = frozenset({SUBENTRY_SOURCE, SUBENTRY_PRODUCER, SUBENTRY_CONSUMER})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticipantSensorDescription(SensorEntityDescription):
+    """A sensor of a source, producer or consumer."""
+
+    kinds: frozenset[str]
+    value_fn: Callable[[Participant], StateType | datetime]
+    needs_network: bool = False
+    """Unavailable while the grid or node cannot be reached (the value comes from them)."""
+
+
+def _owed(participant: Participant) -> int | None:
+    assert isinstance(participant, Consumer)
+    request = participant.state.payment_request
+    return request.owed if request else None
+
+
+def _wallet_balance(participant: Participant) -> int | None:
+    assert isinstance(participant, Consumer)
+    return participant.wallet_balance
+
+
+def _payments_received(participant: Participant) -> int | None:
+    assert isinstance(participant, Producer)
+    return participant.payments_received
+
+
+def _registered_sources(participant: Participant) -> int:
+    assert isinstance(participant, Producer)
+    return participant.registered_sources
+
+
+def _wallet_address(participant: Participant) -> str | None:
+    if isinstance(participant, Producer):
+        return participant.payment_address
+    assert isinstance(participant, Consumer)
+    return participant.wallet_address
+
+
+def _registration_api(participant: Participant) -> str:
+    assert isinstance(participant, Producer)
+    return PRODUCER_API_BASE.format(token=participant.api_token)
+
+
+PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
+    ParticipantSensorDescription(
+        key="energy_published",
+        translation_key="energy_published",
+        kinds=ALL_KINDS,
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda participant: participant.state.energy_published_kwh,
+    ),
+    ParticipantSensorDescription(
+        key="amount_owed",
+        translation_key="amount_owed",
+        kinds=frozenset({SUBENTRY_CONSUMER}),
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement=UNIT_IOTA,
+        suggested_display_precision=0,
+        value_fn=_owed,
+        needs_network=True,
+    ),
+    ParticipantSensorDescription(
+        key="amount_paid",
+        translation_key="amount_paid",
+        kinds=frozenset({SUBENTRY_CONSUMER}),
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement=UNIT_IOTA,
+        suggested_display_precision=0,
+        value_fn=lambda participant: participant.state.paid_total,
+    ),
+    ParticipantSensorDescription(
+        key="wallet_balance",
+        translation_key="wallet_balance",
+        kinds=frozenset({SUBENTRY_CONSUMER}),
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement=UNIT_IOTA,
+        suggested_display_precision=0,
+        value_fn=_wallet_balance,
+        needs_network=True,
+    ),
+    ParticipantSensorDescription(
+        key="payments_received",
+        translation_key="payments_received",
+        kinds=frozenset({SUBENTRY_PRODUCER}),
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement=UNIT_IOTA,
+        suggested_display_precision=0,
+        value_fn=_payments_received,
+        needs_network=True,
+    ),
+    ParticipantSensorDescription(
+        key="registered_sources",
+        translation_key="registered_sources",
+        kinds=frozenset({SUBENTRY_PRODUCER}),
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=_registered_sources,
+    ),
+    ParticipantSensorDescription(
+        key="last_publish",
+        translation_key="last_publish",
+        kinds=ALL_KINDS,
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda participant: participant.state.last_publish,
+    ),
+    ParticipantSensorDescription(
+        key="channel_root",
+        translation_key="channel_root",
+        kinds=ALL_KINDS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda participant: participant.channel_root,
+    ),
+    ParticipantSensorDescription(
+        key="queued_messages",
+        translation_key="queued_messages",
+        kinds=ALL_KINDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda participant: len(participant.state.queue),
+    ),
+    ParticipantSensorDescription(
+        key="wallet_address",
+        translation_key="wallet_address",
+        kinds=frozenset({SUBENTRY_PRODUCER, SUBENTRY_CONSUMER}),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=_wallet_address,
+    ),
+    ParticipantSensorDescription(
+        key="registration_api",
+        translation_key="registration_api",
+        kinds=frozenset({SUBENTRY_PRODUCER}),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_registration_api,
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridSensorDescription(SensorEntityDescription):
+    """A sensor of the grid connection."""
+
+    value_fn: Callable[[GridStatus], StateType]
+
+
+GRID_SENSORS: tuple[GridSensorDescription, ...] = (
+    GridSensorDescription(
+        key="consensus_price",
+        translation_key="consensus_price",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UNIT_IOTA_PER_KWH,
+        suggested_display_precision=2,
+        value_fn=lambda status: status.consensus_price,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: P2PEnergyConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the grid's sensors and each participant's sensors to its subentry."""
+    coordinator = entry.runtime_data
+    async_add_entities(GridSensor(coordinator, description) for description in GRID_SENSORS)
+    for subentry_id, participant in coordinator.participants.items():
+        async_add_entities(
+            (
+                ParticipantSensor(coordinator, participant, description)
+                for description in PARTICIPANT_SENSORS
+                if participant.kind in description.kinds
+            ),
+            config_subentry_id=subentry_id,
+        )
+
+
+class GridSensor(P2PEnergyEntity, SensorEntity):
+    """A figure the grid publishes for everybody."""
+
+    entity_description: GridSensorDescription
+
+    def __init__(
+        self, coordinator: P2PEnergyCoordinator, description: GridSensorDescription
+    ) -> None:
+        """Attach the sensor to the grid device."""
+        super().__init__(coordinator)
+        self.entity_description = description
+        self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{description.key}"
+        self._attr_device_info = grid_device_info(coordinator)
+
+    @property
+    def native_value(self) -> StateType:
+        """The figure from the last successful poll."""
+        if self.coordinator.data is None:
+            return None
+        return self.entity_description.value_fn(self.coordinator.data)
+
+
+class ParticipantSensor(P2PEnergyEntity, SensorEntity):
+    """A figure of one source, producer or consumer."""
+
+    entity_description: ParticipantSensorDescription
+
+    def __init__(
+        self,
+        coordinator: P2PEnergyCoordinator,
+        participant: Participant,
+        description: ParticipantSensorDescription,
+    ) -> None:
+        """Attach the sensor to the participant's device."""
+        super().__init__(coordinator)
+        self.participant = participant
+        self.entity_description = description
+        # The subentry id never changes, so neither does the unique id.
+        self._attr_unique_id = f"{participant.subentry_id}_{description.key}"
+        self._attr_device_info = participant_device_info(coordinator, participant)
+
+    @property
+    def available(self) -> bool:
+        """Local figures stay available; network figures need the grid."""
+        if self.entity_description.needs_network:
+            return super().available
+        return True
+
+    @property
+    def native_value(self) -> StateType | datetime:
+        """The participant's current figure."""
+        return self.entity_description.value_fn(self.participant)

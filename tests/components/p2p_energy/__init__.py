@@ -1,0 +1,1 @@
+"""Tests of the P2P Energy Grid integration."""
