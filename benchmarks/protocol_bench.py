@@ -1,0 +1,425 @@
+"""Protocol library benchmark, side by side with the reference implementations.
+
+Run ``.venv/bin/python benchmarks/protocol_bench.py [--quick]``. In one run it
+times, on one core: Curl-P-81 transforms (this library batched and single,
+pyota 2.1.0, @iota/curl), MAM v0 create / parse / batch parse (this library,
+@iota/mam 0.7.3, @iota/mam.js 1.0.0-beta.10) and proof of work at MWM 9 and 14
+(this library; a straightforward @iota/curl search at MWM 9), then prints a
+markdown table with speed ratios. The JavaScript side is benchmarks/js/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_BENCH = ROOT / "benchmarks" / "js" / "reference_bench.js"
+TRYTE_ALPHABET = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+SEED = "BENCH9SEED" + "A" * 71
+SIDE_KEY = "SIDEKEY"
+MAM_MESSAGE = {
+    "command": "output",
+    "startTime": 1542267468229,
+    "endTime": 1542267469229,
+    "output": 1.234,
+    "price": 56789,
+    "paymentIdOrAddress": "P" * 81,
+}
+
+
+@dataclass
+class Row:
+    """One measurement of this library and what the references scored on it."""
+
+    name: str
+    unit: str
+    ours: float | None
+    higher_is_better: bool
+    references: Sequence[tuple[str, float | None, str]] = ()
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Settings:
+    curl_seconds: float
+    mam_messages: int
+    pow_runs_9: int
+    pow_runs_14: int
+    js_pow_runs_9: int
+
+
+QUICK = Settings(curl_seconds=0.5, mam_messages=5, pow_runs_9=5, pow_runs_14=3, js_pow_runs_9=3)
+FULL = Settings(curl_seconds=2.0, mam_messages=20, pow_runs_9=15, pow_runs_14=9, js_pow_runs_9=7)
+
+
+def rate(action: Callable[[], object], per_call: int, seconds: float) -> float:
+    """Calls per second of ``action`` times ``per_call``, over at least ``seconds``."""
+    action()  # warm up
+    calls = 0
+    start = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < seconds:
+        action()
+        calls += 1
+        elapsed = time.perf_counter() - start
+    return calls * per_call / elapsed
+
+
+def random_transaction(rng: random.Random) -> str:
+    """A random transaction whose value field is zero (like a MAM transaction)."""
+    trytes = "".join(rng.choice(TRYTE_ALPHABET) for _ in range(2673))
+    return trytes[:2268] + "9" * 27 + trytes[2295:]
+
+
+def bench_curl(settings: Settings) -> dict[str, float]:
+    from p2p_energy_protocol.curl import Curl, CurlBatch
+    from p2p_energy_protocol.pow import DEFAULT_LANES
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from iota.crypto.pycurl import Curl as PyotaCurl  # type: ignore[import-untyped]
+
+    batch = CurlBatch(DEFAULT_LANES)
+    single = Curl()
+    pyota = PyotaCurl()
+    pyota.absorb([1, 0, -1] * 81)
+    return {
+        "batched": rate(batch.transform, DEFAULT_LANES, settings.curl_seconds),
+        "single": rate(single.transform, 1, settings.curl_seconds),
+        "pyota": rate(pyota._transform, 1, settings.curl_seconds),
+    }
+
+
+def bench_mam(settings: Settings) -> dict[str, Any] | None:
+    try:
+        from p2p_energy_protocol import mam
+    except ImportError:
+        return None
+    from p2p_energy_protocol.trinary import text_to_trytes
+
+    message = text_to_trytes(json.dumps(MAM_MESSAGE, separators=(",", ":")))
+    channel = mam.create_channel(SEED, 2, "restricted", SIDE_KEY)
+    mam.create_message(mam.create_channel(SEED, 2, "restricted", SIDE_KEY), message)  # warm up
+    created = []
+    create_ms = []
+    for _ in range(settings.mam_messages):
+        start = time.perf_counter()
+        created.append(mam.create_message(channel, message))
+        create_ms.append((time.perf_counter() - start) * 1000)
+    parse_ms = []
+    for item in created:
+        start = time.perf_counter()
+        parsed = mam.parse_message(item.payload, item.root, SIDE_KEY)
+        parse_ms.append((time.perf_counter() - start) * 1000)
+        if parsed.message != message:
+            raise RuntimeError("parse_message returned a different message")
+    # Batch parsing: many channels' messages at once, as the grid polls them.
+    batch = [(item.payload, item.root, SIDE_KEY) for item in created] * max(1, 200 // len(created))
+    start = time.perf_counter()
+    results = mam.parse_messages(batch)
+    batch_seconds = time.perf_counter() - start
+    if any(isinstance(result, Exception) for result in results):
+        raise RuntimeError("parse_messages failed on valid payloads")
+    # The two JS libraries pick different (equally valid) nonces; the module
+    # can follow either, so each payload is compared with its own reference.
+    wasm_payload = None
+    if "nonce_search" in inspect.signature(mam.create_channel).parameters:
+        wasm_channel = mam.create_channel(
+            SEED, 2, "restricted", SIDE_KEY, nonce_search="mam.client.js"
+        )
+        wasm_payload = mam.create_message(wasm_channel, message).payload
+    return {
+        "message": message,
+        "wasm_payload": wasm_payload,
+        "create_ms": create_ms,
+        "parse_ms": parse_ms,
+        "batch_rate": len(batch) / batch_seconds,
+        "batch_size": len(batch),
+        "first_payload": created[0].payload,
+    }
+
+
+def bench_pow(runs: int, weight: int, rng: random.Random) -> dict[str, Any]:
+    from p2p_energy_protocol.pow import DEFAULT_LANES, find_nonce
+
+    seconds: list[float] = []
+    candidates = 0
+    for _ in range(runs):
+        polls = 0
+
+        def count_batches() -> bool:
+            nonlocal polls
+            polls += 1
+            return False
+
+        transaction = random_transaction(rng)
+        start = time.perf_counter()
+        find_nonce(transaction, weight, count_batches)
+        seconds.append(time.perf_counter() - start)
+        candidates += polls * DEFAULT_LANES
+    return {"seconds": seconds, "rate": candidates / sum(seconds)}
+
+
+def run_js(request: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        ["node", str(JS_BENCH)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the JavaScript benchmark failed:\n{completed.stderr}")
+    answer: dict[str, Any] = json.loads(completed.stdout)
+    return answer
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def build_rows(
+    curl: dict[str, float],
+    mam_ours: dict[str, Any] | None,
+    pow9: dict[str, Any],
+    pow14: dict[str, Any],
+    js: dict[str, Any],
+) -> list[Row]:
+    js_curl = js["curl"]["transforms"] / js["curl"]["seconds"]
+    rows = [
+        Row(
+            "Curl-P-81, batched (1024 lanes)",
+            "transforms/s",
+            curl["batched"],
+            True,
+            [("@iota/curl", js_curl, ""), ("pyota", curl["pyota"], "")],
+            ">= 200,000",
+            curl["batched"] >= 200_000,
+        ),
+        Row(
+            "Curl-P-81, single sponge",
+            "transforms/s",
+            curl["single"],
+            True,
+            [("@iota/curl", js_curl, ""), ("pyota", curl["pyota"], "")],
+        ),
+    ]
+    js_mam, js_mam_js = js["mam"]["mam"], js["mam"]["mamJs"]
+    references_create = [
+        ("@iota/mam 0.7.3", median(js_mam["createMs"]), ""),
+        ("@iota/mam.js beta.10", median(js_mam_js["createMs"]), ""),
+    ]
+    references_parse = [
+        ("@iota/mam 0.7.3", median(js_mam["parseMs"]), ""),
+        ("@iota/mam.js beta.10", median(js_mam_js["parseMs"]), ""),
+    ]
+    references_batch = [
+        ("@iota/mam 0.7.3", 1000 / median(js_mam["parseMs"]), "sequential decode"),
+        ("@iota/mam.js beta.10", 1000 / median(js_mam_js["parseMs"]), "sequential parse"),
+    ]
+    if mam_ours is None:
+        rows += [
+            Row("MAM create (security 2, restricted)", "ms", None, False, references_create),
+            Row("MAM parse, one message", "ms", None, False, references_parse),
+            Row("MAM batch parse", "messages/s", None, True, references_batch),
+        ]
+    else:
+        create = median(mam_ours["create_ms"])
+        rows += [
+            Row(
+                "MAM create (security 2, restricted)",
+                "ms",
+                create,
+                False,
+                references_create,
+                "< @iota/mam",
+                create < median(js_mam["createMs"]),
+            ),
+            Row(
+                "MAM parse, one message",
+                "ms",
+                median(mam_ours["parse_ms"]),
+                False,
+                references_parse,
+            ),
+            Row(
+                f"MAM batch parse ({mam_ours['batch_size']} messages)",
+                "messages/s",
+                mam_ours["batch_rate"],
+                True,
+                references_batch,
+                ">= 500",
+                mam_ours["batch_rate"] >= 500,
+            ),
+        ]
+    js_pow = js["pow"]["runs"]
+    js_rate = sum(run["candidates"] for run in js_pow) / sum(run["seconds"] for run in js_pow)
+    js_expected_14 = 3**14 / js_rate
+    rows += [
+        Row(
+            f"PoW MWM 9, median of {len(pow9['seconds'])} (JS: {len(js_pow)})",
+            "s",
+            median(pow9["seconds"]),
+            False,
+            [("@iota/curl search", median([run["seconds"] for run in js_pow]), "")],
+        ),
+        Row(
+            f"PoW MWM 14, median of {len(pow14['seconds'])}",
+            "s",
+            median(pow14["seconds"]),
+            False,
+            [
+                (
+                    "@iota/curl search",
+                    None,
+                    f"not run: ~{js_expected_14:,.0f} s expected at its rate",
+                )
+            ],
+            "< 30",
+            median(pow14["seconds"]) < 30,
+        ),
+        Row(
+            "PoW search rate",
+            "candidates/s",
+            (pow9["rate"] * sum(pow9["seconds"]) + pow14["rate"] * sum(pow14["seconds"]))
+            / (sum(pow9["seconds"]) + sum(pow14["seconds"])),
+            True,
+            [("@iota/curl search", js_rate, "")],
+        ),
+    ]
+    return rows
+
+
+def number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def speedup(row: Row, reference: float | None) -> str:
+    if row.ours is None or reference is None or row.ours == 0 or reference == 0:
+        return "–"
+    ratio = row.ours / reference if row.higher_is_better else reference / row.ours
+    return f"{ratio:,.1f}×" if ratio >= 10 else f"{ratio:.2f}×"
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        "| measurement | unit | this library | reference | reference result | speed-up | target |",
+        "| --- | --- | ---: | --- | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        ours = "not available" if row.ours is None else number(row.ours)
+        target = ""
+        if row.target:
+            target = f"{row.target} {'✅' if row.met else '❌'}"
+        for position, (label, value, note) in enumerate(row.references):
+            result = note if value is None else number(value) + (f" ({note})" if note else "")
+            first = position == 0
+            lines.append(
+                f"| {row.name if first else ''} | {row.unit if first else ''} "
+                f"| {ours if first else ''} | {label} | {result} | {speedup(row, value)} "
+                f"| {target if first else ''} |"
+            )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"numpy {np.__version__}, Node {node.stdout.strip()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    arguments = parser.parse_args()
+    settings = QUICK if arguments.quick else FULL
+    load_before = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+
+    print("Curl-P ...", file=sys.stderr)
+    curl = bench_curl(settings)
+    print("MAM ...", file=sys.stderr)
+    mam_ours = bench_mam(settings)
+    print("proof of work ...", file=sys.stderr)
+    rng = random.Random(20_181_115)
+    pow9 = bench_pow(settings.pow_runs_9, 9, rng)
+    pow14 = bench_pow(settings.pow_runs_14, 14, rng)
+
+    print("JavaScript references ...", file=sys.stderr)
+    from p2p_energy_protocol.trinary import text_to_trytes
+
+    message = text_to_trytes(json.dumps(MAM_MESSAGE, separators=(",", ":")))
+    js = run_js(
+        {
+            "curl": {"seconds": settings.curl_seconds},
+            "mam": {
+                "seed": SEED,
+                "security": 2,
+                "sideKey": SIDE_KEY,
+                "message": message,
+                "count": settings.mam_messages,
+            },
+            "pow": {
+                "minWeightMagnitude": 9,
+                "transactions": [random_transaction(rng) for _ in range(settings.js_pow_runs_9)],
+            },
+        }
+    )
+    load_after = os.getloadavg()
+
+    print(f"Measured {started} on {machine()}.")
+    print(
+        f"Load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"{' (--quick)' if arguments.quick else ''}; every measurement runs on one core."
+    )
+    if mam_ours is not None:
+        same = {
+            "@iota/mam.js": mam_ours["first_payload"] == js["mam"]["mamJs"]["firstPayload"],
+            "@iota/mam (its nonce order)": mam_ours["wasm_payload"]
+            == js["mam"]["mam"]["firstPayload"],
+        }
+        print(
+            "MAM payloads identical to "
+            + ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in same.items())
+            + "."
+        )
+    print()
+    print(markdown(build_rows(curl, mam_ours, pow9, pow14, js)))
+
+
+if __name__ == "__main__":
+    main()
