@@ -36,6 +36,7 @@ VALUE_LENGTH: Final = 27
 VALUE_USABLE_TRITS: Final = 33
 INT_FIELD_LENGTH: Final = 9  # timestamps and indexes
 ESSENCE_TRITS: Final = 486
+OBSOLETE_TAG_ESSENCE_OFFSET: Final = 324  # trits before it in the essence: address, value
 NULL_HASH: Final = "9" * HASH_LENGTH
 NULL_TAG: Final = "9" * TAG_LENGTH
 NULL_FRAGMENT: Final = "9" * FRAGMENT_LENGTH
@@ -64,8 +65,6 @@ _LAYOUT: Final = (
     ("nonce", 2646, NONCE_LENGTH),
 )
 _SLICES: Final = {name: slice(start, start + length) for name, start, length in _LAYOUT}
-_ESSENCE_START: Final = 2187
-_ESSENCE_END: Final = 2349
 _INT_FIELDS: Final = frozenset(
     {
         "value",
@@ -179,7 +178,14 @@ class Transaction:
     def essence_trits(self) -> Trits:
         """The 486 trits the bundle hash covers: address, value, obsolete tag,
         timestamp, current and last index."""
-        return trytes_to_trits(self.to_trytes()[_ESSENCE_START:_ESSENCE_END])
+        return trytes_to_trits(
+            self.address
+            + int_to_trytes(self.value, VALUE_LENGTH)
+            + self.obsolete_tag
+            + int_to_trytes(self.timestamp, INT_FIELD_LENGTH)
+            + int_to_trytes(self.current_index, INT_FIELD_LENGTH)
+            + int_to_trytes(self.last_index, INT_FIELD_LENGTH)
+        )
 
     @property
     def is_tail(self) -> bool:
@@ -233,8 +239,19 @@ def transactions_hashes(trytes_list: Sequence[str]) -> list[str]:
 
 def transactions_from_trytes(trytes_list: Sequence[str]) -> list[Transaction]:
     """Parse many transactions, hashing them all at once as lanes."""
-    hashes = transactions_hashes(trytes_list)
     transactions = [Transaction.from_trytes(trytes) for trytes in trytes_list]
+    _remember_hashes(transactions, transactions_hashes(trytes_list))
+    return transactions
+
+
+def hashes_of(transactions: Sequence[Transaction]) -> list[str]:
+    """The hashes of ``transactions``; those not yet known are computed together as lanes."""
+    missing = [transaction for transaction in transactions if transaction._hash is None]
+    if missing:
+        _remember_hashes(missing, transactions_hashes([t.to_trytes() for t in missing]))
+    return [transaction.hash for transaction in transactions]
+
+
+def _remember_hashes(transactions: Sequence[Transaction], hashes: Sequence[str]) -> None:
     for transaction, transaction_hash in zip(transactions, hashes, strict=True):
         object.__setattr__(transaction, "_hash", transaction_hash)
-    return transactions

@@ -1,0 +1,383 @@
+"""Bundles: building, finalizing, signing and validating them.
+
+:class:`BundleBuilder` follows pyota's ``ProposedBundle`` and ``@iota/core``'s
+``prepareTransfers``: transfers and inputs in the order they are added, an
+input taking one transaction per security level, the remainder last; one
+timestamp for all; the bundle hash is Kerl over the essences, and the tail's
+obsolete tag is incremented until the normalized hash holds no 13 ("M"), so
+that a signature never reveals an unhashed key chunk.
+
+Where the two references differ we follow pyota: a message of exactly a
+multiple of 2,187 trytes fills that many transactions (``prepareTransfers``
+adds an empty one), and inputs and the remainder carry the tag they are given
+(``prepareTransfers`` leaves them empty, which is the default here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from .address import has_zero_last_trit, validate_address
+from .errors import InvalidBundleError, InvalidSignatureError, InvalidTrytesError, ProtocolError
+from .kerl import kerl_hash
+from .signing import FRAGMENT_LENGTH as SIGNATURE_FRAGMENT_TRITS
+from .signing import (
+    MAX_TRYTE_VALUE,
+    generate_address,
+    key,
+    normalize_hash,
+    seed_to_trits,
+    signature_fragments,
+    subseed,
+    validate_signature,
+)
+from .transaction import (
+    FRAGMENT_LENGTH,
+    MAX_INT_FIELD,
+    MAX_VALUE,
+    NULL_FRAGMENT,
+    NULL_HASH,
+    OBSOLETE_TAG_ESSENCE_OFFSET,
+    TAG_LENGTH,
+    Transaction,
+    hashes_of,
+)
+from .trinary import (
+    int_to_trytes,
+    pad_trytes,
+    trits_to_trytes,
+    trytes_to_int,
+    trytes_to_trits,
+    validate_trytes,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_TAG_MODULUS: Final = 3 ** (3 * TAG_LENGTH)
+_TAG_OFFSET: Final = (_TAG_MODULUS - 1) // 2
+# Each attempt fails with probability about 1 - (26/27)**81 = 0.95; reaching this
+# many failures means something is broken, not unlucky.
+_MAX_TAG_INCREMENTS: Final = 100_000
+
+
+def bundle_hash(transactions: Sequence[Transaction]) -> str:
+    """Kerl over the essences of ``transactions`` in current-index order."""
+    if not transactions:
+        raise InvalidBundleError("a bundle needs at least one transaction")
+    ordered = sorted(transactions, key=lambda transaction: transaction.current_index)
+    return trits_to_trytes(kerl_hash(np.concatenate([t.essence_trits() for t in ordered])))
+
+
+def is_secure_bundle_hash(hash_trytes: str) -> bool:
+    """Whether the normalized hash holds no 13, so signing it reveals no key chunk."""
+    return MAX_TRYTE_VALUE not in normalize_hash(hash_trytes)
+
+
+def increment_tag(tag: str) -> str:
+    """A 27-tryte tag plus one, as balanced ternary wrapping at 81 trits."""
+    validate_trytes(tag, TAG_LENGTH, "tag")
+    value = (trytes_to_int(tag) + 1 + _TAG_OFFSET) % _TAG_MODULUS - _TAG_OFFSET
+    return int_to_trytes(value, TAG_LENGTH)
+
+
+def _secure_tail_tag(transactions: Sequence[Transaction]) -> str:
+    """The tail's obsolete tag, incremented until the bundle hash is secure.
+
+    Only the tail's essence changes between attempts, so the others are
+    converted once.
+    """
+    essences = np.stack([transaction.essence_trits() for transaction in transactions])
+    tag_trits = slice(OBSOLETE_TAG_ESSENCE_OFFSET, OBSOLETE_TAG_ESSENCE_OFFSET + 3 * TAG_LENGTH)
+    tag = transactions[0].obsolete_tag
+    for _ in range(_MAX_TAG_INCREMENTS):
+        essences[0, tag_trits] = trytes_to_trits(tag)
+        if is_secure_bundle_hash(trits_to_trytes(kerl_hash(essences.reshape(-1)))):
+            return tag
+        tag = increment_tag(tag)
+    raise InvalidBundleError("no secure bundle hash found; the essences look broken")
+
+
+def _check_tag(tag: str) -> str:
+    if not isinstance(tag, str):
+        raise InvalidTrytesError(f"tag must be a string, got {type(tag).__name__}")
+    if len(tag) > TAG_LENGTH:
+        raise InvalidTrytesError(f"tag must be at most {TAG_LENGTH} trytes, got {len(tag)}")
+    return pad_trytes(validate_trytes(tag, name="tag"), TAG_LENGTH)
+
+
+def _check_amount(amount: int, name: str, *, positive: bool) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ProtocolError(f"{name} must be an int, got {type(amount).__name__}")
+    lowest = 1 if positive else 0
+    if not lowest <= amount <= MAX_VALUE:
+        raise ProtocolError(f"{name} must lie in {lowest}..{MAX_VALUE}, got {amount}")
+    return amount
+
+
+@dataclasses.dataclass(frozen=True)
+class _Planned:
+    """A transaction before finalization."""
+
+    address: str
+    value: int
+    tag: str
+    message: str = NULL_FRAGMENT
+
+
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    first_position: int
+    address: str
+    key_index: int
+    security: int
+
+
+class BundleBuilder:
+    """Builds a bundle: add transfers and inputs, ``finalize``, then ``sign`` the inputs."""
+
+    def __init__(self) -> None:
+        self._planned: list[_Planned] = []
+        self._inputs: list[_Input] = []
+        self._remainder: tuple[str, str] | None = None
+        self._transactions: list[Transaction] | None = None
+        self._signed = False
+
+    def _check_open(self) -> None:
+        if self._transactions is not None:
+            raise ProtocolError("the bundle is finalized; no more transactions can be added")
+
+    def add_transfer(
+        self, address: str, value: int = 0, tag: str = "", message_trytes: str = ""
+    ) -> None:
+        """Send ``value`` (and a message of any length, 2,187 trytes per transaction)."""
+        self._check_open()
+        amount = _check_amount(value, "value", positive=False)
+        target = validate_address(address, for_value=amount > 0)
+        padded_tag = _check_tag(tag)
+        validate_trytes(message_trytes, name="message_trytes")
+        fragments = [
+            message_trytes[start : start + FRAGMENT_LENGTH]
+            for start in range(0, max(len(message_trytes), 1), FRAGMENT_LENGTH)
+        ]
+        for position, fragment in enumerate(fragments):
+            self._planned.append(
+                _Planned(
+                    address=target,
+                    value=amount if position == 0 else 0,
+                    tag=padded_tag,
+                    message=pad_trytes(fragment, FRAGMENT_LENGTH),
+                )
+            )
+
+    def add_input(
+        self, address: str, balance: int, key_index: int, security: int, tag: str = ""
+    ) -> None:
+        """Spend the whole ``balance`` of the seed's address at ``key_index``."""
+        self._check_open()
+        amount = _check_amount(balance, "balance", positive=True)
+        source = validate_address(address, for_value=True)
+        if isinstance(key_index, bool) or not isinstance(key_index, int) or key_index < 0:
+            raise ProtocolError(f"key_index must be a non-negative int, got {key_index!r}")
+        if isinstance(security, bool) or security not in (1, 2, 3):
+            raise ProtocolError(f"security must be 1, 2 or 3, got {security!r}")
+        if any(existing.address == source for existing in self._inputs):
+            raise ProtocolError(f"address {source} is already an input of this bundle")
+        padded_tag = _check_tag(tag)
+        self._inputs.append(_Input(len(self._planned), source, key_index, security))
+        self._planned.append(_Planned(address=source, value=-amount, tag=padded_tag))
+        self._planned.extend(
+            _Planned(address=source, value=0, tag=padded_tag) for _ in range(security - 1)
+        )
+
+    def add_remainder(self, address: str, tag: str = "") -> None:
+        """Where whatever the inputs hold beyond the transfers goes (added at ``finalize``)."""
+        self._check_open()
+        if self._remainder is not None:
+            raise ProtocolError("the bundle already has a remainder address")
+        self._remainder = (validate_address(address, for_value=True), _check_tag(tag))
+
+    def finalize(self, timestamp: int | None = None) -> None:
+        """Balance the bundle, number it, and compute a secure bundle hash."""
+        self._check_open()
+        if not self._planned:
+            raise InvalidBundleError("a bundle needs at least one transfer")
+        issued = int(time.time()) if timestamp is None else timestamp
+        if isinstance(issued, bool) or not isinstance(issued, int):
+            raise ProtocolError(f"timestamp must be an int, got {type(issued).__name__}")
+        if not 0 <= issued <= MAX_INT_FIELD:
+            raise ProtocolError(f"timestamp must lie in 0..{MAX_INT_FIELD}, got {issued}")
+        planned = list(self._planned)
+        balance = sum(entry.value for entry in planned)
+        if balance > 0:
+            raise InvalidBundleError(f"the inputs are {balance} short of the transfers")
+        if balance < 0:
+            if self._remainder is None:
+                raise InvalidBundleError(
+                    f"the inputs exceed the transfers by {-balance}; add a remainder address"
+                )
+            remainder_address, remainder_tag = self._remainder
+            planned.append(_Planned(address=remainder_address, value=-balance, tag=remainder_tag))
+        inputs = {entry.address for entry in self._inputs}
+        if any(entry.value > 0 and entry.address in inputs for entry in planned):
+            raise InvalidBundleError("the bundle sends value back to one of its input addresses")
+
+        last_index = len(planned) - 1
+        transactions = [
+            Transaction(
+                signature_message_fragment=entry.message,
+                address=entry.address,
+                value=entry.value,
+                obsolete_tag=entry.tag,
+                timestamp=issued,
+                current_index=index,
+                last_index=last_index,
+                bundle=NULL_HASH,
+                tag=entry.tag,
+            )
+            for index, entry in enumerate(planned)
+        ]
+        tail_tag = _secure_tail_tag(transactions)
+        final_hash = bundle_hash(
+            [transactions[0].replace(obsolete_tag=tail_tag), *transactions[1:]]
+        )
+        transactions[0] = transactions[0].replace(obsolete_tag=tail_tag)
+        self._transactions = [t.replace(bundle=final_hash) for t in transactions]
+
+    def sign(self, seed: str) -> None:
+        """Sign every input with the key of ``seed`` at its key index."""
+        transactions = self._finalized()
+        if self._signed:
+            raise ProtocolError("the bundle's inputs are already signed")
+        seed_trits = seed_to_trits(seed)
+        digits = normalize_hash(transactions[0].bundle)
+        for spent in self._inputs:
+            signature = signature_fragments(
+                digits, key(subseed(seed_trits, spent.key_index), spent.security)
+            )
+            fragments = [
+                trits_to_trytes(signature[start : start + SIGNATURE_FRAGMENT_TRITS])
+                for start in range(0, signature.size, SIGNATURE_FRAGMENT_TRITS)
+            ]
+            if not validate_signature(spent.address, fragments, transactions[0].bundle):
+                derived = generate_address(seed, spent.key_index, spent.security)
+                raise InvalidSignatureError(
+                    f"the seed's address at key index {spent.key_index} (security "
+                    f"{spent.security}) is {derived}, not input {spent.address}"
+                )
+            for offset, fragment in enumerate(fragments):
+                position = spent.first_position + offset
+                transactions[position] = transactions[position].replace(
+                    signature_message_fragment=fragment
+                )
+        self._signed = True
+
+    def _finalized(self) -> list[Transaction]:
+        if self._transactions is None:
+            raise ProtocolError("the bundle is not finalized yet")
+        return self._transactions
+
+    @property
+    def bundle_hash(self) -> str:
+        return self._finalized()[0].bundle
+
+    @property
+    def transactions(self) -> list[Transaction]:
+        """The transactions in index order (a copy)."""
+        return list(self._finalized())
+
+    def to_trytes(self) -> list[str]:
+        """Transaction trytes in the order attachToTangle takes them: last index first."""
+        transactions = self._finalized()
+        if self._inputs and not self._signed:
+            raise ProtocolError("the bundle spends inputs; sign it before sending")
+        return [transaction.to_trytes() for transaction in reversed(transactions)]
+
+
+def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | None = None) -> None:
+    """Raise :class:`InvalidBundleError` (or :class:`InvalidSignatureError`) unless
+    ``transactions`` form one complete, consistent, correctly signed bundle.
+
+    Checks: indexes 0..last exactly once with a common last index and bundle
+    hash; the bundle hash recomputed from the essences; values summing to 0;
+    value-moving addresses ending in a 0 trit; each input's signature (its
+    transaction plus the following zero-value ones at the same address) against
+    the input address, over a hash that normalizes without 13. With
+    ``attached`` (by default: when any trunk is set) transaction ``i``'s trunk
+    must be the hash of transaction ``i + 1``.
+    """
+    if not transactions:
+        raise InvalidBundleError("a bundle needs at least one transaction")
+    if not all(isinstance(t, Transaction) for t in transactions):
+        raise InvalidBundleError("a bundle is a sequence of Transaction objects")
+    ordered = sorted(transactions, key=lambda transaction: transaction.current_index)
+    expected_hash = ordered[0].bundle
+    last_index = len(ordered) - 1
+    for position, transaction in enumerate(ordered):
+        if transaction.current_index != position:
+            raise InvalidBundleError(
+                f"expected a transaction with current index {position}, "
+                f"found {transaction.current_index}: indexes must run 0..{last_index} once each"
+            )
+        if transaction.last_index != last_index:
+            raise InvalidBundleError(
+                f"transaction {position} says the last index is {transaction.last_index}, "
+                f"but the bundle has {len(ordered)} transactions"
+            )
+        if transaction.bundle != expected_hash:
+            raise InvalidBundleError(
+                f"transaction {position} belongs to bundle {transaction.bundle}, "
+                f"not {expected_hash}"
+            )
+        if transaction.value != 0 and not has_zero_last_trit(transaction.address):
+            raise InvalidBundleError(
+                f"transaction {position} moves value with address {transaction.address}, "
+                "whose last trit is not 0"
+            )
+    total = sum(transaction.value for transaction in ordered)
+    if total != 0:
+        raise InvalidBundleError(f"the values sum to {total}, not 0")
+    actual_hash = bundle_hash(ordered)
+    if actual_hash != expected_hash:
+        raise InvalidBundleError(
+            f"the essences hash to {actual_hash}, not the bundle hash {expected_hash}"
+        )
+    if attached is None:
+        attached = any(transaction.trunk_transaction != NULL_HASH for transaction in ordered)
+    if attached and len(ordered) > 1:
+        hashes = hashes_of(ordered)
+        for position in range(last_index):
+            if ordered[position].trunk_transaction != hashes[position + 1]:
+                raise InvalidBundleError(
+                    f"transaction {position}'s trunk is not transaction {position + 1}"
+                )
+    _validate_signatures(ordered)
+
+
+def _validate_signatures(ordered: Sequence[Transaction]) -> None:
+    inputs = [position for position, t in enumerate(ordered) if t.value < 0]
+    if inputs and not is_secure_bundle_hash(ordered[0].bundle):
+        raise InvalidSignatureError(
+            "the bundle spends inputs over a hash that normalizes with a 13 ('M'), "
+            "which would reveal part of a private key"
+        )
+    for position in inputs:
+        spent = ordered[position]
+        fragments = [spent.signature_message_fragment]
+        following = position + 1
+        while (
+            following < len(ordered)
+            and ordered[following].address == spent.address
+            and ordered[following].value == 0
+        ):
+            fragments.append(ordered[following].signature_message_fragment)
+            following += 1
+        if not validate_signature(spent.address, fragments, spent.bundle):
+            raise InvalidSignatureError(
+                f"the signature of input {position} ({spent.address}, "
+                f"{len(fragments)} fragments) does not verify"
+            )
