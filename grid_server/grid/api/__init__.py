@@ -1,0 +1,1 @@
+"""HTTP handlers of the grid: registration, storage, health and the OpenAPI document."""

@@ -1,0 +1,156 @@
+"""Response shape, errors and input validation shared by every handler.
+
+Every answer has the blueprint's body ``{"success": bool, "message": str, ...}``;
+failures carry a 4xx status (5xx only for a database fault or an unexpected error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from ..errors import RequestError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+_LOGGER = logging.getLogger(__name__)
+
+TRYTES_81: Final = re.compile(r"[A-Z9]{81}")
+# RFC 3986 unreserved characters: safe in a path segment without escaping.
+REGISTRATION_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{8,128}$"
+SEGMENT_PATTERN: Final = r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$"
+TRYTES_81_PATTERN: Final = r"^[A-Z9]{81}$"
+MAX_NAME_LENGTH: Final = 256
+MAX_PAGE: Final = 1_000_000_000
+
+
+# A failure becomes ``{"success": false, "message": ...}`` with the error's status.
+ApiError = RequestError
+
+
+def invalid(name: str, why: str | None = None) -> ApiError:
+    """The original API's wording for a bad parameter, with the reason appended."""
+    text = f"The parameter '{name}' has an invalid value."
+    return ApiError(400, f"{text} {why}" if why else text)
+
+
+def ok(**extra: Any) -> web.Response:
+    return web.json_response({"success": True, "message": "OK", **extra})
+
+
+def failure(status: int, message: str) -> web.Response:
+    return web.json_response({"success": False, "message": message}, status=status)
+
+
+def registration_id(request: web.Request) -> str:
+    """The path's registration id, trimmed as the original API did."""
+    value = request.match_info["registrationId"].strip()
+    if not re.fullmatch(REGISTRATION_ID_PATTERN, value):
+        raise invalid(
+            "registrationId", "Use 8 to 128 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-'."
+        )
+    return value
+
+
+def segment(request: web.Request, name: str) -> str:
+    """A context or item id from the path."""
+    value = request.match_info[name]
+    if not re.fullmatch(SEGMENT_PATTERN, value):
+        raise invalid(
+            name,
+            "Use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-', "
+            "not starting with '.'.",
+        )
+    return value
+
+
+def trytes_81(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not TRYTES_81.fullmatch(value):
+        raise invalid(name, "It must be 81 trytes (A-Z and 9).")
+    return value
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request body as JSON; a clear 400 when it is not."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise ApiError(413, "The request body is too large.") from err
+    if not raw.strip():
+        raise ApiError(400, "The request body must be JSON.")
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ApiError(400, f"The request body is not valid JSON: {err}") from err
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def query_int(
+    request: web.Request, names: tuple[str, ...], default: int, low: int, high: int
+) -> int:
+    """An integer query parameter that may be spelled several ways (all must agree)."""
+    values = {name: request.query.getall(name) for name in names if name in request.query}
+    seen = {value for spelled in values.values() for value in spelled}
+    if not seen:
+        return default
+    label = "/".join(names)
+    if len(seen) > 1:
+        raise invalid(names[0], f"'{label}' was given more than once with different values.")
+    text = seen.pop().strip()
+    if not re.fullmatch(r"\d{1,10}", text):
+        raise invalid(names[0], f"It must be a whole number from {low} to {high}.")
+    number = int(text)
+    if not low <= number <= high:
+        raise invalid(names[0], f"It must be a whole number from {low} to {high}.")
+    return number
+
+
+def total_pages(total: int, page_size: int) -> int:
+    return math.ceil(total / page_size)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn every failure into the ``{success, message}`` body with a fitting status."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return failure(err.status, err.message)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        message = {
+            404: "There is no such resource.",
+            405: f"The method {request.method} is not allowed here.",
+            413: "The request body is too large.",
+        }.get(err.status, err.reason)
+        response = failure(err.status, message)
+        if err.status == 405 and "Allow" in err.headers:
+            response.headers["Allow"] = err.headers["Allow"]
+        return response
+    except Exception:
+        _LOGGER.exception("unexpected error serving %s %s", request.method, request.path)
+        return failure(500, "The grid failed to process the request; the error has been logged.")

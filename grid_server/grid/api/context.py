@@ -1,0 +1,33 @@
+"""The services a request handler works with, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ..config import GridConfig
+    from ..db.engine import Database
+    from ..registrations import RegistrationService
+    from ..storage import StorageService
+
+
+@dataclass
+class GridServices:
+    config: GridConfig
+    db: Database
+    registrations: RegistrationService
+    storage: StorageService
+    health: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+    """Returns (healthy, details) for the health endpoint."""
+
+
+SERVICES_KEY: web.AppKey[GridServices] = web.AppKey("grid_services", GridServices)
+
+
+def services(request: web.Request) -> GridServices:
+    return request.app[SERVICES_KEY]

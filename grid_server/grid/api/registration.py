@@ -1,0 +1,74 @@
+"""The registration API: PUT and DELETE of a registration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..registrations import RegistrationInput
+from .common import (
+    MAX_NAME_LENGTH,
+    ApiError,
+    bearer_token,
+    invalid,
+    json_body,
+    ok,
+    registration_id,
+    trytes_81,
+)
+from .context import services
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ..registrations import ItemType
+
+ITEM_TYPES: tuple[ItemType, ...] = ("producer", "consumer")
+
+
+def parse_registration(registration: str, body: Any) -> RegistrationInput:
+    """Validate a registration request body."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    name = body.get("itemName")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise invalid("itemName", f"It must be text of 1 to {MAX_NAME_LENGTH} characters.")
+    if not name.isprintable():
+        raise invalid("itemName", "It must not contain control characters.")
+    item_type = body.get("itemType")
+    if item_type == "producer":
+        kind: ItemType = "producer"
+    elif item_type == "consumer":
+        kind = "consumer"
+    else:
+        raise invalid("itemType", "It must be 'producer' or 'consumer'.")
+    root = body.get("root")
+    side_key = body.get("sideKey")
+    if root is not None:
+        root = trytes_81(root, "root")
+    if side_key is not None:
+        side_key = trytes_81(side_key, "sideKey")
+        if root is None:
+            raise invalid("sideKey", "A side key needs the channel's 'root'.")
+    return RegistrationInput(registration, name.strip(), kind, root, side_key)
+
+
+async def put_registration(request: web.Request) -> web.Response:
+    registration = registration_id(request)
+    data = parse_registration(registration, await json_body(request))
+    outcome = await services(request).registrations.register(data, bearer_token(request))
+    extra: dict[str, Any] = {}
+    if outcome.return_root is not None:
+        extra["root"] = outcome.return_root
+        extra["sideKey"] = outcome.return_side_key
+    if outcome.token is not None:
+        extra["token"] = outcome.token
+    return ok(**extra)
+
+
+async def delete_registration(request: web.Request) -> web.Response:
+    registration = registration_id(request)
+    side_key = request.match_info.get("sideKey")
+    if side_key is not None:
+        side_key = trytes_81(side_key, "sideKey")
+    await services(request).registrations.deregister(registration, side_key, bearer_token(request))
+    return ok()

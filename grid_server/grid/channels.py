@@ -1,0 +1,78 @@
+"""How the grid reaches MAM channels on the Tangle (interfaces and value types).
+
+The services depend on these small interfaces rather than on the node client and
+the MAM module directly, so the grid's logic is testable on its own;
+:mod:`grid_server.grid.tangle` implements them with the protocol library's MAM
+module and the async IRI client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+MamMode = Literal["public", "private", "restricted"]
+
+
+class TangleUnavailableError(RuntimeError):
+    """The node could not be reached or refused a request; try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEntry:
+    """One message read from a channel (garbage at the address is skipped earlier)."""
+
+    root: str
+    next_root: str
+    data: Any
+    """The decoded JSON value, or None when the message is not JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewChannel:
+    """A fresh channel of the grid: its registered root, side key and resumable state."""
+
+    root: str
+    side_key: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A MAM message ready to attach to the Tangle (publishing twice is harmless)."""
+
+    root: str
+    address: str
+    next_root: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedMessage:
+    """A message just created on a grid channel and the channel's state after it."""
+
+    state: dict[str, Any]
+    message: OutgoingMessage
+
+
+class ChannelReader(Protocol):
+    async def read_channel(
+        self, root: str, mode: MamMode, side_key: str | None, limit: int | None
+    ) -> list[ChannelEntry]:
+        """Messages from ``root`` on, in order, at most ``limit``; raises TangleUnavailableError."""
+
+
+class ChannelWriter(Protocol):
+    def new_channel(self) -> NewChannel:
+        """Create a restricted channel with a random seed and side key (CPU work)."""
+
+    def create_message(
+        self, state: Mapping[str, Any], message: Mapping[str, Any]
+    ) -> CreatedMessage:
+        """Create the next message of the channel in ``state`` (CPU work)."""
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        """Attach a created message to the Tangle; raises TangleUnavailableError."""
