@@ -296,9 +296,14 @@ def test_attach_to_tangle_bundles_from_pyota_stay_valid() -> None:
 def test_tampered_attached_transaction_fails_reference_checks() -> None:
     rng = random.Random(107)
     transaction = (
-        random_trytes(rng, 2187) + "F" * 81 + "9" * 27 + random_trytes(rng, 351) + "9" * 27
+        random_trytes(rng, 2187)  # message
+        + "F" * 81  # address
+        + "9" * 27  # value 0
+        + random_trytes(rng, 27)  # obsolete tag
+        + "9" * 27  # timestamp 0, index 0 of 0
+        + random_trytes(rng, 81 * 3 + 27)  # bundle, trunk, branch, tag
+        + "9" * 54  # attachment timestamps and nonce
     )
-    transaction = transaction[:2331] + "9" * 18 + transaction[2349:]  # index 0 of 0
     (attached,) = attach_to_tangle([transaction], TRUNK, BRANCH, 9, NOW_MS)
     trits = trytes_to_trits(attached)
     trits[100] = 1 if trits[100] != 1 else -1

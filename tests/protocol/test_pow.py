@@ -61,7 +61,9 @@ def make_transaction(
         + bundle
         + random_trytes(rng, 81 * 2)  # trunk and branch, replaced on attach
         + tag
-        + random_trytes(rng, 27)  # attachment timestamps, replaced on attach
+        + int_to_trytes(rng.randrange(MAX_TIMESTAMP_VALUE), 9)  # attachment fields, replaced
+        + int_to_trytes(rng.randrange(MAX_TIMESTAMP_VALUE), 9)
+        + int_to_trytes(rng.randrange(MAX_TIMESTAMP_VALUE), 9)
         + random_trytes(rng, 27)  # nonce, replaced on attach
     )
     assert len(trytes) == 2673
@@ -296,12 +298,17 @@ def test_attach_refuses_incomplete_or_mixed_bundles() -> None:
         attach_to_tangle([given[0], other[1], given[2]], TRUNK, BRANCH, 1, NOW_MS)
 
 
-def test_attach_refuses_impossible_indexes() -> None:
+def test_attach_refuses_malformed_transactions() -> None:
     rng = random.Random(36)
-    with pytest.raises(InvalidTransactionError, match="outside"):
+    with pytest.raises(InvalidTransactionError, match=r"transaction 0: current_index 3 is above"):
         attach_to_tangle([make_transaction(rng, 3, 2)], TRUNK, BRANCH, 1, NOW_MS)
-    with pytest.raises(InvalidTransactionError, match="outside"):
+    with pytest.raises(InvalidTransactionError, match="current_index must lie in"):
         attach_to_tangle([make_transaction(rng, -1, 0)], TRUNK, BRANCH, 1, NOW_MS)
+    valid = make_transaction(rng)
+    with pytest.raises(InvalidTransactionError, match="transaction 1: .*2673"):
+        attach_to_tangle([valid, valid[:-1]], TRUNK, BRANCH, 1, NOW_MS)
+    with pytest.raises(InvalidTransactionError, match="transaction 0: .*only 9 and A-Z"):
+        attach_to_tangle([valid[:-1] + "a"], TRUNK, BRANCH, 1, NOW_MS)
 
 
 def test_attach_rejects_bad_arguments() -> None:
@@ -311,8 +318,6 @@ def test_attach_rejects_bad_arguments() -> None:
         attach_to_tangle([], TRUNK, BRANCH, 1, NOW_MS)
     with pytest.raises(InvalidTransactionError, match="sequence"):
         attach_to_tangle(transaction, TRUNK, BRANCH, 1, NOW_MS)
-    with pytest.raises(InvalidTrytesError, match="transaction 0"):
-        attach_to_tangle([transaction[:-1]], TRUNK, BRANCH, 1, NOW_MS)
     with pytest.raises(InvalidTrytesError, match="trunk"):
         attach_to_tangle([transaction], TRUNK[:-1], BRANCH, 1, NOW_MS)
     with pytest.raises(InvalidTrytesError, match="branch"):

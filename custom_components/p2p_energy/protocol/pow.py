@@ -26,22 +26,18 @@ from .errors import (
     PowInterruptedError,
     ProofOfWorkError,
 )
+from .transaction import NONCE_LENGTH, NULL_TAG, TRANSACTION_LENGTH, TRANSACTION_TRITS, Transaction
 from .trinary import (
     Trits,
     TritsLike,
-    int_to_trytes,
     trits_to_trytes,
-    trytes_to_int,
     trytes_to_trits,
     validate_trits,
     validate_trytes,
 )
 
-TRANSACTION_TRYTES: Final = 2673
-TRANSACTION_TRITS: Final = 3 * TRANSACTION_TRYTES
 HASH_TRYTES: Final = HASH_LENGTH // 3
-NONCE_TRITS: Final = 81
-NONCE_TRYTES: Final = NONCE_TRITS // 3
+NONCE_TRITS: Final = 3 * NONCE_LENGTH
 MAX_MIN_WEIGHT_MAGNITUDE: Final = HASH_LENGTH
 """IRI accepts any MWM up to the hash length (a high one simply never finishes)."""
 MAX_TIMESTAMP_VALUE: Final = (3**27 - 1) // 2
@@ -49,21 +45,10 @@ MAX_TIMESTAMP_VALUE: Final = (3**27 - 1) // 2
 DEFAULT_LANES: Final = 1024
 """Candidates per Curl transform; about the fastest on a 1 MiB L2 cache."""
 
-# Tryte offsets of the fields attachToTangle reads or writes.
-_OBSOLETE_TAG: Final = slice(2295, 2322)
-_CURRENT_INDEX: Final = slice(2331, 2340)
-_LAST_INDEX: Final = slice(2340, 2349)
-_BUNDLE: Final = slice(2349, 2430)
-_TRUNK_START: Final = 2430
-_TAG: Final = slice(2592, 2619)
-_ATTACHMENT_START: Final = 2619
-_NONCE_START: Final = TRANSACTION_TRYTES - NONCE_TRYTES
-
 _LAST_BLOCK_START: Final = TRANSACTION_TRITS - HASH_LENGTH
 _NONCE_ROW: Final = HASH_LENGTH - NONCE_TRITS  # nonce position within the last block
 _COUNTER_TRITS: Final = 27
 _COUNTER_POWERS: Final = 3 ** np.arange(_COUNTER_TRITS, dtype=np.int64)
-_EMPTY_TAG: Final = "9" * 27
 
 StopCheck = Callable[[], bool]
 
@@ -133,10 +118,12 @@ def attach_to_tangle(
         raise InvalidTransactionError("trytes_list must be a sequence of transaction trytes")
     if not trytes_list:
         raise InvalidTransactionError("attachToTangle needs at least one transaction")
-    transactions = [
-        validate_trytes(trytes, TRANSACTION_TRYTES, f"transaction {position}")
-        for position, trytes in enumerate(trytes_list)
-    ]
+    transactions: list[Transaction] = []
+    for position, trytes in enumerate(trytes_list):
+        try:
+            transactions.append(Transaction.from_trytes(trytes))
+        except InvalidTransactionError as err:
+            raise InvalidTransactionError(f"transaction {position}: {err}") from err
     trunk = validate_trytes(trunk_transaction, HASH_TRYTES, "trunk transaction")
     branch = validate_trytes(branch_transaction, HASH_TRYTES, "branch transaction")
     weight = _check_weight(min_weight_magnitude)
@@ -147,31 +134,23 @@ def attach_to_tangle(
         raise ProofOfWorkError(f"now_ms {timestamp} is outside 0..{MAX_TIMESTAMP_VALUE}")
     _check_head_first_order(transactions)
 
-    attachment = (
-        int_to_trytes(timestamp, 9) + int_to_trytes(0, 9) + int_to_trytes(MAX_TIMESTAMP_VALUE, 9)
-    )
     attached: list[str] = []
     previous_hash: str | None = None
-    for trytes in transactions:
-        approved = trunk + branch if previous_hash is None else previous_hash + trunk
-        tag = trytes[_TAG]
-        if tag == _EMPTY_TAG:
-            tag = trytes[_OBSOLETE_TAG]
-        prepared = (
-            trytes[:_TRUNK_START]
-            + approved
-            + tag
-            + attachment
-            + trytes[_NONCE_START:]  # replaced by the search
+    for transaction in transactions:
+        prepared = transaction.replace(
+            trunk_transaction=trunk if previous_hash is None else previous_hash,
+            branch_transaction=branch if previous_hash is None else trunk,
+            tag=transaction.obsolete_tag if transaction.tag == NULL_TAG else transaction.tag,
+            attachment_timestamp=timestamp,
+            attachment_timestamp_lower_bound=0,
+            attachment_timestamp_upper_bound=MAX_TIMESTAMP_VALUE,
         )
-        trits = trytes_to_trits(prepared)
-        nonce = _search(trits, weight, should_stop, lanes)
-        trits[_LAST_BLOCK_START + _NONCE_ROW :] = nonce
-        transaction_hash = curl_hash(trits)
-        if transaction_weight(transaction_hash) < weight:
+        nonce = _search(prepared.to_trits(), weight, should_stop, lanes)
+        result = prepared.replace(nonce=trits_to_trytes(nonce))
+        if transaction_weight(result.hash) < weight:  # guards the bit-sliced search
             raise ProofOfWorkError("the nonce search produced a nonce that does not verify")
-        attached.append(prepared[:_NONCE_START] + trits_to_trytes(nonce))
-        previous_hash = trits_to_trytes(transaction_hash)
+        attached.append(result.to_trytes())
+        previous_hash = result.hash
     attached.reverse()
     return attached
 
@@ -231,24 +210,20 @@ def _lane_numbers(lanes: int, lane_trits: int) -> Trits:
     return (np.arange(lanes, dtype=np.int64)[:, None] // powers % 3).astype(np.int8) - 1
 
 
-def _check_head_first_order(transactions: list[str]) -> None:
+def _check_head_first_order(transactions: list[Transaction]) -> None:
     """Each bundle complete and given last index first, so the trunk chain is valid."""
     expected_next: int | None = None
     bundle = ""
-    for position, trytes in enumerate(transactions):
-        current, last = trytes_to_int(trytes[_CURRENT_INDEX]), trytes_to_int(trytes[_LAST_INDEX])
-        if not 0 <= current <= last:
-            raise InvalidTransactionError(
-                f"transaction {position} has index {current} outside 0..{last}"
-            )
+    for position, transaction in enumerate(transactions):
+        current, last = transaction.current_index, transaction.last_index
         if expected_next is None:
             if current != last:
                 raise InvalidBundleError(
                     f"transaction {position} (index {current} of {last}) must be a bundle's "
                     "head: attachToTangle takes each bundle last index first"
                 )
-            bundle = trytes[_BUNDLE]
-        elif current != expected_next or trytes[_BUNDLE] != bundle:
+            bundle = transaction.bundle
+        elif current != expected_next or transaction.bundle != bundle:
             raise InvalidBundleError(
                 f"transaction {position} should be index {expected_next} of bundle "
                 f"{bundle}: attachToTangle takes each bundle complete, last index first"
@@ -262,7 +237,7 @@ def _check_head_first_order(transactions: list[str]) -> None:
 
 def _transaction_trits(transaction: str | TritsLike) -> Trits:
     if isinstance(transaction, str):
-        return trytes_to_trits(validate_trytes(transaction, TRANSACTION_TRYTES, "transaction"))
+        return trytes_to_trits(validate_trytes(transaction, TRANSACTION_LENGTH, "transaction"))
     return validate_trits(transaction, TRANSACTION_TRITS, "transaction").copy()
 
 
