@@ -187,8 +187,8 @@ class CurlBatch:
             new_low,
             new_high,
         ) in self._steps:
-            copyto(low_mirror_to, low_mirror_from)
-            copyto(high_mirror_to, high_mirror_from)
+            low_mirror_to[...] = low_mirror_from  # cheaper than np.copyto on small arrays
+            high_mirror_to[...] = high_mirror_from
             bitwise_and(a_low, b_low, out=scratch)
             bitwise_and(a_high, b_high, out=new_high)
             bitwise_xor(new_high, scratch, out=new_high)
