@@ -18,6 +18,7 @@ from p2p_energy_protocol.errors import (
     ProofOfWorkError,
 )
 from p2p_energy_protocol.pow import (
+    MAX_LANES,
     MAX_TIMESTAMP_VALUE,
     attach_to_tangle,
     find_nonce,
@@ -167,11 +168,13 @@ def test_other_lane_counts_find_valid_nonces(lanes: int) -> None:
     assert transaction_weight(hash_of(transaction[:-27] + nonce)) >= 8
 
 
-@pytest.mark.parametrize("lanes", [0, 63, 100, -64, True, 64.0])
+@pytest.mark.parametrize("lanes", [0, 63, 100, -64, True, 64.0, MAX_LANES + 64])
 def test_rejects_bad_lane_counts(lanes: object) -> None:
     rng = random.Random(22)
     with pytest.raises(ProofOfWorkError, match="lanes"):
         find_nonce(make_transaction(rng), 5, lanes=lanes)  # type: ignore[arg-type]
+    with pytest.raises(ProofOfWorkError, match="lanes"):
+        attach_to_tangle([make_transaction(rng)], TRUNK, BRANCH, 5, NOW_MS, lanes=lanes)  # type: ignore[arg-type]
 
 
 def test_rejects_malformed_transactions() -> None:

@@ -44,6 +44,7 @@ MAX_TIMESTAMP_VALUE: Final = (3**27 - 1) // 2
 """Largest value of a 27-trit timestamp field: IRI's attachment upper bound."""
 DEFAULT_LANES: Final = 1024
 """Candidates per Curl transform; about the fastest on a 1 MiB L2 cache."""
+MAX_LANES: Final = 65536
 
 _LAST_BLOCK_START: Final = TRANSACTION_TRITS - HASH_LENGTH
 _NONCE_ROW: Final = HASH_LENGTH - NONCE_TRITS  # nonce position within the last block
@@ -83,8 +84,7 @@ def find_nonce(
     """
     trits = _transaction_trits(transaction)
     weight = _check_weight(min_weight_magnitude)
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 64 or lanes % 64:
-        raise ProofOfWorkError(f"lanes must be a positive multiple of 64, got {lanes!r}")
+    _check_lanes(lanes)
     nonce = _search(trits, weight, should_stop, lanes)
     trits[_LAST_BLOCK_START + _NONCE_ROW :] = nonce
     if transaction_weight(curl_hash(trits)) < weight:  # guards the bit-sliced search
@@ -127,6 +127,7 @@ def attach_to_tangle(
     trunk = validate_trytes(trunk_transaction, HASH_TRYTES, "trunk transaction")
     branch = validate_trytes(branch_transaction, HASH_TRYTES, "branch transaction")
     weight = _check_weight(min_weight_magnitude)
+    _check_lanes(lanes)
     timestamp = _now_ms() if now_ms is None else now_ms
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise ProofOfWorkError(f"now_ms must be an integer, got {timestamp!r}")
@@ -258,6 +259,16 @@ def _check_weight(min_weight_magnitude: int) -> int:
             f"got {min_weight_magnitude}"
         )
     return min_weight_magnitude
+
+
+def _check_lanes(lanes: int) -> None:
+    if (
+        isinstance(lanes, bool)
+        or not isinstance(lanes, int)
+        or not 64 <= lanes <= MAX_LANES
+        or lanes % 64
+    ):
+        raise ProofOfWorkError(f"lanes must be a multiple of 64 in 64..{MAX_LANES}, got {lanes!r}")
 
 
 def _now_ms() -> int:
