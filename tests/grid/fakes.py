@@ -30,29 +30,59 @@ def random_trytes(rng: random.Random, length: int = 81) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(length))
 
 
+class FakeStream:
+    """One channel: its roots in order and the messages published so far."""
+
+    def __init__(self, rng: random.Random, mode: MamMode, side_key: str | None) -> None:
+        self.rng = rng
+        self.mode = mode
+        self.side_key = side_key
+        self.roots = [random_trytes(rng)]
+        self.messages: list[Any] = []
+
+    @property
+    def root(self) -> str:
+        return self.roots[0]
+
+    def publish(self, *messages: Any) -> None:
+        for data in messages:
+            self.messages.append(data)
+            self.roots.append(random_trytes(self.rng))
+
+    def entries_from(self, root: str) -> list[ChannelEntry]:
+        start = self.roots.index(root)
+        return [
+            ChannelEntry(self.roots[i], self.roots[i + 1], self.messages[i])
+            for i in range(start, len(self.messages))
+        ]
+
+
 class FakeChannels:
-    """Channels keyed by (root, side key): a list of (root, next_root, data) in order."""
+    """Channels keyed by any of their roots, mode and side key."""
 
     def __init__(self, seed: int = 1) -> None:
         self.rng = random.Random(seed)
-        self.channels: dict[tuple[str, MamMode, str | None], list[ChannelEntry]] = {}
+        self.streams: list[FakeStream] = []
         self.published: list[OutgoingMessage] = []
         self.available = True
         self.reads: list[str] = []
         self._ids = itertools.count()
 
+    def stream(
+        self, messages: list[Any], *, mode: MamMode = "restricted", side_key: str | None = None
+    ) -> FakeStream:
+        side = side_key if side_key is not None or mode != "restricted" else random_trytes(self.rng)
+        stream = FakeStream(self.rng, mode, side)
+        stream.publish(*messages)
+        self.streams.append(stream)
+        return stream
+
     def add_channel(
         self, messages: list[Any], *, mode: MamMode = "restricted", side_key: str | None = None
     ) -> tuple[str, str | None]:
         """A channel holding ``messages``; returns (root, side key)."""
-        side = side_key if side_key is not None or mode != "restricted" else random_trytes(self.rng)
-        roots = [random_trytes(self.rng) for _ in range(len(messages) + 1)]
-        entries = [ChannelEntry(roots[i], roots[i + 1], data) for i, data in enumerate(messages)]
-        for i in range(len(messages)):
-            self.channels[(roots[i], mode, side)] = entries[i:]
-        if not messages:
-            self.channels[(roots[0], mode, side)] = []
-        return roots[0], side
+        stream = self.stream(messages, mode=mode, side_key=side_key)
+        return stream.root, stream.side_key
 
     async def read_channel(
         self, root: str, mode: MamMode, side_key: str | None, limit: int | None
@@ -60,8 +90,11 @@ class FakeChannels:
         if not self.available:
             raise TangleUnavailableError("node down (fake)")
         self.reads.append(root)
-        entries = self.channels.get((root, mode, side_key), [])
-        return entries if limit is None else entries[:limit]
+        for stream in self.streams:
+            if root in stream.roots and (stream.mode, stream.side_key) == (mode, side_key):
+                entries = stream.entries_from(root)
+                return entries if limit is None else entries[:limit]
+        return []
 
     def new_channel(self) -> NewChannel:
         number = next(self._ids)
@@ -85,3 +118,16 @@ class FakeChannels:
         if not self.available:
             raise TangleUnavailableError("node down (fake)")
         self.published.append(message)
+
+
+class ManualClock:
+    """A clock the test moves by hand (Unix milliseconds)."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)

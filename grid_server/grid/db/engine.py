@@ -113,10 +113,9 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only transaction (rolled back at the end)."""
+        """A transaction for reading (objects stay usable after it ends)."""
         with self._read_sessions() as session, session.begin():
             yield session
-            session.rollback()
 
     async def run_write(self, function: Callable[[Session], T]) -> T:
         """Run ``function`` in a write transaction on the database thread pool."""

@@ -1,0 +1,388 @@
+"""Settling slots in the database, one transaction per slot.
+
+A slot ``[start, end)`` takes every reading not settled yet whose period ended by
+``end``: the slot's own readings and late ones of earlier, already settled slots
+(billed here as adjustments, never dropped and never counted twice, because a
+reading carries the id of the one settlement that took it). The work is
+set-based: one UPDATE marks the readings, GROUP BY queries aggregate them per
+entity, the bills and payouts are bulk-inserted, and the invariants are checked
+again from the stored rows before the transaction commits. A crash or shutdown
+mid-slot rolls everything back; a slot is settled at most once (unique slot,
+plus a PostgreSQL transaction lock so concurrent grid processes queue up).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from p2p_energy_protocol.address import validate_address
+from p2p_energy_protocol.errors import InvalidAddressError
+from sqlalchemy import Table, case, func, insert, select, text, update
+
+from ..db.models import Bill, Payout, Reading, Settlement
+from ..units import percent_to_ppm, price_to_micro
+from .engine import (
+    ConsumerDemand,
+    ProducerSupply,
+    SettlementError,
+    SettlementOutcome,
+    invariant_report,
+    settle,
+)
+from .pricing import Tariff, strategy_by_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ..clock import Clock
+    from ..config import GridConfig
+    from ..db.engine import Database
+
+_LOGGER = logging.getLogger(__name__)
+_SETTLEMENT_LOCK_KEY = 0x50325053455454
+_ADDRESS_LIKE = re.compile(r"[A-Z9]{81}([A-Z9]{9})?")
+SLOTS_PER_ROUND = 96
+BILLS: Table = Bill.__table__  # type: ignore[assignment]
+PAYOUTS: Table = Payout.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSummary:
+    id: int
+    slot_start: int
+    slot_end: int
+    consensus_price_micro: int | None
+    consumer_charges: int
+    producer_payouts: int
+    grid_cut: int
+    readings: int
+    adjustments: int
+
+
+def slot_bounds(time_ms: int, slot_ms: int) -> tuple[int, int]:
+    """The slot ``[start, end)`` that contains ``time_ms`` (aligned to the epoch)."""
+    start = time_ms // slot_ms * slot_ms
+    return start, start + slot_ms
+
+
+def payment_method(destination: str | None) -> tuple[str, str | None, str]:
+    """How a payout to ``destination`` is made: (method, normalised destination, status).
+
+    An IOTA address (81 trytes, or 90 with a valid checksum) is paid by a value
+    transfer; anything else is a reference for paying another way (recorded).
+    """
+    if destination is None:
+        return "off_tangle", None, "recorded"
+    if _ADDRESS_LIKE.fullmatch(destination):
+        try:
+            return "tangle", validate_address(destination, for_value=True), "pending"
+        except InvalidAddressError as err:
+            _LOGGER.warning("payout address %s is unusable: %s", destination, err)
+            return "tangle", destination, "failed"
+    return "off_tangle", destination, "recorded"
+
+
+class SettlementService:
+    def __init__(self, db: Database, config: GridConfig, clock: Clock, holder: str) -> None:
+        self._db = db
+        self._config = config
+        self._clock = clock
+        self._holder = holder
+        self._strategy = strategy_by_name(config.pricing_strategy)
+        self._tariff = Tariff(
+            import_price_micro=price_to_micro(config.import_price),
+            export_price_micro=price_to_micro(config.export_price),
+            grid_cut_ppm=percent_to_ppm(config.grid_cut_percent),
+        )
+
+    @property
+    def tariff(self) -> Tariff:
+        return self._tariff
+
+    def next_slot(self, session: Session) -> tuple[int, int] | None:
+        """The next slot to settle: after the last settled one, at the earliest reading."""
+        last_end = session.scalar(select(func.max(Settlement.slot_end)))
+        earliest = session.scalar(
+            select(func.min(Reading.end_time)).where(Reading.settlement_id.is_(None))
+        )
+        if earliest is None:
+            return None
+        slot_ms = self._config.slot_ms
+        start, end = slot_bounds(max(earliest - 1, 0), slot_ms)
+        if last_end is not None and start < last_end:
+            # Late readings of settled slots ride along with the next slot.
+            start = last_end
+            end = slot_bounds(last_end, slot_ms)[1]
+        return start, end
+
+    async def settle_due(self) -> list[SettlementSummary]:
+        """Settle every slot that has ended (plus the settlement delay)."""
+        settled: list[SettlementSummary] = []
+        for _ in range(SLOTS_PER_ROUND):
+            horizon = self._clock() - int(self._config.settlement_delay_seconds * 1000)
+            summary = await self._db.run_write(
+                functools.partial(self._settle_next, horizon=horizon)
+            )
+            if summary is None:
+                break
+            settled.append(summary)
+            _LOGGER.info(
+                "settled slot %d-%d: price %s micro-IOTA/kWh, charges %d, payouts %d, cut %d",
+                summary.slot_start,
+                summary.slot_end,
+                summary.consensus_price_micro,
+                summary.consumer_charges,
+                summary.producer_payouts,
+                summary.grid_cut,
+                extra={"settlement_id": summary.id, "slot_start": summary.slot_start},
+            )
+        return settled
+
+    def _settle_next(self, session: Session, horizon: int) -> SettlementSummary | None:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETTLEMENT_LOCK_KEY}
+            )
+        slot = self.next_slot(session)
+        if slot is None or slot[1] > horizon:
+            return None
+        return self.settle_slot(session, *slot)
+
+    def settle_slot(self, session: Session, slot_start: int, slot_end: int) -> SettlementSummary:
+        """Settle ``[slot_start, slot_end)`` in the caller's transaction."""
+        now = self._clock()
+        tariff = self._tariff
+        row = Settlement(
+            slot_start=slot_start,
+            slot_end=slot_end,
+            strategy=self._config.pricing_strategy,
+            import_price_micro=tariff.import_price_micro,
+            export_price_micro=tariff.export_price_micro,
+            grid_cut_ppm=tariff.grid_cut_ppm,
+            settled_by=self._holder,
+            settled_at=now,
+            invariant_report="{}",
+            energy_balanced=False,
+            money_balanced=False,
+            **dict.fromkeys(
+                (
+                    "produced_mwh",
+                    "consumed_mwh",
+                    "local_mwh",
+                    "imported_mwh",
+                    "exported_mwh",
+                    "local_value",
+                    "consumer_charges",
+                    "producer_payouts",
+                    "import_cost",
+                    "export_revenue",
+                    "grid_cut",
+                    "readings_count",
+                    "adjustment_readings",
+                    "producers_count",
+                    "consumers_count",
+                ),
+                0,
+            ),
+        )
+        session.add(row)
+        session.flush()
+        settlement_id = row.id
+        readings_count = session.execute(
+            update(Reading)
+            .where(Reading.settlement_id.is_(None), Reading.end_time <= slot_end)
+            .values(settlement_id=settlement_id)
+        ).rowcount
+        producers, consumers, adjustments = self._entities(session, settlement_id, slot_start)
+        outcome = settle(producers, consumers, self._strategy, tariff)
+        self._store_lines(session, settlement_id, outcome, now)
+        report = self._check(session, settlement_id, outcome)
+        for name in (
+            "consensus_price_micro",
+            "produced_mwh",
+            "consumed_mwh",
+            "local_mwh",
+            "imported_mwh",
+            "exported_mwh",
+            "local_value",
+            "consumer_charges",
+            "producer_payouts",
+            "import_cost",
+            "export_revenue",
+            "grid_cut",
+        ):
+            setattr(row, name, getattr(outcome, name))
+        row.readings_count = readings_count
+        row.adjustment_readings = adjustments
+        row.producers_count = len(producers)
+        row.consumers_count = len(consumers)
+        row.energy_balanced = report["energyBalanced"]
+        row.money_balanced = report["moneyBalanced"]
+        row.invariant_report = json.dumps(report, sort_keys=True)
+        return SettlementSummary(
+            id=settlement_id,
+            slot_start=slot_start,
+            slot_end=slot_end,
+            consensus_price_micro=outcome.consensus_price_micro,
+            consumer_charges=outcome.consumer_charges,
+            producer_payouts=outcome.producer_payouts,
+            grid_cut=outcome.grid_cut,
+            readings=readings_count,
+            adjustments=adjustments,
+        )
+
+    def _entities(
+        self, session: Session, settlement_id: int, slot_start: int
+    ) -> tuple[list[ProducerSupply], list[ConsumerDemand], int]:
+        late = case((Reading.end_time <= slot_start, 1), else_=0)
+        totals = session.execute(
+            select(
+                Reading.registration_id,
+                Reading.kind,
+                func.sum(Reading.energy_mwh),
+                func.sum(late * Reading.energy_mwh),
+                func.sum(late),
+            )
+            .where(Reading.settlement_id == settlement_id)
+            .group_by(Reading.registration_id, Reading.kind)
+            .order_by(Reading.registration_id)
+        ).all()
+        terms = self._producer_terms(session, settlement_id)
+        producers: list[ProducerSupply] = []
+        consumers: list[ConsumerDemand] = []
+        adjustments = 0
+        for registration_id, kind, energy, adjustment, late_count in totals:
+            adjustments += int(late_count or 0)
+            if kind == "output":
+                price, destination = terms.get(registration_id, (None, None))
+                producers.append(
+                    ProducerSupply(
+                        registration_id, int(energy), price, destination, int(adjustment or 0)
+                    )
+                )
+            else:
+                consumers.append(ConsumerDemand(registration_id, int(energy), int(adjustment or 0)))
+        return producers, consumers, adjustments
+
+    @staticmethod
+    def _producer_terms(
+        session: Session, settlement_id: int
+    ) -> dict[str, tuple[int | None, str | None]]:
+        """Each producer's output-weighted asking price and its latest payment address."""
+        rows = session.execute(
+            select(
+                Reading.registration_id,
+                Reading.energy_mwh,
+                Reading.price_micro,
+                Reading.payment_id_or_address,
+            )
+            .where(Reading.settlement_id == settlement_id, Reading.kind == "output")
+            .order_by(Reading.registration_id, Reading.end_time, Reading.position)
+        ).all()
+        weighted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        last_price: dict[str, int | None] = {}
+        destination: dict[str, str | None] = {}
+        for registration_id, energy, price, address in rows:
+            if price is not None:
+                last_price[registration_id] = price
+                if energy > 0:
+                    weighted[registration_id][0] += energy * price
+                    weighted[registration_id][1] += energy
+            if address is not None:
+                destination[registration_id] = address
+        terms: dict[str, tuple[int | None, str | None]] = {}
+        for registration_id in {row[0] for row in rows}:
+            value, weight = weighted.get(registration_id, (0, 0))
+            price = round(Fraction(value, weight)) if weight else last_price.get(registration_id)
+            terms[registration_id] = (price, destination.get(registration_id))
+        return terms
+
+    @staticmethod
+    def _store_lines(
+        session: Session, settlement_id: int, outcome: SettlementOutcome, now: int
+    ) -> None:
+        if outcome.bills:
+            session.execute(
+                insert(BILLS),
+                [
+                    {
+                        "settlement_id": settlement_id,
+                        "registration_id": line.registration_id,
+                        "usage_mwh": line.energy_mwh,
+                        "adjustment_mwh": line.adjustment_mwh,
+                        "amount": line.amount,
+                        "requested_at": None,
+                    }
+                    for line in outcome.bills
+                ],
+            )
+        if outcome.payouts:
+            rows: list[dict[str, Any]] = []
+            for line in outcome.payouts:
+                method, destination, status = payment_method(line.destination)
+                if line.amount == 0 and status == "pending":
+                    status = "recorded"
+                rows.append(
+                    {
+                        "settlement_id": settlement_id,
+                        "registration_id": line.registration_id,
+                        "energy_mwh": line.energy_mwh,
+                        "adjustment_mwh": line.adjustment_mwh,
+                        "amount": line.amount,
+                        "destination": destination,
+                        "method": method,
+                        "status": status,
+                        "transfer_id": None,
+                        "updated_at": now,
+                    }
+                )
+            session.execute(insert(PAYOUTS), rows)
+
+    @staticmethod
+    def _check(session: Session, settlement_id: int, outcome: SettlementOutcome) -> dict[str, Any]:
+        """Check the invariants again from what was stored; raise to roll back."""
+        energy: dict[str, int] = {
+            kind: int(total or 0)
+            for kind, total in session.execute(
+                select(Reading.kind, func.sum(Reading.energy_mwh))
+                .where(Reading.settlement_id == settlement_id)
+                .group_by(Reading.kind)
+            ).all()
+        }
+        bills = session.execute(
+            select(
+                func.coalesce(func.sum(Bill.amount), 0), func.coalesce(func.sum(Bill.usage_mwh), 0)
+            ).where(Bill.settlement_id == settlement_id)
+        ).one()
+        payouts = session.execute(
+            select(
+                func.coalesce(func.sum(Payout.amount), 0),
+                func.coalesce(func.sum(Payout.energy_mwh), 0),
+            ).where(Payout.settlement_id == settlement_id)
+        ).one()
+        report = invariant_report(
+            produced_mwh=energy.get("output", 0),
+            consumed_mwh=energy.get("usage", 0),
+            imported_mwh=outcome.imported_mwh,
+            exported_mwh=outcome.exported_mwh,
+            consumer_charges=outcome.consumer_charges,
+            producer_payouts=outcome.producer_payouts,
+            import_cost=outcome.import_cost,
+            export_revenue=outcome.export_revenue,
+            grid_cut=outcome.grid_cut,
+            bills_total=int(bills[0]),
+            payouts_total=int(payouts[0]),
+            usage_total=int(bills[1]),
+            output_total=int(payouts[1]),
+        )
+        if not (report["energyBalanced"] and report["moneyBalanced"]):
+            _LOGGER.error("settlement %d breaks its invariants: %s", settlement_id, report)
+            raise SettlementError(f"settlement breaks its invariants: {report}")
+        return report
