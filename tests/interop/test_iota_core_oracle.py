@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from p2p_energy_protocol import signing
 from p2p_energy_protocol.address import add_checksum, is_valid_checksum
+from p2p_energy_protocol.bundle import BundleBuilder, validate_bundle
+from p2p_energy_protocol.errors import InvalidBundleError
 from p2p_energy_protocol.kerl import kerl_hash
-from p2p_energy_protocol.transaction import Transaction
+from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trits_to_trytes, trytes_to_trits
 
 from tests.interop.node_oracle import node_available, run_node
@@ -236,3 +238,105 @@ def test_transactions_convert_like_iota_transaction_converter() -> None:
         assert theirs["nonce"] == transaction.nonce
     rebuilt = oracle([{"op": "transaction_trytes", "transaction": o} for o in objects])
     assert rebuilt == [t.to_trytes() for t in transactions]
+
+
+# -- bundles (@iota/core prepareTransfers, @iota/bundle-validator) ----------------------
+
+TIMESTAMP = 1_700_000_000
+
+
+def plan_transfers(rng: random.Random, case: int) -> dict[str, Any]:
+    """A prepareTransfers request; value cases spend 1-2 inputs and may need a remainder."""
+    seed = random_trytes(rng, 81)
+    inputs = []
+    if case >= 2:
+        for key_index in rng.sample(range(40), rng.randint(1, 2)):
+            security = rng.choice((1, 2, 3))
+            inputs.append(
+                {
+                    "address": signing.generate_address(seed, key_index, security),
+                    "keyIndex": key_index,
+                    "security": security,
+                    "balance": rng.randrange(1, 10**9),
+                }
+            )
+    budget = sum(spent["balance"] for spent in inputs)
+    transfers = []
+    for _ in range(rng.randint(1, 3)):
+        value = rng.randrange(0, budget + 1) if inputs else 0
+        budget -= value
+        transfers.append(
+            {
+                "address": random_trytes(rng, 80) + rng.choice("9ABCDWXYZ"),
+                "value": value,
+                "tag": random_trytes(rng, rng.randrange(0, 28)),
+                # prepareTransfers adds an empty transaction after a message of exactly
+                # n * 2,187 trytes; other lengths agree with pyota's split
+                "message": random_trytes(rng, rng.choice((0, 10, 2188, 3000))),
+            }
+        )
+    options: dict[str, Any] = {"inputs": inputs}
+    if budget > 0:
+        options["remainderAddress"] = signing.generate_address(seed, 45, 2)
+    return {"seed": seed, "transfers": transfers, "options": options, "now": TIMESTAMP * 1000}
+
+
+def build_like(request: dict[str, Any]) -> list[str]:
+    builder = BundleBuilder()
+    for transfer in request["transfers"]:
+        builder.add_transfer(
+            transfer["address"], transfer["value"], transfer["tag"], transfer["message"]
+        )
+    for spent in request["options"]["inputs"]:
+        builder.add_input(spent["address"], spent["balance"], spent["keyIndex"], spent["security"])
+    if "remainderAddress" in request["options"]:
+        builder.add_remainder(request["options"]["remainderAddress"])
+    builder.finalize(TIMESTAMP)
+    builder.sign(request["seed"])
+    return builder.to_trytes()
+
+
+def in_index_order(trytes: list[str]) -> list[Transaction]:
+    return sorted(transactions_from_trytes(trytes), key=lambda t: t.current_index)
+
+
+def test_bundles_match_prepare_transfers_and_validate_both_ways() -> None:
+    rng = random.Random(40)
+    requests = [plan_transfers(rng, case) for case in range(8)]
+    prepared = oracle([{"op": "prepare_transfers"} | request for request in requests])
+    ours = [build_like(request) for request in requests]
+    assert ours == prepared
+
+    tampered_bundles = []
+    for theirs in prepared:
+        validate_bundle(transactions_from_trytes(theirs))
+        transactions = in_index_order(theirs)
+        # change the tail's essence: the bundle hash no longer matches
+        tail = transactions[0]
+        changed = tail.replace(timestamp=tail.timestamp + 1)
+        broken = [changed if t is tail else t for t in transactions]
+        with pytest.raises(InvalidBundleError, match="essences hash"):
+            validate_bundle(broken)
+        tampered_bundles.append([t.to_trytes() for t in broken])
+
+    # isBundle wants index order; prepareTransfers and to_trytes give the last index first
+    verdicts = oracle(
+        [{"op": "is_bundle", "trytes": trytes[::-1]} for trytes in ours]
+        + [{"op": "is_bundle", "trytes": trytes} for trytes in tampered_bundles]
+    )
+    assert verdicts == [True] * len(ours) + [False] * len(tampered_bundles)
+
+
+def test_tampered_signatures_are_rejected_by_both() -> None:
+    rng = random.Random(41)
+    request = plan_transfers(rng, 5)
+    transactions = in_index_order(build_like(request))
+    spender = next(t for t in transactions if t.value < 0)
+    fragment = spender.signature_message_fragment
+    tampered = fragment[:700] + ("A" if fragment[700] != "A" else "B") + fragment[701:]
+    broken = [
+        t.replace(signature_message_fragment=tampered) if t is spender else t for t in transactions
+    ]
+    with pytest.raises(InvalidBundleError, match="signature"):
+        validate_bundle(broken)
+    assert oracle([{"op": "is_bundle", "trytes": [t.to_trytes() for t in broken]}]) == [False]
