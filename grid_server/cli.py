@@ -1,0 +1,133 @@
+"""The ``p2p-energy`` command line: one subcommand per service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .node.config import (
+    ConfigError,
+    NodeConfig,
+    apply_environment,
+    load_config_file,
+)
+from .node.storage import StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _add_node_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "node",
+        help="run a Tangle node speaking the legacy IRI API",
+        description=(
+            "Run a node of the grid's private IOTA network. Settings come from defaults, "
+            "then --config (TOML or JSON), then P2P_ENERGY_NODE_* variables, then flags."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 14265)")
+    parser.add_argument(
+        "--database",
+        help="SQLAlchemy URL (default sqlite:///$P2P_ENERGY_DATA_DIR/node.sqlite3, "
+        "e.g. postgresql+psycopg://user@host/db)",
+    )
+    parser.add_argument("--config", type=Path, help="configuration file (.toml or .json)")
+    parser.add_argument(
+        "--min-weight-magnitude", type=int, help="proof of work required (default 9)"
+    )
+    parser.add_argument(
+        "--neighbor",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a neighbour node's URL (repeatable)",
+    )
+    parser.add_argument(
+        "--milestone-interval", type=float, help="seconds between milestones (coordinator)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.set_defaults(handler=_run_node)
+
+
+def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
+    config = NodeConfig()
+    if args.config is not None:
+        config = load_config_file(args.config, config)
+    config = apply_environment(config)
+    changes: dict[str, Any] = {}
+    if args.host is not None:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    if args.database is not None:
+        changes["database_url"] = args.database
+    if args.min_weight_magnitude is not None:
+        changes["min_weight_magnitude"] = args.min_weight_magnitude
+    if args.neighbor:
+        changes["neighbors"] = (*config.neighbors, *args.neighbor)
+    if args.milestone_interval is not None:
+        changes["coordinator"] = replace(config.coordinator, interval=args.milestone_interval)
+    return replace(config, **changes) if changes else config
+
+
+async def serve_node(config: NodeConfig) -> None:
+    """Run a node until SIGINT or SIGTERM, then shut it down cleanly."""
+    from .node.app import NodeServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with NodeServer(config) as node:
+        print(f"p2p-energy node listening on {node.url}", flush=True)
+        await stop.wait()
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    try:
+        config = node_config_from_args(args)
+    except ConfigError as err:
+        print(f"p2p-energy node: configuration error: {err}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve_node(config))
+    except (StorageError, ConfigError) as err:
+        print(f"p2p-energy node: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(
+            f"p2p-energy node: cannot listen on {config.host}:{config.port}: {err}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2p-energy", description="P2P Energy Grid: the grid's services"
+    )
+    subparsers = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    _add_node_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", "INFO")
+    logging.basicConfig(level=str(level).upper(), format=_LOG_FORMAT)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Node configuration: defaults, a TOML or JSON file, environment variables and flags.
+
+Later sources override earlier ones in that order. Secrets (the coordinator seed)
+can come from the environment so that configuration files stay shareable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 14265
+DEFAULT_MIN_WEIGHT_MAGNITUDE: Final = 9
+DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
+COORDINATOR_SEED_ENV: Final = "P2P_ENERGY_NODE_COORDINATOR_SEED"
+DATABASE_ENV: Final = "P2P_ENERGY_NODE_DATABASE"
+# IOTA's total supply; genesis balances can never exceed it.
+MAX_SUPPLY: Final = (3**33 - 1) // 2
+_HASH_PATTERN: Final = re.compile(r"[9A-Z]{81}")
+_SEED_PATTERN: Final = re.compile(r"[9A-Z]{1,81}")
+
+
+class ConfigError(ValueError):
+    """The node configuration is invalid; the message names the setting."""
+
+
+def default_data_dir() -> Path:
+    """Where the node keeps its files when no database URL is given."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def default_database_url(data_dir: Path | None = None) -> str:
+    directory = data_dir if data_dir is not None else default_data_dir()
+    return f"sqlite:///{directory / 'node.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Request size limits, with IRI's defaults."""
+
+    max_find_transactions: int = 100_000
+    max_requests_list: int = 1_000
+    max_get_trytes: int = 10_000
+    max_body_length: int = 1_000_000
+    max_depth: int = 15
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"limits.{item.name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Who issues the milestones of this private network.
+
+    ``seed`` set: this node is the coordinator. ``address`` only: this node follows
+    the coordinator with that address. Neither: a stand-alone node that creates a
+    coordinator seed on first start and keeps it in its database.
+    """
+
+    seed: str | None = None
+    address: str | None = None
+    security: int = 1
+    interval: float = 10.0
+    max_references: int = 16
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and not _SEED_PATTERN.fullmatch(self.seed):
+            raise ConfigError("coordinator.seed must be 1 to 81 trytes (9 and A-Z)")
+        if self.address is not None and not _HASH_PATTERN.fullmatch(self.address):
+            raise ConfigError("coordinator.address must be 81 trytes (9 and A-Z), no checksum")
+        if self.security not in (1, 2, 3):
+            raise ConfigError(f"coordinator.security must be 1, 2 or 3, got {self.security!r}")
+        if not isinstance(self.interval, int | float) or not 0.05 <= self.interval <= 86_400:
+            raise ConfigError("coordinator.interval must be between 0.05 and 86400 seconds")
+        if not isinstance(self.max_references, int) or not 2 <= self.max_references <= 64:
+            raise ConfigError("coordinator.max_references must be between 2 and 64")
+
+    @property
+    def issues_milestones(self) -> bool:
+        return self.seed is not None or self.address is None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to run."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str = field(default_factory=default_database_url)
+    min_weight_magnitude: int = DEFAULT_MIN_WEIGHT_MAGNITUDE
+    neighbors: tuple[str, ...] = ()
+    genesis: Mapping[str, int] = field(default_factory=dict)
+    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    limits: ApiLimits = field(default_factory=ApiLimits)
+    # How far a transaction's timestamp may lie in the future (IRI: two hours).
+    max_future_seconds: int = 7_200
+    # How often a node asks its neighbours for what it missed.
+    sync_interval: float = 5.0
+    app_name: str = "P2P Energy Grid node"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65_535:
+            raise ConfigError(f"port must be 0..65535, got {self.port!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError("host must be a non-empty string")
+        if not isinstance(self.database_url, str) or "://" not in self.database_url:
+            raise ConfigError(
+                "database must be an SQLAlchemy URL such as sqlite:///node.sqlite3 or "
+                "postgresql+psycopg://user@host/db"
+            )
+        mwm = self.min_weight_magnitude
+        if not isinstance(mwm, int) or isinstance(mwm, bool) or not 1 <= mwm <= 81:
+            raise ConfigError(f"min_weight_magnitude must be 1..81, got {mwm!r}")
+        total = 0
+        for address, balance in self.genesis.items():
+            if not isinstance(address, str) or not _HASH_PATTERN.fullmatch(address):
+                raise ConfigError(f"genesis address {address!r} must be 81 trytes, no checksum")
+            if not isinstance(balance, int) or isinstance(balance, bool) or balance <= 0:
+                raise ConfigError(f"genesis balance of {address} must be a positive integer")
+            total += balance
+        if total > MAX_SUPPLY:
+            raise ConfigError(f"genesis balances sum to {total}, more than the supply {MAX_SUPPLY}")
+        for url in self.neighbors:
+            normalize_neighbor_url(url)
+        if not isinstance(self.max_future_seconds, int) or self.max_future_seconds < 0:
+            raise ConfigError("max_future_seconds must be a non-negative integer")
+        if not isinstance(self.sync_interval, int | float) or self.sync_interval <= 0:
+            raise ConfigError("sync_interval must be a positive number of seconds")
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+_NEIGHBOR_PATTERN: Final = re.compile(
+    r"(?P<scheme>https?|tcp)://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?/?"
+)
+
+
+def normalize_neighbor_url(url: str) -> str:
+    """A neighbour's API URL as ``http(s)://host:port``.
+
+    IRI wrote neighbours as ``tcp://host:port``; such a URL means the neighbour's
+    HTTP API on that host and port, since these nodes gossip over HTTP.
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"a neighbour must be a URL string, got {type(url).__name__}")
+    match = _NEIGHBOR_PATTERN.fullmatch(url.strip())
+    if match is None:
+        raise ConfigError(
+            f"neighbour {url!r} must look like http://host:port, https://host:port or tcp://host:port"
+        )
+    scheme = "http" if match["scheme"] == "tcp" else match["scheme"]
+    port = int(match["port"]) if match["port"] else (443 if scheme == "https" else DEFAULT_PORT)
+    if not 1 <= port <= 65_535:
+        raise ConfigError(f"neighbour {url!r} has an invalid port")
+    return f"{scheme}://{match['host'].lower()}:{port}"
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a table/object")
+    return value
+
+
+def _known_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+
+
+def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None) -> NodeConfig:
+    """Apply a parsed configuration document (file contents) on top of ``base``."""
+    config = base if base is not None else NodeConfig()
+    top = {
+        "host",
+        "port",
+        "database",
+        "min_weight_magnitude",
+        "neighbors",
+        "genesis",
+        "coordinator",
+        "limits",
+        "max_future_seconds",
+        "sync_interval",
+        "app_name",
+    }
+    _known_keys(data, top, "the node configuration")
+    changes: dict[str, Any] = {}
+    for key in ("host", "port", "min_weight_magnitude", "max_future_seconds", "sync_interval"):
+        if key in data:
+            changes[key] = data[key]
+    if "app_name" in data:
+        changes["app_name"] = str(data["app_name"])
+    if "database" in data:
+        changes["database_url"] = data["database"]
+    if "neighbors" in data:
+        neighbors = data["neighbors"]
+        if not isinstance(neighbors, list):
+            raise ConfigError("neighbors must be a list of URLs")
+        changes["neighbors"] = tuple(neighbors)
+    if "genesis" in data:
+        changes["genesis"] = dict(_section(data, "genesis"))
+    if "coordinator" in data:
+        section = _section(data, "coordinator")
+        allowed = {item.name for item in fields(CoordinatorConfig)}
+        _known_keys(section, allowed, "coordinator")
+        changes["coordinator"] = replace(config.coordinator, **section)
+    if "limits" in data:
+        section = _section(data, "limits")
+        _known_keys(section, {item.name for item in fields(ApiLimits)}, "limits")
+        changes["limits"] = replace(config.limits, **section)
+    try:
+        return replace(config, **changes)
+    except TypeError as err:
+        raise ConfigError(f"invalid configuration: {err}") from err
+
+
+def load_config_file(path: Path, base: NodeConfig | None = None) -> NodeConfig:
+    """Read a ``.toml`` or ``.json`` configuration file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {path}: {err.strerror}") from err
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"configuration file {path} is not valid: {err}") from err
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"configuration file {path} must hold a table/object")
+    node_section = data.get("node", data)
+    if not isinstance(node_section, Mapping):
+        raise ConfigError(f"[node] in {path} must be a table/object")
+    return config_from_mapping(node_section, base)
+
+
+def apply_environment(config: NodeConfig, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Override settings from ``P2P_ENERGY_NODE_*`` variables (secrets stay out of files)."""
+    env = os.environ if environ is None else environ
+    changes: dict[str, Any] = {}
+    if env.get(DATABASE_ENV):
+        changes["database_url"] = env[DATABASE_ENV]
+    if env.get(COORDINATOR_SEED_ENV):
+        changes["coordinator"] = replace(config.coordinator, seed=env[COORDINATOR_SEED_ENV])
+    return replace(config, **changes) if changes else config

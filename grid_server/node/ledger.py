@@ -1,0 +1,141 @@
+"""The private network's ledger: confirmation by milestones, balances and consistency.
+
+Balances are the genesis balances plus every value bundle confirmed by a
+milestone. A milestone confirms its past cone (trunk/branch closure); a bundle
+counts once per bundle hash however often it was reattached. A set of
+transactions is *consistent* when applying the unconfirmed value bundles of its
+past cone leaves no address below zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .storage import NULL_HASH, MilestoneRecord, TangleStore, TransactionInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from sqlalchemy import Connection
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Cone:
+    """The unconfirmed part of a past cone, and what it references but the node lacks."""
+
+    members: Mapping[str, TransactionInfo]
+    missing: frozenset[str]
+
+
+def unconfirmed_cone(conn: Connection, starts: Iterable[str]) -> Cone:
+    """Breadth-first over trunk/branch, stopping at confirmed transactions."""
+    members: dict[str, TransactionInfo] = {}
+    missing: set[str] = set()
+    frontier = {start for start in starts if start != NULL_HASH}
+    seen = set(frontier)
+    while frontier:
+        found = TangleStore.infos(conn, frontier)
+        missing.update(frontier - found.keys())
+        following: set[str] = set()
+        for info in found.values():
+            if info.confirmed is not None:
+                continue
+            members[info.hash] = info
+            for parent in (info.trunk, info.branch):
+                if parent != NULL_HASH and parent not in seen:
+                    seen.add(parent)
+                    following.add(parent)
+        frontier = following
+    return Cone(members, frozenset(missing))
+
+
+def _bundle_order(info: TransactionInfo) -> tuple[int, int, str]:
+    # Every node must apply a milestone's bundles in the same order.
+    return (info.timestamp, info.attachment_timestamp, info.hash)
+
+
+def pending_bundles(conn: Connection, cone: Cone) -> list[tuple[str, list[tuple[str, int]]]]:
+    """The value bundles whose tails are in ``cone`` and that are not applied yet, in order."""
+    tails = sorted(
+        (info for info in cone.members.values() if info.current_index == 0), key=_bundle_order
+    )
+    if not tails:
+        return []
+    entries = TangleStore.value_entries(conn, sorted({tail.bundle for tail in tails}))
+    if not entries:
+        return []
+    already = TangleStore.applied(conn, entries)
+    ordered: list[tuple[str, list[tuple[str, int]]]] = []
+    taken: set[str] = set()
+    for tail in tails:
+        if tail.bundle in entries and tail.bundle not in already and tail.bundle not in taken:
+            taken.add(tail.bundle)
+            ordered.append((tail.bundle, entries[tail.bundle]))
+    return ordered
+
+
+def cone_delta(conn: Connection, cone: Cone) -> dict[str, int]:
+    delta: dict[str, int] = {}
+    for _bundle, entries in pending_bundles(conn, cone):
+        for address, value in entries:
+            delta[address] = delta.get(address, 0) + value
+    return delta
+
+
+def is_consistent(conn: Connection, starts: Iterable[str]) -> bool:
+    """Whether the past cones of ``starts`` are solid and keep every balance >= 0."""
+    wanted = {start for start in starts if start != NULL_HASH}
+    known = TangleStore.infos(conn, wanted)
+    # A solid transaction's whole past cone is stored, so checking the starts suffices.
+    if len(known) < len(wanted) or not all(info.solid for info in known.values()):
+        return False
+    if not TangleStore.has_pending_spends(conn):
+        return True
+    cone = unconfirmed_cone(conn, wanted)
+    delta = cone_delta(conn, cone)
+    spenders = [address for address, change in delta.items() if change < 0]
+    current = TangleStore.balances_of(conn, spenders)
+    return all(current.get(address, 0) + delta[address] >= 0 for address in spenders)
+
+
+def confirm(conn: Connection, milestone: MilestoneRecord) -> bool:
+    """Confirm the milestone's past cone and apply its value bundles.
+
+    Returns False (and changes nothing) while the cone is not solid yet.
+    """
+    tail = TangleStore.infos(conn, [milestone.hash]).get(milestone.hash)
+    if tail is None or not tail.solid:
+        return False
+    cone = unconfirmed_cone(conn, [milestone.hash])
+    bundles = pending_bundles(conn, cone)
+    addresses = {address for _bundle, entries in bundles for address, _value in entries}
+    working = TangleStore.balances_of(conn, addresses)
+    changed: set[str] = set()
+    applied: list[str] = []
+    for bundle, entries in bundles:
+        trial = dict.fromkeys({address for address, _value in entries}, 0)
+        for address, value in entries:
+            trial[address] += value
+        if any(working.get(address, 0) + change < 0 for address, change in trial.items()):
+            # The coordinator only confirms consistent cones; a node that sees otherwise
+            # keeps its ledger sound and says so.
+            _LOGGER.warning(
+                "milestone %d confirms bundle %s that spends more than its inputs hold; "
+                "its transfer is not applied",
+                milestone.index,
+                bundle,
+            )
+            continue
+        for address, change in trial.items():
+            working[address] = working.get(address, 0) + change
+            changed.add(address)
+        applied.append(bundle)
+    TangleStore.mark_confirmed(conn, sorted(cone.members), milestone.index)
+    TangleStore.set_balances(conn, {address: working[address] for address in changed})
+    TangleStore.mark_applied(conn, applied, milestone.index)
+    TangleStore.mark_milestone_applied(conn, milestone.index)
+    return True

@@ -1,0 +1,218 @@
+"""A running node: its Tangle, worker threads, proof of work, peering and coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Final
+
+from p2p_energy_protocol.errors import PowInterruptedError
+from p2p_energy_protocol.pow import attach_to_tangle
+from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import TRYTE_ALPHABET
+
+from .config import NodeConfig, normalize_neighbor_url
+from .errors import CommandError
+from .milestones import build_milestone
+from .peering import Peering
+from .storage import StorageError, TangleStore
+from .tangle import StoreOutcome, Tangle
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import aiohttp
+
+_LOGGER = logging.getLogger(__name__)
+_SEED_KEY: Final = "coordinator_seed"
+_ADDRESS_KEY: Final = "coordinator_address"
+
+
+def _new_seed() -> str:
+    return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(81))
+
+
+def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, str | None]:
+    """The network's coordinator address and, on the coordinator, its seed.
+
+    A stand-alone node creates its seed once and keeps it in its database. The
+    address is remembered too, so a node never follows another network's milestones.
+    """
+    coordinator = config.coordinator
+    with store.begin() as conn:
+        seed = coordinator.seed
+        if seed is None and coordinator.address is None:
+            seed = TangleStore.get_meta(conn, _SEED_KEY)
+            if seed is None:
+                seed = _new_seed()
+                TangleStore.set_meta(conn, _SEED_KEY, seed)
+        address = coordinator.address
+        if seed is not None:
+            derived = generate_address(seed, 0, coordinator.security)
+            if address is not None and address != derived:
+                raise StorageError(
+                    f"coordinator.address {address} is not the address of coordinator.seed "
+                    f"at security {coordinator.security} ({derived})"
+                )
+            address = derived
+        assert address is not None
+        stored = TangleStore.get_meta(conn, _ADDRESS_KEY)
+        if stored is None:
+            TangleStore.set_meta(conn, _ADDRESS_KEY, address)
+        elif stored != address:
+            raise StorageError(
+                f"this database belongs to the network of coordinator {stored}, not {address}"
+            )
+    return address, seed
+
+
+class NodeRuntime:
+    """Owns the threads and background tasks of one node."""
+
+    def __init__(self, config: NodeConfig, session: aiohttp.ClientSession, url: str) -> None:
+        self.config = config
+        self.url = url
+        self.store = TangleStore.open(config.database_url)
+        try:
+            self.store.ensure_genesis(config.genesis)
+            self.coordinator_address, self._coordinator_seed = resolve_coordinator(
+                config, self.store
+            )
+        except BaseException:
+            self.store.close()
+            raise
+        self.tangle = Tangle(config, self.store, self.coordinator_address)
+        # One writer thread: validation and ledger checks never race each other.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="node-writer")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="node-reader")
+        self._pow = ThreadPoolExecutor(1, thread_name_prefix="node-pow")
+        self._interrupt = threading.Event()
+        self._closing = threading.Event()
+        self._pow_waiting = 0
+        self.peering = Peering(self, session)
+        self._tasks: list[asyncio.Task[None]] = []
+        # Each key signs one milestone only: never build two milestones at once.
+        self._milestone_lock = asyncio.Lock()
+
+    @property
+    def issues_milestones(self) -> bool:
+        return self._coordinator_seed is not None
+
+    async def start(self) -> None:
+        with self.store.begin() as conn:
+            for url in self.config.neighbors:
+                TangleStore.add_neighbor(conn, normalize_neighbor_url(url))
+        await self.write(self.tangle.process_milestones)
+        await self.peering.start()
+        if self.issues_milestones:
+            self._tasks.append(asyncio.create_task(self._coordinate(), name="node-coordinator"))
+
+    async def close(self) -> None:
+        self._closing.set()
+        self._interrupt.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.peering.stop()
+        for executor in (self._pow, self._writer, self._readers):
+            executor.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    async def read[T](self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, function, *args)
+
+    async def write[T](self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
+
+    async def accept(self, trytes: Sequence[object], *, peer: str | None) -> StoreOutcome:
+        """Store transactions and pass what was new to the neighbours."""
+        from_peer = peer is not None and peer in self.peering.urls()
+
+        def run() -> StoreOutcome:
+            return self.tangle.store_transactions(trytes, from_peer=from_peer)
+
+        outcome = await self.write(run)
+        if outcome.stored:
+            self.peering.broadcast([item.trytes for item in outcome.stored], exclude=peer)
+        if from_peer and peer is not None and (outcome.invalid or outcome.incomplete_bundles):
+            self.peering.note_problems(peer, outcome)
+        return outcome
+
+    async def attach(
+        self, trytes: Sequence[str], trunk: str, branch: str, min_weight_magnitude: int
+    ) -> list[str]:
+        """Remote proof of work, one request at a time as IRI did."""
+        weight = max(min_weight_magnitude, self.config.min_weight_magnitude)
+        self._pow_waiting += 1
+        if self._pow_waiting == 1:
+            self._interrupt.clear()
+
+        def run() -> list[str]:
+            return attach_to_tangle(
+                list(trytes), trunk, branch, weight, should_stop=self._interrupt.is_set
+            )
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pow, run)
+        except PowInterruptedError as err:
+            raise CommandError(
+                "attachToTangle was interrupted (interruptAttachingToTangle)"
+            ) from err
+        finally:
+            self._pow_waiting -= 1
+
+    def interrupt_attaching(self) -> None:
+        if self._pow_waiting:
+            self._interrupt.set()
+
+    async def issue_milestone(self) -> bool:
+        """Issue the next milestone now if anything is new; True if one was stored."""
+        async with self._milestone_lock:
+            return await self._issue_milestone()
+
+    async def _issue_milestone(self) -> bool:
+        seed = self._coordinator_seed
+        if seed is None:
+            raise CommandError("this node is not the coordinator of its network")
+        plan = await self.write(self.tangle.milestone_plan, self.config.coordinator.max_references)
+        if plan is None:
+            return False
+        index, _signing_address, previous, tips = plan
+        security = self.config.coordinator.security
+
+        def build() -> list[str]:
+            return build_milestone(
+                seed=seed,
+                index=index,
+                security=security,
+                coordinator_address=self.coordinator_address,
+                next_address=generate_address(seed, index, security),
+                previous_milestone=previous,
+                references=tips,
+                min_weight_magnitude=self.config.min_weight_magnitude,
+                should_stop=self._closing.is_set,
+            )
+
+        trytes = await asyncio.get_running_loop().run_in_executor(self._pow, build)
+        outcome = await self.accept(trytes, peer=None)
+        state = await self.read(self.tangle.milestone_state)
+        if state.latest is None or state.latest.index < index:
+            _LOGGER.error("milestone %d was built but not recognised: %s", index, outcome)
+            return False
+        return True
+
+    async def _coordinate(self) -> None:
+        interval = self.config.coordinator.interval
+        while True:
+            try:
+                await self.issue_milestone()
+            except asyncio.CancelledError:
+                raise
+            except PowInterruptedError:
+                return
+            except Exception:
+                _LOGGER.exception("issuing a milestone failed; retrying in %s s", interval)
+            await asyncio.sleep(interval)

@@ -1,0 +1,741 @@
+"""The node's database: schema and queries (SQLAlchemy 2 Core; SQLite or PostgreSQL).
+
+All writes of one request run inside one database transaction opened by the
+caller (``with store.begin() as conn``), so a crash never leaves part of a
+bundle or a half-applied milestone behind.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+NULL_HASH: Final = "9" * 81
+SCHEMA_VERSION: Final = "1"
+# Bound parameters per IN (...) list; well under SQLite's and PostgreSQL's limits.
+_CHUNK: Final = 500
+
+metadata = MetaData()
+
+transactions = Table(
+    "node_transactions",
+    metadata,
+    # Arrival order on this node; neighbours page through it to catch up.
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("hash", String(81), nullable=False, unique=True),
+    Column("address", String(81), nullable=False, index=True),
+    Column("bundle", String(81), nullable=False, index=True),
+    Column("tag", String(27), nullable=False, index=True),
+    Column("value", BigInteger(), nullable=False),
+    Column("current_index", Integer(), nullable=False),
+    Column("last_index", Integer(), nullable=False),
+    Column("timestamp", BigInteger(), nullable=False),
+    Column("attachment_timestamp", BigInteger(), nullable=False),
+    Column("trunk", String(81), nullable=False, index=True),
+    Column("branch", String(81), nullable=False, index=True),
+    Column("trytes", Text(), nullable=False),
+    Column("arrival", BigInteger(), nullable=False),
+    # Solid: the whole past cone is stored. Approved: some stored transaction references it.
+    Column("solid", Boolean(), nullable=False),
+    Column("approved", Boolean(), nullable=False, default=False),
+    # Index of the milestone that confirmed it, NULL while unconfirmed.
+    Column("confirmed", Integer(), nullable=True, index=True),
+    Index("ix_node_transactions_tips", "approved", "solid"),
+)
+
+milestones = Table(
+    "node_milestones",
+    metadata,
+    Column("index", Integer(), primary_key=True, autoincrement=False),
+    Column("hash", String(81), nullable=False, unique=True),
+    Column("signing_address", String(81), nullable=False),
+    Column("next_address", String(81), nullable=False),
+    Column("applied", Boolean(), nullable=False, default=False),
+    Column("timestamp", BigInteger(), nullable=False),
+)
+
+balances = Table(
+    "node_balances",
+    metadata,
+    Column("address", String(81), primary_key=True),
+    Column("balance", BigInteger(), nullable=False),
+)
+
+applied_bundles = Table(
+    "node_applied_bundles",
+    metadata,
+    Column("bundle", String(81), primary_key=True),
+    Column("milestone", Integer(), nullable=False),
+)
+
+spent_addresses = Table(
+    "node_spent_addresses",
+    metadata,
+    Column("address", String(81), primary_key=True),
+)
+
+neighbors = Table(
+    "node_neighbors",
+    metadata,
+    Column("url", String(300), primary_key=True),
+    # Highest ``seq`` of the neighbour already pulled from it.
+    Column("cursor", BigInteger(), nullable=False, default=0),
+    Column("all_transactions", BigInteger(), nullable=False, default=0),
+    Column("invalid_transactions", BigInteger(), nullable=False, default=0),
+    Column("new_transactions", BigInteger(), nullable=False, default=0),
+    Column("sent_transactions", BigInteger(), nullable=False, default=0),
+)
+
+meta = Table(
+    "node_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text(), nullable=False),
+)
+
+
+class StorageError(RuntimeError):
+    """The database cannot be opened or holds data of another network."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A validated transaction ready to insert (fields already parsed)."""
+
+    hash: str
+    address: str
+    bundle: str
+    tag: str
+    value: int
+    current_index: int
+    last_index: int
+    timestamp: int
+    attachment_timestamp: int
+    trunk: str
+    branch: str
+    trytes: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionInfo:
+    """What traversal and ledger code need to know about a stored transaction."""
+
+    hash: str
+    address: str
+    bundle: str
+    value: int
+    current_index: int
+    last_index: int
+    timestamp: int
+    attachment_timestamp: int
+    trunk: str
+    branch: str
+    solid: bool
+    confirmed: int | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneRecord:
+    index: int
+    hash: str
+    signing_address: str
+    next_address: str
+    applied: bool
+    timestamp: int
+
+
+_INFO_COLUMNS: Final = (
+    transactions.c.hash,
+    transactions.c.address,
+    transactions.c.bundle,
+    transactions.c.value,
+    transactions.c.current_index,
+    transactions.c.last_index,
+    transactions.c.timestamp,
+    transactions.c.attachment_timestamp,
+    transactions.c.trunk,
+    transactions.c.branch,
+    transactions.c.solid,
+    transactions.c.confirmed,
+    transactions.c.seq,
+)
+
+
+def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while a request writes; NORMAL is durable at checkpoints.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine for ``url``, creating a SQLite file's folder if needed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise StorageError(f"invalid database URL {url!r}: {err}") from err
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, pool_pre_ping=not is_sqlite)
+    except (ArgumentError, NoSuchModuleError, ImportError) as err:
+        raise StorageError(f"cannot use database URL {url!r}: {err}") from err
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class TangleStore:
+    """Queries over the node's tables; callers own the transactions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> TangleStore:
+        store = cls(open_engine(url))
+        store.create_schema()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create_schema(self) -> None:
+        try:
+            metadata.create_all(self.engine)
+        except Exception as err:
+            raise StorageError(f"cannot create the node's tables: {err}") from err
+        with self.begin() as conn:
+            version = self.get_meta(conn, "schema_version")
+            if version is None:
+                self.set_meta(conn, "schema_version", SCHEMA_VERSION)
+            elif version != SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database holds node schema version {version}, this node needs "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- meta ------------------------------------------------------------------
+
+    @staticmethod
+    def get_meta(conn: Connection, key: str) -> str | None:
+        value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    @staticmethod
+    def set_meta(conn: Connection, key: str, value: str) -> None:
+        changed = conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+        if changed.rowcount == 0:
+            conn.execute(insert(meta).values(key=key, value=value))
+
+    def ensure_genesis(self, genesis: Mapping[str, int]) -> None:
+        """Credit the genesis balances once; refuse a different genesis later."""
+        wanted = json.dumps(dict(sorted(genesis.items())), separators=(",", ":"))
+        with self.begin() as conn:
+            stored = self.get_meta(conn, "genesis")
+            if stored is None:
+                if genesis:
+                    conn.execute(
+                        insert(balances),
+                        [{"address": a, "balance": b} for a, b in sorted(genesis.items())],
+                    )
+                self.set_meta(conn, "genesis", wanted)
+            elif stored != wanted:
+                raise StorageError(
+                    "the database was created with other genesis balances; a network's "
+                    "genesis cannot change (use a new database)"
+                )
+
+    # -- transactions ----------------------------------------------------------
+
+    @staticmethod
+    def existing_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(set(hashes))):
+            found.update(
+                conn.execute(select(transactions.c.hash).where(transactions.c.hash.in_(chunk)))
+                .scalars()
+                .all()
+            )
+        return found
+
+    @staticmethod
+    def infos(conn: Connection, hashes: Iterable[str]) -> dict[str, TransactionInfo]:
+        found: dict[str, TransactionInfo] = {}
+        for chunk in _chunks(list(set(hashes))):
+            rows = conn.execute(select(*_INFO_COLUMNS).where(transactions.c.hash.in_(chunk)))
+            for row in rows:
+                found[row.hash] = TransactionInfo(*row)
+        return found
+
+    @staticmethod
+    def infos_by_bundle(conn: Connection, bundles: Iterable[str]) -> list[TransactionInfo]:
+        found: list[TransactionInfo] = []
+        for chunk in _chunks(list(set(bundles))):
+            rows = conn.execute(select(*_INFO_COLUMNS).where(transactions.c.bundle.in_(chunk)))
+            found.extend(TransactionInfo(*row) for row in rows)
+        return found
+
+    @staticmethod
+    def trytes_of(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(set(hashes))):
+            rows = conn.execute(
+                select(transactions.c.hash, transactions.c.trytes).where(
+                    transactions.c.hash.in_(chunk)
+                )
+            )
+            found.update({row.hash: row.trytes for row in rows})
+        return found
+
+    @staticmethod
+    def insert_transactions(
+        conn: Connection, records: Sequence[TransactionRecord], solid: Mapping[str, bool], now: int
+    ) -> None:
+        if not records:
+            return
+        conn.execute(
+            insert(transactions),
+            [
+                {
+                    "hash": r.hash,
+                    "address": r.address,
+                    "bundle": r.bundle,
+                    "tag": r.tag,
+                    "value": r.value,
+                    "current_index": r.current_index,
+                    "last_index": r.last_index,
+                    "timestamp": r.timestamp,
+                    "attachment_timestamp": r.attachment_timestamp,
+                    "trunk": r.trunk,
+                    "branch": r.branch,
+                    "trytes": r.trytes,
+                    "arrival": now,
+                    "solid": solid[r.hash],
+                    "approved": False,
+                    "confirmed": None,
+                }
+                for r in records
+            ],
+        )
+        approvees = sorted({h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH})
+        for chunk in _chunks(approvees):
+            conn.execute(
+                update(transactions)
+                .where(transactions.c.hash.in_(chunk), transactions.c.approved.is_(False))
+                .values(approved=True)
+            )
+
+    @staticmethod
+    def has_unsolid(conn: Connection) -> bool:
+        return (
+            conn.execute(
+                select(transactions.c.seq).where(transactions.c.solid.is_(False)).limit(1)
+            ).first()
+            is not None
+        )
+
+    @staticmethod
+    def unsolid_approvers(conn: Connection, hashes: Sequence[str]) -> list[TransactionInfo]:
+        found: list[TransactionInfo] = []
+        for chunk in _chunks(hashes):
+            rows = conn.execute(
+                select(*_INFO_COLUMNS).where(
+                    transactions.c.solid.is_(False),
+                    or_(transactions.c.trunk.in_(chunk), transactions.c.branch.in_(chunk)),
+                )
+            )
+            found.extend(TransactionInfo(*row) for row in rows)
+        return found
+
+    @staticmethod
+    def mark_solid(conn: Connection, hashes: Sequence[str]) -> None:
+        for chunk in _chunks(hashes):
+            conn.execute(
+                update(transactions).where(transactions.c.hash.in_(chunk)).values(solid=True)
+            )
+
+    @staticmethod
+    def missing_parents(conn: Connection, limit: int) -> list[str]:
+        """Hashes referenced by unsolid transactions but not stored (to ask neighbours)."""
+        parents: set[str] = set()
+        rows = conn.execute(
+            select(transactions.c.trunk, transactions.c.branch)
+            .where(transactions.c.solid.is_(False))
+            .limit(limit * 4)
+        )
+        for row in rows:
+            parents.update((row.trunk, row.branch))
+        parents.discard(NULL_HASH)
+        missing = parents - TangleStore.existing_hashes(conn, parents)
+        return sorted(missing)[:limit]
+
+    @staticmethod
+    def count_transactions(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(transactions)).scalar_one())
+
+    @staticmethod
+    def max_seq(conn: Connection) -> int:
+        return int(
+            conn.execute(select(func.coalesce(func.max(transactions.c.seq), 0))).scalar_one()
+        )
+
+    @staticmethod
+    def tips(conn: Connection, limit: int, oldest_first: bool = False) -> list[str]:
+        order = transactions.c.seq.asc() if oldest_first else transactions.c.seq.desc()
+        rows = conn.execute(
+            select(transactions.c.hash)
+            .where(transactions.c.approved.is_(False), transactions.c.solid.is_(True))
+            .order_by(order)
+            .limit(limit)
+        )
+        return list(rows.scalars().all())
+
+    @staticmethod
+    def count_tips(conn: Connection) -> int:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(transactions)
+                .where(transactions.c.approved.is_(False), transactions.c.solid.is_(True))
+            ).scalar_one()
+        )
+
+    @staticmethod
+    def find_hashes(
+        conn: Connection,
+        addresses: Sequence[str] | None,
+        bundles: Sequence[str] | None,
+        tags: Sequence[str] | None,
+        approvees: Sequence[str] | None,
+        limit: int,
+    ) -> list[str] | None:
+        """Hashes matching every given field (OR within a field); None if over ``limit``."""
+        conditions: list[Any] = []
+        for column, values in (
+            (transactions.c.address, addresses),
+            (transactions.c.bundle, bundles),
+            (transactions.c.tag, tags),
+        ):
+            if values is not None:
+                conditions.append(column.in_(sorted(set(values))))
+        if approvees is not None:
+            wanted = sorted(set(approvees))
+            conditions.append(
+                or_(transactions.c.trunk.in_(wanted), transactions.c.branch.in_(wanted))
+            )
+        query = (
+            select(transactions.c.hash)
+            .where(*conditions)
+            .order_by(transactions.c.seq)
+            .limit(limit + 1)
+        )
+        hashes = list(conn.execute(query).scalars().all())
+        return None if len(hashes) > limit else hashes
+
+    @staticmethod
+    def page_since(conn: Connection, since: int, limit: int) -> list[tuple[int, str, str]]:
+        """``(seq, bundle, trytes)`` after ``since`` in arrival order."""
+        rows = conn.execute(
+            select(transactions.c.seq, transactions.c.bundle, transactions.c.trytes)
+            .where(transactions.c.seq > since)
+            .order_by(transactions.c.seq)
+            .limit(limit)
+        )
+        return [(row.seq, row.bundle, row.trytes) for row in rows]
+
+    @staticmethod
+    def approvers(conn: Connection, hashes: Sequence[str]) -> list[TransactionInfo]:
+        found: list[TransactionInfo] = []
+        for chunk in _chunks(hashes):
+            rows = conn.execute(
+                select(*_INFO_COLUMNS).where(
+                    or_(transactions.c.trunk.in_(chunk), transactions.c.branch.in_(chunk))
+                )
+            )
+            found.extend(TransactionInfo(*row) for row in rows)
+        return found
+
+    @staticmethod
+    def mark_confirmed(conn: Connection, hashes: Sequence[str], milestone_index: int) -> None:
+        for chunk in _chunks(hashes):
+            conn.execute(
+                update(transactions)
+                .where(transactions.c.hash.in_(chunk), transactions.c.confirmed.is_(None))
+                .values(confirmed=milestone_index)
+            )
+
+    @staticmethod
+    def has_pending_spends(conn: Connection) -> bool:
+        """Whether any unconfirmed transaction spends (fast path for consistency checks)."""
+        row = conn.execute(
+            select(transactions.c.seq)
+            .where(transactions.c.value < 0, transactions.c.confirmed.is_(None))
+            .limit(1)
+        ).first()
+        return row is not None
+
+    @staticmethod
+    def value_entries(conn: Connection, bundles: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """Per bundle, its ``(address, value)`` entries with a non-zero value (once per index)."""
+        found: dict[str, dict[int, tuple[str, int]]] = {}
+        for chunk in _chunks(bundles):
+            rows = conn.execute(
+                select(
+                    transactions.c.bundle,
+                    transactions.c.current_index,
+                    transactions.c.address,
+                    transactions.c.value,
+                ).where(transactions.c.bundle.in_(chunk), transactions.c.value != 0)
+            )
+            for row in rows:
+                found.setdefault(row.bundle, {})[row.current_index] = (row.address, row.value)
+        return {bundle: list(entries.values()) for bundle, entries in found.items()}
+
+    @staticmethod
+    def pending_spends(
+        conn: Connection, addresses: Sequence[str], excluding_bundles: Iterable[str]
+    ) -> dict[str, int]:
+        """Amounts spent from ``addresses`` by stored bundles not yet applied to the ledger."""
+        excluded = set(excluding_bundles)
+        spends: dict[tuple[str, int], tuple[str, int]] = {}
+        for chunk in _chunks(addresses):
+            rows = conn.execute(
+                select(
+                    transactions.c.bundle,
+                    transactions.c.current_index,
+                    transactions.c.address,
+                    transactions.c.value,
+                ).where(
+                    transactions.c.address.in_(chunk),
+                    transactions.c.value < 0,
+                    transactions.c.bundle.not_in(select(applied_bundles.c.bundle)),
+                )
+            )
+            for row in rows:
+                if row.bundle not in excluded:
+                    spends[(row.bundle, row.current_index)] = (row.address, -row.value)
+        totals: dict[str, int] = {}
+        for address, amount in spends.values():
+            totals[address] = totals.get(address, 0) + amount
+        return totals
+
+    # -- ledger ----------------------------------------------------------------
+
+    @staticmethod
+    def balances_of(conn: Connection, addresses: Iterable[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(set(addresses))):
+            rows = conn.execute(
+                select(balances.c.address, balances.c.balance).where(balances.c.address.in_(chunk))
+            )
+            found.update({row.address: int(row.balance) for row in rows})
+        return found
+
+    @staticmethod
+    def set_balances(conn: Connection, new_balances: Mapping[str, int]) -> None:
+        existing = TangleStore.balances_of(conn, new_balances)
+        for address, balance in sorted(new_balances.items()):
+            if address in existing:
+                if balance == 0:
+                    conn.execute(delete(balances).where(balances.c.address == address))
+                else:
+                    conn.execute(
+                        update(balances)
+                        .where(balances.c.address == address)
+                        .values(balance=balance)
+                    )
+            elif balance != 0:
+                conn.execute(insert(balances).values(address=address, balance=balance))
+
+    @staticmethod
+    def applied(conn: Connection, bundles: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(set(bundles))):
+            found.update(
+                conn.execute(
+                    select(applied_bundles.c.bundle).where(applied_bundles.c.bundle.in_(chunk))
+                )
+                .scalars()
+                .all()
+            )
+        return found
+
+    @staticmethod
+    def mark_applied(conn: Connection, bundles: Sequence[str], milestone_index: int) -> None:
+        if bundles:
+            conn.execute(
+                insert(applied_bundles),
+                [{"bundle": b, "milestone": milestone_index} for b in bundles],
+            )
+
+    @staticmethod
+    def add_spent(conn: Connection, addresses: Iterable[str]) -> None:
+        wanted = set(addresses)
+        if not wanted:
+            return
+        missing = wanted - TangleStore.spent(conn, wanted)
+        if missing:
+            conn.execute(insert(spent_addresses), [{"address": a} for a in sorted(missing)])
+
+    @staticmethod
+    def spent(conn: Connection, addresses: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(set(addresses))):
+            found.update(
+                conn.execute(
+                    select(spent_addresses.c.address).where(spent_addresses.c.address.in_(chunk))
+                )
+                .scalars()
+                .all()
+            )
+        return found
+
+    # -- milestones ------------------------------------------------------------
+
+    @staticmethod
+    def milestone(conn: Connection, index: int) -> MilestoneRecord | None:
+        row = conn.execute(select(milestones).where(milestones.c.index == index)).first()
+        return None if row is None else MilestoneRecord(*row)
+
+    @staticmethod
+    def milestone_by_hash(conn: Connection, tail: str) -> MilestoneRecord | None:
+        row = conn.execute(select(milestones).where(milestones.c.hash == tail)).first()
+        return None if row is None else MilestoneRecord(*row)
+
+    @staticmethod
+    def latest_milestone(conn: Connection, applied_only: bool = False) -> MilestoneRecord | None:
+        query = select(milestones).order_by(milestones.c.index.desc()).limit(1)
+        if applied_only:
+            query = query.where(milestones.c.applied.is_(True))
+        row = conn.execute(query).first()
+        return None if row is None else MilestoneRecord(*row)
+
+    @staticmethod
+    def add_milestone(conn: Connection, record: MilestoneRecord) -> None:
+        conn.execute(
+            insert(milestones).values(
+                index=record.index,
+                hash=record.hash,
+                signing_address=record.signing_address,
+                next_address=record.next_address,
+                applied=record.applied,
+                timestamp=record.timestamp,
+            )
+        )
+
+    @staticmethod
+    def mark_milestone_applied(conn: Connection, index: int) -> None:
+        conn.execute(update(milestones).where(milestones.c.index == index).values(applied=True))
+
+    @staticmethod
+    def tails_at(conn: Connection, address: str, tag: str) -> list[TransactionInfo]:
+        rows = conn.execute(
+            select(*_INFO_COLUMNS)
+            .where(
+                transactions.c.address == address,
+                transactions.c.tag == tag,
+                transactions.c.current_index == 0,
+            )
+            .order_by(transactions.c.seq)
+        )
+        return [TransactionInfo(*row) for row in rows]
+
+    # -- neighbours --------------------------------------------------------------
+
+    @staticmethod
+    def neighbor_rows(conn: Connection) -> list[dict[str, Any]]:
+        rows = conn.execute(select(neighbors).order_by(neighbors.c.url))
+        return [dict(row._mapping) for row in rows]
+
+    @staticmethod
+    def add_neighbor(conn: Connection, url: str) -> bool:
+        if conn.execute(select(neighbors.c.url).where(neighbors.c.url == url)).first():
+            return False
+        conn.execute(
+            insert(neighbors).values(
+                url=url,
+                cursor=0,
+                all_transactions=0,
+                invalid_transactions=0,
+                new_transactions=0,
+                sent_transactions=0,
+            )
+        )
+        return True
+
+    @staticmethod
+    def remove_neighbor(conn: Connection, url: str) -> bool:
+        return bool(conn.execute(delete(neighbors).where(neighbors.c.url == url)).rowcount)
+
+    @staticmethod
+    def update_neighbor(
+        conn: Connection,
+        url: str,
+        *,
+        cursor: int | None = None,
+        received: int = 0,
+        invalid: int = 0,
+        new: int = 0,
+        sent: int = 0,
+    ) -> None:
+        values: dict[str, Any] = {
+            "all_transactions": neighbors.c.all_transactions + received,
+            "invalid_transactions": neighbors.c.invalid_transactions + invalid,
+            "new_transactions": neighbors.c.new_transactions + new,
+            "sent_transactions": neighbors.c.sent_transactions + sent,
+        }
+        if cursor is not None:
+            values["cursor"] = cursor
+        conn.execute(update(neighbors).where(neighbors.c.url == url).values(**values))
