@@ -1,0 +1,85 @@
+"""MAM publishing and following for simulated entities, over the real node API."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from p2p_energy_protocol.mam import channel_root, create_channel, create_message
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from p2p_energy_protocol.client import IriClient
+    from p2p_energy_protocol.mam import MamChannel, ParsedMamMessage
+
+_TRYTES: Final = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Messages read from one channel per poll; a producer polls every period.
+_FOLLOW_LIMIT: Final = 50
+
+
+def random_trytes(length: int = 81) -> str:
+    """``length`` random trytes from the operating system's CSPRNG (seeds, side keys)."""
+    return "".join(secrets.choice(_TRYTES) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class TangleSettings:
+    """How simulated entities attach their messages."""
+
+    min_weight_magnitude: int = 9
+    depth: int = 3
+    tag: str = "P2PENERGYSIM"
+
+
+class Publisher:
+    """A restricted MAM channel an entity publishes to through the node."""
+
+    def __init__(self, client: IriClient, settings: TangleSettings) -> None:
+        self._client = client
+        self._settings = settings
+        self.side_key = random_trytes()
+        self._channel: MamChannel = create_channel(random_trytes(), 2, "restricted", self.side_key)
+        # The root to register: where the first message (hello) is attached.
+        self.root = channel_root(self._channel)
+        self.published = 0
+        # Creating a message advances the channel; one at a time.
+        self._lock = asyncio.Lock()
+
+    async def publish(self, data: Mapping[str, Any]) -> str:
+        """Create and attach the next message; returns the root it was published at."""
+        async with self._lock:
+            # Merkle trees and signing are CPU work: keep the event loop responsive.
+            message = await asyncio.to_thread(create_message, self._channel, dict(data))
+            await self._client.publish_mam(
+                message,
+                tag=self._settings.tag,
+                depth=self._settings.depth,
+                min_weight_magnitude=self._settings.min_weight_magnitude,
+            )
+            self.published += 1
+            return message.root
+
+
+@dataclass
+class Follower:
+    """Reads a restricted channel from where it last stopped."""
+
+    root: str
+    side_key: str
+    next_root: str = field(init=False)
+    read: int = 0
+
+    def __post_init__(self) -> None:
+        self.next_root = self.root
+
+    async def read_new(self, client: IriClient) -> list[ParsedMamMessage]:
+        messages = await client.fetch_mam(
+            self.next_root, "restricted", self.side_key, limit=_FOLLOW_LIMIT
+        )
+        if messages:
+            self.next_root = messages[-1][1].next_root
+            self.read += len(messages)
+        return [parsed for _root, parsed in messages]
