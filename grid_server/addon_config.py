@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 import aiohttp
 from p2p_energy_protocol.signing import generate_address
@@ -91,7 +91,7 @@ def _number(data: Mapping[str, Any], name: str, default: float, low: float, high
 
 
 def _integer(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = data.get(name, default)
+    value: object = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise AddonConfigError(f"option {name} must be a whole number, got {value!r}")
     if not low <= value <= high:
@@ -438,9 +438,13 @@ def _run_service(service: Service, data_dir: Path, node_wait: float) -> int:
         if not asyncio.run(wait_for_node(node_url, node_wait)):
             print(f"p2p-energy add-on: the node at {node_url} did not answer", file=sys.stderr)
             return 1
+    return _exec(command)
+
+
+def _exec(command: list[str]) -> NoReturn:
+    """Replace this process with ``command`` (s6 then supervises the service itself)."""
     sys.stdout.flush()
     os.execv(command[0], command)
-    return 0  # pragma: no cover - execv does not return
 
 
 async def _discover(data_dir: Path, health_wait: float) -> int:
