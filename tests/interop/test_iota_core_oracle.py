@@ -79,7 +79,7 @@ def test_subseeds_keys_digests_and_addresses_match_iota_signing() -> None:
 
 def test_generate_address_matches_iota_core() -> None:
     rng = random.Random(12)
-    cases = [(random_trytes(rng, 81), rng.randrange(100_000), case % 3 + 1) for case in range(9)]
+    cases = [(random_trytes(rng, 81), rng.randrange(100_000), case % 3 + 1) for case in range(6)]
     results = oracle(
         [
             {"op": "generate_address", "seed": s, "index": i, "security": sec, "checksum": False}
