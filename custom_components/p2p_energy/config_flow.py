@@ -388,9 +388,9 @@ class _ParticipantSubentryFlow(ConfigSubentryFlow):
         """Validate the form; return (subentry data without keys, errors)."""
         entry = self._get_entry()
         in_use = {
-            subentry.data.get(CONF_METER)
+            str(subentry.data[CONF_METER])
             for subentry_id, subentry in entry.subentries.items()
-            if subentry_id != own_id
+            if subentry_id != own_id and CONF_METER in subentry.data
         }
         meter = user_input[CONF_METER]
         if problem := meter_problem(self.hass, meter, in_use):

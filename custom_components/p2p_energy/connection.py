@@ -16,7 +16,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
 from .protocol.client import IriClient, NodeInfo, Transfer
 from .protocol.errors import GridApiError, NodeError
-from .protocol.grid_client import GridClient, ProducerClient
+from .protocol.grid_client import GridClient, ItemType, ProducerClient
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -50,10 +50,13 @@ class ReadMessage:
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """What the grid answered to a registration (a consumer's return channel)."""
+    """What the grid answered to a registration."""
 
     root: str | None
+    """A consumer's return channel (payment requests)."""
     side_key: str | None
+    token: str | None
+    """Issued once by a grid that uses tokens; later updates and removal need it."""
 
 
 class GridConnection:
@@ -95,17 +98,23 @@ class GridConnection:
         ]
 
     async def register(
-        self, registration_id: str, item_name: str, item_type: str, root: str, side_key: str
+        self,
+        registration_id: str,
+        item_name: str,
+        item_type: ItemType,
+        root: str,
+        side_key: str,
+        token: str | None,
     ) -> Registration:
         """Register (or re-register) a producer or consumer channel with the grid."""
-        answer = await self.grid.register(
-            registration_id, item_name=item_name, item_type=item_type, root=root, side_key=side_key
+        reply = await self.grid.register(
+            registration_id, item_name, item_type, root=root, side_key=side_key, token=token
         )
-        return Registration(answer.root, answer.side_key)
+        return Registration(reply.root, reply.side_key, reply.token)
 
-    async def deregister(self, registration_id: str, side_key: str) -> None:
+    async def deregister(self, registration_id: str, side_key: str, token: str | None) -> None:
         """Remove a registration from the grid."""
-        await self.grid.deregister(registration_id, side_key)
+        await self.grid.deregister(registration_id, side_key, token=token)
 
     async def register_source(
         self,

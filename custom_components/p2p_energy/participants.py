@@ -77,7 +77,8 @@ if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry, ConfigSubentry
     from homeassistant.core import HomeAssistant
 
-    from .connection import GridConnection, ReadMessage
+    from .connection import GridConnection, ReadMessage, Registration
+    from .protocol.grid_client import ItemType
 
 # How many messages of a newly registered source channel are searched for its hello.
 HELLO_SEARCH_LIMIT = 10
@@ -126,7 +127,6 @@ class Participant(ABC):
     """What sources, producers and consumers share: a meter, a channel, a queue."""
 
     kind: ClassVar[str]
-    item_type: ClassVar[str]
 
     def __init__(
         self, context: RuntimeContext, subentry: ConfigSubentry, state: ParticipantState
@@ -175,7 +175,6 @@ class Participant(ABC):
     async def async_prepare(self) -> None:
         """Load the channel, or open a new one (with its hello) for a new seed."""
         seed = str(self.subentry.data[CONF_SEED])
-        hass = self.context.hass
         channel: MamChannel | None = None
         if self.state.channel is not None:
             try:
@@ -184,17 +183,29 @@ class Participant(ABC):
                 LOGGER.warning(
                     "Saved channel of %s is unreadable (%s); opening a new one", self.name, err
                 )
-        if channel is not None and channel.seed == seed and channel.side_key == self.side_key:
+        if (
+            channel is not None
+            and channel.seed == seed
+            and channel.side_key == self.side_key
+            and self.state.channel_root is not None
+        ):
             self._channel = channel
-            self.channel_root = await hass.async_add_executor_job(channel_root, channel)
+            self.channel_root = self.state.channel_root
             return
-        self._channel = await hass.async_add_executor_job(self._new_channel, seed, self.side_key)
-        self.channel_root = await hass.async_add_executor_job(channel_root, self._channel)
-        self.state.channel = self._channel.to_json()
+        await self._async_open_channel(seed, self.side_key)
         if not self.state.deregistered:
             await self._async_enqueue_locked(Hello(), 0.0)
         else:
             await self.context.store.async_save()
+
+    async def _async_open_channel(self, seed: str, side_key: str) -> None:
+        """Start a new channel; its first root is the one to register."""
+        hass = self.context.hass
+        channel = await hass.async_add_executor_job(self._new_channel, seed, side_key)
+        self.channel_root = await hass.async_add_executor_job(channel_root, channel)
+        self._channel = channel
+        self.state.channel = channel.to_json()
+        self.state.channel_root = self.channel_root
 
     @staticmethod
     def _new_channel(seed: str, side_key: str) -> MamChannel:
@@ -340,16 +351,13 @@ class Participant(ABC):
             self.state.registered_root = self.channel_root
             await self.context.store.async_save()
 
+    @abstractmethod
     async def _async_register_locked(self, root: str) -> None:
-        """Tell the counterpart about the channel at ``root``."""
-        registration = await self.context.connection.register(
-            self.registration_id, self.name, self.item_type, root, self.side_key
-        )
-        del registration
+        """Tell the counterpart (grid or producer) about the channel at ``root``."""
 
+    @abstractmethod
     async def _async_deregister_remote(self) -> None:
         """Remove the registration at the counterpart."""
-        await self.context.connection.deregister(self.registration_id, self.side_key)
 
     async def async_deregister(self) -> None:
         """Leave: remove the registration, say goodbye, stop publishing."""
@@ -392,6 +400,7 @@ class Participant(ABC):
                 await self._async_enqueue_locked(Goodbye(), 0.0)
             self._channel, self.channel_root = channel, root
             self.state.channel = channel.to_json()
+            self.state.channel_root = root
             self.state.deregistered = False
             await self._async_enqueue_locked(Hello(), 0.0)
         self.context.on_change()
@@ -423,7 +432,6 @@ class Source(Participant):
     """A generation meter reporting to a producer."""
 
     kind = SUBENTRY_SOURCE
-    item_type = "source"
 
     @property
     def producer_url(self) -> str:
@@ -455,7 +463,34 @@ class Source(Participant):
             )
 
 
-class Consumer(Participant):
+class GridMember(Participant):
+    """A producer or consumer: registered with the grid itself."""
+
+    item_type: ClassVar[ItemType]
+
+    async def _async_grid_register(self, root: str) -> Registration:
+        registration = await self.context.connection.register(
+            self.registration_id,
+            self.name,
+            self.item_type,
+            root,
+            self.side_key,
+            self.state.registration_token,
+        )
+        if registration.token is not None:
+            self.state.registration_token = registration.token
+        return registration
+
+    async def _async_register_locked(self, root: str) -> None:
+        await self._async_grid_register(root)
+
+    async def _async_deregister_remote(self) -> None:
+        await self.context.connection.deregister(
+            self.registration_id, self.side_key, self.state.registration_token
+        )
+
+
+class Consumer(GridMember):
     """A household meter billed by the grid."""
 
     kind = SUBENTRY_CONSUMER
@@ -503,9 +538,7 @@ class Consumer(Participant):
         ), delta.energy_kwh
 
     async def _async_register_locked(self, root: str) -> None:
-        registration = await self.context.connection.register(
-            self.registration_id, self.name, self.item_type, root, self.side_key
-        )
+        registration = await self._async_grid_register(root)
         if registration.root and registration.side_key:
             current = self.state.return_channel
             if current is None or current.root != registration.root:
@@ -584,7 +617,7 @@ class Consumer(Participant):
         return payment
 
 
-class Producer(Participant):
+class Producer(GridMember):
     """An inverter selling its and its sources' output to the grid."""
 
     kind = SUBENTRY_PRODUCER

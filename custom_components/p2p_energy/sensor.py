@@ -240,9 +240,11 @@ class GridSensor(P2PEnergyEntity, SensorEntity):
     @property
     def native_value(self) -> StateType:
         """The figure from the last successful poll."""
-        if self.coordinator.data is None:
+        # None until the grid has answered once (setup does not wait for it).
+        status: GridStatus | None = self.coordinator.data
+        if status is None:
             return None
-        return self.entity_description.value_fn(self.coordinator.data)
+        return self.entity_description.value_fn(status)
 
 
 class ParticipantSensor(P2PEnergyEntity, SensorEntity):

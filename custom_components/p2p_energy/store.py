@@ -230,12 +230,14 @@ class ParticipantState:
     """Durable state of one source, producer or consumer."""
 
     channel: dict[str, Any] | None = None
+    channel_root: str | None = None
     meter: MeterReference | None = None
     queue: list[QueuedMessage] = field(default_factory=list)
     next_sequence: int = 0
     energy_published_kwh: float = 0.0
     last_publish: datetime | None = None
     registered_root: str | None = None
+    registration_token: str | None = None
     deregistered: bool = False
     # Consumer: the grid's return channel and what it asked for.
     return_channel: FollowedChannel | None = None
@@ -256,12 +258,14 @@ class ParticipantState:
         """Return the stored form."""
         return {
             "channel": self.channel,
+            "channel_root": self.channel_root,
             "meter": self.meter.to_dict() if self.meter else None,
             "queue": [message.to_dict() for message in self.queue],
             "next_sequence": self.next_sequence,
             "energy_published_kwh": self.energy_published_kwh,
             "last_publish": self.last_publish.isoformat() if self.last_publish else None,
             "registered_root": self.registered_root,
+            "registration_token": self.registration_token,
             "deregistered": self.deregistered,
             "return_channel": self.return_channel.to_dict() if self.return_channel else None,
             "payment_request": self.payment_request.to_dict() if self.payment_request else None,
@@ -279,12 +283,14 @@ class ParticipantState:
         """Load the stored form."""
         return cls(
             channel=data.get("channel"),
+            channel_root=data.get("channel_root"),
             meter=MeterReference.from_dict(data["meter"]) if data.get("meter") else None,
             queue=[QueuedMessage.from_dict(item) for item in data.get("queue", [])],
             next_sequence=int(data.get("next_sequence", 0)),
             energy_published_kwh=float(data.get("energy_published_kwh", 0.0)),
             last_publish=_time(data["last_publish"]) if data.get("last_publish") else None,
             registered_root=data.get("registered_root"),
+            registration_token=data.get("registration_token"),
             deregistered=bool(data.get("deregistered", False)),
             return_channel=(
                 FollowedChannel.from_dict(data["return_channel"])

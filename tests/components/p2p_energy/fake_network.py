@@ -1,0 +1,255 @@
+"""An in-memory grid and Tangle node standing in for ``GridConnection``.
+
+MAM messages are real (created and parsed by the protocol library), so what the
+integration publishes is checked by decoding it, and what the fake grid
+publishes (hello, payment requests) goes through the integration's real reader.
+The grid's behaviour follows the blueprint: a registration needs a channel that
+starts with ``hello``; a consumer gets a return channel; removing a registration
+needs its side key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from custom_components.p2p_energy.connection import ReadMessage, Registration
+from custom_components.p2p_energy.protocol.errors import (
+    GridApiError,
+    GridUnavailableError,
+    InsufficientBalanceError,
+    IriApiError,
+    MamError,
+    NodeUnavailableError,
+)
+from custom_components.p2p_energy.protocol.mam import (
+    MamChannel,
+    MamMessage,
+    channel_root,
+    create_channel,
+    create_message,
+    mam_address,
+    parse_message,
+)
+from custom_components.p2p_energy.protocol.trinary import trytes_to_ascii
+
+GRID_SEED = "G" * 81
+GRID_SIDE_KEY = "GRIDSIDEKEY" + "9" * 70
+
+
+@dataclass
+class FakeNodeInfo:
+    """The part of getNodeInfo the integration reads."""
+
+    latest_solid_milestone_index: int
+
+
+@dataclass
+class Transfer:
+    """A value transfer the integration asked the node to make."""
+
+    seed: str
+    address: str
+    value: int
+    remainder: str
+    bundle: str
+
+
+def decode(message_trytes: str) -> Any:
+    """The JSON value of message trytes."""
+    return json.loads(trytes_to_ascii(message_trytes))
+
+
+class FakeNetwork:
+    """One grid, its node and its Tangle, in memory."""
+
+    def __init__(self) -> None:
+        """Start online and empty."""
+        self.grid_url = "http://grid.example:8080"
+        self.node_url = "http://grid.example:14265"
+        self.min_weight_magnitude = 9
+        self.node_up = True
+        self.grid_up = True
+        self.milestone = 7
+        self.tangle: dict[str, list[str]] = defaultdict(list)
+        self.published: list[MamMessage] = []
+        self.registrations: dict[str, dict[str, Any]] = {}
+        self.refuse_registrations: str | None = None
+        self.issue_tokens = False
+        self.return_channels: dict[str, MamChannel] = {}
+        self.return_roots: dict[str, str] = {}
+        self.producer_registrations: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.balances_by_address: dict[str, int] = defaultdict(int)
+        self.transfers: list[Transfer] = []
+        self.transfer_error: Exception | None = None
+
+    def __call__(self, *args: Any) -> FakeNetwork:
+        """Stand in for the GridConnection constructor."""
+        return self
+
+    # GridConnection --------------------------------------------------------------
+
+    def _node(self) -> None:
+        if not self.node_up:
+            raise NodeUnavailableError("node down")
+
+    def _grid(self) -> None:
+        if not self.grid_up:
+            raise GridUnavailableError("grid down")
+
+    async def node_info(self) -> FakeNodeInfo:
+        """The node's state."""
+        self._node()
+        return FakeNodeInfo(self.milestone)
+
+    async def grid_health(self) -> None:
+        """Fails when the grid is down."""
+        self._grid()
+
+    async def publish(self, message: MamMessage) -> None:
+        """Attach the payload at its address."""
+        self._node()
+        self.tangle[message.address].append(message.payload)
+        self.published.append(message)
+
+    async def read_channel(
+        self, root: str, side_key: str, limit: int | None = None
+    ) -> list[ReadMessage]:
+        """Read a restricted channel, skipping what does not parse at an address."""
+        self._node()
+        messages: list[ReadMessage] = []
+        while limit is None or len(messages) < limit:
+            for payload in self.tangle.get(mam_address(root, "restricted"), []):
+                try:
+                    parsed = parse_message(payload, root, side_key)
+                except MamError:
+                    continue
+                messages.append(ReadMessage(root, parsed.next_root, parsed.message))
+                root = parsed.next_root
+                break
+            else:
+                break
+        return messages
+
+    async def register(
+        self,
+        registration_id: str,
+        item_name: str,
+        item_type: str,
+        root: str,
+        side_key: str,
+        token: str | None,
+    ) -> Registration:
+        """Register a producer or consumer after finding its hello."""
+        self._grid()
+        if self.refuse_registrations:
+            raise GridApiError(self.refuse_registrations, 400)
+        known = self.registrations.get(registration_id)
+        if known and known.get("token") and token != known["token"]:
+            raise GridApiError("The token does not match.", 401)
+        hello = await self.read_channel(root, side_key, limit=1)
+        if not hello or decode(hello[0].trytes) != {"command": "hello"}:
+            raise GridApiError("The channel does not start with 'hello'.", 400)
+        issued = None
+        if known is None and self.issue_tokens:
+            issued = f"token-{registration_id}"
+        self.registrations[registration_id] = {
+            "item_name": item_name,
+            "item_type": item_type,
+            "root": root,
+            "side_key": side_key,
+            "token": issued or (known or {}).get("token"),
+        }
+        if item_type != "consumer":
+            return Registration(None, None, issued)
+        channel = self.return_channels.get(registration_id)
+        if channel is None:
+            channel = create_channel(GRID_SEED, 2, "restricted", GRID_SIDE_KEY)
+            channel.start = len(self.return_channels) * 100
+            self.return_channels[registration_id] = channel
+            self.return_roots[registration_id] = channel_root(channel)
+            self.grid_publish(registration_id, {"command": "hello"})
+        return Registration(self.return_roots[registration_id], GRID_SIDE_KEY, issued)
+
+    def grid_publish(self, registration_id: str, body: dict[str, Any]) -> None:
+        """Publish on the grid's return channel of a consumer."""
+        channel = self.return_channels[registration_id]
+        message = create_message(channel, body)
+        self.tangle[message.address].append(message.payload)
+
+    async def deregister(self, registration_id: str, side_key: str, token: str | None) -> None:
+        """Remove a registration; its side key must match."""
+        self._grid()
+        known = self.registrations.get(registration_id)
+        if known is None:
+            raise GridApiError("The registration does not exist.", 404)
+        if known["side_key"] != side_key:
+            raise GridApiError("The side key does not match.", 403)
+        del self.registrations[registration_id]
+
+    async def register_source(
+        self, producer_url: str, registration_id: str, item_name: str, root: str, side_key: str
+    ) -> None:
+        """Register a source with a remote producer."""
+        self._grid()
+        self.producer_registrations[producer_url][registration_id] = {
+            "item_name": item_name,
+            "root": root,
+            "side_key": side_key,
+        }
+
+    async def deregister_source(
+        self, producer_url: str, registration_id: str, side_key: str
+    ) -> None:
+        """Remove a source from a remote producer."""
+        self._grid()
+        registrations = self.producer_registrations[producer_url]
+        if registrations.get(registration_id, {}).get("side_key") != side_key:
+            raise GridApiError("The side key does not match.", 403)
+        del registrations[registration_id]
+
+    async def balances(self, addresses: list[str]) -> list[int]:
+        """Confirmed balances."""
+        self._node()
+        return [self.balances_by_address[address] for address in addresses]
+
+    async def send_transfer(self, seed: str, address: str, value: int, remainder: str) -> str:
+        """Move IOTA from the seed's known addresses (the test funds them)."""
+        self._node()
+        if self.transfer_error is not None:
+            raise self.transfer_error
+        funded = [a for a, balance in self.balances_by_address.items() if balance > 0]
+        total = sum(self.balances_by_address[a] for a in funded)
+        if total < value:
+            raise InsufficientBalanceError(f"{total} available, {value} needed")
+        for funded_address in funded:
+            self.balances_by_address[funded_address] = 0
+        self.balances_by_address[address] += value
+        self.balances_by_address[remainder] += total - value
+        bundle = chr(ord("A") + len(self.transfers)) * 81
+        self.transfers.append(Transfer(seed, address, value, remainder, bundle))
+        return bundle
+
+    # Test helpers -------------------------------------------------------------------
+
+    def bodies(self, root: str, side_key: str) -> list[Any]:
+        """Decoded JSON of every message of a channel."""
+        messages: list[Any] = []
+        while True:
+            for payload in self.tangle.get(mam_address(root, "restricted"), []):
+                try:
+                    parsed = parse_message(payload, root, side_key)
+                except MamError:
+                    continue
+                messages.append(decode(parsed.message))
+                root = parsed.next_root
+                break
+            else:
+                return messages
+
+
+def node_error() -> IriApiError:
+    """A node refusing a command."""
+    return IriApiError("attachToTangle", 400, "refused")

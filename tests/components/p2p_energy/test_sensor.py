@@ -1,0 +1,63 @@
+"""The sensors of the grid, the source, the producer and the consumer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
+
+from custom_components.p2p_energy.const import DOMAIN
+
+from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from syrupy.assertion import SnapshotAssertion
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_sensors(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    loaded_entry: MockConfigEntry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Every sensor, its registry entry and its state."""
+    await snapshot_platform(hass, entity_registry, snapshot, loaded_entry.entry_id)
+
+
+async def test_devices_and_subentries(
+    hass: HomeAssistant,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    """One device per participant, under the grid's device, in its subentry."""
+    grid = device_registry.async_get_device(identifiers={(DOMAIN, ENTRY_ID)})
+    assert grid is not None
+    assert grid.configuration_url == "http://grid.example:8080"
+    for subentry_id, model in (
+        (SOURCE_ID, "Source"),
+        (PRODUCER_ID, "Producer"),
+        (CONSUMER_ID, "Consumer"),
+    ):
+        device = device_registry.async_get_device(identifiers={(DOMAIN, subentry_id)})
+        assert device is not None
+        assert device.model == model
+        assert device.via_device_id == grid.id
+        assert device.config_entries_subentries == {loaded_entry.entry_id: {subentry_id}}
+        for entity in er.async_entries_for_device(entity_registry, device.id):
+            assert entity.unique_id.startswith(subentry_id)
+            assert entity.config_subentry_id == subentry_id
+
+
+async def test_registration_api_disabled_by_default(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry, loaded_entry: MockConfigEntry
+) -> None:
+    """The producer's API URL is a capability: hidden unless enabled."""
+    entity = entity_registry.async_get("sensor.inverter_registration_api")
+    assert entity is not None
+    assert entity.disabled_by is er.RegistryEntryDisabler.INTEGRATION
