@@ -233,7 +233,7 @@ def test_builder_state_errors() -> None:
         (lambda b: b.add_transfer("A" * 81, tag="a"), InvalidTrytesError, "only 9 and A-Z"),
         (lambda b: b.add_transfer("A" * 81, message_trytes="hi"), InvalidTrytesError, "A-Z"),
         (lambda b: b.add_input("A" * 81, 0, 0, 2), ProtocolError, "balance must lie"),
-        (lambda b: b.add_input("A" * 81, 5, -1, 2), ProtocolError, "key_index"),
+        (lambda b: b.add_input("A" * 81, 5, -1, 2), ProtocolError, "key index"),
         (lambda b: b.add_input("A" * 81, 5, 0, 4), ProtocolError, "security"),
         (lambda b: b.add_input("A" * 80 + "N", 5, 0, 2), InvalidAddressError, "last trit"),
         (lambda b: b.add_remainder("A" * 80 + "M"), InvalidAddressError, "last trit"),

@@ -27,6 +27,8 @@ from .kerl import kerl_hash
 from .signing import FRAGMENT_LENGTH as SIGNATURE_FRAGMENT_TRITS
 from .signing import (
     MAX_TRYTE_VALUE,
+    check_key_index,
+    check_security,
     generate_address,
     key,
     normalize_hash,
@@ -181,17 +183,15 @@ class BundleBuilder:
         self._check_open()
         amount = _check_amount(balance, "balance", positive=True)
         source = validate_address(address, for_value=True)
-        if isinstance(key_index, bool) or not isinstance(key_index, int) or key_index < 0:
-            raise ProtocolError(f"key_index must be a non-negative int, got {key_index!r}")
-        if isinstance(security, bool) or security not in (1, 2, 3):
-            raise ProtocolError(f"security must be 1, 2 or 3, got {security!r}")
+        index = check_key_index(key_index)
+        level = check_security(security)
         if any(existing.address == source for existing in self._inputs):
             raise ProtocolError(f"address {source} is already an input of this bundle")
         padded_tag = _check_tag(tag)
-        self._inputs.append(_Input(len(self._planned), source, key_index, security))
+        self._inputs.append(_Input(len(self._planned), source, index, level))
         self._planned.append(_Planned(address=source, value=-amount, tag=padded_tag))
         self._planned.extend(
-            _Planned(address=source, value=0, tag=padded_tag) for _ in range(security - 1)
+            _Planned(address=source, value=0, tag=padded_tag) for _ in range(level - 1)
         )
 
     def add_remainder(self, address: str, tag: str = "") -> None:

@@ -84,7 +84,8 @@ def _check_kind(kind: str) -> HashKind:
     raise ProtocolError(f"hash kind must be one of {get_args(HashKind)}, got {kind!r}")
 
 
-def _check_security(security: int) -> int:
+def check_security(security: int) -> int:
+    """``security`` if it is a security level (1, 2 or 3), else :class:`ProtocolError`."""
     if isinstance(security, bool) or not isinstance(security, int):
         raise ProtocolError(f"security must be an int, got {type(security).__name__}")
     if not 1 <= security <= MAX_SECURITY:
@@ -92,7 +93,8 @@ def _check_security(security: int) -> int:
     return security
 
 
-def _check_index(index: int) -> int:
+def check_key_index(index: int) -> int:
+    """``index`` if it is a key index (a non-negative int), else :class:`ProtocolError`."""
     if isinstance(index, bool):
         raise ProtocolError("key index must be an int, got bool")
     try:
@@ -178,11 +180,11 @@ def _hash_chunks_repeated(chunks: TritMatrix, counts: Sequence[int], kind: HashK
     return _curl27_repeated(chunks, counts)
 
 
-def _hash_rows(rows: TritMatrix, kind: HashKind, length: int = HASH_LENGTH) -> TritMatrix:
+def _hash_rows(rows: TritMatrix, kind: HashKind) -> TritMatrix:
     """Hash every row with a fresh sponge of ``kind``."""
     if kind == "kerl":
-        return kerl_hash_many(rows, length)
-    return curl_hash_many(rows, _CURL_ROUNDS, length)
+        return kerl_hash_many(rows)
+    return curl_hash_many(rows, _CURL_ROUNDS)
 
 
 # -- seeds, subseeds, keys, digests, addresses --------------------------------------------
@@ -203,7 +205,9 @@ def _subseed_preimages(seed_trits: TritsLike, indexes: Sequence[int]) -> TritMat
     seed_value = trits_to_int(validate_trits(seed_trits, SEED_LENGTH, "seed"))
     return np.stack(
         [
-            int_to_trits((seed_value + index + _SEED_OFFSET) % _SEED_MODULUS - _SEED_OFFSET, 243)
+            int_to_trits(
+                (seed_value + index + _SEED_OFFSET) % _SEED_MODULUS - _SEED_OFFSET, SEED_LENGTH
+            )
             for index in indexes
         ]
     )
@@ -214,7 +218,7 @@ def subseeds_many(
 ) -> TritMatrix:
     """The subseeds of ``indexes``: the hash of seed + index (wrapping), one row each."""
     checked_kind = _check_kind(kind)
-    checked = [_check_index(index) for index in indexes]
+    checked = [check_key_index(index) for index in indexes]
     if not checked:
         raise ProtocolError("at least one key index is needed")
     return _hash_rows(_subseed_preimages(seed_trits, checked), checked_kind)
@@ -232,7 +236,7 @@ def keys_many(subseeds: TritMatrix, security: int, kind: HashKind = "kerl") -> T
     Curl-P-27(subseed) and hashes each chunk once more, as MAM v0 does.
     """
     checked_kind = _check_kind(kind)
-    length = _check_security(security) * FRAGMENT_LENGTH
+    length = check_security(security) * FRAGMENT_LENGTH
     rows = _matrix(subseeds, "subseeds")
     if rows.shape[1] != HASH_LENGTH:
         raise InvalidTritsError(f"subseeds must be {HASH_LENGTH} trits, got {rows.shape[1]}")
@@ -261,7 +265,7 @@ def digests_many(keys: TritMatrix, kind: HashKind = "kerl") -> TritMatrix:
     """
     checked_kind = _check_kind(kind)
     rows = _matrix(keys, "keys")
-    security = _check_security(_fragment_count(rows.shape[1], "a key"))
+    security = check_security(_fragment_count(rows.shape[1], "a key"))
     chunks = rows.reshape(-1, HASH_LENGTH)
     hashed = _hash_chunks_repeated(chunks, [CHAIN_LENGTH] * chunks.shape[0], checked_kind)
     if checked_kind == "kerl":
@@ -308,7 +312,7 @@ def generate_address(seed: str, index: int, security: int = 2) -> str:
 
 def generate_addresses(seed: str, start: int, count: int, security: int = 2) -> list[str]:
     """The Kerl addresses of keys ``start .. start + count - 1`` (no checksums)."""
-    first = _check_index(start)
+    first = check_key_index(start)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ProtocolError(f"count must be a positive int, got {count!r}")
     rows = addresses_many(seed_to_trits(seed), range(first, first + count), security, "kerl")
@@ -367,7 +371,7 @@ def signature_fragments(
     checked_kind = _check_kind(kind)
     checked = _check_digits(digits, DIGITS_LENGTH, "digits")
     key_array = validate_trits(key_trits, name="key")
-    _check_security(_fragment_count(key_array.size, "a key"))
+    check_security(_fragment_count(key_array.size, "a key"))
     chunks = key_array.reshape(-1, HASH_LENGTH)
     counts = [MAX_TRYTE_VALUE - _digit_for_chunk(checked, i) for i in range(chunks.shape[0])]
     return _hash_chunks_repeated(chunks, counts, checked_kind).reshape(-1)
