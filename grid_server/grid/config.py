@@ -78,6 +78,8 @@ class GridConfig:
     wallet_genesis_balance: int = 1_000_000_000
     payout_batch_size: int = 10
     reattach_seconds: float = 120.0
+    # A consumer payment still unconfirmed after this long no longer reduces what is owed.
+    payment_pending_expiry: float = 3600.0
 
     # Storage API.
     storage_auth: StorageAuth = "token"
@@ -119,6 +121,7 @@ class GridConfig:
             "payout_interval",
             "lease_seconds",
             "reattach_seconds",
+            "payment_pending_expiry",
             "shutdown_timeout",
             "node_timeout",
             "max_reading_kwh",

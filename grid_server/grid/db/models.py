@@ -314,3 +314,16 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[int] = mapped_column(BigInteger)
     acquired_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class GridSetting(Base):
+    """Values the grid creates once and keeps (e.g. a generated wallet seed).
+
+    Shared by every grid process of one database, so they agree on them.
+    """
+
+    __tablename__ = "grid_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -18,6 +18,13 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "grid_settings",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_grid_settings")),
+    )
+    op.create_table(
         "leases",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=128), nullable=False),
@@ -380,3 +387,4 @@ def downgrade() -> None:
     op.drop_table("settlements")
     op.drop_table("registrations")
     op.drop_table("leases")
+    op.drop_table("grid_settings")

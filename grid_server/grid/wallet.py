@@ -1,0 +1,442 @@
+"""The grid's IOTA wallet: payment addresses for consumers and payouts to producers.
+
+Addresses come from the wallet seed by key index: index 0 is the treasury (the
+genesis balance of an in-process node), later indexes are consumers' payment
+addresses and the remainders of payouts. An address is spent from at most once.
+
+Payouts are crash-safe: pending producer payouts are gathered into one bundle,
+which is built and signed, then recorded (bundle trytes, inputs marked spent,
+payouts linked to it) in one transaction *before* anything is sent. Sending,
+re-sending after a restart and reattaching all use those recorded trytes, so a
+payout can never be paid by two different bundles; confirmation is read from
+the node's inclusion states of every attachment's tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from p2p_energy_protocol.bundle import BundleBuilder
+from p2p_energy_protocol.errors import IriApiError, NodeError, ProtocolError
+from p2p_energy_protocol.signing import generate_address
+from sqlalchemy import func, select, update
+
+from .db.models import Payout, WalletAddress, WalletTransfer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from concurrent.futures import Executor
+
+    from p2p_energy_protocol.transaction import Transaction
+    from sqlalchemy.orm import Session
+
+    from .clock import Clock
+    from .db.engine import Database
+
+_LOGGER = logging.getLogger(__name__)
+PAYOUT_TAG = "P2PENERGYGRIDPAYOUT"
+MAX_SEND_ATTEMPTS = 5
+
+
+class _Balances(Protocol):
+    @property
+    def balances(self) -> list[int]: ...
+
+
+class WalletNode(Protocol):
+    """What the wallet needs of the node client (``IriClient`` provides it)."""
+
+    async def get_balances(
+        self, addresses: Sequence[str], tips: Sequence[str] | None = None
+    ) -> _Balances: ...
+
+    async def send_trytes(
+        self,
+        trytes: Sequence[str],
+        depth: int = 3,
+        min_weight_magnitude: int = 9,
+        reference: str | None = None,
+    ) -> list[Transaction]: ...
+
+    async def get_inclusion_states(
+        self, transactions: Sequence[str], tips: Sequence[str] | None = None
+    ) -> list[bool]: ...
+
+
+@dataclass
+class PayoutRound:
+    confirmed: int = 0
+    sent: int = 0
+    new_transfer: int | None = None
+    waiting_for_funds: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    key_index: int
+    address: str
+    purpose: str
+
+
+class GridWallet:
+    def __init__(
+        self,
+        db: Database,
+        node: WalletNode,
+        seed: str,
+        clock: Clock,
+        cpu: Executor,
+        *,
+        security: int = 2,
+        depth: int = 3,
+        min_weight_magnitude: int = 9,
+        batch_size: int = 10,
+        reattach_seconds: float = 120.0,
+    ) -> None:
+        self._db = db
+        self._node = node
+        self._seed = seed
+        self._clock = clock
+        self._cpu = cpu
+        self._security = security
+        self._depth = depth
+        self._mwm = min_weight_magnitude
+        self._batch_size = batch_size
+        self._reattach_ms = int(reattach_seconds * 1000)
+        self._allocation_lock = asyncio.Lock()
+        self._payout_lock = asyncio.Lock()
+
+    def address_at(self, key_index: int) -> str:
+        """The wallet's address at ``key_index`` (CPU work: Kerl)."""
+        return generate_address(self._seed, key_index, self._security)
+
+    async def treasury_address(self) -> str:
+        """The address at key index 0, recorded on first use."""
+        existing = await self._db.run_read(lambda s: s.get(WalletAddress, 0))
+        if existing is not None:
+            return existing.address
+        loop = asyncio.get_running_loop()
+        address = await loop.run_in_executor(self._cpu, self.address_at, 0)
+        await self._db.run_write(
+            lambda s: _record_address(s, 0, address, "treasury", None, self._clock())
+        )
+        return address
+
+    async def payment_address(self, registration_id: str) -> str:
+        """The consumer's current payment address (a new one once the last was spent)."""
+        async with self._allocation_lock:
+            current = await self._db.run_read(
+                lambda s: s.scalars(
+                    select(WalletAddress.address)
+                    .where(
+                        WalletAddress.registration_id == registration_id,
+                        WalletAddress.purpose == "consumer",
+                        WalletAddress.spent.is_(False),
+                    )
+                    .order_by(WalletAddress.key_index.desc())
+                    .limit(1)
+                ).first()
+            )
+            if current is not None:
+                return current
+            return await self._allocate("consumer", registration_id)
+
+    async def _allocate(self, purpose: str, registration_id: str | None) -> str:
+        await self.treasury_address()
+        index = await self._db.run_read(
+            lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
+        )
+        loop = asyncio.get_running_loop()
+        address = await loop.run_in_executor(self._cpu, self.address_at, index)
+        await self._db.run_write(
+            lambda s: _record_address(s, index, address, purpose, registration_id, self._clock())
+        )
+        return address
+
+    async def confirmed_balance(self) -> int:
+        """Confirmed IOTA on the wallet's unspent addresses."""
+        candidates = await self._db.run_read(_unspent)
+        if not candidates:
+            return 0
+        balances = await self._node.get_balances([c.address for c in candidates])
+        return sum(balances.balances)
+
+    async def pay_out(self) -> PayoutRound:
+        """Advance the transfer in flight, or start one for the pending payouts."""
+        async with self._payout_lock:
+            result = PayoutRound()
+            in_flight = await self._db.run_read(_in_flight)
+            if in_flight is not None:
+                await self._advance(in_flight, result)
+                return result
+            await self._start_transfer(result)
+            return result
+
+    async def _advance(self, transfer: WalletTransfer, result: PayoutRound) -> None:
+        tails: list[str] = json.loads(transfer.tails_json)
+        now = self._clock()
+        if tails:
+            try:
+                states = await self._node.get_inclusion_states(tails)
+            except NodeError as err:
+                result.errors.append(str(err))
+                return
+            if any(states):
+                await self._db.run_write(lambda s: _confirm(s, transfer.id, self._clock()))
+                result.confirmed += 1
+                _LOGGER.info(
+                    "payout bundle %s confirmed",
+                    transfer.bundle_hash,
+                    extra={"transfer_id": transfer.id, "bundle": transfer.bundle_hash},
+                )
+                return
+            if transfer.sent_at is not None and now - transfer.sent_at < self._reattach_ms:
+                return
+        await self._send(transfer, result)
+
+    async def _send(self, transfer: WalletTransfer, result: PayoutRound) -> None:
+        """Attach the recorded trytes (first send, re-send after a restart, reattach)."""
+        trytes: list[str] = json.loads(transfer.trytes_json)
+        try:
+            attached = await self._node.send_trytes(trytes, self._depth, self._mwm)
+        except IriApiError as err:
+            failed = transfer.attempts + 1 >= MAX_SEND_ATTEMPTS
+            message = str(err)
+            await self._db.run_write(
+                lambda s: _send_failed(s, transfer.id, message, failed, self._clock())
+            )
+            result.errors.append(message)
+            _LOGGER.error(
+                "the node refused payout bundle %s%s: %s",
+                transfer.bundle_hash,
+                "; giving up" if failed else "",
+                err,
+            )
+            return
+        except NodeError as err:
+            result.errors.append(str(err))
+            _LOGGER.warning("payout bundle %s not sent yet: %s", transfer.bundle_hash, err)
+            return
+        tail = attached[0].hash
+        await self._db.run_write(lambda s: _sent(s, transfer.id, tail, self._clock()))
+        result.sent += 1
+        _LOGGER.info(
+            "payout bundle %s attached (tail %s)",
+            transfer.bundle_hash,
+            tail,
+            extra={"transfer_id": transfer.id, "bundle": transfer.bundle_hash},
+        )
+
+    async def _start_transfer(self, result: PayoutRound) -> None:
+        payouts = await self._db.run_read(lambda s: _pending_payouts(s, self._batch_size))
+        if not payouts:
+            return
+        amounts: dict[str, int] = defaultdict(int)
+        for _, destination, amount in payouts:
+            amounts[destination] += amount
+        needed = sum(amounts.values())
+        candidates = await self._db.run_read(_unspent)
+        try:
+            balances = (await self._node.get_balances([c.address for c in candidates])).balances
+        except NodeError as err:
+            result.errors.append(str(err))
+            return
+        inputs: list[tuple[_Candidate, int]] = []
+        total = 0
+        for candidate, balance in zip(candidates, balances, strict=True):
+            if balance > 0 and total < needed:
+                inputs.append((candidate, balance))
+                total += balance
+        if total < needed:
+            result.waiting_for_funds = True
+            _LOGGER.warning(
+                "the wallet holds %d confirmed IOTA, %d are needed for %d payouts; waiting",
+                total,
+                needed,
+                len(payouts),
+            )
+            return
+        remainder = await self._allocate("treasury", None) if total > needed else None
+        loop = asyncio.get_running_loop()
+        try:
+            bundle_hash, trytes = await loop.run_in_executor(
+                self._cpu, self._build, dict(amounts), inputs, remainder
+            )
+        except ProtocolError as err:
+            result.errors.append(str(err))
+            _LOGGER.error("cannot build the payout bundle: %s", err)
+            return
+        payout_ids = [payout_id for payout_id, _, _ in payouts]
+        spent = [candidate.key_index for candidate, _ in inputs]
+        transfer_id = await self._db.run_write(
+            lambda s: _record_transfer(
+                s, bundle_hash, trytes, needed, payout_ids, spent, self._clock()
+            )
+        )
+        result.new_transfer = transfer_id
+        _LOGGER.info(
+            "payout bundle %s recorded: %d IOTA to %d addresses for %d payouts",
+            bundle_hash,
+            needed,
+            len(amounts),
+            len(payouts),
+            extra={"transfer_id": transfer_id, "bundle": bundle_hash},
+        )
+        transfer = await self._db.run_read(lambda s: s.get(WalletTransfer, transfer_id))
+        if transfer is not None:
+            await self._send(transfer, result)
+
+    def _build(
+        self,
+        amounts: dict[str, int],
+        inputs: list[tuple[_Candidate, int]],
+        remainder: str | None,
+    ) -> tuple[str, list[str]]:
+        builder = BundleBuilder()
+        for destination, amount in sorted(amounts.items()):
+            builder.add_transfer(destination, amount, tag=PAYOUT_TAG)
+        for candidate, balance in inputs:
+            builder.add_input(candidate.address, balance, candidate.key_index, self._security)
+        if remainder is not None:
+            builder.add_remainder(remainder, tag=PAYOUT_TAG)
+        builder.finalize(self._clock() // 1000)
+        builder.sign(self._seed)
+        return builder.bundle_hash, builder.to_trytes()
+
+
+def _record_address(
+    session: Session,
+    key_index: int,
+    address: str,
+    purpose: str,
+    registration_id: str | None,
+    now: int,
+) -> None:
+    if session.get(WalletAddress, key_index) is None:
+        session.add(
+            WalletAddress(
+                key_index=key_index,
+                address=address,
+                purpose=purpose,
+                registration_id=registration_id,
+                spent=False,
+                created_at=now,
+            )
+        )
+
+
+def _unspent(session: Session) -> list[_Candidate]:
+    rows = session.execute(
+        select(WalletAddress.key_index, WalletAddress.address, WalletAddress.purpose)
+        .where(WalletAddress.spent.is_(False))
+        .order_by((WalletAddress.purpose != "treasury"), WalletAddress.key_index)
+    ).all()
+    return [_Candidate(*row) for row in rows]
+
+
+def _in_flight(session: Session) -> WalletTransfer | None:
+    return session.scalars(
+        select(WalletTransfer)
+        .where(WalletTransfer.status.in_(("signed", "sent")))
+        .order_by(WalletTransfer.id)
+        .limit(1)
+    ).first()
+
+
+def _pending_payouts(session: Session, limit: int) -> list[tuple[int, str, int]]:
+    rows = session.execute(
+        select(Payout.id, Payout.destination, Payout.amount)
+        .where(Payout.status == "pending", Payout.method == "tangle", Payout.amount > 0)
+        .order_by(Payout.id)
+        .limit(limit)
+    ).all()
+    return [(row[0], str(row[1]), int(row[2])) for row in rows]
+
+
+def _record_transfer(
+    session: Session,
+    bundle_hash: str,
+    trytes: list[str],
+    total: int,
+    payout_ids: list[int],
+    spent_indexes: list[int],
+    now: int,
+) -> int:
+    transfer = WalletTransfer(
+        bundle_hash=bundle_hash,
+        trytes_json=json.dumps(trytes),
+        tails_json="[]",
+        total=total,
+        status="signed",
+        attempts=0,
+        created_at=now,
+    )
+    session.add(transfer)
+    session.flush()
+    claimed = session.execute(
+        update(Payout)
+        .where(Payout.id.in_(payout_ids), Payout.status == "pending")
+        .values(status="in_transfer", transfer_id=transfer.id, updated_at=now)
+    ).rowcount
+    if claimed != len(payout_ids):
+        raise RuntimeError("payouts changed while their bundle was built; not recording it")
+    session.execute(
+        update(WalletAddress).where(WalletAddress.key_index.in_(spent_indexes)).values(spent=True)
+    )
+    return transfer.id
+
+
+def _sent(session: Session, transfer_id: int, tail: str, now: int) -> None:
+    transfer = session.get(WalletTransfer, transfer_id)
+    if transfer is None:
+        return
+    tails: list[str] = json.loads(transfer.tails_json)
+    if tail not in tails:
+        tails.append(tail)
+    transfer.tails_json = json.dumps(tails)
+    transfer.status = "sent"
+    transfer.sent_at = now
+    transfer.attempts += 1
+    transfer.last_error = None
+
+
+def _send_failed(session: Session, transfer_id: int, error: str, give_up: bool, now: int) -> None:
+    transfer = session.get(WalletTransfer, transfer_id)
+    if transfer is None:
+        return
+    transfer.attempts += 1
+    transfer.last_error = error[:2000]
+    if give_up:
+        transfer.status = "failed"
+        session.execute(
+            update(Payout)
+            .where(Payout.transfer_id == transfer_id)
+            .values(status="failed", updated_at=now)
+        )
+
+
+def _confirm(session: Session, transfer_id: int, now: int) -> None:
+    session.execute(
+        update(WalletTransfer)
+        .where(WalletTransfer.id == transfer_id)
+        .values(status="confirmed", confirmed_at=now)
+    )
+    session.execute(
+        update(Payout)
+        .where(Payout.transfer_id == transfer_id)
+        .values(status="confirmed", updated_at=now)
+    )
+
+
+def transfer_summary(session: Session) -> dict[str, Any]:
+    """Counts of transfers by status (for health and the portal)."""
+    rows = session.execute(
+        select(WalletTransfer.status, func.count()).group_by(WalletTransfer.status)
+    ).all()
+    return {status: int(count) for status, count in rows}

@@ -1,0 +1,139 @@
+"""Payment requests on the consumers' return channels, and what counts as paid."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from p2p_energy_protocol.payloads import PaymentRequest, parse_grid_message
+from p2p_energy_protocol.signing import generate_address
+from sqlalchemy import select
+
+from grid_server.grid.billing import PaymentRequests, owed
+from grid_server.grid.config import GridConfig
+from grid_server.grid.db.models import Bill, IncomingPayment, OutboxMessage, WalletAddress
+from grid_server.grid.return_channels import ReturnChannels
+from grid_server.grid.settlement.service import SettlementService
+from grid_server.grid.wallet import GridWallet
+
+from .dbhelpers import add_reading, add_registration
+from .fakes import FakeChannels, ManualClock
+
+if TYPE_CHECKING:
+    from grid_server.grid.db.engine import Database
+
+SLOT = 900_000
+S0 = 1_888_888 * SLOT
+SEED = "SEED9" + "A" * 76
+CONFIG = replace(GridConfig(), import_price=100.0, export_price=20.0, grid_cut_percent=10.0)
+
+
+class NoNode:
+    """The wallet must not need the node to hand out payment addresses."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the node was asked for {name}")
+
+
+def payment_requests(db: Database) -> list[PaymentRequest]:
+    with db.read() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == "payment-request")
+            .order_by(OutboxMessage.id)
+        ).all()
+    requests = [parse_grid_message(json.loads(row.message_json)) for row in rows]
+    assert all(isinstance(r, PaymentRequest) for r in requests)
+    return requests  # type: ignore[return-value]
+
+
+async def test_requests_follow_the_bills(db: Database) -> None:
+    clock = ManualClock(S0 + 2 * SLOT)
+    fake = FakeChannels()
+    with ThreadPoolExecutor(1) as cpu:
+        channels = ReturnChannels(db, fake, cpu, clock)
+        add_registration(db, "consumer-x", "consumer", None)
+        prepared = await channels.prepare()
+        with db.write() as session:
+            channels.store(session, "consumer-x", prepared)
+        wallet = GridWallet(db, NoNode(), SEED, clock, cpu)  # type: ignore[arg-type]
+        requests = PaymentRequests(db, channels, wallet, clock, pending_expiry_seconds=600)
+        assert await requests.publish_due() == 0
+
+        add_reading(db, "consumer-x", S0 + SLOT, 1.5)
+        add_reading(db, "consumer-x", S0 + 2 * SLOT, 0.5)
+        await SettlementService(db, CONFIG, ManualClock(S0 + 4 * SLOT), "t").settle_due()
+        assert await requests.publish_due() == 1
+        assert await requests.publish_due() == 0
+        address = generate_address(SEED, 1, 2)
+        # 1.5 kWh + 0.5 kWh imported at 100 IOTA per kWh.
+        assert payment_requests(db) == [PaymentRequest(200, 2.0, address)]
+        with db.read() as session:
+            assert all(b.requested_at is not None for b in session.scalars(select(Bill)))
+            wallet_rows = session.scalars(select(WalletAddress).order_by(WalletAddress.key_index))
+            assert [(w.key_index, w.purpose, w.registration_id) for w in wallet_rows] == [
+                (0, "treasury", None),
+                (1, "consumer", "consumer-x"),
+            ]
+
+        # A pending payment counts as paid; the next request asks only for the rest.
+        with db.write() as session:
+            session.add(
+                IncomingPayment(
+                    registration_id="consumer-x",
+                    address=address,
+                    bundle_hash="B" * 81,
+                    current_index=0,
+                    transaction_hashes_json='["' + "T" * 81 + '"]',
+                    amount=150,
+                    status="pending",
+                    first_seen_at=clock(),
+                )
+            )
+        add_reading(db, "consumer-x", S0 + 5 * SLOT, 1.0)
+        await SettlementService(db, CONFIG, ManualClock(S0 + 7 * SLOT), "t").settle_due()
+        assert await requests.publish_due() == 1
+        assert payment_requests(db)[-1] == PaymentRequest(150, 1.0, address)
+        # The same address is handed out while it is unspent.
+        assert await wallet.payment_address("consumer-x") == address
+        with db.write() as session:
+            session.execute(
+                WalletAddress.__table__.update()
+                .where(WalletAddress.key_index == 1)
+                .values(spent=True)
+            )
+        assert await wallet.payment_address("consumer-x") == generate_address(SEED, 2, 2)
+
+
+async def test_owed_counts_confirmed_and_recent_pending_payments(db: Database) -> None:
+    add_registration(db, "consumer-x", "consumer", None)
+    add_reading(db, "consumer-x", S0 + SLOT, 3.0)
+    await SettlementService(db, CONFIG, ManualClock(S0 + 3 * SLOT), "t").settle_due()
+    now = S0 + 3 * SLOT
+    with db.write() as session:
+        for index, (amount, status, seen) in enumerate(
+            [
+                (100, "confirmed", now - 10**9),
+                (50, "pending", now - 1000),
+                (70, "pending", now - 10**7),
+            ]
+        ):
+            session.add(
+                IncomingPayment(
+                    registration_id="consumer-x",
+                    address="A" * 81,
+                    bundle_hash="B" * 81,
+                    current_index=index,
+                    transaction_hashes_json="[]",
+                    amount=amount,
+                    status=status,
+                    first_seen_at=seen,
+                )
+            )
+    with db.read() as session:
+        # 300 billed; 100 confirmed, 50 pending recently, 70 pending too long ago.
+        assert owed(session, "consumer-x", now, 3_600_000) == 150
+        assert owed(session, "consumer-x", now, 10**8) == 80
+        assert owed(session, "nobody", now, 1) == 0
