@@ -1,0 +1,45 @@
+"""MAM v0 (Masked Authenticated Messaging) as @iota/mam.js 1.0.0-beta.10 and
+@iota/mam 0.7.3 implement it, byte for byte.
+
+Publishing: :func:`create_channel` → :func:`channel_root` (register it) →
+:func:`create_message` per message → :func:`message_to_transactions` to attach
+at :attr:`MamMessage.address`. Reading: fetch the transactions at
+:func:`mam_address` of a root → :func:`payload_from_transactions` →
+:func:`parse_message` (or :func:`parse_messages` for many at once) → follow
+:attr:`ParsedMamMessage.next_root`.
+"""
+
+from .channel import (
+    MamChannel,
+    MamMessage,
+    MamMode,
+    channel_root,
+    create_channel,
+    create_message,
+    mam_address,
+    message_trytes,
+)
+from .parser import ParsedMamMessage, ParseItem, parse_message, parse_messages
+from .pascal import pascal_decode, pascal_encode
+from .reference import MamReference
+from .transport import message_to_transactions, payload_from_transactions
+
+__all__ = [
+    "MamChannel",
+    "MamMessage",
+    "MamMode",
+    "MamReference",
+    "ParseItem",
+    "ParsedMamMessage",
+    "channel_root",
+    "create_channel",
+    "create_message",
+    "mam_address",
+    "message_to_transactions",
+    "message_trytes",
+    "parse_message",
+    "parse_messages",
+    "pascal_decode",
+    "pascal_encode",
+    "payload_from_transactions",
+]

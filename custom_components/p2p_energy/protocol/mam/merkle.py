@@ -1,0 +1,107 @@
+"""MAM's Merkle trees of one-time signing keys (Curl-P-27 throughout).
+
+Leaf ``i`` of a channel is the Curl-P-27 flavour of an IOTA address, with the
+MAM libraries' own rules (see :mod:`..signing`, kind ``"curl27"``): subseed =
+hash(seed + i); every squeezed key chunk is hashed once more; one sponge takes
+all key chunks hashed 26 further times, and the leaf is the hash of its output.
+
+A node is the hash of its two children; a node left without a partner (leaf
+counts that are not powers of two) moves up a level unchanged, as in
+@iota/mam.js, so roots match that library for every count.
+
+A reader climbs from the leaf through the siblings in the payload, taking bit
+``k`` of the payload's index to tell whether sibling ``k`` is on the left.
+For a leaf whose path crosses a partnerless level there is no sibling there,
+so the index a message carries is its *path*: the side bits of the levels that
+have a sibling. It equals the leaf's position whenever the tree is full (the
+reference libraries write the position, and so cannot sign such leaves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from .. import signing
+from ..curl import HASH_LENGTH
+from ._lanes import LaneSponges, LaneTrits
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..trinary import Trits
+
+MAM_HASH: Final = "curl27"
+
+
+def private_key(seed: Trits, index: int, security: int) -> Trits:
+    """Leaf ``index``'s signing key, ``27 * security * 243`` trits."""
+    return signing.key(signing.subseed(seed, index, MAM_HASH), security, MAM_HASH)
+
+
+def hash_pairs(left: LaneTrits, right: LaneTrits) -> LaneTrits:
+    """Row-wise Curl-P-27 hash of ``left || right`` (two 243-trit absorbs)."""
+    sponges = LaneSponges(left.shape[0])
+    sponges.absorb(left)
+    sponges.absorb(right)
+    return sponges.rate()
+
+
+@dataclass(frozen=True)
+class MerkleTree:
+    """The tree over leaves ``start .. start + count - 1`` of a seed."""
+
+    start: int
+    levels: tuple[LaneTrits, ...]
+    """Level 0 holds the leaves, the last level the root alone."""
+
+    @classmethod
+    def from_leaves(cls, start: int, leaves: LaneTrits) -> MerkleTree:
+        level = leaves
+        levels = [level]
+        while level.shape[0] > 1:
+            paired = level.shape[0] - level.shape[0] % 2
+            parents = hash_pairs(level[0:paired:2], level[1:paired:2])
+            level = np.concatenate([parents, level[paired:]])
+            levels.append(level)
+        return cls(start, tuple(levels))
+
+    @property
+    def count(self) -> int:
+        return int(self.levels[0].shape[0])
+
+    @property
+    def root(self) -> Trits:
+        root: Trits = self.levels[-1][0]
+        return root
+
+    def path(self, index: int) -> tuple[int, LaneTrits]:
+        """The authentication path of leaf ``index``: its side bits and its
+        siblings from the leaf up, ``(siblings, 243)``."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"leaf {index} is outside a tree of {self.count}")
+        bits = 0
+        siblings: list[Trits] = []
+        for depth, level in enumerate(self.levels[:-1]):
+            position = index >> depth
+            partner = position ^ 1
+            if partner < level.shape[0]:
+                bits |= (position & 1) << len(siblings)
+                siblings.append(level[partner])
+        if not siblings:
+            return bits, np.zeros((0, HASH_LENGTH), dtype=np.int8)
+        return bits, np.stack(siblings)
+
+
+def build_trees(seed: Trits, security: int, spans: Sequence[tuple[int, int]]) -> list[MerkleTree]:
+    """The trees over each ``(start, count)`` span; all leaves are derived in one batch."""
+    indexes = [start + offset for start, count in spans for offset in range(count)]
+    leaves = signing.addresses_many(seed, indexes, security, MAM_HASH)
+    trees = []
+    first = 0
+    for start, count in spans:
+        trees.append(MerkleTree.from_leaves(start, leaves[first : first + count]))
+        first += count
+    return trees

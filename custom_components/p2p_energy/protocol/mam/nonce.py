@@ -1,0 +1,132 @@
+"""MAM's nonce search ("Hamming" search).
+
+After the masked message a nonce of 81 trits is absorbed such that the first
+``81 * security`` trits of the resulting rate (the HMAC that gets signed) sum
+to zero while no shorter multiple of 81 trits does; a reader derives the
+security level from where the sum first reaches zero.
+
+Any such nonce is valid. To produce byte-identical payloads this module walks
+the candidates in the order of the reference implementations: the candidate
+state is the sponge state itself with trits 0..3 replaced by the pattern of a
+search lane and the nonce's last third (trits 54..80), read as a balanced
+number, increased by the iteration number (1, 2, ...). The first iteration
+with a passing lane wins, and within it the lowest lane.
+
+@iota/mam.js searches 64 lanes but returns the lane number with 0 meaning
+"not found", so an iteration where lane 0 passes counts as a miss. The Rust
+core of @iota/mam, compiled to 32-bit WebAssembly, searches 32 lanes, lane 0
+included, whose patterns its ``offset()`` computes for 32-bit words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ..curl import HASH_LENGTH, STATE_LENGTH, CurlBatch
+from ..errors import MamError
+from ..trinary import Trits, int_to_trits, trits_to_int
+
+if TYPE_CHECKING:
+    from .reference import MamReference
+
+NONCE_LENGTH: Final = HASH_LENGTH // 3
+SECURITY_SPAN: Final = HASH_LENGTH // 3
+"""Trits of the HMAC per security level."""
+MAX_ITERATIONS: Final = 3_000
+"""Far beyond need: an iteration fails with probability below 0.35 even for 32 lanes."""
+
+_ROUNDS: Final = 27
+_ITERATIONS_PER_BATCH: Final = 4
+
+
+@dataclass(frozen=True)
+class _SearchOrder:
+    low: tuple[int, ...]
+    """Low bit planes of the first four nonce trits, one bit per lane."""
+    high: tuple[int, ...]
+    lanes: int
+    lane_zero_misses: bool
+
+    def patterns(self) -> npt.NDArray[np.int8]:
+        """The first four nonce trits of every lane, ``(lanes, 4)``."""
+        patterns = np.empty((self.lanes, len(self.low)), dtype=np.int8)
+        for lane in range(self.lanes):
+            for trit, (low, high) in enumerate(zip(self.low, self.high, strict=True)):
+                patterns[lane, trit] = ((high >> lane) & 1) - ((low >> lane) & 1)
+        return patterns
+
+
+_ORDERS: Final[dict[MamReference, _SearchOrder]] = {
+    "mam.js": _SearchOrder(
+        low=(0xDB6DB6DB6DB6DB6D, 0xF1F8FC7E3F1F8FC7, 0x7FFFE00FFFFC01FF, 0xFFC0000007FFFFFF),
+        high=(0xB6DB6DB6DB6DB6DB, 0x8FC7E3F1F8FC7E3F, 0xFFC01FFFF803FFFF, 0x003FFFFFFFFFFFFF),
+        lanes=64,
+        lane_zero_misses=True,
+    ),
+    "mam.client.js": _SearchOrder(
+        low=(0x6DB6DB6D, 0x1F8FC7E3, 0xFFFFC01F, 0xFFFFFFFF),
+        high=(0xDB6DB6DB, 0xFC7E3F1F, 0xFF803FFF, 0x0007FFFF),
+        lanes=32,
+        lane_zero_misses=False,
+    ),
+}
+_PATTERNS: Final = {reference: order.patterns() for reference, order in _ORDERS.items()}
+
+
+def _prefix_sums(hmacs: npt.NDArray[np.int8]) -> npt.NDArray[np.int64]:
+    """Sums of the first 81, 162 and 243 trits of each row of ``(n, 243)`` HMACs."""
+    blocks = hmacs.reshape(-1, 3, SECURITY_SPAN).sum(axis=2, dtype=np.int64)
+    return np.cumsum(blocks, axis=1)
+
+
+def hmac_security(hmacs: npt.NDArray[np.int8]) -> npt.NDArray[np.int64]:
+    """The security level each row of ``(n, 243)`` HMACs encodes: the first ``k`` whose
+    first ``81 * k`` trits sum to zero, or 0 when there is none."""
+    zero = _prefix_sums(hmacs) == 0
+    return np.where(zero.any(axis=1), zero.argmax(axis=1) + 1, 0)
+
+
+def find_nonce(
+    state: Trits, security: int, reference: MamReference = "mam.js", length: int = NONCE_LENGTH
+) -> Trits:
+    """The nonce ``reference`` would absorb next, given the full sponge ``state``.
+
+    MAM uses 81-trit nonces; the reference search takes other lengths too (its
+    counter is always the last third).
+    """
+    if state.shape != (STATE_LENGTH,):
+        raise MamError(f"the nonce search needs the {STATE_LENGTH}-trit sponge state")
+    if not 1 <= security <= 3:
+        raise MamError(f"security must be 1, 2 or 3, got {security}")
+    if length % 3 or not 6 <= length <= NONCE_LENGTH:
+        raise MamError(f"nonce length must be a multiple of 3 in 6..81, got {length}")
+    order, lanes = _ORDERS[reference], _PATTERNS[reference]
+    counter_trits = slice(2 * length // 3, length)
+    digits = length // 3
+    modulus = 3**digits
+    offset = (modulus - 1) // 2
+    counter = trits_to_int(state[counter_trits])
+    for first in range(1, MAX_ITERATIONS + 1, _ITERATIONS_PER_BATCH):
+        iterations = range(first, first + _ITERATIONS_PER_BATCH)
+        candidates = np.tile(state, (len(iterations) * len(lanes), 1))
+        candidates[:, :4] = np.tile(lanes, (len(iterations), 1))
+        for position, iteration in enumerate(iterations):
+            value = (counter + iteration + offset) % modulus - offset
+            rows = slice(position * len(lanes), (position + 1) * len(lanes))
+            candidates[rows, counter_trits] = int_to_trits(value, digits)
+        batch = CurlBatch(candidates.shape[0], _ROUNDS)
+        batch.set_state(candidates)
+        batch.transform()
+        sums = _prefix_sums(batch.state()[:, :HASH_LENGTH])
+        passing = (sums[:, security - 1] == 0) & np.all(sums[:, : security - 1] != 0, axis=1)
+        for position, row in enumerate(passing.reshape(len(iterations), len(lanes))):
+            winners = np.flatnonzero(row)
+            # @iota/mam.js reports its lowest passing lane, and lane 0 reads as "none".
+            if winners.size and (winners[0] > 0 or not order.lane_zero_misses):
+                nonce: Trits = candidates[position * len(lanes) + int(winners[0]), :length].copy()
+                return nonce
+    raise MamError(f"no nonce found in {MAX_ITERATIONS} iterations")
