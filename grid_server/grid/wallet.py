@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .db.engine import Database
 
 _LOGGER = logging.getLogger(__name__)
-PAYOUT_TAG = "P2PENERGYGRIDPAYOUT"
+PAYOUT_TAG = "PEERENERGYGRIDPAYOUT"
 MAX_SEND_ATTEMPTS = 5
 
 
@@ -241,6 +241,7 @@ class GridWallet:
         for _, destination, amount in payouts:
             amounts[destination] += amount
         needed = sum(amounts.values())
+        await self.treasury_address()
         candidates = await self._db.run_read(_unspent)
         try:
             balances = (await self._node.get_balances([c.address for c in candidates])).balances

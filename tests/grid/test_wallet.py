@@ -1,0 +1,192 @@
+"""The grid wallet against a real node: payouts, crash safety, consumer payments."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from p2p_energy_protocol.client import IriClient, Transfer
+from p2p_energy_protocol.errors import NodeUnavailableError
+from p2p_energy_protocol.signing import generate_address
+from sqlalchemy import select
+
+from grid_server.grid.billing import PaymentMonitor
+from grid_server.grid.config import GridConfig
+from grid_server.grid.db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
+from grid_server.grid.settlement.service import SettlementService
+from grid_server.grid.wallet import GridWallet
+
+from .dbhelpers import add_reading, add_registration
+from .fakes import ManualClock
+from .nodes import MWM, running_node
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from grid_server.grid.db.engine import Database
+
+SLOT = 900_000
+S0 = 1_888_888 * SLOT
+GRID_SEED = "GRID9WALLET9SEED".ljust(81, "9")
+CONSUMER_SEED = "CONSUMER9WALLET".ljust(81, "C")
+PRODUCER_A = generate_address("PRODUCER9A".ljust(81, "A"), 0, 2)
+PRODUCER_B = generate_address("PRODUCER9B".ljust(81, "B"), 0, 2)
+CONFIG = replace(GridConfig(), import_price=100.0, export_price=20.0, grid_cut_percent=10.0)
+
+
+async def settle_with_payouts(db: Database) -> None:
+    """Two producers paid by address (162 and 54 IOTA) and one off-Tangle reference."""
+    for name, kind in (
+        ("pa", "producer"),
+        ("pb", "producer"),
+        ("pc", "producer"),
+        ("cx", "consumer"),
+    ):
+        add_registration(db, f"{name}-registration", kind, None)
+    add_reading(db, "pa-registration", S0 + SLOT, 3.0, price=50, destination=PRODUCER_A)
+    add_reading(db, "pb-registration", S0 + SLOT, 1.0, price=90, destination=PRODUCER_B)
+    add_reading(db, "pc-registration", S0 + SLOT, 1.0, price=60, destination="invoice-77")
+    add_reading(db, "cx-registration", S0 + SLOT, 5.0)
+    await SettlementService(db, CONFIG, ManualClock(S0 + 2 * SLOT), "t").settle_due()
+
+
+def payout_states(db: Database) -> dict[str, tuple[int, str]]:
+    with db.read() as session:
+        return {p.registration_id: (p.amount, p.status) for p in session.scalars(select(Payout))}
+
+
+class FlakyNode:
+    """The real client, except that sending fails while ``down`` (a crash before sending)."""
+
+    def __init__(self, client: IriClient) -> None:
+        self.client = client
+        self.down = True
+
+    async def send_trytes(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise NodeUnavailableError("simulated outage")
+        return await self.client.send_trytes(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_payouts_are_paid_once_even_across_a_restart(db: Database, tmp_path: Path) -> None:
+    treasury = generate_address(GRID_SEED, 0, 2)
+    await settle_with_payouts(db)
+    # 5 kWh demand, 5 kWh supply at the output-weighted mean (3x50 + 90 + 60) / 5 = 60:
+    # local value 300, cut 30, payouts 270 split 3:1:1.
+    assert payout_states(db) == {
+        "pa-registration": (162, "pending"),
+        "pb-registration": (54, "pending"),
+        "pc-registration": (54, "recorded"),
+    }
+    clock = ManualClock(S0 + 2 * SLOT)
+    async with (
+        running_node(tmp_path, {treasury: 10_000}) as node,
+        aiohttp.ClientSession() as session,
+    ):
+        client = IriClient(session, node.url)
+        flaky = FlakyNode(client)
+        with ThreadPoolExecutor(1) as cpu:
+            wallet = GridWallet(db, flaky, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)  # type: ignore[arg-type]
+            first = await wallet.pay_out()
+            # Recorded and signed, but the node was unreachable: nothing paid yet.
+            assert first.new_transfer is not None
+            assert first.sent == 0
+            with db.read() as session_:
+                transfer = session_.get(WalletTransfer, first.new_transfer)
+                assert transfer is not None
+                assert (transfer.status, transfer.total) == ("signed", 216)
+                spent = session_.scalars(
+                    select(WalletAddress.key_index).where(WalletAddress.spent)
+                ).all()
+                assert list(spent) == [0]
+            assert {s for _, s in payout_states(db).values()} == {"in_transfer", "recorded"}
+
+            # "Restart": a new wallet on the same database resends the recorded bundle.
+            restarted = GridWallet(db, client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)
+            again = await restarted.pay_out()
+            assert (again.sent, again.new_transfer) == (1, None)
+            # Reattaching the same bundle cannot pay twice.
+            clock.advance(600)
+            assert (await restarted.pay_out()).sent == 1
+            assert await node.runtime.issue_milestone()
+            done = await restarted.pay_out()
+            assert done.confirmed == 1
+            balances = await client.get_balances([PRODUCER_A, PRODUCER_B, treasury])
+            assert balances.balances == [162, 54, 0]
+            remainder = generate_address(GRID_SEED, 1, 2)
+            assert (await client.get_balances([remainder])).balances == [10_000 - 216]
+            assert payout_states(db) == {
+                "pa-registration": (162, "confirmed"),
+                "pb-registration": (54, "confirmed"),
+                "pc-registration": (54, "recorded"),
+            }
+            with db.read() as session_:
+                transfer = session_.get(WalletTransfer, first.new_transfer)
+                assert transfer is not None
+                assert transfer.status == "confirmed"
+                assert len(json.loads(transfer.tails_json)) == 2
+            # Nothing left to do.
+            idle = await restarted.pay_out()
+            assert (idle.sent, idle.new_transfer, idle.confirmed) == (0, None, 0)
+            assert await restarted.confirmed_balance() == 10_000 - 216
+
+
+async def test_payouts_wait_for_funds(db: Database, tmp_path: Path) -> None:
+    await settle_with_payouts(db)
+    async with (
+        running_node(tmp_path, {generate_address(GRID_SEED, 0, 2): 100}) as node,
+        aiohttp.ClientSession() as session,
+    ):
+        with ThreadPoolExecutor(1) as cpu:
+            wallet = GridWallet(
+                db,
+                IriClient(session, node.url),
+                GRID_SEED,
+                ManualClock(S0),
+                cpu,
+                min_weight_magnitude=MWM,
+            )
+            result = await wallet.pay_out()
+            assert result.waiting_for_funds
+            assert result.new_transfer is None
+            assert payout_states(db)["pa-registration"] == (162, "pending")
+
+
+async def test_consumer_payments_are_matched_and_confirmed(db: Database, tmp_path: Path) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    consumer_funds = generate_address(CONSUMER_SEED, 0, 2)
+    clock = ManualClock(S0)
+    async with (
+        running_node(tmp_path, {consumer_funds: 1_000}) as node,
+        aiohttp.ClientSession() as session,
+    ):
+        client = IriClient(session, node.url)
+        with ThreadPoolExecutor(1) as cpu:
+            wallet = GridWallet(db, client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)
+            address = await wallet.payment_address("cx-registration")
+            monitor = PaymentMonitor(db, client, clock)
+            assert await monitor.scan() == {"found": 0, "confirmed": 0}
+            await client.send_transfer(
+                CONSUMER_SEED,
+                [Transfer(address, 340, tag="BILL")],
+                min_weight_magnitude=MWM,
+            )
+            assert await monitor.scan() == {"found": 1, "confirmed": 0}
+            assert await monitor.scan() == {"found": 0, "confirmed": 0}
+            assert await node.runtime.issue_milestone()
+            assert await monitor.scan() == {"found": 0, "confirmed": 1}
+            # A fresh monitor (a restart) does not record the payment again.
+            assert await PaymentMonitor(db, client, clock).scan() == {"found": 0, "confirmed": 0}
+        with db.read() as session_:
+            payment = session_.scalars(select(IncomingPayment)).one()
+            assert (payment.registration_id, payment.amount, payment.status) == (
+                "cx-registration",
+                340,
+                "confirmed",
+            )
