@@ -1,0 +1,408 @@
+"""The portal's routes on the grid's aiohttp application.
+
+``setup_portal(app, config, data_dir=..., node_url=...)`` mounts everything under
+``/portal/``: the page, its static files (Chart.js is served from here, never from a
+CDN), the login, and a JSON API the page reads. Operators sign in with the password
+whose hash is configured; a request that comes through Home Assistant ingress (the
+``X-Ingress-Path`` header *and* a peer address among the trusted ingress addresses)
+is already authenticated by Home Assistant. Every URL the page uses is relative, so
+the same files work at ``/portal/`` and behind the ingress prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from p2p_energy_protocol.client import IriClient
+from p2p_energy_protocol.errors import IriApiError, NodeUnavailableError
+
+from ..grid.api.context import SERVICES_KEY, GridServices
+from . import queries
+from .auth import SessionSigner, verify_password
+from .queries import PageRequest
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from sqlalchemy.orm import Session
+
+    from .config import PortalConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+PREFIX: Final = "/portal"
+COOKIE: Final = "p2p_portal_session"
+_HERE: Final = Path(__file__).resolve().parent
+STATIC_DIR: Final = _HERE / "static"
+INDEX_PAGE: Final = _HERE / "pages" / "index.html"
+LOGIN_PAGE: Final = _HERE / "pages" / "login.html"
+# Failed logins from one address before it has to wait, and the longest wait.
+_FREE_ATTEMPTS: Final = 5
+_MAX_LOCK_SECONDS: Final = 300.0
+_DEFAULT_PAGE_SIZE: Final = 25
+_PRICE_POINTS: Final = 500
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'self'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@dataclass
+class LoginThrottle:
+    """Slows password guessing: after a few failures an address waits, doubling each time."""
+
+    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def wait_seconds(self, address: str, now: float) -> float:
+        count, locked_until = self.failures.get(address, (0, 0.0))
+        return max(0.0, locked_until - now) if count >= _FREE_ATTEMPTS else 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        count = self.failures.get(address, (0, 0.0))[0] + 1
+        lock = 0.0
+        if count >= _FREE_ATTEMPTS:
+            lock = min(_MAX_LOCK_SECONDS, 2.0 ** (count - _FREE_ATTEMPTS))
+        self.failures[address] = (count, now + lock)
+        if len(self.failures) > 10_000:
+            # Forget the oldest entries so a scan cannot grow this without bound.
+            for stale in sorted(self.failures, key=lambda key: self.failures[key][1])[:5_000]:
+                del self.failures[stale]
+
+    def succeeded(self, address: str) -> None:
+        self.failures.pop(address, None)
+
+
+@dataclass
+class PortalState:
+    config: PortalConfig
+    signer: SessionSigner
+    grid: GridServices
+    node_url: str | None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    http: aiohttp.ClientSession | None = None
+
+
+PORTAL_KEY: Final = web.AppKey("portal", PortalState)
+
+
+def setup_portal(
+    app: web.Application, config: PortalConfig, *, data_dir: Path, node_url: str | None
+) -> None:
+    """Mount the portal on the grid's ``app`` (created by ``create_app``)."""
+    if not config.enabled:
+        _LOGGER.info("the portal is disabled")
+        return
+    state = PortalState(
+        config=config,
+        signer=SessionSigner(config.session_secret_bytes(data_dir), config.session_max_age),
+        grid=app[SERVICES_KEY],
+        node_url=node_url.rstrip("/") if node_url else None,
+    )
+    app[PORTAL_KEY] = state
+    app.cleanup_ctx.append(_http_session)
+    api = f"{PREFIX}/api"
+    app.add_routes(
+        [
+            web.get(PREFIX, _redirect_to_portal, allow_head=False),
+            web.get(f"{PREFIX}/", _page_handler(INDEX_PAGE), allow_head=False),
+            web.get(f"{PREFIX}/login", _login_page, allow_head=False),
+            web.post(f"{PREFIX}/login", _login),
+            web.post(f"{PREFIX}/logout", _logout),
+            web.get(f"{api}/session", _api(_session_info), allow_head=False),
+            web.get(f"{api}/overview", _api(_overview), allow_head=False),
+            web.get(f"{api}/entities", _api(_entities), allow_head=False),
+            web.get(f"{api}/entities/{{registrationId}}", _api(_entity), allow_head=False),
+            web.get(f"{api}/prices", _api(_prices), allow_head=False),
+            web.get(f"{api}/settlements", _api(_settlements), allow_head=False),
+            web.get(f"{api}/payments", _api(_payments), allow_head=False),
+            web.get(f"{api}/node", _api(_node), allow_head=False),
+            web.static(f"{PREFIX}/static", STATIC_DIR, append_version=False),
+        ]
+    )
+    if config.password_hash is None:
+        _LOGGER.info("no portal password is set: the portal opens only through ingress")
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    state = app[PORTAL_KEY]
+    state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    yield
+    await state.http.close()
+    state.http = None
+
+
+def _state(request: web.Request) -> PortalState:
+    return request.app[PORTAL_KEY]
+
+
+def is_ingress(request: web.Request, config: PortalConfig) -> bool:
+    """Through Home Assistant ingress: the header *and* a trusted peer address."""
+    if "X-Ingress-Path" not in request.headers or request.remote is None:
+        return False
+    try:
+        peer = ipaddress.ip_address(request.remote)
+    except ValueError:
+        return False
+    trusted = {ipaddress.ip_address(address) for address in config.trusted_ingress_addresses}
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    return peer in trusted
+
+
+def authentication(request: web.Request) -> str | None:
+    """How the request is authenticated: ``"ingress"``, ``"password"`` or None."""
+    state = _state(request)
+    if is_ingress(request, state.config):
+        return "ingress"
+    token = request.cookies.get(COOKIE)
+    if token and state.config.password_hash is not None and state.signer.is_valid(token):
+        return "password"
+    return None
+
+
+def _secure(response: web.StreamResponse, *, cache: bool = False) -> web.StreamResponse:
+    response.headers.update(_SECURITY_HEADERS)
+    if not cache:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _redirect_to_portal(_request: web.Request) -> web.StreamResponse:
+    # Relative, so it also works under the ingress prefix.
+    raise web.HTTPFound("portal/")
+
+
+def _page_handler(page: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if authentication(request) is None:
+            raise web.HTTPFound("login")
+        return _secure(web.FileResponse(page, headers={"Content-Type": "text/html"}))
+
+    return handler
+
+
+def _login_html(message: str | None, can_login: bool) -> str:
+    template = LOGIN_PAGE.read_text(encoding="utf-8")
+    notice = f'<p class="notice" role="alert">{html.escape(message)}</p>' if message else ""
+    return template.replace("{{notice}}", notice).replace(
+        "{{disabled}}", "" if can_login else "disabled"
+    )
+
+
+def _html(text: str, status: int = 200) -> web.StreamResponse:
+    return _secure(web.Response(text=text, status=status, content_type="text/html"))
+
+
+async def _login_page(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    if authentication(request) is not None:
+        raise web.HTTPFound("./")
+    if state.config.password_hash is None:
+        return _html(
+            _login_html(
+                "No operator password is set. Open the portal from the Home Assistant "
+                "sidebar, or set a password in the grid's configuration.",
+                can_login=False,
+            )
+        )
+    return _html(_login_html(None, can_login=True))
+
+
+async def _login(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    encoded = state.config.password_hash
+    if encoded is None:
+        return _html(_login_html("No operator password is set.", can_login=False), 403)
+    address = request.remote or "unknown"
+    now = time.monotonic()
+    wait = state.throttle.wait_seconds(address, now)
+    if wait > 0:
+        message = f"Too many failed attempts. Try again in {int(wait) + 1} seconds."
+        return _html(_login_html(message, can_login=True), 429)
+    form = await request.post()
+    password = form.get("password")
+    valid = isinstance(password, str) and await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, password, encoded
+    )
+    if not valid:
+        state.throttle.failed(address, now)
+        _LOGGER.warning("failed portal login from %s", address)
+        return _html(_login_html("Wrong password.", can_login=True), 401)
+    state.throttle.succeeded(address)
+    response = web.HTTPFound("./")
+    response.set_cookie(
+        COOKIE,
+        state.signer.issue(),
+        max_age=state.config.session_max_age,
+        path=f"{PREFIX}/",
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+    raise response
+
+
+async def _logout(_request: web.Request) -> web.StreamResponse:
+    response = web.HTTPFound("login")
+    response.del_cookie(COOKIE, path=f"{PREFIX}/")
+    raise response
+
+
+def _api(
+    handler: Callable[[web.Request, PortalState], Awaitable[Any]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """JSON answers for signed-in operators; 401 otherwise, 400 for bad parameters."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        if authentication(request) is None:
+            body = {"success": False, "message": "Sign in to use the portal."}
+            return _secure(web.json_response(body, status=401))
+        try:
+            data = await handler(request, _state(request))
+        except queries.QueryError as err:
+            body = {"success": False, "message": str(err)}
+            return _secure(web.json_response(body, status=400))
+        if data is None:
+            body = {"success": False, "message": "There is no such resource."}
+            return _secure(web.json_response(body, status=404))
+        return _secure(web.json_response({"success": True, "message": "OK", "data": data}))
+
+    return wrapper
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+        raise queries.QueryError(f"'{name}' must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _page_request(request: web.Request, state: PortalState) -> PageRequest:
+    size = _query_int(request, "pageSize", _DEFAULT_PAGE_SIZE, 1, state.config.max_page_size)
+    return PageRequest(_query_int(request, "page", 0, 0, 10_000_000), size)
+
+
+async def _read[T](state: PortalState, function: Callable[[Session], T]) -> T:
+    return await state.grid.db.run_read(function)
+
+
+async def _session_info(request: web.Request, state: PortalState) -> dict[str, Any]:
+    return {
+        "via": authentication(request),
+        "slotSeconds": state.grid.config.slot_seconds,
+        "pricingStrategy": state.grid.config.pricing_strategy,
+        "gridCutPercent": state.grid.config.grid_cut_percent,
+        "explorer": explorer_base(state),
+    }
+
+
+async def _overview(_request: web.Request, state: PortalState) -> dict[str, Any]:
+    return await _read(state, queries.overview)
+
+
+async def _entities(request: web.Request, state: PortalState) -> dict[str, Any]:
+    kind = request.query.get("type", "all")
+    if kind not in ("all", "producer", "consumer"):
+        raise queries.QueryError("'type' must be all, producer or consumer")
+    search = request.query.get("q", "")
+    if len(search) > 200:
+        raise queries.QueryError("'q' may have at most 200 characters")
+    page = _page_request(request, state)
+    return await _read(state, lambda session: queries.entities(session, kind, search, page))  # type: ignore[arg-type]
+
+
+async def _entity(request: web.Request, state: PortalState) -> dict[str, Any] | None:
+    registration_id = request.match_info["registrationId"]
+    if not 1 <= len(registration_id) <= 128:
+        raise queries.QueryError("the registration id has 1 to 128 characters")
+    return await _read(state, lambda session: queries.entity(session, registration_id))
+
+
+async def _prices(request: web.Request, state: PortalState) -> list[dict[str, Any]]:
+    limit = _query_int(request, "limit", _PRICE_POINTS, 1, 5_000)
+    return await _read(state, lambda session: queries.price_history(session, limit))
+
+
+async def _settlements(request: web.Request, state: PortalState) -> dict[str, Any]:
+    page = _page_request(request, state)
+    failed = request.query.get("failed", "") in ("1", "true")
+    return await _read(state, lambda session: queries.settlements(session, page, failed))
+
+
+async def _payments(request: web.Request, state: PortalState) -> dict[str, Any]:
+    kind = request.query.get("kind", "payouts")
+    if kind not in ("payouts", "incoming"):
+        raise queries.QueryError("'kind' must be payouts or incoming")
+    page = _page_request(request, state)
+    return await _read(state, lambda session: queries.payments(session, kind, page))  # type: ignore[arg-type]
+
+
+def explorer_base(state: PortalState) -> dict[str, Any]:
+    """Where the browser finds the node's explorer.
+
+    A configured URL wins. A node listening on a public name is linked directly. A
+    node on loopback or all interfaces is reached on the host the browser already
+    uses, at the node's port (the page builds that URL).
+    """
+    if state.config.explorer_url:
+        return {"url": state.config.explorer_url.rstrip("/") + "/", "port": None}
+    if state.node_url is None:
+        return {"url": None, "port": None}
+    parts = urlsplit(state.node_url)
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+        local = address.is_loopback or address.is_unspecified
+    except ValueError:
+        local = host == "localhost"
+    if local:
+        return {"url": None, "port": parts.port, "path": "/explorer/"}
+    return {"url": f"{state.node_url}/explorer/", "port": None}
+
+
+async def _node(_request: web.Request, state: PortalState) -> dict[str, Any]:
+    healthy, details = await state.grid.health()
+    result: dict[str, Any] = {
+        "grid": {"healthy": healthy, **details},
+        "nodeUrl": state.node_url,
+        "explorer": explorer_base(state),
+        "node": None,
+        "nodeError": None,
+    }
+    if state.node_url is None or state.http is None:
+        result["nodeError"] = "The grid has no node configured."
+        return result
+    try:
+        info = await IriClient(state.http, state.node_url, timeout=5).get_node_info()
+    except (IriApiError, NodeUnavailableError) as err:
+        result["nodeError"] = str(err)
+        return result
+    result["node"] = {
+        "appName": info.app_name,
+        "appVersion": info.app_version,
+        "latestMilestoneIndex": info.latest_milestone_index,
+        "latestSolidMilestoneIndex": info.latest_solid_milestone_index,
+        "latestMilestone": info.latest_milestone,
+        "neighbors": info.neighbors,
+        "tips": info.tips,
+        "coordinatorAddress": info.coordinator_address,
+        "synced": info.is_synced,
+        "time": info.raw.get("time"),
+    }
+    return result
