@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 MamMode = Literal["public", "private", "restricted"]
 
@@ -63,6 +63,13 @@ class ChannelReader(Protocol):
         self, root: str, mode: MamMode, side_key: str | None, limit: int | None
     ) -> list[ChannelEntry]:
         """Messages from ``root`` on, in order, at most ``limit``; raises TangleUnavailableError."""
+
+    async def roots_with_messages(self, channels: Sequence[tuple[str, MamMode]]) -> set[str]:
+        """Which ``(root, mode)`` have anything at their address (one cheap batched query).
+
+        Lets the follower skip the many channels with nothing new; raises
+        TangleUnavailableError.
+        """
 
 
 class ChannelWriter(Protocol):

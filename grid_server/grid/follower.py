@@ -60,6 +60,7 @@ class _Due:
 @dataclass
 class FollowStats:
     channels: int = 0
+    idle: int = 0
     messages: int = 0
     readings: int = 0
     skipped: int = 0
@@ -104,6 +105,20 @@ class ChannelFollower:
         now = self._clock()
         due = await self._db.run_read(lambda session: self._due(session, now))
         stats = FollowStats()
+        if not due:
+            return stats
+        try:
+            active = await self._reader.roots_with_messages(
+                [(channel.next_root, channel.mode) for channel in due]
+            )
+        except TangleUnavailableError as err:
+            stats.errors.append(str(err))
+            _LOGGER.warning("cannot follow channels, the node is unavailable: %s", err)
+            return stats
+        idle = [channel.id for channel in due if channel.next_root not in active]
+        stats.idle = len(idle)
+        if idle:
+            await self._db.run_write(lambda session: self._postpone(session, idle))
         semaphore = asyncio.Semaphore(self._concurrency)
         node_down = asyncio.Event()
 
@@ -118,8 +133,17 @@ class ChannelFollower:
                     stats.errors.append(str(err))
                     _LOGGER.warning("cannot follow channels, the node is unavailable: %s", err)
 
-        await asyncio.gather(*(follow(channel) for channel in due))
+        await asyncio.gather(*(follow(channel) for channel in due if channel.next_root in active))
         return stats
+
+    def _postpone(self, session: Session, channel_ids: list[int]) -> None:
+        """Nothing new on these channels: look again after the follow interval."""
+        now = self._clock()
+        session.execute(
+            update(FollowedChannel)
+            .where(FollowedChannel.id.in_(channel_ids))
+            .values(last_read_at=now, next_read_at=now + int(self._config.follow_interval * 1000))
+        )
 
     def _due(self, session: Session, now: int) -> list[_Due]:
         rows = session.execute(

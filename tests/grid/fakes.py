@@ -66,6 +66,7 @@ class FakeChannels:
         self.published: list[OutgoingMessage] = []
         self.available = True
         self.reads: list[str] = []
+        self.prechecks = 0
         self._ids = itertools.count()
 
     def stream(
@@ -95,6 +96,17 @@ class FakeChannels:
                 entries = stream.entries_from(root)
                 return entries if limit is None else entries[:limit]
         return []
+
+    async def roots_with_messages(self, channels: list[tuple[str, MamMode]]) -> set[str]:
+        if not self.available:
+            raise TangleUnavailableError("node down (fake)")
+        self.prechecks += 1
+        return {
+            root
+            for root, mode in channels
+            for stream in self.streams
+            if stream.mode == mode and root in stream.roots[:-1]
+        }
 
     def new_channel(self) -> NewChannel:
         number = next(self._ids)

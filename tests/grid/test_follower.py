@@ -78,8 +78,11 @@ async def test_readings_are_stored_exactly_once(db: Database) -> None:
     assert (await follower.follow_once()).channels == 0
     clock.advance(10)
     producer.publish(output(NOW - 900_000, 2.0, price=60, address="ref-7"))
+    reads_before = len(fake.reads)
     stats = await follower.follow_once()
-    assert (stats.channels, stats.readings) == (2, 1)
+    # The consumer's channel has nothing new: found idle by the batched pre-check, not read.
+    assert (stats.channels, stats.idle, stats.readings) == (1, 1, 1)
+    assert fake.reads[reads_before:] == [producer.roots[2]]
     assert readings(db)[-1] == ("producer-1", 2, 2_000_000, 60_000_000)
     with db.read() as session:
         reading = session.scalars(select(Reading).where(Reading.position == 2)).one()
