@@ -13,6 +13,7 @@ from homeassistant.helpers import config_validation as cv
 
 from .const import CONF_SEED, CONF_SIDE_KEY, DOMAIN
 from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
+from .frontend import async_register_card
 from .http import ProducerRegistrationView, ProducerSourceRemovalView
 from .services import async_setup_services
 
@@ -28,10 +29,11 @@ RUNTIME_OWNED_KEYS = frozenset({CONF_SEED, CONF_SIDE_KEY})
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the services and the producers' registration API."""
+    """Register the services, the producers' registration API and the Lovelace card."""
     async_setup_services(hass)
     hass.http.register_view(ProducerRegistrationView())
     hass.http.register_view(ProducerSourceRemovalView())
+    await async_register_card(hass)
     return True
 
 

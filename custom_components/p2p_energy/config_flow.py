@@ -257,9 +257,12 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="invalid_discovery_info")
         self._discovered = {CONF_GRID_URL: grid_url, CONF_NODE_URL: node_url}
         self._addon_name = discovery_info.name
-        # The add-on is identified by its UUID, so a changed address updates the entry.
-        await self.async_set_unique_id(discovery_info.uuid)
+        # The add-on is identified by its slug (a discovery's UUID changes with every
+        # announcement), so an add-on announcing a new address updates its entry.
+        await self.async_set_unique_id(f"addon_{discovery_info.slug}")
         self._abort_if_unique_id_configured(updates=self._discovered)
+        # The same grid may already be configured by URL.
+        self._async_abort_entries_match({CONF_GRID_URL: grid_url})
         self.context["title_placeholders"] = {"name": discovery_info.name}
         return await self.async_step_hassio_confirm()
 
@@ -290,7 +293,7 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             data, errors = await self._async_validate(user_input)
             if not errors:
                 updates: dict[str, Any] = {"data": entry.data | data}
-                # A URL-identified grid follows its URL; an add-on keeps its UUID.
+                # A URL-identified grid follows its URL; an add-on keeps its slug.
                 if entry.unique_id == entry.data[CONF_GRID_URL]:
                     other = self.hass.config_entries.async_entry_for_domain_unique_id(
                         DOMAIN, data[CONF_GRID_URL]

@@ -238,12 +238,8 @@ class Participant(ABC):
         await self.context.store.async_save()
         return queued
 
-    async def async_flush(self) -> int:
-        """Attach queued messages in order; stop at the first failure (NodeError)."""
-        async with self.lock:
-            return await self._async_flush_locked()
-
     async def _async_flush_locked(self) -> int:
+        """Attach queued messages in order; stop at the first failure (NodeError)."""
         sent = 0
         while self.state.queue:
             queued = self.state.queue[0]

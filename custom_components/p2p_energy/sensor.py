@@ -238,13 +238,14 @@ class GridSensor(P2PEnergyEntity, SensorEntity):
         self._attr_device_info = grid_device_info(coordinator)
 
     @property
+    def available(self) -> bool:
+        """Available once the grid has answered (setup does not wait for it)."""
+        return super().available and self.coordinator.data is not None
+
+    @property
     def native_value(self) -> StateType:
         """The figure from the last successful poll."""
-        # None until the grid has answered once (setup does not wait for it).
-        status: GridStatus | None = self.coordinator.data
-        if status is None:
-            return None
-        return self.entity_description.value_fn(status)
+        return self.entity_description.value_fn(self.coordinator.data)
 
 
 class ParticipantSensor(P2PEnergyEntity, SensorEntity):

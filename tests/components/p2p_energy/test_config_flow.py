@@ -49,7 +49,9 @@ pytestmark = pytest.mark.usefixtures("mock_setup_entry")
 
 
 def _hassio_info(config: dict[str, Any], uuid: str = "1234") -> HassioServiceInfo:
-    return HassioServiceInfo(config=config, name="P2P Energy Grid", slug="p2p_grid", uuid=uuid)
+    return HassioServiceInfo(
+        config=config, name="P2P Energy Grid", slug="abcd1234_p2p_energy_grid", uuid=uuid
+    )
 
 
 # Main flow ----------------------------------------------------------------------------
@@ -180,6 +182,20 @@ def test_url_helpers() -> None:
             {CONF_GRID_URL: "http://10.0.0.2:8080", CONF_NODE_URL: "http://10.0.0.3:14265"},
             {CONF_GRID_URL: "http://10.0.0.2:8080", CONF_NODE_URL: "http://10.0.0.3:14265"},
         ),
+        (
+            # What the project's add-on announces.
+            {
+                "host": "abcd1234-p2p-energy-grid",
+                "port": 8080,
+                "node_port": 14265,
+                "grid_url": "http://abcd1234-p2p-energy-grid:8080",
+                "node_url": "http://abcd1234-p2p-energy-grid:14265",
+            },
+            {
+                CONF_GRID_URL: "http://abcd1234-p2p-energy-grid:8080",
+                CONF_NODE_URL: "http://abcd1234-p2p-energy-grid:14265",
+            },
+        ),
     ],
 )
 async def test_hassio_discovery(
@@ -200,7 +216,7 @@ async def test_hassio_discovery(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "P2P Energy Grid"
     assert result["data"] == expected
-    assert result["result"].unique_id == "1234"
+    assert result["result"].unique_id == "addon_abcd1234_p2p_energy_grid"
 
 
 async def test_hassio_discovery_connection_error(
@@ -239,18 +255,32 @@ async def test_hassio_discovery_updates_entry(hass: HomeAssistant) -> None:
     """A known add-on announcing a new address updates its entry."""
     entry = MockConfigEntry(
         domain=DOMAIN,
-        unique_id="1234",
+        unique_id="addon_abcd1234_p2p_energy_grid",
         data={CONF_GRID_URL: "http://old:8080", CONF_NODE_URL: "http://old:14265"},
     )
     entry.add_to_hass(hass)
+    # A restarted add-on announces itself again under a new discovery UUID.
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": SOURCE_HASSIO},
-        data=_hassio_info({"host": "new", "port": 8080}),
+        data=_hassio_info({"host": "new", "port": 8080}, uuid="5678"),
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     assert entry.data == {CONF_GRID_URL: "http://new:8080", CONF_NODE_URL: "http://new:14265"}
+
+
+async def test_hassio_discovery_of_grid_configured_by_url(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """A grid already added by URL is not offered again."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_HASSIO},
+        data=_hassio_info({CONF_GRID_URL: GRID_URL}),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
 
 
 # Reconfigure --------------------------------------------------------------------------

@@ -198,3 +198,19 @@ async def test_unknown_producer_and_delete_shapes(
     # An unloaded entry's producers are not served.
     await hass.config_entries.async_unload(loaded_entry.entry_id)
     assert (await client.put(f"{BASE}/registration-1", json={})).status == 404
+
+
+async def test_odd_registration_ids_and_chunked_bodies(client: TestClient) -> None:
+    """Control characters in an id and oversized bodies without a length are refused."""
+    status, answer = await put(client, "%01registration", {})
+    assert (status, answer["message"]) == (
+        400,
+        "The parameter 'registrationId' has an invalid value.",
+    )
+
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b"x" * 1000
+
+    response = await client.put(f"{BASE}/registration-1", data=chunks())
+    assert response.status == 413

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 
 from .conftest import CONSUMER_ID, PRODUCER_ID, SOURCE_ID
 from .fake_network import GRID_SIDE_KEY, FakeNetwork
 
 if TYPE_CHECKING:
+    import pytest
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -36,3 +37,100 @@ async def test_setup_opens_channels_and_registers(
     consumer = participants[CONSUMER_ID]
     assert consumer.state.return_channel is not None
     assert consumer.state.return_channel.side_key == GRID_SIDE_KEY
+
+
+async def test_setup_while_grid_is_down(
+    hass: HomeAssistant,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+) -> None:
+    """Setup does not wait for the grid: hellos are queued, grid figures unknown."""
+    fake_network.node_up = False
+    fake_network.grid_up = False
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert trading_entry.state is ConfigEntryState.LOADED
+    assert hass.states.get("sensor.grid_example_8080_consensus_price").state == "unavailable"
+    assert hass.states.get("sensor.roof_pv_queued_messages").state == "1"
+    assert fake_network.registrations == {}
+
+
+async def test_options_change_reloads_but_rotation_does_not(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Configuration changes rebuild the runtime; the runtime's own key changes do not."""
+    coordinator = loaded_entry.runtime_data
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**loaded_entry.options, "publish_interval": 120}
+    )
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data is not coordinator
+    assert loaded_entry.runtime_data.publish_interval == 120
+
+
+async def test_removed_subentry_is_forgotten(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removing a subentry removes its participant, device and saved state."""
+    hass.config_entries.async_remove_subentry(loaded_entry, SOURCE_ID)
+    await hass.async_block_till_done()
+    coordinator = loaded_entry.runtime_data
+    assert SOURCE_ID not in coordinator.participants
+    assert SOURCE_ID not in coordinator.store.participants
+    assert "Forgetting the state of removed subentries" in caplog.text
+    assert hass.states.get("sensor.roof_pv_energy_published") is None
+
+
+async def test_remove_entry_deletes_saved_state(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, hass_storage: dict[str, Any]
+) -> None:
+    """The durable state goes with the entry."""
+    key = f"p2p_energy.{loaded_entry.entry_id}"
+    assert key in hass_storage
+    await hass.config_entries.async_remove(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+
+
+async def test_unknown_subentry_type_and_unreadable_channel(
+    hass: HomeAssistant,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Foreign subentries are ignored; a corrupt saved channel is replaced by a new one."""
+    hass.config_entries.async_add_subentry(
+        trading_entry,
+        ConfigSubentry(data={}, subentry_type="battery", title="Battery", unique_id=None),
+    )
+    hass_storage[f"p2p_energy.{trading_entry.entry_id}"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"p2p_energy.{trading_entry.entry_id}",
+        "data": {
+            "participants": {
+                SOURCE_ID: {"channel": {"seed": "nonsense"}, "channel_root": "X" * 81},
+                CONSUMER_ID: {
+                    "channel": {"seed": "nonsense"},
+                    "channel_root": "X" * 81,
+                    "deregistered": True,
+                },
+            }
+        },
+    }
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert "Ignoring subentry of unknown type battery" in caplog.text
+    assert "Saved channel of Roof PV is unreadable" in caplog.text
+    participants = trading_entry.runtime_data.participants
+    assert len(participants) == 3
+    source = participants[SOURCE_ID]
+    assert source.channel_root != "X" * 81
+    assert fake_network.bodies(source.channel_root or "", source.side_key) == [{"command": "hello"}]
+    # A deregistered participant opens its new channel silently.
+    consumer = participants[CONSUMER_ID]
+    assert fake_network.bodies(consumer.channel_root or "", consumer.side_key) == []
+    assert "consumer-registration-1" not in fake_network.registrations

@@ -13,6 +13,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.p2p_energy.const import DOMAIN
+from custom_components.p2p_energy.protocol.payloads import ConsumerUsage
 
 from .conftest import CONSUMER_ID, ENERGY_ATTRIBUTES, ENTRY_ID, PRODUCER_ID, SOURCE_ID
 
@@ -323,3 +324,25 @@ async def test_registration_refused_then_accepted(
     assert "House: registered" in caplog.text
     consumer = trading_entry.runtime_data.participants[CONSUMER_ID]
     assert consumer.state.registration_token == "token-consumer-registration-1"
+
+
+async def test_garbage_on_a_source_channel_is_skipped(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message that is not a source reading is logged and passed over."""
+    coordinator = loaded_entry.runtime_data
+    source = coordinator.participants[SOURCE_ID]
+    producer = coordinator.participants[PRODUCER_ID]
+    async with source.lock:
+        await source._async_enqueue_locked(  # a buggy publisher's message
+            ConsumerUsage(start_time=1, end_time=2, usage=1.0), 0.0
+        )
+        await source._async_flush_locked()
+    await poll(hass, freezer)
+    assert "skipping unreadable message of source Roof PV" in caplog.text
+    assert producer.state.source_readings == []
+    assert producer.state.followed[0].next_root != source.channel_root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -302,3 +303,34 @@ async def test_deregister_remote_source(
     }
     await call(hass, "deregister", SOURCE_ID)
     assert registrations == {}
+
+
+async def test_deregister_while_node_is_down(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+) -> None:
+    """The goodbye waits in the queue until the node is back."""
+    producer = loaded_entry.runtime_data.participants[PRODUCER_ID]
+    fake_network.node_up = False
+    await call(hass, "deregister", PRODUCER_ID)
+    assert "producer-registration-1" not in fake_network.registrations
+    assert [item.kind for item in producer.state.queue] == ["goodbye"]
+    fake_network.node_up = True
+    await poll(hass, freezer)
+    assert fake_network.bodies(producer.channel_root or "", producer.side_key) == [
+        {"command": "hello"},
+        {"command": "goodbye"},
+    ]
+    assert not producer.registered
+
+
+async def test_concurrent_deregistrations(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_network: FakeNetwork
+) -> None:
+    """Two deregistrations racing leave the grid once and say goodbye once."""
+    consumer = loaded_entry.runtime_data.participants[CONSUMER_ID]
+    await asyncio.gather(consumer.async_deregister(), consumer.async_deregister())
+    bodies = fake_network.bodies(consumer.channel_root or "", consumer.side_key)
+    assert bodies == [{"command": "hello"}, {"command": "goodbye"}]
