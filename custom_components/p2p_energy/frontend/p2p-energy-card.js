@@ -287,6 +287,7 @@
         if (config[key] === "" || config[key] === undefined || config[key] === null) delete config[key];
       }
       this._config = config;
+      if (this._form) this._form.data = config;
       this.dispatchEvent(new CustomEvent("config-changed", { detail: { config }, bubbles: true, composed: true }));
     }
   }
