@@ -19,6 +19,7 @@ from aiohttp import web
 from .commands import dispatch
 from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
+from .explorer import add_explorer_routes
 from .openapi import openapi_document
 from .peering import PEER_HEADER
 from .runtime import NodeRuntime
@@ -112,6 +113,7 @@ def create_node_app(config: NodeConfig, holder: RuntimeHolder) -> web.Applicatio
     app.router.add_route("OPTIONS", "/", handle_options)
     app.router.add_get("/", handle_root)
     app.router.add_get("/api/openapi.json", handle_openapi)
+    add_explorer_routes(app)
     return app
 
 

@@ -280,6 +280,13 @@ def openapi_document(config: NodeConfig) -> Schema:
                 },
             }
         }
+    paths["/explorer/api/status"] = {
+        "get": {
+            "operationId": "explorer_status",
+            "summary": "Milestones and counts for the explorer's header",
+            "responses": {"200": _json({"type": "object"}, "The node's state")},
+        }
+    }
     paths["/explorer/api/mam"] = {
         "get": {
             "operationId": "explorer_mam",

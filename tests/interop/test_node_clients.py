@@ -263,3 +263,51 @@ async def test_clients_get_clear_errors_and_nothing_is_stored(node: NodeProcess)
     )
     assert status == 400
     assert "trytes[0] is not a valid transaction" in body["error"]
+
+
+async def test_iota_mam_messages_are_fetched_by_our_client(
+    node: NodeProcess, client: IriClient
+) -> None:
+    side_key = new_seed()
+    texts = ['{"command":"hello"}', '{"command":"usage","usage":2.5}', "plain text"]
+    answer = await asyncio.to_thread(
+        run_node,
+        "node_clients.js",
+        {
+            "action": "mamPublish",
+            "url": node.url,
+            "seed": new_seed(),
+            "sideKey": side_key,
+            "messages": texts,
+            "mwm": MWM,
+        },
+    )
+    first_root = answer["published"][0]["root"]
+    fetched = await client.fetch_mam(first_root, "restricted", side_key)
+    assert [parsed.text for _root, parsed in fetched] == texts
+    assert [root for root, _parsed in fetched] == [p["root"] for p in answer["published"]]
+
+
+async def test_our_messages_are_fetched_by_both_mam_libraries(
+    node: NodeProcess, client: IriClient
+) -> None:
+    from p2p_energy_protocol.mam import channel_root, create_channel, create_message
+
+    side_key = new_seed()
+    channel = create_channel(new_seed(), 2, "restricted", side_key)
+    root = channel_root(channel)
+    texts = [{"command": "hello"}, {"command": "output", "output": 1.25, "note": "ünïcode"}]
+    for text in texts:
+        await client.publish_mam(create_message(channel, text), min_weight_magnitude=MWM)
+    import json
+
+    expected = [json.dumps(text, separators=(",", ":")) for text in texts]
+    for action in ("mamFetch", "mamJsFetch"):
+        answer = await asyncio.to_thread(
+            run_node,
+            "node_clients.js",
+            {"action": action, "url": node.url, "root": root, "sideKey": side_key},
+        )
+        decoded = [json.loads(message) for message in answer["messages"]]
+        assert decoded == texts, action
+        assert len(answer["messages"]) == len(expected)

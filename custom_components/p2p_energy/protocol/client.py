@@ -18,8 +18,17 @@ from .bundle import BundleBuilder
 from .errors import (
     InsufficientBalanceError,
     IriApiError,
+    MamError,
     NodeUnavailableError,
     ProtocolError,
+)
+from .mam import (
+    MamMessage,
+    MamMode,
+    mam_address,
+    message_to_transactions,
+    parse_message,
+    payload_from_transactions,
 )
 from .signing import generate_addresses
 from .transaction import Transaction
@@ -27,6 +36,9 @@ from .transaction import Transaction
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+
+if TYPE_CHECKING:
+    from .mam import ParsedMamMessage
 
 API_VERSION_HEADER: Final = "X-IOTA-API-Version"
 NULL_HASH: Final = "9" * 81
@@ -322,6 +334,60 @@ class IriClient:
         await self.store_transactions(attached)
         await self.broadcast_transactions(attached)
         return [Transaction.from_trytes(item) for item in attached]
+
+    async def publish_mam(
+        self,
+        message: MamMessage,
+        tag: str = "",
+        depth: int = 3,
+        min_weight_magnitude: int = 9,
+    ) -> list[Transaction]:
+        """Attach a created MAM message at its address; returns its transactions."""
+        bundle = message_to_transactions(message, tag=tag)
+        trytes = [tx.to_trytes() for tx in sorted(bundle, key=lambda tx: -tx.current_index)]
+        return await self.send_trytes(trytes, depth, min_weight_magnitude)
+
+    async def fetch_mam(
+        self,
+        root: str,
+        mode: MamMode,
+        side_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ParsedMamMessage]]:
+        """Messages of a channel from ``root`` on, each with the root it was read at.
+
+        Follows ``next_root`` until a root has no message. Bundles at an address that
+        do not parse (spam, garbage, another channel's data) are skipped.
+        """
+        if limit is not None and limit < 1:
+            raise ProtocolError(f"limit must be positive, got {limit}")
+        messages: list[tuple[str, ParsedMamMessage]] = []
+        current = root
+        seen: set[str] = set()
+        while limit is None or len(messages) < limit:
+            if current in seen:
+                break
+            seen.add(current)
+            parsed = await self._read_root(current, mode, side_key)
+            if parsed is None:
+                break
+            messages.append((current, parsed))
+            current = parsed.next_root
+        return messages
+
+    async def _read_root(
+        self, root: str, mode: MamMode, side_key: str | None
+    ) -> ParsedMamMessage | None:
+        hashes = await self.find_transactions(addresses=[mam_address(root, mode)])
+        if not hashes:
+            return None
+        transactions = await self.get_transactions(hashes)
+        for payload in payload_from_transactions(transactions):
+            try:
+                return parse_message(payload, root, side_key)
+            except MamError:
+                continue
+        return None
 
     async def find_inputs(
         self, seed: str, amount: int, *, security: int = 2, start_index: int = 0
