@@ -58,6 +58,20 @@ def _registration_id(raw: str) -> str | None:
     return value
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The body, or its first BODY_MAX_BYTES + 1 bytes when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    # A read returns what has arrived so far; keep reading to the limit or the end.
+    while size <= BODY_MAX_BYTES:
+        chunk = await request.content.read(BODY_MAX_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _find_producer(hass: HomeAssistant, token: str) -> Producer | None:
     entries: list[P2PEnergyConfigEntry] = hass.config_entries.async_entries(DOMAIN)
     for entry in entries:
@@ -104,7 +118,7 @@ class ProducerRegistrationView(HomeAssistantView):
             return _invalid("registrationId")
         if request.content_length is not None and request.content_length > BODY_MAX_BYTES:
             return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The request body is too large.")
-        raw = await request.content.read(BODY_MAX_BYTES + 1)
+        raw = await _read_body(request)
         if len(raw) > BODY_MAX_BYTES:
             return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The request body is too large.")
         try:
