@@ -66,9 +66,14 @@ async def handle_command(request: web.Request) -> web.Response:
     limit = node.config.limits.max_body_length
     if request.content_length is not None and request.content_length > limit:
         return _answer({"error": f"Request too long: the limit is {limit} bytes"}, 400, started)
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        return _answer({"error": f"Request too long: the limit is {limit} bytes"}, 400, started)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65_536):
+        size += len(chunk)
+        if size > limit:
+            return _answer({"error": f"Request too long: the limit is {limit} bytes"}, 400, started)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
