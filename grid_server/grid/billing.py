@@ -23,7 +23,7 @@ from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.payloads import PaymentRequest, payload_to_json
 from sqlalchemy import and_, func, select, update
 
-from .db.models import Bill, GridChannel, IncomingPayment, WalletAddress
+from .db.models import Bill, GridChannel, IncomingPayment, WalletAddress, WalletTransfer
 from .units import mwh_to_kwh
 
 if TYPE_CHECKING:
@@ -228,6 +228,15 @@ class PaymentMonitor:
             )
             _LOGGER.info("%d consumer payments confirmed", len(done))
         return len(done)
+
+
+def _own_bundles(session: Session, bundles: set[str]) -> set[str]:
+    if not bundles:
+        return set()
+    rows = session.scalars(
+        select(WalletTransfer.bundle_hash).where(WalletTransfer.bundle_hash.in_(bundles))
+    ).all()
+    return set(rows)
 
 
 def _known_hashes(session: Session) -> set[str]:

@@ -130,34 +130,49 @@ class GridWallet:
 
     async def payment_address(self, registration_id: str) -> str:
         """The consumer's current payment address (a new one once the last was spent)."""
-        async with self._allocation_lock:
-            current = await self._db.run_read(
-                lambda s: s.scalars(
-                    select(WalletAddress.address)
-                    .where(
-                        WalletAddress.registration_id == registration_id,
-                        WalletAddress.purpose == "consumer",
-                        WalletAddress.spent.is_(False),
-                    )
-                    .order_by(WalletAddress.key_index.desc())
-                    .limit(1)
-                ).first()
-            )
-            if current is not None:
-                return current
-            return await self._allocate("consumer", registration_id)
+        current = await self._db.run_read(
+            lambda s: s.scalars(
+                select(WalletAddress.address)
+                .where(
+                    WalletAddress.registration_id == registration_id,
+                    WalletAddress.purpose == "consumer",
+                    WalletAddress.spent.is_(False),
+                )
+                .order_by(WalletAddress.key_index.desc())
+                .limit(1)
+            ).first()
+        )
+        if current is not None:
+            return current
+        return await self._allocate("consumer", registration_id)
 
     async def _allocate(self, purpose: str, registration_id: str | None) -> str:
+        """A fresh key index for ``purpose``; one at a time so no index is handed out twice."""
         await self.treasury_address()
-        index = await self._db.run_read(
-            lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
-        )
-        loop = asyncio.get_running_loop()
-        address = await loop.run_in_executor(self._cpu, self.address_at, index)
-        await self._db.run_write(
-            lambda s: _record_address(s, index, address, purpose, registration_id, self._clock())
-        )
-        return address
+        async with self._allocation_lock:
+            if purpose == "consumer":
+                existing = await self._db.run_read(
+                    lambda s: s.scalars(
+                        select(WalletAddress.address).where(
+                            WalletAddress.registration_id == registration_id,
+                            WalletAddress.purpose == "consumer",
+                            WalletAddress.spent.is_(False),
+                        )
+                    ).first()
+                )
+                if existing is not None:
+                    return existing
+            index = await self._db.run_read(
+                lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
+            )
+            loop = asyncio.get_running_loop()
+            address = await loop.run_in_executor(self._cpu, self.address_at, index)
+            await self._db.run_write(
+                lambda s: _record_address(
+                    s, index, address, purpose, registration_id, self._clock(), fresh=True
+                )
+            )
+            return address
 
     async def confirmed_balance(self) -> int:
         """Confirmed IOTA on the wallet's unspent addresses."""
@@ -311,6 +326,10 @@ class GridWallet:
         return builder.bundle_hash, builder.to_trytes()
 
 
+class AddressInUseError(RuntimeError):
+    """A key index was about to be handed out a second time."""
+
+
 def _record_address(
     session: Session,
     key_index: int,
@@ -318,18 +337,24 @@ def _record_address(
     purpose: str,
     registration_id: str | None,
     now: int,
+    *,
+    fresh: bool = False,
 ) -> None:
-    if session.get(WalletAddress, key_index) is None:
-        session.add(
-            WalletAddress(
-                key_index=key_index,
-                address=address,
-                purpose=purpose,
-                registration_id=registration_id,
-                spent=False,
-                created_at=now,
-            )
+    """Record an address; ``fresh`` ones must be new (an address never serves two uses)."""
+    if session.get(WalletAddress, key_index) is not None:
+        if fresh:
+            raise AddressInUseError(f"key index {key_index} is already in use")
+        return
+    session.add(
+        WalletAddress(
+            key_index=key_index,
+            address=address,
+            purpose=purpose,
+            registration_id=registration_id,
+            spent=False,
+            created_at=now,
         )
+    )
 
 
 def _unspent(session: Session) -> list[_Candidate]:

@@ -137,3 +137,28 @@ async def test_owed_counts_confirmed_and_recent_pending_payments(db: Database) -
         assert owed(session, "consumer-x", now, 3_600_000) == 150
         assert owed(session, "consumer-x", now, 10**8) == 80
         assert owed(session, "nobody", now, 1) == 0
+
+
+async def test_concurrent_allocations_never_share_an_address(db: Database) -> None:
+    import asyncio
+
+    for name in ("c1", "c2", "c3"):
+        add_registration(db, name, "consumer", None)
+    with ThreadPoolExecutor(1) as cpu:
+        wallet = GridWallet(db, NoNode(), SEED, ManualClock(S0), cpu)  # type: ignore[arg-type]
+        addresses = await asyncio.gather(
+            wallet.payment_address("c1"),
+            wallet._allocate("treasury", None),
+            wallet.payment_address("c2"),
+            wallet.payment_address("c1"),
+            wallet._allocate("treasury", None),
+            wallet.payment_address("c3"),
+        )
+    assert addresses[0] == addresses[3]
+    assert len(set(addresses)) == 5
+    with db.read() as session:
+        rows = session.execute(
+            select(WalletAddress.key_index, WalletAddress.address, WalletAddress.purpose)
+        ).all()
+    assert sorted(index for index, _, _ in rows) == list(range(6))
+    assert {address for _, address, _ in rows} == {generate_address(SEED, i, 2) for i in range(6)}

@@ -1,0 +1,123 @@
+"""``p2p-energy grid``: run the whole grid from one command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ConfigError, GridConfig, load_config, read_config_document
+from .db.engine import DatabaseError
+from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from aiohttp import web
+
+
+def add_grid_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``grid`` subcommand on the ``p2p-energy`` parser."""
+    parser = subparsers.add_parser(
+        "grid",
+        help="run the grid: registration and storage APIs, settlement and payouts",
+        description=(
+            "Run the grid server. Settings come from defaults, then the [grid] table of "
+            "--config (TOML or JSON; its [node] table configures the in-process node), then "
+            "P2P_ENERGY_GRID_* variables, then flags. Without --node-url the grid starts "
+            "its own node in-process."
+        ),
+    )
+    configure_grid_parser(parser)
+    parser.set_defaults(handler=run_grid)
+
+
+def configure_grid_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--database",
+        help="SQLAlchemy URL (default sqlite:///<data folder>/grid.sqlite3; "
+        "postgresql+psycopg://user@host/db for PostgreSQL)",
+    )
+    parser.add_argument("--node-url", help="the grid's IRI node (default: start one in-process)")
+    parser.add_argument("--config", type=Path, help="configuration file (.toml or .json)")
+    parser.add_argument("--data-dir", type=Path, help="data folder (default ./data)")
+    # Its own dest: the p2p-energy wrapper reads ``log_level`` before the grid configures logs.
+    parser.add_argument("--log-level", dest="grid_log_level", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--log-format", choices=("json", "text"), help="log lines as JSON or text")
+
+
+def config_from_args(
+    args: argparse.Namespace,
+) -> tuple[GridConfig, Mapping[str, Any], Mapping[str, Any]]:
+    """The grid configuration, the file's [node] table and the whole document."""
+    node_document: Mapping[str, Any] = {}
+    document: Mapping[str, Any] = {}
+    if args.config is not None:
+        document = read_config_document(args.config)
+        section = document.get("node", {})
+        if not isinstance(section, dict):
+            raise ConfigError("[node] must be a table/object")
+        node_document = section
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "database": args.database,
+        "node_url": args.node_url,
+        "data_dir": args.data_dir,
+        "log_level": args.grid_log_level,
+        "log_format": args.log_format,
+    }
+    return load_config(args.config, overrides), node_document, document
+
+
+async def serve_grid(
+    config: GridConfig, node_document: Mapping[str, Any], document: Mapping[str, Any]
+) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    from grid_server.portal.app import setup_portal
+    from grid_server.portal.config import load_portal_config
+
+    from .server import GridServer
+
+    portal = load_portal_config(document)
+
+    def mount_portal(app: web.Application, node_url: str) -> None:
+        setup_portal(app, portal, data_dir=config.data_dir, node_url=node_url)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with GridServer(config, node_document=node_document, app_setup=mount_portal) as grid:
+        print(f"p2p-energy grid listening on {grid.url} (node {grid.node_url})", flush=True)
+        await stop.wait()
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    try:
+        config, node_document, document = config_from_args(args)
+    except ConfigError as err:
+        print(f"p2p-energy grid: configuration error: {err}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(serve_grid(config, node_document, document))
+    except (ConfigError, DatabaseError, ValueError) as err:
+        print(f"p2p-energy grid: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"p2p-energy grid: cannot start: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point usable without the ``p2p-energy`` wrapper (``python -m grid_server.grid``)."""
+    parser = argparse.ArgumentParser(prog="p2p-energy grid", description="Run the grid server.")
+    configure_grid_parser(parser)
+    return run_grid(parser.parse_args(argv))

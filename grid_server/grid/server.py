@@ -1,0 +1,366 @@
+"""The running grid: database, node (remote or in-process), HTTP API, background work.
+
+``async with GridServer(config) as grid:`` starts everything; leaving the block
+(or :meth:`GridServer.stop`) shuts down gracefully: the HTTP server stops taking
+requests, each background worker finishes the step it is in (a slot being settled
+is committed or rolled back, never left half done), the leader lease is released
+and the database is closed.
+
+Several grid processes may share one PostgreSQL database: each serves the API,
+and only the holder of the leader lease runs the background work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Self
+
+import aiohttp
+from aiohttp import web
+from p2p_energy_protocol.client import IriClient
+from p2p_energy_protocol.errors import NodeError
+from p2p_energy_protocol.signing import generate_address
+from sqlalchemy import func, select
+
+from .api.context import GridServices
+from .app import create_app
+from .billing import PaymentMonitor, PaymentRequests
+from .clock import system_clock
+from .db.engine import Database
+from .db.models import GridSetting, Settlement
+from .follower import ChannelFollower
+from .lease import LeaderLease
+from .registrations import RegistrationService
+from .return_channels import ReturnChannels
+from .settlement.service import SettlementService
+from .storage import StorageService
+from .tangle import MamTangle, random_trytes
+from .wallet import GridWallet
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from sqlalchemy.orm import Session
+
+    from grid_server.node.app import NodeServer
+    from grid_server.node.config import NodeConfig
+
+    from .clock import Clock
+    from .config import GridConfig
+
+_LOGGER = logging.getLogger(__name__)
+WALLET_SEED_SETTING = "wallet_seed"
+
+
+def _stored_seed(session: Session, now: int) -> str:
+    """The wallet seed kept in the database, created on first use."""
+    row = session.get(GridSetting, WALLET_SEED_SETTING)
+    if row is None:
+        row = GridSetting(name=WALLET_SEED_SETTING, value=random_trytes(), created_at=now)
+        session.add(row)
+    return row.value
+
+
+class GridServer:
+    def __init__(
+        self,
+        config: GridConfig,
+        *,
+        node_document: Mapping[str, Any] | None = None,
+        app_setup: Callable[[web.Application, str], None] | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        """``node_document`` is the configuration file's ``[node]`` table (in-process node);
+        ``app_setup(app, node_url)`` may add routes (the portal) before serving starts."""
+        self.config = config
+        self._node_document = node_document or {}
+        self._app_setup = app_setup
+        self._clock = clock
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.url = ""
+        self.node_url = config.node_url or ""
+        self.db: Database | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._node_server: NodeServer | None = None
+        self._runner: web.AppRunner | None = None
+        self._cpu: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._wake_publisher = asyncio.Event()
+        self._caught_up = asyncio.Event()
+        self._lease: LeaderLease | None = None
+        self.settlement: SettlementService | None = None
+        self.wallet: GridWallet | None = None
+        self._node_client: IriClient | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        self.db = db = Database(config.database_url)
+        await db.run(db.migrate)
+        if config.wallet_seed is not None:
+            seed = config.wallet_seed
+        else:
+            seed = await db.run_write(functools.partial(_stored_seed, now=self._clock()))
+        self._cpu = cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid-cpu")
+        self._session = session = aiohttp.ClientSession()
+        loop = asyncio.get_running_loop()
+        treasury = await loop.run_in_executor(
+            cpu, generate_address, seed, 0, config.wallet_security
+        )
+        if config.node_url is None:
+            self.node_url = await self._start_node(treasury)
+        node_client = IriClient(session, self.node_url, timeout=config.node_timeout)
+        self._node_client = node_client
+        self.wallet = wallet = GridWallet(
+            db,
+            node_client,
+            seed,
+            self._clock,
+            cpu,
+            security=config.wallet_security,
+            depth=config.depth,
+            min_weight_magnitude=config.min_weight_magnitude,
+            batch_size=config.payout_batch_size,
+            reattach_seconds=config.reattach_seconds,
+        )
+        await wallet.treasury_address()
+        tangle = MamTangle(
+            node_client, depth=config.depth, min_weight_magnitude=config.min_weight_magnitude
+        )
+        return_channels = ReturnChannels(db, tangle, cpu, self._clock)
+        self.settlement = SettlementService(db, config, self._clock, self.holder)
+        follower = ChannelFollower(db, tangle, self._clock, config)
+        requests = PaymentRequests(
+            db,
+            return_channels,
+            wallet,
+            self._clock,
+            pending_expiry_seconds=config.payment_pending_expiry,
+        )
+        monitor = PaymentMonitor(db, node_client, self._clock)
+        services = GridServices(
+            config=config,
+            db=db,
+            registrations=RegistrationService(
+                db,
+                tangle,
+                return_channels,
+                self._clock,
+                auth=config.storage_auth,
+                hello_search_limit=config.hello_search_limit,
+                notify_outbox=self._wake_publisher.set,
+            ),
+            storage=StorageService(
+                db,
+                self._clock,
+                auth=config.storage_auth,
+                max_item_bytes=config.max_item_bytes,
+                max_items=config.max_items_per_registration,
+            ),
+            health=self.health,
+        )
+        self.app = create_app(services)
+        if self._app_setup is not None:
+            self._app_setup(self.app, self.node_url)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=config.shutdown_timeout
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.host, config.port)
+        await site.start()
+        port = self._runner.addresses[0][1] if self._runner.addresses else config.port
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        self.url = f"http://{host}:{port}"
+        self._lease = LeaderLease(db, "grid", self.holder, config.lease_seconds, self._clock)
+        settle_every = max(0.5, min(config.slot_seconds / 4, 30.0))
+
+        async def follow() -> None:
+            stats = await follower.follow_once()
+            if not stats.errors:
+                # Settle only what was read: after a (re)start or a change of leader,
+                # the channels are followed up to now before the first slot is settled.
+                self._caught_up.set()
+
+        async def settle() -> None:
+            assert self.settlement is not None
+            if not self._caught_up.is_set():
+                return
+            if await self.settlement.settle_due():
+                self._wake_publisher.set()
+
+        async def publish() -> None:
+            await requests.publish_due()
+            await return_channels.publish_pending()
+
+        self._tasks = [
+            asyncio.create_task(self._keep_lease(), name="grid-lease"),
+            self._worker("follow", config.follow_interval / 2, follow),
+            self._worker("settle", settle_every, settle),
+            self._worker("publish", config.publish_interval, publish, self._wake_publisher),
+            self._worker("payments", config.payments_interval, monitor.scan),
+            self._worker("payouts", config.payout_interval, wallet.pay_out),
+        ]
+        _LOGGER.info(
+            "grid listening on %s (node %s, database %s, leader candidate %s)",
+            self.url,
+            self.node_url,
+            db,
+            self.holder,
+        )
+
+    async def _start_node(self, treasury: str) -> str:
+        from grid_server.node.app import NodeServer
+        from grid_server.node.config import NodeConfig, config_from_mapping
+
+        node_config: NodeConfig = config_from_mapping(self._node_document, NodeConfig())
+        if "database" not in self._node_document:
+            node_config = replace(
+                node_config, database_url=f"sqlite:///{self.config.data_dir / 'node.sqlite3'}"
+            )
+        if not node_config.genesis and self.config.wallet_genesis_balance > 0:
+            node_config = replace(
+                node_config, genesis={treasury: self.config.wallet_genesis_balance}
+            )
+        if node_config.min_weight_magnitude > self.config.min_weight_magnitude:
+            _LOGGER.warning(
+                "the node requires weight %d but the grid attaches with %d",
+                node_config.min_weight_magnitude,
+                self.config.min_weight_magnitude,
+            )
+        self._node_server = NodeServer(node_config, session=self._session)
+        await self._node_server.start()
+        _LOGGER.info("started the grid's node in-process at %s", self._node_server.url)
+        return self._node_server.url
+
+    def _worker(
+        self,
+        name: str,
+        interval: float,
+        work: Callable[[], Awaitable[Any]],
+        wake: asyncio.Event | None = None,
+    ) -> asyncio.Task[None]:
+        async def run() -> None:
+            while not self._stopping.is_set():
+                if self._lease is not None and self._lease.held:
+                    try:
+                        await work()
+                    except Exception:
+                        _LOGGER.exception("the %s worker failed; retrying next round", name)
+                await self._pause(interval, wake)
+
+        return asyncio.create_task(run(), name=f"grid-{name}")
+
+    async def _pause(self, seconds: float, wake: asyncio.Event | None) -> None:
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if wake is not None:
+            wake.clear()
+
+    async def _keep_lease(self) -> None:
+        assert self._lease is not None
+        while not self._stopping.is_set():
+            was_leader = self._lease.held
+            try:
+                await self._lease.acquire_or_renew()
+            except Exception:
+                _LOGGER.exception("cannot renew the leader lease")
+                self._lease.held = False
+            if self._lease.held and not was_leader:
+                self._caught_up.clear()
+            await self._pause(self.config.lease_seconds / 3, None)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._lease is not None and self._lease.held
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details): the database must answer; a node outage degrades."""
+        details: dict[str, Any] = {
+            "storageAuth": self.config.storage_auth,
+            "leader": self.is_leader,
+        }
+        db = self.db
+        try:
+            assert db is not None
+            revision, last_slot = await asyncio.wait_for(
+                db.run_read(
+                    lambda session: (
+                        db.schema_revision(),
+                        session.scalar(select(func.max(Settlement.slot_start))),
+                    )
+                ),
+                timeout=5,
+            )
+            details.update(database="ok", schemaRevision=revision, lastSettledSlot=last_slot)
+        except Exception as err:  # any database failure makes the grid unhealthy
+            _LOGGER.warning("health: database unavailable: %s", err)
+            details.update(status="error", database="unavailable", node="unknown")
+            return False, details
+        node = "ok"
+        try:
+            assert self._node_client is not None
+            await asyncio.wait_for(self._node_client.get_node_info(), timeout=5)
+        except (NodeError, TimeoutError, AssertionError):
+            node = "unavailable"
+        details.update(node=node, status="ok" if node == "ok" else "degraded")
+        return True, details
+
+    async def stop(self) -> None:
+        """Graceful shutdown (safe to call more than once)."""
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_timeout)
+            for task in pending:
+                _LOGGER.warning("stopping %s without waiting further", task.get_name())
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            del done
+            self._tasks = []
+        if self._lease is not None and self._lease.held:
+            with contextlib.suppress(Exception):
+                await self._lease.release()
+        if self._node_server is not None:
+            await self._node_server.stop()
+            self._node_server = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._cpu is not None:
+            self._cpu.shutdown(wait=True)
+            self._cpu = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        _LOGGER.info("grid stopped")
