@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .grid.main import add_grid_command
 from .node.config import (
     ConfigError,
     NodeConfig,
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     _add_node_command(subparsers)
+    add_grid_command(subparsers)
     return parser
 
 
