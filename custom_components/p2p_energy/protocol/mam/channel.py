@@ -51,6 +51,9 @@ MAX_LEAF_COUNT: Final = 1024
 """Largest tree a channel may use; a leaf costs about as much as one message."""
 MAX_START: Final = 2**53 - 1
 """Leaf indexes stay exact JavaScript numbers, so channel state moves between libraries."""
+MAX_MESSAGE_TRYTES: Final = 40 * 2187
+"""Forty transactions' worth. Far longer messages (beyond 88,492 trytes) would get
+a length header that @iota/mam writes differently from @iota/mam.js."""
 SPONGE_ROUNDS: Final = 27
 ADDRESS_ROUNDS: Final = 81
 NO_SIDE_KEY: Final = "9" * HASH_TRYTES
@@ -226,14 +229,18 @@ def message_trytes(message: str | Mapping[str, Any] | list[Any]) -> str:
                 "a str message must be trytes (9, A-Z); pass a dict or list to send JSON, "
                 "or encode text with text_to_trytes"
             )
-        return message
-    if not isinstance(message, Mapping | list):
+        trytes = message
+    elif isinstance(message, Mapping | list):
+        try:
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise MamError(f"message is not JSON serialisable: {err}") from err
+        trytes = text_to_trytes(text)
+    else:
         raise MamError(f"message must be trytes, a mapping or a list, not {type(message).__name__}")
-    try:
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise MamError(f"message is not JSON serialisable: {err}") from err
-    return text_to_trytes(text)
+    if len(trytes) > MAX_MESSAGE_TRYTES:
+        raise MamError(f"a message may be at most {MAX_MESSAGE_TRYTES} trytes, got {len(trytes)}")
+    return trytes
 
 
 def _add_trits(left: Trits, right: Trits) -> Trits:
