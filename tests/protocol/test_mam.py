@@ -340,7 +340,7 @@ def test_path_index_for_a_leaf_without_partner() -> None:
     parsed = parse_message(message.payload, message.root, SIDE_KEY)
     assert (parsed.message, parsed.index) == ("LAST", 1)
     seed = trytes_to_trits(SEED)
-    (tree,) = build_trees(seed, 2, [(0, 3)])
+    (tree,), _ = build_trees(seed, 2, [(0, 3)])
     bits, siblings = tree.path(2)
     assert bits == 1
     assert siblings.shape == (1, 243)
@@ -349,7 +349,10 @@ def test_path_index_for_a_leaf_without_partner() -> None:
 
 def test_merkle_tree_matches_pairwise_hashing() -> None:
     seed = trytes_to_trits(SEED)
-    (tree,) = build_trees(seed, 1, [(4, 5)])
+    (tree,), key = build_trees(seed, 1, [(4, 5)], 6)
+    assert key.size == 6561
+    with pytest.raises(IndexError):
+        build_trees(seed, 1, [(4, 5)], 9)
     leaves = tree.levels[0]
 
     def pair(left: Any, right: Any) -> Any:

@@ -39,7 +39,7 @@ from ..trinary import (
     trytes_to_trits,
     validate_trytes,
 )
-from .merkle import MAM_HASH, build_trees, private_key
+from .merkle import MAM_HASH, build_trees
 from .nonce import NONCE_LENGTH, find_nonce
 from .pascal import pascal_encode, pascal_encoded_length
 from .reference import MamReference
@@ -217,7 +217,7 @@ def channel_root(channel: MamChannel) -> str:
     """The root of the channel's current tree: the root its next message is read with."""
     channel.validate()
     seed = trytes_to_trits(channel.seed)
-    (tree,) = build_trees(seed, channel.security, [(channel.start, channel.count)])
+    (tree,), _ = build_trees(seed, channel.security, [(channel.start, channel.count)])
     return trits_to_trytes(tree.root)
 
 
@@ -291,10 +291,11 @@ def create_message(channel: MamChannel, message: str | Mapping[str, Any] | list[
     channel.validate()
     message_trits = trytes_to_trits(message_trytes(message))
     seed = trytes_to_trits(channel.seed)
-    tree, next_tree = build_trees(
+    (tree, next_tree), key = build_trees(
         seed,
         channel.security,
         [(channel.start, channel.count), (channel.start + channel.count, channel.next_count)],
+        channel.start + channel.index,
     )
     root, next_root = tree.root, next_tree.root
     path_bits, siblings = tree.path(channel.index)
@@ -310,7 +311,6 @@ def create_message(channel: MamChannel, message: str | Mapping[str, Any] | list[
     masked_message = mask(sponge, np.concatenate([next_root, message_trits]))
     masked_nonce = mask(sponge, find_nonce(sponge.state, channel.security, reference))
     hmac = sponge.state[:HASH_LENGTH]
-    key = private_key(seed, channel.start + channel.index, channel.security)
     signature = signing.signature_fragments(signing.hash_digits(hmac, MAM_HASH), key, MAM_HASH)
     masked_signature = mask(
         sponge,

@@ -20,7 +20,7 @@ reference libraries write the position, and so cannot sign such leaves).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, overload
 
 import numpy as np
 
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
     from ..trinary import Trits
 
 MAM_HASH: Final = "curl27"
-
-
-def private_key(seed: Trits, index: int, security: int) -> Trits:
-    """Leaf ``index``'s signing key, ``27 * security * 243`` trits."""
-    return signing.key(signing.subseed(seed, index, MAM_HASH), security, MAM_HASH)
 
 
 def hash_pairs(left: LaneTrits, right: LaneTrits) -> LaneTrits:
@@ -95,13 +90,34 @@ class MerkleTree:
         return bits, np.stack(siblings)
 
 
-def build_trees(seed: Trits, security: int, spans: Sequence[tuple[int, int]]) -> list[MerkleTree]:
-    """The trees over each ``(start, count)`` span; all leaves are derived in one batch."""
+@overload
+def build_trees(
+    seed: Trits, security: int, spans: Sequence[tuple[int, int]]
+) -> tuple[list[MerkleTree], None]: ...
+
+
+@overload
+def build_trees(
+    seed: Trits, security: int, spans: Sequence[tuple[int, int]], signing_leaf: int
+) -> tuple[list[MerkleTree], Trits]: ...
+
+
+def build_trees(
+    seed: Trits, security: int, spans: Sequence[tuple[int, int]], signing_leaf: int | None = None
+) -> tuple[list[MerkleTree], Trits | None]:
+    """The trees over each ``(start, count)`` span, all leaves derived in one batch, and
+    the private key of leaf ``signing_leaf`` (which must be one of them) if asked."""
     indexes = [start + offset for start, count in spans for offset in range(count)]
-    leaves = signing.addresses_many(seed, indexes, security, MAM_HASH)
+    if signing_leaf is not None and signing_leaf not in indexes:
+        raise IndexError(f"leaf {signing_leaf} is in none of the trees")
+    keys = signing.keys_many(signing.subseeds_many(seed, indexes, MAM_HASH), security, MAM_HASH)
+    leaves = signing.addresses_from_digests_many(signing.digests_many(keys, MAM_HASH), MAM_HASH)
     trees = []
     first = 0
     for start, count in spans:
         trees.append(MerkleTree.from_leaves(start, leaves[first : first + count]))
         first += count
-    return trees
+    if signing_leaf is None:
+        return trees, None
+    key: Trits = keys[indexes.index(signing_leaf)]
+    return trees, key
