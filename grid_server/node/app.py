@@ -76,7 +76,7 @@ async def handle_command(request: web.Request) -> web.Response:
     raw = b"".join(chunks)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return _answer(
             {"error": "Invalid JSON syntax: the body must be a JSON object"}, 400, started
         )

@@ -184,8 +184,10 @@ async def broadcast_transactions(node: NodeRuntime, request: Request, peer: str 
 async def attach_to_tangle(node: NodeRuntime, request: Request, peer: str | None) -> Response:
     trunk = _single_hash(request, "trunkTransaction")
     branch = _single_hash(request, "branchTransaction")
-    mwm = int_param(request, "minWeightMagnitude", minimum=1, maximum=81)
-    values = _list(request, "trytes", required=True, limit=_limits(node).max_requests_list)
+    limits = _limits(node)
+    heaviest = max(limits.max_attach_weight, node.config.min_weight_magnitude)
+    mwm = int_param(request, "minWeightMagnitude", minimum=1, maximum=heaviest)
+    values = _list(request, "trytes", required=True, limit=limits.max_attach_transactions)
     assert values is not None
     if not values:
         raise CommandError("Invalid trytes input: the list is empty")

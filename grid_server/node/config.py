@@ -50,6 +50,9 @@ class ApiLimits:
     max_get_trytes: int = 10_000
     max_body_length: int = 1_000_000
     max_depth: int = 15
+    # Remote proof of work is costly: bound its weight (about 30 s at 14) and its size.
+    max_attach_weight: int = 14
+    max_attach_transactions: int = 100
 
     def __post_init__(self) -> None:
         for item in fields(self):

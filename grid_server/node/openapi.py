@@ -84,8 +84,10 @@ def _requests(config: NodeConfig) -> list[Schema]:
             {
                 "trunkTransaction": HASH,
                 "branchTransaction": HASH,
-                "minWeightMagnitude": _integer(1, 81),
-                "trytes": _array(TRANSACTION_TRYTES, lists, 1),
+                "minWeightMagnitude": _integer(
+                    1, max(limits.max_attach_weight, config.min_weight_magnitude)
+                ),
+                "trytes": _array(TRANSACTION_TRYTES, limits.max_attach_transactions, 1),
             },
             ["trunkTransaction", "branchTransaction", "minWeightMagnitude", "trytes"],
             "Remote proof of work; trytes last index first, answer tail first. The weight "

@@ -205,10 +205,21 @@ async def test_attach_to_tangle_chains_like_iri(node: NodeServer, client: IriCli
     assert all(transaction_weight(tx.hash) >= MWM for tx in transactions)
 
 
+async def test_remote_proof_of_work_is_bounded(client: IriClient) -> None:
+    with pytest.raises(IriApiError, match="'minWeightMagnitude' must be 1..14"):
+        await client.attach_to_tangle(NULL_HASH, NULL_HASH, 15, zero_value_bundle())
+    with pytest.raises(IriApiError, match="at most 100 items"):
+        await client.attach_to_tangle(NULL_HASH, NULL_HASH, MWM, zero_value_bundle() * 101)
+
+
 async def test_interrupt_attaching_stops_a_long_search(
-    node: NodeServer, session: aiohttp.ClientSession
+    start_node: Any, sqlite_url: str, session: aiohttp.ClientSession
 ) -> None:
     import asyncio
+
+    from grid_server.node import ApiLimits
+
+    node = await start_node(sqlite_url, limits=ApiLimits(max_attach_weight=60))
 
     request = {
         "command": "attachToTangle",

@@ -30,7 +30,7 @@ def test_defaults_follow_iri() -> None:
     config = NodeConfig()
     assert (config.host, config.port, config.min_weight_magnitude) == ("127.0.0.1", 14265, 9)
     assert config.database_url.startswith("sqlite:///")
-    assert config.limits == ApiLimits(100_000, 1_000, 10_000, 1_000_000, 15)
+    assert config.limits == ApiLimits(100_000, 1_000, 10_000, 1_000_000, 15, 14, 100)
     assert config.coordinator.issues_milestones
     assert config.url == "http://127.0.0.1:14265"
 
