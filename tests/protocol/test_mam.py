@@ -533,6 +533,23 @@ def test_batches_keep_order_and_mix_results(monkeypatch: pytest.MonkeyPatch) -> 
             assert result == single
 
 
+def test_batches_split_by_payload_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mam_parser, "MAX_BATCH_TRITS", 30_000)
+    made = channel("public", security=1)
+    texts = ["A" * length for length in (3000, 10, 500, 10, 3000, 1)]
+    created = [create_message(made, text) for text in texts]
+    results = parse_messages([(message.payload, message.root, None) for message in created])
+    assert [r.message for r in results if isinstance(r, ParsedMamMessage)] == texts
+
+
+def test_oversized_and_padded_payloads(hello: MamMessage) -> None:
+    padded = hello.payload + "9" * 20000  # transaction padding and beyond: ignored
+    assert parse_message(padded, hello.root, SIDE_KEY).data == {"command": "hello"}
+    oversized = "A" * (mam_parser.MAX_PAYLOAD_TRYTES + 1)
+    with pytest.raises(MamPayloadError, match="exceeds"):
+        parse_message(oversized, hello.root, SIDE_KEY)
+
+
 def test_empty_batch() -> None:
     assert parse_messages([]) == []
 

@@ -48,7 +48,7 @@ MamMode = Literal["public", "private", "restricted"]
 
 HASH_TRYTES: Final = HASH_LENGTH // 3
 MAX_LEAF_COUNT: Final = 1024
-"""Largest tree a channel may use; a leaf costs about as much as one message."""
+"""Largest tree a channel may use; every message derives all leaves of both trees."""
 MAX_START: Final = 2**53 - 1
 """Leaf indexes stay exact JavaScript numbers, so channel state moves between libraries."""
 MAX_MESSAGE_TRYTES: Final = 40 * 2187
@@ -90,6 +90,10 @@ class MamChannel:
     trees). ``reference`` picks which library's bytes payloads reproduce:
     ``"mam.js"`` (@iota/mam.js) or ``"mam.client.js"`` (@iota/mam); either
     library reads both (see :mod:`.reference`).
+
+    Every leaf is a one-time signing key: save :meth:`to_json` after each
+    :func:`create_message` and before publishing, so a restart never signs a
+    second message with a used leaf.
     """
 
     seed: str = field(repr=False)

@@ -34,7 +34,7 @@ from ..trinary import trits_to_trytes, trytes_to_ascii, trytes_to_trits, validat
 from ._lanes import Counts, Flags, LaneSponges, LaneTrits, hash_chains
 from .channel import HASH_TRYTES, NO_SIDE_KEY, pad_side_key
 from .nonce import NONCE_LENGTH, hmac_security
-from .pascal import pascal_decode
+from .pascal import MAX_PASCAL_TRYTES, pascal_decode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -43,8 +43,15 @@ FRAGMENTS_PER_LEVEL: Final = 27
 SIGNATURE_LEVEL_LENGTH: Final = FRAGMENTS_PER_LEVEL * HASH_LENGTH
 """Signature trits per security level."""
 MAX_SIBLINGS: Final = 32
+MAX_PAYLOAD_TRYTES: Final = 100 * 2187
+"""Longest payload considered (a hundred transactions); longer ones are refused unread."""
 MAX_BATCH_LANES: Final = 1024
 """Messages parsed side by side; larger batches are split."""
+MAX_BATCH_TRITS: Final = 1 << 25
+"""Bound on lanes times the longest payload of a batch (the payloads' matrix)."""
+_MAX_REST: Final = 3 * SIGNATURE_LEVEL_LENGTH + 4 * MAX_PASCAL_TRYTES + MAX_SIBLINGS * HASH_LENGTH
+"""Most trits after the nonce a payload can use: the longest signature, sibling
+count and siblings. Anything beyond (such as transaction padding) is dropped."""
 MIN_TRYTE: Final = -13
 
 _TRYTE_WEIGHTS: Final = np.array([1, 3, 9], dtype=np.int64)
@@ -115,6 +122,8 @@ class _Layout:
 def _layout(payload: str, root: npt.NDArray[np.int8], side_key: npt.NDArray[np.int8]) -> _Layout:
     if not isinstance(payload, str):
         raise MamPayloadError(f"payload must be a tryte string, got {type(payload).__name__}")
+    if len(payload) > MAX_PAYLOAD_TRYTES:
+        raise MamPayloadError(f"payload of {len(payload)} trytes exceeds {MAX_PAYLOAD_TRYTES}")
     try:
         trits = trytes_to_trits(payload)
     except InvalidTrytesError as err:
@@ -126,6 +135,7 @@ def _layout(payload: str, root: npt.NDArray[np.int8], side_key: npt.NDArray[np.i
     if length % 3:
         raise MamPayloadError(f"message length {length} is not a whole number of trytes")
     layout = _Layout(trits, root, side_key, index, header_end, length)
+    layout.payload = trits[: layout.rest_start + _MAX_REST]
     shortest = layout.rest_start + SIGNATURE_LEVEL_LENGTH + 4
     if trits.size < shortest:
         raise MamPayloadError(
@@ -358,12 +368,26 @@ def parse_messages(items: Sequence[ParseItem]) -> list[ParsedMamMessage | MamErr
     results: list[ParsedMamMessage | MamError | None] = [
         entry if isinstance(entry, MamError) else None for entry in prepared
     ]
-    pending = [position for position, entry in enumerate(prepared) if isinstance(entry, _Layout)]
-    for first in range(0, len(pending), MAX_BATCH_LANES):
-        positions = pending[first : first + MAX_BATCH_LANES]
-        layouts = [prepared[position] for position in positions]
-        parsed = _BatchParse([layout for layout in layouts if isinstance(layout, _Layout)]).run()
-        for position, result in zip(positions, parsed, strict=True):
+    # Similar lengths side by side: fewer idle lanes and a narrow payload matrix.
+    pending = sorted(
+        (
+            (position, entry)
+            for position, entry in enumerate(prepared)
+            if isinstance(entry, _Layout)
+        ),
+        key=lambda pair: pair[1].payload.size,
+    )
+    while pending:
+        width = pending[0][1].payload.size
+        taken = 1
+        while taken < min(len(pending), MAX_BATCH_LANES):
+            width = pending[taken][1].payload.size
+            if (taken + 1) * width > MAX_BATCH_TRITS:
+                break
+            taken += 1
+        batch, pending = pending[:taken], pending[taken:]
+        parsed = _BatchParse([layout for _, layout in batch]).run()
+        for (position, _), result in zip(batch, parsed, strict=True):
             results[position] = result
     return [result for result in results if result is not None]
 
