@@ -88,14 +88,19 @@
     );
   }
 
+  // The node's explorer as this browser reaches it (null when unknown).
+  function explorerBase() {
+    const explorer = state.session && state.session.explorer;
+    if (explorer && explorer.url) return explorer.url;
+    if (explorer && explorer.port) {
+      return `${window.location.protocol}//${window.location.hostname}:${explorer.port}${explorer.path || "/explorer/"}`;
+    }
+    return null;
+  }
+
   function explorerLink(kind, hash) {
     if (!hash) return el("span", { text: "–" });
-    const explorer = state.session && state.session.explorer;
-    let base = null;
-    if (explorer && explorer.url) base = explorer.url;
-    else if (explorer && explorer.port) {
-      base = `${window.location.protocol}//${window.location.hostname}:${explorer.port}${explorer.path || "/explorer/"}`;
-    }
+    const base = explorerBase();
     const label = el("span", { class: "hash", text: `${hash.slice(0, 12)}…` });
     if (!base) return label;
     return el("a", { href: `${base}#/${kind}/${hash}`, target: "_blank", rel: "noopener", title: hash }, label);
@@ -309,11 +314,15 @@
     } else {
       facts.push(["Node", data.nodeError || "unavailable"]);
     }
-    for (const [key, value] of Object.entries(data.grid)) {
-      if (key === "healthy" || key === "success" || key === "message" || typeof value === "object") continue;
-      facts.push([`Grid ${key}`, String(value)]);
+    const gridFacts = { status: "Grid status", database: "Database", node: "Grid's node connection", leader: "Settles (leader)", storageAuth: "Storage API authentication", schemaRevision: "Schema revision" };
+    for (const [key, label] of Object.entries(gridFacts)) {
+      if (data.grid[key] !== undefined && data.grid[key] !== null) facts.push([label, String(data.grid[key])]);
     }
-    $("#node-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { class: v.length > 60 ? "hash" : "", text: v })]));
+    if (data.grid.lastSettledSlot) facts.push(["Last settled slot", time(data.grid.lastSettledSlot)]);
+    const rows = facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { class: v.length > 60 ? "hash" : "", text: v })]);
+    const explorer = explorerBase();
+    if (explorer) rows.push(el("dt", { text: "Explorer" }), el("dd", {}, el("a", { href: explorer, target: "_blank", rel: "noopener", text: explorer })));
+    $("#node-facts").replaceChildren(...rows);
   }
 
   const loaders = { overview: loadOverview, entities: loadEntities, settlements: loadSettlements, payments: loadPayments, node: loadNode };

@@ -1,0 +1,212 @@
+"""The portal in a real headless Chromium: login, every view, charts, no console errors.
+
+Screenshots of each view go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from .conftest import PASSWORD
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from aiohttp import web
+    from playwright.async_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: install the Debian package 'chromium' (.ci/run does)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser: Browser, **context: Any) -> tuple[Page, list[str]]:
+    """A page that records console errors, failed requests and uncaught exceptions."""
+    page = await (
+        await browser.new_context(viewport={"width": 1280, "height": 900}, **context)
+    ).new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    return page, problems
+
+
+async def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"portal-{name}.png"), full_page=True)
+
+
+async def wait_until(page: Page, function: str, arg: Any = None, timeout: float = 10.0) -> None:
+    """Poll ``function`` in the page until it returns something truthy.
+
+    (``wait_for_function`` evaluates strings, which the portal's CSP rightly forbids.)
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await page.evaluate(function, arg):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {function}")
+        await asyncio.sleep(0.1)
+
+
+async def rows(page: Page, table: str, count: int) -> None:
+    await wait_until(
+        page,
+        "([table, count]) => document.querySelectorAll(`#${table} tbody tr`).length === count",
+        [table, count],
+    )
+
+
+async def chart_points(page: Page, canvas_id: str) -> list[Any]:
+    """The data of the Chart.js chart drawn on ``canvas_id`` (fails if none was drawn)."""
+    await wait_until(
+        page, "(id) => window.Chart && !!Chart.getChart(document.getElementById(id))", canvas_id
+    )
+    return await page.evaluate(
+        """(id) => {
+          const chart = Chart.getChart(document.getElementById(id));
+          const canvas = chart.canvas;
+          // Something was painted: some pixel is not transparent.
+          const context = canvas.getContext("2d");
+          const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+          let painted = false;
+          for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) { painted = true; break; }
+          return [painted, chart.data.datasets.map((set) => set.data)];
+        }""",
+        canvas_id,
+    )
+
+
+@pytest.fixture
+async def portal_url(make_app: Callable[..., web.Application]) -> AsyncIterator[str]:
+    server = TestServer(make_app(node_url="http://127.0.0.1:9"), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/portal/"))
+    finally:
+        await server.close()
+
+
+async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal_url: str) -> None:
+    page, problems = await open_page(browser)
+    await page.goto(portal_url)
+    assert page.url.endswith("/portal/login")
+    await screenshot(page, "login")
+    await page.fill("#password", "wrong password")
+    await page.click("button[type=submit]")
+    assert await page.locator(".notice").inner_text() == "Wrong password."
+    problems.clear()  # the 401 answer of the failed attempt is logged by Chromium
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#cards .card")
+    assert page.url.endswith("/portal/")
+
+    cards = await page.locator("#cards .card h3").all_inner_texts()
+    assert [title.lower() for title in cards[:2]] == ["producers", "consumers"]
+    assert "Distribution available".lower() in [title.lower() for title in cards]
+    painted, data = await chart_points(page, "price-chart")
+    assert painted
+    assert data[0] == [20, 25, 30]
+    painted, data = await chart_points(page, "energy-chart")
+    assert painted
+    assert data == [[4, 4, 4], [3, 3, 3]]
+    await screenshot(page, "overview")
+
+    await page.click("a[data-view=entities]")
+    await page.wait_for_selector("#entity-table tbody tr.clickable")
+    assert await page.locator("#entity-table tbody tr").count() == 6
+    await page.fill("#entity-search", "maple")
+    await rows(page, "entity-table", 2)
+    names = await page.locator("#entity-table tbody td strong").all_inner_texts()
+    # Names are shown as text, never interpreted as HTML.
+    assert names == ["Maple Street 1", "Maple Street 2 <b>bold</b>"]
+    await page.select_option("#entity-type", "producer")
+    await page.fill("#entity-search", "")
+    await rows(page, "entity-table", 2)
+    await page.locator("#entity-table tbody tr", has_text="Sunny Acres").click()
+    await page.wait_for_selector("#entity-detail:not([hidden])")
+    assert await page.locator("#entity-name").inner_text() == "Sunny Acres"
+    painted, data = await chart_points(page, "entity-chart")
+    assert painted
+    assert data == [[2, 2, 2], [25, 25, 25]]
+    sources = page.locator("#entity-tables section", has_text="Sources").locator("tbody tr")
+    assert await sources.count() == 3
+    bundle_link = page.locator("#entity-tables a[href*='#/bundle/']")
+    assert await bundle_link.count() == 1
+    assert "127.0.0.1:9/explorer/#/bundle/" in (await bundle_link.get_attribute("href") or "")
+    await screenshot(page, "producer")
+
+    await page.click("a[data-view=settlements]")
+    await page.wait_for_selector("#settlement-table tbody tr td")
+    assert await page.locator("#settlement-table .bad").count() == 1
+    await page.check("#settlements-failed")
+    await rows(page, "settlement-table", 1)
+    await screenshot(page, "settlements")
+
+    await page.click("a[data-view=payments]")
+    await page.wait_for_selector("#payment-table tbody tr td")
+    assert await page.locator("#payment-table tbody tr").count() == 4
+    await page.select_option("#payment-kind", "incoming")
+    await rows(page, "payment-table", 2)
+    await screenshot(page, "payments")
+
+    await page.click("a[data-view=node]")
+    await page.wait_for_selector("#node-facts dt")
+    facts = await page.locator("#node-facts").inner_text()
+    assert "healthy" in facts
+    assert "Node" in facts
+    await screenshot(page, "node")
+
+    await page.click("#logout button")
+    await page.wait_for_url("**/portal/login")
+    assert problems == []
+
+
+async def test_home_assistant_ingress_opens_the_portal_directly(
+    browser: Browser, make_app: Callable[..., web.Application]
+) -> None:
+    server = TestServer(make_app(trusted_ingress_addresses=("127.0.0.1",)), host="127.0.0.1")
+    await server.start_server()
+    try:
+        page, problems = await open_page(
+            browser, extra_http_headers={"X-Ingress-Path": "/api/hassio_ingress/token"}
+        )
+        await page.goto(str(server.make_url("/portal/")))
+        await page.wait_for_selector("#cards .card")
+        assert page.url.endswith("/portal/")
+        # Home Assistant signed the user in; there is nothing to sign out of here.
+        assert await page.locator("#logout").is_hidden()
+        painted, _data = await chart_points(page, "price-chart")
+        assert painted
+        await screenshot(page, "ingress")
+        assert problems == []
+    finally:
+        await server.close()
