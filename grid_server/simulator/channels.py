@@ -31,7 +31,7 @@ class TangleSettings:
 
     min_weight_magnitude: int = 9
     depth: int = 3
-    tag: str = "P2PENERGYSIM"
+    tag: str = "ENERGYSIM"
 
 
 class Publisher:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from p2p_energy_protocol.client import IriClient
 
 _LOGGER = logging.getLogger(__name__)
-BILL_TAG: Final = "P2PENERGYBILL"
+BILL_TAG: Final = "ENERGYBILL"
 # Rounding of published energies: watt-hours are plenty for a meter.
 _KWH_DIGITS: Final = 6
 

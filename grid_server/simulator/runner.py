@@ -10,7 +10,6 @@ Used by ``p2p-energy demo``, the benchmarks and the scale tests::
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -109,6 +108,12 @@ class PeriodReport:
     paid: int = 0
     bills_seen: int = 0
     errors: list[str] = field(default_factory=list)
+    # Wall-clock seconds the households needed for the period.
+    seconds: float = 0.0
+
+    @property
+    def period_seconds(self) -> float:
+        return (self.period.end_ms - self.period.start_ms) / 1000
 
 
 class Simulation:
@@ -184,7 +189,8 @@ class Simulation:
                 try:
                     await work(item)
                 except Exception as err:
-                    return f"{getattr(item, 'name', item)}: {type(err).__name__}: {err}"
+                    who = item[0] if isinstance(item, tuple) else item
+                    return f"{getattr(who, 'name', who)}: {type(err).__name__}: {err}"
                 return None
 
         results = await asyncio.gather(*(guarded(item) for item in items))
@@ -226,7 +232,8 @@ class Simulation:
         return Period(end - length, end)
 
     async def run_period(self, period: Period) -> PeriodReport:
-        """Sources, then producers, then consumers publish ``period``; bills are paid."""
+        """Sources and consumers, then producers publish ``period``; then bills are paid."""
+        started = time.monotonic()
         report = PeriodReport(period, self.clock.simulated(_utc(period.end_ms)))
         produced: list[float] = []
         consumed: list[float] = []
@@ -246,12 +253,17 @@ class Simulation:
             report.bills_seen += bill.requests
             report.paid += await consumer.pay()
 
-        report.errors += await self._each(self.sources, source_publish)
+        # Producers aggregate what their sources published; consumers are independent.
+        source_errors, consumer_errors = await asyncio.gather(
+            self._each(self.sources, source_publish),
+            self._each(self.consumers, consumer_publish),
+        )
+        report.errors += source_errors + consumer_errors
         report.errors += await self._each(self.producers, producer_publish)
-        report.errors += await self._each(self.consumers, consumer_publish)
         report.errors += await self._each(self.consumers, consumer_bills)
         report.produced_kwh = round(sum(produced), 6)
         report.consumed_kwh = round(sum(consumed), 6)
+        report.seconds = time.monotonic() - started
         return report
 
     async def run(
@@ -261,17 +273,23 @@ class Simulation:
         *,
         publish_delay: float = 0.5,
     ) -> None:
-        """Publish each period just after it ends, until ``stop`` is set."""
-        length = self.plan.period_seconds
+        """Publish every period just after it ends, in order, until ``stop`` is set.
+
+        When a period takes longer than its length the next ones follow without a
+        pause, so no period is ever skipped.
+        """
+        length_ms = int(self.plan.period_seconds * 1000)
+        period = self.current_period()
         while not stop.is_set():
-            now = time.time()
-            next_end = (math.floor(now / length) + 1) * length
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=next_end - now + publish_delay)
-                break
-            except TimeoutError:
-                pass
-            on_report(await self.run_period(self.current_period()))
+            wait = period.end_ms / 1000 + publish_delay - time.time()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                    break
+                except TimeoutError:
+                    pass
+            on_report(await self.run_period(period))
+            period = Period(period.end_ms, period.end_ms + length_ms)
 
 
 def _utc(milliseconds: int) -> datetime:
