@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.interop,
+    pytest.mark.slow,  # @iota/mam.js needs about a second per message
     pytest.mark.skipif(not node_available(), reason="node and the npm libraries are required"),
 ]
 
