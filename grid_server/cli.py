@@ -19,6 +19,7 @@ from .node.config import (
     load_config_file,
 )
 from .node.storage import StorageError
+from .simulator.demo import add_demo_command
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     _add_node_command(subparsers)
     add_grid_command(subparsers)
+    add_demo_command(subparsers)
     return parser
 
 
