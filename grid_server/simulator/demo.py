@@ -8,7 +8,6 @@ their producers. The terminal shows one line per period; the portal shows the re
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -42,7 +41,7 @@ from .runner import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import argparse
 
 DEFAULT_HOUSEHOLDS: Final = 7
 CONSUMER_FUNDS: Final = 10_000_000
@@ -442,11 +441,3 @@ def run_demo(args: argparse.Namespace) -> int:
         demo.cleanup()
         demo.say("Stopped.")
     return status
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2p-energy")
-    subparsers = parser.add_subparsers(dest="service", required=True)
-    add_demo_command(subparsers)
-    args = parser.parse_args(["demo", *(argv or [])])
-    return int(args.handler(args))
