@@ -62,7 +62,7 @@ class DemoOptions:
     households: int = DEFAULT_HOUSEHOLDS
     slot_seconds: int | None = None
     speed: float = 180.0
-    start_hour: float = 6.0
+    start_hour: float = 9.0
     min_weight_magnitude: int = 9
     duration: float | None = None
     data_dir: Path | None = None
@@ -354,7 +354,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument(
         "--speed", type=float, default=180.0, help="simulated seconds per second (180)"
     )
-    parser.add_argument("--start-hour", type=float, default=6.0, help="simulated start (6.0)")
+    parser.add_argument("--start-hour", type=float, default=9.0, help="simulated start (9.0)")
     parser.add_argument("--min-weight-magnitude", type=int, default=9, help="proof of work (9)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--data-dir", type=Path, help="keep the demo's data here")
@@ -374,6 +374,10 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--slot-seconds must be between 5 and 3600")
     if not 1 <= args.min_weight_magnitude <= 14:
         raise DemoError("--min-weight-magnitude must be between 1 and 14")
+    if not 0 <= args.start_hour < 24:
+        raise DemoError("--start-hour must be from 0 to 23.99")
+    if not 1 <= args.speed <= 100_000:
+        raise DemoError("--speed must be between 1 and 100000")
     if args.duration is not None and args.duration <= 0:
         raise DemoError("--duration must be positive")
     return DemoOptions(
