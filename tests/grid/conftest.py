@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from grid_server.grid.db.models import Base
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 POSTGRES_ENV = "P2P_TEST_POSTGRES_URL"
 
@@ -85,11 +87,25 @@ def postgres_grid_url() -> Iterator[str]:
     drop_postgres_database(url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating every time is slow)."""
+    path = tmp_path_factory.mktemp("template") / "grid.sqlite3"
+    database = Database(f"sqlite:///{path}", threads=1)
+    try:
+        database.migrate()
+    finally:
+        database.close()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated, empty grid database on each backend."""
     if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path_factory.mktemp("griddb") / "grid.sqlite3"
+        shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_grid_url")
     database = Database(url, threads=1)
@@ -104,7 +120,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
+    """The database of ``database_url``, already migrated."""
     database = Database(database_url, threads=2)
-    database.migrate()
     yield database
     database.close()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MWM = 1
-SLOT = 6
+SLOT = 2
 WALLET_SEED = "GRID9PROCESS9TEST".ljust(81, "9")
 CONSUMER_SEED = "CONSUMER9ONE9PAYS".ljust(81, "K")
 P1_ADDRESS = generate_address("PRODUCER9ONE".ljust(81, "R"), 0, 2)
@@ -52,6 +52,22 @@ def count_payments(database_url: str) -> int:
     try:
         with db.read() as session:
             return int(session.scalar(select(func.count()).select_from(IncomingPayment)) or 0)
+    finally:
+        db.close()
+
+
+def unsettled_payouts(database_url: str) -> int:
+    db = Database(database_url, threads=1)
+    try:
+        with db.read() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Payout)
+                    .where(Payout.status.in_(("pending", "in_transfer")))
+                )
+                or 0
+            )
     finally:
         db.close()
 
@@ -172,7 +188,7 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
             assert r2.side_key is not None
 
             async def trade(
-                source_kwh: list[float], p2_kwh: float, usage: list[float], lead_ms: int = 8000
+                source_kwh: list[float], p2_kwh: float, usage: list[float], lead_ms: int = 7000
             ) -> None:
                 start, end = next_slot(lead_ms)
                 for source, kwh in zip(sources, source_kwh, strict=True):
@@ -236,7 +252,7 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
             # Crash the grid (no clean shutdown). Slot 2 is published while it is down:
             # producer 1 only (1.5 kWh from its sources), consumers 0.5 and 0.25 kWh.
             grid.kill()
-            await trade([0.5, 1.0], 0.0, [0.5, 0.25], lead_ms=12000)
+            await trade([0.5, 1.0], 0.0, [0.5, 0.25], lead_ms=10000)
             grid.start()
             grid.wait_until(lambda: grid_ready(grid_url))
             bills2, payouts2 = expected(
@@ -254,6 +270,11 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
             assert second_c2["owed"] == bills1[1] + bills2[1]
             health = await client.health()
             assert (health["status"], health["leader"]) == ("ok", True)
+
+            async def payouts_settled() -> bool:
+                return await asyncio.to_thread(unsettled_payouts, database_url) == 0
+
+            await eventually(payouts_settled, "the grid's record of the confirmed payouts", grid)
 
         assert grid.terminate() == 0
         assert node.terminate() == 0

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MWM = 1
-SLOT = 4
+SLOT = 2
 WALLET_SEED = "GRID9SERVER9TEST".ljust(81, "9")
 CONSUMER_SEED = "CONSUMER9PAYS".ljust(81, "P")
 PRODUCER_ADDRESS = generate_address("PRODUCER9PAID".ljust(81, "Q"), 0, 2)
