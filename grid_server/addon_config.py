@@ -12,7 +12,8 @@ tested outside Docker::
 Paths and endpoints come from the environment so tests can point them elsewhere:
 ``P2P_ADDON_DATA`` (default ``/data``), ``P2P_ADDON_OPTIONS`` (``$P2P_ADDON_DATA/options.json``),
 ``SUPERVISOR_URL`` (``http://supervisor``), ``SUPERVISOR_TOKEN`` (set by the Supervisor),
-``P2P_ADDON_INGRESS_ADDRESSES`` (the Supervisor's ingress gateway).
+``P2P_ADDON_INGRESS_ADDRESSES`` (the Supervisor's ingress gateway), ``P2P_ADDON_GRID_PORT``
+and ``P2P_ADDON_NODE_PORT`` (8080 and 14265, the ports ``config.yaml`` maps).
 """
 
 from __future__ import annotations
@@ -273,11 +274,23 @@ def check_document(document: Mapping[str, Any]) -> None:
         raise AddonConfigError(f"the rendered configuration is invalid: {err}") from err
 
 
-def render(options_path: Path, data_dir: Path, ingress_addresses: Sequence[str]) -> Path:
+def render(
+    options_path: Path,
+    data_dir: Path,
+    ingress_addresses: Sequence[str],
+    *,
+    grid_port: int = GRID_PORT,
+    node_port: int = NODE_PORT,
+) -> Path:
     """Render ``options_path`` into ``data_dir/p2p-energy.json`` (mode 0600) and return it."""
     options = read_options(options_path)
     document = render_config(
-        options, data_dir, seed=wallet_seed(options, data_dir), ingress_addresses=ingress_addresses
+        options,
+        data_dir,
+        seed=wallet_seed(options, data_dir),
+        ingress_addresses=ingress_addresses,
+        grid_port=grid_port,
+        node_port=node_port,
     )
     target = data_dir / CONFIG_FILE
     _write_private(target, json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -427,6 +440,15 @@ def _ingress_addresses() -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _port(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65_535:
+        raise AddonConfigError(f"{variable} must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
 def _data_dir() -> Path:
     return Path(os.environ.get("P2P_ADDON_DATA", "/data"))
 
@@ -489,7 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.step == "render":
             options_path = Path(os.environ.get("P2P_ADDON_OPTIONS", data_dir / "options.json"))
-            target = render(options_path, data_dir, _ingress_addresses())
+            target = render(
+                options_path,
+                data_dir,
+                _ingress_addresses(),
+                grid_port=_port("P2P_ADDON_GRID_PORT", GRID_PORT),
+                node_port=_port("P2P_ADDON_NODE_PORT", NODE_PORT),
+            )
             print(f"p2p-energy add-on: configuration written to {target}", flush=True)
             return 0
         if args.step == "run":
