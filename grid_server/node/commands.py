@@ -103,7 +103,7 @@ def _limits(node: NodeRuntime) -> ApiLimits:
 
 async def get_node_info(node: NodeRuntime, request: Request, peer: str | None) -> Response:
     state = await node.read(node.tangle.milestone_state)
-    _count, tips, to_request = await node.read(node.tangle.counts)
+    tips, to_request = await node.read(node.tangle.counts)
     latest, solid = state.latest, state.latest_solid
     return {
         "appName": node.config.app_name,

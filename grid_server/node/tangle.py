@@ -418,14 +418,14 @@ class Tangle:
         with self.store.connect() as conn:
             return TangleStore.tips(conn, self.config.limits.max_find_transactions)
 
-    def counts(self) -> tuple[int, int, int]:
-        """(transactions, tips, transactions to request)."""
+    def counts(self) -> tuple[int, int]:
+        """(tips, transactions to request): cheap enough for every getNodeInfo."""
         with self.store.connect() as conn:
-            return (
-                TangleStore.count_transactions(conn),
-                TangleStore.count_tips(conn),
-                len(TangleStore.missing_parents(conn, 1000)),
-            )
+            return TangleStore.count_tips(conn), len(TangleStore.missing_parents(conn, 1000))
+
+    def transaction_count(self) -> int:
+        with self.store.connect() as conn:
+            return TangleStore.count_transactions(conn)
 
     def missing_transactions(self, limit: int) -> list[str]:
         with self.store.connect() as conn:

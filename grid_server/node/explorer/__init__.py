@@ -180,7 +180,8 @@ def mam_view(
 
 def status_view(tangle: Tangle) -> dict[str, Any]:
     state = tangle.milestone_state()
-    count, tips, to_request = tangle.counts()
+    tips, to_request = tangle.counts()
+    count = tangle.transaction_count()
     return {
         "coordinatorAddress": tangle.coordinator_address,
         "latestMilestoneIndex": state.latest.index if state.latest else 0,
