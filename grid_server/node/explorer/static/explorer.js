@@ -183,7 +183,7 @@ async function refreshStatus() {
   try {
     const status = await getJson('/status');
     statusLine.textContent = `Milestone ${status.latestSolidMilestoneIndex} (latest ${status.latestMilestoneIndex}) · `
-      + `${status.transactions} transactions · ${status.tips} tips`;
+      + `${status.transactions} transactions · ${status.tips} tip${status.tips === 1 ? '' : 's'}`;
   } catch (error) {
     statusLine.textContent = `Node status unavailable: ${error.message}`;
   }
