@@ -51,7 +51,7 @@ MAM_MODE: Final = "restricted"
 MAM_SECURITY: Final = 2
 WALLET_SECURITY: Final = 2
 # Tag of every MAM bundle this integration attaches (27 trytes at most).
-MAM_TAG: Final = "P2PENERGY"
+MAM_TAG: Final = "PEERTOPEERENERGY"
 
 # The producer registration API of the blueprint, one base URL per producer:
 #   PUT    {base}/registration/{registrationId}

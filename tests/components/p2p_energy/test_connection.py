@@ -16,6 +16,7 @@ from custom_components.p2p_energy.connection import (
     Registration,
     async_test_connection,
 )
+from custom_components.p2p_energy.const import MAM_TAG
 from custom_components.p2p_energy.protocol.client import Transfer
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
@@ -25,6 +26,7 @@ from custom_components.p2p_energy.protocol.errors import (
 )
 from custom_components.p2p_energy.protocol.grid_client import RegistrationReply
 from custom_components.p2p_energy.protocol.mam import MamMessage
+from custom_components.p2p_energy.protocol.trinary import validate_trytes
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -78,7 +80,7 @@ async def test_node_and_grid_calls(clients: SimpleNamespace) -> None:
     message = MamMessage(payload="P", root=ROOT, address="A" * 81, next_root="N" * 81)
     await connection.publish(message)
     clients.iri.publish_mam.assert_awaited_once_with(
-        message, tag="P2PENERGY", min_weight_magnitude=5
+        message, tag="PEERTOPEERENERGY", min_weight_magnitude=5
     )
 
     clients.iri.fetch_mam.return_value = [
@@ -97,7 +99,7 @@ async def test_node_and_grid_calls(clients: SimpleNamespace) -> None:
     assert await connection.send_transfer("S" * 81, "P" * 81, 345, "Q" * 81) == "B" * 81
     clients.iri.send_transfer.assert_awaited_once_with(
         "S" * 81,
-        [Transfer(address="P" * 81, value=345, tag="P2PENERGY")],
+        [Transfer(address="P" * 81, value=345, tag="PEERTOPEERENERGY")],
         security=2,
         remainder_address="Q" * 81,
         min_weight_magnitude=5,
@@ -142,3 +144,9 @@ async def test_connection_test(hass: HomeAssistant, clients: SimpleNamespace) ->
     clients.iri.get_node_info.side_effect = IriApiError("getNodeInfo", 401, "forbidden")
     with pytest.raises(NodeUnreachableError, match="forbidden"):
         await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
+
+
+def test_tag_is_trytes() -> None:
+    """The tag goes into every transaction: it must be valid trytes (27 at most)."""
+    assert validate_trytes(MAM_TAG) == MAM_TAG
+    assert len(MAM_TAG) <= 27
