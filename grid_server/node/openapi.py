@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .config import NodeConfig
 
 Schema = dict[str, Any]
+_REFS: Final = "#/components/schemas/"
 
 HASH: Final[Schema] = {"type": "string", "pattern": "^[9A-Z]{81}$"}
 ADDRESS: Final[Schema] = {
@@ -210,6 +211,7 @@ def _json(schema: Schema, description: str) -> Schema:
 
 
 def openapi_document(config: NodeConfig) -> Schema:
+    requests = {schema["title"]: schema for schema in _requests(config)}
     error = {
         "type": "object",
         "properties": {"error": {"type": "string"}, "duration": {"type": "integer"}},
@@ -247,8 +249,11 @@ def openapi_document(config: NodeConfig) -> Schema:
                     "content": {
                         "application/json": {
                             "schema": {
-                                "oneOf": _requests(config),
-                                "discriminator": {"propertyName": "command"},
+                                "oneOf": [{"$ref": f"{_REFS}{name}"} for name in requests],
+                                "discriminator": {
+                                    "propertyName": "command",
+                                    "mapping": {name: f"{_REFS}{name}" for name in requests},
+                                },
                             }
                         }
                     },
@@ -331,4 +336,5 @@ def openapi_document(config: NodeConfig) -> Schema:
             ),
         },
         "paths": paths,
+        "components": {"schemas": requests},
     }
