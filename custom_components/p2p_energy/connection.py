@@ -9,7 +9,7 @@ only sees these few typed calls and the protocol library's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
@@ -77,9 +77,9 @@ class GridConnection:
         """The node's getNodeInfo answer; raises NodeError when unreachable."""
         return await self.iri.get_node_info()
 
-    async def grid_health(self) -> None:
-        """Check the grid answers; raises GridApiError when it does not."""
-        await self.grid.health()
+    async def grid_health(self) -> dict[str, Any]:
+        """The grid's health answer; raises GridApiError when it does not answer."""
+        return await self.grid.health()
 
     async def publish(self, message: MamMessage) -> None:
         """Attach a MAM message through the node (remote proof of work)."""

@@ -39,7 +39,7 @@ from .protocol.errors import GridApiError, NodeError
 from .store import RuntimeStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 type P2PEnergyConfigEntry = ConfigEntry[P2PEnergyCoordinator]
 
@@ -53,6 +53,20 @@ class GridStatus:
 
     milestone_index: int | None
     consensus_price: float | None
+
+
+def consensus_price_of(health: Mapping[str, Any]) -> float | None:
+    """The last settled slot's consensus price (IOTA per kWh) from the grid's health answer.
+
+    A grid reports it as ``consensusPrice``; None when it does not, or no slot
+    had any production yet.
+    """
+    price = health.get("consensusPrice")
+    if isinstance(price, bool) or not isinstance(price, int | float):
+        return None
+    if not math.isfinite(price) or price < 0:
+        return None
+    return float(price)
 
 
 def next_period_boundary(now: datetime, interval_seconds: int) -> datetime:
@@ -156,7 +170,7 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         """Check the grid and node, then let every participant catch up."""
         placeholders = {"grid_url": self.connection.grid_url, "node_url": self.connection.node_url}
         try:
-            await self.connection.grid_health()
+            health = await self.connection.grid_health()
             node_info = await self.connection.node_info()
             for participant in self.ordered_participants:
                 await participant.async_sync()
@@ -177,7 +191,7 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         self._note_reachable()
         return GridStatus(
             milestone_index=node_info.latest_solid_milestone_index,
-            consensus_price=None,
+            consensus_price=consensus_price_of(health),
         )
 
     def _note_unreachable(self) -> None:

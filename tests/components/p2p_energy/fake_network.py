@@ -72,6 +72,7 @@ class FakeNetwork:
         self.min_weight_magnitude = 9
         self.node_up = True
         self.grid_up = True
+        self.health: dict[str, Any] = {"success": True, "message": "OK", "status": "ok"}
         self.milestone = 7
         self.tangle: dict[str, list[str]] = defaultdict(list)
         self.published: list[MamMessage] = []
@@ -104,9 +105,10 @@ class FakeNetwork:
         self._node()
         return FakeNodeInfo(self.milestone)
 
-    async def grid_health(self) -> None:
+    async def grid_health(self) -> dict[str, Any]:
         """Fails when the grid is down."""
         self._grid()
+        return dict(self.health)
 
     async def publish(self, message: MamMessage) -> None:
         """Attach the payload at its address."""

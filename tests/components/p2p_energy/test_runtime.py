@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
@@ -18,7 +19,6 @@ from custom_components.p2p_energy.protocol.payloads import ConsumerUsage
 from .conftest import CONSUMER_ID, ENERGY_ATTRIBUTES, ENTRY_ID, PRODUCER_ID, SOURCE_ID
 
 if TYPE_CHECKING:
-    import pytest
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers import issue_registry as ir
@@ -346,3 +346,29 @@ async def test_garbage_on_a_source_channel_is_skipped(
     assert "skipping unreadable message of source Roof PV" in caplog.text
     assert producer.state.source_readings == []
     assert producer.state.followed[0].next_root != source.channel_root
+
+
+@pytest.mark.parametrize(
+    ("reported", "shown"),
+    [
+        (42.5, "42.5"),
+        (40, "40.0"),
+        (None, STATE_UNKNOWN),
+        ("42", STATE_UNKNOWN),
+        (True, STATE_UNKNOWN),
+        (-1, STATE_UNKNOWN),
+        (float("inf"), STATE_UNKNOWN),
+    ],
+)
+async def test_consensus_price_from_the_grid(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+    reported: Any,
+    shown: str,
+) -> None:
+    """The grid's health answer carries the last slot's consensus price."""
+    fake_network.health["consensusPrice"] = reported
+    await poll(hass, freezer)
+    assert state(hass, "sensor.grid_example_8080_consensus_price") == shown
