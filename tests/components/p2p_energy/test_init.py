@@ -134,3 +134,32 @@ async def test_unknown_subentry_type_and_unreadable_channel(
     consumer = participants[CONSUMER_ID]
     assert fake_network.bodies(consumer.channel_root or "", consumer.side_key) == []
     assert "consumer-registration-1" not in fake_network.registrations
+
+
+async def test_added_subentry_gets_its_device(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_network: FakeNetwork
+) -> None:
+    """A consumer added while running gets a device, entities, a channel and a registration."""
+    hass.states.async_set(
+        "sensor.garage_energy",
+        "1.0",
+        {"unit_of_measurement": "kWh", "state_class": "total_increasing"},
+    )
+    hass.config_entries.async_add_subentry(
+        loaded_entry,
+        ConfigSubentry(
+            data={
+                "meter": "sensor.garage_energy",
+                "seed": "GARAGE".ljust(81, "9"),
+                "side_key": "GARAGEKEY".ljust(81, "9"),
+                "wallet_seed": "GARAGEWALLET".ljust(81, "9"),
+                "registration_id": "garage-registration",
+            },
+            subentry_type="consumer",
+            title="Garage",
+            unique_id=None,
+        ),
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get("sensor.garage_energy_published") is not None
+    assert "garage-registration" in fake_network.registrations
