@@ -316,6 +316,9 @@ class Demo:
                 pending: list[asyncio.Task[None]] = []
 
                 def report(item: PeriodReport) -> None:
+                    if self._process is not None and self._process.poll() is not None:
+                        code = self._process.returncode
+                        raise DemoError(f"the grid stopped (exit code {code}):\n{self.log_tail()}")
                     self.reports.append(item)
 
                     async def show() -> None:

@@ -257,6 +257,7 @@ async def wait_healthy(url: str, services: Services, timeout: float = 120) -> di
     )
 
 
+@pytest.mark.slow
 async def test_service_scripts_start_node_and_grid_and_announce_them(
     services: Services, fake_supervisor: FakeSupervisor
 ) -> None:

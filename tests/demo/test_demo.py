@@ -172,6 +172,7 @@ async def portal_get(session: aiohttp.ClientSession, url: str) -> Any:
         return (await response.json())["data"]
 
 
+@pytest.mark.slow
 async def test_demo_trades_and_stops_cleanly_on_ctrl_c(demo: DemoProcess, tmp_path: Path) -> None:
     portal = (await demo.wait_for_line(r"Portal\s+(\S+)", timeout=180)).group(1)
     password = (await demo.wait_for_line(r"Password\s+(\S+)", timeout=10)).group(1)

@@ -115,6 +115,7 @@ async def portal_url(make_app: Callable[..., web.Application]) -> AsyncIterator[
         await server.close()
 
 
+@pytest.mark.slow
 async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal_url: str) -> None:
     page, problems = await open_page(browser)
     await page.goto(portal_url)
@@ -190,6 +191,7 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     assert problems == []
 
 
+@pytest.mark.slow
 async def test_home_assistant_ingress_opens_the_portal_directly(
     browser: Browser, make_app: Callable[..., web.Application]
 ) -> None:
