@@ -88,7 +88,7 @@ async def test_random_requests_never_fail_with_a_server_error(
     samples = attach(zero_value_bundle(count=2))
     values = Values(rng, samples)
     headers = {"X-IOTA-API-Version": "1", "Content-Type": "application/json"}
-    for _ in range(400):
+    for _ in range(300):
         command = rng.choice([*COMMANDS, "unknownCommand"])
         body: dict[str, Any] = {"command": command}
         for name in PARAMETERS.get(command, []):
