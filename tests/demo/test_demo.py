@@ -154,7 +154,18 @@ class DemoProcess:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[DemoProcess]:
-    process = DemoProcess(tmp_path, "--slot-seconds", "10", "--seed", "7", "--duration", "240")
+    # Weight 6 keeps proof of work cheap on a busy test machine; the protocol is the same.
+    process = DemoProcess(
+        tmp_path,
+        "--slot-seconds",
+        "10",
+        "--seed",
+        "7",
+        "--duration",
+        "240",
+        "--min-weight-magnitude",
+        "6",
+    )
     try:
         yield process
     finally:
