@@ -134,6 +134,31 @@ def test_pascal_encode_rejects_non_counts(value: Any) -> None:
         pascal_encode(value)
 
 
+def test_pascal_encode_stops_where_the_decoder_does() -> None:
+    largest = (3**60 - 1) // 2  # twenty trytes
+    assert pascal_decode(pascal_encode(largest))[0] == largest
+    with pytest.raises(MamError, match="20 trytes"):
+        pascal_encode(largest + 1)
+
+
+@pytest.mark.parametrize(
+    ("trits", "reason"),
+    [
+        ([0, 0, 1, 1], "negative"),
+        ([1, 0, 0, -1, 0], None),
+        ([0, 0, 1, -1], "flags"),
+        ([0, 0, -1, 0, 0, 1, 1, 1], "flags"),
+    ],
+)
+def test_pascal_decode_reads_only_what_encoders_write(trits: list[int], reason: str | None) -> None:
+    array = np.array(trits, dtype=np.int8)
+    if reason is None:
+        assert pascal_decode(array) == (0, 4)
+        return
+    with pytest.raises(MamPayloadError, match=reason):
+        pascal_decode(array)
+
+
 # -- channels ---------------------------------------------------------------------
 
 

@@ -130,8 +130,6 @@ def _layout(payload: str, root: npt.NDArray[np.int8], side_key: npt.NDArray[np.i
         raise MamPayloadError(f"payload is not trytes: {err}") from err
     index, index_end = pascal_decode(trits, 0)
     length, header_end = pascal_decode(trits, index_end)
-    if index < 0 or length < 0:
-        raise MamPayloadError("payload header holds a negative index or length")
     if length % 3:
         raise MamPayloadError(f"message length {length} is not a whole number of trytes")
     layout = _Layout(trits, root, side_key, index, header_end, length)

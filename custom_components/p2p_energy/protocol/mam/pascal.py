@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from ..errors import MamPayloadError
+from ..errors import MamError, MamPayloadError
 from ..trinary import Trits, int_to_trits
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 ZERO_ENCODING: Final = (1, 0, 0, -1)
 MAX_PASCAL_TRYTES: Final = 20
-"""Longest number a decoder accepts: 20 trytes hold values beyond 10^28."""
+"""Longest number accepted: 20 trytes hold values beyond 10^28."""
 
 _TRYTE_WEIGHTS: Final = np.array([1, 3, 9], dtype=np.int64)
 
@@ -63,6 +63,8 @@ def pascal_encode(value: int, reference: MamReference = "mam.js") -> Trits:
         return np.array(ZERO_ENCODING, dtype=np.int8)
     digits = _digits_needed(value)
     length = digits + (-digits) % 3
+    if length // 3 > MAX_PASCAL_TRYTES:
+        raise MamError(f"{value} needs more than the {MAX_PASCAL_TRYTES} trytes a decoder reads")
     trytes = int_to_trits(value, length).reshape(-1, 3)
     values = trytes.astype(np.int64) @ _TRYTE_WEIGHTS
     negate = np.empty(len(values), dtype=bool)
@@ -78,8 +80,9 @@ def pascal_encode(value: int, reference: MamReference = "mam.js") -> Trits:
 def pascal_decode(trits: Trits, offset: int = 0) -> tuple[int, int]:
     """Decode the number starting at ``trits[offset]``; return it and where it ends.
 
-    Raises :class:`MamPayloadError` when the trits end before the number does
-    or the number is longer than :data:`MAX_PASCAL_TRYTES`.
+    Raises :class:`MamPayloadError` when the trits end before the number does,
+    the number is longer than :data:`MAX_PASCAL_TRYTES` or it is not one an
+    encoder writes (negative, or sign flags beyond its trytes).
     """
     if (
         trits.size - offset >= 4
@@ -101,8 +104,12 @@ def pascal_decode(trits: Trits, offset: int = 0) -> tuple[int, int]:
     flags = 0
     for trit in trits[flags_start:flags_end][::-1]:
         flags = 3 * flags + int(trit)
+    if not 0 <= flags < 1 << tryte_count:
+        raise MamPayloadError(f"the number at trit {offset} has invalid sign flags")
     result = 0
     for position in range(tryte_count - 1, -1, -1):
         tryte = int(values[position])
         result = 27 * result + (-tryte if (flags >> position) & 1 else tryte)
+    if result < 0:
+        raise MamPayloadError(f"the number at trit {offset} is negative")
     return result, flags_end
