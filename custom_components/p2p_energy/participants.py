@@ -39,6 +39,7 @@ from .meter import MeterDelta, MeterOutcome, MeterReference, advance_meter, read
 from .protocol.address import validate_address
 from .protocol.errors import (
     GridApiError,
+    GridUnavailableError,
     InvalidAddressError,
     NodeError,
     PayloadError,
@@ -127,6 +128,7 @@ class Participant(ABC):
     """What sources, producers and consumers share: a meter, a channel, a queue."""
 
     kind: ClassVar[str]
+    registers_with_grid: ClassVar[bool] = False
 
     def __init__(
         self, context: RuntimeContext, subentry: ConfigSubentry, state: ParticipantState
@@ -174,6 +176,10 @@ class Participant(ABC):
 
     async def async_prepare(self) -> None:
         """Load the channel, or open a new one (with its hello) for a new seed."""
+        if self.state.meter_entity_id != self.meter_entity_id:
+            # Another sensor now: its running total has nothing to do with the old one's.
+            self.state.meter = None
+            self.state.meter_entity_id = self.meter_entity_id
         seed = str(self.subentry.data[CONF_SEED])
         channel: MamChannel | None = None
         if self.state.channel is not None:
@@ -336,16 +342,25 @@ class Participant(ABC):
             assert self.channel_root is not None
             try:
                 await self._async_register_locked(self.channel_root)
+            except GridUnavailableError as err:
+                if self.registers_with_grid:
+                    raise  # the coordinator reports the grid unreachable
+                self._note_registration_problem(err.message)
+                return
             except GridApiError as err:
-                if self.registration_problem != err.message:
-                    LOGGER.warning("%s: registration refused: %s", self.name, err.message)
-                self.registration_problem = err.message
+                self._note_registration_problem(err.message)
                 return
             if self.registration_problem is not None:
                 LOGGER.info("%s: registered", self.name)
             self.registration_problem = None
             self.state.registered_root = self.channel_root
             await self.context.store.async_save()
+
+    def _note_registration_problem(self, message: str) -> None:
+        """Log a refused registration once per distinct reason; it is retried every poll."""
+        if self.registration_problem != message:
+            LOGGER.warning("%s: registration refused: %s", self.name, message)
+        self.registration_problem = message
 
     @abstractmethod
     async def _async_register_locked(self, root: str) -> None:
@@ -463,6 +478,7 @@ class GridMember(Participant):
     """A producer or consumer: registered with the grid itself."""
 
     item_type: ClassVar[ItemType]
+    registers_with_grid = True
 
     async def _async_grid_register(self, root: str) -> Registration:
         registration = await self.context.connection.register(

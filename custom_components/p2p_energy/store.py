@@ -232,6 +232,7 @@ class ParticipantState:
     channel: dict[str, Any] | None = None
     channel_root: str | None = None
     meter: MeterReference | None = None
+    meter_entity_id: str | None = None
     queue: list[QueuedMessage] = field(default_factory=list)
     next_sequence: int = 0
     energy_published_kwh: float = 0.0
@@ -260,6 +261,7 @@ class ParticipantState:
             "channel": self.channel,
             "channel_root": self.channel_root,
             "meter": self.meter.to_dict() if self.meter else None,
+            "meter_entity_id": self.meter_entity_id,
             "queue": [message.to_dict() for message in self.queue],
             "next_sequence": self.next_sequence,
             "energy_published_kwh": self.energy_published_kwh,
@@ -285,6 +287,7 @@ class ParticipantState:
             channel=data.get("channel"),
             channel_root=data.get("channel_root"),
             meter=MeterReference.from_dict(data["meter"]) if data.get("meter") else None,
+            meter_entity_id=data.get("meter_entity_id"),
             queue=[QueuedMessage.from_dict(item) for item in data.get("queue", [])],
             next_sequence=int(data.get("next_sequence", 0)),
             energy_published_kwh=float(data.get("energy_published_kwh", 0.0)),

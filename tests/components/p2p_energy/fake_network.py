@@ -78,6 +78,8 @@ class FakeNetwork:
         self.published: list[MamMessage] = []
         self.registrations: dict[str, dict[str, Any]] = {}
         self.refuse_registrations: str | None = None
+        self.registration_outage = False
+        self.remote_producer_up = True
         self.issue_tokens = False
         self.return_channels: dict[str, MamChannel] = {}
         self.return_roots: dict[str, str] = {}
@@ -146,6 +148,8 @@ class FakeNetwork:
     ) -> Registration:
         """Register a producer or consumer after finding its hello."""
         self._grid()
+        if self.registration_outage:
+            raise GridUnavailableError("connection reset")
         if self.refuse_registrations:
             raise GridApiError(self.refuse_registrations, 400)
         known = self.registrations.get(registration_id)
@@ -195,7 +199,8 @@ class FakeNetwork:
         self, producer_url: str, registration_id: str, item_name: str, root: str, side_key: str
     ) -> None:
         """Register a source with a remote producer."""
-        self._grid()
+        if not self.remote_producer_up:
+            raise GridUnavailableError("producer unreachable")
         self.producer_registrations[producer_url][registration_id] = {
             "item_name": item_name,
             "root": root,
@@ -206,7 +211,8 @@ class FakeNetwork:
         self, producer_url: str, registration_id: str, side_key: str
     ) -> None:
         """Remove a source from a remote producer."""
-        self._grid()
+        if not self.remote_producer_up:
+            raise GridUnavailableError("producer unreachable")
         registrations = self.producer_registrations[producer_url]
         if registrations.get(registration_id, {}).get("side_key") != side_key:
             raise GridApiError("The side key does not match.", 403)

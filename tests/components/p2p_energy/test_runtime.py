@@ -372,3 +372,58 @@ async def test_consensus_price_from_the_grid(
     fake_network.health["consensusPrice"] = reported
     await poll(hass, freezer)
     assert state(hass, "sensor.grid_example_8080_consensus_price") == shown
+
+
+async def test_registration_outages(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unreachable grid fails the poll; an unreachable remote producer only its source."""
+    subentry = trading_entry.subentries[SOURCE_ID]
+    hass.config_entries.async_update_subentry(
+        trading_entry, subentry, data={**subentry.data, "producer_url": "http://neighbour:8123/p"}
+    )
+    fake_network.registration_outage = True
+    fake_network.remote_producer_up = False
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    coordinator = trading_entry.runtime_data
+    assert not coordinator.last_update_success
+    assert "The grid at http://grid.example:8080 cannot be reached: connection reset" in caplog.text
+
+    fake_network.registration_outage = False
+    await poll(hass, freezer)
+    assert coordinator.last_update_success
+    assert "Roof PV: registration refused: producer unreachable" in caplog.text
+    assert not coordinator.participants[SOURCE_ID].registered
+
+    fake_network.remote_producer_up = True
+    await poll(hass, freezer)
+    assert coordinator.participants[SOURCE_ID].registered
+
+
+async def test_new_meter_starts_from_a_new_baseline(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+) -> None:
+    """Wrapping another sensor never publishes the difference between two meters."""
+    await next_period(hass, freezer, "2025-03-01T12:01:00+00:00")
+    hass.states.async_set("sensor.other_house_energy", "10.0", ENERGY_ATTRIBUTES)
+    subentry = loaded_entry.subentries[CONSUMER_ID]
+    hass.config_entries.async_update_subentry(
+        loaded_entry, subentry, data={**subentry.data, "meter": "sensor.other_house_energy"}
+    )
+    await hass.async_block_till_done()
+    consumer = loaded_entry.runtime_data.participants[CONSUMER_ID]
+    assert consumer.state.meter is None
+    await next_period(hass, freezer, "2025-03-01T12:02:00+00:00")
+    assert channel_bodies(loaded_entry, fake_network, CONSUMER_ID) == [{"command": "hello"}]
+    hass.states.async_set("sensor.other_house_energy", "10.5", ENERGY_ATTRIBUTES)
+    await next_period(hass, freezer, "2025-03-01T12:03:00+00:00")
+    assert channel_bodies(loaded_entry, fake_network, CONSUMER_ID)[1]["usage"] == 0.5
