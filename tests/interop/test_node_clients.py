@@ -25,7 +25,7 @@ from .node_oracle import run_node
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-pytestmark = pytest.mark.interop
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 MWM = 3
 FUNDED_SEED = "INTEROP9GENESIS9WALLET".ljust(81, "9")

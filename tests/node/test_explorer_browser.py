@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from grid_server.node import NodeServer
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from p2p_energy_protocol.client import IriClient, Transfer
 
 from grid_server.node import CoordinatorConfig
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     import aiohttp
 
     from grid_server.node import NodeServer
+
+pytestmark = pytest.mark.slow
 
 
 async def _state(client: IriClient, hashes: list[str]) -> tuple[Any, ...]:

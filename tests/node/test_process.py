@@ -7,6 +7,7 @@ import subprocess
 import threading
 from typing import TYPE_CHECKING
 
+import pytest
 from p2p_energy_protocol.pow import attach_to_tangle
 from p2p_energy_protocol.transaction import Transaction
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 CONFIG = {"min_weight_magnitude": MWM, "coordinator": {"seed": COORDINATOR_SEED, "interval": 0.3}}
+
+pytestmark = pytest.mark.slow
 
 
 def test_help_lists_the_node_options() -> None:
