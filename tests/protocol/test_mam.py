@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from p2p_energy_protocol.curl import HASH_LENGTH, Curl, curl_hash
+from p2p_energy_protocol.curl import HASH_LENGTH, Curl, curl_hash, curl_hash_chains
 from p2p_energy_protocol.errors import (
     InvalidAsciiError,
     InvalidTrytesError,
@@ -36,7 +36,7 @@ from p2p_energy_protocol.mam import (
     pascal_encode,
 )
 from p2p_energy_protocol.mam import parser as mam_parser
-from p2p_energy_protocol.mam._lanes import LaneSponges, hash_chains
+from p2p_energy_protocol.mam._lanes import LaneSponges
 from p2p_energy_protocol.mam.channel import MAX_MESSAGE_TRYTES
 from p2p_energy_protocol.mam.merkle import MerkleTree, build_trees
 from p2p_energy_protocol.mam.nonce import find_nonce, hmac_security
@@ -605,13 +605,13 @@ def test_hash_chains_with_mixed_lengths() -> None:
     rows = rng.integers(-1, 2, (150, 243)).astype(np.int8)
     steps = rng.integers(0, 27, 150)
     steps[:70] = 26  # a full word that runs long, then the batch shrinks
-    result = hash_chains(rows, steps)
+    result = curl_hash_chains(rows, steps, 27)
     for position, count in enumerate(steps):
         expected = rows[position]
         for _ in range(int(count)):
             expected = curl_hash(expected, 27)
         assert np.array_equal(result[position], expected)
-    assert hash_chains(rows[:0], steps[:0]).shape == (0, 243)
+    assert curl_hash_chains(rows[:0], steps[:0], 27).shape == (0, 243)
 
 
 # -- nonce search -----------------------------------------------------------------------

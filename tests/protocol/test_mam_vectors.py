@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from p2p_energy_protocol import signing
-from p2p_energy_protocol.curl import Curl
+from p2p_energy_protocol.curl import Curl, curl_hash_chains
 from p2p_energy_protocol.mam import (
     channel_root,
     create_channel,
@@ -23,7 +23,7 @@ from p2p_energy_protocol.mam import (
     pascal_decode,
     pascal_encode,
 )
-from p2p_energy_protocol.mam._lanes import LaneSponges, hash_chains
+from p2p_energy_protocol.mam._lanes import LaneSponges
 from p2p_energy_protocol.mam.channel import mask
 from p2p_energy_protocol.mam.nonce import find_nonce, hmac_security
 from p2p_energy_protocol.signing import HashKind, hash_digits
@@ -140,9 +140,9 @@ def test_iss_p27(vector: dict[str, Any]) -> None:
             vector["key"] if function == "signature" else vector["signature"]
         ).reshape(-1, 243)
         if function == "signature":
-            result = hash_chains(chunks, 13 - digits[: chunks.shape[0]]).reshape(-1)
+            result = curl_hash_chains(chunks, 13 - digits[: chunks.shape[0]], 27).reshape(-1)
         else:
-            ends = hash_chains(chunks, digits[: chunks.shape[0]] + 13)
+            ends = curl_hash_chains(chunks, digits[: chunks.shape[0]] + 13, 27)
             sponge = LaneSponges(1)
             for chunk in ends:
                 sponge.absorb(chunk.reshape(1, -1))

@@ -350,3 +350,57 @@ def curl_hash_many(trits: LaneTrits, rounds: int = 81, length: int = HASH_LENGTH
     sponge = CurlBatch(matrix.shape[0], rounds)
     sponge.absorb(matrix.astype(np.int8, copy=False))
     return sponge.squeeze(length)
+
+
+def curl_hash_chains(chunks: LaneTrits, counts: npt.ArrayLike, rounds: int = 81) -> LaneTrits:
+    """Hash each 243-trit row of ``chunks`` ``counts[row]`` times, all rows in lanes.
+
+    One link of a chain is a fresh sponge absorbing the row and squeezing 243
+    trits (ISS key and signature chains). Rows are sorted by chain length so
+    that the lanes still running are always a prefix of the batch, which
+    shrinks a word at a time as chains finish.
+    """
+    _check_rounds(rounds)
+    steps = np.asarray(counts, dtype=np.int64)
+    if chunks.ndim != 2 or chunks.shape[1] != HASH_LENGTH or steps.shape != (chunks.shape[0],):
+        raise InvalidTritsError("curl_hash_chains expects (n, 243) chunks and n counts")
+    if steps.size and steps.min() < 0:
+        raise ProtocolError("a hash chain cannot have a negative length")
+    result = np.array(chunks, dtype=np.int8)
+    order = np.argsort(-steps, kind="stable")
+    sorted_steps = steps[order]
+    running = int(np.count_nonzero(sorted_steps > 0))
+    if running == 0:
+        return result
+    longest = int(sorted_steps[0])
+    batch = CurlBatch(running, rounds)
+    low, high = pack_lanes(result[order[:running]], batch.words)
+    batch.low[:HASH_LENGTH] = low
+    batch.high[:HASH_LENGTH] = high
+    # Lanes finishing after step k occupy sorted positions [ends[k + 1], ends[k]).
+    ends = [int(np.count_nonzero(sorted_steps >= k)) for k in range(longest + 2)]
+    for step in range(1, longest + 1):
+        batch.transform()
+        first, last = ends[step + 1], ends[step]
+        if last > first:
+            first_word, last_word = first // 64, (last - 1) // 64 + 1
+            words = slice(first_word, last_word)
+            done = unpack_lanes(
+                batch.low[:HASH_LENGTH, words],
+                batch.high[:HASH_LENGTH, words],
+                (last_word - first_word) * 64,
+            )
+            offset = first_word * 64
+            result[order[first:last]] = done[first - offset : last - offset]
+        still = ends[step + 1]
+        if still == 0:
+            break
+        batch.low[HASH_LENGTH:] = ALL_ONES
+        batch.high[HASH_LENGTH:] = ALL_ONES
+        needed_words = (still + 63) // 64
+        if needed_words < batch.words:
+            smaller = CurlBatch(still, rounds)
+            smaller.low[:] = batch.low[:, :needed_words]
+            smaller.high[:] = batch.high[:, :needed_words]
+            batch = smaller
+    return result

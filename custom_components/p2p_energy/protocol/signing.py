@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast, get_args
 import numpy as np
 import numpy.typing as npt
 
-from .curl import ALL_ONES, STATE_LENGTH, CurlBatch, curl_hash_many, pack_lanes, unpack_lanes
+from .curl import CurlBatch, curl_hash_chains, curl_hash_many
 from .errors import InvalidTritsError, InvalidTrytesError, ProtocolError
 from .kerl import kerl_hash_many, kerl_hash_repeated
 from .trinary import (
@@ -146,38 +146,10 @@ def _check_digits(digits: Sequence[int], length: int, name: str) -> list[int]:
 # -- hashing primitives shared by both kinds ---------------------------------------------
 
 
-def _curl27_repeated(chunks: TritMatrix, counts: Sequence[int]) -> TritMatrix:
-    """Curl-P-27 hash row ``i`` of ``(m, 243)`` chunks ``counts[i]`` times, all in lanes.
-
-    Hashing one chunk is one transform of a fresh state holding the chunk in
-    its first 243 trits, so the chain keeps the planes packed between steps
-    and only resets the rest of the state.
-    """
-    lanes = chunks.shape[0]
-    batch = CurlBatch(lanes, _CURL_ROUNDS)
-    low, high = pack_lanes(chunks, batch.words)
-    result_low, result_high = low.copy(), high.copy()
-    batch.low[:HASH_LENGTH] = low
-    batch.high[:HASH_LENGTH] = high
-    steps = np.asarray(counts, dtype=np.int64)
-    for step in range(1, int(steps.max(initial=0)) + 1):
-        batch.low[HASH_LENGTH:STATE_LENGTH] = ALL_ONES
-        batch.high[HASH_LENGTH:STATE_LENGTH] = ALL_ONES
-        batch.transform()
-        finished = np.zeros(64 * batch.words, dtype=np.bool_)
-        finished[:lanes] = steps == step
-        if finished.any():
-            mask = np.packbits(finished, bitorder="little").view(np.uint64)
-            keep = ~mask
-            result_low = (result_low & keep) | (batch.low[:HASH_LENGTH] & mask)
-            result_high = (result_high & keep) | (batch.high[:HASH_LENGTH] & mask)
-    return unpack_lanes(result_low, result_high, lanes)
-
-
 def _hash_chunks_repeated(chunks: TritMatrix, counts: Sequence[int], kind: HashKind) -> TritMatrix:
     if kind == "kerl":
         return kerl_hash_repeated(chunks, counts)
-    return _curl27_repeated(chunks, counts)
+    return curl_hash_chains(chunks, counts, _CURL_ROUNDS)
 
 
 def _hash_rows(rows: TritMatrix, kind: HashKind) -> TritMatrix:
@@ -245,7 +217,7 @@ def keys_many(subseeds: TritMatrix, security: int, kind: HashKind = "kerl") -> T
     sponge = CurlBatch(rows.shape[0], _CURL_ROUNDS)
     sponge.absorb(rows)
     squeezed = sponge.squeeze(length).reshape(-1, HASH_LENGTH)
-    hashed = _curl27_repeated(squeezed, [1] * squeezed.shape[0])
+    hashed = curl_hash_chains(squeezed, [1] * squeezed.shape[0], _CURL_ROUNDS)
     return hashed.reshape(rows.shape[0], length)
 
 

@@ -4,8 +4,8 @@ MAM spends its time in two shapes of Curl work: long sequential sponges (one
 per message or Merkle leaf) and short hash chains (one per signature or key
 fragment, 0 to 27 links each). :class:`LaneSponges` runs a group of sequential
 sponges side by side, each able to sit out a step or absorb fewer trits than
-its neighbours; :func:`hash_chains` runs chains of different lengths as lanes
-of a :class:`CurlBatch`, dropping finished lanes as it goes.
+its neighbours; hash chains of different lengths run through
+``curl.curl_hash_chains``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import numpy.typing as npt
 
-from ..curl import ALL_ONES, HASH_LENGTH, STATE_LENGTH, Curl, CurlBatch, pack_lanes, unpack_lanes
+from ..curl import HASH_LENGTH, STATE_LENGTH, Curl, CurlBatch, pack_lanes, unpack_lanes
 
 if TYPE_CHECKING:
     from ..trinary import Trits
@@ -128,52 +128,3 @@ class LaneSponges:
         )
         state: Trits = trits[lane % LANE_BITS]
         return state
-
-
-def hash_chains(fragments: LaneTrits, steps: Counts) -> LaneTrits:
-    """Hash each 243-trit row ``steps[row]`` times (reset, absorb, take the rate).
-
-    Rows are sorted by chain length so that the lanes still running are always
-    a prefix of the batch, which shrinks a word at a time as chains finish.
-    """
-    rows = fragments.shape[0]
-    result = fragments.copy()
-    if rows == 0:
-        return result
-    order = np.argsort(-steps, kind="stable")
-    sorted_steps = steps[order]
-    longest = int(sorted_steps[0])
-    running = int(np.count_nonzero(sorted_steps > 0))
-    if running == 0:
-        return result
-    batch = CurlBatch(running, MAM_ROUNDS)
-    low, high = pack_lanes(fragments[order[:running]], batch.words)
-    batch.low[:HASH_LENGTH] = low
-    batch.high[:HASH_LENGTH] = high
-    # Lanes finishing after step k occupy sorted positions [ends[k + 1], ends[k]).
-    ends = [int(np.count_nonzero(sorted_steps >= k)) for k in range(longest + 2)]
-    for step in range(1, longest + 1):
-        batch.transform()
-        first, last = ends[step + 1], ends[step]
-        if last > first:
-            first_word, last_word = first // LANE_BITS, (last - 1) // LANE_BITS + 1
-            words = slice(first_word, last_word)
-            done = unpack_lanes(
-                batch.low[:HASH_LENGTH, words],
-                batch.high[:HASH_LENGTH, words],
-                (last_word - first_word) * LANE_BITS,
-            )
-            offset = first_word * LANE_BITS
-            result[order[first:last]] = done[first - offset : last - offset]
-        still = ends[step + 1]
-        if still == 0:
-            break
-        batch.low[HASH_LENGTH:] = ALL_ONES
-        batch.high[HASH_LENGTH:] = ALL_ONES
-        needed_words = (still + LANE_BITS - 1) // LANE_BITS
-        if needed_words < batch.words:
-            smaller = CurlBatch(still, MAM_ROUNDS)
-            smaller.low[:STATE_LENGTH] = batch.low[:STATE_LENGTH, :needed_words]
-            smaller.high[:STATE_LENGTH] = batch.high[:STATE_LENGTH, :needed_words]
-            batch = smaller
-    return result

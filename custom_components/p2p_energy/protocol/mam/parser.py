@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ..curl import HASH_LENGTH
+from ..curl import HASH_LENGTH, curl_hash_chains
 from ..errors import (
     InvalidAsciiError,
     InvalidTrytesError,
@@ -31,7 +31,7 @@ from ..errors import (
     MamPayloadError,
 )
 from ..trinary import trits_to_trytes, trytes_to_ascii, trytes_to_trits, validate_trytes
-from ._lanes import Counts, Flags, LaneSponges, LaneTrits, hash_chains
+from ._lanes import MAM_ROUNDS, Counts, Flags, LaneSponges, LaneTrits
 from .channel import HASH_TRYTES, NO_SIDE_KEY, pad_side_key
 from .nonce import NONCE_LENGTH, hmac_security
 from .pascal import MAX_PASCAL_TRYTES, pascal_decode
@@ -308,7 +308,7 @@ class _BatchParse:
             ]
         )
         steps = np.concatenate([digits[lane, : int(fragments[lane])] - MIN_TRYTE for lane in live])
-        ends = hash_chains(chunks, steps)
+        ends = curl_hash_chains(chunks, steps, MAM_ROUNDS)
         most = int(fragments[live].max())
         per_lane = np.zeros((self.lanes, most, HASH_LENGTH), dtype=np.int8)
         first = 0
