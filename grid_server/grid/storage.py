@@ -51,6 +51,9 @@ class StorageService:
         self._max_items = max_items
 
     def _authorize(self, session: Session, registration_id: str, token: str | None) -> None:
+        if self._auth == "token" and token is None:
+            # Without a token the answer is 401 whether or not the registration exists.
+            check_token(None, None)
         row = session.get(Registration, registration_id)
         if row is None or not row.active:
             raise RequestError(404, f"The registration '{registration_id}' does not exist.")

@@ -109,15 +109,14 @@ def _reject_constant(name: str) -> Any:
 def query_int(
     request: web.Request, names: tuple[str, ...], default: int, low: int, high: int
 ) -> int:
-    """An integer query parameter that may be spelled several ways (all must agree)."""
-    values = {name: request.query.getall(name) for name in names if name in request.query}
-    seen = {value for spelled in values.values() for value in spelled}
-    if not seen:
+    """An integer query parameter that may be spelled several ways (the first given wins)."""
+    name = next((candidate for candidate in names if candidate in request.query), None)
+    if name is None:
         return default
-    label = "/".join(names)
-    if len(seen) > 1:
-        raise invalid(names[0], f"'{label}' was given more than once with different values.")
-    text = seen.pop().strip()
+    values = request.query.getall(name)
+    if len(values) > 1:
+        raise invalid(names[0], f"'{name}' was given more than once.")
+    text = values[0].strip()
     if not re.fullmatch(r"\d{1,10}", text):
         raise invalid(names[0], f"It must be a whole number from {low} to {high}.")
     number = int(text)

@@ -64,29 +64,33 @@ ITEM_ID = _path_param("itemId", SEGMENT_PATTERN, "The item's id within its conte
 SIDE_KEY = _path_param(
     "sideKey", TRYTES_81_PATTERN, "The side key of the registered channel (authenticates)."
 )
-PAGING = [
-    {
-        "name": "page",
-        "in": "query",
-        "required": False,
-        "description": "Zero-based page number.",
-        "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0},
-    },
-    {
-        "name": "pageSize",
-        "in": "query",
-        "required": False,
-        "description": "Items per page (also accepted as `page-size`, as the blueprint writes it).",
-        "schema": {"type": "integer", "minimum": 1, "default": 10},
-    },
-    {
-        "name": "page-size",
-        "in": "query",
-        "required": False,
-        "description": "The blueprint's spelling of `pageSize`; both must agree if both are given.",
-        "schema": {"type": "integer", "minimum": 1, "default": 10},
-    },
-]
+
+
+def _paging(max_page_size: int) -> list[dict[str, Any]]:
+    size = {"type": "integer", "minimum": 1, "maximum": max_page_size, "default": 10}
+    return [
+        {
+            "name": "page",
+            "in": "query",
+            "required": False,
+            "description": "Zero-based page number.",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0},
+        },
+        {
+            "name": "pageSize",
+            "in": "query",
+            "required": False,
+            "description": "Items per page (the blueprint writes it `page-size`).",
+            "schema": size,
+        },
+        {
+            "name": "page-size",
+            "in": "query",
+            "required": False,
+            "description": "The blueprint's spelling of `pageSize` (which wins if both are given).",
+            "schema": size,
+        },
+    ]
 
 
 def _schemas(config: GridConfig) -> dict[str, Any]:
@@ -104,6 +108,9 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
         "RegistrationRequest": {
             "type": "object",
             "required": ["itemName", "itemType"],
+            "dependentRequired": {"sideKey": ["root"]},
+            # The same rule for generators that do not know dependentRequired.
+            "anyOf": [{"required": ["root"]}, {"not": {"required": ["sideKey"]}}],
             "properties": {
                 "itemName": {"type": "string", "minLength": 1, "maxLength": 256},
                 "itemType": {"type": "string", "enum": ["producer", "consumer"]},
@@ -254,7 +261,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                 "summary": f"List the items of {what}, a page at a time.",
                 "tags": ["storage"],
                 "security": secured,
-                "parameters": PAGING,
+                "parameters": _paging(config.max_page_size),
                 "responses": {
                     "200": _response("A page of items.", "ItemPage"),
                     **_errors(*storage_errors),
