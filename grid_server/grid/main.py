@@ -116,8 +116,13 @@ def run_grid(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point usable without the ``p2p-energy`` wrapper (``python -m grid_server.grid``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``p2p-energy grid`` options as a stand-alone parser."""
     parser = argparse.ArgumentParser(prog="p2p-energy grid", description="Run the grid server.")
     configure_grid_parser(parser)
-    return run_grid(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point usable without the ``p2p-energy`` wrapper (``python -m grid_server.grid``)."""
+    return run_grid(build_parser().parse_args(argv))
