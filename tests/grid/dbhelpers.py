@@ -62,6 +62,7 @@ def add_reading(
     duration_ms: int = 900_000,
 ) -> None:
     """A reading on the registration's channel (created on first use), as the follower stores it."""
+    from p2p_energy_protocol.trinary import int_to_trytes
     from sqlalchemy import func, select
 
     from grid_server.grid.db.models import Reading
@@ -104,7 +105,7 @@ def add_reading(
                 registration_id=registration_id,
                 kind="output" if registration.item_type == "producer" else "usage",
                 position=position,
-                message_root=f"{position:0>81}".replace("0", "9"),
+                message_root=int_to_trytes(position, 81),
                 start_time=end_time - duration_ms,
                 end_time=end_time,
                 energy_mwh=kwh_to_mwh(kwh),

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 from p2p_energy_protocol.errors import GridApiError
 
-from .harness import ApiHarness, running_api
+from grid_server.grid.db.engine import Database
 
-if TYPE_CHECKING:
-    from grid_server.grid.db.engine import Database
+from .harness import ApiHarness, running_api
 
 ITEM = "/storage/{registrationId}/{context}/{itemId}"
 ITEM_PREFIXED = "/storage/item/{registrationId}/{context}/{itemId}"
@@ -256,3 +253,18 @@ async def test_removing_a_registration_deletes_its_storage(db: Database) -> None
         await api.client.deregister("producer-1", token=token)
         status, _ = await api.call("GET", "/storage/producer-1/a/b", ITEM, token=token)
         assert status == 404
+
+
+async def test_database_outage_is_a_503() -> None:
+    from .processes import free_port
+
+    unreachable = Database(f"postgresql+psycopg://p2p@127.0.0.1:{free_port()}/grid", threads=1)
+    try:
+        async with running_api(unreachable) as api:
+            status, answer = await api.call(
+                "GET", "/storage/producer-1/a/b", ITEM, token="anything"
+            )
+            assert status == 503
+            assert "database is unavailable" in answer["message"]
+    finally:
+        unreachable.close()

@@ -8,9 +8,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import aiohttp
+from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.client import IriClient, Transfer
 from p2p_energy_protocol.grid_client import GridClient
+from p2p_energy_protocol.mam import channel_root, mam_address
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import text_to_trytes
 from sqlalchemy import func, select
 
 from grid_server.grid.config import GridConfig
@@ -87,6 +90,16 @@ async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str
         consumer = Consumer(node, "consumer-0001", MWM)
         await producer.hello()
         await consumer.hello()
+        # Spam at the address of the producer's next message must not block its channel.
+        spam = BundleBuilder()
+        spam.add_transfer(
+            mam_address(channel_root(producer.channel), "restricted"),
+            0,
+            tag="SPAM",
+            message_trytes=text_to_trytes('{"command":"output","output":1e9}'),
+        )
+        spam.finalize()
+        await node.send_trytes(spam.to_trytes(), min_weight_magnitude=MWM)
         await client.register(
             producer.registration_id,
             "PV",

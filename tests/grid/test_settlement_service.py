@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select
 
 from grid_server.grid.config import GridConfig
+from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
 from grid_server.grid.settlement.engine import SettlementError
 from grid_server.grid.settlement.service import SettlementService, payment_method, slot_bounds
 
 from .dbhelpers import add_reading, add_registration
 from .fakes import ManualClock
-
-if TYPE_CHECKING:
-    from grid_server.grid.db.engine import Database
 
 SLOT = 900_000
 S0 = 1_888_888 * SLOT
@@ -213,3 +210,35 @@ async def test_configured_strategy_is_used(db: Database, strategy: str, price: i
         row = session.get(Settlement, summary.id)
         assert row is not None
         assert row.strategy == strategy
+
+
+async def test_a_cancelled_settlement_is_all_or_nothing(database_url: str) -> None:
+    """Shutdown cancels the worker; the slot's transaction still commits or rolls back whole."""
+    import contextlib
+
+    db = Database(database_url, threads=2)
+    try:
+        entities(db)
+        for number in range(40):
+            add_reading(db, "consumer-x" if number % 2 else "consumer-y", S0 + SLOT, 0.1)
+        add_reading(db, "producer-a", S0 + SLOT, 3.0, price=50, destination=ADDRESS)
+        task = asyncio.create_task(
+            SettlementService(db, CONFIG, ManualClock(S0 + 2 * SLOT), "t").settle_due()
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        db.close()  # waits for the database thread to finish its transaction
+    check = Database(database_url, threads=1)
+    try:
+        with check.read() as session:
+            settled = session.scalar(select(func.count()).select_from(Settlement))
+            bills_count = session.scalar(select(func.count()).select_from(Bill))
+            unsettled = session.scalar(
+                select(func.count()).select_from(Reading).where(Reading.settlement_id.is_(None))
+            )
+        assert (settled, bills_count, unsettled) in ((0, 0, 41), (1, 2, 0))
+    finally:
+        check.close()

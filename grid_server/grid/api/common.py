@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..errors import RequestError
 
@@ -150,6 +151,14 @@ async def error_middleware(
         if err.status == 405 and "Allow" in err.headers:
             response.headers["Allow"] = err.headers["Allow"]
         return response
+    except DBAPIError as err:
+        if not err.connection_invalidated and not isinstance(err, OperationalError):
+            _LOGGER.exception("database error serving %s %s", request.method, request.path)
+            return failure(
+                500, "The grid failed to process the request; the error has been logged."
+            )
+        _LOGGER.warning("database unavailable serving %s %s: %s", request.method, request.path, err)
+        return failure(503, "The grid's database is unavailable; try again later.")
     except Exception:
         _LOGGER.exception("unexpected error serving %s %s", request.method, request.path)
         return failure(500, "The grid failed to process the request; the error has been logged.")

@@ -39,7 +39,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "Conflicts with the registration's state or a storage limit.",
         413: "The request body (item) is too large.",
         422: "The channel's `hello` message could not be found.",
-        503: "The grid's Tangle node is unavailable; try again later.",
+        503: "The grid's node or database is unavailable; try again later.",
     }
     return {str(status): _response(texts[status]) for status in statuses}
 
@@ -211,7 +211,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
         [{"bearerAuth": []}] if config.storage_auth == "token" else []
     )
     auth_errors = (401, 403) if config.storage_auth == "token" else ()
-    storage_errors = (400, *auth_errors, 404)
+    storage_errors = (400, *auth_errors, 404, 503)
     item_body = {
         "required": True,
         "description": f"Any JSON value up to {config.max_item_bytes} bytes.",
@@ -289,7 +289,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
         "security": [*secured, {}] if secured else [],
         "responses": {
             "200": _response("Removed."),
-            **_errors(400, 401, 403, 404),
+            **_errors(400, 401, 403, 404, 503),
         },
     }
     document: dict[str, Any] = {
