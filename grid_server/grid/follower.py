@@ -66,6 +66,12 @@ class FollowStats:
     skipped: int = 0
     closed: int = 0
     errors: list[str] = field(default_factory=list)
+    backlog: bool = False
+    """More was due than one round takes (channels or messages): not caught up yet."""
+
+    @property
+    def caught_up(self) -> bool:
+        return not self.errors and not self.backlog
 
 
 @dataclass
@@ -104,7 +110,7 @@ class ChannelFollower:
         """One round over the channels that are due; returns what happened."""
         now = self._clock()
         due = await self._db.run_read(lambda session: self._due(session, now))
-        stats = FollowStats()
+        stats = FollowStats(backlog=len(due) >= self._channels_per_round)
         if not due:
             return stats
         try:
@@ -168,6 +174,8 @@ class ChannelFollower:
         )
         stats.channels += 1
         batch = self._interpret(channel, entries)
+        if len(entries) >= self._messages_per_read and not batch.goodbye:
+            stats.backlog = True
         stats.messages += batch.consumed
         stats.skipped += batch.skipped
         stored = await self._db.run_write(lambda session: self._store(session, channel, batch))
@@ -250,9 +258,11 @@ class ChannelFollower:
 
     def _store(self, session: Session, channel: _Due, batch: _Batch) -> int:
         now = self._clock()
+        # A channel with more messages waiting is read again in the next round.
+        truncated = batch.consumed >= self._messages_per_read and not batch.goodbye
         values: dict[str, Any] = {
             "last_read_at": now,
-            "next_read_at": now + int(self._config.follow_interval * 1000),
+            "next_read_at": now if truncated else now + int(self._config.follow_interval * 1000),
             "last_error": None,
         }
         if batch.consumed:

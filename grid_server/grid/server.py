@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 WALLET_SEED_SETTING = "wallet_seed"
+# Payment requests created, or outbox messages sent, per step of the publish worker.
+PUBLISH_BATCH = 100
 
 
 def _stored_seed(session: Session, now: int) -> str:
@@ -198,7 +200,7 @@ class GridServer:
 
         async def follow() -> None:
             stats = await follower.follow_once()
-            if not stats.errors:
+            if stats.caught_up:
                 # Settle only what was read: after a (re)start or a change of leader,
                 # the channels are followed up to now before the first slot is settled.
                 self._caught_up.set()
@@ -211,8 +213,12 @@ class GridServer:
                 self._wake_publisher.set()
 
         async def publish() -> None:
-            await requests.publish_due()
-            await return_channels.publish_pending()
+            while await requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
+                if self._stopping.is_set():
+                    return
+            while await return_channels.publish_pending(PUBLISH_BATCH) == PUBLISH_BATCH:
+                if self._stopping.is_set():
+                    return
 
         self._tasks = [
             asyncio.create_task(self._keep_lease(), name="grid-lease"),

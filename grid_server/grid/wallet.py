@@ -26,7 +26,7 @@ from p2p_energy_protocol.errors import IriApiError, NodeError, ProtocolError
 from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import func, select, update
 
-from .db.models import Payout, WalletAddress, WalletTransfer
+from .db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -358,9 +358,14 @@ def _record_address(
 
 
 def _unspent(session: Session) -> list[_Candidate]:
+    """Unspent addresses that may hold funds: the treasury's, and consumers' that were paid."""
+    paid = select(IncomingPayment.address).where(IncomingPayment.status == "confirmed")
     rows = session.execute(
         select(WalletAddress.key_index, WalletAddress.address, WalletAddress.purpose)
-        .where(WalletAddress.spent.is_(False))
+        .where(
+            WalletAddress.spent.is_(False),
+            (WalletAddress.purpose == "treasury") | WalletAddress.address.in_(paid),
+        )
         .order_by((WalletAddress.purpose != "treasury"), WalletAddress.key_index)
     ).all()
     return [_Candidate(*row) for row in rows]

@@ -169,3 +169,17 @@ async def test_concurrent_followers_store_each_reading_once(db: Database) -> Non
             )
         ).all()
     assert len(set(positions)) == 30
+
+
+async def test_a_backlog_is_read_in_consecutive_rounds(db: Database) -> None:
+    fake = FakeChannels()
+    clock = ManualClock(NOW)
+    stream = fake.stream([HELLO] + [usage(NOW - 900_000 * (k + 1), 0.01) for k in range(119)])
+    add_registration(db, "consumer-1", "consumer", stream)
+    follower = ChannelFollower(db, fake, clock, CONFIG, messages_per_read=50)
+    counts = []
+    for _ in range(4):
+        stats = await follower.follow_once()  # the clock does not move: no waiting between
+        counts.append((stats.messages, stats.caught_up))
+    assert counts == [(50, False), (50, False), (20, True), (0, True)]
+    assert len(readings(db)) == 119
