@@ -182,23 +182,7 @@ class RegistrationService:
             row.token_hash = None
         session.flush()
         if mode is not None and root is not None:
-            _close_followed(session, request.registration_id, "replaced")
-            session.add(
-                FollowedChannel(
-                    registration_id=request.registration_id,
-                    role=request.item_type,
-                    mode=mode,
-                    root=root,
-                    side_key=side_key,
-                    next_root=root,
-                    next_position=0,
-                    active=True,
-                    hello_seen=False,
-                    skipped_messages=0,
-                    next_read_at=0,
-                    created_at=now,
-                )
-            )
+            self._switch_channel(session, request, root, side_key, mode, now)
         if prepared is not None:
             self._return_channels.store(session, request.registration_id, prepared)
         return_channel = _active_return_channel(session, request.registration_id)
@@ -207,6 +191,65 @@ class RegistrationService:
             token=issued,
             return_root=return_channel.root if return_channel is not None else None,
             return_side_key=return_channel.side_key if return_channel is not None else None,
+        )
+
+    @staticmethod
+    def _switch_channel(
+        session: Session,
+        request: RegistrationInput,
+        root: str,
+        side_key: str | None,
+        mode: MamMode,
+        now: int,
+    ) -> None:
+        """Make ``root`` the registration's channel; a channel is followed only once."""
+        taken = session.scalars(
+            select(FollowedChannel.registration_id).where(
+                FollowedChannel.root == root,
+                FollowedChannel.active,
+                FollowedChannel.registration_id != request.registration_id,
+            )
+        ).first()
+        if taken is not None:
+            raise RequestError(409, "This channel is already registered by another registration.")
+        # Earlier channels are still read up to their goodbye, so nothing published on them
+        # before the switch is lost; they only stop being the registration's channel.
+        session.execute(
+            update(FollowedChannel)
+            .where(
+                FollowedChannel.registration_id == request.registration_id,
+                FollowedChannel.active,
+                FollowedChannel.root != root,
+            )
+            .values(closed_reason="replaced")
+        )
+        existing = session.scalars(
+            select(FollowedChannel).where(
+                FollowedChannel.registration_id == request.registration_id,
+                FollowedChannel.active,
+                FollowedChannel.root == root,
+            )
+        ).first()
+        if existing is not None:
+            existing.closed_reason = None
+            existing.side_key = side_key
+            existing.mode = mode
+            return
+        session.add(
+            FollowedChannel(
+                registration_id=request.registration_id,
+                role=request.item_type,
+                mode=mode,
+                root=root,
+                side_key=side_key,
+                next_root=root,
+                next_position=0,
+                active=True,
+                hello_seen=False,
+                skipped_messages=0,
+                next_read_at=0,
+                created_at=now,
+            )
         )
 
     async def _find_hello(self, root: str, side_key: str | None) -> MamMode:
@@ -278,7 +321,11 @@ def _snapshot(session: Session, registration_id: str) -> _Snapshot | None:
         return None
     channel = session.scalars(
         select(FollowedChannel)
-        .where(FollowedChannel.registration_id == registration_id, FollowedChannel.active)
+        .where(
+            FollowedChannel.registration_id == registration_id,
+            FollowedChannel.active,
+            FollowedChannel.closed_reason.is_(None),
+        )
         .order_by(FollowedChannel.id.desc())
         .limit(1)
     ).first()

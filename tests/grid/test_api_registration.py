@@ -161,8 +161,9 @@ async def test_new_channel_replaces_the_old_one(db: Database) -> None:
         )
         with db.read() as session:
             channels = session.scalars(select(FollowedChannel).order_by(FollowedChannel.id)).all()
+            # The old channel is still followed until its goodbye.
             assert [(c.root, c.active, c.closed_reason) for c in channels] == [
-                (root, False, "replaced"),
+                (root, True, "replaced"),
                 (new_root, True, None),
             ]
 
@@ -333,3 +334,29 @@ async def test_oversized_body_is_413(db: Database) -> None:
         )
         assert status == 413
         assert "too large" in answer["message"]
+
+
+async def test_a_channel_is_followed_once(db: Database) -> None:
+    async with running_api(db) as api:
+        root, side_key = api.fake.add_channel([HELLO])
+        first = await api.client.register(
+            "producer-1", "PV", "producer", root=root, side_key=side_key
+        )
+        other_root, other_key = api.fake.add_channel([HELLO])
+        await api.client.register(
+            "producer-1", "PV", "producer", root=other_root, side_key=other_key, token=first.token
+        )
+        # Back to the first channel: the same row is the registration's channel again.
+        await api.client.register(
+            "producer-1", "PV", "producer", root=root, side_key=side_key, token=first.token
+        )
+        with db.read() as session:
+            channels = session.scalars(select(FollowedChannel).order_by(FollowedChannel.id)).all()
+            assert [(c.root, c.closed_reason) for c in channels] == [
+                (root, None),
+                (other_root, "replaced"),
+            ]
+        # Another registration cannot take a channel that is followed already.
+        with pytest.raises(GridApiError, match="already registered") as caught:
+            await api.client.register("producer-2", "PV", "producer", root=root, side_key=side_key)
+        assert caught.value.status == 409

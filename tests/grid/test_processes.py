@@ -165,6 +165,9 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
         async with aiohttp.ClientSession() as session:
             iri = IriClient(session, node_url)
             client = GridClient(session, grid_url)
+            # The operator portal is served by the same process.
+            async with session.get(grid_url + "/portal/login") as response:
+                assert response.status == 200
             sources = [Source(iri, f"source-{n}", MWM) for n in (1, 2)]
             p1, p2 = Producer(iri, "producer-1", MWM), Producer(iri, "producer-2", MWM)
             c1, c2 = Consumer(iri, "consumer-1", MWM), Consumer(iri, "consumer-2", MWM)
