@@ -111,6 +111,33 @@ def test_many_hashes_equal_single_hashes() -> None:
     assert transactions_hashes([]) == []
 
 
+def test_parsed_transactions_keep_their_trytes_and_essence() -> None:
+    rng = random.Random(12)
+    transactions = [random_transaction(rng) for _ in range(4)]
+    trytes = [t.to_trytes() for t in transactions]
+    for parsed, original in zip(transactions_from_trytes(trytes), trytes, strict=True):
+        assert parsed.to_trytes() is original
+        assert parsed.essence_trytes() == original[2187:2349]
+        changed = parsed.replace(timestamp=parsed.timestamp + 1)
+        assert changed.to_trytes() != original
+        assert changed.to_trytes()[2322:2331] == int_to_trytes(parsed.timestamp + 1, 9)
+
+
+def test_transactions_from_trytes_names_the_bad_transaction() -> None:
+    good = base_trytes()
+    value_field = "9" * 11 + "A" + "9" * 15  # trit 33 set
+    with pytest.raises(InvalidTransactionError, match="transaction 2: the value field"):
+        transactions_from_trytes([good, good, good[:2268] + value_field + good[2295:]])
+    out_of_order = good[:2331] + int_to_trytes(5, 9) + int_to_trytes(4, 9) + good[2349:]
+    with pytest.raises(InvalidTransactionError, match="transaction 1: current_index 5"):
+        transactions_from_trytes([good, out_of_order])
+    with pytest.raises(InvalidTransactionError, match="transaction 1 is not a string"):
+        transactions_from_trytes([good, good[:-1]])
+    with pytest.raises(InvalidTransactionError, match="one string"):
+        transactions_from_trytes(good)
+    assert transactions_from_trytes([]) == []
+
+
 def test_is_tail_and_index_consistency() -> None:
     transaction = random_transaction(random.Random(6)).replace(current_index=0, last_index=2)
     assert transaction.is_tail

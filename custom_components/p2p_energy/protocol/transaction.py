@@ -10,7 +10,9 @@ Curl-P-81 over all 8,019 trits; the bundle essence is address..lastIndex.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import numpy as np
 
 from .curl import LaneTrits, curl_hash, curl_hash_many
 from .errors import InvalidTransactionError, InvalidTrytesError
@@ -18,7 +20,6 @@ from .trinary import (
     Trits,
     int_to_trytes,
     trits_to_trytes,
-    trytes_to_int,
     trytes_to_trits,
     validate_trytes,
 )
@@ -65,6 +66,8 @@ _LAYOUT: Final = (
     ("nonce", 2646, NONCE_LENGTH),
 )
 _SLICES: Final = {name: slice(start, start + length) for name, start, length in _LAYOUT}
+_ESSENCE: Final = slice(_SLICES["address"].start, _SLICES["last_index"].stop)
+_VALUE_TRITS_START: Final = 3 * _SLICES["value"].start
 _INT_FIELDS: Final = frozenset(
     {
         "value",
@@ -76,6 +79,9 @@ _INT_FIELDS: Final = frozenset(
         "attachment_timestamp_upper_bound",
     }
 )
+# Powers of 3 for reading integer fields of many transactions at once; every
+# field's value fits an int64 (at most 33 significant trits).
+_POWERS_OF_THREE: Final = 3 ** np.arange(VALUE_USABLE_TRITS, dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,6 +104,7 @@ class Transaction:
     attachment_timestamp_upper_bound: int = 0
     nonce: str = "9" * NONCE_LENGTH
     _hash: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _trytes: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, _, length in _LAYOUT:
@@ -130,38 +137,19 @@ class Transaction:
             validate_trytes(trytes, name="transaction")
         except InvalidTrytesError as err:
             raise InvalidTransactionError(str(err)) from err
-        if trytes_to_trits(trytes[_SLICES["value"]])[VALUE_USABLE_TRITS:].any():
-            raise InvalidTransactionError(
-                f"the value field may only use its first {VALUE_USABLE_TRITS} trits"
-            )
-
-        def number(name: str) -> int:
-            return trytes_to_int(trytes[_SLICES[name]])
-
-        return cls(
-            signature_message_fragment=trytes[_SLICES["signature_message_fragment"]],
-            address=trytes[_SLICES["address"]],
-            value=number("value"),
-            obsolete_tag=trytes[_SLICES["obsolete_tag"]],
-            timestamp=number("timestamp"),
-            current_index=number("current_index"),
-            last_index=number("last_index"),
-            bundle=trytes[_SLICES["bundle"]],
-            trunk_transaction=trytes[_SLICES["trunk_transaction"]],
-            branch_transaction=trytes[_SLICES["branch_transaction"]],
-            tag=trytes[_SLICES["tag"]],
-            attachment_timestamp=number("attachment_timestamp"),
-            attachment_timestamp_lower_bound=number("attachment_timestamp_lower_bound"),
-            attachment_timestamp_upper_bound=number("attachment_timestamp_upper_bound"),
-            nonce=trytes[_SLICES["nonce"]],
-        )
+        return _decode([trytes], trytes_to_trits(trytes).reshape(1, TRANSACTION_TRITS))[0]
 
     def to_trytes(self) -> str:
-        parts: list[str] = []
-        for name, _, length in _LAYOUT:
-            value = getattr(self, name)
-            parts.append(int_to_trytes(value, length) if name in _INT_FIELDS else value)
-        return "".join(parts)
+        """The 2,673 trytes (computed once; a parsed transaction keeps its own)."""
+        cached = self._trytes
+        if cached is None:
+            parts: list[str] = []
+            for name, _, length in _LAYOUT:
+                value = getattr(self, name)
+                parts.append(int_to_trytes(value, length) if name in _INT_FIELDS else value)
+            cached = "".join(parts)
+            object.__setattr__(self, "_trytes", cached)
+        return cached
 
     def to_trits(self) -> Trits:
         return trytes_to_trits(self.to_trytes())
@@ -175,17 +163,14 @@ class Transaction:
             object.__setattr__(self, "_hash", cached)
         return cached
 
+    def essence_trytes(self) -> str:
+        """The 162 trytes the bundle hash covers: address, value, obsolete tag,
+        timestamp, current and last index (contiguous in the transaction)."""
+        return self.to_trytes()[_ESSENCE]
+
     def essence_trits(self) -> Trits:
-        """The 486 trits the bundle hash covers: address, value, obsolete tag,
-        timestamp, current and last index."""
-        return trytes_to_trits(
-            self.address
-            + int_to_trytes(self.value, VALUE_LENGTH)
-            + self.obsolete_tag
-            + int_to_trytes(self.timestamp, INT_FIELD_LENGTH)
-            + int_to_trytes(self.current_index, INT_FIELD_LENGTH)
-            + int_to_trytes(self.last_index, INT_FIELD_LENGTH)
-        )
+        """:meth:`essence_trytes` as 486 trits."""
+        return trytes_to_trits(self.essence_trytes())
 
     @property
     def is_tail(self) -> bool:
@@ -232,16 +217,79 @@ def transactions_hashes(trytes_list: Sequence[str]) -> list[str]:
         raise InvalidTransactionError("expected a sequence of transaction trytes, got one string")
     if not trytes_list:
         return []
-    hashes = curl_hash_many(_trytes_matrix(trytes_list), _CURL_ROUNDS)
-    joined = trits_to_trytes(hashes.reshape(-1))
+    return _hashes_of_matrix(_trytes_matrix(trytes_list))
+
+
+def _hashes_of_matrix(matrix: LaneTrits) -> list[str]:
+    joined = trits_to_trytes(curl_hash_many(matrix, _CURL_ROUNDS).reshape(-1))
     return [joined[i : i + HASH_LENGTH] for i in range(0, len(joined), HASH_LENGTH)]
 
 
 def transactions_from_trytes(trytes_list: Sequence[str]) -> list[Transaction]:
-    """Parse many transactions, hashing them all at once as lanes."""
-    transactions = [Transaction.from_trytes(trytes) for trytes in trytes_list]
-    _remember_hashes(transactions, transactions_hashes(trytes_list))
+    """Parse many transactions, decoding their fields and hashing them all at once."""
+    if isinstance(trytes_list, str):
+        raise InvalidTransactionError("expected a sequence of transaction trytes, got one string")
+    if not trytes_list:
+        return []
+    matrix = _trytes_matrix(trytes_list)
+    transactions = _decode(trytes_list, matrix)
+    _remember_hashes(transactions, _hashes_of_matrix(matrix))
     return transactions
+
+
+def _decode(trytes_list: Sequence[str], matrix: LaneTrits) -> list[Transaction]:
+    """Transactions from checked trytes and their ``(n, 8019)`` trits; the integer
+    fields of all rows are read at once, then each transaction checks itself."""
+
+    def where(position: int) -> str:
+        return f"transaction {position}: " if len(trytes_list) > 1 else ""
+
+    unusable = matrix[
+        :, _VALUE_TRITS_START + VALUE_USABLE_TRITS : _VALUE_TRITS_START + 3 * VALUE_LENGTH
+    ]
+    if unusable.any():
+        position = int(np.flatnonzero(unusable.any(axis=1))[0])
+        raise InvalidTransactionError(
+            f"{where(position)}the value field may only use its first {VALUE_USABLE_TRITS} trits"
+        )
+    numbers = {name: _field_integers(matrix, name) for name in _INT_FIELDS}
+    transactions: list[Transaction] = []
+    for position, trytes in enumerate(trytes_list):
+        try:
+            transaction = Transaction(
+                signature_message_fragment=trytes[_SLICES["signature_message_fragment"]],
+                address=trytes[_SLICES["address"]],
+                value=numbers["value"][position],
+                obsolete_tag=trytes[_SLICES["obsolete_tag"]],
+                timestamp=numbers["timestamp"][position],
+                current_index=numbers["current_index"][position],
+                last_index=numbers["last_index"][position],
+                bundle=trytes[_SLICES["bundle"]],
+                trunk_transaction=trytes[_SLICES["trunk_transaction"]],
+                branch_transaction=trytes[_SLICES["branch_transaction"]],
+                tag=trytes[_SLICES["tag"]],
+                attachment_timestamp=numbers["attachment_timestamp"][position],
+                attachment_timestamp_lower_bound=numbers["attachment_timestamp_lower_bound"][
+                    position
+                ],
+                attachment_timestamp_upper_bound=numbers["attachment_timestamp_upper_bound"][
+                    position
+                ],
+                nonce=trytes[_SLICES["nonce"]],
+            )
+        except InvalidTransactionError as err:
+            raise InvalidTransactionError(f"{where(position)}{err}") from err
+        object.__setattr__(transaction, "_trytes", trytes)
+        transactions.append(transaction)
+    return transactions
+
+
+def _field_integers(matrix: LaneTrits, name: str) -> list[int]:
+    """The balanced-ternary integer field ``name`` of every row."""
+    start = 3 * _SLICES[name].start
+    width = VALUE_USABLE_TRITS if name == "value" else 3 * INT_FIELD_LENGTH
+    trits = matrix[:, start : start + width].astype(np.int64)
+    return cast("list[int]", (trits @ _POWERS_OF_THREE[:width]).tolist())
 
 
 def hashes_of(transactions: Sequence[Transaction]) -> list[str]:

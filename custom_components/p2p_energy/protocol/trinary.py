@@ -41,10 +41,10 @@ _VALUE_TO_CHAR: Final = np.frombuffer(
     "".join(TRYTE_ALPHABET[v % 27] for v in range(-13, 14)).encode("ascii"),
     dtype=np.uint8,
 )
-# ASCII code -> tryte value + 13, or 255 for characters outside the alphabet.
-_CHAR_TO_INDEX: Final = np.full(256, 255, dtype=np.uint8)
+# ASCII code -> its three trits (zeros for characters outside the alphabet).
+_CHAR_TRITS: Final = np.zeros((256, 3), dtype=np.int8)
 for _value in range(-13, 14):
-    _CHAR_TO_INDEX[ord(TRYTE_ALPHABET[_value % 27])] = _value + 13
+    _CHAR_TRITS[ord(TRYTE_ALPHABET[_value % 27])] = _TRYTE_TRITS[_value + 13]
 
 
 def validate_trytes(trytes: str, length: int | None = None, name: str = "trytes") -> str:
@@ -79,8 +79,9 @@ def validate_trits(trits: TritsLike, length: int | None = None, name: str = "tri
 def trytes_to_trits(trytes: str) -> Trits:
     """Convert a tryte string to trits (three per tryte)."""
     validate_trytes(trytes)
-    indexes = _CHAR_TO_INDEX[np.frombuffer(trytes.encode("ascii"), dtype=np.uint8)]
-    return _TRYTE_TRITS[indexes].reshape(-1)
+    # np.take gathers rows several times faster than fancy indexing.
+    codes = np.frombuffer(trytes.encode("ascii"), dtype=np.uint8)
+    return np.take(_CHAR_TRITS, codes, axis=0).reshape(-1)
 
 
 def trits_to_trytes(trits: TritsLike) -> str:
