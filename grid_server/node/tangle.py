@@ -21,7 +21,7 @@ from .storage import NULL_HASH, MilestoneRecord, TangleStore, TransactionInfo
 from .validation import (
     ParsedTransaction,
     assemble_bundles,
-    check_bundle,
+    bundle_problems,
     check_transaction,
     incomplete_error,
     parse_trytes,
@@ -94,12 +94,10 @@ class Tangle:
                     raise incomplete_error(uncovered)
                 outcome.incomplete_bundles.update(item.bundle for item in uncovered)
             accepted: list[list[ParsedTransaction]] = []
-            for instance in instances:
-                try:
-                    check_bundle(instance)
-                except CommandError:
+            for instance, problem in zip(instances, bundle_problems(instances), strict=True):
+                if problem is not None:
                     if not from_peer:
-                        raise
+                        raise problem
                     outcome.invalid += len(instance)
                     _LOGGER.warning(
                         "dropped invalid bundle %s from a neighbour", instance[0].bundle

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from p2p_energy_protocol.bundle import validate_bundle
+from p2p_energy_protocol.bundle import bundle_errors
 from p2p_energy_protocol.errors import ProtocolError
 from p2p_energy_protocol.pow import transaction_weight
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
@@ -179,12 +179,21 @@ def assemble_bundles(
     return instances, uncovered
 
 
-def check_bundle(instance: Sequence[ParsedTransaction]) -> None:
-    """Bundle hash, value sum, signatures (via the protocol library) and trunk chaining."""
-    try:
-        validate_bundle([member.transaction for member in instance])
-    except ProtocolError as err:
-        raise CommandError(f"bundle {instance[0].bundle} is invalid: {err}") from err
+def bundle_problems(
+    instances: Sequence[Sequence[ParsedTransaction]],
+) -> list[CommandError | None]:
+    """Why each bundle instance is invalid, or None: bundle hash, value sum, signatures
+    (via the protocol library) and trunk chaining. All bundle hashes are computed at once."""
+    errors = bundle_errors([[member.transaction for member in instance] for instance in instances])
+    problems: list[CommandError | None] = []
+    for instance, error in zip(instances, errors, strict=True):
+        if error is None:
+            problems.append(None)
+            continue
+        problem = CommandError(f"bundle {instance[0].bundle} is invalid: {error}")
+        problem.__cause__ = error
+        problems.append(problem)
+    return problems
 
 
 def incomplete_error(uncovered: Sequence[ParsedTransaction]) -> CommandError:

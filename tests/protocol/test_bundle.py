@@ -10,7 +10,9 @@ from p2p_energy_protocol import signing
 from p2p_energy_protocol.address import add_checksum
 from p2p_energy_protocol.bundle import (
     BundleBuilder,
+    bundle_errors,
     bundle_hash,
+    bundle_hashes,
     increment_tag,
     is_secure_bundle_hash,
     validate_bundle,
@@ -93,6 +95,65 @@ def test_bundle_hash_is_kerl_over_the_essences() -> None:
     essences = np.concatenate([t.essence_trits() for t in transactions])
     assert builder.bundle_hash == trits_to_trytes(kerl_hash(essences))
     assert bundle_hash(list(reversed(transactions))) == builder.bundle_hash
+
+
+def zero_value_bundle(rng: random.Random, size: int) -> list[Transaction]:
+    builder = BundleBuilder()
+    for _ in range(size):
+        builder.add_transfer(random_trytes(rng, 81), tag=random_trytes(rng, 5))
+    builder.finalize(TIMESTAMP + rng.randrange(1000))
+    return builder.transactions
+
+
+def test_bundle_hashes_of_mixed_sizes_equal_one_at_a_time() -> None:
+    rng = random.Random(9)
+    # Sizes 1 and 2 hash in lanes of several bundles (1 and 2 Keccak blocks each), size 3 alone.
+    bundles = [zero_value_bundle(rng, size) for size in (1, 2, 1, 3, 2, 1, 2, 1)]
+    bundles[1] = list(reversed(bundles[1]))  # any order within a bundle
+    expected = [
+        trits_to_trytes(
+            kerl_hash(
+                np.concatenate(
+                    [t.essence_trits() for t in sorted(bundle, key=lambda t: t.current_index)]
+                )
+            )
+        )
+        for bundle in bundles
+    ]
+    assert bundle_hashes(bundles) == expected
+    assert expected == [bundle[0].bundle for bundle in bundles]
+    assert bundle_hashes([]) == []
+    with pytest.raises(InvalidBundleError, match="at least one"):
+        bundle_hashes([bundles[0], []])
+
+
+def test_bundle_errors_name_each_bad_bundle_as_validate_bundle_would(
+    signed_bundle: list[Transaction],
+) -> None:
+    rng = random.Random(10)
+    good = [zero_value_bundle(rng, size) for size in (1, 1, 1, 2)]
+    wrong_hash = [good[1][0].replace(timestamp=TIMESTAMP - 1)]
+    tampered = list(signed_bundle)
+    tampered[0] = tampered[0].replace(value=41)
+    bundles = [good[0], wrong_hash, good[2], tampered, good[3], [], signed_bundle]
+    errors = bundle_errors(bundles)
+    assert [type(error) for error in errors] == [
+        type(None),
+        InvalidBundleError,
+        type(None),
+        InvalidBundleError,
+        type(None),
+        InvalidBundleError,
+        type(None),
+    ]
+    for bundle, error in zip(bundles, errors, strict=True):
+        if error is not None:
+            with pytest.raises(InvalidBundleError) as raised:
+                validate_bundle(bundle)
+            assert str(raised.value) == str(error)
+    assert "essences hash" in str(errors[1])
+    assert "sum to 1" in str(errors[3])
+    assert bundle_errors([]) == []
 
 
 def test_tail_obsolete_tag_is_incremented_until_the_hash_is_secure() -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .address import has_zero_last_trit, validate_address
 from .errors import InvalidBundleError, InvalidSignatureError, InvalidTrytesError, ProtocolError
-from .kerl import kerl_hash
+from .kerl import kerl_hash, kerl_hash_many
 from .signing import FRAGMENT_LENGTH as SIGNATURE_FRAGMENT_TRITS
 from .signing import (
     MAX_TRYTE_VALUE,
@@ -38,7 +38,9 @@ from .signing import (
     validate_signature,
 )
 from .transaction import (
+    ESSENCE_TRITS,
     FRAGMENT_LENGTH,
+    HASH_LENGTH,
     MAX_INT_FIELD,
     MAX_VALUE,
     NULL_FRAGMENT,
@@ -69,10 +71,33 @@ _MAX_TAG_INCREMENTS: Final = 100_000
 
 def bundle_hash(transactions: Sequence[Transaction]) -> str:
     """Kerl over the essences of ``transactions`` in current-index order."""
-    if not transactions:
-        raise InvalidBundleError("a bundle needs at least one transaction")
-    ordered = sorted(transactions, key=lambda transaction: transaction.current_index)
-    return trits_to_trytes(kerl_hash(np.concatenate([t.essence_trits() for t in ordered])))
+    return bundle_hashes([transactions])[0]
+
+
+def bundle_hashes(bundles: Sequence[Sequence[Transaction]]) -> list[str]:
+    """:func:`bundle_hash` of every bundle; bundles with equally many transactions
+    absorb equally many chunks, so each such group hashes together as Kerl lanes."""
+    by_size: dict[int, list[int]] = {}
+    for position, transactions in enumerate(bundles):
+        if not transactions:
+            raise InvalidBundleError("a bundle needs at least one transaction")
+        by_size.setdefault(len(transactions), []).append(position)
+    hashes = [""] * len(bundles)
+    for size, positions in by_size.items():
+        essences = "".join(
+            transaction.essence_trytes()
+            for position in positions
+            for transaction in sorted(bundles[position], key=_current_index)
+        )
+        rows = trytes_to_trits(essences).reshape(len(positions), size * ESSENCE_TRITS)
+        joined = trits_to_trytes(kerl_hash_many(rows).reshape(-1))
+        for row, position in enumerate(positions):
+            hashes[position] = joined[row * HASH_LENGTH : (row + 1) * HASH_LENGTH]
+    return hashes
+
+
+def _current_index(transaction: Transaction) -> int:
+    return transaction.current_index
 
 
 def is_secure_bundle_hash(hash_trytes: str) -> bool:
@@ -310,11 +335,41 @@ def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | Non
     ``attached`` (by default: when any trunk is set) transaction ``i``'s trunk
     must be the hash of transaction ``i + 1``.
     """
+    (error,) = bundle_errors([transactions], attached=attached)
+    if error is not None:
+        raise error
+
+
+def bundle_errors(
+    bundles: Sequence[Sequence[Transaction]], *, attached: bool | None = None
+) -> list[ProtocolError | None]:
+    """What :func:`validate_bundle` would raise for each bundle (None if it is valid).
+
+    The bundle hashes of all bundles are computed together (see :func:`bundle_hashes`).
+    """
+    errors: list[ProtocolError | None] = [None] * len(bundles)
+    well_formed: list[tuple[int, list[Transaction]]] = []
+    for position, transactions in enumerate(bundles):
+        try:
+            well_formed.append((position, _ordered_members(transactions)))
+        except ProtocolError as err:
+            errors[position] = err
+    recomputed = bundle_hashes([ordered for _, ordered in well_formed])
+    for (position, ordered), actual_hash in zip(well_formed, recomputed, strict=True):
+        try:
+            _check_hashed_bundle(ordered, actual_hash, attached)
+        except ProtocolError as err:
+            errors[position] = err
+    return errors
+
+
+def _ordered_members(transactions: Sequence[Transaction]) -> list[Transaction]:
+    """The transactions in index order, after every check that needs no hashing."""
     if not transactions:
         raise InvalidBundleError("a bundle needs at least one transaction")
     if not all(isinstance(t, Transaction) for t in transactions):
         raise InvalidBundleError("a bundle is a sequence of Transaction objects")
-    ordered = sorted(transactions, key=lambda transaction: transaction.current_index)
+    ordered = sorted(transactions, key=_current_index)
     expected_hash = ordered[0].bundle
     last_index = len(ordered) - 1
     for position, transaction in enumerate(ordered):
@@ -341,7 +396,14 @@ def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | Non
     total = sum(transaction.value for transaction in ordered)
     if total != 0:
         raise InvalidBundleError(f"the values sum to {total}, not 0")
-    actual_hash = bundle_hash(ordered)
+    return ordered
+
+
+def _check_hashed_bundle(
+    ordered: Sequence[Transaction], actual_hash: str, attached: bool | None
+) -> None:
+    """The checks of :func:`validate_bundle` from the recomputed bundle hash on."""
+    expected_hash = ordered[0].bundle
     if actual_hash != expected_hash:
         raise InvalidBundleError(
             f"the essences hash to {actual_hash}, not the bundle hash {expected_hash}"
@@ -350,7 +412,7 @@ def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | Non
         attached = any(transaction.trunk_transaction != NULL_HASH for transaction in ordered)
     if attached and len(ordered) > 1:
         hashes = hashes_of(ordered)
-        for position in range(last_index):
+        for position in range(len(ordered) - 1):
             if ordered[position].trunk_transaction != hashes[position + 1]:
                 raise InvalidBundleError(
                     f"transaction {position}'s trunk is not transaction {position + 1}"

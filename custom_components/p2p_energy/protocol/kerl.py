@@ -41,13 +41,9 @@ _ROUND_CONSTANTS: Final = (
     0x000000000000800A, 0x800000008000000A, 0x8000000080008081,
     0x8000000000008080, 0x0000000080000001, 0x8000000080008008,
 )  # fmt: skip
+_RATE_LANES: Final = _KECCAK_RATE // 8
 _DIGEST_LANES: Final = struct.Struct("<6Q")
-_BLOCK_LANES: Final = struct.Struct("<13Q")
-# Lanes 6 and 12 of a fresh state after absorbing one 48-byte message:
-# Keccak's 0x01 pad byte at offset 48 and its final 0x80 bit at offset 103.
-_PAD_FIRST: Final = 0x01
-_PAD_LAST: Final = 0x80 << 56
-_ZERO_LANES: Final = (0,) * 12  # lanes 13..24 of that state
+_BLOCK_LANES: Final = struct.Struct(f"<{_RATE_LANES}Q")
 
 # Balanced ternary over 242 trits, the part of a chunk Kerl actually hashes.
 _TRIT_MODULUS: Final = 3**242
@@ -252,12 +248,14 @@ def _chunk_values(chunks: npt.NDArray[np.int8]) -> list[int]:
 
 def _values_to_chunks(values: Sequence[int]) -> npt.NDArray[np.int8]:
     """Balanced trits of each value reduced to 242 trits, plus a zero 243rd trit."""
-    groups = np.empty((len(values), _GROUPS), dtype=np.int64)
-    for row, value in enumerate(values):
+    groups: list[int] = []
+    for value in values:
         remaining = (value + _TRIT_OFFSET) % _TRIT_MODULUS
-        for column in range(_GROUPS):
-            remaining, groups[row, column] = divmod(remaining, _GROUP_MODULUS)
-    digits = (groups[:, :, np.newaxis] // _GROUP_POWERS) % 3 - 1
+        for _ in range(_GROUPS):
+            remaining, group = divmod(remaining, _GROUP_MODULUS)
+            groups.append(group)
+    grouped = np.array(groups, dtype=np.int64).reshape(len(values), _GROUPS)
+    digits = (grouped[:, :, np.newaxis] // _GROUP_POWERS) % 3 - 1
     chunks = digits.reshape(len(values), HASH_LENGTH).astype(np.int8)
     chunks[:, HASH_LENGTH - 1] = 0
     return chunks
@@ -281,24 +279,28 @@ def _flip(digest: bytes) -> bytes:
     return (int.from_bytes(digest, "big") ^ _DIGEST_MASK).to_bytes(BYTE_HASH_LENGTH, "big")
 
 
-def _keccak_single_blocks(messages: list[bytes]) -> list[bytes]:
-    """Keccak-384 of 48-byte messages, each in a fresh state (one block each).
+def _keccak_many(messages: Sequence[bytes]) -> list[bytes]:
+    """Keccak-384 of equally long messages, each from a fresh state.
 
-    Many messages run as parallel numpy lanes; a few use the scalar permutation.
+    Many messages run as parallel numpy lanes, absorbing one block of every
+    message per permutation; a few use the scalar permutation.
     """
     if len(messages) < _MIN_PARALLEL_MESSAGES:
-        digests: list[bytes] = []
-        for message in messages:
-            lanes = [*_DIGEST_LANES.unpack(message), _PAD_FIRST, 0, 0, 0, 0, 0, _PAD_LAST]
-            lanes.extend(_ZERO_LANES)
-            keccak_f1600(lanes)
-            digests.append(_DIGEST_LANES.pack(*lanes[:6]))
-        return digests
-    state = np.zeros((25, len(messages)), dtype=np.uint64)
-    state[:6] = np.frombuffer(b"".join(messages), dtype="<u8").reshape(-1, 6).T
-    state[6] = _PAD_FIRST
-    state[12] = _PAD_LAST
-    joined = _keccak_f1600_parallel(state)[:6].T.astype("<u8").tobytes()
+        return [keccak384(message) for message in messages]
+    count, length = len(messages), len(messages[0])
+    if any(len(message) != length for message in messages):
+        raise ProtocolError("lane-parallel Keccak needs messages of equal length")
+    blocks = length // _KECCAK_RATE + 1
+    padded = np.zeros((count, blocks * _KECCAK_RATE), dtype=np.uint8)
+    padded[:, :length] = np.frombuffer(b"".join(messages), dtype=np.uint8).reshape(count, length)
+    padded[:, length] = 0x01
+    padded[:, -1] |= 0x80
+    words = padded.view("<u8").reshape(count, blocks, _RATE_LANES)
+    state: npt.NDArray[np.uint64] = np.zeros((25, count), dtype=np.uint64)
+    for block in range(blocks):
+        state[:_RATE_LANES] ^= words[:, block].T
+        state = _keccak_f1600_parallel(state)
+    joined = state[:6].T.astype("<u8").tobytes()
     return [joined[i : i + BYTE_HASH_LENGTH] for i in range(0, len(joined), BYTE_HASH_LENGTH)]
 
 
@@ -364,27 +366,26 @@ def kerl_hash(trits: TritsLike, length: int = HASH_LENGTH) -> Trits:
 def kerl_hash_many(trits: npt.NDArray[np.int8], length: int = HASH_LENGTH) -> npt.NDArray[np.int8]:
     """:func:`kerl_hash` of every row of ``(n, m)`` trits, returned as ``(n, length)``.
 
-    Rows of a single chunk (``m == 243``, as for subseeds and keys) and every
-    squeeze step run as parallel Keccak lanes.
+    The rows absorb together as parallel Keccak lanes (rows of equal length
+    take equally many Keccak blocks), and so does every squeeze step.
     """
     matrix = _trit_matrix(trits, "trits")
     _check_length(matrix.shape[1], "absorb")
     _check_length(length, "squeeze")
-    if matrix.shape[1] == HASH_LENGTH:
-        digests = _keccak_single_blocks([_value_to_bytes(v) for v in _chunk_values(matrix)])
-    else:
-        digests = []
-        for row in matrix:
-            hasher = Keccak384()
-            for value in _chunk_values(row.reshape(-1, HASH_LENGTH)):
-                hasher.update(_value_to_bytes(value))
-            digests.append(hasher.digest())
+    chunks_per_row = matrix.shape[1] // HASH_LENGTH
+    encoded = [_value_to_bytes(v) for v in _chunk_values(matrix.reshape(-1, HASH_LENGTH))]
+    digests = _keccak_many(
+        [
+            b"".join(encoded[start : start + chunks_per_row])
+            for start in range(0, len(encoded), chunks_per_row)
+        ]
+    )
     squeezes = length // HASH_LENGTH
     values: list[int] = []  # step-major: every row's first chunk, then every second chunk
     for step in range(squeezes):
         values.extend(_bytes_to_value(digest) for digest in digests)
         if step + 1 < squeezes:
-            digests = _keccak_single_blocks([_flip(digest) for digest in digests])
+            digests = _keccak_many([_flip(digest) for digest in digests])
     chunks = _values_to_chunks(values).reshape(squeezes, matrix.shape[0], HASH_LENGTH)
     return np.ascontiguousarray(chunks.transpose(1, 0, 2).reshape(matrix.shape[0], length))
 
@@ -417,7 +418,7 @@ def kerl_hash_repeated(chunks: npt.NDArray[np.int8], counts: Sequence[int]) -> n
     for step in range(max(checked)):
         active = [row for row, count in enumerate(checked) if count > step]
         messages = [_value_to_bytes(values[row]) for row in active]
-        for row, digest in zip(active, _keccak_single_blocks(messages), strict=True):
+        for row, digest in zip(active, _keccak_many(messages), strict=True):
             values[row] = _reduce(_bytes_to_value(digest))
     hashed = _values_to_chunks(values)
     unchanged = np.asarray(checked) == 0
