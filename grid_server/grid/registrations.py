@@ -24,6 +24,7 @@ from .auth import check_side_key, check_token, new_token, side_key_matches, toke
 from .channels import TangleUnavailableError
 from .db.models import FollowedChannel, GridChannel, Registration, StorageItem
 from .errors import RequestError
+from .return_channels import ChannelConflictError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -302,13 +303,18 @@ class RegistrationService:
                 )
 
             if snapshot.return_channel_id is not None:
-                await self._return_channels.append(
-                    snapshot.return_channel_id,
-                    {"command": "goodbye"},
-                    kind="goodbye",
-                    also=remove,
-                    close=True,
-                )
+                try:
+                    await self._return_channels.append(
+                        snapshot.return_channel_id,
+                        {"command": "goodbye"},
+                        kind="goodbye",
+                        also=remove,
+                        close=True,
+                    )
+                except ChannelConflictError as err:
+                    raise RequestError(
+                        409, "The registration was changed at the same time; try again."
+                    ) from err
                 self._notify_outbox()
             else:
                 await self._db.run_write(remove)
