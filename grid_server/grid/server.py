@@ -102,6 +102,7 @@ class GridServer:
         self.settlement: SettlementService | None = None
         self.wallet: GridWallet | None = None
         self._node_client: IriClient | None = None
+        self.app: web.Application | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
