@@ -194,6 +194,11 @@ _INFO_COLUMNS: Final = (
 )
 
 
+# "approved is either value" lets SQLite seek the (approved, solid) index for unsolid
+# rows instead of scanning every row: these run on every store and getNodeInfo.
+_UNSOLID: Final = (transactions.c.approved.in_([False, True]), transactions.c.solid.is_(False))
+
+
 def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -380,10 +385,7 @@ class TangleStore:
     @staticmethod
     def has_unsolid(conn: Connection) -> bool:
         return (
-            conn.execute(
-                select(transactions.c.seq).where(transactions.c.solid.is_(False)).limit(1)
-            ).first()
-            is not None
+            conn.execute(select(transactions.c.seq).where(*_UNSOLID).limit(1)).first() is not None
         )
 
     @staticmethod
@@ -411,9 +413,7 @@ class TangleStore:
         """Hashes referenced by unsolid transactions but not stored (to ask neighbours)."""
         parents: set[str] = set()
         rows = conn.execute(
-            select(transactions.c.trunk, transactions.c.branch)
-            .where(transactions.c.solid.is_(False))
-            .limit(limit * 4)
+            select(transactions.c.trunk, transactions.c.branch).where(*_UNSOLID).limit(limit * 4)
         )
         for row in rows:
             parents.update((row.trunk, row.branch))
