@@ -204,11 +204,17 @@ def _trytes_matrix(trytes_list: Sequence[str]) -> LaneTrits:
             raise InvalidTransactionError(
                 f"transaction {position} is not a string of {TRANSACTION_LENGTH} trytes"
             )
-        try:
-            validate_trytes(trytes, name=f"transaction {position}")
-        except InvalidTrytesError as err:
-            raise InvalidTransactionError(str(err)) from err
-    return trytes_to_trits("".join(trytes_list)).reshape(len(trytes_list), TRANSACTION_TRITS)
+    try:
+        # Checks the alphabet of all transactions in one pass.
+        trits = trytes_to_trits("".join(trytes_list))
+    except InvalidTrytesError:
+        for position, trytes in enumerate(trytes_list):
+            try:
+                validate_trytes(trytes, name=f"transaction {position}")
+            except InvalidTrytesError as err:
+                raise InvalidTransactionError(str(err)) from err
+        raise
+    return trits.reshape(len(trytes_list), TRANSACTION_TRITS)
 
 
 def transactions_hashes(trytes_list: Sequence[str]) -> list[str]:
