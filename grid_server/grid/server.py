@@ -43,6 +43,7 @@ from .return_channels import ReturnChannels
 from .settlement.service import SettlementService
 from .storage import StorageService
 from .tangle import MamTangle, random_trytes
+from .units import micro_to_price
 from .wallet import GridWallet
 
 if TYPE_CHECKING:
@@ -318,16 +319,28 @@ class GridServer:
         db = self.db
         try:
             assert db is not None
-            revision, last_slot = await asyncio.wait_for(
+            revision, last_slot, price_micro = await asyncio.wait_for(
                 db.run_read(
                     lambda session: (
                         db.schema_revision(),
                         session.scalar(select(func.max(Settlement.slot_start))),
+                        session.scalar(
+                            select(Settlement.consensus_price_micro)
+                            .where(Settlement.consensus_price_micro.is_not(None))
+                            .order_by(Settlement.slot_start.desc())
+                            .limit(1)
+                        ),
                     )
                 ),
                 timeout=5,
             )
-            details.update(database="ok", schemaRevision=revision, lastSettledSlot=last_slot)
+            # Households show the market price without an operator login (HA sensor).
+            details.update(
+                database="ok",
+                schemaRevision=revision,
+                lastSettledSlot=last_slot,
+                consensusPrice=None if price_micro is None else micro_to_price(price_micro),
+            )
         except Exception as err:  # any database failure makes the grid unhealthy
             _LOGGER.warning("health: database unavailable: %s", err)
             details.update(status="error", database="unavailable", node="unknown")

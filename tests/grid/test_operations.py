@@ -192,6 +192,7 @@ async def test_health_degrades_without_the_node(tmp_path: Path, database_url: st
             "unavailable",
         )
         assert health["schemaRevision"] == "0001"
+        assert health["consensusPrice"] is None  # nothing settled yet
         client = GridClient(session, grid.url)
         # Registering a channel needs the node: a clear 503, nothing stored.
         with pytest.raises(Exception, match="Tangle node is unavailable") as caught:

@@ -173,6 +173,8 @@ async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str
             ).all()
         )
         assert [tuple(row) for row in settlements] == [(75, 77, 8)]
+        # The one producer asked 50 IOTA/kWh, so that is the consensus price households see.
+        assert (await client.health())["consensusPrice"] == 50.0
 
         # Deregistration: goodbye on the return channel.
         await client.deregister(consumer.registration_id, consumer.side_key)

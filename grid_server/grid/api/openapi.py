@@ -197,6 +197,12 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                         "leader": {"type": "boolean"},
                         "schemaRevision": {"type": ["string", "null"]},
                         "lastSettledSlot": {"type": ["integer", "null"]},
+                        "consensusPrice": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "description": "Consensus price of the last slot that had one "
+                            "(IOTA per kWh); null before any.",
+                        },
                         "storageAuth": {"type": "string", "enum": [config.storage_auth]},
                     },
                 },
