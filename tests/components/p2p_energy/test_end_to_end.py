@@ -288,6 +288,13 @@ async def test_household_trades_through_real_node_and_grid(
             return _state(hass, "sensor.house_amount_owed") == str(bill)
 
         await eventually(owed_is_the_bill, "the grid's bill on the owed sensor", [node, grid])
+        # The grid's consensus price: with one producer, its asking price.
+        (price_sensor,) = [
+            state.entity_id
+            for state in hass.states.async_all("sensor")
+            if state.entity_id.endswith("_consensus_price")
+        ]
+        assert float(_state(hass, price_sensor)) == PRICE
 
         consumer_device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, "01JE2ECONSUMER")}
