@@ -185,3 +185,21 @@ def test_ascii_rejects_codes_above_255() -> None:
     # "ZZ" would be code 26 + 26 * 27 = 728.
     with pytest.raises(InvalidAsciiError, match="not a character"):
         trytes_to_ascii("ABZZ")
+
+
+@pytest.mark.parametrize("value", [2.5, True, "12", None])
+def test_int_to_trits_refuses_what_is_not_an_integer(value: object) -> None:
+    with pytest.raises(InvalidTritsError, match="only integers"):
+        int_to_trits(value, 9)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("length", [-1, 2.0, True])
+def test_int_to_trits_refuses_a_bad_length(length: object) -> None:
+    with pytest.raises(InvalidTritsError, match="length"):
+        int_to_trits(5, length)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", [b"ab", 12, None])
+def test_ascii_to_trytes_refuses_what_is_not_text(text: object) -> None:
+    with pytest.raises(InvalidAsciiError, match="only text"):
+        ascii_to_trytes(text)  # type: ignore[arg-type]

@@ -97,6 +97,12 @@ def trits_to_trytes(trits: TritsLike) -> str:
 
 def int_to_trits(value: int, length: int | None = None) -> Trits:
     """Balanced-ternary digits of ``value``, padded with zeros to ``length``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTritsError(f"only integers convert to trits, got {type(value).__name__}")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+        raise InvalidTritsError(f"a trit length must be an integer, got {length!r}")
+    if length is not None and length < 0:
+        raise InvalidTritsError(f"a trit length cannot be negative, got {length}")
     digits: list[int] = []
     remaining = value
     while remaining:
@@ -138,6 +144,8 @@ def ascii_to_trytes(text: str) -> str:
 
     Each code c (0..255) becomes two trytes: ``ALPHABET[c % 27]``, ``ALPHABET[c // 27]``.
     """
+    if not isinstance(text, str):
+        raise InvalidAsciiError(f"only text converts to trytes, got {type(text).__name__}")
     codes = [ord(ch) for ch in text]
     if any(code > 255 for code in codes):
         bad = next(ch for ch in text if ord(ch) > 255)
