@@ -24,13 +24,12 @@ from grid_server.portal.auth import verify_password
 from grid_server.portal.config import load_portal_config
 from grid_server.simulator.demo import DemoError, DemoOptions, grid_document, options_from_args
 from grid_server.simulator.runner import SimulationPlan
+from tests.browser import CHROMIUM, launch_chromium, screenshot
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(autouse=True)
@@ -232,28 +231,17 @@ async def test_demo_trades_and_stops_cleanly_on_ctrl_c(demo: DemoProcess, tmp_pa
 
 
 async def screenshot_live_portal(portal: str, password: str) -> None:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-sync"],
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(portal)
-            await page.fill("#password", password)
-            await page.click("button[type=submit]")
-            await page.wait_for_selector("#cards .card")
-            for _ in range(50):
-                drawn = await page.evaluate(
-                    "() => !!(window.Chart && Chart.getChart("
-                    "document.getElementById('energy-chart')))"
-                )
-                if drawn:
-                    break
-                await asyncio.sleep(0.1)
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "demo-portal.png"), full_page=True)
-        finally:
-            await browser.close()
+    async with launch_chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(portal)
+        await page.fill("#password", password)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#cards .card")
+        for _ in range(50):
+            drawn = await page.evaluate(
+                "() => !!(window.Chart && Chart.getChart(document.getElementById('energy-chart')))"
+            )
+            if drawn:
+                break
+            await asyncio.sleep(0.1)
+        await screenshot(page, "demo-portal")

@@ -18,6 +18,7 @@ from p2p_energy_protocol.client import IriClient
 from sqlalchemy.engine import make_url
 
 from grid_server.node import NodeServer
+from tests.browser import browser  # noqa: F401  (the fixture, for the explorer's browser test)
 
 from .helpers import node_config
 

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from p2p_energy_protocol.client import Transfer
 from p2p_energy_protocol.mam import channel_root, create_channel, create_message
 
+from tests.browser import open_page, screenshot
+
 from .helpers import FUNDED_SEED, MWM, RECEIVER
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from p2p_energy_protocol.client import IriClient
     from playwright.async_api import Browser, Page
 
     from grid_server.node import NodeServer
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: install the Debian package 'chromium' (.ci/run does)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def text_of(page: Page, selector: str = "#view") -> str:
@@ -67,10 +39,7 @@ async def test_explorer_views_in_a_browser(
         create_message(channel, {"command": "usage", "usage": 3.5}), min_weight_magnitude=MWM
     )
 
-    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page, problems = await open_page(browser, failed_requests=False)
 
     await page.goto(f"{node.url}/explorer/")
     await page.wait_for_function(
@@ -96,8 +65,7 @@ async def test_explorer_views_in_a_browser(
     await page.wait_for_selector("#view pre")
     view = await text_of(page)
     assert '"usage": 3.5' in view
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "node-explorer-mam.png"), full_page=True)
+    await screenshot(page, "node-explorer-mam")
     # Unknown things are reported, not crashed on.
     await page.goto(f"{node.url}/explorer/#/transaction/{'Q' * 81}")
     await page.reload()

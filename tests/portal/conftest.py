@@ -14,6 +14,7 @@ from grid_server.grid.db.engine import Database
 from grid_server.portal.app import setup_portal
 from grid_server.portal.auth import hash_password
 from grid_server.portal.config import PortalConfig
+from tests.browser import browser  # noqa: F401  (the fixture, for the portal's browser test)
 
 from .seed import Expected, seed_market
 

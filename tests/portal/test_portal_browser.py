@@ -6,11 +6,12 @@ Screenshots of each view go to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+
+from tests.browser import open_page, screenshot
 
 from .conftest import PASSWORD
 
@@ -19,50 +20,6 @@ if TYPE_CHECKING:
 
     from aiohttp import web
     from playwright.async_api import Browser, Page
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: install the Debian package 'chromium' (.ci/run does)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def open_page(browser: Browser, **context: Any) -> tuple[Page, list[str]]:
-    """A page that records console errors, failed requests and uncaught exceptions."""
-    page = await (
-        await browser.new_context(viewport={"width": 1280, "height": 900}, **context)
-    ).new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
-    return page, problems
-
-
-async def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"portal-{name}.png"), full_page=True)
 
 
 async def wait_until(page: Page, function: str, arg: Any = None, timeout: float = 10.0) -> None:
@@ -120,7 +77,7 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     page, problems = await open_page(browser)
     await page.goto(portal_url)
     assert page.url.endswith("/portal/login")
-    await screenshot(page, "login")
+    await screenshot(page, "portal-login")
     await page.fill("#password", "wrong password")
     await page.click("button[type=submit]")
     assert await page.locator(".notice").inner_text() == "Wrong password."
@@ -139,7 +96,7 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     painted, data = await chart_points(page, "energy-chart")
     assert painted
     assert data == [[4, 4, 4], [3, 3, 3]]
-    await screenshot(page, "overview")
+    await screenshot(page, "portal-overview")
 
     await page.click("a[data-view=entities]")
     await page.wait_for_selector("#entity-table tbody tr.clickable")
@@ -163,28 +120,28 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     bundle_link = page.locator("#entity-tables a[href*='#/bundle/']")
     assert await bundle_link.count() == 1
     assert "127.0.0.1:9/explorer/#/bundle/" in (await bundle_link.get_attribute("href") or "")
-    await screenshot(page, "producer")
+    await screenshot(page, "portal-producer")
 
     await page.click("a[data-view=settlements]")
     await page.wait_for_selector("#settlement-table tbody tr td")
     assert await page.locator("#settlement-table .bad").count() == 1
     await page.check("#settlements-failed")
     await rows(page, "settlement-table", 1)
-    await screenshot(page, "settlements")
+    await screenshot(page, "portal-settlements")
 
     await page.click("a[data-view=payments]")
     await page.wait_for_selector("#payment-table tbody tr td")
     assert await page.locator("#payment-table tbody tr").count() == 4
     await page.select_option("#payment-kind", "incoming")
     await rows(page, "payment-table", 2)
-    await screenshot(page, "payments")
+    await screenshot(page, "portal-payments")
 
     await page.click("a[data-view=node]")
     await page.wait_for_selector("#node-facts dt")
     facts = await page.locator("#node-facts").inner_text()
     assert "healthy" in facts
     assert "Node" in facts
-    await screenshot(page, "node")
+    await screenshot(page, "portal-node")
 
     await page.click("#logout button")
     await page.wait_for_url("**/portal/login")
@@ -208,7 +165,7 @@ async def test_home_assistant_ingress_opens_the_portal_directly(
         assert await page.locator("#logout").is_hidden()
         painted, _data = await chart_points(page, "price-chart")
         assert painted
-        await screenshot(page, "ingress")
+        await screenshot(page, "portal-ingress")
         assert problems == []
     finally:
         await server.close()

@@ -4,7 +4,6 @@ behaviour (rendering, validation, stub config, editor) in a real headless Chromi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,6 +12,7 @@ from homeassistant.setup import async_setup_component
 
 from custom_components.p2p_energy.const import DOMAIN
 from custom_components.p2p_energy.frontend import CARD_PATH, CARD_ROUTE
+from tests.browser import launch_chromium, record_problems, screenshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -20,17 +20,6 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from playwright.async_api import Page
     from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _pretend_frontend_is_loaded(hass: HomeAssistant) -> UrlManager:
@@ -104,29 +93,14 @@ customElements.define("ha-form", class extends HTMLElement {{}});
 
 @pytest.fixture
 async def page(socket_enabled: None) -> AsyncIterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: install the Debian package 'chromium' (.ci/run does)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 520, "height": 420})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on(
-                "console",
-                lambda message: errors.append(message.text) if message.type == "error" else None,
-            )
-            await page.set_content("<!doctype html><html><body></body></html>")
-            await page.add_script_tag(content=FAKE_HASS)
-            await page.add_script_tag(content=CARD_PATH.read_text(encoding="utf-8"))
-            yield page
-            assert errors == []
-        finally:
-            await browser.close()
+    async with launch_chromium() as browser:
+        page = await browser.new_page(viewport={"width": 520, "height": 420})
+        errors = record_problems(page, failed_requests=False)
+        await page.set_content("<!doctype html><html><body></body></html>")
+        await page.add_script_tag(content=FAKE_HASS)
+        await page.add_script_tag(content=CARD_PATH.read_text(encoding="utf-8"))
+        yield page
+        assert errors == []
 
 
 async def make_card(page: Page, config: dict[str, Any]) -> None:
@@ -166,8 +140,7 @@ async def test_card_renders_the_flows(page: Page) -> None:
     assert await card.locator(".bar-label").inner_text() == "75% of the bills paid"
     await card.locator('.tile[data-key="owed"]').click()
     assert await page.evaluate("window.moreInfo") == ["sensor.home_amount_owed"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "lovelace-card.png"))
+    await screenshot(page, "lovelace-card", full_page=False)
 
 
 async def test_card_follows_state_changes(page: Page) -> None:
