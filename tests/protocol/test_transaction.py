@@ -109,6 +109,8 @@ def test_many_hashes_equal_single_hashes() -> None:
     assert [t.hash for t in parsed] == hashes
     assert parsed == transactions
     assert transactions_hashes([]) == []
+    for count in (1, 5, 6):  # a few hash one by one, from six on as lanes
+        assert transactions_hashes(trytes[:count]) == hashes[:count]
 
 
 def test_parsed_transactions_keep_their_trytes_and_essence() -> None:
