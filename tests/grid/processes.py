@@ -132,3 +132,58 @@ def environment(directory: Path) -> dict[str, str]:
     env["P2P_ENERGY_DATA_DIR"] = str(directory)
     env.pop("P2P_ENERGY_GRID_WALLET_SEED", None)
     return env
+
+
+def node_service(
+    directory: Path, env: dict[str, str], *, genesis: dict[str, int], min_weight_magnitude: int
+) -> tuple[Service, str]:
+    """A loopback node on SQLite in ``directory`` (configuration written there), and its URL."""
+    port = free_port()
+    config = directory / "node.toml"
+    config.write_text(
+        toml(
+            {
+                "node": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "database": f"sqlite:///{directory / 'node.sqlite3'}",
+                    "min_weight_magnitude": min_weight_magnitude,
+                    "genesis": genesis,
+                    "coordinator": {"interval": 0.5},
+                }
+            }
+        )
+    )
+    service = Service("node", ["node", "--config", str(config)], directory / "node.log", env)
+    return service, f"http://127.0.0.1:{port}"
+
+
+def grid_service(
+    directory: Path,
+    env: dict[str, str],
+    *,
+    database: str,
+    node_url: str,
+    settings: dict[str, Any],
+) -> tuple[Service, str]:
+    """A loopback grid with ``settings`` as its ``[grid]`` configuration, and its URL."""
+    port = free_port()
+    config = directory / "grid.toml"
+    config.write_text(toml({"grid": settings}))
+    args = [
+        "grid",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--database", database,
+        "--node-url", node_url,
+        "--config", str(config),
+    ]  # fmt: skip
+    return Service("grid", args, directory / "grid.log", env), f"http://127.0.0.1:{port}"
+
+
+def start_node_then_grid(node: Service, node_url: str, grid: Service, grid_url: str) -> None:
+    """The grid follows the node, so the node answers before the grid starts."""
+    node.start()
+    node.wait_until(lambda: node_ready(node_url))
+    grid.start()
+    grid.wait_until(lambda: grid_ready(grid_url))

@@ -20,7 +20,15 @@ from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import Bill, IncomingPayment, Payout, Settlement
 
 from .entities import Consumer, Entity, Producer
-from .processes import Service, environment, free_port, grid_ready, node_ready, services, toml
+from .processes import (
+    Service,
+    environment,
+    grid_ready,
+    grid_service,
+    node_service,
+    services,
+    start_node_then_grid,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -104,64 +112,39 @@ def expected(
 
 async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_url: str) -> None:
     env = environment(tmp_path)
-    node_port, grid_port = free_port(), free_port()
-    node_url, grid_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{grid_port}"
-    (tmp_path / "node.toml").write_text(
-        toml(
-            {
-                "node": {
-                    "host": "127.0.0.1",
-                    "port": node_port,
-                    "database": f"sqlite:///{tmp_path / 'node.sqlite3'}",
-                    "min_weight_magnitude": MWM,
-                    "genesis": {
-                        generate_address(WALLET_SEED, 0, 2): 1_000_000,
-                        generate_address(CONSUMER_SEED, 0, 2): 5_000,
-                    },
-                    "coordinator": {"interval": 0.5},
-                }
-            }
-        )
+    node, node_url = node_service(
+        tmp_path,
+        env,
+        genesis={
+            generate_address(WALLET_SEED, 0, 2): 1_000_000,
+            generate_address(CONSUMER_SEED, 0, 2): 5_000,
+        },
+        min_weight_magnitude=MWM,
     )
-    (tmp_path / "grid.toml").write_text(
-        toml(
-            {
-                "grid": {
-                    "slot_seconds": SLOT,
-                    "settlement_delay_seconds": 2.0,
-                    "follow_interval": 0.4,
-                    "publish_interval": 0.4,
-                    "payments_interval": 0.5,
-                    "payout_interval": 0.5,
-                    "lease_seconds": 2.0,
-                    "min_weight_magnitude": MWM,
-                    "wallet_seed": WALLET_SEED,
-                    "import_price": 100,
-                    "export_price": 20,
-                    "grid_cut_percent": 10,
-                    "log_format": "text",
-                }
-            }
-        )
+    grid, grid_url = grid_service(
+        tmp_path,
+        env,
+        database=database_url,
+        node_url=node_url,
+        settings={
+            "slot_seconds": SLOT,
+            "settlement_delay_seconds": 2.0,
+            "follow_interval": 0.4,
+            "publish_interval": 0.4,
+            "payments_interval": 0.5,
+            "payout_interval": 0.5,
+            "lease_seconds": 2.0,
+            "min_weight_magnitude": MWM,
+            "wallet_seed": WALLET_SEED,
+            "import_price": 100,
+            "export_price": 20,
+            "grid_cut_percent": 10,
+            "log_format": "text",
+        },
     )
-    grid_args = [
-        "grid",
-        "--host", "127.0.0.1",
-        "--port", str(grid_port),
-        "--database", database_url,
-        "--node-url", node_url,
-        "--config", str(tmp_path / "grid.toml"),
-    ]  # fmt: skip
     with services(tmp_path) as running:
-        node = Service(
-            "node", ["node", "--config", str(tmp_path / "node.toml")], tmp_path / "node.log", env
-        )
-        grid = Service("grid", grid_args, tmp_path / "grid.log", env)
         running.extend([node, grid])
-        node.start()
-        node.wait_until(lambda: node_ready(node_url))
-        grid.start()
-        grid.wait_until(lambda: grid_ready(grid_url))
+        start_node_then_grid(node, node_url, grid, grid_url)
         async with aiohttp.ClientSession() as session:
             iri = IriClient(session, node_url)
             client = GridClient(session, grid_url)

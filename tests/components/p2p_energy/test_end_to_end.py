@@ -45,11 +45,10 @@ from custom_components.p2p_energy.protocol.signing import generate_address
 from tests.grid.processes import (
     Service,
     environment,
-    free_port,
-    grid_ready,
-    node_ready,
+    grid_service,
+    node_service,
     services,
-    toml,
+    start_node_then_grid,
 )
 
 from .conftest import ENERGY_ATTRIBUTES
@@ -106,77 +105,38 @@ async def wait_for_period_boundary() -> None:
 def grid_processes(tmp_path: Path, socket_enabled: None) -> tuple[str, str, list[Service]]:
     """A node and a grid process on free loopback ports (real sockets, loopback only)."""
     env = environment(tmp_path)
-    node_port, grid_port = free_port(), free_port()
-    node_url, grid_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{grid_port}"
-    (tmp_path / "node.toml").write_text(
-        toml(
-            {
-                "node": {
-                    "host": "127.0.0.1",
-                    "port": node_port,
-                    "database": f"sqlite:///{tmp_path / 'node.sqlite3'}",
-                    "min_weight_magnitude": MWM,
-                    "genesis": {
-                        generate_address(GRID_WALLET, 0, 2): 1_000_000,
-                        generate_address(CONSUMER_WALLET, 0, 2): CONSUMER_FUNDS,
-                    },
-                    "coordinator": {"interval": 0.5},
-                }
-            }
-        )
+    node, node_url = node_service(
+        tmp_path,
+        env,
+        genesis={
+            generate_address(GRID_WALLET, 0, 2): 1_000_000,
+            generate_address(CONSUMER_WALLET, 0, 2): CONSUMER_FUNDS,
+        },
+        min_weight_magnitude=MWM,
     )
-    (tmp_path / "grid.toml").write_text(
-        toml(
-            {
-                "grid": {
-                    "slot_seconds": SLOT,
-                    # A period's readings are sent when it ends; on a busy machine the
-                    # remote proof of work for three channels can take a few seconds.
-                    "settlement_delay_seconds": 8.0,
-                    "follow_interval": 0.5,
-                    "publish_interval": 0.5,
-                    "payments_interval": 0.5,
-                    "payout_interval": 0.5,
-                    "min_weight_magnitude": MWM,
-                    "wallet_seed": GRID_WALLET,
-                    "import_price": IMPORT_PRICE,
-                    "export_price": EXPORT_PRICE,
-                    "grid_cut_percent": GRID_CUT * 100,
-                    "log_format": "text",
-                }
-            }
-        )
+    grid, grid_url = grid_service(
+        tmp_path,
+        env,
+        database=f"sqlite:///{tmp_path / 'grid.sqlite3'}",
+        node_url=node_url,
+        settings={
+            "slot_seconds": SLOT,
+            # A period's readings are sent when it ends; on a busy machine the
+            # remote proof of work for three channels can take a few seconds.
+            "settlement_delay_seconds": 8.0,
+            "follow_interval": 0.5,
+            "publish_interval": 0.5,
+            "payments_interval": 0.5,
+            "payout_interval": 0.5,
+            "min_weight_magnitude": MWM,
+            "wallet_seed": GRID_WALLET,
+            "import_price": IMPORT_PRICE,
+            "export_price": EXPORT_PRICE,
+            "grid_cut_percent": GRID_CUT * 100,
+            "log_format": "text",
+        },
     )
-    return (
-        node_url,
-        grid_url,
-        [
-            Service(
-                "node",
-                ["node", "--config", str(tmp_path / "node.toml")],
-                tmp_path / "node.log",
-                env,
-            ),
-            Service(
-                "grid",
-                [
-                    "grid",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(grid_port),
-                    "--database",
-                    f"sqlite:///{tmp_path / 'grid.sqlite3'}",
-                    "--node-url",
-                    node_url,
-                    "--config",
-                    str(tmp_path / "grid.toml"),
-                ],  # fmt: skip
-                tmp_path / "grid.log",
-                env,
-            ),
-        ],
-    )
+    return node_url, grid_url, [node, grid]
 
 
 def _household_entry(grid_url: str, node_url: str) -> MockConfigEntry:
@@ -250,10 +210,7 @@ async def test_household_trades_through_real_node_and_grid(
     node, grid = processes
     with services(tmp_path) as running:
         running.extend(processes)
-        node.start()
-        node.wait_until(lambda: node_ready(node_url))
-        grid.start()
-        grid.wait_until(lambda: grid_ready(grid_url))
+        start_node_then_grid(node, node_url, grid, grid_url)
 
         hass.states.async_set("sensor.pv_energy", "100.0", ENERGY_ATTRIBUTES)
         hass.states.async_set("sensor.inverter_energy", "200.0", INVERTER_ATTRIBUTES)
