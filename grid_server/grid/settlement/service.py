@@ -49,6 +49,22 @@ _LOGGER = logging.getLogger(__name__)
 _SETTLEMENT_LOCK_KEY = 0x50325053455454
 _ADDRESS_LIKE = re.compile(r"[A-Z9]{81}([A-Z9]{9})?")
 SLOTS_PER_ROUND = 96
+
+# The settlement row's totals, named as in the engine's outcome they are copied from.
+_OUTCOME_TOTALS = (
+    "produced_mwh",
+    "consumed_mwh",
+    "local_mwh",
+    "imported_mwh",
+    "exported_mwh",
+    "local_value",
+    "consumer_charges",
+    "producer_payouts",
+    "import_cost",
+    "export_revenue",
+    "grid_cut",
+)
+_COUNTS = ("readings_count", "adjustment_readings", "producers_count", "consumers_count")
 BILLS: Table = Bill.__table__  # type: ignore[assignment]
 PAYOUTS: Table = Payout.__table__  # type: ignore[assignment]
 
@@ -171,26 +187,8 @@ class SettlementService:
             invariant_report="{}",
             energy_balanced=False,
             money_balanced=False,
-            **dict.fromkeys(
-                (
-                    "produced_mwh",
-                    "consumed_mwh",
-                    "local_mwh",
-                    "imported_mwh",
-                    "exported_mwh",
-                    "local_value",
-                    "consumer_charges",
-                    "producer_payouts",
-                    "import_cost",
-                    "export_revenue",
-                    "grid_cut",
-                    "readings_count",
-                    "adjustment_readings",
-                    "producers_count",
-                    "consumers_count",
-                ),
-                0,
-            ),
+            # Placeholders: the row needs its id before the slot's lines can be settled.
+            **dict.fromkeys((*_OUTCOME_TOTALS, *_COUNTS), 0),
         )
         session.add(row)
         session.flush()
@@ -204,20 +202,8 @@ class SettlementService:
         outcome = settle(producers, consumers, self._strategy, tariff)
         self._store_lines(session, settlement_id, outcome, now)
         report = self._check(session, settlement_id, outcome)
-        for name in (
-            "consensus_price_micro",
-            "produced_mwh",
-            "consumed_mwh",
-            "local_mwh",
-            "imported_mwh",
-            "exported_mwh",
-            "local_value",
-            "consumer_charges",
-            "producer_payouts",
-            "import_cost",
-            "export_revenue",
-            "grid_cut",
-        ):
+        row.consensus_price_micro = outcome.consensus_price_micro
+        for name in _OUTCOME_TOTALS:
             setattr(row, name, getattr(outcome, name))
         row.readings_count = readings_count
         row.adjustment_readings = adjustments
