@@ -29,10 +29,9 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 import aiohttp
 from p2p_energy_protocol.signing import generate_address
@@ -44,6 +43,9 @@ from .node.config import config_from_mapping as node_config_from_mapping
 from .node.config import normalize_neighbor_url
 from .portal.auth import PasswordError, hash_password
 from .portal.config import SUPERVISOR_INGRESS_ADDRESS, PortalConfigError, load_portal_config
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -169,16 +171,27 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
     )
 
 
-def read_options(path: Path) -> AddonOptions:
+def _read_json_object(path: Path, *, name: str, if_missing: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (called ``name`` in errors); ``if_missing`` says what to do."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise AddonConfigError(f"{path} does not exist (is this running as an add-on?)") from err
+        raise AddonConfigError(f"{path} {if_missing}") from err
     except (OSError, ValueError) as err:
-        raise AddonConfigError(f"cannot read the add-on options {path}: {err}") from err
-    if not isinstance(data, Mapping):
+        raise AddonConfigError(f"cannot read {name}: {err}") from err
+    if not isinstance(document, dict):
         raise AddonConfigError(f"{path} must hold a JSON object")
-    return parse_options(data)
+    return document
+
+
+def read_options(path: Path) -> AddonOptions:
+    return parse_options(
+        _read_json_object(
+            path,
+            name=f"the add-on options {path}",
+            if_missing="does not exist (is this running as an add-on?)",
+        )
+    )
 
 
 def random_seed() -> str:
@@ -299,15 +312,9 @@ def render(
 
 def read_document(data_dir: Path) -> dict[str, Any]:
     path = data_dir / CONFIG_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise AddonConfigError(f"{path} is missing: run the render step first") from err
-    except (OSError, ValueError) as err:
-        raise AddonConfigError(f"cannot read {path}: {err}") from err
-    if not isinstance(document, dict):
-        raise AddonConfigError(f"{path} must hold a JSON object")
-    return document
+    return _read_json_object(
+        path, name=str(path), if_missing="is missing: run the render step first"
+    )
 
 
 def service_command(service: Service, data_dir: Path) -> list[str]:
