@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from p2p_energy_protocol.bundle import BundleBuilder
@@ -31,6 +31,7 @@ from grid_server.grid.settlement.service import SettlementService
 from tests.reliability.processes import iri, request_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 SLOT_MS = 900_000  # the default 15-minute slot
@@ -243,21 +244,48 @@ def grid_api_load(grid_url: str, seconds: float, concurrency: int) -> LoadFigure
     """PUT and GET storage items (open storage) from ``concurrency`` loopback clients
     (call :func:`register_load_owner` first)."""
 
+    def requests(number: int, sequence: int) -> list[tuple[str, str, Any]]:
+        item = f"{grid_url}/storage/item/{LOAD_OWNER}/c{number}/r{sequence % 50}"
+        return [("PUT", item, {"kWh": sequence}), ("GET", item, None)]
+
+    return _load(requests, seconds, concurrency, {})
+
+
+def node_api_load(node_url: str, seconds: float, concurrency: int) -> LoadFigures:
+    """The reads a grid and its households make: getNodeInfo, findTransactions, getTips."""
+    address = ("SCALE" + int_to_trytes(0, 9)).ljust(81, "9")
+    bodies = [
+        {"command": "getNodeInfo"},
+        {"command": "findTransactions", "addresses": [address]},
+        {"command": "getTips"},
+    ]
+
+    def requests(_number: int, sequence: int) -> list[tuple[str, str, Any]]:
+        return [("POST", node_url, bodies[sequence % len(bodies)])]
+
+    return _load(requests, seconds, concurrency, {"X-IOTA-API-Version": "1"})
+
+
+def _load(
+    requests: Callable[[int, int], list[tuple[str, str, Any]]],
+    seconds: float,
+    concurrency: int,
+    headers: dict[str, str],
+) -> LoadFigures:
     async def run() -> LoadFigures:
         latencies: list[float] = []
         errors = server_errors = 0
         statuses: Counter[int] = Counter()
         deadline = time.monotonic() + seconds
         connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
             async def client(number: int) -> None:
                 nonlocal errors, server_errors
                 sequence = 0
                 while time.monotonic() < deadline:
                     sequence += 1
-                    item = f"{grid_url}/storage/item/{LOAD_OWNER}/c{number}/r{sequence % 50}"
-                    for method, body in (("PUT", {"kWh": sequence}), ("GET", None)):
+                    for method, item, body in requests(number, sequence):
                         started = time.perf_counter()
                         async with session.request(method, item, json=body) as response:
                             await response.read()
