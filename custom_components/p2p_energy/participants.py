@@ -435,8 +435,14 @@ class Participant(ABC):
         }
 
 
-def _period(delta: MeterDelta) -> tuple[int, int]:
-    return unix_ms(delta.start), unix_ms(delta.end)
+def _delta_report(
+    delta: MeterDelta | None, message: Callable[[int, int, float], Payload]
+) -> tuple[Payload, float] | None:
+    """The period's meter delta as ``message(start_ms, end_ms, kwh)``; None without a delta."""
+    if delta is None:
+        return None
+    payload = message(unix_ms(delta.start), unix_ms(delta.end), delta.energy_kwh)
+    return payload, delta.energy_kwh
 
 
 class Source(Participant):
@@ -453,12 +459,9 @@ class Source(Participant):
         self, now: datetime, previous: MeterReference | None, delta: MeterDelta | None
     ) -> tuple[Payload, float] | None:
         """A source reports its output."""
-        if delta is None:
-            return None
-        start, end = _period(delta)
-        return SourceOutput(
-            start_time=start, end_time=end, output=delta.energy_kwh
-        ), delta.energy_kwh
+        return _delta_report(
+            delta, lambda start, end, kwh: SourceOutput(start_time=start, end_time=end, output=kwh)
+        )
 
     async def _async_register_locked(self, root: str) -> None:
         # A local producer finds the channel itself; a remote one is told.
@@ -542,12 +545,9 @@ class Consumer(GridMember):
         self, now: datetime, previous: MeterReference | None, delta: MeterDelta | None
     ) -> tuple[Payload, float] | None:
         """A consumer reports its usage."""
-        if delta is None:
-            return None
-        start, end = _period(delta)
-        return ConsumerUsage(
-            start_time=start, end_time=end, usage=delta.energy_kwh
-        ), delta.energy_kwh
+        return _delta_report(
+            delta, lambda start, end, kwh: ConsumerUsage(start_time=start, end_time=end, usage=kwh)
+        )
 
     async def _async_register_locked(self, root: str) -> None:
         registration = await self._async_grid_register(root)
