@@ -67,6 +67,16 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[P2PEnergyCoordinat
     )
 
 
+def _refuse_if_deregistered(participant: Participant) -> None:
+    """A deregistered participant has left the grid: nothing more to publish or withdraw."""
+    if participant.state.deregistered:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="deregistered",
+            translation_placeholders={"name": participant.name},
+        )
+
+
 def _node_error(err: NodeError) -> HomeAssistantError:
     return HomeAssistantError(
         translation_domain=DOMAIN,
@@ -113,12 +123,7 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
 
 async def _async_publish_now(call: ServiceCall) -> None:
     coordinator, participant = _resolve(call.hass, call)
-    if participant.state.deregistered:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="deregistered",
-            translation_placeholders={"name": participant.name},
-        )
+    _refuse_if_deregistered(participant)
     await coordinator.async_publish([participant], dt_util.utcnow())
 
 
@@ -130,12 +135,7 @@ async def _async_rotate_channel(call: ServiceCall) -> None:
 
 async def _async_deregister(call: ServiceCall) -> None:
     _, participant = _resolve(call.hass, call)
-    if participant.state.deregistered:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="deregistered",
-            translation_placeholders={"name": participant.name},
-        )
+    _refuse_if_deregistered(participant)
     try:
         await participant.async_deregister()
     except GridApiError as err:
