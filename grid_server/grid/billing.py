@@ -24,6 +24,7 @@ from p2p_energy_protocol.payloads import PaymentRequest, payload_to_json
 from sqlalchemy import and_, func, select, update
 
 from .db.models import Bill, GridChannel, IncomingPayment, WalletAddress, WalletTransfer
+from .node_client import InclusionLookup, TransactionLookup
 from .units import mwh_to_kwh
 
 if TYPE_CHECKING:
@@ -40,23 +41,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
-class PaymentNode(Protocol):
+class PaymentNode(TransactionLookup, InclusionLookup, Protocol):
     """What payment matching needs of the node client (``IriClient`` provides it)."""
-
-    async def find_transactions(
-        self,
-        *,
-        addresses: Sequence[str] | None = None,
-        bundles: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        approvees: Sequence[str] | None = None,
-    ) -> list[str]: ...
-
-    async def get_transactions(self, hashes: Sequence[str]) -> list[Transaction]: ...
-
-    async def get_inclusion_states(
-        self, transactions: Sequence[str], tips: Sequence[str] | None = None
-    ) -> list[bool]: ...
 
 
 def counted_payments(session: Session, registration_id: str, now: int, expiry_ms: int) -> int:

@@ -24,12 +24,12 @@ from .channels import (
     OutgoingMessage,
     TangleUnavailableError,
 )
+from .node_client import TransactionLookup
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from p2p_energy_protocol.mam import ParsedMamMessage
-    from p2p_energy_protocol.transaction import Transaction
 
     from .channels import MamMode
 
@@ -42,7 +42,7 @@ def random_trytes(length: int = 81) -> str:
     return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(length))
 
 
-class MamNode(Protocol):
+class MamNode(TransactionLookup, Protocol):
     """The node client's MAM operations (``IriClient`` provides them)."""
 
     async def fetch_mam(
@@ -56,17 +56,6 @@ class MamNode(Protocol):
         depth: int = 3,
         min_weight_magnitude: int = 9,
     ) -> Any: ...
-
-    async def find_transactions(
-        self,
-        *,
-        addresses: Sequence[str] | None = None,
-        bundles: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        approvees: Sequence[str] | None = None,
-    ) -> list[str]: ...
-
-    async def get_transactions(self, hashes: Sequence[str]) -> list[Transaction]: ...
 
 
 @functools.lru_cache(maxsize=131_072)

@@ -27,6 +27,7 @@ from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import func, select, update
 
 from .db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
+from .node_client import InclusionLookup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,7 +49,7 @@ class _Balances(Protocol):
     def balances(self) -> list[int]: ...
 
 
-class WalletNode(Protocol):
+class WalletNode(InclusionLookup, Protocol):
     """What the wallet needs of the node client (``IriClient`` provides it)."""
 
     async def get_balances(
@@ -62,10 +63,6 @@ class WalletNode(Protocol):
         min_weight_magnitude: int = 9,
         reference: str | None = None,
     ) -> list[Transaction]: ...
-
-    async def get_inclusion_states(
-        self, transactions: Sequence[str], tips: Sequence[str] | None = None
-    ) -> list[bool]: ...
 
 
 @dataclass
