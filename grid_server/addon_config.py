@@ -45,7 +45,8 @@ from .portal.auth import PasswordError, hash_password
 from .portal.config import SUPERVISOR_INGRESS_ADDRESS, PortalConfigError, load_portal_config
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -328,15 +329,16 @@ def service_command(service: Service, data_dir: Path) -> list[str]:
     return command
 
 
-async def wait_for_node(url: str, timeout: float) -> bool:
-    """Wait until the node at ``url`` answers getNodeInfo; False after ``timeout`` seconds."""
+async def _wait_for_ok(
+    request: Callable[[aiohttp.ClientSession], AbstractAsyncContextManager[aiohttp.ClientResponse]],
+    timeout: float,
+) -> bool:
+    """Repeat ``request`` until it answers 200 (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
-    body = {"command": "getNodeInfo"}
-    headers = {"X-IOTA-API-Version": "1"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
             try:
-                async with session.post(url, json=body, headers=headers) as response:
+                async with request(session) as response:
                     if response.status == 200:
                         return True
             except (aiohttp.ClientError, TimeoutError):
@@ -344,22 +346,20 @@ async def wait_for_node(url: str, timeout: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.5)
+
+
+async def wait_for_node(url: str, timeout: float) -> bool:
+    """Wait until the node at ``url`` answers getNodeInfo; False after ``timeout`` seconds."""
+    body = {"command": "getNodeInfo"}
+    headers = {"X-IOTA-API-Version": "1"}
+    return await _wait_for_ok(
+        lambda session: session.post(url, json=body, headers=headers), timeout
+    )
 
 
 async def wait_for_health(url: str, timeout: float) -> bool:
     """Wait until ``url`` (the grid's /health) answers 200; False after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        while True:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return True
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.5)
+    return await _wait_for_ok(lambda session: session.get(url), timeout)
 
 
 class DiscoveryError(RuntimeError):
