@@ -93,7 +93,7 @@ def test_transform_matches_reference_on_full_state(rounds: int) -> None:
 
 
 @pytest.mark.parametrize("rounds", [27, 81])
-@pytest.mark.parametrize("lanes", [1, 2, 63, 64, 65, 130, 200])
+@pytest.mark.parametrize("lanes", [1, 2, 5, 6, 63, 64, 65, 130, 200])  # 5|6: single|batched
 def test_batch_matches_single_sponges(rounds: int, lanes: int) -> None:
     rng = np.random.default_rng(lanes)
     messages = random_trits(rng, lanes, 600)

@@ -39,6 +39,9 @@ HASH_LENGTH: Final = 243
 STATE_LENGTH: Final = 3 * HASH_LENGTH
 ALL_ONES: Final = np.uint64(0xFFFFFFFFFFFFFFFF)
 SUPPORTED_ROUNDS: Final = (27, 81)
+# A lane batch costs about as much as five single sponges whatever its size (numpy
+# call overhead), so curl_hash_many hashes fewer rows than this one by one.
+MIN_BATCH_LANES: Final = 6
 
 _HALF: Final = 364  # -1/2 (mod 729)
 _MARGIN: Final = _HALF  # mirrored rows on each side of the state; |offset| <= 364
@@ -347,8 +350,11 @@ def curl_hash_many(trits: LaneTrits, rounds: int = 81, length: int = HASH_LENGTH
         raise InvalidTritsError("curl_hash_many expects a non-empty (messages, trits) matrix")
     if not np.issubdtype(matrix.dtype, np.integer) or matrix.min() < -1 or matrix.max() > 1:
         raise InvalidTritsError("trits may only hold -1, 0 and 1")
-    sponge = CurlBatch(matrix.shape[0], rounds)
-    sponge.absorb(matrix.astype(np.int8, copy=False))
+    rows = matrix.astype(np.int8, copy=False)
+    if rows.shape[0] < MIN_BATCH_LANES:
+        return np.stack([curl_hash(row, rounds, length) for row in rows])
+    sponge = CurlBatch(rows.shape[0], rounds)
+    sponge.absorb(rows)
     return sponge.squeeze(length)
 
 

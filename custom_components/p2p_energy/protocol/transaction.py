@@ -46,9 +46,6 @@ MAX_VALUE: Final = (3**VALUE_USABLE_TRITS - 1) // 2  # 2,779,530,283,277,761: th
 MAX_INT_FIELD: Final = (3 ** (3 * INT_FIELD_LENGTH) - 1) // 2
 
 _CURL_ROUNDS: Final = 81
-# A lane batch costs about as much as five single sponges whatever its size (numpy
-# call overhead), so fewer transactions than this hash one by one.
-_MIN_CURL_LANES: Final = 6
 
 # (name, start, length) of every field in the transaction trytes.
 _LAYOUT: Final = (
@@ -230,8 +227,6 @@ def transactions_hashes(trytes_list: Sequence[str]) -> list[str]:
 
 
 def _hashes_of_matrix(matrix: LaneTrits) -> list[str]:
-    if matrix.shape[0] < _MIN_CURL_LANES:
-        return [trits_to_trytes(curl_hash(row, _CURL_ROUNDS)) for row in matrix]
     joined = trits_to_trytes(curl_hash_many(matrix, _CURL_ROUNDS).reshape(-1))
     return [joined[i : i + HASH_LENGTH] for i in range(0, len(joined), HASH_LENGTH)]
 
