@@ -44,6 +44,13 @@ ENERGY_ATTRIBUTES = {
 }
 
 
+def state(hass: HomeAssistant, entity_id: str) -> str:
+    """The state of an entity that must exist."""
+    current = hass.states.get(entity_id)
+    assert current is not None, entity_id
+    return current.state
+
+
 @pytest.fixture
 def entity_registry_enabled_by_default() -> Generator[None]:
     """Create every entity enabled, including those disabled by default."""

@@ -51,7 +51,7 @@ from tests.grid.processes import (
     start_node_then_grid,
 )
 
-from .conftest import ENERGY_ATTRIBUTES
+from .conftest import ENERGY_ATTRIBUTES, state
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -196,12 +196,6 @@ def _household_entry(grid_url: str, node_url: str) -> MockConfigEntry:
     )
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
 async def test_household_trades_through_real_node_and_grid(
     hass: HomeAssistant, grid_processes: tuple[str, str, list[Service]], tmp_path: Path
 ) -> None:
@@ -222,7 +216,7 @@ async def test_household_trades_through_real_node_and_grid(
         coordinator = entry.runtime_data
         participants = coordinator.participants
         assert all(participant.registered for participant in participants.values())
-        assert _state(hass, "sensor.house_queued_messages") == "0"
+        assert state(hass, "sensor.house_queued_messages") == "0"
 
         # One period takes the meters' baselines; the next publishes this slot's energy.
         await wait_for_period_boundary()
@@ -232,9 +226,9 @@ async def test_household_trades_through_real_node_and_grid(
         hass.states.async_set("sensor.house_energy", "301.2", ENERGY_ATTRIBUTES)
         await wait_for_period_boundary()
         await hass.async_block_till_done()
-        assert _state(hass, "sensor.roof_pv_energy_published") == "0.6"
-        assert _state(hass, "sensor.inverter_energy_published") == "1.6"
-        assert _state(hass, "sensor.house_energy_published") == "1.2"
+        assert state(hass, "sensor.roof_pv_energy_published") == "0.6"
+        assert state(hass, "sensor.inverter_energy_published") == "1.6"
+        assert state(hass, "sensor.house_energy_published") == "1.2"
 
         # 1.2 kWh sold locally at 50 (60 IOTA, 6 of it the grid's cut), 0.4 kWh exported at 20.
         bill, payout = expected_bill_and_payout(1.0, 0.6, 1.2)
@@ -242,16 +236,16 @@ async def test_household_trades_through_real_node_and_grid(
 
         async def owed_is_the_bill() -> bool:
             await coordinator.async_refresh()
-            return _state(hass, "sensor.house_amount_owed") == str(bill)
+            return state(hass, "sensor.house_amount_owed") == str(bill)
 
         await eventually(owed_is_the_bill, "the grid's bill on the owed sensor", [node, grid])
         # The grid's consensus price: with one producer, its asking price.
         (price_sensor,) = [
-            state.entity_id
-            for state in hass.states.async_all("sensor")
-            if state.entity_id.endswith("_consensus_price")
+            sensor.entity_id
+            for sensor in hass.states.async_all("sensor")
+            if sensor.entity_id.endswith("_consensus_price")
         ]
-        assert float(_state(hass, price_sensor)) == PRICE
+        assert float(state(hass, price_sensor)) == PRICE
 
         consumer_device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, "01JE2ECONSUMER")}
@@ -269,12 +263,12 @@ async def test_household_trades_through_real_node_and_grid(
 
         async def wallet_paid_and_producer_paid() -> bool:
             await coordinator.async_refresh()
-            return _state(hass, "sensor.house_wallet_balance") == str(
+            return state(hass, "sensor.house_wallet_balance") == str(
                 CONSUMER_FUNDS - bill
-            ) and _state(hass, "sensor.inverter_payments_received") == str(payout)
+            ) and state(hass, "sensor.inverter_payments_received") == str(payout)
 
         await eventually(wallet_paid_and_producer_paid, "the payment and the payout", [node, grid])
-        assert _state(hass, "sensor.house_amount_paid") == str(bill)
+        assert state(hass, "sensor.house_amount_paid") == str(bill)
 
         assert await hass.config_entries.async_unload(entry.entry_id)
         await hass.async_block_till_done()

@@ -16,7 +16,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.p2p_energy.const import DOMAIN
 from custom_components.p2p_energy.protocol.payloads import ConsumerUsage
 
-from .conftest import CONSUMER_ID, ENERGY_ATTRIBUTES, ENTRY_ID, PRODUCER_ID, SOURCE_ID
+from .conftest import CONSUMER_ID, ENERGY_ATTRIBUTES, ENTRY_ID, PRODUCER_ID, SOURCE_ID, state
 
 if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
@@ -67,13 +67,6 @@ def channel_bodies(entry: MockConfigEntry, network: FakeNetwork, subentry_id: st
     participant = entry.runtime_data.participants[subentry_id]
     assert participant.channel_root is not None
     return network.bodies(participant.channel_root, participant.side_key)
-
-
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    """The state of an entity that must exist."""
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
 
 
 async def test_periods_publish_deltas(

@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.p2p_energy.const import CONF_SEED, CONF_SIDE_KEY, DOMAIN
 from custom_components.p2p_energy.protocol.errors import NodeUnavailableError
 
-from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID
+from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, state
 
 if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
@@ -57,13 +57,6 @@ def request(network: FakeNetwork, owed: int, pay_to: str = PAY_TO) -> None:
         "consumer-registration-1",
         {"command": "payment-request", "owed": owed, "usage": 1.5, "paymentIdOrAddress": pay_to},
     )
-
-
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    """The state of an entity that must exist."""
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
 
 
 async def test_pay_bill(
