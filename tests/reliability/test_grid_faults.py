@@ -141,10 +141,37 @@ def test_kill_9_while_following_and_settling_loses_and_doubles_nothing(tmp_path:
                 f"{registration}: {counts.get(registration)} after {kills} kills\n{grid.log_tail()}"
             )
         assert kills >= 2
+        wait_until_settled(grid.database)
+        # Once more, killed right after settling: a restart must not settle anything again.
+        grid.kill()
+        grid.start()
+        time.sleep(2)
         _check_settlements(grid.database)
     finally:
         grid.stop()
         node.stop()
+
+
+def wait_until_settled(database: str, timeout: float = 90) -> None:
+    """Until every reading of a slot that ended is settled (the grid settles every 15 s)."""
+    deadline = time.monotonic() + timeout
+    engine = create_engine(database)
+    try:
+        while time.monotonic() < deadline:
+            horizon = (int(time.time() * 1000) // SLOT_MS - 1) * SLOT_MS
+            with engine.connect() as connection:
+                pending = connection.execute(
+                    select(func.count()).where(
+                        Reading.settlement_id.is_(None), Reading.end_time <= horizon
+                    )
+                ).scalar_one()
+                settled = connection.execute(select(func.count(Settlement.id))).scalar_one()
+            if pending == 0 and settled > 0:
+                return
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"readings of ended slots still unsettled after {timeout} s")
 
 
 def _check_settlements(database: str) -> None:
