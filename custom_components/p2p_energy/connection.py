@@ -9,14 +9,17 @@ only sees these few typed calls and the protocol library's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
-from .protocol.client import IriClient, NodeInfo, Transfer
+from .protocol.bundle import BundleBuilder
+from .protocol.client import IriClient, NodeInfo
 from .protocol.errors import GridApiError, NodeError
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
+from .protocol.transaction import Transaction
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,6 +40,38 @@ class GridUnreachableError(ConnectionTestError):
 
 class NodeUnreachableError(ConnectionTestError):
     """The grid's node did not answer the IRI API."""
+
+
+# Milestones back from which tips are chosen (the original clients' setting).
+TIP_DEPTH = 3
+
+
+class TransferNotSentError(Exception):
+    """A signed transfer certainly did not reach the node: nothing was stored."""
+
+    def __init__(self, error: NodeError) -> None:
+        """Keep the node's error for the message."""
+        super().__init__(str(error))
+        self.error = error
+
+
+class TransferState(StrEnum):
+    """Where a signed transfer stands on the Tangle."""
+
+    CONFIRMED = "confirmed"
+    PENDING = "pending"
+    """Not confirmed (perhaps not even seen) but still able to confirm."""
+    CONFLICTING = "conflicting"
+    """Its inputs were spent by another bundle: it can never confirm."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransfer:
+    """A signed value bundle, not yet attached: the same trytes can be attached again."""
+
+    bundle: str
+    trytes: list[str]
+    """In attach order (highest index first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +174,70 @@ class GridConnection:
         """Confirmed balances of ``addresses``."""
         return (await self.iri.get_balances(list(addresses))).balances
 
-    async def send_transfer(
+    async def prepare_transfer(
         self, seed: str, address: str, value: int, remainder_address: str
-    ) -> str:
-        """Pay ``value`` IOTA from ``seed``'s wallet to ``address``; return the bundle hash.
+    ) -> SignedTransfer:
+        """Sign a bundle paying ``value`` IOTA from ``seed``'s wallet to ``address``.
 
-        Any surplus of the inputs goes to ``remainder_address``.
+        Nothing is sent: the caller records the bundle before broadcasting it,
+        so an interrupted payment is sent again, never signed anew. Any surplus
+        of the inputs goes to ``remainder_address``.
         """
-        transactions = await self.iri.send_transfer(
-            seed,
-            [Transfer(address=address, value=value, tag=MAM_TAG)],
-            security=WALLET_SECURITY,
-            remainder_address=remainder_address,
-            min_weight_magnitude=self.min_weight_magnitude,
-        )
-        return transactions[0].bundle
+        inputs, _ = await self.iri.find_inputs(seed, value, security=WALLET_SECURITY)
+        builder = BundleBuilder()
+        builder.add_transfer(address, value, tag=MAM_TAG)
+        for item in inputs:
+            builder.add_input(item.address, item.balance, item.key_index, item.security)
+        if sum(item.balance for item in inputs) > value:
+            builder.add_remainder(remainder_address)
+        builder.finalize()
+        builder.sign(seed)
+        return SignedTransfer(builder.bundle_hash, builder.to_trytes())
+
+    async def broadcast_transfer(self, trytes: Sequence[str]) -> None:
+        """Attach (remote proof of work), store and broadcast a signed bundle.
+
+        Raises :class:`TransferNotSentError` when the node certainly stored
+        nothing (no tips or no proof of work); a NodeError while storing or
+        broadcasting leaves it open whether the node took the bundle.
+        """
+        try:
+            tips = await self.iri.get_transactions_to_approve(TIP_DEPTH)
+            attached = await self.iri.attach_to_tangle(
+                tips.trunk, tips.branch, self.min_weight_magnitude, trytes
+            )
+        except NodeError as err:
+            raise TransferNotSentError(err) from err
+        await self.iri.store_transactions(attached)
+        await self.iri.broadcast_transactions(attached)
+
+    async def transfer_state(self, bundle: str, trytes: Sequence[str]) -> TransferState:
+        """Whether any attachment of ``bundle`` is confirmed, or can no longer be.
+
+        Balances are read before the inclusion states: inputs found spent while
+        none of the bundle's tails is confirmed afterwards were spent by another
+        bundle, so this one can never confirm.
+        """
+        inputs = [
+            transaction
+            for transaction in map(Transaction.from_trytes, trytes)
+            if transaction.value < 0
+        ]
+        balances = await self.balances([transaction.address for transaction in inputs])
+        hashes = await self.iri.find_transactions(bundles=[bundle])
+        tails = [
+            transaction.hash
+            for transaction in await self.iri.get_transactions(hashes)
+            if transaction.bundle == bundle and transaction.is_tail
+        ]
+        if tails and any(await self.iri.get_inclusion_states(tails)):
+            return TransferState.CONFIRMED
+        if any(
+            balance < -transaction.value
+            for balance, transaction in zip(balances, inputs, strict=True)
+        ):
+            return TransferState.CONFLICTING
+        return TransferState.PENDING
 
 
 async def async_test_connection(hass: HomeAssistant, grid_url: str, node_url: str) -> None:

@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
 # Seeds spend wallets and sign channels; side keys read channels; the token
 # lets anyone register sources. The saved channel state holds them too.
-TO_REDACT = {CONF_SEED, CONF_SIDE_KEY, CONF_WALLET_SEED, CONF_API_TOKEN, "sideKey", "seed"}
+# "trytes": a pending payment's signed bundle; anyone holding it could broadcast it.
+TO_REDACT = {
+    CONF_SEED,
+    CONF_SIDE_KEY,
+    CONF_WALLET_SEED,
+    CONF_API_TOKEN,
+    "sideKey",
+    "seed",
+    "trytes",
+}
 
 
 async def async_get_config_entry_diagnostics(

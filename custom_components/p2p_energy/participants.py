@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from homeassistant.util import dt as dt_util
 
+from .connection import TransferNotSentError, TransferState
 from .const import (
     CONF_API_TOKEN,
     CONF_METER,
@@ -65,6 +66,7 @@ from .store import (
     ParticipantState,
     Payment,
     PaymentRequest,
+    PendingPayment,
     QueuedMessage,
     RuntimeStore,
     SourceReading,
@@ -122,6 +124,24 @@ class PaymentRefusedError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.placeholders = placeholders or {}
+
+
+class PaymentUncertainError(Exception):
+    """The node failed after a payment may have reached it; the payment stays pending."""
+
+    def __init__(self, amount: int, error: NodeError) -> None:
+        """Keep the amount and the node's error for the translated message."""
+        super().__init__(str(error))
+        self.amount = amount
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """What ``pay_bill`` achieved: a payment and whether the Tangle confirmed it yet."""
+
+    payment: Payment
+    confirmed: bool
 
 
 class Participant(ABC):
@@ -565,6 +585,7 @@ class Consumer(GridMember):
         """Also read the grid's payment requests and the wallet balance."""
         await super().async_sync()
         await self._async_read_return_channel()
+        await self.async_settle_pending_payment()
         balances = await self.context.connection.balances(self.state.wallet_addresses)
         self.wallet_balance = sum(balances)
 
@@ -596,37 +617,147 @@ class Consumer(GridMember):
         await self.context.store.async_save()
         self.context.on_change()
 
-    async def async_pay_bill(self) -> Payment:
-        """Pay the latest payment request from the wallet, once."""
+    async def async_pay_bill(self) -> PaymentOutcome:
+        """Pay the latest payment request from the wallet, once.
+
+        While an earlier payment is pending, it is checked and attached again
+        (the same signed bundle) instead of signing a new transfer.
+        """
         async with self.lock:
-            request = self.state.payment_request
-            if request is None or request.owed <= 0:
-                raise PaymentRefusedError("nothing_owed")
-            if any(payment.request_root == request.root for payment in self.state.payments):
-                raise PaymentRefusedError("already_paid", {"amount": str(request.owed)})
-            try:
-                address = validate_address(request.payment_id_or_address)
-            except InvalidAddressError as err:
-                raise PaymentRefusedError(
-                    "payment_reference", {"reference": request.payment_id_or_address}
-                ) from err
-            # The surplus of the inputs goes to a fresh address, the next deposit address.
-            remainder = await self._async_new_wallet_address()
-            bundle = await self.context.connection.send_transfer(
-                self.wallet_seed, address, request.owed, remainder
-            )
-            self.state.wallet_addresses.append(remainder)
-            payment = Payment(
-                request_root=request.root,
-                amount=request.owed,
-                address=address,
-                bundle=bundle,
-                time=dt_util.utcnow(),
-            )
-            self.state.payments.append(payment)
-            await self.context.store.async_save()
+            if self.state.pending_payment is not None:
+                outcome = await self._async_retry_pending_locked(self.state.pending_payment)
+            else:
+                outcome = await self._async_pay_locked()
         self.context.on_change()
-        return payment
+        return outcome
+
+    async def _async_pay_locked(self) -> PaymentOutcome:
+        request = self.state.payment_request
+        if request is None or request.owed <= 0:
+            raise PaymentRefusedError("nothing_owed")
+        if any(payment.request_root == request.root for payment in self.state.payments):
+            raise PaymentRefusedError("already_paid", {"amount": str(request.owed)})
+        try:
+            address = validate_address(request.payment_id_or_address)
+        except InvalidAddressError as err:
+            raise PaymentRefusedError(
+                "payment_reference", {"reference": request.payment_id_or_address}
+            ) from err
+        connection = self.context.connection
+        # The surplus of the inputs goes to a fresh address, the next deposit address.
+        remainder = await self._async_new_wallet_address()
+        signed = await connection.prepare_transfer(
+            self.wallet_seed, address, request.owed, remainder
+        )
+        pending = PendingPayment(
+            request_root=request.root,
+            amount=request.owed,
+            address=address,
+            bundle=signed.bundle,
+            time=dt_util.utcnow(),
+            trytes=signed.trytes,
+        )
+        # Recorded before anything leaves: from here on this bill has exactly one bundle.
+        self.state.pending_payment = pending
+        self.state.wallet_addresses.append(remainder)
+        await self.context.store.async_save()
+        try:
+            await connection.broadcast_transfer(signed.trytes)
+        except TransferNotSentError as err:
+            # Nothing reached the node: the next attempt may sign afresh.
+            self.state.pending_payment = None
+            self.state.wallet_addresses.remove(remainder)
+            await self.context.store.async_save()
+            raise err.error from err
+        except NodeError as err:
+            LOGGER.warning(
+                "%s: the node failed while paying %d IOTA (bundle %s): %s; "
+                "the payment is kept pending and will be attached again, never signed anew",
+                self.name,
+                pending.amount,
+                pending.bundle,
+                err,
+            )
+            raise PaymentUncertainError(pending.amount, err) from err
+        LOGGER.info(
+            "%s: paid %d IOTA to %s (bundle %s), awaiting confirmation",
+            self.name,
+            pending.amount,
+            address,
+            pending.bundle,
+        )
+        return PaymentOutcome(pending.confirmed(), confirmed=False)
+
+    async def _async_retry_pending_locked(self, pending: PendingPayment) -> PaymentOutcome:
+        """Settle the pending payment, or attach its bundle again."""
+        if await self._async_settle_pending_locked(pending) is TransferState.CONFIRMED:
+            return PaymentOutcome(pending.confirmed(), confirmed=True)
+        if self.state.pending_payment is None:
+            raise PaymentRefusedError("payment_conflicting", {"amount": str(pending.amount)})
+        try:
+            await self.context.connection.broadcast_transfer(pending.trytes)
+        except TransferNotSentError as err:
+            raise PaymentUncertainError(pending.amount, err.error) from err
+        except NodeError as err:
+            raise PaymentUncertainError(pending.amount, err) from err
+        LOGGER.info(
+            "%s: attached the pending payment of %d IOTA (bundle %s) again",
+            self.name,
+            pending.amount,
+            pending.bundle,
+        )
+        return PaymentOutcome(pending.confirmed(), confirmed=False)
+
+    async def _async_settle_pending_locked(self, pending: PendingPayment) -> TransferState:
+        """Record the pending payment as paid once confirmed; drop it if it never can be."""
+        state = await self.context.connection.transfer_state(pending.bundle, pending.trytes)
+        if state is TransferState.CONFIRMED:
+            self.state.payments.append(pending.confirmed())
+            self.state.pending_payment = None
+            await self.context.store.async_save()
+            LOGGER.info(
+                "%s: payment of %d IOTA confirmed (bundle %s)",
+                self.name,
+                pending.amount,
+                pending.bundle,
+            )
+        elif state is TransferState.CONFLICTING:
+            self.state.pending_payment = None
+            await self.context.store.async_save()
+            LOGGER.warning(
+                "%s: the pending payment of %d IOTA (bundle %s) can never confirm: another "
+                "transfer spent its wallet addresses; it is dropped and the bill can be paid again",
+                self.name,
+                pending.amount,
+                pending.bundle,
+            )
+        return state
+
+    async def async_settle_pending_payment(self) -> None:
+        """Check a pending payment on the Tangle (each poll; after a restart too)."""
+        async with self.lock:
+            pending = self.state.pending_payment
+            if pending is None:
+                return
+            if await self._async_settle_pending_locked(pending) is TransferState.PENDING:
+                return
+        self.context.on_change()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Also the payments (no wallet secrets)."""
+        pending = self.state.pending_payment
+        return super().diagnostics() | {
+            "payments": len(self.state.payments),
+            "paid_total": self.state.paid_total,
+            "pending_payment": {
+                "amount": pending.amount,
+                "bundle": pending.bundle,
+                "transactions": len(pending.trytes),
+                "time": pending.time.isoformat(),
+            }
+            if pending
+            else None,
+        }
 
 
 class Producer(GridMember):

@@ -26,7 +26,7 @@ from .const import (
     SERVICE_PUBLISH_NOW,
     SERVICE_ROTATE_CHANNEL,
 )
-from .participants import Consumer, PaymentRefusedError
+from .participants import Consumer, PaymentRefusedError, PaymentUncertainError
 from .protocol.errors import GridApiError, InsufficientBalanceError, NodeError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
             translation_placeholders={"name": participant.name},
         )
     try:
-        payment = await participant.async_pay_bill()
+        outcome = await participant.async_pay_bill()
     except PaymentRefusedError as err:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
@@ -115,10 +115,26 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
             translation_key="insufficient_balance",
             translation_placeholders={"name": participant.name, "error": str(err)},
         ) from err
+    except PaymentUncertainError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="payment_pending",
+            translation_placeholders={
+                "name": participant.name,
+                "amount": str(err.amount),
+                "error": str(err.error),
+            },
+        ) from err
     except NodeError as err:
         raise _node_error(err) from err
     await coordinator.async_request_refresh()
-    return {"amount": payment.amount, "address": payment.address, "bundle": payment.bundle}
+    payment = outcome.payment
+    return {
+        "amount": payment.amount,
+        "address": payment.address,
+        "bundle": payment.bundle,
+        "status": "confirmed" if outcome.confirmed else "pending",
+    }
 
 
 async def _async_publish_now(call: ServiceCall) -> None:

@@ -3,7 +3,8 @@
 Everything that must survive a restart and is not configuration lives here, in
 one Home Assistant ``Store`` per config entry: MAM channel positions, meter
 references, the outbound message queues, registrations, what has been read from
-followed channels and what has been paid. A reading is taken from the meter and
+followed channels and what has been paid (and a payment signed but not yet
+confirmed, recorded before it is broadcast). A reading is taken from the meter and
 queued in the same save, so no energy is lost or counted twice across restarts.
 """
 
@@ -226,6 +227,47 @@ class Payment:
 
 
 @dataclass(slots=True)
+class PendingPayment:
+    """A signed payment recorded before it is broadcast, until the Tangle settles it.
+
+    While it exists no other transfer is signed: a new attempt attaches these
+    same trytes again, so the bill cannot be paid twice, whatever happened to
+    an earlier attempt (a lost answer, a restart half-way).
+    """
+
+    request_root: str
+    amount: int
+    address: str
+    bundle: str
+    time: datetime
+    trytes: list[str]
+
+    def confirmed(self) -> Payment:
+        """The payment as recorded once confirmed."""
+        return Payment(self.request_root, self.amount, self.address, self.bundle, self.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored form."""
+        return self.confirmed().to_dict() | {"trytes": list(self.trytes)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingPayment:
+        """Load the stored form."""
+        payment = Payment.from_dict(data)
+        trytes = data["trytes"]
+        if not isinstance(trytes, list) or not trytes:
+            raise ValueError("a pending payment needs its signed trytes")
+        return cls(
+            payment.request_root,
+            payment.amount,
+            payment.address,
+            payment.bundle,
+            payment.time,
+            [str(item) for item in trytes],
+        )
+
+
+@dataclass(slots=True)
 class ParticipantState:
     """Durable state of one source, producer or consumer."""
 
@@ -244,6 +286,8 @@ class ParticipantState:
     return_channel: FollowedChannel | None = None
     payment_request: PaymentRequest | None = None
     payments: list[Payment] = field(default_factory=list)
+    """Confirmed payments."""
+    pending_payment: PendingPayment | None = None
     wallet_addresses: list[str] = field(default_factory=list)
     # Producer: the sources it follows and what they reported.
     remote_sources: dict[str, SourceRegistration] = field(default_factory=dict)
@@ -252,7 +296,7 @@ class ParticipantState:
 
     @property
     def paid_total(self) -> int:
-        """IOTA paid so far by this consumer."""
+        """IOTA paid so far by this consumer (confirmed payments, each once)."""
         return sum(payment.amount for payment in self.payments)
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +316,7 @@ class ParticipantState:
             "return_channel": self.return_channel.to_dict() if self.return_channel else None,
             "payment_request": self.payment_request.to_dict() if self.payment_request else None,
             "payments": [payment.to_dict() for payment in self.payments],
+            "pending_payment": self.pending_payment.to_dict() if self.pending_payment else None,
             "wallet_addresses": list(self.wallet_addresses),
             "remote_sources": {
                 key: source.to_dict() for key, source in self.remote_sources.items()
@@ -306,6 +351,11 @@ class ParticipantState:
                 else None
             ),
             payments=[Payment.from_dict(item) for item in data.get("payments", [])],
+            pending_payment=(
+                PendingPayment.from_dict(data["pending_payment"])
+                if data.get("pending_payment")
+                else None
+            ),
             wallet_addresses=[str(item) for item in data.get("wallet_addresses", [])],
             remote_sources={
                 key: SourceRegistration.from_dict(value)

@@ -15,13 +15,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from custom_components.p2p_energy.connection import ReadMessage, Registration
+from custom_components.p2p_energy.connection import (
+    ReadMessage,
+    Registration,
+    SignedTransfer,
+    TransferNotSentError,
+    TransferState,
+)
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
     InsufficientBalanceError,
     IriApiError,
     MamError,
+    NodeError,
     NodeUnavailableError,
 )
 from custom_components.p2p_energy.protocol.mam import (
@@ -48,13 +55,14 @@ class FakeNodeInfo:
 
 @dataclass
 class Transfer:
-    """A value transfer the integration asked the node to make."""
+    """A value transfer the integration signed: its inputs and outputs."""
 
     seed: str
     address: str
     value: int
     remainder: str
     bundle: str
+    inputs: dict[str, int]
 
 
 def decode(message_trytes: str) -> Any:
@@ -86,7 +94,18 @@ class FakeNetwork:
         self.producer_registrations: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.balances_by_address: dict[str, int] = defaultdict(int)
         self.transfers: list[Transfer] = []
+        """Every bundle signed, in order."""
         self.transfer_error: Exception | None = None
+        """Raised while signing (before anything is sent)."""
+        self.attach_error: NodeError | None = None
+        """Raised by the proof of work: nothing reaches the node."""
+        self.lost_answer: NodeError | None = None
+        """Raised after the node stored the bundle: the answer is lost."""
+        self.confirm_transfers = True
+        """Whether a stored bundle confirms at once (else call ``confirm``)."""
+        self.attachments: list[str] = []
+        """The bundle of every attachment the node stored."""
+        self.confirmed: set[str] = set()
 
     def __call__(self, *args: Any) -> FakeNetwork:
         """Stand in for the GridConnection constructor."""
@@ -223,22 +242,67 @@ class FakeNetwork:
         self._node()
         return [self.balances_by_address[address] for address in addresses]
 
-    async def send_transfer(self, seed: str, address: str, value: int, remainder: str) -> str:
-        """Move IOTA from the seed's known addresses (the test funds them)."""
+    async def prepare_transfer(
+        self, seed: str, address: str, value: int, remainder: str
+    ) -> SignedTransfer:
+        """Sign a bundle spending every funded address (the test funds them)."""
         self._node()
         if self.transfer_error is not None:
             raise self.transfer_error
-        funded = [a for a, balance in self.balances_by_address.items() if balance > 0]
-        total = sum(self.balances_by_address[a] for a in funded)
+        inputs = {a: balance for a, balance in self.balances_by_address.items() if balance > 0}
+        total = sum(inputs.values())
         if total < value:
             raise InsufficientBalanceError(f"{total} available, {value} needed")
-        for funded_address in funded:
-            self.balances_by_address[funded_address] = 0
-        self.balances_by_address[address] += value
-        self.balances_by_address[remainder] += total - value
         bundle = chr(ord("A") + len(self.transfers)) * 81
-        self.transfers.append(Transfer(seed, address, value, remainder, bundle))
-        return bundle
+        self.transfers.append(Transfer(seed, address, value, remainder, bundle, inputs))
+        return SignedTransfer(bundle, [f"SIGNED-{bundle}-{index}" for index in range(2)])
+
+    def _signed(self, trytes: list[str]) -> Transfer:
+        (transfer,) = [t for t in self.transfers if trytes[0] == f"SIGNED-{t.bundle}-0"]
+        return transfer
+
+    async def broadcast_transfer(self, trytes: list[str]) -> None:
+        """Store an attachment of a signed bundle; confirm it if told to."""
+        self._node()
+        if self.attach_error is not None:
+            raise TransferNotSentError(self.attach_error)
+        transfer = self._signed(trytes)
+        self.attachments.append(transfer.bundle)
+        if self.confirm_transfers:
+            self.confirm(transfer.bundle)
+        if self.lost_answer is not None:
+            raise self.lost_answer
+
+    async def transfer_state(self, bundle: str, trytes: list[str]) -> TransferState:
+        """Confirmed, or pending while its inputs still hold what it spends."""
+        self._node()
+        transfer = self._signed(trytes)
+        assert transfer.bundle == bundle
+        if bundle in self.confirmed:
+            return TransferState.CONFIRMED
+        if self._spent_elsewhere(transfer):
+            return TransferState.CONFLICTING
+        return TransferState.PENDING
+
+    def _spent_elsewhere(self, transfer: Transfer) -> bool:
+        return any(
+            self.balances_by_address[address] < balance
+            for address, balance in transfer.inputs.items()
+        )
+
+    def confirm(self, bundle: str) -> None:
+        """A milestone confirms a stored bundle: the ledger moves, once."""
+        (transfer,) = [t for t in self.transfers if t.bundle == bundle]
+        assert bundle in self.attachments, "only stored bundles confirm"
+        if bundle in self.confirmed or self._spent_elsewhere(transfer):
+            return
+        for address in transfer.inputs:
+            self.balances_by_address[address] = 0
+        self.balances_by_address[transfer.address] += transfer.value
+        self.balances_by_address[transfer.remainder] += (
+            sum(transfer.inputs.values()) - transfer.value
+        )
+        self.confirmed.add(bundle)
 
     # Test helpers -------------------------------------------------------------------
 

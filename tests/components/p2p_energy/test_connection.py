@@ -14,10 +14,14 @@ from custom_components.p2p_energy.connection import (
     NodeUnreachableError,
     ReadMessage,
     Registration,
+    SignedTransfer,
+    TransferNotSentError,
+    TransferState,
     async_test_connection,
 )
 from custom_components.p2p_energy.const import MAM_TAG
-from custom_components.p2p_energy.protocol.client import Transfer
+from custom_components.p2p_energy.protocol.bundle import validate_bundle
+from custom_components.p2p_energy.protocol.client import WalletInput
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -26,6 +30,8 @@ from custom_components.p2p_energy.protocol.errors import (
 )
 from custom_components.p2p_energy.protocol.grid_client import RegistrationReply
 from custom_components.p2p_energy.protocol.mam import MamMessage
+from custom_components.p2p_energy.protocol.signing import generate_address
+from custom_components.p2p_energy.protocol.transaction import Transaction
 from custom_components.p2p_energy.protocol.trinary import validate_trytes
 
 if TYPE_CHECKING:
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
 
 ROOT = "R" * 81
 KEY = "K" * 81
+PAY_TO = "P" * 80 + "9"
+REMAINDER = "Q" * 80 + "9"
 
 
 @pytest.fixture
@@ -95,15 +103,97 @@ async def test_node_and_grid_calls(clients: SimpleNamespace) -> None:
     assert await connection.balances(("A" * 81, "B" * 81)) == [1, 2]
     clients.iri.get_balances.assert_awaited_once_with(["A" * 81, "B" * 81])
 
-    clients.iri.send_transfer.return_value = [SimpleNamespace(bundle="B" * 81)]
-    assert await connection.send_transfer("S" * 81, "P" * 81, 345, "Q" * 81) == "B" * 81
-    clients.iri.send_transfer.assert_awaited_once_with(
-        "S" * 81,
-        [Transfer(address="P" * 81, value=345, tag="PEERTOPEERENERGY")],
-        security=2,
-        remainder_address="Q" * 81,
-        min_weight_magnitude=5,
+
+WALLET_SEED = "WALLET" + "9" * 75
+
+
+async def _signed_payment(clients: SimpleNamespace, connection: GridConnection) -> SignedTransfer:
+    """345 IOTA from a 1,000 IOTA input; 655 go to the remainder address."""
+    clients.iri.find_inputs.return_value = (
+        [WalletInput(generate_address(WALLET_SEED, 0, 2), 1000, 0, 2)],
+        1,
     )
+    return await connection.prepare_transfer(WALLET_SEED, PAY_TO, 345, REMAINDER)
+
+
+async def test_prepare_transfer_signs_without_sending(clients: SimpleNamespace) -> None:
+    connection = _connection()
+    signed = await _signed_payment(clients, connection)
+    clients.iri.find_inputs.assert_awaited_once_with(WALLET_SEED, 345, security=2)
+    transactions = [Transaction.from_trytes(item) for item in signed.trytes]
+    validate_bundle(transactions, attached=False)
+    assert {t.bundle for t in transactions} == {signed.bundle}
+    outputs = {(t.address, t.value, t.tag) for t in transactions if t.value > 0}
+    assert outputs == {(PAY_TO, 345, MAM_TAG + "9" * 11), (REMAINDER, 655, "9" * 27)}
+    # Signed only: nothing was attached, stored or broadcast.
+    clients.iri.attach_to_tangle.assert_not_awaited()
+    clients.iri.store_transactions.assert_not_awaited()
+
+    clients.iri.find_inputs.return_value = (
+        [WalletInput(generate_address(WALLET_SEED, 0, 2), 345, 0, 2)],
+        1,
+    )
+    exact = await connection.prepare_transfer(WALLET_SEED, PAY_TO, 345, REMAINDER)
+    assert REMAINDER not in {Transaction.from_trytes(t).address for t in exact.trytes}
+
+
+async def test_broadcast_transfer(clients: SimpleNamespace) -> None:
+    connection = _connection()
+    clients.iri.get_transactions_to_approve.return_value = SimpleNamespace(
+        trunk="T" * 81, branch="B" * 81
+    )
+    clients.iri.attach_to_tangle.return_value = ["ATTACHED"]
+    await connection.broadcast_transfer(["SIGNED"])
+    clients.iri.get_transactions_to_approve.assert_awaited_once_with(3)
+    clients.iri.attach_to_tangle.assert_awaited_once_with("T" * 81, "B" * 81, 5, ["SIGNED"])
+    clients.iri.store_transactions.assert_awaited_once_with(["ATTACHED"])
+    clients.iri.broadcast_transactions.assert_awaited_once_with(["ATTACHED"])
+
+    # No proof of work: certainly not sent.
+    clients.iri.attach_to_tangle.side_effect = IriApiError("attachToTangle", 400, "refused")
+    with pytest.raises(TransferNotSentError) as not_sent:
+        await connection.broadcast_transfer(["SIGNED"])
+    assert isinstance(not_sent.value.error, IriApiError)
+
+    # Storing fails: the node may have taken it, so the node's error is passed on as it is.
+    clients.iri.attach_to_tangle.side_effect = None
+    clients.iri.store_transactions.side_effect = NodeUnavailableError("timeout")
+    with pytest.raises(NodeUnavailableError):
+        await connection.broadcast_transfer(["SIGNED"])
+
+
+async def test_transfer_state(clients: SimpleNamespace) -> None:
+    connection = _connection()
+    signed = await _signed_payment(clients, connection)
+    stored = [Transaction.from_trytes(item) for item in signed.trytes]
+    tail = next(t for t in stored if t.is_tail)
+    other = Transaction.from_trytes(signed.trytes[0]).replace(bundle="X" * 81, current_index=0)
+    clients.iri.find_transactions.return_value = [t.hash for t in stored]
+    clients.iri.get_transactions.return_value = [*stored, other]
+    clients.iri.get_balances.return_value = SimpleNamespace(balances=[1000])
+
+    clients.iri.get_inclusion_states.return_value = [True]
+    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.CONFIRMED
+    clients.iri.find_transactions.assert_awaited_with(bundles=[signed.bundle])
+    clients.iri.get_inclusion_states.assert_awaited_with([tail.hash])
+    clients.iri.get_balances.assert_awaited_with([generate_address(WALLET_SEED, 0, 2)])
+
+    clients.iri.get_inclusion_states.return_value = [False]
+    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.PENDING
+
+    # The input was spent, and not by this bundle.
+    clients.iri.get_balances.return_value = SimpleNamespace(balances=[0])
+    assert (
+        await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.CONFLICTING
+    )
+
+    # Never seen by the node: pending (it can still be attached).
+    clients.iri.get_balances.return_value = SimpleNamespace(balances=[1000])
+    clients.iri.find_transactions.return_value = []
+    clients.iri.get_transactions.return_value = []
+    clients.iri.get_inclusion_states.reset_mock()
+    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.PENDING
+    clients.iri.get_inclusion_states.assert_not_awaited()
 
 
 async def test_registration_calls(clients: SimpleNamespace) -> None:

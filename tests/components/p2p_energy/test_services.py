@@ -78,7 +78,10 @@ async def test_pay_bill(
     request(fake_network, 345)
     await poll(hass, freezer)
     response = await call(hass, "pay_bill", CONSUMER_ID)
-    assert response == {"amount": 345, "address": PAY_TO, "bundle": "A" * 81}
+    assert response == {"amount": 345, "address": PAY_TO, "bundle": "A" * 81, "status": "pending"}
+    # The next poll finds it confirmed: paid once.
+    await poll(hass, freezer)
+    assert consumer.state.pending_payment is None
     (transfer,) = fake_network.transfers
     assert transfer.value == 345
     assert transfer.address == PAY_TO

@@ -13,6 +13,7 @@ from custom_components.p2p_energy.store import (
     ParticipantState,
     Payment,
     PaymentRequest,
+    PendingPayment,
     QueuedMessage,
     RuntimeStore,
     SourceReading,
@@ -53,6 +54,7 @@ def _full_state() -> ParticipantState:
         return_channel=FollowedChannel(ROOT, KEY, "N" * 81, "grid"),
         payment_request=PaymentRequest(ROOT, 345, 1.23, "W" * 81),
         payments=[Payment(ROOT, 345, "W" * 81, "B" * 81, T0)],
+        pending_payment=PendingPayment(ROOT, 100, "W" * 81, "D" * 81, T0, ["T" * 2673]),
         wallet_addresses=["A" * 81, "C" * 81],
         remote_sources={
             "registration1": SourceRegistration("registration1", "PV", "solar", ROOT, KEY)
@@ -99,14 +101,17 @@ async def test_corrupt_participant_is_discarded(
     bad = _full_state().to_dict()
     bad["queue"][0]["created"] = "not a time"
     worse = {"payments": [{"amount": "x"}]}
+    unsigned = _full_state().to_dict()
+    unsigned["pending_payment"]["trytes"] = []
     hass_storage["p2p_energy.entry2"] = {
         "version": 1,
         "minor_version": 1,
         "key": "p2p_energy.entry2",
-        "data": {"participants": {"good": good, "bad": bad, "worse": worse}},
+        "data": {"participants": {"good": good, "bad": bad, "worse": worse, "unsigned": unsigned}},
     }
     store = RuntimeStore(hass, "entry2")
     await store.async_load()
     assert list(store.participants) == ["good"]
     assert "Discarding unreadable saved state of bad" in caplog.text
     assert "Discarding unreadable saved state of worse" in caplog.text
+    assert "Discarding unreadable saved state of unsigned" in caplog.text
