@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
-from .protocol.bundle import BundleBuilder
-from .protocol.client import IriClient, NodeInfo
+from .protocol.client import IriClient, NodeInfo, Transfer
 from .protocol.errors import GridApiError, NodeError
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
 from .protocol.transaction import Transaction
@@ -183,16 +182,13 @@ class GridConnection:
         so an interrupted payment is sent again, never signed anew. Any surplus
         of the inputs goes to ``remainder_address``.
         """
-        inputs, _ = await self.iri.find_inputs(seed, value, security=WALLET_SECURITY)
-        builder = BundleBuilder()
-        builder.add_transfer(address, value, tag=MAM_TAG)
-        for item in inputs:
-            builder.add_input(item.address, item.balance, item.key_index, item.security)
-        if sum(item.balance for item in inputs) > value:
-            builder.add_remainder(remainder_address)
-        builder.finalize()
-        builder.sign(seed)
-        return SignedTransfer(builder.bundle_hash, builder.to_trytes())
+        signed = await self.iri.prepare_transfer(
+            seed,
+            [Transfer(address, value, tag=MAM_TAG)],
+            security=WALLET_SECURITY,
+            remainder_address=remainder_address,
+        )
+        return SignedTransfer(signed.bundle_hash, signed.trytes)
 
     async def broadcast_transfer(self, trytes: Sequence[str]) -> None:
         """Attach (remote proof of work), store and broadcast a signed bundle.

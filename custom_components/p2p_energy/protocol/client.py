@@ -8,6 +8,8 @@ session, the grid server's, a test's). A node's refusal raises
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -34,7 +36,7 @@ from .signing import generate_addresses
 from .transaction import Transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 
 if TYPE_CHECKING:
@@ -93,11 +95,26 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedBundle:
+    """A signed bundle not yet attached: its hash and its trytes, head first."""
+
+    bundle_hash: str
+    trytes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class WalletInput:
     address: str
     balance: int
     key_index: int
     security: int
+
+
+async def _off_loop[**P, R](func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run CPU-bound key work (Kerl addresses, signing) in the loop's default executor,
+    so an event loop shared with Home Assistant or the grid's API stays responsive."""
+    call = functools.partial(func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
 def _batches[T](items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:
@@ -403,7 +420,7 @@ class IriClient:
         total = 0
         index = start_index
         while True:
-            addresses = generate_addresses(seed, index, ADDRESS_BATCH, security)
+            addresses = await _off_loop(generate_addresses, seed, index, ADDRESS_BATCH, security)
             balances = (await self.get_balances(addresses)).balances
             spent = await self.were_addresses_spent_from(addresses)
             for offset, address in enumerate(addresses):
@@ -423,6 +440,57 @@ class IriClient:
                     return inputs, key_index
             index += ADDRESS_BATCH
 
+    async def prepare_transfer(
+        self,
+        seed: str,
+        transfers: Sequence[Transfer],
+        *,
+        security: int = 2,
+        remainder_address: str | None = None,
+        start_index: int = 0,
+    ) -> SignedBundle:
+        """Build and sign, without sending, a bundle paying ``transfers`` from ``seed``.
+
+        Inputs are the seed's confirmed balances; any surplus goes to
+        ``remainder_address`` or to the seed's next unused address. A caller that
+        must never pay twice records the result before :meth:`send_trytes`, and
+        sends the same trytes again after an ambiguous failure.
+        """
+        if not transfers:
+            raise ProtocolError("a transfer needs at least one output")
+        amount = sum(transfer.value for transfer in transfers)
+        if any(transfer.value < 0 for transfer in transfers):
+            raise ProtocolError("transfer values cannot be negative")
+        inputs: list[WalletInput] = []
+        unused_index = start_index
+        if amount > 0:
+            inputs, unused_index = await self.find_inputs(
+                seed, amount, security=security, start_index=start_index
+            )
+
+        def build_and_sign() -> SignedBundle:
+            builder = BundleBuilder()
+            for transfer in transfers:
+                builder.add_transfer(
+                    transfer.address,
+                    transfer.value,
+                    tag=transfer.tag,
+                    message_trytes=transfer.message,
+                )
+            for item in inputs:
+                builder.add_input(item.address, item.balance, item.key_index, item.security)
+            if sum(item.balance for item in inputs) > amount:
+                remainder = (
+                    remainder_address or generate_addresses(seed, unused_index, 1, security)[0]
+                )
+                builder.add_remainder(remainder)
+            builder.finalize()
+            if amount > 0:
+                builder.sign(seed)
+            return SignedBundle(builder.bundle_hash, builder.to_trytes())
+
+        return await _off_loop(build_and_sign)
+
     async def send_transfer(
         self,
         seed: str,
@@ -434,35 +502,13 @@ class IriClient:
         min_weight_magnitude: int = 9,
         start_index: int = 0,
     ) -> list[Transaction]:
-        """Build, sign and send a bundle paying ``transfers`` from ``seed``'s addresses.
-
-        Inputs are the seed's confirmed balances; any surplus goes to
-        ``remainder_address`` or to the seed's next unused address. Returns the
-        attached transactions, tail first.
-        """
-        if not transfers:
-            raise ProtocolError("send_transfer needs at least one transfer")
-        amount = sum(transfer.value for transfer in transfers)
-        if any(transfer.value < 0 for transfer in transfers):
-            raise ProtocolError("transfer values cannot be negative")
-        builder = BundleBuilder()
-        for transfer in transfers:
-            builder.add_transfer(
-                transfer.address, transfer.value, tag=transfer.tag, message_trytes=transfer.message
-            )
-        if amount > 0:
-            inputs, unused_index = await self.find_inputs(
-                seed, amount, security=security, start_index=start_index
-            )
-            for item in inputs:
-                builder.add_input(item.address, item.balance, item.key_index, item.security)
-            surplus = sum(item.balance for item in inputs) - amount
-            if surplus > 0:
-                remainder = (
-                    remainder_address or generate_addresses(seed, unused_index, 1, security)[0]
-                )
-                builder.add_remainder(remainder)
-        builder.finalize()
-        if amount > 0:
-            builder.sign(seed)
-        return await self.send_trytes(builder.to_trytes(), depth, min_weight_magnitude)
+        """Build, sign and send a bundle paying ``transfers`` from ``seed``'s addresses
+        (see :meth:`prepare_transfer`). Returns the attached transactions, tail first."""
+        signed = await self.prepare_transfer(
+            seed,
+            transfers,
+            security=security,
+            remainder_address=remainder_address,
+            start_index=start_index,
+        )
+        return await self.send_trytes(signed.trytes, depth, min_weight_magnitude)

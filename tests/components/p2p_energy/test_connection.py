@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 from unittest.mock import AsyncMock, MagicMock, patch
@@ -21,7 +22,7 @@ from custom_components.p2p_energy.connection import (
 )
 from custom_components.p2p_energy.const import MAM_TAG
 from custom_components.p2p_energy.protocol.bundle import validate_bundle
-from custom_components.p2p_energy.protocol.client import WalletInput
+from custom_components.p2p_energy.protocol.client import IriClient, WalletInput
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -109,6 +110,8 @@ WALLET_SEED = "WALLET" + "9" * 75
 
 async def _signed_payment(clients: SimpleNamespace, connection: GridConnection) -> SignedTransfer:
     """345 IOTA from a 1,000 IOTA input; 655 go to the remainder address."""
+    # The protocol client's real bundle building, over the mocked input lookup.
+    clients.iri.prepare_transfer = functools.partial(IriClient.prepare_transfer, clients.iri)
     clients.iri.find_inputs.return_value = (
         [WalletInput(generate_address(WALLET_SEED, 0, 2), 1000, 0, 2)],
         1,
@@ -119,7 +122,7 @@ async def _signed_payment(clients: SimpleNamespace, connection: GridConnection) 
 async def test_prepare_transfer_signs_without_sending(clients: SimpleNamespace) -> None:
     connection = _connection()
     signed = await _signed_payment(clients, connection)
-    clients.iri.find_inputs.assert_awaited_once_with(WALLET_SEED, 345, security=2)
+    clients.iri.find_inputs.assert_awaited_once_with(WALLET_SEED, 345, security=2, start_index=0)
     transactions = [Transaction.from_trytes(item) for item in signed.trytes]
     validate_bundle(transactions, attached=False)
     assert {t.bundle for t in transactions} == {signed.bundle}
