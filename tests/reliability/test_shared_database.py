@@ -24,16 +24,16 @@ from sqlalchemy.engine import make_url
 
 from grid_server.grid.db.models import Settlement
 
-from .processes import GridProcess, NodeProcess, request_json
-from .test_grid_faults import (
+from .households import (
     MESSAGES,
     SLOT_MS,
-    _check_settlements,
-    _publish,
-    _readings,
-    _usage_messages,
+    check_settlements,
+    publish,
+    readings_for,
+    stored_readings,
     wait_until_settled,
 )
+from .processes import GridProcess, NodeProcess, request_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,7 +83,7 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
         async with aiohttp.ClientSession() as session:
             client = IriClient(session, node.url)
             for number, (registration, (role, channel)) in enumerate(entities.items()):
-                await _publish(client, channel, [{"command": "hello"}])
+                await publish(client, channel, [{"command": "hello"}])
                 # Registrations go to both processes: either serves the API.
                 grid = (first, second)[number % 2]
                 status, body = request_json(
@@ -98,20 +98,20 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
                 )
                 assert status == 200, body
 
-    async def publish_readings() -> None:
+    async def publishstored_readings() -> None:
         async with aiohttp.ClientSession() as session:
             client = IriClient(session, node.url)
             for registration, (role, channel) in entities.items():
-                readings = _usage_messages(role, now_ms)
+                readings = readings_for(role, now_ms)
                 key = "usage" if role == "consumer" else "output"
                 expected[registration] = round(sum(float(m[key]) for m in readings) * 1e6)  # type: ignore[arg-type]
-                await _publish(client, channel, readings)
+                await publish(client, channel, readings)
 
     try:
         first.start()
         second.start()
         asyncio.run(register())
-        publisher = threading.Thread(target=lambda: asyncio.run(publish_readings()))
+        publisher = threading.Thread(target=lambda: asyncio.run(publishstored_readings()))
         publisher.start()
         publisher.join(3)
         # The leader dies mid-work; the lease runs out and the other process takes over.
@@ -119,17 +119,17 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
         publisher.join()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            counts = _readings(database)
+            counts = stored_readings(database)
             if sum(count for count, _, _ in counts.values()) >= 2 * MESSAGES:
                 break
             time.sleep(0.3)
         wait_until_settled(database)
         first.start()  # back again: now both run side by side
         time.sleep(4)
-        counts = _readings(database)
+        counts = stored_readings(database)
         for registration, energy in expected.items():
             assert counts.get(registration) == (MESSAGES, MESSAGES, energy), counts
-        _check_settlements(database)
+        check_settlements(database)
         engine = create_engine(database)
         try:
             with engine.connect() as connection:

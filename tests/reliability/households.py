@@ -1,0 +1,120 @@
+"""Households publishing readings over MAM, and checks of what the grid stored:
+shared by the fault tests."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from p2p_energy_protocol.mam import create_message
+from sqlalchemy import create_engine, func, select
+
+from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
+
+if TYPE_CHECKING:
+    from p2p_energy_protocol.client import IriClient
+    from p2p_energy_protocol.mam import MamChannel
+
+SLOT_MS = 60_000
+MESSAGES = 16
+
+
+def readings_for(role: str, now_ms: int) -> list[dict[str, object]]:
+    """One reading per past slot, oldest first; energies are distinct so sums prove identity."""
+    first_slot = (now_ms // SLOT_MS - MESSAGES) * SLOT_MS
+    messages: list[dict[str, object]] = []
+    for n in range(MESSAGES):
+        start = first_slot + n * SLOT_MS
+        reading: dict[str, object] = {"startTime": start, "endTime": start + SLOT_MS}
+        if role == "consumer":
+            reading |= {"command": "usage", "usage": round(0.5 + n * 0.01, 3)}
+        else:
+            reading |= {
+                "command": "output",
+                "output": round(0.25 + n * 0.01, 3),
+                "producerPrice": 40,
+                "paymentIdOrAddress": "invoice-faults-producer",
+            }
+        messages.append(reading)
+    return messages
+
+
+async def publish(
+    client: IriClient, channel: MamChannel, messages: list[dict[str, object]]
+) -> None:
+    for message in messages:
+        await client.publish_mam(create_message(channel, message), min_weight_magnitude=1)
+
+
+def stored_readings(database: str) -> dict[str, tuple[int, int, int]]:
+    """Per registration: (readings, distinct positions, energy in mWh)."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    Reading.registration_id,
+                    func.count(),
+                    func.count(func.distinct(Reading.position)),
+                    func.sum(Reading.energy_mwh),
+                ).group_by(Reading.registration_id)
+            ).all()
+    finally:
+        engine.dispose()
+    return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in rows}
+
+
+def wait_until_settled(database: str, timeout: float = 90) -> None:
+    """Until every reading of a slot that ended is settled (the grid settles every 15 s)."""
+    deadline = time.monotonic() + timeout
+    engine = create_engine(database)
+    try:
+        while time.monotonic() < deadline:
+            horizon = (int(time.time() * 1000) // SLOT_MS - 1) * SLOT_MS
+            with engine.connect() as connection:
+                pending = connection.execute(
+                    select(func.count()).where(
+                        Reading.settlement_id.is_(None), Reading.end_time <= horizon
+                    )
+                ).scalar_one()
+                settled = connection.execute(select(func.count(Settlement.id))).scalar_one()
+            if pending == 0 and settled > 0:
+                return
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"readings of ended slots still unsettled after {timeout} s")
+
+
+def check_settlements(database: str) -> None:
+    """Every settled slot balanced; bills and payouts once each; settled energy billed once."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            settlements = connection.execute(select(Settlement)).all()
+            for settlement in settlements:
+                assert settlement.energy_balanced, settlement.invariant_report
+                assert settlement.money_balanced, settlement.invariant_report
+            duplicate_bills = connection.execute(
+                select(Bill.settlement_id, Bill.registration_id)
+                .group_by(Bill.settlement_id, Bill.registration_id)
+                .having(func.count() > 1)
+            ).all()
+            duplicate_payouts = connection.execute(
+                select(Payout.settlement_id, Payout.registration_id)
+                .group_by(Payout.settlement_id, Payout.registration_id)
+                .having(func.count() > 1)
+            ).all()
+            assert duplicate_bills == []
+            assert duplicate_payouts == []
+            billed = connection.execute(
+                select(func.coalesce(func.sum(Bill.usage_mwh + Bill.adjustment_mwh), 0))
+            ).scalar_one()
+            settled_usage = connection.execute(
+                select(func.coalesce(func.sum(Reading.energy_mwh), 0)).where(
+                    Reading.kind == "usage", Reading.settlement_id.is_not(None)
+                )
+            ).scalar_one()
+            assert billed == settled_usage
+    finally:
+        engine.dispose()
