@@ -6,7 +6,6 @@ so a test can kill it with SIGKILL and start it again on the same data.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -215,7 +214,7 @@ WALLET_SEED = "RELIABILITY9GRID9WALLET".ljust(81, "9")
 
 
 class GridProcess(ServiceProcess):
-    """``p2p-energy grid`` (run as ``python -m grid_server.grid``) against a node process."""
+    """``p2p-energy grid`` against a node process."""
 
     def __init__(
         self,
@@ -269,24 +268,9 @@ class GridProcess(ServiceProcess):
             port,
         )
 
-    def command_line(self) -> list[str]:
-        if _grid_subcommand_available():
-            return super().command_line()
-        # Until `p2p-energy grid` is wired into the CLI, run the grid's own entry point.
-        return [sys.executable, "-m", "grid_server.grid", *self.arguments[1:]]
-
     def ready(self) -> bool:
         try:
             status, _ = request_json("GET", f"{self.url}/health", timeout=2)
         except OSError:
             return False
         return status == 200
-
-
-def _grid_subcommand_available() -> bool:
-    from grid_server.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return "grid" in action.choices
-    return False
