@@ -124,8 +124,20 @@ class RegistrationService:
             current_key = snapshot.channel_side_key if snapshot is not None and updating else None
             root = request.root if request.root is not None else current_root
             side_key = request.side_key if request.root is not None else current_key
+            changes_channel = request.root is not None and (
+                root != current_root or side_key != current_key
+            )
+            if self._auth == "none" and changes_channel and current_root is not None:
+                # Without tokens nothing proves ownership, so another channel would be a
+                # takeover; the owner removes the registration with its side key first.
+                raise RequestError(
+                    409,
+                    "The registration follows another channel; remove it with that channel's "
+                    "side key before registering a new one.",
+                )
             mode: MamMode | None = None
-            if request.root is not None and (root != current_root or side_key != current_key):
+            if changes_channel:
+                assert request.root is not None  # narrowed by changes_channel
                 mode = await self._find_hello(request.root, request.side_key)
             prepared: PreparedChannel | None = None
             has_return = snapshot is not None and updating and snapshot.return_channel_id

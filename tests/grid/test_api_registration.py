@@ -182,6 +182,40 @@ async def test_item_type_cannot_change(db: Database) -> None:
         assert "producer" in answer["message"]
 
 
+async def test_unauthenticated_mode_refuses_a_channel_takeover(db: Database) -> None:
+    async with running_api(db, storage_auth="none") as api:
+        root, side_key = api.fake.add_channel([HELLO])
+        await api.client.register("producer-1", "PV", "producer", root=root, side_key=side_key)
+        other_root, other_key = api.fake.add_channel([HELLO])
+        status, answer = await api.call(
+            "PUT",
+            "/registration/producer-1",
+            REG,
+            body={
+                "itemName": "PV",
+                "itemType": "producer",
+                "root": other_root,
+                "sideKey": other_key,
+            },
+        )
+        assert status == 409
+        assert "remove it" in answer["message"]
+        with db.read() as session:
+            channels = session.scalars(
+                select(FollowedChannel.root).where(
+                    FollowedChannel.registration_id == "producer-1",
+                    FollowedChannel.active.is_(True),
+                )
+            ).all()
+        assert channels == [root]  # still the owner's channel
+        # The same channel again (its side key is the proof) and removal still work.
+        await api.client.register("producer-1", "PV 2", "producer", root=root, side_key=side_key)
+        await api.client.deregister("producer-1", side_key)
+        await api.client.register(
+            "producer-1", "PV", "producer", root=other_root, side_key=other_key
+        )
+
+
 async def test_unauthenticated_mode_accepts_anyone(db: Database) -> None:
     async with running_api(db, storage_auth="none") as api:
         reply = await api.client.register("producer-1", "PV", "producer")
