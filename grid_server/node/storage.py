@@ -204,6 +204,14 @@ def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def _existing(conn: Connection, column: Column[str], values: Iterable[str]) -> set[str]:
+    """Which of ``values`` are stored in ``column`` (queried in chunks of IN lists)."""
+    found: set[str] = set()
+    for chunk in _chunks(list(set(values))):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars().all())
+    return found
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while a request writes; NORMAL is durable at checkpoints.
@@ -306,14 +314,7 @@ class TangleStore:
 
     @staticmethod
     def existing_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(set(hashes))):
-            found.update(
-                conn.execute(select(transactions.c.hash).where(transactions.c.hash.in_(chunk)))
-                .scalars()
-                .all()
-            )
-        return found
+        return _existing(conn, transactions.c.hash, hashes)
 
     @staticmethod
     def infos(conn: Connection, hashes: Iterable[str]) -> dict[str, TransactionInfo]:
@@ -601,16 +602,7 @@ class TangleStore:
 
     @staticmethod
     def applied(conn: Connection, bundles: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(set(bundles))):
-            found.update(
-                conn.execute(
-                    select(applied_bundles.c.bundle).where(applied_bundles.c.bundle.in_(chunk))
-                )
-                .scalars()
-                .all()
-            )
-        return found
+        return _existing(conn, applied_bundles.c.bundle, bundles)
 
     @staticmethod
     def mark_applied(conn: Connection, bundles: Sequence[str], milestone_index: int) -> None:
@@ -631,16 +623,7 @@ class TangleStore:
 
     @staticmethod
     def spent(conn: Connection, addresses: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(set(addresses))):
-            found.update(
-                conn.execute(
-                    select(spent_addresses.c.address).where(spent_addresses.c.address.in_(chunk))
-                )
-                .scalars()
-                .all()
-            )
-        return found
+        return _existing(conn, spent_addresses.c.address, addresses)
 
     # -- milestones ------------------------------------------------------------
 
