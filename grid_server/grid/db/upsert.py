@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .engine import DatabaseError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -35,7 +37,8 @@ def insert_ignoring_duplicates(
             index_elements=list(conflict_columns)
         )
     else:
-        raise NotImplementedError(f"no idempotent insert for {dialect}")
+        # Database() refuses other backends; this guards direct callers.
+        raise DatabaseError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
     # One batched statement; RETURNING yields only the rows actually inserted.
     first_key = table.primary_key.columns.values()[0]
     return len(session.execute(statement.returning(first_key), list(rows)).all())
