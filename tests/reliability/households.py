@@ -6,14 +6,22 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from p2p_energy_protocol.mam import create_message
+import aiohttp
+from p2p_energy_protocol.client import IriClient
+from p2p_energy_protocol.mam import channel_root, create_message
 from sqlalchemy import create_engine, func, select
 
 from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
 
+from .processes import request_json
+
 if TYPE_CHECKING:
-    from p2p_energy_protocol.client import IriClient
+    from collections.abc import Mapping, Sequence
+
     from p2p_energy_protocol.mam import MamChannel
+
+type Households = Mapping[str, tuple[str, MamChannel]]
+"""Registration id -> (role, channel) of the households a test runs."""
 
 SLOT_MS = 60_000
 MESSAGES = 16
@@ -44,6 +52,42 @@ async def publish(
 ) -> None:
     for message in messages:
         await client.publish_mam(create_message(channel, message), min_weight_magnitude=1)
+
+
+def energy_mwh(role: str, readings: list[dict[str, object]]) -> int:
+    """Total energy of ``readings`` in mWh, as the grid stores it."""
+    key = "usage" if role == "consumer" else "output"
+    return round(sum(float(reading[key]) for reading in readings) * 1e6)  # type: ignore[arg-type]
+
+
+async def register_households(
+    node_url: str, households: Households, grid_urls: Sequence[str]
+) -> None:
+    """Say hello on every channel, then register each household (in turn with each grid)."""
+    async with aiohttp.ClientSession() as session:
+        client = IriClient(session, node_url)
+        for number, (registration, (role, channel)) in enumerate(households.items()):
+            root = channel_root(channel)  # the hello's root: publishing advances the channel
+            await publish(client, channel, [{"command": "hello"}])
+            status, body = request_json(
+                "PUT",
+                f"{grid_urls[number % len(grid_urls)]}/registration/{registration}",
+                {
+                    "itemName": registration,
+                    "itemType": role,
+                    "root": root,
+                    "sideKey": channel.side_key,
+                },
+            )
+            assert status == 200, body
+
+
+async def publish_readings(node_url: str, households: Households, now_ms: int) -> None:
+    """Publish every household's readings (:func:`readings_for`)."""
+    async with aiohttp.ClientSession() as session:
+        client = IriClient(session, node_url)
+        for role, channel in households.values():
+            await publish(client, channel, readings_for(role, now_ms))
 
 
 def stored_readings(database: str) -> dict[str, tuple[int, int, int]]:

@@ -21,8 +21,11 @@ from .households import (
     MESSAGES,
     SLOT_MS,
     check_settlements,
+    energy_mwh,
     publish,
+    publish_readings,
     readings_for,
+    register_households,
     stored_readings,
     wait_until_settled,
 )
@@ -48,38 +51,14 @@ def test_kill_9_while_following_and_settling_loses_and_doubles_nothing(tmp_path:
         "faults-consumer": ("consumer", create_channel("C" * 81, 1, "restricted", SIDE_KEY)),
         "faults-producer": ("producer", create_channel("P" * 81, 1, "restricted", SIDE_KEY)),
     }
-    expected: dict[str, int] = {}
-
-    async def register() -> None:
-        async with aiohttp.ClientSession() as session:
-            client = IriClient(session, node.url)
-            for registration, (role, channel) in entities.items():
-                await publish(client, channel, [{"command": "hello"}])
-                status, body = request_json(
-                    "PUT",
-                    f"{grid.url}/registration/{registration}",
-                    {
-                        "itemName": registration,
-                        "itemType": role,
-                        "root": channel_root_of[registration],
-                        "sideKey": channel.side_key,
-                    },
-                )
-                assert status == 200, body
-
-    async def publishstored_readings() -> None:
-        async with aiohttp.ClientSession() as session:
-            client = IriClient(session, node.url)
-            for registration, (role, channel) in entities.items():
-                readings = readings_for(role, now_ms)
-                key = "usage" if role == "consumer" else "output"
-                expected[registration] = round(sum(float(m[key]) for m in readings) * 1e6)  # type: ignore[arg-type]
-                await publish(client, channel, readings)
-
-    channel_root_of = {name: channel_root(channel) for name, (_, channel) in entities.items()}
+    expected = {
+        name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in entities.items()
+    }
     try:
-        asyncio.run(register())
-        publisher = threading.Thread(target=lambda: asyncio.run(publishstored_readings()))
+        asyncio.run(register_households(node.url, entities, [grid.url]))
+        publisher = threading.Thread(
+            target=lambda: asyncio.run(publish_readings(node.url, entities, now_ms))
+        )
         publisher.start()
         kills = 0
         deadline = time.monotonic() + 240
@@ -150,7 +129,7 @@ def test_node_down_then_back_the_grid_survives_and_catches_up(tmp_path: Path) ->
         node.start()
         asyncio.run(send(readings))
         deadline = time.monotonic() + 120
-        expected = (MESSAGES, MESSAGES, round(sum(float(m["usage"]) for m in readings) * 1e6))  # type: ignore[arg-type]
+        expected = (MESSAGES, MESSAGES, energy_mwh("consumer", readings))
         while time.monotonic() < deadline:
             if stored_readings(grid.database).get("node-outage-consumer") == expected:
                 break

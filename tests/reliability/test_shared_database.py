@@ -15,10 +15,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
-from p2p_energy_protocol.client import IriClient
-from p2p_energy_protocol.mam import channel_root, create_channel
+from p2p_energy_protocol.mam import create_channel
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
@@ -28,12 +26,14 @@ from .households import (
     MESSAGES,
     SLOT_MS,
     check_settlements,
-    publish,
+    energy_mwh,
+    publish_readings,
     readings_for,
+    register_households,
     stored_readings,
     wait_until_settled,
 )
-from .processes import GridProcess, NodeProcess, request_json
+from .processes import GridProcess, NodeProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,42 +76,17 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
         "shared-consumer": ("consumer", create_channel("D" * 81, 1, "restricted", "SHARED")),
         "shared-producer": ("producer", create_channel("Q" * 81, 1, "restricted", "SHARED")),
     }
-    roots = {name: channel_root(channel) for name, (_, channel) in entities.items()}
-    expected: dict[str, int] = {}
-
-    async def register() -> None:
-        async with aiohttp.ClientSession() as session:
-            client = IriClient(session, node.url)
-            for number, (registration, (role, channel)) in enumerate(entities.items()):
-                await publish(client, channel, [{"command": "hello"}])
-                # Registrations go to both processes: either serves the API.
-                grid = (first, second)[number % 2]
-                status, body = request_json(
-                    "PUT",
-                    f"{grid.url}/registration/{registration}",
-                    {
-                        "itemName": registration,
-                        "itemType": role,
-                        "root": roots[registration],
-                        "sideKey": channel.side_key,
-                    },
-                )
-                assert status == 200, body
-
-    async def publishstored_readings() -> None:
-        async with aiohttp.ClientSession() as session:
-            client = IriClient(session, node.url)
-            for registration, (role, channel) in entities.items():
-                readings = readings_for(role, now_ms)
-                key = "usage" if role == "consumer" else "output"
-                expected[registration] = round(sum(float(m[key]) for m in readings) * 1e6)  # type: ignore[arg-type]
-                await publish(client, channel, readings)
-
+    expected = {
+        name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in entities.items()
+    }
     try:
         first.start()
         second.start()
-        asyncio.run(register())
-        publisher = threading.Thread(target=lambda: asyncio.run(publishstored_readings()))
+        # Registrations go to both processes: either serves the API.
+        asyncio.run(register_households(node.url, entities, [first.url, second.url]))
+        publisher = threading.Thread(
+            target=lambda: asyncio.run(publish_readings(node.url, entities, now_ms))
+        )
         publisher.start()
         publisher.join(3)
         # The leader dies mid-work; the lease runs out and the other process takes over.
