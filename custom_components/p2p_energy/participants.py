@@ -46,7 +46,8 @@ from .protocol.errors import (
     PayloadError,
     ProtocolError,
 )
-from .protocol.mam import MamChannel, MamMessage, channel_root, create_channel, create_message
+from .protocol.mam import MamChannel, channel_root, create_channel
+from .protocol.outbox import QueuedMessage, create_queued, drain
 from .protocol.payloads import (
     ConsumerUsage,
     Goodbye,
@@ -67,7 +68,6 @@ from .store import (
     Payment,
     PaymentRequest,
     PendingPayment,
-    QueuedMessage,
     RuntimeStore,
     SourceReading,
     SourceRegistration,
@@ -237,27 +237,18 @@ class Participant(ABC):
     def _new_channel(seed: str, side_key: str) -> MamChannel:
         return create_channel(seed, security=MAM_SECURITY, mode=MAM_MODE, side_key=side_key)
 
-    def _create(self, body: dict[str, Any]) -> MamMessage:
+    def _create(self, body: dict[str, Any], sequence: int, energy_kwh: float) -> QueuedMessage:
         """Create the next message of the channel (CPU-bound: runs in an executor)."""
         assert self._channel is not None
-        return create_message(self._channel, body)
+        return create_queued(self._channel, body, sequence, energy_kwh, dt_util.utcnow())
 
     async def _async_enqueue_locked(self, payload: Payload, energy_kwh: float) -> QueuedMessage:
         """Create ``payload`` at the channel's next position and queue it durably."""
         body = payload_to_json(payload)
-        message = await self.context.hass.async_add_executor_job(self._create, body)
-        assert self._channel is not None
-        queued = QueuedMessage(
-            sequence=self.state.next_sequence,
-            kind=str(body.get("command", "output")),
-            body=body,
-            payload=message.payload,
-            root=message.root,
-            address=message.address,
-            next_root=message.next_root,
-            created=dt_util.utcnow(),
-            energy_kwh=energy_kwh,
+        queued = await self.context.hass.async_add_executor_job(
+            self._create, body, self.state.next_sequence, energy_kwh
         )
+        assert self._channel is not None
         self.state.next_sequence += 1
         self.state.channel = self._channel.to_json()
         self.state.queue.append(queued)
@@ -266,28 +257,19 @@ class Participant(ABC):
 
     async def _async_flush_locked(self) -> int:
         """Attach queued messages in order; stop at the first failure (NodeError)."""
-        sent = 0
-        while self.state.queue:
-            queued = self.state.queue[0]
-            await self.context.connection.publish(
-                MamMessage(
-                    payload=queued.payload,
-                    root=queued.root,
-                    address=queued.address,
-                    next_root=queued.next_root,
-                )
-            )
-            self.state.queue.pop(0)
-            if queued.kind in ("output", "usage"):
-                self.state.energy_published_kwh = round(
-                    self.state.energy_published_kwh + queued.energy_kwh, ENERGY_DECIMALS
-                )
-            self.state.last_publish = dt_util.utcnow()
-            await self.context.store.async_save()
-            sent += 1
+        sent = await drain(self.state.queue, self.context.connection.publish, self._async_sent)
         if sent:
             self.context.on_change()
         return sent
+
+    async def _async_sent(self, queued: QueuedMessage) -> None:
+        """Count an attached message's energy as published, durably."""
+        if queued.kind in ("output", "usage"):
+            self.state.energy_published_kwh = round(
+                self.state.energy_published_kwh + queued.energy_kwh, ENERGY_DECIMALS
+            )
+        self.state.last_publish = dt_util.utcnow()
+        await self.context.store.async_save()
 
     # Meter ------------------------------------------------------------------
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.helpers.storage import Store
-from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, LOGGER
 from .meter import MeterReference
+from .protocol.outbox import QueuedMessage, parse_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,50 +26,6 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
 STORAGE_VERSION = 1
-
-
-@dataclass(slots=True)
-class QueuedMessage:
-    """A MAM message created at its channel position and waiting to be attached."""
-
-    sequence: int
-    kind: str
-    body: dict[str, Any]
-    payload: str
-    root: str
-    address: str
-    next_root: str
-    created: datetime
-    energy_kwh: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the stored form."""
-        return {
-            "sequence": self.sequence,
-            "kind": self.kind,
-            "body": self.body,
-            "payload": self.payload,
-            "root": self.root,
-            "address": self.address,
-            "next_root": self.next_root,
-            "created": self.created.isoformat(),
-            "energy_kwh": self.energy_kwh,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QueuedMessage:
-        """Load the stored form."""
-        return cls(
-            sequence=int(data["sequence"]),
-            kind=str(data["kind"]),
-            body=dict(data["body"]),
-            payload=str(data["payload"]),
-            root=str(data["root"]),
-            address=str(data["address"]),
-            next_root=str(data["next_root"]),
-            created=_time(data["created"]),
-            energy_kwh=float(data.get("energy_kwh", 0.0)),
-        )
 
 
 @dataclass(slots=True)
@@ -222,7 +178,7 @@ class Payment:
             amount=int(data["amount"]),
             address=str(data["address"]),
             bundle=str(data["bundle"]),
-            time=_time(data["time"]),
+            time=parse_time(data["time"]),
         )
 
 
@@ -336,7 +292,7 @@ class ParticipantState:
             queue=[QueuedMessage.from_dict(item) for item in data.get("queue", [])],
             next_sequence=int(data.get("next_sequence", 0)),
             energy_published_kwh=float(data.get("energy_published_kwh", 0.0)),
-            last_publish=_time(data["last_publish"]) if data.get("last_publish") else None,
+            last_publish=parse_time(data["last_publish"]) if data.get("last_publish") else None,
             registered_root=data.get("registered_root"),
             registration_token=data.get("registration_token"),
             deregistered=bool(data.get("deregistered", False)),
@@ -411,9 +367,3 @@ class RuntimeStore:
     async def async_remove(self) -> None:
         """Delete the file when the config entry is removed."""
         await self._store.async_remove()
-
-
-def _time(value: Any) -> datetime:
-    if not isinstance(value, str) or (parsed := dt_util.parse_datetime(value)) is None:
-        raise ValueError(f"invalid timestamp {value!r}")
-    return parsed
