@@ -1,7 +1,11 @@
 """Following the registered producer and consumer channels through the grid's node.
 
 Each active channel is read from the root after the last message stored, in
-rounds. Every message takes the next position of its channel; readings are
+rounds. A round reads all due channels together: with :class:`BulkMamReader`
+one findTransactions per 1,000 addresses and one getTrytes per 1,000 hashes for
+each step along the channels, one batch parse, and one database transaction, so
+10,000 channels cost tens of node requests rather than tens of thousands.
+Every message takes the next position of its channel; readings are
 stored with a unique (channel, position) so a message is stored exactly once
 even when two rounds (or two grid processes) read it. ``hello`` marks the channel
 as verified, ``goodbye`` closes it. A message that is not a valid reading
@@ -16,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from p2p_energy_protocol.errors import PayloadError
+from p2p_energy_protocol.errors import NodeError, PayloadError
+from p2p_energy_protocol.mam import parse_messages, payload_from_transactions
 from p2p_energy_protocol.payloads import (
     ConsumerUsage,
     Goodbye,
@@ -27,23 +32,150 @@ from p2p_energy_protocol.payloads import (
     parse_consumer_message,
     parse_producer_message,
 )
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 
-from .channels import TangleUnavailableError
+from .channels import ChannelEntry, TangleUnavailableError
 from .db.models import FollowedChannel, Reading
 from .db.upsert import insert_ignoring_duplicates
+from .tangle import channel_address
 from .units import kwh_to_mwh, price_to_micro
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from p2p_energy_protocol.mam import ParsedMamMessage
+    from p2p_energy_protocol.transaction import Transaction
     from sqlalchemy.orm import Session
 
-    from .channels import ChannelEntry, ChannelReader, MamMode
+    from .channels import ChannelReader, MamMode
     from .clock import Clock
     from .config import GridConfig
     from .db.engine import Database
+    from .node_client import TransactionLookup
 
 _LOGGER = logging.getLogger(__name__)
 READINGS: Table = Reading.__table__  # type: ignore[assignment]
+CHANNELS: Table = FollowedChannel.__table__  # type: ignore[assignment]
+PARSE_CHUNK = 500
+"""Payloads per batch parse off the event loop: bounds one executor job (~1 s)."""
+ID_CHUNK = 500
+"""Channel ids per IN list (well under SQLite's bound-parameter limit)."""
+
+type ChannelRead = tuple[str, MamMode, str | None]
+"""(root to read from, mode, side key) of one channel."""
+
+
+@runtime_checkable
+class BulkChannelReader(Protocol):
+    async def read_channels(
+        self, channels: Sequence[ChannelRead], limit: int
+    ) -> list[list[ChannelEntry]]:
+        """Messages of every channel from its root on, in order, at most ``limit`` each;
+        raises TangleUnavailableError."""
+
+
+class BulkMamReader:
+    """Reads many channels in step: each step asks the node about every channel's
+    next address at once, then parses all candidate payloads in one batch.
+
+    Bundles at an address that do not verify for the channel (spam, garbage,
+    another channel's message) are skipped, as :meth:`IriClient.fetch_mam` does.
+    """
+
+    def __init__(self, node: TransactionLookup) -> None:
+        self._node = node
+
+    async def read_channels(
+        self, channels: Sequence[ChannelRead], limit: int
+    ) -> list[list[ChannelEntry]]:
+        results: list[list[ChannelEntry]] = [[] for _ in channels]
+        seen: list[set[str]] = [{root} for root, _, _ in channels]
+        current = {index: root for index, (root, _, _) in enumerate(channels)}
+        for _ in range(limit):
+            if not current:
+                break
+            addresses = await _addresses_off_loop(current, channels)
+            found = await self._transactions_at(set(addresses.values()))
+            items: list[tuple[str, str, str | None]] = []
+            owners: list[int] = []
+            for index, root in current.items():
+                for payload in payload_from_transactions(found.get(addresses[index], ())):
+                    items.append((payload, root, channels[index][2]))
+                    owners.append(index)
+            parsed = await _parse_off_loop(items)
+            following: dict[int, str] = {}
+            for index, result in zip(owners, parsed, strict=True):
+                if isinstance(result, Exception) or index in following:
+                    continue  # not this channel's message, or one already verified
+                results[index].append(ChannelEntry(current[index], result.next_root, result.data))
+                following[index] = result.next_root
+            # A root seen before would loop forever: stop that channel there.
+            current = {index: root for index, root in following.items() if root not in seen[index]}
+            for index, root in current.items():
+                seen[index].add(root)
+        return results
+
+    async def _transactions_at(self, addresses: set[str]) -> dict[str, list[Transaction]]:
+        """Transactions at ``addresses`` grouped by address (the client batches requests
+        within the node's list limits)."""
+        try:
+            hashes = await self._node.find_transactions(addresses=sorted(addresses))
+            transactions = await self._node.get_transactions(hashes) if hashes else []
+        except NodeError as err:
+            raise TangleUnavailableError(str(err)) from err
+        grouped: dict[str, list[Transaction]] = {}
+        for transaction in transactions:
+            grouped.setdefault(transaction.address, []).append(transaction)
+        return grouped
+
+
+async def _addresses_off_loop(
+    current: dict[int, str], channels: Sequence[ChannelRead]
+) -> dict[int, str]:
+    """Each channel's next address (a Curl hash each: ~2 s for 10,000, off the loop)."""
+
+    def compute() -> dict[int, str]:
+        return {index: channel_address(root, channels[index][1]) for index, root in current.items()}
+
+    return await asyncio.get_running_loop().run_in_executor(None, compute)
+
+
+async def _parse_off_loop(
+    items: list[tuple[str, str, str | None]],
+) -> list[ParsedMamMessage | Exception]:
+    """Batch-parse in the default executor, in chunks, so the API keeps answering."""
+    loop = asyncio.get_running_loop()
+    parsed: list[ParsedMamMessage | Exception] = []
+    for start in range(0, len(items), PARSE_CHUNK):
+        chunk = items[start : start + PARSE_CHUNK]
+        parsed.extend(await loop.run_in_executor(None, parse_messages, chunk))
+    return parsed
+
+
+class _OneByOne:
+    """A reader without bulk reads: skip channels with nothing new, read the rest
+    one by one (a few at a time)."""
+
+    def __init__(self, reader: ChannelReader, concurrency: int) -> None:
+        self._reader = reader
+        self._concurrency = concurrency
+
+    async def read_channels(
+        self, channels: Sequence[ChannelRead], limit: int
+    ) -> list[list[ChannelEntry]]:
+        active = await self._reader.roots_with_messages(
+            [(root, mode) for root, mode, _ in channels]
+        )
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def read(channel: ChannelRead) -> list[ChannelEntry]:
+            root, mode, side_key = channel
+            if root not in active:
+                return []
+            async with semaphore:
+                return await self._reader.read_channel(root, mode, side_key, limit)
+
+        return list(await asyncio.gather(*(read(channel) for channel in channels)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +222,22 @@ class ChannelFollower:
     def __init__(
         self,
         db: Database,
-        reader: ChannelReader,
+        reader: ChannelReader | BulkChannelReader,
         clock: Clock,
         config: GridConfig,
         *,
-        channels_per_round: int = 500,
+        channels_per_round: int = 10_000,
         messages_per_read: int = 50,
         concurrency: int = 4,
     ) -> None:
         self._db = db
-        self._reader = reader
+        self._reader: BulkChannelReader = (
+            reader if isinstance(reader, BulkChannelReader) else _OneByOne(reader, concurrency)
+        )
         self._clock = clock
         self._config = config
         self._channels_per_round = channels_per_round
         self._messages_per_read = messages_per_read
-        self._concurrency = concurrency
 
     async def follow_once(self) -> FollowStats:
         """One round over the channels that are due; returns what happened."""
@@ -114,42 +247,45 @@ class ChannelFollower:
         if not due:
             return stats
         try:
-            active = await self._reader.roots_with_messages(
-                [(channel.next_root, channel.mode) for channel in due]
+            read = await self._reader.read_channels(
+                [(channel.next_root, channel.mode, channel.side_key) for channel in due],
+                self._messages_per_read,
             )
         except TangleUnavailableError as err:
             stats.errors.append(str(err))
             _LOGGER.warning("cannot follow channels, the node is unavailable: %s", err)
             return stats
-        idle = [channel.id for channel in due if channel.next_root not in active]
+        idle = [channel.id for channel, entries in zip(due, read, strict=True) if not entries]
         stats.idle = len(idle)
         if idle:
             await self._db.run_write(lambda session: self._postpone(session, idle))
-        semaphore = asyncio.Semaphore(self._concurrency)
-        node_down = asyncio.Event()
-
-        async def follow(channel: _Due) -> None:
-            async with semaphore:
-                if node_down.is_set():
-                    return
-                try:
-                    await self._follow_channel(channel, stats)
-                except TangleUnavailableError as err:
-                    node_down.set()
-                    stats.errors.append(str(err))
-                    _LOGGER.warning("cannot follow channels, the node is unavailable: %s", err)
-
-        await asyncio.gather(*(follow(channel) for channel in due if channel.next_root in active))
+        batches = [
+            (channel, self._interpret(channel, entries))
+            for channel, entries in zip(due, read, strict=True)
+            if entries
+        ]
+        for _channel, batch in batches:
+            stats.channels += 1
+            stats.messages += batch.consumed
+            stats.skipped += batch.skipped
+            stats.closed += batch.goodbye
+            if batch.consumed >= self._messages_per_read and not batch.goodbye:
+                stats.backlog = True
+        if batches:
+            stats.readings = await self._db.run_write(lambda session: self._store(session, batches))
         return stats
 
     def _postpone(self, session: Session, channel_ids: list[int]) -> None:
         """Nothing new on these channels: look again after the follow interval."""
         now = self._clock()
-        session.execute(
-            update(FollowedChannel)
-            .where(FollowedChannel.id.in_(channel_ids))
-            .values(last_read_at=now, next_read_at=now + int(self._config.follow_interval * 1000))
-        )
+        for first in range(0, len(channel_ids), ID_CHUNK):
+            session.execute(
+                update(FollowedChannel)
+                .where(FollowedChannel.id.in_(channel_ids[first : first + ID_CHUNK]))
+                .values(
+                    last_read_at=now, next_read_at=now + int(self._config.follow_interval * 1000)
+                )
+            )
 
     def _due(self, session: Session, now: int) -> list[_Due]:
         rows = session.execute(
@@ -167,21 +303,6 @@ class ChannelFollower:
             .limit(self._channels_per_round)
         ).all()
         return [_Due(*row) for row in rows]
-
-    async def _follow_channel(self, channel: _Due, stats: FollowStats) -> None:
-        entries = await self._reader.read_channel(
-            channel.next_root, channel.mode, channel.side_key, self._messages_per_read
-        )
-        stats.channels += 1
-        batch = self._interpret(channel, entries)
-        if len(entries) >= self._messages_per_read and not batch.goodbye:
-            stats.backlog = True
-        stats.messages += batch.consumed
-        stats.skipped += batch.skipped
-        stored = await self._db.run_write(lambda session: self._store(session, channel, batch))
-        stats.readings += stored
-        if batch.goodbye:
-            stats.closed += 1
 
     def _interpret(self, channel: _Due, entries: list[ChannelEntry]) -> _Batch:
         batch = _Batch(next_root=channel.next_root)
@@ -256,37 +377,65 @@ class ChannelFollower:
             "settlement_id": None,
         }
 
-    def _store(self, session: Session, channel: _Due, batch: _Batch) -> int:
+    def _store(self, session: Session, batches: list[tuple[_Due, _Batch]]) -> int:
+        """Move every channel on and store its readings, in the caller's transaction."""
         now = self._clock()
-        # A channel with more messages waiting is read again in the next round.
-        truncated = batch.consumed >= self._messages_per_read and not batch.goodbye
-        values: dict[str, Any] = {
-            "last_read_at": now,
-            "next_read_at": now if truncated else now + int(self._config.follow_interval * 1000),
-            "last_error": None,
-        }
-        if batch.consumed:
-            values.update(
-                next_root=batch.next_root,
-                next_position=channel.next_position + batch.consumed,
-                skipped_messages=FollowedChannel.skipped_messages + batch.skipped,
+        # Only channels still where this round read them (and still followed) move on:
+        # another round or grid process that got there first wins.
+        ids = [channel.id for channel, _ in batches]
+        where: dict[int, tuple[int, bool]] = {}
+        for first in range(0, len(ids), ID_CHUNK):
+            where.update(
+                (row[0], (row[1], bool(row[2])))
+                for row in session.execute(
+                    select(
+                        FollowedChannel.id, FollowedChannel.next_position, FollowedChannel.active
+                    ).where(FollowedChannel.id.in_(ids[first : first + ID_CHUNK]))
+                )
             )
-        if batch.hello:
-            values["hello_seen"] = True
-        if batch.goodbye:
-            values.update(active=False, closed_reason="goodbye")
-        # Only the process that still sees the old position moves the channel on.
-        moved = session.execute(
-            update(FollowedChannel)
-            .where(
-                FollowedChannel.id == channel.id,
-                FollowedChannel.next_position == channel.next_position,
-                FollowedChannel.active,
+        kinds: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        readings: list[dict[str, Any]] = []
+        for channel, batch in batches:
+            if where.get(channel.id) != (channel.next_position, True):
+                continue
+            # A channel with more messages waiting is read again in the next round.
+            truncated = batch.consumed >= self._messages_per_read and not batch.goodbye
+            kinds.setdefault((batch.hello, batch.goodbye), []).append(
+                {
+                    "b_id": channel.id,
+                    "b_expected": channel.next_position,
+                    "b_now": now,
+                    "b_next_read": now
+                    if truncated
+                    else now + int(self._config.follow_interval * 1000),
+                    "b_next_root": batch.next_root,
+                    "b_next_position": channel.next_position + batch.consumed,
+                    "b_skipped": batch.skipped,
+                }
             )
-            .values(**values)
-        ).rowcount
-        if moved != 1 or not batch.readings:
-            return 0
-        return insert_ignoring_duplicates(
-            session, READINGS, batch.readings, ("channel_id", "position")
-        )
+            readings.extend(batch.readings)
+        for (hello, goodbye), rows in kinds.items():
+            values: dict[str, Any] = {
+                "last_read_at": bindparam("b_now"),
+                "next_read_at": bindparam("b_next_read"),
+                "last_error": None,
+                "next_root": bindparam("b_next_root"),
+                "next_position": bindparam("b_next_position"),
+                "skipped_messages": CHANNELS.c.skipped_messages + bindparam("b_skipped"),
+            }
+            if hello:
+                values["hello_seen"] = True
+            if goodbye:
+                values.update(active=False, closed_reason="goodbye")
+            # The guard repeats the check above for a concurrent writer (PostgreSQL).
+            session.execute(
+                CHANNELS.update()
+                .where(
+                    CHANNELS.c.id == bindparam("b_id"),
+                    CHANNELS.c.next_position == bindparam("b_expected"),
+                    CHANNELS.c.active,
+                )
+                .values(**values),
+                rows,
+            )
+        return insert_ignoring_duplicates(session, READINGS, readings, ("channel_id", "position"))

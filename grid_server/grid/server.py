@@ -36,7 +36,7 @@ from .billing import PaymentMonitor, PaymentRequests
 from .clock import system_clock
 from .db.engine import Database
 from .db.models import GridSetting, Settlement
-from .follower import ChannelFollower
+from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
 from .registrations import RegistrationService
 from .return_channels import ReturnChannels
@@ -155,7 +155,7 @@ class GridServer:
         )
         return_channels = ReturnChannels(db, tangle, cpu, self._clock)
         self.settlement = SettlementService(db, config, self._clock, self.holder)
-        follower = ChannelFollower(db, tangle, self._clock, config)
+        follower = ChannelFollower(db, BulkMamReader(node_client), self._clock, config)
         requests = PaymentRequests(
             db,
             return_channels,
