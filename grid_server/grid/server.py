@@ -34,7 +34,7 @@ from .api.context import GridServices
 from .app import create_app
 from .billing import PaymentMonitor, PaymentRequests
 from .clock import system_clock
-from .db.engine import Database
+from .db.engine import Database, database_unavailable
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
@@ -274,8 +274,12 @@ class GridServer:
                 if self._lease is not None and self._lease.held:
                     try:
                         await work()
-                    except Exception:
-                        _LOGGER.exception("the %s worker failed; retrying next round", name)
+                    except Exception as err:
+                        if not database_unavailable(err):
+                            _LOGGER.exception("the %s worker failed; retrying next round", name)
+                        else:
+                            # Expected while PostgreSQL restarts: one line, no traceback.
+                            _LOGGER.warning("the %s worker waits for the database: %s", name, err)
                 await self._pause(interval, wake)
 
         return asyncio.create_task(run(), name=f"grid-{name}")
@@ -299,8 +303,11 @@ class GridServer:
             was_leader = self._lease.held
             try:
                 await self._lease.acquire_or_renew()
-            except Exception:
-                _LOGGER.exception("cannot renew the leader lease")
+            except Exception as err:
+                if not database_unavailable(err):
+                    _LOGGER.exception("cannot renew the leader lease")
+                else:
+                    _LOGGER.warning("cannot renew the leader lease: %s", err)
                 self._lease.held = False
             if self._lease.held and not was_leader:
                 self._caught_up.clear()

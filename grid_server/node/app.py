@@ -23,6 +23,7 @@ from .explorer import add_explorer_routes
 from .openapi import openapi_document
 from .peering import PEER_HEADER
 from .runtime import NodeRuntime
+from .storage import database_unavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,9 +93,20 @@ async def handle_command(request: web.Request) -> web.Response:
     except CommandError as err:
         return _answer({"error": err.message}, err.status, started)
     except Exception as err:
+        if database_unavailable(err):
+            # Nothing half-written stays behind and every command is safe to send again.
+            _LOGGER.warning("database unavailable for %s: %s", _command_name(body), err)
+            return _answer(
+                {"error": "The node's database is unavailable; try again later."}, 503, started
+            )
         _LOGGER.exception("command failed")
         return _answer({"exception": f"{type(err).__name__}: {err}"}, 500, started)
     return _answer(answer, 200, started)
+
+
+def _command_name(body: object) -> str:
+    command = body.get("command") if isinstance(body, dict) else None
+    return command[:40] if isinstance(command, str) else "a command"
 
 
 async def handle_options(_request: web.Request) -> web.Response:

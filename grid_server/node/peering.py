@@ -20,7 +20,7 @@ from p2p_energy_protocol.client import EMPTY_TRYTES, IriClient
 from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.transaction import Transaction
 
-from .storage import TangleStore
+from .storage import TangleStore, database_unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -172,8 +172,11 @@ class Peering:
                 await self.sync_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                _LOGGER.exception("synchronising with neighbours failed")
+            except Exception as err:
+                if not database_unavailable(err):
+                    _LOGGER.exception("synchronising with neighbours failed")
+                else:
+                    _LOGGER.warning("database unavailable for synchronising: %s", err)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sync_now.wait(), self._node.config.sync_interval)
             self._sync_now.clear()

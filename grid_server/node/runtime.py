@@ -18,7 +18,7 @@ from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
 from .milestones import build_milestone
 from .peering import Peering
-from .storage import StorageError, TangleStore
+from .storage import StorageError, TangleStore, database_unavailable
 from .tangle import StoreOutcome, Tangle
 
 if TYPE_CHECKING:
@@ -177,6 +177,9 @@ class NodeRuntime:
         seed = self._coordinator_seed
         if seed is None:
             raise CommandError("this node is not the coordinator of its network")
+        # A milestone stored by a round whose processing then failed (the database went
+        # away) is recognised first, so its index is never signed a second time.
+        await self.write(self.tangle.process_milestones)
         plan = await self.write(self.tangle.milestone_plan, self.config.coordinator.max_references)
         if plan is None:
             return False
@@ -213,6 +216,9 @@ class NodeRuntime:
                 raise
             except PowInterruptedError:
                 return
-            except Exception:
-                _LOGGER.exception("issuing a milestone failed; retrying in %s s", interval)
+            except Exception as err:
+                if not database_unavailable(err):
+                    _LOGGER.exception("issuing a milestone failed; retrying in %s s", interval)
+                else:
+                    _LOGGER.warning("database unavailable for the next milestone: %s", err)
             await asyncio.sleep(interval)
