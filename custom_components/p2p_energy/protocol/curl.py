@@ -249,8 +249,16 @@ def _bits_to_int(bits: npt.NDArray[np.bool_] | npt.NDArray[np.uint8]) -> int:
 
 
 def _int_to_bits(value: int, length: int) -> npt.NDArray[np.uint8]:
-    raw = np.frombuffer(value.to_bytes(_STATE_BYTES, "little"), dtype=np.uint8)
+    size = max(_STATE_BYTES, (length + 7) // 8)  # callers may read fewer bits than a state
+    raw = np.frombuffer(value.to_bytes(size, "little"), dtype=np.uint8)
     return np.unpackbits(raw, bitorder="little")[:length]
+
+
+@cache
+def _pair_order(rounds: int) -> npt.NDArray[np.intp]:
+    """The single sponge's final gather for both planes side by side."""
+    order = _round_plan(rounds).natural_order
+    return np.concatenate([order, order + STATE_LENGTH])
 
 
 class Curl:
@@ -269,6 +277,7 @@ class Curl:
             (offset % STATE_LENGTH, STATE_LENGTH - offset % STATE_LENGTH) for offset in plan.offsets
         )
         self._natural_order = plan.natural_order
+        self._pair_order = _pair_order(rounds)
         self._low = _STATE_MASK
         self._high = _STATE_MASK
 
@@ -283,7 +292,7 @@ class Curl:
     def copy(self) -> Curl:
         clone = Curl.__new__(Curl)
         clone._rounds, clone._shifts = self._rounds, self._shifts
-        clone._natural_order = self._natural_order
+        clone._natural_order, clone._pair_order = self._natural_order, self._pair_order
         clone._low, clone._high = self._low, self._high
         return clone
 
@@ -294,9 +303,12 @@ class Curl:
             high_b = (high >> right) | ((high << left) & mask)
             carry = low & low_b
             low, high = low ^ high ^ carry, (high & high_b) ^ carry
-        order = self._natural_order
-        self._low = _bits_to_int(_int_to_bits(low, STATE_LENGTH)[order])
-        self._high = _bits_to_int(_int_to_bits(high, STATE_LENGTH)[order])
+        # Both planes in one gather: half the numpy calls of gathering each.
+        both = _bits_to_int(
+            _int_to_bits(low | (high << STATE_LENGTH), 2 * STATE_LENGTH)[self._pair_order]
+        )
+        self._low = both & mask
+        self._high = both >> STATE_LENGTH
 
     def absorb(self, trits: TritsLike) -> None:
         """Absorb trits, 243 per transform (a short tail is allowed)."""

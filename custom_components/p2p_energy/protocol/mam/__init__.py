@@ -2,20 +2,21 @@
 @iota/mam 0.7.3 implement it, byte for byte.
 
 Publishing: :func:`create_channel` → :func:`channel_root` (register it) →
-:func:`create_message` per message → :func:`message_to_transactions` to attach
+:func:`create_message` per message (:func:`create_messages` for many channels at
+once) → :func:`message_to_transactions` to attach
 at :attr:`MamMessage.address`. Reading: fetch the transactions at
 :func:`mam_address` of a root → :func:`payload_from_transactions` →
 :func:`parse_message` (or :func:`parse_messages` for many at once) → follow
 :attr:`ParsedMamMessage.next_root`.
 """
 
+from .batch import create_message, create_messages
 from .channel import (
     MamChannel,
     MamMessage,
     MamMode,
     channel_root,
     create_channel,
-    create_message,
     mam_address,
     message_trytes,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "channel_root",
     "create_channel",
     "create_message",
+    "create_messages",
     "mam_address",
     "message_to_transactions",
     "message_trytes",

@@ -63,6 +63,13 @@ class LaneSponges:
             self._batch.low[:HASH_LENGTH], self._batch.high[:HASH_LENGTH], self.lanes
         )
 
+    def states(self) -> LaneTrits:
+        """The full 729-trit state of every lane, ``(lanes, 729)``."""
+        if self._singles is not None:
+            return np.stack([sponge.state for sponge in self._singles])
+        assert self._batch is not None
+        return unpack_lanes(self._batch.low, self._batch.high, self.lanes)
+
     def absorb(
         self,
         chunk: LaneTrits,

@@ -32,6 +32,7 @@ from .. import signing
 from ..curl import HASH_LENGTH, Curl, curl_hash
 from ..errors import InvalidTrytesError, MamError
 from ..trinary import (
+    TRYTE_ALPHABET,
     TRYTES_PATTERN,
     Trits,
     text_to_trytes,
@@ -39,9 +40,9 @@ from ..trinary import (
     trytes_to_trits,
     validate_trytes,
 )
-from .merkle import MAM_HASH, build_trees
-from .nonce import NONCE_LENGTH, find_nonce
-from .pascal import pascal_encode, pascal_encoded_length
+from .merkle import build_trees
+from .nonce import NONCE_LENGTH
+from .pascal import pascal_encoded_length
 from .reference import MamReference
 
 MamMode = Literal["public", "private", "restricted"]
@@ -239,12 +240,27 @@ def message_trytes(message: str | Mapping[str, Any] | list[Any]) -> str:
             text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise MamError(f"message is not JSON serialisable: {err}") from err
-        trytes = text_to_trytes(text)
+        trytes = _ascii_json_trytes(text) if text.isascii() else text_to_trytes(text)
     else:
         raise MamError(f"message must be trytes, a mapping or a list, not {type(message).__name__}")
     if len(trytes) > MAX_MESSAGE_TRYTES:
         raise MamError(f"a message may be at most {MAX_MESSAGE_TRYTES} trytes, got {len(trytes)}")
     return trytes
+
+
+_ALPHABET_CODES: Final = np.frombuffer(TRYTE_ALPHABET.encode("ascii"), dtype=np.uint8)
+
+
+def _ascii_json_trytes(text: str) -> str:
+    """``text_to_trytes`` for ASCII text, vectorised (JSON of many messages goes through
+    here). DEL (0x7F) is escaped like any non-ASCII character, so it takes the slow path."""
+    codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    if codes.size and int(codes.max()) >= 0x7F:
+        return text_to_trytes(text)
+    trytes = np.empty(2 * codes.size, dtype=np.uint8)
+    trytes[0::2] = _ALPHABET_CODES[codes % 27]
+    trytes[1::2] = _ALPHABET_CODES[codes // 27]
+    return trytes.tobytes().decode("ascii")
 
 
 def _add_trits(left: Trits, right: Trits) -> Trits:
@@ -283,59 +299,3 @@ def _payload_length(
         + siblings * HASH_LENGTH
     )
     return estimate + (-estimate) % 3
-
-
-def create_message(channel: MamChannel, message: str | Mapping[str, Any] | list[Any]) -> MamMessage:
-    """Sign and mask ``message`` at the channel's position, then advance the channel.
-
-    When the tree is used up the channel moves to the tree it announced
-    (``start += count``, ``count = next_count``), which for equal counts is what
-    both reference libraries do.
-    """
-    channel.validate()
-    message_trits = trytes_to_trits(message_trytes(message))
-    seed = trytes_to_trits(channel.seed)
-    (tree, next_tree), key = build_trees(
-        seed,
-        channel.security,
-        [(channel.start, channel.count), (channel.start + channel.count, channel.next_count)],
-        channel.start + channel.index,
-    )
-    root, next_root = tree.root, next_tree.root
-    path_bits, siblings = tree.path(channel.index)
-
-    sponge = Curl(SPONGE_ROUNDS)
-    sponge.absorb(trytes_to_trits(channel.sponge_key))
-    sponge.absorb(root)
-    reference = channel.reference
-    header = np.concatenate(
-        [pascal_encode(path_bits, reference), pascal_encode(message_trits.size, reference)]
-    )
-    sponge.absorb(header)
-    masked_message = mask(sponge, np.concatenate([next_root, message_trits]))
-    masked_nonce = mask(sponge, find_nonce(sponge.state, channel.security, reference))
-    hmac = sponge.state[:HASH_LENGTH]
-    signature = signing.signature_fragments(signing.hash_digits(hmac, MAM_HASH), key, MAM_HASH)
-    masked_signature = mask(
-        sponge,
-        np.concatenate([signature, pascal_encode(siblings.shape[0], reference), siblings.ravel()]),
-    )
-    payload = np.concatenate([header, masked_message, masked_nonce, masked_signature])
-    length = _payload_length(
-        payload.size, path_bits, message_trits.size, siblings.shape[0], channel
-    )
-    payload = np.concatenate([payload, np.zeros(length - payload.size, dtype=np.int8)])
-
-    root_trytes = trits_to_trytes(root)
-    if channel.index == channel.count - 1:
-        channel.start += channel.count
-        channel.count = channel.next_count
-        channel.index = 0
-    else:
-        channel.index += 1
-    return MamMessage(
-        payload=trits_to_trytes(payload),
-        root=root_trytes,
-        address=mam_address(root_trytes, channel.mode),
-        next_root=trits_to_trytes(next_root),
-    )
