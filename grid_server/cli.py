@@ -20,6 +20,7 @@ from .node.config import (
 )
 from .node.storage import StorageError
 from .simulator.demo import add_demo_command
+from .simulator.durable import add_households_command
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_command(subparsers)
     add_grid_command(subparsers)
     add_demo_command(subparsers)
+    add_households_command(subparsers)
     return parser
 
 

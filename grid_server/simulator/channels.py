@@ -7,7 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from p2p_energy_protocol.mam import channel_root, create_channel, create_message
+from p2p_energy_protocol.mam import channel_root, create_channel
+from p2p_energy_protocol.outbox import QueuedMessage, create_queued, drain, mam_sender
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,32 +36,47 @@ class TangleSettings:
 
 
 class Publisher:
-    """A restricted MAM channel an entity publishes to through the node."""
+    """A restricted MAM channel an entity publishes to through the node.
+
+    Messages go through the shared outbound queue (:mod:`p2p_energy_protocol.outbox`):
+    one the node refused stays first in the queue and goes out before the next,
+    so a node failure never leaves a hole in the channel.
+    """
 
     def __init__(self, client: IriClient, settings: TangleSettings) -> None:
-        self._client = client
-        self._settings = settings
+        self._send = mam_sender(
+            client,
+            tag=settings.tag,
+            depth=settings.depth,
+            min_weight_magnitude=settings.min_weight_magnitude,
+        )
         self.side_key = random_trytes()
         self._channel: MamChannel = create_channel(random_trytes(), 2, "restricted", self.side_key)
         # The root to register: where the first message (hello) is attached.
         self.root = channel_root(self._channel)
+        self.queue: list[QueuedMessage] = []
         self.published = 0
+        self._sequence = 0
         # Creating a message advances the channel; one at a time.
         self._lock = asyncio.Lock()
 
     async def publish(self, data: Mapping[str, Any]) -> str:
-        """Create and attach the next message; returns the root it was published at."""
+        """Create the next message, then attach everything queued; returns its root.
+
+        A NodeError propagates with the message (and any before it) still queued.
+        """
         async with self._lock:
             # Merkle trees and signing are CPU work: keep the event loop responsive.
-            message = await asyncio.to_thread(create_message, self._channel, dict(data))
-            await self._client.publish_mam(
-                message,
-                tag=self._settings.tag,
-                depth=self._settings.depth,
-                min_weight_magnitude=self._settings.min_weight_magnitude,
+            queued = await asyncio.to_thread(
+                create_queued, self._channel, dict(data), self._sequence
             )
-            self.published += 1
-            return message.root
+            self._sequence += 1
+            self.queue.append(queued)
+            await drain(self.queue, self._send, self._sent)
+            return queued.root
+
+    async def _sent(self, _queued: QueuedMessage) -> None:
+        self.published += 1
 
 
 @dataclass

@@ -41,6 +41,8 @@ from .curves import CloudCover, Household, SimulatedClock, SolarPanel, integrate
 from .producer_api import ProducerRegistrationApi, SourceRegistration
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import aiohttp
     from p2p_energy_protocol.client import IriClient
 
@@ -56,6 +58,24 @@ class Period:
 
     start_ms: int
     end_ms: int
+
+
+def solar_kwh(
+    panels: Sequence[SolarPanel], clouds: CloudCover, clock: SimulatedClock, period: Period
+) -> float:
+    """kWh the panels deliver in ``period`` under ``clouds`` (which move on by the period)."""
+    start = clock.simulated(_utc(period.start_ms))
+    end = clock.simulated(_utc(period.end_ms))
+    clearness = clouds.advance((end - start).total_seconds() / 60)
+    clear_sky = sum(integrate_kwh(panel.clear_sky_kw, start, end) for panel in panels)
+    return round(clear_sky * clearness, _KWH_DIGITS)
+
+
+def usage_kwh(household: Household, clock: SimulatedClock, period: Period) -> float:
+    """kWh ``household`` uses in ``period``."""
+    start = clock.simulated(_utc(period.start_ms))
+    end = clock.simulated(_utc(period.end_ms))
+    return round(integrate_kwh(household.mean_kw, start, end), _KWH_DIGITS)
 
 
 class SimSource:
@@ -88,11 +108,7 @@ class SimSource:
         )
 
     def output_kwh(self, clock: SimulatedClock, period: Period) -> float:
-        start = clock.simulated(_utc(period.start_ms))
-        end = clock.simulated(_utc(period.end_ms))
-        minutes = (end - start).total_seconds() / 60
-        clearness = self.clouds.advance(minutes)
-        return round(integrate_kwh(self.panel.clear_sky_kw, start, end) * clearness, _KWH_DIGITS)
+        return solar_kwh((self.panel,), self.clouds, clock, period)
 
     async def publish(self, clock: SimulatedClock, period: Period) -> float:
         kwh = self.output_kwh(clock, period)
@@ -295,9 +311,7 @@ class SimConsumer:
         self._bills = Follower(reply.root, reply.side_key)
 
     def usage_kwh(self, clock: SimulatedClock, period: Period) -> float:
-        start = clock.simulated(_utc(period.start_ms))
-        end = clock.simulated(_utc(period.end_ms))
-        return round(integrate_kwh(self.household.mean_kw, start, end), _KWH_DIGITS)
+        return usage_kwh(self.household, clock, period)
 
     async def publish(self, clock: SimulatedClock, period: Period) -> float:
         kwh = self.usage_kwh(clock, period)
