@@ -299,7 +299,7 @@ def _present_hashes(database: str, hashes: list[str]) -> set[str]:
 
 
 def _reused_milestone_indexes(database: str) -> list[str]:
-    """Milestone tags the coordinator signed more than one bundle for (a key used twice)."""
+    """Milestone indexes (tags) the coordinator issued more than one milestone for."""
     engine = create_engine(database)
     try:
         with engine.connect() as connection:
@@ -308,9 +308,12 @@ def _reused_milestone_indexes(database: str) -> list[str]:
             ).scalar_one()
             rows = connection.execute(
                 select(node_transactions.c.tag)
-                .where(node_transactions.c.address == coordinator)
+                .where(
+                    node_transactions.c.address == coordinator,
+                    node_transactions.c.current_index == 0,
+                )
                 .group_by(node_transactions.c.tag)
-                .having(func.count(func.distinct(node_transactions.c.bundle)) > 1)
+                .having(func.count() > 1)
             ).scalars()
             return list(rows)
     finally:
