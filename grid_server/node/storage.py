@@ -239,7 +239,10 @@ def open_engine(url: str) -> Engine:
     if is_sqlite and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(parsed, pool_pre_ping=not is_sqlite)
+        # Pre-ping replaces connections a PostgreSQL restart dropped; the connect timeout
+        # turns an unreachable server into a prompt 503 instead of a hung request.
+        connect_args: dict[str, Any] = {} if is_sqlite else {"connect_timeout": 10}
+        engine = create_engine(parsed, pool_pre_ping=not is_sqlite, connect_args=connect_args)
     except (ArgumentError, NoSuchModuleError, ImportError) as err:
         raise StorageError(f"cannot use database URL {url!r}: {err}") from err
     if is_sqlite:

@@ -34,6 +34,7 @@ _MIGRATIONS: Final = Path(__file__).resolve().parent.parent / "migrations"
 # Arbitrary key of the PostgreSQL advisory lock that serialises migrations.
 _MIGRATION_LOCK_KEY: Final = 0x50325047524944
 T = TypeVar("T")
+CONNECT_TIMEOUT_SECONDS: Final = 10
 
 
 class DatabaseError(RuntimeError):
@@ -79,8 +80,14 @@ class Database:
             self._write_engine = self._sqlite_engine(immediate=True)
             self._read_engine = self._sqlite_engine(immediate=False)
         else:
+            # Pre-ping replaces connections a server restart dropped; the connect timeout
+            # turns an unreachable server into a prompt 503 instead of a hung request.
             engine = create_engine(
-                self.url, pool_size=threads + 1, max_overflow=4, pool_pre_ping=True
+                self.url,
+                pool_size=threads + 1,
+                max_overflow=4,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
             )
             self._write_engine = self._read_engine = engine
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
