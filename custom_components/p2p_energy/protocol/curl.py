@@ -42,6 +42,8 @@ SUPPORTED_ROUNDS: Final = (27, 81)
 # A lane batch costs about as much as five single sponges whatever its size (numpy
 # call overhead), so curl_hash_many hashes fewer rows than this one by one.
 MIN_BATCH_LANES: Final = 6
+CHAIN_GROUP_LANES: Final = 1024
+"""Lanes per batch of hash chains: wider batches fall out of the cache."""
 
 _HALF: Final = 364  # -1/2 (mod 729)
 _MARGIN: Final = _HALF  # mirrored rows on each side of the state; |offset| <= 364
@@ -374,9 +376,10 @@ def curl_hash_chains(chunks: LaneTrits, counts: npt.ArrayLike, rounds: int = 81)
     """Hash each 243-trit row of ``chunks`` ``counts[row]`` times, all rows in lanes.
 
     One link of a chain is a fresh sponge absorbing the row and squeezing 243
-    trits (ISS key and signature chains). Rows are sorted by chain length so
-    that the lanes still running are always a prefix of the batch, which
-    shrinks a word at a time as chains finish.
+    trits (ISS key and signature chains). Rows are sorted by chain length and run
+    in groups of :data:`CHAIN_GROUP_LANES` (a batch much wider than that leaves
+    the cache and runs several times slower per lane); within a group the lanes
+    still running are always a prefix, which shrinks a word at a time.
     """
     _check_rounds(rounds)
     steps = np.asarray(counts, dtype=np.int64)
@@ -386,13 +389,20 @@ def curl_hash_chains(chunks: LaneTrits, counts: npt.ArrayLike, rounds: int = 81)
         raise ProtocolError("a hash chain cannot have a negative length")
     result = np.array(chunks, dtype=np.int8)
     order = np.argsort(-steps, kind="stable")
-    sorted_steps = steps[order]
-    running = int(np.count_nonzero(sorted_steps > 0))
-    if running == 0:
-        return result
+    running = int(np.count_nonzero(steps > 0))
+    for first in range(0, running, CHAIN_GROUP_LANES):
+        group = order[first : min(first + CHAIN_GROUP_LANES, running)]
+        result[group] = _run_chains(result[group], steps[group], rounds)
+    return result
+
+
+def _run_chains(rows: LaneTrits, sorted_steps: npt.NDArray[np.int64], rounds: int) -> LaneTrits:
+    """Chains of lengths ``sorted_steps`` (descending, all positive) on ``rows``."""
+    result = rows.copy()
+    running = rows.shape[0]
     longest = int(sorted_steps[0])
     batch = CurlBatch(running, rounds)
-    low, high = pack_lanes(result[order[:running]], batch.words)
+    low, high = pack_lanes(result, batch.words)
     batch.low[:HASH_LENGTH] = low
     batch.high[:HASH_LENGTH] = high
     # Lanes finishing after step k occupy sorted positions [ends[k + 1], ends[k]).
@@ -409,7 +419,7 @@ def curl_hash_chains(chunks: LaneTrits, counts: npt.ArrayLike, rounds: int = 81)
                 (last_word - first_word) * 64,
             )
             offset = first_word * 64
-            result[order[first:last]] = done[first - offset : last - offset]
+            result[first:last] = done[first - offset : last - offset]
         still = ends[step + 1]
         if still == 0:
             break

@@ -26,8 +26,20 @@ SINGLE_SPONGE_LANES: Final = 4
 """Up to this many lanes, separate single sponges beat one bit-sliced batch."""
 
 LaneTrits = npt.NDArray[np.int8]
+Planes = npt.NDArray[np.uint64]
 Counts = npt.NDArray[np.int64]
 Flags = npt.NDArray[np.bool_]
+
+
+def subtract_planes(
+    a_low: Planes, a_high: Planes, b_low: Planes, b_high: Planes
+) -> tuple[Planes, Planes]:
+    """``a - b`` (balanced, mod 3) for trits given as bit planes (see :mod:`..curl`)."""
+    a_pos, a_neg, a_zero = ~a_low, ~a_high, a_low & a_high
+    b_pos, b_neg, b_zero = ~b_low, ~b_high, b_low & b_high
+    positive = (a_pos & b_zero) | (a_zero & b_neg) | (a_neg & b_pos)
+    negative = (a_neg & b_zero) | (a_zero & b_pos) | (a_pos & b_neg)
+    return ~positive, ~negative
 
 
 def _lane_mask(active: Flags, words: int) -> npt.NDArray[np.uint64]:
@@ -107,6 +119,40 @@ class LaneSponges:
         keep_old = ~mask
         batch.low[:STATE_LENGTH] = (batch.low[:STATE_LENGTH] & mask) | (saved_low & keep_old)
         batch.high[:STATE_LENGTH] = (batch.high[:STATE_LENGTH] & mask) | (saved_high & keep_old)
+
+    @property
+    def batch(self) -> CurlBatch | None:
+        """The bit-sliced sponges, or ``None`` when the lanes are single sponges."""
+        return self._batch
+
+    def absorb_planes(
+        self, low: Planes, high: Planes, lengths: Counts, active: Flags | None = None
+    ) -> None:
+        """:meth:`absorb` for a chunk given as ``(243, words)`` bit planes (batch only)."""
+        batch = self._batch
+        assert batch is not None
+        if bool((lengths < HASH_LENGTH).any()):
+            # Rows at or beyond a lane's length keep that lane's rate.
+            keep_rows = np.arange(HASH_LENGTH)[:, None] >= lengths[None, :]
+            keep = np.zeros((HASH_LENGTH, batch.words * LANE_BITS), dtype=bool)
+            keep[:, : self.lanes] = keep_rows
+            keep_bits = np.packbits(keep, axis=1, bitorder="little").view(np.uint64)
+            low = (low & ~keep_bits) | (batch.low[:HASH_LENGTH] & keep_bits)
+            high = (high & ~keep_bits) | (batch.high[:HASH_LENGTH] & keep_bits)
+        if active is None or bool(active.all()):
+            batch.low[:HASH_LENGTH] = low
+            batch.high[:HASH_LENGTH] = high
+            batch.transform()
+            return
+        saved_low = batch.low.copy()
+        saved_high = batch.high.copy()
+        batch.low[:HASH_LENGTH] = low
+        batch.high[:HASH_LENGTH] = high
+        batch.transform()
+        mask = _lane_mask(active, batch.words)
+        keep_old = ~mask
+        batch.low[:] = (batch.low & mask) | (saved_low & keep_old)
+        batch.high[:] = (batch.high & mask) | (saved_high & keep_old)
 
     def absorb_all(self, trits: LaneTrits) -> None:
         """Absorb ``(lanes, n)`` trits in 243-trit chunks, every lane alike."""

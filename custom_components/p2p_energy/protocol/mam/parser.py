@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ..curl import HASH_LENGTH, curl_hash_chains
+from ..curl import HASH_LENGTH, curl_hash_chains, pack_lanes, unpack_lanes
 from ..errors import (
     InvalidAsciiError,
     InvalidTrytesError,
@@ -31,7 +31,7 @@ from ..errors import (
     MamPayloadError,
 )
 from ..trinary import trits_to_trytes, trytes_to_ascii, trytes_to_trits, validate_trytes
-from ._lanes import MAM_ROUNDS, Counts, Flags, LaneSponges, LaneTrits
+from ._lanes import MAM_ROUNDS, Counts, Flags, LaneSponges, LaneTrits, subtract_planes
 from .channel import HASH_TRYTES, NO_SIDE_KEY, pad_side_key
 from .nonce import NONCE_LENGTH, hmac_security
 from .pascal import MAX_PASCAL_TRYTES, pascal_decode
@@ -142,9 +142,12 @@ def _layout(payload: str, root: npt.NDArray[np.int8], side_key: npt.NDArray[np.i
     return layout
 
 
+_DIFFERENCE_TRITS: Final = np.array([1, -1, 0, 1, -1], dtype=np.int8)
+"""Balanced trit of a difference of two trits, indexed by the difference + 2."""
+
+
 def _subtract_trits(left: LaneTrits, right: LaneTrits) -> LaneTrits:
-    difference = left.astype(np.int16) - right
-    return ((difference + 1) % 3 - 1).astype(np.int8)
+    return np.take(_DIFFERENCE_TRITS, left - right + 2)
 
 
 def _lanes_where(flags: Flags) -> list[int]:
@@ -185,14 +188,41 @@ class _BatchParse:
         returns ``(lanes, n)`` plaintext (valid up to each lane's length)."""
         chunks = np.where(active, (lengths + HASH_LENGTH - 1) // HASH_LENGTH, 0)
         most = int(chunks.max(initial=0))
-        plain = np.zeros((self.lanes, most * HASH_LENGTH), dtype=np.int8)
-        columns = np.arange(HASH_LENGTH)
+        width = most * HASH_LENGTH
         last_column = self.payloads.shape[1] - 1
+        positions = np.minimum(starts[:, None] + np.arange(width), last_column)
+        cipher = np.take_along_axis(self.payloads, positions, axis=1)
+        batch = self.sponges.batch
+        if batch is None:
+            return self._unmask_trits(cipher, lengths, chunks)
+        # Bit-sliced: pack the ciphertext once, subtract the rate as bit planes, and
+        # unpack the plaintext once, instead of converting every chunk both ways.
+        cipher_low, cipher_high = pack_lanes(cipher, batch.words)
+        plain_low = np.empty_like(cipher_low)
+        plain_high = np.empty_like(cipher_high)
         for chunk in range(most):
             offset = chunk * HASH_LENGTH
-            positions = np.minimum(starts[:, None] + offset + columns, last_column)
-            cipher = np.take_along_axis(self.payloads, positions, axis=1)
-            decrypted = _subtract_trits(cipher, self.sponges.rate())
+            rows = slice(offset, offset + HASH_LENGTH)
+            low, high = subtract_planes(
+                cipher_low[rows],
+                cipher_high[rows],
+                batch.low[:HASH_LENGTH],
+                batch.high[:HASH_LENGTH],
+            )
+            plain_low[rows] = low
+            plain_high[rows] = high
+            sizes = np.clip(lengths - offset, 1, HASH_LENGTH)
+            self.sponges.absorb_planes(low, high, sizes, chunks > chunk)
+        return unpack_lanes(plain_low, plain_high, self.lanes)
+
+    def _unmask_trits(self, cipher: LaneTrits, lengths: Counts, chunks: Counts) -> LaneTrits:
+        """:meth:`unmask` for the few lanes held as single sponges."""
+        plain = np.zeros_like(cipher)
+        for chunk in range(int(chunks.max(initial=0))):
+            offset = chunk * HASH_LENGTH
+            decrypted = _subtract_trits(
+                cipher[:, offset : offset + HASH_LENGTH], self.sponges.rate()
+            )
             sizes = np.clip(lengths - offset, 1, HASH_LENGTH)
             self.sponges.absorb(decrypted, sizes, chunks > chunk)
             plain[:, offset : offset + HASH_LENGTH] = decrypted
@@ -318,8 +348,16 @@ class _BatchParse:
             first += count
         alive = self.alive
         digest = LaneSponges(self.lanes)
-        for fragment in range(most):
-            digest.absorb(per_lane[:, fragment], active=alive & (fragments > fragment))
+        if digest.batch is None:
+            for fragment in range(most):
+                digest.absorb(per_lane[:, fragment], active=alive & (fragments > fragment))
+        else:
+            # Pack all fragments once rather than one chunk per absorb.
+            low, high = pack_lanes(per_lane.reshape(self.lanes, -1), digest.batch.words)
+            whole = np.full(self.lanes, HASH_LENGTH, dtype=np.int64)
+            for fragment in range(most):
+                rows = slice(fragment * HASH_LENGTH, (fragment + 1) * HASH_LENGTH)
+                digest.absorb_planes(low[rows], high[rows], whole, alive & (fragments > fragment))
         leaf = LaneSponges(self.lanes)
         leaf.absorb(digest.rate(), active=alive)
         return leaf.rate()
