@@ -32,6 +32,7 @@ class PrivatePostgres:
 
     def __init__(self, tmp_path: Path, binaries: Path) -> None:
         self.binaries = binaries
+        self.tmp_path = tmp_path
         self.as_root = os.geteuid() == 0
         if self.as_root:
             # Reachable by the postgres user; removed by close().
@@ -63,7 +64,8 @@ class PrivatePostgres:
         """Start on the existing data (after a crash PostgreSQL replays its WAL)."""
         options = (
             f"-c listen_addresses={LOOPBACK} -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c max_connections=60"
+            # TCP only: a Unix socket path under tmp_path may exceed the 107-byte limit.
+            "-c unix_socket_directories='' -c max_connections=60"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
 
@@ -119,4 +121,6 @@ class PrivatePostgres:
             check=False,
         )
         if self.as_root:
+            if self.log.exists():  # kept with the test's other logs
+                shutil.copyfile(self.log, self.tmp_path / "postgres.log")
             shutil.rmtree(self.root, ignore_errors=True)
