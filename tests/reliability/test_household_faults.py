@@ -1,0 +1,333 @@
+"""Households killed with SIGKILL while publishing, and a node away for a simulated hour.
+
+Real processes: ``p2p-energy node``, ``p2p-energy grid`` and ``p2p-energy households``
+(durable simulated producers and consumers with a state folder). Afterwards the
+grid's database must hold every period's reading of every household exactly
+once, at contiguous channel positions, with the energy the household's own
+durable meter counted, and every settled slot must balance with no bill or
+payout twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
+
+from .processes import GridProcess, NodeProcess, ServiceProcess
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from sqlalchemy import Row
+
+pytestmark = pytest.mark.slow
+
+PERIOD_SECONDS = 4
+# 4 s of wall clock stand for 15 simulated minutes.
+SPEED = 225
+EVENT = re.compile(r"(creating|queued|attaching|attached|registered) (\S+) ?#?(\d+)?")
+
+
+class HouseholdsProcess(ServiceProcess):
+    """``p2p-energy households`` on a state folder (restartable on the same folder)."""
+
+    def __init__(self, directory: Path, node_url: str, grid_url: str) -> None:
+        self.state_dir = directory / "households-state"
+        super().__init__(
+            "households",
+            directory,
+            [
+                "households",
+                "--node",
+                node_url,
+                "--grid",
+                grid_url,
+                "--state-dir",
+                str(self.state_dir),
+                "--producers",
+                "1",
+                "--sources-per-producer",
+                "2",
+                "--consumers",
+                "2",
+                "--period-seconds",
+                str(PERIOD_SECONDS),
+                "--speed",
+                str(SPEED),
+                "--start-hour",
+                "10",
+                "--min-weight-magnitude",
+                "1",
+                "--seed",
+                "7",
+                "--log-level",
+                "INFO",
+            ],
+            0,
+        )
+
+    def ready(self) -> bool:
+        return (self.state_dir / "households.json").exists()
+
+    def state(self) -> list[dict[str, Any]]:
+        data = json.loads((self.state_dir / "households.json").read_text())
+        households: list[dict[str, Any]] = data["households"]
+        return households
+
+    def events(self) -> list[tuple[str, str, int | None]]:
+        """(what, registration id, message number) of every step logged so far."""
+        found = []
+        for line in self.log_tail(10_000_000).splitlines():
+            if (match := EVENT.search(line)) is not None:
+                number = int(match[3]) if match[3] else None
+                found.append((match[1], match[2], number))
+        return found
+
+
+@dataclass
+class Services:
+    node: NodeProcess
+    grid: GridProcess
+    households: HouseholdsProcess
+
+    def stop(self) -> None:
+        for service in (self.households, self.grid, self.node):
+            service.stop()
+
+
+def _start(tmp_path: Path) -> Services:
+    node = NodeProcess(tmp_path)
+    node.start()
+    grid = GridProcess(
+        tmp_path,
+        node.url,
+        grid={"slot_seconds": PERIOD_SECONDS, "settlement_delay_seconds": 1.0},
+    )
+    grid.start()
+    households = HouseholdsProcess(tmp_path, node.url, grid.url)
+    households.start()
+    return Services(node, grid, households)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``condition`` held."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def _registered(households: HouseholdsProcess) -> bool:
+    return all(item["registered"] for item in households.state())
+
+
+def _wait_all_settled(database: str, timeout: float = 60) -> None:
+    engine = create_engine(database)
+    try:
+
+        def settled() -> bool:
+            with engine.connect() as connection:
+                pending = connection.execute(
+                    select(func.count()).where(Reading.settlement_id.is_(None))
+                ).scalar_one()
+            return int(pending) == 0
+
+        _wait(settled, timeout, "every stored reading settled")
+    finally:
+        engine.dispose()
+
+
+def _check_readings(database: str, households: list[dict[str, Any]]) -> int:
+    """Every period of every household stored once, contiguous, energy = its meter."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    Reading.registration_id,
+                    Reading.position,
+                    Reading.start_time,
+                    Reading.end_time,
+                    Reading.energy_mwh,
+                ).order_by(Reading.registration_id, Reading.position)
+            ).all()
+    finally:
+        engine.dispose()
+    stored: dict[str, list[tuple[int, int, int, int]]] = {}
+    for registration, position, start, end, energy in rows:
+        stored.setdefault(registration, []).append((position, start, end, energy))
+    assert set(stored) == {item["registration_id"] for item in households}
+    for household in households:
+        readings = stored[household["registration_id"]]
+        assert household["queue"] == [], "the households stopped with messages unsent"
+        # Channel positions 1.. (0 is the hello) with no gap and no repeat.
+        assert [item[0] for item in readings] == list(range(1, household["readings"] + 1))
+        # Periods back to back from the first to the last one read: none lost or doubled.
+        assert readings[0][1] == household["first_period_start_ms"]
+        assert readings[-1][2] == household["last_period_end_ms"]
+        for before, after in itertools.pairwise(readings):
+            assert after[1] == before[2]
+        assert sum(item[3] for item in readings) == household["meter_mwh"]
+        assert household["published_mwh"] == household["meter_mwh"]
+    return len(rows)
+
+
+def _totals(rows: Sequence[Row[tuple[str, int]]]) -> dict[str, int]:
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def _check_ledger(database: str) -> int:
+    """Every slot settled once and balanced; bills and payouts once; billed = settled energy.
+
+    Like ``households.check_settlements``, except that a bill's ``usage_mwh`` already
+    includes its ``adjustment_mwh`` (late readings), which that helper adds a second time.
+    """
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            settlements = connection.execute(select(Settlement)).all()
+            for settlement in settlements:
+                assert settlement.energy_balanced, settlement.invariant_report
+                assert settlement.money_balanced, settlement.invariant_report
+            slots = [settlement.slot_start for settlement in settlements]
+            assert len(slots) == len(set(slots))
+            for table in (Bill, Payout):
+                assert (
+                    connection.execute(
+                        select(table.settlement_id, table.registration_id)
+                        .group_by(table.settlement_id, table.registration_id)
+                        .having(func.count() > 1)
+                    ).all()
+                    == []
+                )
+            settled = _totals(
+                connection.execute(
+                    select(Reading.registration_id, func.sum(Reading.energy_mwh))
+                    .where(Reading.settlement_id.is_not(None))
+                    .group_by(Reading.registration_id)
+                ).all()
+            )
+            billed = _totals(
+                connection.execute(
+                    select(Bill.registration_id, func.sum(Bill.usage_mwh)).group_by(
+                        Bill.registration_id
+                    )
+                ).all()
+            )
+            paid = _totals(
+                connection.execute(
+                    select(Payout.registration_id, func.sum(Payout.energy_mwh)).group_by(
+                        Payout.registration_id
+                    )
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert {**billed, **paid} == settled
+    return len(settlements)
+
+
+def _attached_in_order(events: list[tuple[str, str, int | None]]) -> None:
+    """Each household's messages were attached in channel order (a repeat after a kill is
+    the same message at the same position)."""
+    last: dict[str, int] = {}
+    for what, registration, number in events:
+        if what == "attached" and number is not None:
+            assert number in (last.get(registration, -1), last.get(registration, -1) + 1)
+            last[registration] = number
+
+
+def test_kill_9_while_publishing_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    services = _start(tmp_path)
+    households = services.households
+    rng = random.Random(20261127)
+    landed: list[str] = []
+    try:
+        _wait(lambda: _registered(households), 60, "households registered")
+        for kill in range(6):
+            # Alternate: kill while a message is created, then while one is attached.
+            target = "creating" if kill % 2 == 0 else "attaching"
+            seen = len(households.events())
+
+            def started(target: str = target, seen: int = seen) -> bool:
+                return any(what == target for what, *_ in households.events()[seen:])
+
+            _wait(started, 3 * PERIOD_SECONDS, f"households {target} a message")
+            time.sleep(rng.uniform(0.0, 0.03))
+            households.kill()
+            landed.append(households.events()[-1][0])
+            # Once down for two periods: the restart catches the missed periods up.
+            time.sleep(2 * PERIOD_SECONDS if kill == 3 else rng.uniform(0.0, 1.0))
+            households.start()
+        time.sleep(2 * PERIOD_SECONDS)
+        assert households.stop() == 0
+        state = households.state()
+        _wait_all_settled(services.grid.database)
+        stored = _check_readings(services.grid.database, state)
+        _attached_in_order(households.events())
+        _check_ledger(services.grid.database)
+    finally:
+        services.stop()
+    # Where the kills landed (the last step the process logged before dying).
+    print(f"kills landed after: {landed}; {stored} readings stored once each")
+    assert {"creating", "attaching"} <= set(landed)
+
+
+def test_node_down_for_a_simulated_hour_households_queue_and_catch_up(tmp_path: Path) -> None:
+    services = _start(tmp_path)
+    households = services.households
+    try:
+        _wait(lambda: _registered(households), 60, "households registered")
+        _wait(
+            lambda: all(item["readings"] >= 1 and not item["queue"] for item in households.state()),
+            3 * PERIOD_SECONDS,
+            "a first reading attached",
+        )
+        before = {item["registration_id"]: item["readings"] for item in households.state()}
+        services.node.stop()
+        # Five periods of 15 simulated minutes: more than an hour without a node.
+        queued: list[int] = []
+        for _ in range(5):
+            time.sleep(PERIOD_SECONDS)
+            queued.append(max(len(item["queue"]) for item in households.state()))
+        state = households.state()
+        for item in state:
+            assert item["readings"] - before[item["registration_id"]] >= 4
+            # Every reading taken during the outage is waiting, in channel order.
+            numbers = [message["sequence"] for message in item["queue"]]
+            assert len(numbers) >= 4
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert queued == sorted(queued)
+        assert queued[-1] > queued[0]
+        services.node.start()
+        catch_up = _wait(
+            lambda: not any(item["queue"] for item in households.state()),
+            60,
+            "queues drained after the node came back",
+        )
+        time.sleep(2 * PERIOD_SECONDS)
+        assert households.stop() == 0
+        final = households.state()
+        _wait_all_settled(services.grid.database)
+        stored = _check_readings(services.grid.database, final)
+        _attached_in_order(households.events())
+        _check_ledger(services.grid.database)
+    finally:
+        services.stop()
+    print(
+        f"queued during the outage (largest queue per period): {queued}; "
+        f"drained in {catch_up:.1f} s; {stored} readings stored once each"
+    )
