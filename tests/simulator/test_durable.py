@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime
@@ -9,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from p2p_energy_protocol.errors import NodeUnavailableError
+from p2p_energy_protocol.errors import GridUnavailableError, NodeUnavailableError
+from p2p_energy_protocol.grid_client import RegistrationReply
 from p2p_energy_protocol.mam import parse_message
 
 from grid_server.cli import build_parser
 from grid_server.simulator import durable
-from grid_server.simulator.channels import TangleSettings
+from grid_server.simulator.channels import Publisher, TangleSettings
 from grid_server.simulator.durable import (
     DurableHouseholds,
     HouseholdsState,
@@ -322,3 +324,75 @@ def test_state_round_trip(tmp_path: Path) -> None:
     again = HouseholdsState.from_dict(json.loads(json.dumps(state.to_dict())), tmp_path)
     assert again.to_dict() == state.to_dict()
     assert again.clock == state.clock
+
+
+class FakeGrid:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+        self.down = True
+
+    async def register(
+        self, registration_id: str, _name: str, _role: str, **options: str | None
+    ) -> RegistrationReply:
+        self.calls.append((registration_id, options["token"]))
+        if self.down:
+            raise GridUnavailableError("grid down", 0)
+        return RegistrationReply(root=None, side_key=None, token=f"token-{registration_id}")
+
+
+async def test_registers_once_the_hello_is_out_and_keeps_the_token(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    node, grid = FakeNode(), FakeGrid()
+    households = _households(tmp_path, session, node)
+    households.grid = grid  # type: ignore[assignment]
+    await households.open(PLAN, START)
+    base = households.households[0].last_period_end_ms
+    node.down = True
+    await households.step(base + 10)
+    assert grid.calls == []  # no hello on the channel yet: the grid would refuse
+    node.down = False
+    await households.step(base + 20)
+    assert len(grid.calls) == 2
+    assert not any(h.registered for h in households.households)
+    grid.down = False
+    await households.step(base + 30)
+    reloaded = _households(tmp_path, session, node)
+    await reloaded.open(PLAN)
+    for household in reloaded.households:
+        assert household.registered
+        assert household.token == f"token-{household.registration_id}"
+    await reloaded.register()
+    assert len(grid.calls) == 4  # registered households are not registered again
+
+
+async def test_waits_for_the_next_period_or_retries_a_waiting_queue(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    node = FakeNode()
+    households = _households(tmp_path, session, node)
+    await households.open(PLAN)
+    assert 0 <= households.seconds_to_next() <= durable.RETRY_SECONDS  # hellos wait
+    await households.drain_queues()
+    assert 0 <= households.seconds_to_next() <= PLAN.period_seconds + durable.PUBLISH_DELAY
+    stop = asyncio.Event()
+    stop.set()
+    await households.run(stop)
+
+
+async def test_demo_publisher_keeps_a_refused_message_first_in_line() -> None:
+    node = FakeNode()
+
+    class Client:
+        async def publish_mam(self, message: MamMessage, **_options: object) -> None:
+            await node.send(message)
+
+    publisher = Publisher(Client(), TangleSettings())  # type: ignore[arg-type]
+    node.down = True
+    with pytest.raises(NodeUnavailableError):
+        await publisher.publish({"command": "hello"})
+    assert (publisher.published, len(publisher.queue)) == (0, 1)
+    node.down = False
+    second = await publisher.publish({"command": "usage", "usage": 1.0})
+    assert publisher.published == 2
+    assert node.attached == [publisher.root, second]
