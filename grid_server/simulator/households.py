@@ -112,10 +112,11 @@ class SimSource:
 
     async def publish(self, clock: SimulatedClock, period: Period) -> float:
         kwh = self.output_kwh(clock, period)
+        # Counted once queued: a message the node refuses now goes out with the next one.
+        self.total_kwh += kwh
         await self.publisher.publish(
             payload_to_json(SourceOutput(period.start_ms, period.end_ms, kwh))
         )
-        self.total_kwh += kwh
         return kwh
 
 
@@ -240,8 +241,8 @@ class SimProducer:
             producer_price=self.price,
             payment_id_or_address=self.payment_address,
         )
-        await self.publisher.publish(payload_to_json(output))
         self.total_kwh += kwh
+        await self.publisher.publish(payload_to_json(output))
         return kwh
 
     async def close(self) -> None:
@@ -315,10 +316,10 @@ class SimConsumer:
 
     async def publish(self, clock: SimulatedClock, period: Period) -> float:
         kwh = self.usage_kwh(clock, period)
+        self.total_kwh += kwh
         await self.publisher.publish(
             payload_to_json(ConsumerUsage(period.start_ms, period.end_ms, kwh))
         )
-        self.total_kwh += kwh
         return kwh
 
     async def read_bills(self) -> Bill:
