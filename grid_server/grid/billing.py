@@ -25,12 +25,14 @@ from sqlalchemy import and_, func, select, update
 
 from .db.models import Bill, GridChannel, IncomingPayment, WalletAddress, WalletTransfer
 from .node_client import InclusionLookup, TransactionLookup
+from .return_channels import Append
 from .units import mwh_to_kwh
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from p2p_energy_protocol.transaction import Transaction
+    from sqlalchemy import ColumnElement
     from sqlalchemy.orm import Session
 
     from .clock import Clock
@@ -39,22 +41,26 @@ if TYPE_CHECKING:
     from .wallet import GridWallet
 
 _LOGGER = logging.getLogger(__name__)
+_IN_CHUNK = 500
 
 
 class PaymentNode(TransactionLookup, InclusionLookup, Protocol):
     """What payment matching needs of the node client (``IriClient`` provides it)."""
 
 
+def _counted(now: int, expiry_ms: int) -> ColumnElement[bool]:
+    """Payments that count as paid: confirmed, or pending and not yet expired."""
+    return (IncomingPayment.status == "confirmed") | and_(
+        IncomingPayment.status == "pending",
+        IncomingPayment.first_seen_at > now - expiry_ms,
+    )
+
+
 def counted_payments(session: Session, registration_id: str, now: int, expiry_ms: int) -> int:
     """IOTA a consumer has paid: confirmed plus recent pending payments."""
     total = session.scalar(
         select(func.coalesce(func.sum(IncomingPayment.amount), 0)).where(
-            IncomingPayment.registration_id == registration_id,
-            (IncomingPayment.status == "confirmed")
-            | and_(
-                IncomingPayment.status == "pending",
-                IncomingPayment.first_seen_at > now - expiry_ms,
-            ),
+            IncomingPayment.registration_id == registration_id, _counted(now, expiry_ms)
         )
     )
     return int(total or 0)
@@ -67,6 +73,38 @@ def owed(session: Session, registration_id: str, now: int, expiry_ms: int) -> in
         )
     )
     return max(0, int(billed or 0) - counted_payments(session, registration_id, now, expiry_ms))
+
+
+def owed_many(
+    session: Session, registration_ids: Sequence[str], now: int, expiry_ms: int
+) -> dict[str, int]:
+    """:func:`owed` for many consumers in two grouped queries per chunk of ids."""
+    result: dict[str, int] = {}
+    for first in range(0, len(registration_ids), _IN_CHUNK):
+        chunk = list(registration_ids[first : first + _IN_CHUNK])
+        billed: dict[str, int] = {
+            str(registration_id): int(amount or 0)
+            for registration_id, amount in session.execute(
+                select(Bill.registration_id, func.coalesce(func.sum(Bill.amount), 0))
+                .where(Bill.registration_id.in_(chunk))
+                .group_by(Bill.registration_id)
+            ).all()
+        }
+        paid: dict[str, int] = {
+            str(registration_id): int(amount or 0)
+            for registration_id, amount in session.execute(
+                select(
+                    IncomingPayment.registration_id,
+                    func.coalesce(func.sum(IncomingPayment.amount), 0),
+                )
+                .where(IncomingPayment.registration_id.in_(chunk), _counted(now, expiry_ms))
+                .group_by(IncomingPayment.registration_id)
+            ).all()
+        }
+        for registration_id in chunk:
+            total = billed.get(registration_id, 0) - paid.get(registration_id, 0)
+            result[registration_id] = max(0, total)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,24 +134,38 @@ class PaymentRequests:
         self._expiry_ms = int(pending_expiry_seconds * 1000)
 
     async def publish_due(self, limit: int = 200) -> int:
-        """Create a payment request for each consumer with unrequested bills."""
-        due = await self._db.run_read(lambda session: _due(session, limit))
-        created = 0
-        for item in due:
-            address = await self._wallet.payment_address(item.registration_id)
-            amount = await self._db.run_read(
-                functools.partial(
-                    owed,
-                    registration_id=item.registration_id,
-                    now=self._clock(),
-                    expiry_ms=self._expiry_ms,
-                )
-            )
-            request = PaymentRequest(
-                owed=amount, usage=mwh_to_kwh(item.usage_mwh), payment_id_or_address=address
-            )
+        """Create a payment request for each consumer with unrequested bills.
 
-            def mark(session: Session, item: _Due = item) -> None:
+        All requests of the call are created in one batched MAM creation and stored
+        in one transaction together with the marks on the bills they cover.
+        """
+        due = await self._db.run_read(lambda session: _due(session, limit))
+        if not due:
+            return 0
+        addresses = [await self._wallet.payment_address(item.registration_id) for item in due]
+        amounts = await self._db.run_read(
+            functools.partial(
+                owed_many,
+                registration_ids=[item.registration_id for item in due],
+                now=self._clock(),
+                expiry_ms=self._expiry_ms,
+            )
+        )
+        requests: dict[int, tuple[_Due, PaymentRequest]] = {}
+        appends: list[Append] = []
+        for item, address in zip(due, addresses, strict=True):
+            request = PaymentRequest(
+                owed=amounts[item.registration_id],
+                usage=mwh_to_kwh(item.usage_mwh),
+                payment_id_or_address=address,
+            )
+            requests[item.channel_id] = (item, request)
+            appends.append(Append(item.channel_id, payload_to_json(request), "payment-request"))
+
+        def mark(session: Session, stored: list[Append]) -> None:
+            now = self._clock()
+            for append in stored:
+                item = requests[append.channel_id][0]
                 session.execute(
                     update(Bill)
                     .where(
@@ -121,19 +173,22 @@ class PaymentRequests:
                         Bill.requested_at.is_(None),
                         Bill.id <= item.last_bill_id,
                     )
-                    .values(requested_at=self._clock())
+                    .values(requested_at=now)
                 )
 
-            await self._return_channels.append(
-                item.channel_id, payload_to_json(request), kind="payment-request", also=mark
-            )
+        positions = await self._return_channels.append_many(appends, also=mark)
+        created = 0
+        for append, position in zip(appends, positions, strict=True):
+            if position is None:
+                continue
+            item, request = requests[append.channel_id]
             created += 1
             _LOGGER.info(
                 "payment request for %s: owes %d IOTA (%.6f kWh new)",
                 item.registration_id,
-                amount,
+                request.owed,
                 request.usage,
-                extra={"registration_id": item.registration_id, "owed": amount},
+                extra={"registration_id": item.registration_id, "owed": request.owed},
             )
         return created
 

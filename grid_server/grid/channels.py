@@ -81,5 +81,10 @@ class ChannelWriter(Protocol):
     ) -> CreatedMessage:
         """Create the next message of the channel in ``state`` (CPU work)."""
 
+    def create_messages(
+        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[CreatedMessage]:
+        """:meth:`create_message` for many ``(state, message)`` at once (CPU work, batched)."""
+
     async def publish(self, message: OutgoingMessage) -> None:
         """Attach a created message to the Tangle; raises TangleUnavailableError."""

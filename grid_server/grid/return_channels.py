@@ -10,6 +10,7 @@ publishing a message twice after a crash is harmless (same bundle content).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -22,7 +23,7 @@ from .channels import CreatedMessage, NewChannel, OutgoingMessage, TangleUnavail
 from .db.models import GridChannel, OutboxMessage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from concurrent.futures import Executor
 
     from sqlalchemy.orm import Session
@@ -32,10 +33,32 @@ if TYPE_CHECKING:
     from .db.engine import Database
 
 _LOGGER = logging.getLogger(__name__)
+_IN_CHUNK = 500
+DEFAULT_PUBLISH_CONCURRENCY = 4
+"""Channels published at once: enough to overlap the node's round trips and its
+proof of work (one attachToTangle at a time on our node) without flooding it."""
 
 
 class ChannelConflictError(RuntimeError):
     """Another writer advanced the channel first; create the message again."""
+
+
+class _ChannelsMovedError(ChannelConflictError):
+    """Some channels of a batch moved on; the transaction is rolled back."""
+
+    def __init__(self, ids: set[int]) -> None:
+        super().__init__(f"grid channels {sorted(ids)} moved on")
+        self.ids = ids
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One message for :meth:`ReturnChannels.append_many`."""
+
+    channel_id: int
+    message: Mapping[str, Any]
+    kind: str
+    close: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +72,18 @@ class PreparedChannel:
 class ReturnChannels:
     """Creates grid channels and messages and publishes the outbox."""
 
-    def __init__(self, db: Database, writer: ChannelWriter, cpu: Executor, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        writer: ChannelWriter,
+        cpu: Executor,
+        clock: Clock,
+        *,
+        publish_concurrency: int = DEFAULT_PUBLISH_CONCURRENCY,
+    ) -> None:
+        if publish_concurrency < 1:
+            raise ValueError("publish_concurrency must be at least 1")
+        self._publish_concurrency = publish_concurrency
         self._db = db
         self._writer = writer
         self._cpu = cpu
@@ -138,28 +172,163 @@ class ReturnChannels:
                     _LOGGER.warning("grid channel %s changed concurrently; retrying", channel_id)
             raise ChannelConflictError(f"grid channel {channel_id} keeps changing concurrently")
 
-    async def publish_pending(self, limit: int = 100) -> int:
-        """Publish unsent outbox messages in channel order; returns how many were sent.
+    async def append_many(
+        self,
+        appends: Sequence[Append],
+        *,
+        also: Callable[[Session, list[Append]], None] | None = None,
+    ) -> list[int | None]:
+        """:meth:`append` for many channels: one batched MAM creation, one transaction.
 
-        Stops at the first failure to reach the node (the rest waits for the next
-        round); a message that fails otherwise is retried in later rounds.
+        Every channel's new state and outbox message are committed together (all
+        of them or none), each channel guarded against concurrent writers by its
+        position as in :meth:`append`; a channel another writer moved gets its
+        message created again from the new state. ``also(session, stored)`` runs
+        in the same transaction with the appends that were stored. A channel that
+        is missing or closed is skipped: its result is ``None``.
+        """
+        ids = [item.channel_id for item in appends]
+        if len(set(ids)) != len(ids):
+            raise ValueError("append_many takes each channel at most once")
+        async with contextlib.AsyncExitStack() as stack:
+            for channel_id in sorted(ids):  # one order for everyone: no lock cycles
+                await stack.enter_async_context(self._locks.setdefault(channel_id, asyncio.Lock()))
+            states = await self._db.run_read(functools.partial(_channel_states, ids=ids))
+            skipped = [channel_id for channel_id in ids if channel_id not in states]
+            if skipped:
+                _LOGGER.warning("grid channels %s are closed or gone; skipped", skipped)
+            live = [item for item in appends if item.channel_id in states]
+            created: dict[int, CreatedMessage] = {}
+            stale = live
+            for _attempt in range(5):
+                loop = asyncio.get_running_loop()
+                made = await loop.run_in_executor(
+                    self._cpu,
+                    self._writer.create_messages,
+                    [(states[item.channel_id][0], dict(item.message)) for item in stale],
+                )
+                created.update(
+                    (item.channel_id, message) for item, message in zip(stale, made, strict=True)
+                )
+                try:
+                    await self._db.run_write(
+                        functools.partial(
+                            self._commit_many,
+                            appends=live,
+                            states=states,
+                            created=created,
+                            also=also,
+                        )
+                    )
+                except _ChannelsMovedError as moved:
+                    _LOGGER.warning(
+                        "grid channels %s changed concurrently; retrying", sorted(moved.ids)
+                    )
+                    fresh = await self._db.run_read(
+                        functools.partial(_channel_states, ids=sorted(moved.ids))
+                    )
+                    # A channel closed meanwhile is skipped like one closed before.
+                    live = [
+                        item
+                        for item in live
+                        if item.channel_id not in moved.ids or item.channel_id in fresh
+                    ]
+                    states.update(fresh)
+                    stale = [item for item in live if item.channel_id in moved.ids]
+                    continue
+                stored = {item.channel_id for item in live}
+                return [
+                    states[channel_id][1] if channel_id in stored else None for channel_id in ids
+                ]
+            raise ChannelConflictError("grid channels keep changing concurrently")
+        raise AssertionError("unreachable")  # pragma: no cover  (mypy: the stack may swallow)
+
+    def _commit_many(
+        self,
+        session: Session,
+        appends: list[Append],
+        states: dict[int, tuple[dict[str, Any], int]],
+        created: dict[int, CreatedMessage],
+        also: Callable[[Session, list[Append]], None] | None,
+    ) -> None:
+        moved: set[int] = set()
+        now = self._clock()
+        for item in appends:
+            position = states[item.channel_id][1]
+            message = created[item.channel_id]
+            changed = session.execute(
+                update(GridChannel)
+                .where(GridChannel.id == item.channel_id, GridChannel.next_position == position)
+                .values(
+                    state_json=json.dumps(message.state),
+                    next_position=position + 1,
+                    active=not item.close,
+                )
+            ).rowcount
+            if changed != 1:
+                moved.add(item.channel_id)
+        if moved:
+            raise _ChannelsMovedError(moved)  # rolls the whole transaction back
+        session.add_all(
+            [
+                _outbox_row(
+                    item.channel_id,
+                    states[item.channel_id][1],
+                    item.kind,
+                    created[item.channel_id],
+                    item.message,
+                    now,
+                )
+                for item in appends
+            ]
+        )
+        if also is not None:
+            also(session, appends)
+
+    async def publish_pending(self, limit: int = 100) -> int:
+        """Publish unsent outbox messages; returns how many were sent.
+
+        Up to ``publish_concurrency`` channels are published at once, each channel's
+        messages in order (so a node's round trips and proof of work overlap rather
+        than queue behind each other). Stops starting new ones at the first failure
+        to reach the node (the rest waits for the next round); a message that fails
+        otherwise is retried in later rounds.
         """
         async with self._publish_lock:
             rows = await self._db.run_read(lambda session: _unsent(session, limit))
-            sent = 0
-            for row_id, outgoing in rows:
-                try:
-                    await self._writer.publish(outgoing)
-                except TangleUnavailableError as err:
+            queue: asyncio.Queue[list[tuple[int, OutgoingMessage]]] = asyncio.Queue()
+            by_channel: dict[int, list[tuple[int, OutgoingMessage]]] = {}
+            for row_id, channel_id, outgoing in rows:
+                by_channel.setdefault(channel_id, []).append((row_id, outgoing))
+            for messages in by_channel.values():
+                queue.put_nowait(messages)
+            sent: list[int] = []
+            failed: list[tuple[int, str]] = []
+
+            async def worker() -> None:
+                while not failed and not queue.empty():
+                    for row_id, outgoing in queue.get_nowait():
+                        if failed:
+                            return
+                        try:
+                            await self._writer.publish(outgoing)
+                        except TangleUnavailableError as err:
+                            failed.append((row_id, str(err)))
+                            return
+                        sent.append(row_id)
+
+            workers = min(self._publish_concurrency, len(by_channel))
+            try:
+                await asyncio.gather(*(worker() for _ in range(workers)))
+            finally:
+                # Recorded even when a worker raised: what went out is not sent again.
+                if sent or failed:
                     await self._db.run_write(
-                        functools.partial(_failed, row_id=row_id, error=str(err))
+                        functools.partial(_record, sent=sent, failed=failed, now=self._clock())
                     )
-                    _LOGGER.warning("publishing to the Tangle failed, will retry: %s", err)
-                    break
-                now = self._clock()
-                await self._db.run_write(functools.partial(_sent, row_id=row_id, now=now))
-                sent += 1
-            return sent
+            if failed:
+                _LOGGER.warning("publishing to the Tangle failed, will retry: %s", failed[0][1])
+            return len(sent)
 
 
 def _outbox_row(
@@ -184,6 +353,24 @@ def _outbox_row(
     )
 
 
+def _channel_states(session: Session, ids: Sequence[int]) -> dict[int, tuple[dict[str, Any], int]]:
+    """State and position of each active channel among ``ids`` (missing or closed ones
+    are left out), read in chunks that stay below any database's parameter limit."""
+    found: dict[int, tuple[dict[str, Any], int]] = {}
+    for first in range(0, len(ids), _IN_CHUNK):
+        rows = session.execute(
+            select(GridChannel.id, GridChannel.state_json, GridChannel.next_position).where(
+                GridChannel.id.in_(ids[first : first + _IN_CHUNK]), GridChannel.active
+            )
+        ).all()
+        for channel_id, state_json, position in rows:
+            state = json.loads(state_json)
+            if not isinstance(state, dict):
+                raise ValueError(f"grid channel {channel_id} has a corrupt state")
+            found[int(channel_id)] = (state, int(position))
+    return found
+
+
 def _channel_state(session: Session, channel_id: int) -> tuple[dict[str, Any], int]:
     row = session.get(GridChannel, channel_id)
     if row is None:
@@ -196,7 +383,7 @@ def _channel_state(session: Session, channel_id: int) -> tuple[dict[str, Any], i
     return state, row.next_position
 
 
-def _unsent(session: Session, limit: int) -> list[tuple[int, OutgoingMessage]]:
+def _unsent(session: Session, limit: int) -> list[tuple[int, int, OutgoingMessage]]:
     rows = session.scalars(
         select(OutboxMessage)
         .where(OutboxMessage.sent_at.is_(None))
@@ -204,16 +391,21 @@ def _unsent(session: Session, limit: int) -> list[tuple[int, OutgoingMessage]]:
         .limit(limit)
     ).all()
     return [
-        (row.id, OutgoingMessage(row.root, row.address, row.next_root, row.payload)) for row in rows
+        (row.id, row.channel_id, OutgoingMessage(row.root, row.address, row.next_root, row.payload))
+        for row in rows
     ]
 
 
-def _sent(session: Session, row_id: int, now: int) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row_id)
-        .values(sent_at=now, attempts=OutboxMessage.attempts + 1, last_error=None)
-    )
+def _record(session: Session, sent: list[int], failed: list[tuple[int, str]], now: int) -> None:
+    """Mark what was published (in chunks of ids) and count the failed attempts."""
+    for first in range(0, len(sent), _IN_CHUNK):
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(sent[first : first + _IN_CHUNK]))
+            .values(sent_at=now, attempts=OutboxMessage.attempts + 1, last_error=None)
+        )
+    for row_id, error in failed:
+        _failed(session, row_id, error)
 
 
 def _failed(session: Session, row_id: int, error: str) -> None:

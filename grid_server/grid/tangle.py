@@ -13,6 +13,7 @@ from p2p_energy_protocol.mam import (
     channel_root,
     create_channel,
     create_message,
+    create_messages,
     mam_address,
 )
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET
@@ -109,6 +110,24 @@ class MamTangle:
             channel.to_json(),
             OutgoingMessage(created.root, created.address, created.next_root, created.payload),
         )
+
+    def create_messages(
+        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[CreatedMessage]:
+        channels = [MamChannel.from_json(state) for state, _ in items]
+        created = create_messages(
+            [
+                (channel, dict(message))
+                for channel, (_, message) in zip(channels, items, strict=True)
+            ]
+        )
+        return [
+            CreatedMessage(
+                channel.to_json(),
+                OutgoingMessage(made.root, made.address, made.next_root, made.payload),
+            )
+            for channel, made in zip(channels, created, strict=True)
+        ]
 
     async def publish(self, message: OutgoingMessage) -> None:
         try:

@@ -21,7 +21,7 @@ from grid_server.grid.channels import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 ALPHABET = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -125,6 +125,11 @@ class FakeChannels:
             {**state, "start": start + 1, "root": next_root},
             OutgoingMessage(root, "A" * 81, next_root, payload),
         )
+
+    def create_messages(
+        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[CreatedMessage]:
+        return [self.create_message(state, message) for state, message in items]
 
     async def publish(self, message: OutgoingMessage) -> None:
         if not self.available:

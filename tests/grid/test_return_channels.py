@@ -1,0 +1,242 @@
+"""The outbox of the grid's channels in batches: append_many and publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from p2p_energy_protocol.mam import MamChannel, create_message, parse_message
+from sqlalchemy import select, update
+
+from grid_server.grid.channels import CreatedMessage, OutgoingMessage, TangleUnavailableError
+from grid_server.grid.db.models import GridChannel, OutboxMessage
+from grid_server.grid.return_channels import Append, ReturnChannels
+from grid_server.grid.tangle import MamTangle
+
+from .dbhelpers import add_registration
+from .fakes import FakeChannels, ManualClock
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from sqlalchemy.orm import Session
+
+    from grid_server.grid.db.engine import Database
+
+NOW = 1_700_000_000_000
+
+
+@pytest.fixture
+def cpu() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(1) as executor:
+        yield executor
+
+
+async def open_channels(db: Database, channels: ReturnChannels, count: int) -> list[int]:
+    ids = []
+    for number in range(count):
+        add_registration(db, f"consumer-{number:04d}", "consumer", None)
+        prepared = await channels.prepare()
+        with db.write() as session:
+            ids.append(channels.store(session, f"consumer-{number:04d}", prepared).id)
+    return ids
+
+
+def outbox(db: Database) -> list[tuple[int, int, str, str]]:
+    with db.read() as session:
+        rows = session.scalars(
+            select(OutboxMessage).order_by(OutboxMessage.channel_id, OutboxMessage.position)
+        ).all()
+        return [(row.channel_id, row.position, row.kind, row.payload) for row in rows]
+
+
+def positions(db: Database) -> dict[int, int]:
+    with db.read() as session:
+        return {row.id: row.next_position for row in session.scalars(select(GridChannel))}
+
+
+async def test_append_many_equals_appending_one_by_one(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    """Real MAM: the batch stores the same payloads and states as single appends."""
+    tangle = MamTangle(None)  # type: ignore[arg-type]  # creating needs no node
+    channels = ReturnChannels(db, tangle, cpu, ManualClock(NOW))
+    ids = await open_channels(db, channels, 12)
+    with db.read() as session:
+        states = {row.id: row.state_json for row in session.scalars(select(GridChannel))}
+    marked: list[int] = []
+    result = await channels.append_many(
+        [Append(channel_id, {"owed": channel_id}, "payment-request") for channel_id in ids],
+        also=lambda session, stored: marked.extend(item.channel_id for item in stored),
+    )
+    assert result == [1] * len(ids)
+    assert marked == ids
+    stored = {(row[0], row[1]): row[3] for row in outbox(db)}
+    with db.read() as session:
+        roots = {row.id: (row.root, row.side_key) for row in session.scalars(select(GridChannel))}
+    for channel_id in ids:
+        expected_channel = MamChannel.from_json(json.loads(states[channel_id]))
+        expected = create_message(expected_channel, {"owed": channel_id})
+        assert stored[(channel_id, 1)] == expected.payload
+        hello = stored[(channel_id, 0)]
+        root, side_key = roots[channel_id]
+        next_root = parse_message(hello, root, side_key).next_root
+        assert parse_message(expected.payload, next_root, side_key).data == {"owed": channel_id}
+    with db.read() as session:
+        for row in session.scalars(select(GridChannel)):
+            assert json.loads(row.state_json)["start"] == 2
+
+
+class MovingWriter(FakeChannels):
+    """Another grid process appends to ``victim`` while the batch is being created."""
+
+    def __init__(self, db: Database, victim: int, times: int = 1) -> None:
+        super().__init__()
+        self.db = db
+        self.victim = victim
+        self.times = times
+        self.batches: list[int] = []
+
+    def create_messages(
+        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> list[CreatedMessage]:
+        self.batches.append(len(items))
+        if self.times:
+            self.times -= 1
+            with self.db.write() as session:
+                row = session.get(GridChannel, self.victim)
+                assert row is not None
+                state = json.loads(row.state_json)
+                moved = self.create_message(state, {"by": "other writer"})
+                row.state_json = json.dumps(moved.state)
+                session.add(
+                    OutboxMessage(
+                        channel_id=row.id,
+                        position=row.next_position,
+                        kind="payment-request",
+                        root=moved.message.root,
+                        address=moved.message.address,
+                        next_root=moved.message.next_root,
+                        payload=moved.message.payload,
+                        message_json="{}",
+                        created_at=NOW,
+                        attempts=0,
+                    )
+                )
+                row.next_position += 1
+        return super().create_messages(items)
+
+
+async def test_a_channel_moved_by_another_writer_is_created_again(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    setup = ReturnChannels(db, FakeChannels(), cpu, ManualClock(NOW))
+    ids = await open_channels(db, setup, 5)
+    writer = MovingWriter(db, ids[2])
+    channels = ReturnChannels(db, writer, cpu, ManualClock(NOW))
+    result = await channels.append_many([Append(i, {"n": i}, "payment-request") for i in ids])
+    # The moved channel's message comes after the other writer's; only it was redone.
+    assert result == [1, 1, 2, 1, 1]
+    assert writer.batches == [5, 1]
+    assert positions(db) == {i: (3 if i == ids[2] else 2) for i in ids}
+    states = {}
+    with db.read() as session:
+        for row in session.scalars(select(GridChannel)):
+            states[row.id] = json.loads(row.state_json)["start"]
+    assert states == positions(db)
+
+
+async def test_nothing_is_stored_when_the_transaction_fails(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    channels = ReturnChannels(db, FakeChannels(), cpu, ManualClock(NOW))
+    ids = await open_channels(db, channels, 3)
+
+    def fail(session: Session, stored: list[Append]) -> None:
+        raise RuntimeError("crash inside the transaction")
+
+    with pytest.raises(RuntimeError):
+        await channels.append_many([Append(i, {}, "payment-request") for i in ids], also=fail)
+    assert positions(db) == dict.fromkeys(ids, 1)
+    assert [row[1] for row in outbox(db)] == [0, 0, 0]
+
+
+async def test_closed_channels_are_skipped_and_duplicates_refused(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    channels = ReturnChannels(db, FakeChannels(), cpu, ManualClock(NOW))
+    ids = await open_channels(db, channels, 3)
+    with db.write() as session:
+        session.execute(update(GridChannel).where(GridChannel.id == ids[1]).values(active=False))
+    result = await channels.append_many(
+        [Append(i, {}, "goodbye", close=True) for i in ids] + [Append(999_999, {}, "x")]
+    )
+    assert result == [1, None, 1, None]
+    with db.read() as session:
+        assert not any(row.active for row in session.scalars(select(GridChannel)))
+    with pytest.raises(ValueError, match="at most once"):
+        await channels.append_many([Append(ids[0], {}, "x"), Append(ids[0], {}, "y")])
+    assert await channels.append_many([]) == []
+
+
+class SlowNode(FakeChannels):
+    """Counts how many publications run at once; fails on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most = 0
+        self.fail_after: int | None = None
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        if self.fail_after is not None and len(self.published) >= self.fail_after:
+            raise TangleUnavailableError("node down (fake)")
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+        self.published.append(message)
+
+
+async def test_publishing_runs_channels_concurrently_in_order_per_channel(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    node = SlowNode()
+    channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=4)
+    ids = await open_channels(db, channels, 6)
+    await channels.append_many([Append(i, {"n": i}, "payment-request") for i in ids])
+    assert await channels.publish_pending(limit=100) == 12
+    assert node.most == 4
+    # Within a channel, hello goes out before the payment request.
+    order = [message.root for message in node.published]
+    with db.read() as session:
+        for channel_id in ids:
+            rows = session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.channel_id == channel_id)
+                .order_by(OutboxMessage.position)
+            ).all()
+            assert order.index(rows[0].root) < order.index(rows[1].root)
+            assert all(row.sent_at == NOW and row.attempts == 1 for row in rows)
+    assert await channels.publish_pending() == 0
+
+
+async def test_publishing_stops_when_the_node_is_down_and_resumes(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    node = SlowNode()
+    channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=3)
+    await open_channels(db, channels, 8)
+    node.fail_after = 2
+    sent = await channels.publish_pending()
+    assert 2 <= sent < 8
+    with db.read() as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+        assert sum(row.sent_at is not None for row in rows) == sent
+        assert any(row.last_error for row in rows if row.sent_at is None)
+    node.fail_after = None
+    assert await channels.publish_pending() == 8 - sent
+    assert len({message.root for message in node.published}) == 8
