@@ -7,32 +7,63 @@ latency under a loopback load generator. Only 127.0.0.1 is ever contacted.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import resource
 import statistics
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import numpy as np
+import numpy.typing as npt
+from p2p_energy_protocol import bundle as bundle_module
 from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.client import IriClient
-from p2p_energy_protocol.mam import channel_root, create_channel, create_message, parse_messages
-from p2p_energy_protocol.pow import attach_to_tangle
-from p2p_energy_protocol.trinary import int_to_trytes
-from sqlalchemy import func, insert, select
+from p2p_energy_protocol.curl import HASH_LENGTH, CurlBatch, unpack_lanes
+from p2p_energy_protocol.mam import (
+    MamChannel,
+    channel_root,
+    create_channel,
+    create_message,
+    message_to_transactions,
+    parse_messages,
+)
+from p2p_energy_protocol.pow import MAX_TIMESTAMP_VALUE, attach_to_tangle
+from p2p_energy_protocol.transaction import NULL_TAG, TRANSACTION_TRITS, Transaction
+from p2p_energy_protocol.trinary import int_to_trytes, trits_to_trytes
+from sqlalchemy import create_engine, func, insert, select
 
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import Database
-from grid_server.grid.db.models import Bill, FollowedChannel, Payout, Reading, Registration
+from grid_server.grid.db.models import (
+    Bill,
+    FollowedChannel,
+    OutboxMessage,
+    Payout,
+    Reading,
+    Registration,
+    Settlement,
+)
 from grid_server.grid.settlement.service import SettlementService
-from tests.reliability.processes import iri, request_json
+from tests.reliability.processes import (
+    COORDINATOR_SEED,
+    GridProcess,
+    NodeProcess,
+    iri,
+    request_json,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
+    from concurrent.futures import Executor
+
+    from sqlalchemy import Connection, Select
 
 SLOT_MS = 900_000  # the default 15-minute slot
 SLOT_START = 1_888_888 * SLOT_MS
@@ -98,9 +129,10 @@ def _populate(database: Database, households: int, producer_share: float = 0.2) 
                 for n, rid in enumerate(ids)
             ],
         )
-        channel_ids = dict(
-            session.execute(select(FollowedChannel.registration_id, FollowedChannel.id)).all()
-        )
+        channel_ids: dict[str, int] = {
+            row[0]: row[1]
+            for row in session.execute(select(FollowedChannel.registration_id, FollowedChannel.id))
+        }
         session.execute(
             insert(Reading),
             [
@@ -240,12 +272,14 @@ def register_load_owner(node_url: str, grid_url: str) -> None:
     assert status == 200, body
 
 
-def grid_api_load(grid_url: str, seconds: float, concurrency: int) -> LoadFigures:
+def grid_api_load(
+    grid_url: str, seconds: float, concurrency: int, owner: str = LOAD_OWNER
+) -> LoadFigures:
     """PUT and GET storage items (open storage) from ``concurrency`` loopback clients
-    (call :func:`register_load_owner` first)."""
+    (call :func:`register_load_owner` first, or pass a registered ``owner``)."""
 
     def requests(number: int, sequence: int) -> list[tuple[str, str, Any]]:
-        item = f"{grid_url}/storage/item/{LOAD_OWNER}/c{number}/r{sequence % 50}"
+        item = f"{grid_url}/storage/item/{owner}/c{number}/r{sequence % 50}"
         return [("PUT", item, {"kWh": sequence}), ("GET", item, None)]
 
     return _load(requests, seconds, concurrency, {})
@@ -318,3 +352,553 @@ def _load(
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# -- end to end: real households through a real node and grid ---------------------------
+#
+# The household side stands for N separate machines: it creates MAM messages and does
+# their proof of work itself (in a process pool, outside the measured processes) and
+# hands the node finished transactions in large storeTransactions batches.
+
+E2E_SLOT_MS = 900_000
+PRODUCER_EVERY = 5
+"""Every fifth household is a producer (20 %), the rest consumers."""
+STORE_BATCH = 300
+"""Transactions per storeTransactions call: 300 x 2,673 trytes stay under the node's
+1 MB body limit."""
+POW_CHUNK = 400
+"""Transactions per lane-parallel nonce search (bounds the search's memory)."""
+
+
+def _household_trytes(number: int, length: int = 81) -> str:
+    """A distinct deterministic tryte string per household (seeds, side keys)."""
+    return ("HOUSEHOLD" + int_to_trytes(number, 12)).ljust(length, "9")
+
+
+@dataclass(frozen=True)
+class Household:
+    registration_id: str
+    role: str
+    root: str
+    side_key: str
+
+
+def household(number: int) -> Household:
+    role = "producer" if number % PRODUCER_EVERY == 0 else "consumer"
+    channel = create_channel(_household_trytes(number), 2, "restricted", _side_key(number))
+    return Household(f"e2e-{number:06}", role, channel_root(channel), _side_key(number))
+
+
+def _side_key(number: int) -> str:
+    return ("KEY" + int_to_trytes(number, 12)).ljust(81, "9")
+
+
+def slot_reading(
+    role: str, number: int, slot_start: int, slot_ms: int = E2E_SLOT_MS
+) -> dict[str, object]:
+    """One household's reading of the slot; the energy is derived from the household
+    and slot so the benchmark can check sums."""
+    energy = reading_kwh(number, slot_start)
+    reading: dict[str, object] = {"startTime": slot_start, "endTime": slot_start + slot_ms}
+    if role == "consumer":
+        return reading | {"command": "usage", "usage": energy}
+    return reading | {
+        "command": "output",
+        "output": energy,
+        "producerPrice": 30 + number % 40,
+        "paymentIdOrAddress": f"invoice-{number}",
+    }
+
+
+def reading_kwh(number: int, slot_start: int) -> float:
+    return round(0.05 + ((number * 7919 + slot_start // E2E_SLOT_MS) % 1000) / 1000, 3)
+
+
+def make_messages(
+    numbers: range, channels: list[dict[str, Any]] | None, contents: list[str]
+) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Next messages of households ``numbers``: each of ``contents`` is "hello" or
+    "start:length" of a slot in ms.
+
+    Returns the channels' states (to continue from next time) and each message as an
+    unattached bundle, head first. Runs in a pool worker: MAM creation is the
+    households' own CPU.
+    """
+    states: list[dict[str, Any]] = []
+    bundles: list[list[str]] = []
+    for offset, number in enumerate(numbers):
+        if channels is None:
+            channel = create_channel(_household_trytes(number), 2, "restricted", _side_key(number))
+        else:
+            channel = MamChannel.from_json(channels[offset])
+        role = "producer" if number % PRODUCER_EVERY == 0 else "consumer"
+        for content in contents:
+            body: dict[str, object] = (
+                {"command": "hello"}
+                if content == "hello"
+                else slot_reading(role, number, *map(int, content.split(":")))
+            )
+            message = create_message(channel, body)
+            transactions = message_to_transactions(message, tag="PEERENERGYHOUSEHOLD")
+            bundles.append([tx.to_trytes() for tx in reversed(transactions)])
+        states.append(channel.to_json())
+    return states, bundles
+
+
+def attach_bundles(
+    bundles: list[list[str]], trunk: str, branch: str, min_weight_magnitude: int
+) -> list[list[str]]:
+    """attachToTangle for many bundles (each head first), tail first in the result.
+
+    Chaining is as in :func:`p2p_energy_protocol.pow.attach_to_tangle`; the nonce
+    searches of the bundles' k-th transactions run side by side in Curl lanes, so a
+    household's proof of work costs a fraction of a millisecond here instead of
+    ~20 ms of per-call setup.
+    """
+    pending = [[Transaction.from_trytes(trytes) for trytes in bundle] for bundle in bundles]
+    attached: list[list[str]] = [[] for _ in bundles]
+    previous: list[str | None] = [None] * len(bundles)
+    now = int(time.time() * 1000)
+    for level in range(max(len(bundle) for bundle in pending)):
+        rows = [n for n, bundle in enumerate(pending) if level < len(bundle)]
+        prepared = []
+        for n in rows:
+            transaction = pending[n][level]
+            before = previous[n]
+            prepared.append(
+                transaction.replace(
+                    trunk_transaction=trunk if before is None else before,
+                    branch_transaction=branch if before is None else trunk,
+                    tag=transaction.obsolete_tag
+                    if transaction.tag == NULL_TAG
+                    else transaction.tag,
+                    attachment_timestamp=now,
+                    attachment_timestamp_lower_bound=0,
+                    attachment_timestamp_upper_bound=MAX_TIMESTAMP_VALUE,
+                )
+            )
+        for first in range(0, len(rows), POW_CHUNK):
+            chunk = prepared[first : first + POW_CHUNK]
+            nonces, hashes = _nonces(
+                np.stack([tx.to_trits() for tx in chunk]), min_weight_magnitude
+            )
+            for k, transaction in enumerate(chunk):
+                n = rows[first + k]
+                done = transaction.replace(nonce=trits_to_trytes(nonces[k]))
+                attached[n].append(done.to_trytes())
+                previous[n] = trits_to_trytes(hashes[k])
+    return [list(reversed(bundle)) for bundle in attached]
+
+
+def _nonces(
+    transactions: npt.NDArray[np.int8], weight: int
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
+    """A nonce per row giving its Curl-P-81 hash ``weight`` trailing zero trits, and
+    the hashes: random candidates, several lanes per transaction, until all succeed."""
+    rows = transactions.shape[0]
+    sponge = CurlBatch(rows)
+    sponge.absorb(transactions[:, : TRANSACTION_TRITS - HASH_LENGTH])
+    base = sponge.state()
+    base[:, :HASH_LENGTH] = transactions[:, TRANSACTION_TRITS - HASH_LENGTH :]
+    nonces = np.zeros((rows, HASH_LENGTH // 3), dtype=np.int8)
+    hashes = np.zeros((rows, HASH_LENGTH), dtype=np.int8)
+    copies = max(1, min(3**weight // 4, 64))
+    rng = np.random.default_rng(rows * 31 + weight)
+    pending = np.arange(rows)
+    while pending.size:
+        states = np.repeat(base[pending], copies, axis=0)
+        candidates = rng.integers(-1, 2, size=(states.shape[0], HASH_LENGTH // 3), dtype=np.int8)
+        states[:, HASH_LENGTH - HASH_LENGTH // 3 : HASH_LENGTH] = candidates
+        batch = CurlBatch(states.shape[0])
+        batch.set_state(states)
+        batch.transform()
+        found = unpack_lanes(batch.low[:HASH_LENGTH], batch.high[:HASH_LENGTH], states.shape[0])
+        good = (found[:, HASH_LENGTH - weight :] == 0).all(axis=1).reshape(pending.size, copies)
+        solved = good.any(axis=1)
+        pick = np.arange(pending.size) * copies + good.argmax(axis=1)
+        nonces[pending[solved]] = candidates[pick[solved]]
+        hashes[pending[solved]] = found[pick[solved]]
+        pending = pending[~solved]
+    return nonces, hashes
+
+
+def fast_zero_value_bundles() -> None:
+    """Pool initializer: skip the client-side search for a "secure" bundle hash.
+
+    That search (~20 Kerl hashes per bundle) only protects signatures of value
+    bundles; MAM bundles carry none, and the node accepts either. It would cost the
+    generator ~85 ms per message, more than the message itself.
+    """
+    bundle_module._secure_tail_tag = lambda transactions: transactions[0].obsolete_tag
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+@dataclass
+class SlotFigures:
+    slot_start: int
+    transactions: int
+    store_seconds: float
+    grid_start_seconds: float
+    ingest_seconds: float
+    settle_seconds: float
+    outbox_backlog: int
+    """The grid's unsent outbox messages when the slot was settled."""
+    requests_created: int
+    requests_created_seconds: float
+    requests_published: int
+    requests_expected: int
+    requests_publish_seconds: float
+    api: LoadFigures
+    node_cpu: float
+    grid_cpu: float
+    node_rss: int
+    grid_rss: int
+    load_before: float
+    load_after: float
+
+    @property
+    def store_rate(self) -> float:
+        return self.transactions / self.store_seconds
+
+    def ingest_rate(self, households: int) -> float:
+        return households / self.ingest_seconds
+
+    @property
+    def publish_rate(self) -> float:
+        return self.requests_published / max(self.requests_publish_seconds, 1e-9)
+
+    @property
+    def cpu_share(self) -> float:
+        return (self.node_cpu + self.grid_cpu) / (E2E_SLOT_MS / 1000)
+
+
+@dataclass
+class E2EFigures:
+    households: int
+    min_weight_magnitude: int
+    grid_min_weight_magnitude: int
+    generate_seconds: float
+    register_seconds: float
+    hello_store_rate: float
+    slots: list[SlotFigures]
+    load_average: tuple[float, float, float]
+
+
+class EndToEnd:
+    """N households, one node process, one grid process; readings every slot.
+
+    Each slot: stop the grid, let the households store their readings on the node
+    (measured: storeTransactions tx/s), start the grid and measure how long it
+    takes to ingest all N readings, settle the slot and create (and publish) the
+    payment requests, with the API under a loopback load and CPU from /proc. The
+    slot windows lie in the past, so the grid settles as soon as it has caught up;
+    stopping it while readings arrive keeps a slot from being settled half read.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        households: int,
+        *,
+        slots: int,
+        pool: Executor,
+        min_weight_magnitude: int = 5,
+        grid_min_weight_magnitude: int = 9,
+        slot_seconds: int = 900,
+        api_seconds: float = 20.0,
+        publish_wait: float = 60.0,
+        database: str | None = None,
+    ) -> None:
+        self.directory = directory
+        self.households = households
+        self.slots = slots
+        self.pool = pool
+        self.mwm = min_weight_magnitude
+        self.grid_mwm = grid_min_weight_magnitude
+        self.slot_ms = slot_seconds * 1000
+        self.api_seconds = api_seconds
+        self.publish_wait = publish_wait
+        now = int(time.time() * 1000)
+        # Past windows, oldest first, ending before now: due as soon as caught up.
+        first = (now // self.slot_ms - slots - 1) * self.slot_ms
+        self.windows = [first + k * self.slot_ms for k in range(slots)]
+        self.node = NodeProcess(
+            directory,
+            config={
+                "min_weight_magnitude": min_weight_magnitude,
+                "coordinator": {"seed": COORDINATOR_SEED, "interval": 10.0},
+            },
+        )
+        self.grid_settings: dict[str, Any] = {
+            "slot_seconds": slot_seconds,
+            "settlement_delay_seconds": 1.0,
+            "follow_interval": 1.0,
+            "min_weight_magnitude": grid_min_weight_magnitude,
+            "storage_auth": "none",
+        }
+        self.grid_database = database
+        self.grid: GridProcess | None = None
+        self.phases: list[list[list[str]]] = []
+        self.ids = [f"e2e-{n:06}" for n in range(households)]
+
+    # -- household side (the generator: not measured) --------------------------------
+
+    def generate(self) -> float:
+        """Every household's hello and readings, as unattached bundles (pool)."""
+        started = time.perf_counter()
+        chunk = 100
+        ranges = [
+            range(n, min(n + chunk, self.households)) for n in range(0, self.households, chunk)
+        ]
+        contents = ["hello", *(f"{window}:{self.slot_ms}" for window in self.windows)]
+        per_message = len(contents)
+        self.phases = [[] for _ in contents]
+        jobs = [self.pool.submit(make_messages, numbers, None, contents) for numbers in ranges]
+        for job in jobs:
+            _, bundles = job.result()
+            for offset, bundle in enumerate(bundles):
+                self.phases[offset % per_message].append(bundle)
+        return time.perf_counter() - started
+
+    def attach(self, bundles: list[list[str]]) -> list[str]:
+        """Proof of work on the households' side (pool), approving the node's tips."""
+        status, tips = iri(self.node.url, {"command": "getTransactionsToApprove", "depth": 3})
+        assert status == 200, tips
+        trunk, branch = tips["trunkTransaction"], tips["branchTransaction"]
+        chunk = 200
+        jobs = [
+            self.pool.submit(attach_bundles, bundles[n : n + chunk], trunk, branch, self.mwm)
+            for n in range(0, len(bundles), chunk)
+        ]
+        return [trytes for job in jobs for bundle in job.result() for trytes in bundle]
+
+    def store(self, trytes: list[str]) -> float:
+        """storeTransactions + broadcastTransactions in large batches, two at a time."""
+
+        async def send_all() -> None:
+            async with aiohttp.ClientSession() as session:
+                client = IriClient(session, self.node.url, timeout=300)
+                batches = [trytes[n : n + STORE_BATCH] for n in range(0, len(trytes), STORE_BATCH)]
+                queue = iter(batches)
+
+                async def sender() -> None:
+                    for batch in queue:
+                        await client.store_transactions(batch)
+                        await client.broadcast_transactions(batch)
+
+                await asyncio.gather(sender(), sender())
+
+        started = time.perf_counter()
+        asyncio.run(send_all())
+        return time.perf_counter() - started
+
+    def register(self) -> float:
+        """Real registration over HTTP, 16 at a time (the grid checks each hello)."""
+
+        async def register_all() -> None:
+            semaphore = asyncio.Semaphore(16)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+
+                async def one(number: int) -> None:
+                    home = household(number)
+                    async with (
+                        semaphore,
+                        session.put(
+                            f"{self.grid_url}/registration/{home.registration_id}",
+                            json={
+                                "itemName": home.registration_id,
+                                "itemType": home.role,
+                                "root": home.root,
+                                "sideKey": home.side_key,
+                            },
+                        ) as response,
+                    ):
+                        body = await response.text()
+                        assert response.status == 200, body
+
+                await asyncio.gather(*(one(n) for n in range(self.households)))
+
+        started = time.perf_counter()
+        asyncio.run(register_all())
+        return time.perf_counter() - started
+
+    # -- the measured processes ------------------------------------------------------
+
+    @property
+    def grid_url(self) -> str:
+        assert self.grid is not None
+        return self.grid.url
+
+    def start_grid(self) -> float:
+        self.grid = GridProcess(
+            self.directory, self.node.url, grid=self.grid_settings, database=self.grid_database
+        )
+        self.grid_database = self.grid.database
+        started = time.perf_counter()
+        self.grid.start(timeout=300)
+        return time.perf_counter() - started
+
+    def stop_grid(self) -> None:
+        if self.grid is not None:
+            self.grid.stop(timeout=120)
+
+    def run(self) -> E2EFigures:
+        generate_seconds = self.generate()
+        self.node.start()
+        try:
+            hellos = self.attach(self.phases[0])
+            hello_seconds = self.store(hellos)
+            self.start_grid()
+            register_seconds = self.register()
+            slots = [self.run_slot(k) for k in range(self.slots)]
+        finally:
+            self.stop_grid()
+            self.node.stop()
+        return E2EFigures(
+            self.households,
+            self.mwm,
+            self.grid_mwm,
+            generate_seconds,
+            register_seconds,
+            len(hellos) / hello_seconds,
+            slots,
+            os.getloadavg(),
+        )
+
+    def run_slot(self, k: int) -> SlotFigures:
+        window = self.windows[k]
+        self.stop_grid()
+        trytes = self.attach(self.phases[k + 1])
+        load_before = load_average()
+        assert self.node.process is not None
+        node_cpu = cpu_seconds(self.node.process.pid)
+        store_seconds = self.store(trytes)
+        grid_start_seconds = self.start_grid()
+        assert self.grid is not None
+        assert self.grid.process is not None
+        grid_pid = self.grid.process.pid
+        grid_cpu = cpu_seconds(grid_pid)
+        ready = time.time()
+        api: list[LoadFigures] = []
+        loader = threading.Thread(
+            target=lambda: api.append(
+                grid_api_load(self.grid_url, self.api_seconds, 8, owner=self.ids[0])
+            )
+        )
+        loader.start()
+        consumers = self.households - len(range(0, self.households, PRODUCER_EVERY))
+        engine = create_engine(self.grid_database or "")
+        try:
+            with engine.connect() as connection:
+                readings = select(func.count()).select_from(Reading)
+                ingested = _wait_for(
+                    connection, readings.where(Reading.start_time == window), self.households
+                )
+                settlement_id, settled_at = _wait_for_row(
+                    connection,
+                    select(Settlement.id, Settlement.settled_at).where(
+                        Settlement.slot_start == window
+                    ),
+                )
+                seen = time.time()
+                backlog = connection.execute(
+                    select(func.count()).where(OutboxMessage.sent_at.is_(None))
+                ).scalar_one()
+                connection.rollback()
+                created, last_created, published, last_sent = _wait_requests(
+                    connection, settlement_id, settled_at, consumers, seen + self.publish_wait
+                )
+        finally:
+            engine.dispose()
+        loader.join()
+        return SlotFigures(
+            slot_start=window,
+            transactions=len(trytes),
+            store_seconds=store_seconds,
+            grid_start_seconds=grid_start_seconds,
+            ingest_seconds=ingested - ready,
+            settle_seconds=seen - settled_at / 1000,
+            outbox_backlog=int(backlog),
+            requests_created=created,
+            requests_created_seconds=max(last_created - seen, 0.0),
+            requests_published=published,
+            requests_expected=consumers,
+            requests_publish_seconds=max(last_sent - seen, 0.0),
+            api=api[0],
+            node_cpu=cpu_seconds(self.node.process.pid) - node_cpu,
+            grid_cpu=cpu_seconds(grid_pid) - grid_cpu,
+            node_rss=self.node.rss_bytes(),
+            grid_rss=self.grid.rss_bytes(),
+            load_before=load_before,
+            load_after=load_average(),
+        )
+
+
+POLL = 0.05
+
+
+def _wait_for(
+    connection: Connection, count: Select[Any], target: int, timeout: float = 900
+) -> float:
+    """Wall-clock time when ``count`` reaches ``target`` (polled; each poll ends its
+    read transaction so SQLite shows new commits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = connection.execute(count).scalar_one()
+        connection.rollback()
+        if value >= target:
+            return time.time()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{value} of {target} after {timeout} s")
+        time.sleep(POLL)
+
+
+def _wait_for_row(connection: Connection, query: Select[Any], timeout: float = 900) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = connection.execute(query).first()
+        connection.rollback()
+        if row is not None:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no row after {timeout} s")
+        time.sleep(POLL)
+
+
+def _wait_requests(
+    connection: Connection, settlement_id: int, since_ms: int, expected: int, until: float
+) -> tuple[int, float, int, float]:
+    """Payment requests of a settlement: (created, wall time of the last creation,
+    published, wall time of the last publication), polled until all ``expected`` are
+    published or the wall clock reaches ``until`` (the grid's outbox is first in,
+    first out, so at scale its registration hellos may still be ahead of them)."""
+    created_query = select(func.count(), func.max(Bill.requested_at)).where(
+        Bill.settlement_id == settlement_id, Bill.requested_at.is_not(None)
+    )
+    sent_query = select(func.count(), func.max(OutboxMessage.sent_at)).where(
+        OutboxMessage.kind == "payment-request",
+        OutboxMessage.created_at >= since_ms,
+        OutboxMessage.sent_at.is_not(None),
+    )
+    while True:
+        created, last_created = connection.execute(created_query).one()
+        sent, last_sent = connection.execute(sent_query).one()
+        connection.rollback()
+        now = time.time()
+        if sent >= expected or now >= until:
+            return (
+                int(created),
+                last_created / 1000 if last_created else now,
+                int(sent),
+                last_sent / 1000 if last_sent else now,
+            )
+        time.sleep(POLL * 4)

@@ -1,0 +1,185 @@
+"""End-to-end scale benchmark: N real MAM households through one node and one grid.
+
+    .venv/bin/python benchmarks/e2e_scale_bench.py [--sizes 1000 10000] [--slots 2]
+        [--mwm 5] [--grid-mwm 9] [--json results.json]
+
+For each size: a node process and a grid process on loopback; every household
+(20 % producers, 80 % consumers) publishes its hello, registers over HTTP, then
+publishes one MAM reading per slot. The households' side (MAM creation and proof of
+work) runs in a process pool standing for N separate machines and hands the node
+finished transactions in large storeTransactions/broadcastTransactions batches, so
+the figures are the node's and the grid's. Per slot: node storeTransactions tx/s,
+readings ingested per second, settlement time, payment-request creation and
+publishing, grid API latency under a loopback load, RSS, and grid + node CPU seconds
+as a share of a 900 s slot. See tests.scale.measure.EndToEnd for the procedure.
+
+MWM: the node accepts weight 5 by default. The node's cost per transaction (one
+Curl-P-81 hash and a weight check) does not depend on the MWM; the MWM only sets the
+households' own proof of work, which at the grid's default of 9 would cost the
+generator ~55 ms per transaction (~80 min of CPU for 10,000 households and 3
+messages each) on this 2-core machine. The grid attaches its own payment requests
+through the node with its configured MWM (9, the default), which is node CPU and
+so is measured at the realistic value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.scale.measure import (
+    E2E_SLOT_MS,
+    E2EFigures,
+    EndToEnd,
+    fast_zero_value_bundles,
+)
+
+MIB = 1024 * 1024
+
+
+def measure(size: int, args: argparse.Namespace, pool: ProcessPoolExecutor) -> E2EFigures:
+    with tempfile.TemporaryDirectory(prefix=f"e2e-{size}-") as folder:
+        run = EndToEnd(
+            Path(folder),
+            size,
+            slots=args.slots,
+            pool=pool,
+            min_weight_magnitude=args.mwm,
+            grid_min_weight_magnitude=args.grid_mwm,
+            api_seconds=args.api_seconds,
+            publish_wait=args.publish_wait,
+        )
+        figures = run.run()
+    print_size(figures)
+    return figures
+
+
+def print_size(figures: E2EFigures) -> None:
+    n = figures.households
+    print(
+        f"\n{n:,} households: generator {figures.generate_seconds:.0f} s, "
+        f"registration {figures.register_seconds:.0f} s "
+        f"({n / figures.register_seconds:,.0f}/s), hellos stored at "
+        f"{figures.hello_store_rate:,.0f} tx/s",
+        flush=True,
+    )
+
+
+def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
+    def per_slot(value: object) -> str:
+        return str(value)
+
+    table: list[tuple[str, list[str]]] = []
+
+    def add(label: str, render: object) -> None:
+        cells = []
+        for result in figures:
+            cells.append(" / ".join(render(slot, result) for slot in result.slots))  # type: ignore[operator]
+        table.append((label, cells))
+
+    add("node storeTransactions (tx/s)", lambda s, r: f"{s.store_rate:,.0f}")
+    add(
+        "readings ingested per second (grid ready -> all N stored)",
+        lambda s, r: f"{s.ingest_rate(r.households):,.0f} ({s.ingest_seconds:.1f} s)",
+    )
+    add("settle the slot (s)", lambda s, r: f"{s.settle_seconds:.2f}")
+    add("grid outbox backlog when settled (messages)", lambda s, r: f"{s.outbox_backlog:,}")
+    add(
+        "payment requests created (of N; s after settling)",
+        lambda s, r: (
+            f"{s.requests_created:,}/{s.requests_expected:,}; {s.requests_created_seconds:.1f}"
+        ),
+    )
+    add(
+        "payment requests published in the wait (of N; per s)",
+        lambda s, r: (f"{s.requests_published:,}/{s.requests_expected:,}; {s.publish_rate:.1f}/s"),
+    )
+    add(
+        "grid API p50 / p95 / p99 (ms, 8 clients)",
+        lambda s, r: f"{s.api.p50_ms:.0f}/{s.api.p95_ms:.0f}/{s.api.p99_ms:.0f}",
+    )
+    add("grid API 4xx+5xx", lambda s, r: f"{s.api.errors + s.api.server_errors}")
+    add("RSS grid / node (MiB)", lambda s, r: f"{s.grid_rss / MIB:.0f}/{s.node_rss / MIB:.0f}")
+    add(
+        "CPU grid + node (s) per slot",
+        lambda s, r: f"{s.grid_cpu:.1f}+{s.node_cpu:.1f}",
+    )
+    add(
+        f"CPU share of a {E2E_SLOT_MS // 1000} s slot",
+        lambda s, r: f"{s.cpu_share:.2%}",
+    )
+    add("load average 1-min (before/after)", lambda s, r: f"{s.load_before:.1f}/{s.load_after:.1f}")
+    del per_slot
+    return table
+
+
+def growth(figures: list[E2EFigures]) -> list[tuple[str, str]]:
+    if len(figures) < 2:
+        return []
+    small, large = figures[0], figures[-1]
+    factor = large.households / small.households
+
+    def last(result: E2EFigures, attribute: str) -> float:
+        return float(getattr(result.slots[-1], attribute))
+
+    lines = []
+    for label, attribute in (
+        ("ingestion time", "ingest_seconds"),
+        ("settlement time", "settle_seconds"),
+        ("payment-request creation", "requests_created_seconds"),
+        ("store time", "store_seconds"),
+    ):
+        lines.append((label, f"{last(large, attribute) / max(last(small, attribute), 1e-9):.1f}x"))
+    cpu = (large.slots[-1].grid_cpu + large.slots[-1].node_cpu) / max(
+        small.slots[-1].grid_cpu + small.slots[-1].node_cpu, 1e-9
+    )
+    lines.append(("CPU per slot", f"{cpu:.1f}x"))
+    return [(f"growth {small.households:,} -> {large.households:,} ({factor:.0f}x)", ""), *lines]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--mwm", type=int, default=5, help="the node's (and households') MWM")
+    parser.add_argument("--grid-mwm", type=int, default=9, help="the grid's own bundles")
+    parser.add_argument("--api-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--publish-wait",
+        type=float,
+        default=60.0,
+        help="seconds to watch payment requests being published after settling",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    results: list[E2EFigures] = []
+    context = multiprocessing.get_context("spawn")  # the load generator runs threads
+    with ProcessPoolExecutor(
+        os.cpu_count() or 2, context, initializer=fast_zero_value_bundles
+    ) as pool:
+        for size in args.sizes:
+            results.append(measure(size, args, pool))
+    print(
+        f"\n| measure (slot 1 / slot 2 ...) | {' | '.join(f'{r.households:,}' for r in results)} |"
+    )
+    print("| --- |" + " --- |" * len(results))
+    for label, cells in rows(results):
+        print(f"| {label} | {' | '.join(cells)} |")
+    for label, value in growth(results):
+        print(f"{label}: {value}" if value else label)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(result) for result in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""End to end at a reduced size for CI: real households through a real node and grid.
+
+``benchmarks/e2e_scale_bench.py`` runs the same procedure (tests.scale.measure.EndToEnd)
+at 1,000 and 10,000 households and reports the timings; this test checks only that
+the result is right: every reading ingested exactly once, the slot settled and
+balanced, a bill per consumer and a payout per producer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
+from tests.reliability.households import check_settlements
+
+from .measure import PRODUCER_EVERY, EndToEnd, fast_zero_value_bundles, reading_kwh
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.slow
+
+HOUSEHOLDS = 120
+
+
+def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> None:
+    # Spawned workers: forking a process that runs threads (pytest plugins) may deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, context, initializer=fast_zero_value_bundles) as pool:
+        run = EndToEnd(
+            tmp_path,
+            HOUSEHOLDS,
+            slots=1,
+            pool=pool,
+            # 60-s slots: the grid looks for due slots every 15 s rather than 30 s.
+            slot_seconds=60,
+            api_seconds=2.0,
+            publish_wait=0.0,
+        )
+        figures = run.run()
+    (slot,) = figures.slots
+    assert slot.api.server_errors == 0
+    assert slot.requests_expected == HOUSEHOLDS - len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    assert run.grid_database is not None
+    engine = create_engine(run.grid_database)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    Reading.registration_id,
+                    func.count(),
+                    func.count(func.distinct(Reading.position)),
+                    func.sum(Reading.energy_mwh),
+                ).group_by(Reading.registration_id)
+            ).all()
+            settlement = connection.execute(select(Settlement)).one()
+            bills = connection.execute(select(func.count()).select_from(Bill)).scalar_one()
+            payouts = connection.execute(select(func.count()).select_from(Payout)).scalar_one()
+    finally:
+        engine.dispose()
+    expected = {
+        f"e2e-{n:06}": round(reading_kwh(n, run.windows[0]) * 1e6) for n in range(HOUSEHOLDS)
+    }
+    # One reading per household at position 1 (after its hello), never twice.
+    assert {row[0]: (row[1], row[2], row[3]) for row in rows} == {
+        registration: (1, 1, energy) for registration, energy in expected.items()
+    }
+    assert settlement.readings_count == HOUSEHOLDS
+    assert settlement.adjustment_readings == 0
+    assert bills == slot.requests_expected
+    assert payouts == len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    check_settlements(run.grid_database)
