@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from p2p_energy_protocol.client import EMPTY_TRYTES
 from p2p_energy_protocol.errors import NodeError, PayloadError
 from p2p_energy_protocol.mam import parse_messages, payload_from_transactions
 from p2p_energy_protocol.payloads import (
@@ -32,6 +33,7 @@ from p2p_energy_protocol.payloads import (
     parse_consumer_message,
     parse_producer_message,
 )
+from p2p_energy_protocol.transaction import Transaction
 from sqlalchemy import Table, bindparam, select, update
 
 from .channels import ChannelEntry, TangleUnavailableError
@@ -44,20 +46,18 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from p2p_energy_protocol.mam import ParsedMamMessage
-    from p2p_energy_protocol.transaction import Transaction
     from sqlalchemy.orm import Session
 
     from .channels import ChannelReader, MamMode
     from .clock import Clock
     from .config import GridConfig
     from .db.engine import Database
-    from .node_client import TransactionLookup
 
 _LOGGER = logging.getLogger(__name__)
 READINGS: Table = Reading.__table__  # type: ignore[assignment]
 CHANNELS: Table = FollowedChannel.__table__  # type: ignore[assignment]
 PARSE_CHUNK = 500
-"""Payloads per batch parse off the event loop: bounds one executor job (~1 s)."""
+"""Channels per batch parse off the event loop: bounds one executor job (~1 s)."""
 ID_CHUNK = 500
 """Channel ids per IN list (well under SQLite's bound-parameter limit)."""
 
@@ -74,82 +74,101 @@ class BulkChannelReader(Protocol):
         raises TangleUnavailableError."""
 
 
+class TrytesLookup(Protocol):
+    """What bulk reading needs of the node client (``IriClient`` provides it)."""
+
+    async def find_transactions(self, *, addresses: Sequence[str] | None = None) -> list[str]: ...
+
+    async def get_trytes(self, hashes: Sequence[str]) -> list[str]: ...
+
+
 class BulkMamReader:
     """Reads many channels in step: each step asks the node about every channel's
-    next address at once, then parses all candidate payloads in one batch.
+    next address at once, then parses all candidate payloads in batches.
 
     Bundles at an address that do not verify for the channel (spam, garbage,
     another channel's message) are skipped, as :meth:`IriClient.fetch_mam` does.
+    The CPU work (addresses, decoding transactions, MAM parsing) runs in the
+    default executor so the grid's API keeps answering during a large round.
     """
 
-    def __init__(self, node: TransactionLookup) -> None:
+    def __init__(self, node: TrytesLookup) -> None:
         self._node = node
 
     async def read_channels(
         self, channels: Sequence[ChannelRead], limit: int
     ) -> list[list[ChannelEntry]]:
+        loop = asyncio.get_running_loop()
         results: list[list[ChannelEntry]] = [[] for _ in channels]
         seen: list[set[str]] = [{root} for root, _, _ in channels]
         current = {index: root for index, (root, _, _) in enumerate(channels)}
         for _ in range(limit):
             if not current:
                 break
-            addresses = await _addresses_off_loop(current, channels)
-            found = await self._transactions_at(set(addresses.values()))
-            items: list[tuple[str, str, str | None]] = []
-            owners: list[int] = []
-            for index, root in current.items():
-                for payload in payload_from_transactions(found.get(addresses[index], ())):
-                    items.append((payload, root, channels[index][2]))
-                    owners.append(index)
-            parsed = await _parse_off_loop(items)
+            addresses = await loop.run_in_executor(None, _addresses, current, channels)
+            trytes = await self._trytes_at(set(addresses.values()))
+            if not trytes:
+                break
+            found = await loop.run_in_executor(None, _by_address, trytes)
             following: dict[int, str] = {}
-            for index, result in zip(owners, parsed, strict=True):
-                if isinstance(result, Exception) or index in following:
-                    continue  # not this channel's message, or one already verified
-                results[index].append(ChannelEntry(current[index], result.next_root, result.data))
-                following[index] = result.next_root
+            pending = list(current.items())
+            for first in range(0, len(pending), PARSE_CHUNK):
+                chunk = pending[first : first + PARSE_CHUNK]
+                parsed = await loop.run_in_executor(
+                    None, _parse_chunk, chunk, addresses, found, channels
+                )
+                for index, message in parsed.items():
+                    entry = ChannelEntry(current[index], message.next_root, message.data)
+                    results[index].append(entry)
+                    following[index] = message.next_root
             # A root seen before would loop forever: stop that channel there.
             current = {index: root for index, root in following.items() if root not in seen[index]}
             for index, root in current.items():
                 seen[index].add(root)
         return results
 
-    async def _transactions_at(self, addresses: set[str]) -> dict[str, list[Transaction]]:
-        """Transactions at ``addresses`` grouped by address (the client batches requests
+    async def _trytes_at(self, addresses: set[str]) -> list[str]:
+        """Trytes of the transactions at ``addresses`` (the client batches requests
         within the node's list limits)."""
         try:
             hashes = await self._node.find_transactions(addresses=sorted(addresses))
-            transactions = await self._node.get_transactions(hashes) if hashes else []
+            return await self._node.get_trytes(hashes) if hashes else []
         except NodeError as err:
             raise TangleUnavailableError(str(err)) from err
-        grouped: dict[str, list[Transaction]] = {}
-        for transaction in transactions:
+
+
+def _addresses(current: dict[int, str], channels: Sequence[ChannelRead]) -> dict[int, str]:
+    """Each channel's next address (a Curl hash each: ~2 s for 10,000 new roots)."""
+    return {index: channel_address(root, channels[index][1]) for index, root in current.items()}
+
+
+def _by_address(trytes: list[str]) -> dict[str, list[Transaction]]:
+    grouped: dict[str, list[Transaction]] = {}
+    for item in trytes:
+        if item != EMPTY_TRYTES:  # unknown to the node
+            transaction = Transaction.from_trytes(item)
             grouped.setdefault(transaction.address, []).append(transaction)
-        return grouped
+    return grouped
 
 
-async def _addresses_off_loop(
-    current: dict[int, str], channels: Sequence[ChannelRead]
-) -> dict[int, str]:
-    """Each channel's next address (a Curl hash each: ~2 s for 10,000, off the loop)."""
-
-    def compute() -> dict[int, str]:
-        return {index: channel_address(root, channels[index][1]) for index, root in current.items()}
-
-    return await asyncio.get_running_loop().run_in_executor(None, compute)
-
-
-async def _parse_off_loop(
-    items: list[tuple[str, str, str | None]],
-) -> list[ParsedMamMessage | Exception]:
-    """Batch-parse in the default executor, in chunks, so the API keeps answering."""
-    loop = asyncio.get_running_loop()
-    parsed: list[ParsedMamMessage | Exception] = []
-    for start in range(0, len(items), PARSE_CHUNK):
-        chunk = items[start : start + PARSE_CHUNK]
-        parsed.extend(await loop.run_in_executor(None, parse_messages, chunk))
-    return parsed
+def _parse_chunk(
+    chunk: list[tuple[int, str]],
+    addresses: dict[int, str],
+    found: dict[str, list[Transaction]],
+    channels: Sequence[ChannelRead],
+) -> dict[int, ParsedMamMessage]:
+    """The first candidate payload that verifies, per channel of ``chunk``."""
+    items: list[tuple[str, str, str | None]] = []
+    owners: list[int] = []
+    for index, root in chunk:
+        for payload in payload_from_transactions(found.get(addresses[index], ())):
+            items.append((payload, root, channels[index][2]))
+            owners.append(index)
+    verified: dict[int, ParsedMamMessage] = {}
+    for index, result in zip(owners, parse_messages(items) if items else [], strict=True):
+        if not isinstance(result, Exception) and index not in verified:
+            verified[index] = result
+    return verified
 
 
 class _OneByOne:

@@ -48,14 +48,7 @@ class FakeNode:
         for transaction in transactions:
             self.transactions[transaction.hash] = transaction
 
-    async def find_transactions(
-        self,
-        *,
-        addresses: Sequence[str] | None = None,
-        bundles: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        approvees: Sequence[str] | None = None,
-    ) -> list[str]:
+    async def find_transactions(self, *, addresses: Sequence[str] | None = None) -> list[str]:
         if not self.available:
             raise NodeUnavailableError("node down (fake)")
         assert addresses is not None
@@ -63,9 +56,12 @@ class FakeNode:
         self.find_calls += (len(wanted) + LIST_LIMIT - 1) // LIST_LIMIT
         return [h for h, tx in self.transactions.items() if tx.address in wanted]
 
-    async def get_transactions(self, hashes: Sequence[str]) -> list[Transaction]:
+    async def get_trytes(self, hashes: Sequence[str]) -> list[str]:
         self.get_calls += (len(hashes) + LIST_LIMIT - 1) // LIST_LIMIT
-        return [self.transactions[h] for h in hashes if h in self.transactions]
+        return [
+            self.transactions[h].to_trytes() if h in self.transactions else "9" * 2673
+            for h in hashes
+        ]
 
 
 def publish(node: FakeNode, channel: MamChannel, message: dict[str, object]) -> None:
