@@ -31,6 +31,7 @@ from p2p_energy_protocol.mam import (
     channel_root,
     create_channel,
     create_message,
+    create_messages,
     message_to_transactions,
     parse_messages,
 )
@@ -414,6 +415,9 @@ def reading_kwh(number: int, slot_start: int) -> float:
     return round(0.05 + ((number * 7919 + slot_start // E2E_SLOT_MS) % 1000) / 1000, 3)
 
 
+HOUSEHOLD_TAG = "PEERENERGYHOUSEHOLD"
+
+
 def make_messages(
     numbers: range, channels: list[dict[str, Any]] | None, contents: list[str]
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
@@ -424,13 +428,14 @@ def make_messages(
     unattached bundle, head first. Runs in a pool worker: MAM creation is the
     households' own CPU.
     """
-    states: list[dict[str, Any]] = []
-    bundles: list[list[str]] = []
+    households: list[MamChannel] = []
+    items: list[tuple[MamChannel, dict[str, object]]] = []
     for offset, number in enumerate(numbers):
         if channels is None:
             channel = create_channel(_household_trytes(number), 2, "restricted", _side_key(number))
         else:
             channel = MamChannel.from_json(channels[offset])
+        households.append(channel)
         role = "producer" if number % PRODUCER_EVERY == 0 else "consumer"
         for content in contents:
             body: dict[str, object] = (
@@ -438,10 +443,13 @@ def make_messages(
                 if content == "hello"
                 else slot_reading(role, number, *map(int, content.split(":")))
             )
-            message = create_message(channel, body)
-            transactions = message_to_transactions(message, tag="PEERENERGYHOUSEHOLD")
-            bundles.append([tx.to_trytes() for tx in reversed(transactions)])
-        states.append(channel.to_json())
+            items.append((channel, body))
+    # One batched creation (a channel listed again gets its next message).
+    bundles = [
+        [tx.to_trytes() for tx in reversed(message_to_transactions(message, tag=HOUSEHOLD_TAG))]
+        for message in create_messages(items)
+    ]
+    states = [channel.to_json() for channel in households]
     return states, bundles
 
 
