@@ -88,3 +88,6 @@ class ChannelWriter(Protocol):
 
     async def publish(self, message: OutgoingMessage) -> None:
         """Attach a created message to the Tangle; raises TangleUnavailableError."""
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Attach several messages in one node round trip (a few dozen at most)."""

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 _IN_CHUNK = 500
 DEFAULT_PUBLISH_CONCURRENCY = 4
-"""Channels published at once: enough to overlap the node's round trips and its
+"""Groups published at once: enough to overlap the node's round trips and its
 proof of work (one attachToTangle at a time on our node) without flooding it."""
+PUBLISH_GROUP = 20
+"""Messages per attachToTangle: a payment request is 3 transactions, so a group stays
+far below IRI's request limits (1,000 trytes, 1 MB per request)."""
 
 
 class ChannelConflictError(RuntimeError):
@@ -288,36 +291,37 @@ class ReturnChannels:
     async def publish_pending(self, limit: int = 100) -> int:
         """Publish unsent outbox messages; returns how many were sent.
 
-        Up to ``publish_concurrency`` channels are published at once, each channel's
-        messages in order (so a node's round trips and proof of work overlap rather
-        than queue behind each other). Stops starting new ones at the first failure
-        to reach the node (the rest waits for the next round); a message that fails
-        otherwise is retried in later rounds.
+        Messages go to the node :data:`PUBLISH_GROUP` at a time (one attachToTangle,
+        storeTransactions and broadcastTransactions for the group), and up to
+        ``publish_concurrency`` groups at once, so round trips and the node's proof
+        of work overlap. A channel's messages stay in one group sequence, in order.
+        Stops starting new groups at the first failure to reach the node (the rest
+        waits for the next round); a message that fails otherwise is retried in
+        later rounds.
         """
         async with self._publish_lock:
             rows = await self._db.run_read(lambda session: _unsent(session, limit))
             queue: asyncio.Queue[list[tuple[int, OutgoingMessage]]] = asyncio.Queue()
-            by_channel: dict[int, list[tuple[int, OutgoingMessage]]] = {}
-            for row_id, channel_id, outgoing in rows:
-                by_channel.setdefault(channel_id, []).append((row_id, outgoing))
-            for messages in by_channel.values():
-                queue.put_nowait(messages)
+            for chunk in _groups(rows):
+                queue.put_nowait(chunk)
             sent: list[int] = []
             failed: list[tuple[int, str]] = []
 
             async def worker() -> None:
                 while not failed and not queue.empty():
-                    for row_id, outgoing in queue.get_nowait():
+                    chunk = queue.get_nowait()
+                    for first in range(0, len(chunk), PUBLISH_GROUP):
+                        group = chunk[first : first + PUBLISH_GROUP]
                         if failed:
                             return
                         try:
-                            await self._writer.publish(outgoing)
+                            await self._writer.publish_many([message for _, message in group])
                         except TangleUnavailableError as err:
-                            failed.append((row_id, str(err)))
+                            failed.extend((row_id, str(err)) for row_id, _ in group)
                             return
-                        sent.append(row_id)
+                        sent.extend(row_id for row_id, _ in group)
 
-            workers = min(self._publish_concurrency, len(by_channel))
+            workers = min(self._publish_concurrency, queue.qsize())
             try:
                 await asyncio.gather(*(worker() for _ in range(workers)))
             finally:
@@ -329,6 +333,25 @@ class ReturnChannels:
             if failed:
                 _LOGGER.warning("publishing to the Tangle failed, will retry: %s", failed[0][1])
             return len(sent)
+
+
+def _groups(
+    rows: list[tuple[int, int, OutgoingMessage]],
+) -> list[list[tuple[int, OutgoingMessage]]]:
+    """Whole channels (ordered by channel and position) in chunks of about
+    :data:`PUBLISH_GROUP` messages; a channel is never split across chunks."""
+    chunks: list[list[tuple[int, OutgoingMessage]]] = []
+    current: list[tuple[int, OutgoingMessage]] = []
+    previous: int | None = None
+    for row_id, channel_id, message in rows:
+        if channel_id != previous and len(current) >= PUBLISH_GROUP:
+            chunks.append(current)
+            current = []
+        current.append((row_id, message))
+        previous = channel_id
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _outbox_row(

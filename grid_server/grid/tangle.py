@@ -58,6 +58,14 @@ class MamNode(TransactionLookup, Protocol):
         min_weight_magnitude: int = 9,
     ) -> Any: ...
 
+    async def publish_mams(
+        self,
+        messages: Sequence[MamMessage],
+        tag: str = "",
+        depth: int = 3,
+        min_weight_magnitude: int = 9,
+    ) -> Any: ...
+
 
 @functools.lru_cache(maxsize=131_072)
 def channel_address(root: str, mode: MamMode) -> str:
@@ -138,6 +146,25 @@ class MamTangle:
                     address=message.address,
                     next_root=message.next_root,
                 ),
+                tag=GRID_TAG,
+                depth=self._depth,
+                min_weight_magnitude=self._mwm,
+            )
+        except NodeError as err:
+            raise TangleUnavailableError(str(err)) from err
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        try:
+            await self._node.publish_mams(
+                [
+                    MamMessage(
+                        payload=message.payload,
+                        root=message.root,
+                        address=message.address,
+                        next_root=message.next_root,
+                    )
+                    for message in messages
+                ],
                 tag=GRID_TAG,
                 depth=self._depth,
                 min_weight_magnitude=self._mwm,

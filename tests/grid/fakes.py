@@ -136,6 +136,10 @@ class FakeChannels:
             raise TangleUnavailableError("node down (fake)")
         self.published.append(message)
 
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        for message in messages:
+            await self.publish(message)
+
 
 class ManualClock:
     """A clock the test moves by hand (Unix milliseconds)."""

@@ -7,20 +7,24 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
+from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.mam import MamChannel, create_message, parse_message
 from sqlalchemy import select, update
 
 from grid_server.grid.channels import CreatedMessage, OutgoingMessage, TangleUnavailableError
 from grid_server.grid.db.models import GridChannel, OutboxMessage
-from grid_server.grid.return_channels import Append, ReturnChannels
+from grid_server.grid.return_channels import PUBLISH_GROUP, Append, ReturnChannels, _groups
 from grid_server.grid.tangle import MamTangle
 
 from .dbhelpers import add_registration
 from .fakes import FakeChannels, ManualClock
+from .nodes import MWM, running_node
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
+    from pathlib import Path
 
     from sqlalchemy.orm import Session
 
@@ -183,33 +187,36 @@ async def test_closed_channels_are_skipped_and_duplicates_refused(
 
 
 class SlowNode(FakeChannels):
-    """Counts how many publications run at once; fails on request."""
+    """Counts how many group publications run at once; fails on request."""
 
     def __init__(self) -> None:
         super().__init__()
         self.running = 0
         self.most = 0
+        self.groups: list[int] = []
         self.fail_after: int | None = None
 
-    async def publish(self, message: OutgoingMessage) -> None:
-        if self.fail_after is not None and len(self.published) >= self.fail_after:
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self.fail_after is not None and len(self.groups) >= self.fail_after:
             raise TangleUnavailableError("node down (fake)")
         self.running += 1
         self.most = max(self.most, self.running)
         await asyncio.sleep(0.01)
         self.running -= 1
-        self.published.append(message)
+        self.groups.append(len(messages))
+        self.published.extend(messages)
 
 
-async def test_publishing_runs_channels_concurrently_in_order_per_channel(
+async def test_publishing_runs_groups_concurrently_in_order_per_channel(
     db: Database, cpu: ThreadPoolExecutor
 ) -> None:
     node = SlowNode()
     channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=4)
-    ids = await open_channels(db, channels, 6)
+    ids = await open_channels(db, channels, 60)
     await channels.append_many([Append(i, {"n": i}, "payment-request") for i in ids])
-    assert await channels.publish_pending(limit=100) == 12
+    assert await channels.publish_pending(limit=1000) == 120
     assert node.most == 4
+    assert node.groups == [PUBLISH_GROUP] * 6
     # Within a channel, hello goes out before the payment request.
     order = [message.root for message in node.published]
     with db.read() as session:
@@ -228,15 +235,46 @@ async def test_publishing_stops_when_the_node_is_down_and_resumes(
     db: Database, cpu: ThreadPoolExecutor
 ) -> None:
     node = SlowNode()
-    channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=3)
-    await open_channels(db, channels, 8)
+    channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=2)
+    await open_channels(db, channels, 100)
     node.fail_after = 2
-    sent = await channels.publish_pending()
-    assert 2 <= sent < 8
+    sent = await channels.publish_pending(limit=1000)
+    # Groups already under way finish; none starts after the failure.
+    assert sent % PUBLISH_GROUP == 0
+    assert 2 * PUBLISH_GROUP <= sent <= 3 * PUBLISH_GROUP
     with db.read() as session:
         rows = session.scalars(select(OutboxMessage)).all()
         assert sum(row.sent_at is not None for row in rows) == sent
-        assert any(row.last_error for row in rows if row.sent_at is None)
+        assert sum(bool(row.last_error) for row in rows) >= 1
     node.fail_after = None
-    assert await channels.publish_pending() == 8 - sent
-    assert len({message.root for message in node.published}) == 8
+    assert await channels.publish_pending(limit=1000) == 100 - sent
+    assert len({message.root for message in node.published}) == 100
+
+
+def test_groups_keep_each_channel_whole() -> None:
+    message = OutgoingMessage("R", "A", "N", "P")
+    rows = [(row, row // 3, message) for row in range(50)]  # three messages per channel
+    chunks = _groups(rows)
+    assert [len(chunk) for chunk in chunks] == [21, 21, 8]
+    assert [row for chunk in chunks for row, _ in chunk] == list(range(50))
+
+
+async def test_published_groups_are_readable_on_a_real_node(
+    db: Database, cpu: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    async with running_node(tmp_path, {}) as node, aiohttp.ClientSession() as session:
+        client = IriClient(session, node.url)
+        tangle = MamTangle(client, min_weight_magnitude=MWM)
+        channels = ReturnChannels(db, tangle, cpu, ManualClock(NOW))
+        ids = await open_channels(db, channels, 5)
+        await channels.append_many([Append(i, {"n": i}, "payment-request") for i in ids])
+        assert await channels.publish_pending() == 10
+        with db.read() as session_:
+            rows = session_.scalars(select(GridChannel).order_by(GridChannel.id)).all()
+            found = [(row.id, row.root, row.side_key) for row in rows]
+        for channel_id, root, side_key in found:
+            messages = await client.fetch_mam(root, "restricted", side_key)
+            assert [parsed.data for _, parsed in messages] == [
+                {"command": "hello"},
+                {"n": channel_id},
+            ]
