@@ -24,6 +24,7 @@ bills are left to the in-memory :class:`~.runner.Simulation` of the demo.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
 from p2p_energy_protocol.client import IriClient
@@ -55,9 +56,6 @@ from .curves import CloudCover, Household, SimulatedClock, SimulationError, Sola
 from .households import Period, solar_kwh, usage_kwh
 from .runner import SimulationPlan
 from .state import StateFileError, read_state, write_atomic
-
-if TYPE_CHECKING:
-    import argparse
 
 _LOGGER = logging.getLogger(__name__)
 STATE_FILE: Final = "households.json"
@@ -334,8 +332,13 @@ class DurableHouseholds:
         node_url: str,
         grid_url: str,
         tangle: TangleSettings,
+        *,
+        crash_window: float = 0.0,
     ) -> None:
         self.path = state_dir / STATE_FILE
+        # Fault tests: a pause after creating or attaching a message and before its
+        # save, so a kill can be aimed at the window where a crash matters most.
+        self.crash_window = crash_window
         self._send = mam_sender(
             IriClient(session, node_url),
             tag=tangle.tag,
@@ -395,6 +398,7 @@ class DurableHouseholds:
         sequence = household.next_sequence
         _LOGGER.info("creating %s #%d", household.registration_id, sequence)
         queued = await asyncio.to_thread(create_queued, channel, body, sequence, kwh)
+        await self._crash_window("created", household, sequence)
         household.channel = channel
         household.queue.append(queued)
         household.next_sequence += 1
@@ -412,6 +416,11 @@ class DurableHouseholds:
             len(household.queue),
         )
 
+    async def _crash_window(self, what: str, household: DurableHousehold, sequence: int) -> None:
+        if self.crash_window > 0:
+            _LOGGER.info("%s %s #%d, not saved yet", what, household.registration_id, sequence)
+            await asyncio.sleep(self.crash_window)
+
     async def drain_queues(self) -> bool:
         """Attach every household's queue in order; False when the node failed."""
         for household in self.households:
@@ -427,6 +436,7 @@ class DurableHouseholds:
                     "attaching %s #%d", household.registration_id, household.queue[0].sequence
                 )
                 await self._send(message)
+                await self._crash_window("sent", household, household.queue[0].sequence)
 
             try:
                 await drain(household.queue, send, sent)
@@ -517,6 +527,8 @@ def add_households_command(
     parser.add_argument("--min-weight-magnitude", type=int, default=9, help="proof of work (9)")
     parser.add_argument("--seed", type=int, help="random seed of the households' curves")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    # For fault tests only (see DurableHouseholds.crash_window).
+    parser.add_argument("--crash-window", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run_households)
 
 
@@ -536,7 +548,11 @@ def plan_from_args(args: argparse.Namespace) -> SimulationPlan:
 
 
 async def serve_households(
-    plan: SimulationPlan, state_dir: Path, node_url: str, grid_url: str
+    plan: SimulationPlan,
+    state_dir: Path,
+    node_url: str,
+    grid_url: str,
+    crash_window: float = 0.0,
 ) -> None:
     """Run until SIGINT or SIGTERM (a step in progress is finished first)."""
     stop = asyncio.Event()
@@ -545,7 +561,9 @@ async def serve_households(
         loop.add_signal_handler(signum, stop.set)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        households = DurableHouseholds(state_dir, session, node_url, grid_url, plan.tangle)
+        households = DurableHouseholds(
+            state_dir, session, node_url, grid_url, plan.tangle, crash_window=crash_window
+        )
         created = await households.open(plan)
         verb = "created" if created else "resumed"
         print(
@@ -563,7 +581,7 @@ def run_households(args: argparse.Namespace) -> int:
         print(f"p2p-energy households: {err}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve_households(plan, args.state_dir, args.node, args.grid))
+        asyncio.run(serve_households(plan, args.state_dir, args.node, args.grid, args.crash_window))
     except (StateFileError, OSError) as err:
         print(f"p2p-energy households: {err}", file=sys.stderr)
         return 1

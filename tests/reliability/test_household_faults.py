@@ -36,13 +36,17 @@ pytestmark = pytest.mark.slow
 PERIOD_SECONDS = 4
 # 4 s of wall clock stand for 15 simulated minutes.
 SPEED = 225
-EVENT = re.compile(r"(creating|queued|attaching|attached|registered) (\S+) ?#?(\d+)?")
+EVENT = re.compile(r"(creating|created|queued|attaching|sent|attached|registered) (\S+) ?#?(\d+)?")
+# The households pause this long after creating or attaching a message, before saving.
+CRASH_WINDOW = 0.25
 
 
 class HouseholdsProcess(ServiceProcess):
     """``p2p-energy households`` on a state folder (restartable on the same folder)."""
 
-    def __init__(self, directory: Path, node_url: str, grid_url: str) -> None:
+    def __init__(
+        self, directory: Path, node_url: str, grid_url: str, crash_window: float = 0.0
+    ) -> None:
         self.state_dir = directory / "households-state"
         super().__init__(
             "households",
@@ -73,6 +77,8 @@ class HouseholdsProcess(ServiceProcess):
                 "7",
                 "--log-level",
                 "INFO",
+                "--crash-window",
+                str(crash_window),
             ],
             0,
         )
@@ -85,14 +91,28 @@ class HouseholdsProcess(ServiceProcess):
         households: list[dict[str, Any]] = data["households"]
         return households
 
-    def events(self) -> list[tuple[str, str, int | None]]:
-        """(what, registration id, message number) of every step logged so far."""
+    def events(self, offset: int = 0) -> list[tuple[str, str, int | None]]:
+        """(what, registration id, message number) of every step logged from ``offset``."""
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
         found = []
-        for line in self.log_tail(10_000_000).splitlines():
+        for line in text.splitlines():
             if (match := EVENT.search(line)) is not None:
                 number = int(match[3]) if match[3] else None
                 found.append((match[1], match[2], number))
         return found
+
+    def kill_at(self, target: str, timeout: float) -> None:
+        """SIGKILL right after the process logs ``target`` (polled every 10 ms)."""
+        offset = self.log.stat().st_size
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(what == target for what, *_ in self.events(offset)):
+                self.kill()
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"households never logged {target!r} within {timeout} s")
 
 
 @dataclass
@@ -106,7 +126,7 @@ class Services:
             service.stop()
 
 
-def _start(tmp_path: Path) -> Services:
+def _start(tmp_path: Path, crash_window: float = 0.0) -> Services:
     node = NodeProcess(tmp_path)
     node.start()
     grid = GridProcess(
@@ -115,7 +135,7 @@ def _start(tmp_path: Path) -> Services:
         grid={"slot_seconds": PERIOD_SECONDS, "settlement_delay_seconds": 1.0},
     )
     grid.start()
-    households = HouseholdsProcess(tmp_path, node.url, grid.url)
+    households = HouseholdsProcess(tmp_path, node.url, grid.url, crash_window)
     households.start()
     return Services(node, grid, households)
 
@@ -251,23 +271,17 @@ def _attached_in_order(events: list[tuple[str, str, int | None]]) -> None:
 
 
 def test_kill_9_while_publishing_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    services = _start(tmp_path)
+    services = _start(tmp_path, CRASH_WINDOW)
     households = services.households
     rng = random.Random(20261127)
     landed: list[str] = []
     try:
         _wait(lambda: _registered(households), 60, "households registered")
-        for kill in range(6):
-            # Alternate: kill while a message is created, then while one is attached.
-            target = "creating" if kill % 2 == 0 else "attaching"
-            seen = len(households.events())
-
-            def started(target: str = target, seen: int = seen) -> bool:
-                return any(what == target for what, *_ in households.events()[seen:])
-
-            _wait(started, 3 * PERIOD_SECONDS, f"households {target} a message")
-            time.sleep(rng.uniform(0.0, 0.03))
-            households.kill()
+        # Created but not saved, attached but not saved, attaching, created (then down
+        # for two periods), attached but not saved, creating.
+        targets = ["created", "sent", "attaching", "created", "sent", "creating"]
+        for kill, target in enumerate(targets):
+            households.kill_at(target, 3 * PERIOD_SECONDS)
             landed.append(households.events()[-1][0])
             # Once down for two periods: the restart catches the missed periods up.
             time.sleep(2 * PERIOD_SECONDS if kill == 3 else rng.uniform(0.0, 1.0))
@@ -277,13 +291,20 @@ def test_kill_9_while_publishing_loses_and_doubles_nothing(tmp_path: Path) -> No
         state = households.state()
         _wait_all_settled(services.grid.database)
         stored = _check_readings(services.grid.database, state)
-        _attached_in_order(households.events())
+        events = households.events()
+        _attached_in_order(events)
         _check_ledger(services.grid.database)
     finally:
         services.stop()
     # Where the kills landed (the last step the process logged before dying).
-    print(f"kills landed after: {landed}; {stored} readings stored once each")
-    assert {"creating", "attaching"} <= set(landed)
+    sent = [(registration, number) for what, registration, number in events if what == "sent"]
+    attached_twice = len(sent) - len(set(sent))
+    print(
+        f"kills landed after: {landed}; messages attached twice after a kill: "
+        f"{attached_twice}; {stored} readings stored once each"
+    )
+    assert {"created", "sent"} <= set(landed)
+    assert attached_twice >= 1
 
 
 def test_node_down_for_a_simulated_hour_households_queue_and_catch_up(tmp_path: Path) -> None:

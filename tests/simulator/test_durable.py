@@ -396,3 +396,19 @@ async def test_demo_publisher_keeps_a_refused_message_first_in_line() -> None:
     second = await publisher.publish({"command": "usage", "usage": 1.0})
     assert publisher.published == 2
     assert node.attached == [publisher.root, second]
+
+
+async def test_crash_window_pauses_before_each_save(
+    tmp_path: Path, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = FakeNode()
+    households = _households(tmp_path, session, node)
+    households.crash_window = 0.001
+    await households.open(PLAN, START)
+    base = households.households[0].last_period_end_ms
+    caplog.set_level("INFO", logger="grid_server.simulator.durable")
+    await households.step(base + LENGTH_MS)
+    lines = [record.getMessage() for record in caplog.records]
+    first = households.households[0].registration_id
+    assert f"created {first} #1, not saved yet" in lines
+    assert f"sent {first} #1, not saved yet" in lines
