@@ -404,6 +404,7 @@ async def test_crash_window_pauses_before_each_save(
     node = FakeNode()
     households = _households(tmp_path, session, node)
     households.crash_window = 0.001
+    households.grid = FakeGrid()  # type: ignore[assignment]
     await households.open(PLAN, START)
     base = households.households[0].last_period_end_ms
     caplog.set_level("INFO", logger="grid_server.simulator.durable")
