@@ -209,6 +209,19 @@ def _totals(rows: Sequence[Row[tuple[str, int]]]) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
+def _late_readings(database: str) -> int:
+    """Readings billed as adjustments: they arrived after their slot was settled."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            late = connection.execute(
+                select(func.coalesce(func.sum(Settlement.adjustment_readings), 0))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(late)
+
+
 def _check_ledger(database: str) -> int:
     """Every slot settled once and balanced; bills and payouts once; billed = settled energy.
 
@@ -345,10 +358,14 @@ def test_node_down_for_a_simulated_hour_households_queue_and_catch_up(tmp_path: 
         _wait_all_settled(services.grid.database)
         stored = _check_readings(services.grid.database, final)
         _attached_in_order(households.events())
-        _check_ledger(services.grid.database)
+        slots = _check_ledger(services.grid.database)
+        late = _late_readings(services.grid.database)
     finally:
         services.stop()
     print(
         f"queued during the outage (largest queue per period): {queued}; "
-        f"drained in {catch_up:.1f} s; {stored} readings stored once each"
+        f"drained in {catch_up:.1f} s; {stored} readings stored once each; "
+        f"{slots} slots settled, {late} readings billed late as adjustments"
     )
+    # The outage's readings reached the grid after their slots were settled.
+    assert late >= 4
