@@ -75,9 +75,6 @@ def print_size(figures: E2EFigures) -> None:
 
 
 def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
-    def per_slot(value: object) -> str:
-        return str(value)
-
     table: list[tuple[str, list[str]]] = []
 
     def add(label: str, render: object) -> None:
@@ -118,7 +115,6 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
         lambda s, r: f"{s.cpu_share:.2%}",
     )
     add("load average 1-min (before/after)", lambda s, r: f"{s.load_before:.1f}/{s.load_after:.1f}")
-    del per_slot
     return table
 
 
@@ -146,6 +142,14 @@ def growth(figures: list[E2EFigures]) -> list[tuple[str, str]]:
     return [(f"growth {small.households:,} -> {large.households:,} ({factor:.0f}x)", ""), *lines]
 
 
+def print_table(results: list[E2EFigures]) -> None:
+    sizes = " | ".join(f"{result.households:,}" for result in results)
+    print(f"\n| measure (slot 1 / slot 2 ...) | {sizes} |")
+    print("| --- |" + " --- |" * len(results))
+    for label, cells in rows(results):
+        print(f"| {label} | {' | '.join(cells)} |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
@@ -168,16 +172,12 @@ def main() -> int:
     ) as pool:
         for size in args.sizes:
             results.append(measure(size, args, pool))
-    print(
-        f"\n| measure (slot 1 / slot 2 ...) | {' | '.join(f'{r.households:,}' for r in results)} |"
-    )
-    print("| --- |" + " --- |" * len(results))
-    for label, cells in rows(results):
-        print(f"| {label} | {' | '.join(cells)} |")
+            # After each size, so a long run that fails later keeps what it measured.
+            print_table(results)
+            if args.json:
+                args.json.write_text(json.dumps([asdict(result) for result in results], indent=2))
     for label, value in growth(results):
         print(f"{label}: {value}" if value else label)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(result) for result in results], indent=2))
     return 0
 
 
