@@ -55,10 +55,11 @@ from .channels import TangleSettings, random_trytes
 from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
 from .households import Period, solar_kwh, usage_kwh
 from .runner import SimulationPlan
-from .state import StateFileError, read_state, write_atomic
+from .state import StateFileError, exclusive_lock, read_state, write_atomic
 
 _LOGGER = logging.getLogger(__name__)
 STATE_FILE: Final = "households.json"
+LOCK_FILE: Final = "households.lock"
 STATE_FORMAT: Final = "p2p-energy-households"
 STATE_VERSION: Final = 1
 MAX_CATCH_UP_PERIODS: Final = 96
@@ -560,6 +561,20 @@ async def serve_households(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     timeout = aiohttp.ClientTimeout(total=60)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(state_dir / LOCK_FILE):
+        await _serve(plan, state_dir, node_url, grid_url, crash_window, stop, timeout)
+
+
+async def _serve(
+    plan: SimulationPlan,
+    state_dir: Path,
+    node_url: str,
+    grid_url: str,
+    crash_window: float,
+    stop: asyncio.Event,
+    timeout: aiohttp.ClientTimeout,
+) -> None:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         households = DurableHouseholds(
             state_dir, session, node_url, grid_url, plan.tangle, crash_window=crash_window

@@ -7,11 +7,14 @@ instant the state file is either the previous save or this one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -70,3 +73,23 @@ def read_state(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise StateFileError(f"the state file {path} does not hold a JSON object")
     return data
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold ``path`` locked so only one process uses a state folder at a time.
+
+    The kernel releases the lock when the holder dies, even by SIGKILL, so a
+    restart right after a crash is never locked out.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise StateFileError(
+                f"{path} is locked by another process: run one households process per state folder"
+            ) from err
+        yield
+    finally:
+        os.close(descriptor)

@@ -28,6 +28,7 @@ from grid_server.simulator.households import Period
 from grid_server.simulator.runner import SimulationPlan
 from grid_server.simulator.state import (
     StateFileError,
+    exclusive_lock,
     read_state,
     temporary_path,
     write_atomic,
@@ -413,3 +414,30 @@ async def test_crash_window_pauses_before_each_save(
     first = households.households[0].registration_id
     assert f"created {first} #1, not saved yet" in lines
     assert f"sent {first} #1, not saved yet" in lines
+
+
+def test_one_process_per_state_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / durable.LOCK_FILE
+    with exclusive_lock(lock):
+        with (
+            pytest.raises(StateFileError, match="locked by another process"),
+            exclusive_lock(lock),
+        ):
+            pass
+        args = build_parser().parse_args(
+            [
+                "households",
+                "--node",
+                "http://127.0.0.1:9",
+                "--grid",
+                "http://127.0.0.1:9",
+                "--state-dir",
+                str(tmp_path),
+            ]
+        )
+        assert run_households(args) == 1
+        assert "locked by another process" in capsys.readouterr().err
+        assert not (tmp_path / durable.STATE_FILE).exists()
+    # Released with its holder.
+    with exclusive_lock(lock):
+        pass
