@@ -375,14 +375,18 @@ class IriClient:
         broadcastTransactions (each message is its own bundle; the node chains them as
         IRI does). Saves the round trips and per-call work of one publish per message;
         keep a call within the node's request limits (about 100 transactions)."""
-        trytes = [
-            tx.to_trytes()
-            for message in messages
-            for tx in sorted(
-                message_to_transactions(message, tag=tag), key=lambda tx: -tx.current_index
-            )
-        ]
-        return await self.send_trytes(trytes, depth, min_weight_magnitude)
+
+        def build() -> list[str]:
+            return [
+                tx.to_trytes()
+                for message in messages
+                for tx in sorted(
+                    message_to_transactions(message, tag=tag), key=lambda tx: -tx.current_index
+                )
+            ]
+
+        # Finalizing a bundle searches its tag with Kerl (tens of ms each): off the loop.
+        return await self.send_trytes(await _off_loop(build), depth, min_weight_magnitude)
 
     async def fetch_mam(
         self,
