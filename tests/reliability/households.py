@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from p2p_energy_protocol.mam import MamChannel
+    from sqlalchemy import Row
 
 type Households = Mapping[str, tuple[str, MamChannel]]
 """Registration id -> (role, channel) of the households a test runs."""
@@ -57,7 +58,7 @@ async def publish(
 def energy_mwh(role: str, readings: list[dict[str, object]]) -> int:
     """Total energy of ``readings`` in mWh, as the grid stores it."""
     key = "usage" if role == "consumer" else "output"
-    return round(sum(float(reading[key]) for reading in readings) * 1e6)  # type: ignore[arg-type]
+    return round(sum(float(str(reading[key])) for reading in readings) * 1e6)
 
 
 async def register_households(
@@ -130,8 +131,13 @@ def wait_until_settled(database: str, timeout: float = 90) -> None:
     raise AssertionError(f"readings of ended slots still unsettled after {timeout} s")
 
 
-def check_settlements(database: str) -> None:
-    """Every settled slot balanced; bills and payouts once each; settled energy billed once."""
+def check_settlements(database: str) -> int:
+    """Every slot settled once and balanced; bills and payouts once each; every
+    household's billed or paid-out energy equals its settled readings.
+
+    A bill's ``usage_mwh`` and a payout's ``energy_mwh`` already include their
+    ``adjustment_mwh`` (late readings). Returns the number of settlements.
+    """
     engine = create_engine(database)
     try:
         with engine.connect() as connection:
@@ -139,26 +145,42 @@ def check_settlements(database: str) -> None:
             for settlement in settlements:
                 assert settlement.energy_balanced, settlement.invariant_report
                 assert settlement.money_balanced, settlement.invariant_report
-            duplicate_bills = connection.execute(
-                select(Bill.settlement_id, Bill.registration_id)
-                .group_by(Bill.settlement_id, Bill.registration_id)
-                .having(func.count() > 1)
-            ).all()
-            duplicate_payouts = connection.execute(
-                select(Payout.settlement_id, Payout.registration_id)
-                .group_by(Payout.settlement_id, Payout.registration_id)
-                .having(func.count() > 1)
-            ).all()
-            assert duplicate_bills == []
-            assert duplicate_payouts == []
-            billed = connection.execute(
-                select(func.coalesce(func.sum(Bill.usage_mwh + Bill.adjustment_mwh), 0))
-            ).scalar_one()
-            settled_usage = connection.execute(
-                select(func.coalesce(func.sum(Reading.energy_mwh), 0)).where(
-                    Reading.kind == "usage", Reading.settlement_id.is_not(None)
-                )
-            ).scalar_one()
-            assert billed == settled_usage
+            slots = [settlement.slot_start for settlement in settlements]
+            assert len(slots) == len(set(slots))
+            for table in (Bill, Payout):
+                duplicates = connection.execute(
+                    select(table.settlement_id, table.registration_id)
+                    .group_by(table.settlement_id, table.registration_id)
+                    .having(func.count() > 1)
+                ).all()
+                assert duplicates == [], f"{table.__name__} issued twice: {duplicates}"
+            settled = _totals(
+                connection.execute(
+                    select(Reading.registration_id, func.sum(Reading.energy_mwh))
+                    .where(Reading.settlement_id.is_not(None))
+                    .group_by(Reading.registration_id)
+                ).all()
+            )
+            billed = _totals(
+                connection.execute(
+                    select(Bill.registration_id, func.sum(Bill.usage_mwh)).group_by(
+                        Bill.registration_id
+                    )
+                ).all()
+            )
+            paid = _totals(
+                connection.execute(
+                    select(Payout.registration_id, func.sum(Payout.energy_mwh)).group_by(
+                        Payout.registration_id
+                    )
+                ).all()
+            )
     finally:
         engine.dispose()
+    assert {**billed, **paid} == settled
+    return len(settlements)
+
+
+def _totals(rows: Sequence[Row[tuple[str, int]]]) -> dict[str, int]:
+    """Registration id -> total of a grouped sum."""
+    return {registration_id: int(total) for registration_id, total in rows}

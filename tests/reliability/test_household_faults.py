@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
+from grid_server.grid.db.models import Reading, Settlement
 
+from .households import check_settlements
 from .processes import GridProcess, NodeProcess, ServiceProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from pathlib import Path
 
-    from sqlalchemy import Row
 
 pytestmark = pytest.mark.slow
 
@@ -205,10 +205,6 @@ def _check_readings(database: str, households: list[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def _totals(rows: Sequence[Row[tuple[str, int]]]) -> dict[str, int]:
-    return {row[0]: int(row[1]) for row in rows}
-
-
 def _late_readings(database: str) -> int:
     """Readings billed as adjustments: they arrived after their slot was settled."""
     engine = create_engine(database)
@@ -220,57 +216,6 @@ def _late_readings(database: str) -> int:
     finally:
         engine.dispose()
     return int(late)
-
-
-def _check_ledger(database: str) -> int:
-    """Every slot settled once and balanced; bills and payouts once; billed = settled energy.
-
-    Like ``households.check_settlements``, except that a bill's ``usage_mwh`` already
-    includes its ``adjustment_mwh`` (late readings), which that helper adds a second time.
-    """
-    engine = create_engine(database)
-    try:
-        with engine.connect() as connection:
-            settlements = connection.execute(select(Settlement)).all()
-            for settlement in settlements:
-                assert settlement.energy_balanced, settlement.invariant_report
-                assert settlement.money_balanced, settlement.invariant_report
-            slots = [settlement.slot_start for settlement in settlements]
-            assert len(slots) == len(set(slots))
-            for table in (Bill, Payout):
-                assert (
-                    connection.execute(
-                        select(table.settlement_id, table.registration_id)
-                        .group_by(table.settlement_id, table.registration_id)
-                        .having(func.count() > 1)
-                    ).all()
-                    == []
-                )
-            settled = _totals(
-                connection.execute(
-                    select(Reading.registration_id, func.sum(Reading.energy_mwh))
-                    .where(Reading.settlement_id.is_not(None))
-                    .group_by(Reading.registration_id)
-                ).all()
-            )
-            billed = _totals(
-                connection.execute(
-                    select(Bill.registration_id, func.sum(Bill.usage_mwh)).group_by(
-                        Bill.registration_id
-                    )
-                ).all()
-            )
-            paid = _totals(
-                connection.execute(
-                    select(Payout.registration_id, func.sum(Payout.energy_mwh)).group_by(
-                        Payout.registration_id
-                    )
-                ).all()
-            )
-    finally:
-        engine.dispose()
-    assert {**billed, **paid} == settled
-    return len(settlements)
 
 
 def _attached_in_order(events: list[tuple[str, str, int | None]]) -> None:
@@ -306,7 +251,7 @@ def test_kill_9_while_publishing_loses_and_doubles_nothing(tmp_path: Path) -> No
         stored = _check_readings(services.grid.database, state)
         events = households.events()
         _attached_in_order(events)
-        _check_ledger(services.grid.database)
+        check_settlements(services.grid.database)
     finally:
         services.stop()
     # Where the kills landed (the last step the process logged before dying).
@@ -358,7 +303,7 @@ def test_node_down_for_a_simulated_hour_households_queue_and_catch_up(tmp_path: 
         _wait_all_settled(services.grid.database)
         stored = _check_readings(services.grid.database, final)
         _attached_in_order(households.events())
-        slots = _check_ledger(services.grid.database)
+        slots = check_settlements(services.grid.database)
         late = _late_readings(services.grid.database)
     finally:
         services.stop()
