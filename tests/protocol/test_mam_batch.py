@@ -84,11 +84,13 @@ def test_single_create_equals_reference(channel: MamChannel, message: Any) -> No
 
 @pytest.mark.parametrize("security", [1, 2, 3])
 @pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize("run", [24, 40])
 def test_full_runs_of_every_security_and_reference(
-    security: int, reference: MamReference, monkeypatch: pytest.MonkeyPatch
+    security: int, reference: MamReference, run: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Runs larger than the few-leaf path, split into several runs, mixed modes."""
-    monkeypatch.setattr(mam_batch, "MAX_BATCH", 24)
+    """Runs larger than the few-leaf path, split into several runs, mixed modes: 48
+    leaves per run use word-aligned chain lanes, 80, 40, 24 and 20 dense ones."""
+    monkeypatch.setattr(mam_batch, "MAX_BATCH", run)
     rng = np.random.default_rng(security)
     items = []
     for number in range(60):

@@ -177,36 +177,46 @@ class _Leaves:
 
     def _few(self, preimages: LaneTrits) -> None:
         """A few leaves: their long sequential sponges are cheaper as single sponges."""
-        self.stride = self.count
         chunks = np.empty((self.blocks, self.count, HASH_LENGTH), dtype=np.int8)
         subseeds = curl_hash_many(preimages, _ROUNDS)
         for leaf in range(self.count):
             sponge = Curl(_ROUNDS)
             sponge.absorb(subseeds[leaf])
             chunks[:, leaf] = sponge.squeeze(self.blocks * HASH_LENGTH).reshape(-1, HASH_LENGTH)
-        lanes = self.blocks * self.count
-        words = (lanes + 63) // 64
-        chunk_low, chunk_high = pack_lanes(chunks.reshape(-1, HASH_LENGTH), words)
-        batch = CurlBatch(64 * words, _ROUNDS)
-        batch.low[:HASH_LENGTH] = chunk_low
-        batch.high[:HASH_LENGTH] = chunk_high
-        shape = (_KEY_STEPS, HASH_LENGTH, words)
-        self.steps_low = np.empty(shape, dtype=np.uint64)
-        self.steps_high = np.empty(shape, dtype=np.uint64)
-        for step in range(_KEY_STEPS):
-            _zero_capacity(batch)
-            batch.transform()
-            self.steps_low[step] = batch.low[:HASH_LENGTH]
-            self.steps_high[step] = batch.high[:HASH_LENGTH]
-        finals = unpack_lanes(batch.low[:HASH_LENGTH], batch.high[:HASH_LENGTH], lanes)
-        by_leaf = finals.reshape(self.blocks, self.count, HASH_LENGTH)
+        finals = self._dense_chains(chunks)
         # Digest: one sponge over all chunks; the leaf is the hash of the digest.
         self.addresses = np.stack(
             [
-                curl_hash(curl_hash(by_leaf[:, leaf].reshape(-1), _ROUNDS), _ROUNDS)
+                curl_hash(curl_hash(finals[:, leaf].reshape(-1), _ROUNDS), _ROUNDS)
                 for leaf in range(self.count)
             ]
         )
+
+    def _dense_chains(self, chunks: LaneTrits) -> LaneTrits:
+        """Hash ``(block, leaf, 243)`` chunks 27 times, packed densely (lane
+        ``block * leaves + leaf``), keeping every step; returns the final chunks."""
+        self.stride = self.count
+        lanes = self.blocks * self.count
+        words = (lanes + 63) // 64
+        chunk_low, chunk_high = pack_lanes(chunks.reshape(-1, HASH_LENGTH), words)
+        shape = (_KEY_STEPS, HASH_LENGTH, words)
+        self.steps_low = np.empty(shape, dtype=np.uint64)
+        self.steps_high = np.empty(shape, dtype=np.uint64)
+        batch: CurlBatch | None = None
+        for first in range(0, words, _CHAIN_GROUP_WORDS):
+            columns = slice(first, min(first + _CHAIN_GROUP_WORDS, words))
+            width = columns.stop - first
+            if batch is None or batch.words != width:
+                batch = CurlBatch(64 * width, _ROUNDS)
+            batch.low[:HASH_LENGTH] = chunk_low[:, columns]
+            batch.high[:HASH_LENGTH] = chunk_high[:, columns]
+            for step in range(_KEY_STEPS):
+                _zero_capacity(batch)
+                batch.transform()
+                self.steps_low[step, :, columns] = batch.low[:HASH_LENGTH]
+                self.steps_high[step, :, columns] = batch.high[:HASH_LENGTH]
+        finals = unpack_lanes(self.steps_low[-1], self.steps_high[-1], lanes)
+        return finals.reshape(self.blocks, self.count, HASH_LENGTH)
 
     def _many(self, preimages: LaneTrits) -> None:
         sponge = CurlBatch(self.count, _ROUNDS)
@@ -215,22 +225,39 @@ class _Leaves:
         sponge.transform()
         _zero_capacity(sponge)
         sponge.transform()
-        width = self.blocks * self.words
-        chunk_low = np.empty((HASH_LENGTH, width), dtype=np.uint64)
-        chunk_high = np.empty((HASH_LENGTH, width), dtype=np.uint64)
-        for block in range(self.blocks):
-            columns = slice(block * self.words, (block + 1) * self.words)
-            chunk_low[:, columns] = sponge.low[:HASH_LENGTH]
-            chunk_high[:, columns] = sponge.high[:HASH_LENGTH]
-            if block + 1 < self.blocks:
+        if self.count % 64 and self.count % 64 <= _MOSTLY_PADDING:
+            # The last word of each chunk would be mostly padding: pack the chains densely.
+            chunks = np.empty((self.blocks, self.count, HASH_LENGTH), dtype=np.int8)
+            for block in range(self.blocks):
+                chunks[block] = unpack_lanes(
+                    sponge.low[:HASH_LENGTH], sponge.high[:HASH_LENGTH], self.count
+                )
+                if block + 1 < self.blocks:
+                    sponge.transform()
+            finals = self._dense_chains(chunks)
+            sponge.reset()
+            for block in range(self.blocks):
+                low, high = pack_lanes(finals[block], self.words)
+                sponge.low[:HASH_LENGTH] = low
+                sponge.high[:HASH_LENGTH] = high
                 sponge.transform()
-        self._chains(chunk_low, chunk_high)
-        sponge.reset()
-        for block in range(self.blocks):
-            columns = slice(block * self.words, (block + 1) * self.words)
-            sponge.low[:HASH_LENGTH] = chunk_low[:, columns]
-            sponge.high[:HASH_LENGTH] = chunk_high[:, columns]
-            sponge.transform()
+        else:
+            width = self.blocks * self.words
+            chunk_low = np.empty((HASH_LENGTH, width), dtype=np.uint64)
+            chunk_high = np.empty((HASH_LENGTH, width), dtype=np.uint64)
+            for block in range(self.blocks):
+                columns = slice(block * self.words, (block + 1) * self.words)
+                chunk_low[:, columns] = sponge.low[:HASH_LENGTH]
+                chunk_high[:, columns] = sponge.high[:HASH_LENGTH]
+                if block + 1 < self.blocks:
+                    sponge.transform()
+            self._chains(chunk_low, chunk_high)
+            sponge.reset()
+            for block in range(self.blocks):
+                columns = slice(block * self.words, (block + 1) * self.words)
+                sponge.low[:HASH_LENGTH] = chunk_low[:, columns]
+                sponge.high[:HASH_LENGTH] = chunk_high[:, columns]
+                sponge.transform()
         _zero_capacity(sponge)
         sponge.transform()
         self.addresses = unpack_lanes(
@@ -304,6 +331,8 @@ def _with_zero_capacity(rates: LaneTrits) -> LaneTrits:
     return state
 
 
+_MOSTLY_PADDING: Final = 32
+"""Leaves in a chunk's last word at or below which dense chain lanes pay off."""
 _SUM_TRITS: Final = np.array([1, -1, 0, 1, -1], dtype=np.int8)
 """Balanced trit of a sum of two trits, indexed by the sum + 2."""
 
