@@ -5,6 +5,11 @@ state and the message are committed together to the outbox before anything is
 sent. Publishing works through the outbox in channel order and marks what was
 sent, so a crash anywhere loses nothing and resumes from the stored state;
 publishing a message twice after a crash is harmless (same bundle content).
+
+At scale (a payment request per consumer per slot) :meth:`ReturnChannels.append_many`
+creates many channels' messages in one batched MAM creation and one transaction,
+with the same guarantees per channel, and publishing sends groups of messages per
+node round trip, several groups at a time, each channel's messages in order.
 """
 
 from __future__ import annotations
