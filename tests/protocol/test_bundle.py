@@ -10,6 +10,7 @@ from p2p_energy_protocol import signing
 from p2p_energy_protocol.address import add_checksum
 from p2p_energy_protocol.bundle import (
     BundleBuilder,
+    _tags_from,
     bundle_errors,
     bundle_hash,
     bundle_hashes,
@@ -470,3 +471,11 @@ def test_trunk_chain_is_checked_for_attached_bundles(signed_bundle: list[Transac
     assert all(t.trunk_transaction == NULL_HASH for t in signed_bundle)
     with pytest.raises(InvalidBundleError, match="trunk"):
         validate_bundle(signed_bundle, attached=True)
+
+
+@pytest.mark.parametrize("tag", ["9" * 27, "M" * 27, "N" * 27, "M" * 26 + "A", "ABC" + "9" * 24])
+def test_candidate_tags_count_up_like_increment_tag(tag: str) -> None:
+    expected = tag
+    for row in _tags_from(tag, 64):
+        assert trits_to_trytes(row) == expected
+        expected = increment_tag(expected)

@@ -19,6 +19,8 @@ from p2p_energy_protocol.signing import (
     FRAGMENT_LENGTH,
     HASH_LENGTH,
     HashKind,
+    normalize_hash,
+    normalize_hashes,
 )
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trits_to_trytes, trytes_to_trits
 
@@ -340,3 +342,32 @@ def test_signature_helpers_reject_bad_fragment_lengths() -> None:
         signing.signature_fragment([0] * 26, np.zeros(FRAGMENT_LENGTH, dtype=np.int8))
     with pytest.raises(InvalidTritsError, match="fragment"):
         signing.digests_from_signature([0] * 81, np.zeros(0, dtype=np.int8))
+
+
+def _normalize_step_by_step(values: list[int]) -> list[int]:
+    """The IOTA clients' loop: move a chunk's sum to 0 one unit at a time from the front."""
+    values = list(values)
+    for start in range(0, 81, 27):
+        total = sum(values[start : start + 27])
+        while total > 0:
+            position = next(p for p in range(start, start + 27) if values[p] > -13)
+            values[position] -= 1
+            total -= 1
+        while total < 0:
+            position = next(p for p in range(start, start + 27) if values[p] < 13)
+            values[position] += 1
+            total += 1
+    return values
+
+
+def test_normalize_hashes_matches_the_step_by_step_loop() -> None:
+    rng = np.random.default_rng(7)
+    hashes = rng.integers(-1, 2, size=(3000, 243)).astype(np.int8)
+    # chunks near the extremes, where whole chunks end at -13 or 13
+    hashes[:500] = np.where(rng.random((500, 243)) < 0.9, 1, hashes[:500])
+    hashes[500:1000] = np.where(rng.random((500, 243)) < 0.9, -1, hashes[500:1000])
+    normalized = normalize_hashes(hashes)
+    for row, result in zip(hashes, normalized, strict=True):
+        raw = [int(a) + 3 * int(b) + 9 * int(c) for a, b, c in row.reshape(81, 3)]
+        assert list(result) == _normalize_step_by_step(raw)
+        assert list(result) == normalize_hash(row)

@@ -301,19 +301,27 @@ def normalize_hash(hash_value: str | TritsLike) -> list[int]:
     down to -13, a negative one by raising them up to 13, as every IOTA client
     does; a 13 ("M") left in it would reveal a key chunk unhashed.
     """
-    values = hash_digits(hash_value, "curl27")
-    for start in range(0, DIGITS_LENGTH, CHUNKS_PER_FRAGMENT):
-        chunk_sum = sum(values[start : start + CHUNKS_PER_FRAGMENT])
-        for position in range(start, start + CHUNKS_PER_FRAGMENT):
-            if chunk_sum > 0:
-                step = min(chunk_sum, values[position] - MIN_TRYTE_VALUE)
-            elif chunk_sum < 0:
-                step = max(chunk_sum, values[position] - MAX_TRYTE_VALUE)
-            else:
-                break
-            values[position] -= step
-            chunk_sum -= step
-    return values
+    trits = _hash_trits(hash_value, "hash")
+    return [int(value) for value in normalize_hashes(trits.reshape(1, HASH_LENGTH))[0]]
+
+
+def normalize_hashes(hashes: TritMatrix) -> npt.NDArray[np.int64]:
+    """:func:`normalize_hash` of every row of ``(n, 243)`` trits, as ``(n, 81)`` values.
+
+    Lowering values from the front until the sum is gone takes from each value
+    its whole room (down to -13) until what is left of the sum is smaller, so
+    each step is the chunk's sum minus the room before it, clipped to the room.
+    """
+    rows = hashes.shape[0]
+    values = hashes.reshape(rows, DIGITS_LENGTH, 3).astype(np.int64) @ _TRYTE_WEIGHTS
+    chunks = values.reshape(rows, -1, CHUNKS_PER_FRAGMENT)
+    sums = chunks.sum(axis=2, keepdims=True)
+    room_down = chunks - MIN_TRYTE_VALUE
+    room_up = MAX_TRYTE_VALUE - chunks
+    down = np.clip(sums - (np.cumsum(room_down, axis=2) - room_down), 0, room_down)
+    up = np.clip(-sums - (np.cumsum(room_up, axis=2) - room_up), 0, room_up)
+    normalized = chunks - np.where(sums > 0, down, 0) + np.where(sums < 0, up, 0)
+    return cast("npt.NDArray[np.int64]", normalized.reshape(rows, DIGITS_LENGTH))
 
 
 def hash_digits(hash_value: str | TritsLike, kind: HashKind) -> list[int]:
