@@ -33,7 +33,7 @@ from p2p_energy_protocol.payloads import (
     parse_consumer_message,
     parse_producer_message,
 )
-from p2p_energy_protocol.transaction import Transaction
+from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
 from sqlalchemy import Table, bindparam, select, update
 
 from .channels import ChannelEntry, TangleUnavailableError
@@ -143,11 +143,12 @@ def _addresses(current: dict[int, str], channels: Sequence[ChannelRead]) -> dict
 
 
 def _by_address(trytes: list[str]) -> dict[str, list[Transaction]]:
+    # Hashed together in Curl lanes: bundle assembly needs every hash, and one by
+    # one they cost ~1.2 ms each (most of a step's time at 10,000 channels).
+    known = [item for item in trytes if item != EMPTY_TRYTES]  # unknown to the node
     grouped: dict[str, list[Transaction]] = {}
-    for item in trytes:
-        if item != EMPTY_TRYTES:  # unknown to the node
-            transaction = Transaction.from_trytes(item)
-            grouped.setdefault(transaction.address, []).append(transaction)
+    for transaction in transactions_from_trytes(known) if known else []:
+        grouped.setdefault(transaction.address, []).append(transaction)
     return grouped
 
 
