@@ -28,9 +28,9 @@ import numpy.typing as npt
 
 from ..curl import ALL_ONES, HASH_LENGTH, STATE_LENGTH, CurlBatch, unpack_lanes
 from ..errors import MamError
-from ..trinary import Trits, int_to_trits, trits_to_int
 
 if TYPE_CHECKING:
+    from ..trinary import Trits
     from .reference import MamReference
 
 NONCE_LENGTH: Final = HASH_LENGTH // 3
@@ -40,7 +40,6 @@ MAX_ITERATIONS: Final = 3_000
 """Far beyond need: an iteration fails with probability below 0.35 even for 32 lanes."""
 
 _ROUNDS: Final = 27
-_ITERATIONS_PER_BATCH: Final = 4
 
 
 @dataclass(frozen=True)
@@ -100,36 +99,8 @@ def find_nonce(
     """
     if state.shape != (STATE_LENGTH,):
         raise MamError(f"the nonce search needs the {STATE_LENGTH}-trit sponge state")
-    if not 1 <= security <= 3:
-        raise MamError(f"security must be 1, 2 or 3, got {security}")
-    if length % 3 or not 6 <= length <= NONCE_LENGTH:
-        raise MamError(f"nonce length must be a multiple of 3 in 6..81, got {length}")
-    order, lanes = _ORDERS[reference], _PATTERNS[reference]
-    counter_trits = slice(2 * length // 3, length)
-    digits = length // 3
-    modulus = 3**digits
-    offset = (modulus - 1) // 2
-    counter = trits_to_int(state[counter_trits])
-    for first in range(1, MAX_ITERATIONS + 1, _ITERATIONS_PER_BATCH):
-        iterations = range(first, first + _ITERATIONS_PER_BATCH)
-        candidates = np.tile(state, (len(iterations) * len(lanes), 1))
-        candidates[:, :4] = np.tile(lanes, (len(iterations), 1))
-        for position, iteration in enumerate(iterations):
-            value = (counter + iteration + offset) % modulus - offset
-            rows = slice(position * len(lanes), (position + 1) * len(lanes))
-            candidates[rows, counter_trits] = int_to_trits(value, digits)
-        batch = CurlBatch(candidates.shape[0], _ROUNDS)
-        batch.set_state(candidates)
-        batch.transform()
-        sums = _prefix_sums(batch.state()[:, :HASH_LENGTH])
-        passing = (sums[:, security - 1] == 0) & np.all(sums[:, : security - 1] != 0, axis=1)
-        for position, row in enumerate(passing.reshape(len(iterations), len(lanes))):
-            winners = np.flatnonzero(row)
-            # @iota/mam.js reports its lowest passing lane, and lane 0 reads as "none".
-            if winners.size and (winners[0] > 0 or not order.lane_zero_misses):
-                nonce: Trits = candidates[position * len(lanes) + int(winners[0]), :length].copy()
-                return nonce
-    raise MamError(f"no nonce found in {MAX_ITERATIONS} iterations")
+    nonce: Trits = find_nonces(state.reshape(1, STATE_LENGTH), security, reference, length)[0]
+    return nonce
 
 
 def _balanced_digits(values: npt.NDArray[np.int64], digits: int) -> npt.NDArray[np.int8]:
