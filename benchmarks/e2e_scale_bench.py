@@ -40,7 +40,6 @@ from tests.scale.measure import (
     E2E_SLOT_MS,
     E2EFigures,
     EndToEnd,
-    fast_zero_value_bundles,
 )
 
 MIB = 1024 * 1024
@@ -167,9 +166,7 @@ def main() -> int:
     args = parser.parse_args()
     results: list[E2EFigures] = []
     context = multiprocessing.get_context("spawn")  # the load generator runs threads
-    with ProcessPoolExecutor(
-        os.cpu_count() or 2, context, initializer=fast_zero_value_bundles
-    ) as pool:
+    with ProcessPoolExecutor(os.cpu_count() or 2, context) as pool:
         for size in args.sizes:
             results.append(measure(size, args, pool))
             # After each size, so a long run that fails later keeps what it measured.

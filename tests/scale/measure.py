@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import numpy as np
 import numpy.typing as npt
-from p2p_energy_protocol import bundle as bundle_module
 from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.curl import HASH_LENGTH, CurlBatch, unpack_lanes
@@ -528,16 +527,6 @@ def _nonces(
         hashes[pending[solved]] = found[pick[solved]]
         pending = pending[~solved]
     return nonces, hashes
-
-
-def fast_zero_value_bundles() -> None:
-    """Pool initializer: skip the client-side search for a "secure" bundle hash.
-
-    That search (~20 Kerl hashes per bundle) only protects signatures of value
-    bundles; MAM bundles carry none, and the node accepts either. It would cost the
-    generator ~85 ms per message, more than the message itself.
-    """
-    bundle_module._secure_tail_tag = lambda transactions: transactions[0].obsolete_tag
 
 
 def cpu_seconds(pid: int) -> float:

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, func, select
 from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
 from tests.reliability.households import check_settlements
 
-from .measure import PRODUCER_EVERY, EndToEnd, fast_zero_value_bundles, reading_kwh
+from .measure import PRODUCER_EVERY, EndToEnd, reading_kwh
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,7 +31,7 @@ HOUSEHOLDS = 120
 def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> None:
     # Spawned workers: forking a process that runs threads (pytest plugins) may deadlock.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, context, initializer=fast_zero_value_bundles) as pool:
+    with ProcessPoolExecutor(2, context) as pool:
         run = EndToEnd(
             tmp_path,
             HOUSEHOLDS,
