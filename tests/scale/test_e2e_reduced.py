@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
-from tests.reliability.households import check_settlements
+from grid_server.grid.db.models import Bill, Payout, Settlement
+from tests.reliability.households import check_settlements, stored_readings
 
 from .measure import PRODUCER_EVERY, EndToEnd, reading_kwh
 
@@ -50,14 +50,6 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
     engine = create_engine(run.grid_database)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    Reading.registration_id,
-                    func.count(),
-                    func.count(func.distinct(Reading.position)),
-                    func.sum(Reading.energy_mwh),
-                ).group_by(Reading.registration_id)
-            ).all()
             settlement = connection.execute(select(Settlement)).one()
             bills = connection.execute(select(func.count()).select_from(Bill)).scalar_one()
             payouts = connection.execute(select(func.count()).select_from(Payout)).scalar_one()
@@ -67,7 +59,7 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
         f"e2e-{n:06}": round(reading_kwh(n, run.windows[0]) * 1e6) for n in range(HOUSEHOLDS)
     }
     # One reading per household at position 1 (after its hello), never twice.
-    assert {row[0]: (row[1], row[2], row[3]) for row in rows} == {
+    assert stored_readings(run.grid_database) == {
         registration: (1, 1, energy) for registration, energy in expected.items()
     }
     assert settlement.readings_count == HOUSEHOLDS
