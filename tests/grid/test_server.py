@@ -137,7 +137,9 @@ async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str
         request = messages[1]
         assert (request["owed"], request["usage"]) == (75, 1.5)
         payment_address = request["paymentIdOrAddress"]
-        assert payment_address == generate_address(WALLET_SEED, 1, 2)
+        # A fresh wallet address: key index 1, or 2 when the producer's payout took index 1
+        # for its remainder first (the publisher and payout workers run concurrently).
+        assert payment_address in {generate_address(WALLET_SEED, index, 2) for index in (1, 2)}
 
         async def producer_paid() -> bool:
             return (await node.get_balances([PRODUCER_ADDRESS])).balances == [77]
