@@ -132,8 +132,8 @@ def _tags_from(tag: str, count: int) -> npt.NDArray[np.int8]:
     return rows
 
 
-def _secure_tail_tag(transactions: Sequence[Transaction]) -> str:
-    """The tail's obsolete tag, incremented until the bundle hash is secure.
+def _secure_tail_tag(transactions: Sequence[Transaction]) -> tuple[str, str]:
+    """The tail's obsolete tag, incremented until the bundle hash is secure, and that hash.
 
     Only the tail's essence changes between attempts, so the others are
     converted once, and candidate tags are hashed in batches of parallel Kerl
@@ -146,9 +146,11 @@ def _secure_tail_tag(transactions: Sequence[Transaction]) -> str:
         candidates = _tags_from(tag, _TAG_BATCH)
         rows = np.tile(essences, (_TAG_BATCH, 1))
         rows[:, tag_trits] = candidates
-        secure = ~(normalize_hashes(kerl_hash_many(rows)) == MAX_TRYTE_VALUE).any(axis=1)
+        hashes = kerl_hash_many(rows)
+        secure = ~(normalize_hashes(hashes) == MAX_TRYTE_VALUE).any(axis=1)
         if secure.any():
-            return trits_to_trytes(candidates[int(np.argmax(secure))])
+            first = int(np.argmax(secure))
+            return trits_to_trytes(candidates[first]), trits_to_trytes(hashes[first])
         tag = increment_tag(trits_to_trytes(candidates[-1]))
     raise InvalidBundleError("no secure bundle hash found; the essences look broken")
 
@@ -290,10 +292,7 @@ class BundleBuilder:
             )
             for index, entry in enumerate(planned)
         ]
-        tail_tag = _secure_tail_tag(transactions)
-        final_hash = bundle_hash(
-            [transactions[0].replace(obsolete_tag=tail_tag), *transactions[1:]]
-        )
+        tail_tag, final_hash = _secure_tail_tag(transactions)
         transactions[0] = transactions[0].replace(obsolete_tag=tail_tag)
         self._transactions = [t.replace(bundle=final_hash) for t in transactions]
 
