@@ -15,6 +15,8 @@ the node's inclusion states of every attachment's tail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -25,6 +27,7 @@ from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.errors import IriApiError, NodeError, ProtocolError
 from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
 from .node_client import InclusionLookup
@@ -118,11 +121,18 @@ class GridWallet:
         existing = await self._db.run_read(lambda s: s.get(WalletAddress, 0))
         if existing is not None:
             return existing.address
+        async with self._allocation_lock:
+            return await self._record_treasury()
+
+    async def _record_treasury(self) -> str:
+        """Record key index 0 unless it is; call with the allocation lock held."""
         loop = asyncio.get_running_loop()
         address = await loop.run_in_executor(self._cpu, self.address_at, 0)
-        await self._db.run_write(
-            lambda s: _record_address(s, 0, address, "treasury", None, self._clock())
-        )
+        # Another grid process on the same database may have recorded it first.
+        with contextlib.suppress(IntegrityError):
+            await self._db.run_write(
+                lambda s: _record_address(s, 0, address, "treasury", None, self._clock())
+            )
         return address
 
     async def payment_address(self, registration_id: str) -> str:
@@ -145,31 +155,45 @@ class GridWallet:
 
     async def _allocate(self, purpose: str, registration_id: str | None) -> str:
         """A fresh key index for ``purpose``; one at a time so no index is handed out twice."""
-        await self.treasury_address()
         async with self._allocation_lock:
-            if purpose == "consumer":
-                existing = await self._db.run_read(
-                    lambda s: s.scalars(
-                        select(WalletAddress.address).where(
-                            WalletAddress.registration_id == registration_id,
-                            WalletAddress.purpose == "consumer",
-                            WalletAddress.spent.is_(False),
-                        )
-                    ).first()
-                )
-                if existing is not None:
-                    return existing
-            index = await self._db.run_read(
-                lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
-            )
+            if await self._db.run_read(lambda s: s.get(WalletAddress, 0)) is None:
+                await self._record_treasury()
             loop = asyncio.get_running_loop()
-            address = await loop.run_in_executor(self._cpu, self.address_at, index)
-            await self._db.run_write(
-                lambda s: _record_address(
-                    s, index, address, purpose, registration_id, self._clock(), fresh=True
+            while True:
+                if purpose == "consumer":
+                    existing = await self._db.run_read(
+                        lambda s: s.scalars(
+                            select(WalletAddress.address).where(
+                                WalletAddress.registration_id == registration_id,
+                                WalletAddress.purpose == "consumer",
+                                WalletAddress.spent.is_(False),
+                            )
+                        ).first()
+                    )
+                    if existing is not None:
+                        return existing
+                index = await self._db.run_read(
+                    lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
                 )
-            )
-            return address
+                address = await loop.run_in_executor(self._cpu, self.address_at, index)
+                try:
+                    await self._db.run_write(
+                        functools.partial(
+                            _record_address,
+                            key_index=index,
+                            address=address,
+                            purpose=purpose,
+                            registration_id=registration_id,
+                            now=self._clock(),
+                            fresh=True,
+                        )
+                    )
+                except (AddressInUseError, IntegrityError):
+                    # Another grid process on the same database took this index: the
+                    # lock only covers this process, the primary key covers them all.
+                    _LOGGER.debug("key index %d was taken meanwhile; allocating the next", index)
+                    continue
+                return address
 
     async def confirmed_balance(self) -> int:
         """Confirmed IOTA on the wallet's unspent addresses."""

@@ -107,7 +107,9 @@ class NodeRuntime:
                 TangleStore.add_neighbor(conn, normalize_neighbor_url(url))
         await self.write(self.tangle.process_milestones)
         await self.peering.start()
-        if self.issues_milestones:
+        # The first round runs before the node is reported started, so clients find a
+        # milestone at once and nobody races the coordinator's first round.
+        if self.issues_milestones and await self._coordinator_round():
             self._tasks.append(asyncio.create_task(self._coordinate(), name="node-coordinator"))
 
     async def close(self) -> None:
@@ -208,17 +210,22 @@ class NodeRuntime:
         return True
 
     async def _coordinate(self) -> None:
-        interval = self.config.coordinator.interval
         while True:
-            try:
-                await self.issue_milestone()
-            except asyncio.CancelledError:
-                raise
-            except PowInterruptedError:
+            await asyncio.sleep(self.config.coordinator.interval)
+            if not await self._coordinator_round():
                 return
-            except Exception as err:
-                if not database_unavailable(err):
-                    _LOGGER.exception("issuing a milestone failed; retrying in %s s", interval)
-                else:
-                    _LOGGER.warning("database unavailable for the next milestone: %s", err)
-            await asyncio.sleep(interval)
+
+    async def _coordinator_round(self) -> bool:
+        """One round of the coordinator; False once the node is closing."""
+        try:
+            await self.issue_milestone()
+        except PowInterruptedError:
+            return False
+        except Exception as err:
+            if not database_unavailable(err):
+                _LOGGER.exception(
+                    "issuing a milestone failed; retrying in %s s", self.config.coordinator.interval
+                )
+            else:
+                _LOGGER.warning("database unavailable for the next milestone: %s", err)
+        return True

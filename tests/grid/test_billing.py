@@ -162,3 +162,33 @@ async def test_concurrent_allocations_never_share_an_address(db: Database) -> No
         ).all()
     assert sorted(index for index, _, _ in rows) == list(range(6))
     assert {address for _, address, _ in rows} == {generate_address(SEED, i, 2) for i in range(6)}
+
+
+async def test_wallets_of_two_grid_processes_never_share_an_address(db: Database) -> None:
+    """Each wallet's lock covers one process; the primary key must cover both."""
+    import asyncio
+
+    names = [f"c{n}" for n in range(8)]
+    for name in names:
+        add_registration(db, name, "consumer", None)
+    with ThreadPoolExecutor(2) as cpu:
+        first, second = (
+            GridWallet(db, NoNode(), SEED, ManualClock(S0), cpu)  # type: ignore[arg-type]
+            for _ in range(2)
+        )
+        treasuries = await asyncio.gather(first.treasury_address(), second.treasury_address())
+        addresses = await asyncio.gather(
+            *(wallet.payment_address(name) for name in names for wallet in (first, second)),
+            first._allocate("treasury", None),
+            second._allocate("treasury", None),
+        )
+    assert treasuries == [generate_address(SEED, 0, 2)] * 2
+    per_consumer = addresses[: 2 * len(names)]
+    assert per_consumer[0::2] == per_consumer[1::2]  # both processes see one address each
+    assert len(set(addresses)) == len(names) + 2
+    with db.read() as session:
+        rows = session.execute(select(WalletAddress.key_index, WalletAddress.address)).all()
+    assert sorted(index for index, _ in rows) == list(range(len(names) + 3))
+    assert {address for _, address in rows} == {
+        generate_address(SEED, i, 2) for i in range(len(names) + 3)
+    }
