@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .database_availability import DatabaseUnavailableError
 from .grid.main import add_grid_command
 from .node.config import (
     ConfigError,
@@ -104,7 +105,7 @@ def _run_node(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(serve_node(config))
-    except (StorageError, ConfigError) as err:
+    except (StorageError, ConfigError, DatabaseUnavailableError) as err:
         print(f"p2p-energy node: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -92,6 +92,8 @@ class GridConfig:
     log_level: str = "INFO"
     shutdown_timeout: float = 30.0
     node_timeout: float = 30.0
+    # How long to wait at start for a database server that is not up yet (0: fail at once).
+    database_wait: float = 60.0
 
     def __post_init__(self) -> None:
         _check_type(self)
@@ -130,6 +132,7 @@ class GridConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         _non_negative("max_future_seconds", self.max_future_seconds)
+        _non_negative("database_wait", self.database_wait)
         if not 1 <= self.hello_search_limit <= 100:
             raise ConfigError("hello_search_limit must be between 1 and 100")
         if not 1 <= self.min_weight_magnitude <= 81:

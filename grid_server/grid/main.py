@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..database_availability import DatabaseUnavailableError
 from .config import ConfigError, GridConfig, load_config, read_config_document
 from .db.engine import DatabaseError
 from .logs import configure_logging
@@ -107,7 +108,7 @@ def run_grid(args: argparse.Namespace) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(serve_grid(config, node_document, document))
-    except (ConfigError, DatabaseError, ValueError) as err:
+    except (ConfigError, DatabaseError, DatabaseUnavailableError, ValueError) as err:
         print(f"p2p-energy grid: {err}", file=sys.stderr)
         return 1
     except OSError as err:

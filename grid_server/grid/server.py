@@ -30,11 +30,12 @@ from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import func, select
 
+from ..database_availability import database_unavailable, wait_for_database
 from .api.context import GridServices
 from .app import create_app
 from .billing import PaymentMonitor, PaymentRequests
 from .clock import system_clock
-from .db.engine import Database, database_unavailable
+from .db.engine import Database
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
@@ -122,7 +123,12 @@ class GridServer:
     async def _start(self) -> None:
         config = self.config
         self.db = db = Database(config.database_url)
-        await db.run(db.migrate)
+        # A database server that starts alongside the grid (or restarts) is waited for.
+        await wait_for_database(
+            functools.partial(db.run, db.migrate),
+            purpose="bringing the grid's database schema up to date",
+            wait_seconds=config.database_wait,
+        )
         if config.wallet_seed is not None:
             seed = config.wallet_seed
         else:

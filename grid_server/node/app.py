@@ -8,6 +8,8 @@ Programmatic use (the grid server runs its node in-process this way)::
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import time
@@ -16,6 +18,7 @@ from typing import Any, Final, Self
 import aiohttp
 from aiohttp import web
 
+from ..database_availability import database_unavailable, wait_for_database
 from .commands import dispatch
 from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
@@ -23,7 +26,6 @@ from .explorer import add_explorer_routes
 from .openapi import openapi_document
 from .peering import PEER_HEADER
 from .runtime import NodeRuntime
-from .storage import database_unavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,7 +53,12 @@ def _answer(body: dict[str, Any], status: int, started: float) -> web.Response:
 def runtime_of(request: web.Request) -> NodeRuntime:
     runtime = request.app[RUNTIME_KEY].runtime
     if runtime is None:
-        raise web.HTTPServiceUnavailable(text="the node is starting")
+        # JSON like every IRI answer, so clients retry instead of failing to parse it.
+        raise web.HTTPServiceUnavailable(
+            text=_dumps({"error": "The node is starting; try again shortly."}),
+            content_type="application/json",
+            headers={**_CORS, "Retry-After": "1"},
+        )
     return runtime
 
 
@@ -158,7 +165,12 @@ class NodeServer:
         try:
             url = await self._listen(create_node_app(self.config, holder))
             self.url = url
-            self._runtime = NodeRuntime(self.config, session, url)
+            # A database server that starts alongside the node (or restarts) is waited for.
+            self._runtime = await wait_for_database(
+                functools.partial(asyncio.to_thread, NodeRuntime, self.config, session, url),
+                purpose="opening the node's database",
+                wait_seconds=self.config.database_wait,
+            )
             holder.runtime = self._runtime
             await self._runtime.start()
         except BaseException:

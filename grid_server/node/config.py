@@ -7,6 +7,7 @@ can come from the environment so that configuration files stay shareable.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tomllib
@@ -109,6 +110,8 @@ class NodeConfig:
     max_future_seconds: int = 7_200
     # How often a node asks its neighbours for what it missed.
     sync_interval: float = 5.0
+    # How long to wait at start for a database server that is not up yet (0: fail at once).
+    database_wait: float = 60.0
     app_name: str = "P2P Energy Grid node"
 
     def __post_init__(self) -> None:
@@ -139,6 +142,9 @@ class NodeConfig:
             raise ConfigError("max_future_seconds must be a non-negative integer")
         if not isinstance(self.sync_interval, int | float) or self.sync_interval <= 0:
             raise ConfigError("sync_interval must be a positive number of seconds")
+        wait = self.database_wait
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < math.inf:
+            raise ConfigError("database_wait must be a non-negative number of seconds")
 
     @property
     def url(self) -> str:
@@ -198,11 +204,19 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
         "limits",
         "max_future_seconds",
         "sync_interval",
+        "database_wait",
         "app_name",
     }
     _known_keys(data, top, "the node configuration")
     changes: dict[str, Any] = {}
-    for key in ("host", "port", "min_weight_magnitude", "max_future_seconds", "sync_interval"):
+    for key in (
+        "host",
+        "port",
+        "min_weight_magnitude",
+        "max_future_seconds",
+        "sync_interval",
+        "database_wait",
+    ):
         if key in data:
             changes[key] = data[key]
     if "app_name" in data:

@@ -20,7 +20,8 @@ from p2p_energy_protocol.client import EMPTY_TRYTES, IriClient
 from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.transaction import Transaction
 
-from .storage import TangleStore, database_unavailable
+from ..database_availability import database_unavailable
+from .storage import TangleStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

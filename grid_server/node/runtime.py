@@ -14,11 +14,12 @@ from p2p_energy_protocol.pow import attach_to_tangle
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET
 
+from ..database_availability import database_unavailable
 from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
 from .milestones import build_milestone
 from .peering import Peering
-from .storage import StorageError, TangleStore, database_unavailable
+from .storage import StorageError, TangleStore
 from .tangle import StoreOutcome, Tangle
 
 if TYPE_CHECKING:

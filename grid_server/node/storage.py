@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -128,14 +128,6 @@ meta = Table(
 
 class StorageError(RuntimeError):
     """The database cannot be opened or holds data of another network."""
-
-
-def database_unavailable(err: BaseException) -> bool:
-    """Whether ``err`` means the database server is away (restarting, down, connection
-    lost) rather than a fault in the request: worth a 503 and a retry, not a 500."""
-    return isinstance(err, OperationalError) or (
-        isinstance(err, DBAPIError) and err.connection_invalidated
-    )
 
 
 @dataclass(frozen=True, slots=True)

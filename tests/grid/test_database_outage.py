@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import subprocess
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
@@ -14,14 +16,22 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from grid_server.database_availability import (
+    DatabaseUnavailableError,
+    database_unavailable,
+    wait_for_database,
+)
 from grid_server.grid.api.common import error_middleware, ok
 from grid_server.grid.config import GridConfig
-from grid_server.grid.db.engine import Database, database_unavailable
+from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import GridSetting
 from grid_server.grid.server import GridServer
 
+from .processes import CONSOLE_SCRIPT, free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 def lost_connection() -> OperationalError:
@@ -34,6 +44,110 @@ def test_connection_faults_count_as_unavailable_and_data_faults_do_not() -> None
     assert database_unavailable(invalidated)
     assert not database_unavailable(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not database_unavailable(RuntimeError("no database involved"))
+    # Raised from a lost connection (as the node's StorageError is): still unavailable.
+    wrapped = RuntimeError("cannot create the node's tables")
+    wrapped.__cause__ = lost_connection()
+    assert database_unavailable(wrapped)
+
+
+def test_sqlite_faults_in_the_code_are_not_hidden_as_unavailable(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'faults.sqlite3'}", threads=1)
+    try:
+        with pytest.raises(OperationalError) as missing, database.read() as session:
+            session.execute(text("SELECT * FROM no_such_table"))
+        assert not database_unavailable(missing.value)  # a bug: 500, not "try again"
+        with pytest.raises(OperationalError) as syntax, database.read() as session:
+            session.execute(text("SELEKT 1"))
+        assert not database_unavailable(syntax.value)
+    finally:
+        database.close()
+    locked = OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+    assert database_unavailable(locked)  # another writer: worth a retry
+
+
+async def test_waiting_for_the_database_retries_with_backoff_then_succeeds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    pauses: list[float] = []
+    failures = [lost_connection(), lost_connection(), lost_connection()]
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    async def migrate() -> str:
+        if failures:
+            raise failures.pop()
+        return "migrated"
+
+    with caplog.at_level(logging.WARNING, logger="grid_server.database_availability"):
+        result = await wait_for_database(
+            migrate, purpose="migrating", wait_seconds=60, sleep=sleep, monotonic=lambda: now[0]
+        )
+    assert result == "migrated"
+    assert pauses == [0.5, 1.0, 2.0]
+    assert [r.exc_info for r in caplog.records] == [None, None, None]
+    assert "migrating: the database is unavailable (attempt 3" in caplog.records[-1].getMessage()
+
+
+async def test_waiting_for_the_database_gives_up_with_a_clear_error() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def never() -> None:
+        raise lost_connection()
+
+    with pytest.raises(DatabaseUnavailableError, match="after waiting 12 s: server closed"):
+        await wait_for_database(
+            never, purpose="migrating", wait_seconds=12, sleep=sleep, monotonic=lambda: now[0]
+        )
+    assert now[0] == 12  # the last pause is cut to the deadline
+    with pytest.raises(DatabaseUnavailableError, match="^migrating: the database is unavailable:"):
+        await wait_for_database(never, purpose="migrating", wait_seconds=0)
+
+    async def broken() -> None:
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    with pytest.raises(IntegrityError):  # not a reason to wait
+        await wait_for_database(broken, purpose="migrating", wait_seconds=60, sleep=sleep)
+
+
+async def test_a_grid_whose_database_never_comes_reports_it_and_stops(tmp_path: Path) -> None:
+    database = f"postgresql+psycopg://p2p@127.0.0.1:{free_port()}/grid"
+    config = GridConfig(database=database, data_dir=tmp_path, database_wait=1.0)
+    with pytest.raises(DatabaseUnavailableError, match=r"after waiting 1 s: .*refused"):
+        await GridServer(config).start()
+
+
+def test_the_grid_command_waits_for_its_database_then_exits_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_text("[grid]\ndatabase_wait = 1.0\n")
+    result = subprocess.run(
+        [
+            str(CONSOLE_SCRIPT),
+            "grid",
+            "--database",
+            f"postgresql+psycopg://p2p@127.0.0.1:{free_port()}/grid",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("p2p-energy grid: bringing the grid's database schema up to date")
+    assert "after waiting 1 s" in last
+    assert "Traceback" not in result.stderr
 
 
 async def test_a_lost_connection_answers_503_and_the_retry_succeeds() -> None:

@@ -3,21 +3,23 @@ the coordinator never signs one milestone index twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
+from grid_server.database_availability import DatabaseUnavailableError
+from grid_server.node import NodeServer
 from grid_server.node.milestones import milestone_tag
-from grid_server.node.storage import TangleStore, database_unavailable
+from grid_server.node.storage import TangleStore
 
-from .helpers import NULL_HASH, attach, zero_value_bundle
+from .helpers import NULL_HASH, attach, node_config, zero_value_bundle
+from .process import free_port
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from grid_server.node import NodeServer
 
 HEADERS = {"X-IOTA-API-Version": "1", "Content-Type": "application/json"}
 
@@ -33,12 +35,25 @@ async def post(
         return response.status, await response.json()
 
 
-def test_connection_faults_count_as_unavailable_and_data_faults_do_not() -> None:
-    assert database_unavailable(lost_connection())
-    invalidated = DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
-    assert database_unavailable(invalidated)
-    assert not database_unavailable(IntegrityError("INSERT", {}, Exception("duplicate key")))
-    assert not database_unavailable(ValueError("no database involved"))
+async def test_a_node_waits_for_its_database_at_start_and_answers_503_json_meanwhile(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing listens on this port: every connection is refused, as while PostgreSQL boots.
+    database = f"postgresql+psycopg://p2p@127.0.0.1:{free_port()}/node"
+    node = NodeServer(node_config(database, database_wait=1.5), session=session)
+    starting = asyncio.create_task(node.start())
+    try:
+        while node.url.endswith(":0") and not starting.done():
+            await asyncio.sleep(0.01)  # until the port is bound
+        status, body = await post(session, node, {"command": "getNodeInfo"})
+        assert status == 503
+        assert body == {"error": "The node is starting; try again shortly."}
+    finally:
+        with pytest.raises(DatabaseUnavailableError, match=r"after waiting 1.5 s: .*refused"):
+            await starting
+    waits = [r for r in caplog.records if "the database is unavailable (attempt" in r.message]
+    assert len(waits) >= 2
+    assert all(record.exc_info is None for record in waits)
 
 
 async def test_a_lost_connection_mid_store_is_a_503_and_the_same_request_succeeds_later(

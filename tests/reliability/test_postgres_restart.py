@@ -41,14 +41,14 @@ from .households import (
     stored_readings,
     wait_until_settled,
 )
-from .private_postgres import PrivatePostgres, server_binaries
 from .processes import GridProcess, NodeProcess, iri, request_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from .households import Households
+    from .private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.slow
 
@@ -59,19 +59,6 @@ DOWN_SECONDS = 3.0
 # readings span both outages.
 ROUND_SECONDS = 1.5
 LOAD_RECEIVER = "PGRESTART9LOAD9RECEIVER".ljust(81, "9")
-
-
-@pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    binaries = server_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
-    cluster = PrivatePostgres(tmp_path, binaries)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
+from ...database_availability import database_unavailable
 from ..errors import RequestError
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ async def error_middleware(
             response.headers["Allow"] = err.headers["Allow"]
         return response
     except DBAPIError as err:
-        if not err.connection_invalidated and not isinstance(err, OperationalError):
+        if not database_unavailable(err):
             _LOGGER.exception("database error serving %s %s", request.method, request.path)
             return failure(
                 500, "The grid failed to process the request; the error has been logged."

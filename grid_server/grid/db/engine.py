@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -39,14 +39,6 @@ CONNECT_TIMEOUT_SECONDS: Final = 10
 
 class DatabaseError(RuntimeError):
     """The database URL is unusable or the schema cannot be brought up to date."""
-
-
-def database_unavailable(err: BaseException) -> bool:
-    """Whether ``err`` means the database server is away (restarting, down, connection
-    lost): the transaction was rolled back and the work may simply be retried."""
-    return isinstance(err, OperationalError) or (
-        isinstance(err, DBAPIError) and err.connection_invalidated
-    )
 
 
 def parse_database_url(url: str) -> URL:
