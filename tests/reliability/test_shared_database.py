@@ -9,6 +9,7 @@ SQLite file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from grid_server.grid.db.models import Settlement
+from grid_server.node.storage import transactions as node_transactions
 
 from .households import (
     MESSAGES,
@@ -33,7 +35,7 @@ from .households import (
     stored_readings,
     wait_until_settled,
 )
-from .processes import GridProcess, NodeProcess
+from .processes import LOOPBACK, GridProcess, NodeProcess, free_port, iri
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,16 +67,64 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def node_hashes(database: str, coordinator: str) -> set[str]:
+    """Hashes a node stores, milestones left out."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            return set(
+                connection.scalars(
+                    select(node_transactions.c.hash).where(
+                        node_transactions.c.address != coordinator
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def start_peered_nodes(tmp_path: Path) -> tuple[NodeProcess, NodeProcess]:
+    """The coordinator and a follower node listing each other as neighbours, as two
+    machines of one private network would."""
+    coordinator_port, follower_port = free_port(), free_port()
+    coordinator = NodeProcess(
+        tmp_path,
+        port=coordinator_port,
+        config={"neighbors": [f"http://{LOOPBACK}:{follower_port}"], "sync_interval": 0.5},
+    )
+    coordinator.start()
+    status, info = iri(coordinator.url, {"command": "getNodeInfo"})
+    assert status == 200, info
+    follower_dir = tmp_path / "follower"
+    follower_dir.mkdir()
+    follower = NodeProcess(
+        follower_dir,
+        port=follower_port,
+        config={
+            "neighbors": [coordinator.url],
+            "sync_interval": 0.5,
+            "coordinator": {"address": info["coordinatorAddress"]},
+        },
+    )
+    follower.start()  # ready once a milestone of the coordinator reached it
+    return coordinator, follower
+
+
 def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: str) -> None:
-    node = NodeProcess(tmp_path)
-    node.start()
+    node_a, node_b = start_peered_nodes(tmp_path)
     settings = {"slot_seconds": SLOT_MS // 1000, "storage_auth": "none", "lease_seconds": 3.0}
-    first = GridProcess(tmp_path, node.url, database=database, grid=settings, name="grid-a")
-    second = GridProcess(tmp_path, node.url, database=database, grid=settings, name="grid-b")
+    # Each grid process talks to its own node; the nodes gossip.
+    first = GridProcess(tmp_path, node_a.url, database=database, grid=settings, name="grid-a")
+    second = GridProcess(tmp_path, node_b.url, database=database, grid=settings, name="grid-b")
     now_ms = int(time.time() * 1000)
     entities = {
         "shared-consumer": ("consumer", create_channel("D" * 81, 1, "restricted", "SHARED")),
         "shared-producer": ("producer", create_channel("Q" * 81, 1, "restricted", "SHARED")),
+    }
+    # The consumer publishes through the follower node, the producer through the coordinator.
+    publishing = {
+        node_b.url: {"shared-consumer": entities["shared-consumer"]},
+        node_a.url: {"shared-producer": entities["shared-producer"]},
     }
     expected = {
         name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in entities.items()
@@ -83,15 +133,24 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
         first.start()
         second.start()
         # Registrations go to both processes: either serves the API.
-        asyncio.run(register_households(node.url, entities, [first.url, second.url]))
-        publisher = threading.Thread(
-            target=lambda: asyncio.run(publish_readings(node.url, entities, now_ms))
-        )
-        publisher.start()
-        publisher.join(3)
-        # The leader dies mid-work; the lease runs out and the other process takes over.
+        for node_url, households in publishing.items():
+            asyncio.run(register_households(node_url, households, [first.url, second.url]))
+        publishers = [
+            threading.Thread(
+                target=functools.partial(
+                    asyncio.run, publish_readings(node_url, households, now_ms)
+                )
+            )
+            for node_url, households in publishing.items()
+        ]
+        for publisher in publishers:
+            publisher.start()
+        publishers[0].join(3)
+        # The leader dies mid-work; the lease runs out and the other process takes over,
+        # following the producer's channel through the follower node.
         first.kill()
-        publisher.join()
+        for publisher in publishers:
+            publisher.join()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             counts = stored_readings(database)
@@ -113,7 +172,19 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
             engine.dispose()
         assert len(slots) == len(set(slots))
         assert slots, "no slot was settled"
+        # One network: apart from milestones still in flight, both nodes hold the same
+        # transactions, whichever node or grid process they were sent to.
+        coordinator = iri(node_a.url, {"command": "getNodeInfo"})[1]["coordinatorAddress"]
+        deadline = time.monotonic() + 30
+        while True:
+            held = [node_hashes(node.database, coordinator) for node in (node_a, node_b)]
+            if held[0] == held[1] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert held[0] == held[1], (len(held[0] - held[1]), len(held[1] - held[0]))
+        assert len(held[0]) > 4 * MESSAGES  # readings, hellos and the grids' own messages
     finally:
         first.stop()
         second.stop()
-        node.stop()
+        node_b.stop()
+        node_a.stop()
