@@ -4,6 +4,11 @@ The caller injects the ``aiohttp.ClientSession`` (Home Assistant's shared
 session, the grid server's, a test's). A node's refusal raises
 :class:`~.errors.IriApiError`; an unreachable or non-IRI endpoint raises
 :class:`~.errors.NodeUnavailableError`.
+
+Proof of work runs on the node (``attachToTangle``) unless the client is given a
+:class:`ProofOfWork` strategy such as :class:`LocalProofOfWork`, which does it in
+an executor of the caller (a process pool, Home Assistant's thread executor), as
+pyota's and ``@iota/core``'s local proof of work do.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
 
@@ -32,11 +37,13 @@ from .mam import (
     parse_message,
     payload_from_transactions,
 )
+from .pow import DEFAULT_LANES, attach_to_tangle
 from .signing import generate_addresses
 from .transaction import Transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from concurrent.futures import Executor
 
 
 if TYPE_CHECKING:
@@ -117,6 +124,64 @@ async def _off_loop[**P, R](func: Callable[P, R], *args: P.args, **kwargs: P.kwa
     return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
+class ProofOfWork(Protocol):
+    """Where a client's ``attachToTangle`` (chaining and proof of work) is done.
+
+    ``attach`` takes what the IRI command takes, the transactions in the order
+    clients send them (each bundle last index first), and returns what it
+    returns: the attached transactions' trytes, tail first, ready for
+    ``storeTransactions``.
+    """
+
+    async def attach(
+        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
+    ) -> list[str]:
+        """Chain ``trytes`` onto ``(trunk, branch)`` and do their proof of work."""
+        ...
+
+
+class LocalProofOfWork:
+    """Proof of work on this machine: :func:`~.pow.attach_to_tangle` in an executor.
+
+    ``executor`` is where the nonce search runs; ``None`` is the event loop's
+    default executor (in Home Assistant, its executor threads). A
+    ``ProcessPoolExecutor`` uses other cores: the call and its arguments (a
+    module-level function, strings and integers) pickle. The caller owns the
+    executor and shuts it down. The attachment timestamp comes from this
+    machine's clock, which the node checks against its own (it refuses
+    timestamps too far in the future).
+
+    Errors: bad input raises the :class:`~.errors.ProtocolError` the node would
+    refuse it with (from the worker, for a process pool); a process pool whose
+    worker died raises ``concurrent.futures.process.BrokenProcessPool``, and a
+    shut-down executor ``RuntimeError``. Nothing reaches the node in any case.
+    """
+
+    def __init__(self, executor: Executor | None = None, *, lanes: int = DEFAULT_LANES) -> None:
+        """``lanes``: candidates per Curl transform (see :func:`~.pow.find_nonce`)."""
+        self._executor = executor
+        self._lanes = lanes
+
+    @property
+    def executor(self) -> Executor | None:
+        """The executor the searches run in (``None``: the loop's default)."""
+        return self._executor
+
+    async def attach(
+        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
+    ) -> list[str]:
+        """IRI's ``attachToTangle`` done here; see :class:`ProofOfWork`."""
+        call = functools.partial(
+            attach_to_tangle,
+            list(trytes),
+            trunk,
+            branch,
+            min_weight_magnitude,
+            lanes=self._lanes,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+
 def _batches[T](items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -130,7 +195,13 @@ def _require(body: dict[str, Any], key: str, kind: type, command: str) -> Any:
 
 
 class IriClient:
-    """One typed method per IRI command, plus the multi-step operations."""
+    """One typed method per IRI command, plus the multi-step operations.
+
+    ``proof_of_work`` decides where the multi-step operations (:meth:`send_trytes`
+    and everything built on it) attach: ``None`` asks the node (``attachToTangle``,
+    remote proof of work), a :class:`ProofOfWork` such as :class:`LocalProofOfWork`
+    does it itself and only stores and broadcasts on the node.
+    """
 
     def __init__(
         self,
@@ -139,8 +210,10 @@ class IriClient:
         *,
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
+        proof_of_work: ProofOfWork | None = None,
     ) -> None:
         self._session = session
+        self._proof_of_work = proof_of_work
         self.url = url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._headers = {API_VERSION_HEADER: "1", "Content-Type": "application/json"}
@@ -251,6 +324,8 @@ class IriClient:
     async def attach_to_tangle(
         self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
     ) -> list[str]:
+        """The node's ``attachToTangle`` (remote proof of work), whatever this client's
+        ``proof_of_work``; :meth:`attach` is the configured choice."""
         body = await self.call(
             "attachToTangle",
             trunkTransaction=trunk,
@@ -259,6 +334,21 @@ class IriClient:
             trytes=list(trytes),
         )
         return list(_require(body, "trytes", list, "attachToTangle"))
+
+    @property
+    def proof_of_work(self) -> ProofOfWork | None:
+        """The local proof-of-work strategy, or ``None`` for the node's attachToTangle."""
+        return self._proof_of_work
+
+    async def attach(
+        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
+    ) -> list[str]:
+        """Chain and do proof of work where this client is configured to: with its
+        :class:`ProofOfWork` strategy if it has one, else on the node
+        (:meth:`attach_to_tangle`). Returns the attached trytes, tail first."""
+        if self._proof_of_work is None:
+            return await self.attach_to_tangle(trunk, branch, min_weight_magnitude, trytes)
+        return await self._proof_of_work.attach(trunk, branch, min_weight_magnitude, trytes)
 
     async def interrupt_attaching_to_tangle(self) -> None:
         await self.call("interruptAttachingToTangle")
@@ -337,7 +427,8 @@ class IriClient:
         min_weight_magnitude: int = 9,
         reference: str | None = None,
     ) -> list[Transaction]:
-        """Attach (remote proof of work), store and broadcast a bundle's trytes.
+        """Attach (see :meth:`attach`: local or remote proof of work), store and
+        broadcast a bundle's trytes.
 
         ``trytes`` are in the order clients hand them to attachToTangle (last index
         first). Returns the attached transactions, tail first.
@@ -345,9 +436,7 @@ class IriClient:
         if not trytes:
             raise ProtocolError("send_trytes needs at least one transaction")
         tips = await self.get_transactions_to_approve(depth, reference)
-        attached = await self.attach_to_tangle(
-            tips.trunk, tips.branch, min_weight_magnitude, trytes
-        )
+        attached = await self.attach(tips.trunk, tips.branch, min_weight_magnitude, trytes)
         await self.store_transactions(attached)
         await self.broadcast_transactions(attached)
         return [Transaction.from_trytes(item) for item in attached]
