@@ -81,6 +81,7 @@ class AddonOptions:
     database_url: str | None = None
     portal_password: str | None = None
     min_weight_magnitude: int = 9
+    local_pow_workers: int = 1
     milestone_interval: float = 10.0
     log_level: str = "info"
 
@@ -167,6 +168,7 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
         database_url=database_url,
         portal_password=password,
         min_weight_magnitude=_integer(data, "min_weight_magnitude", 9, 1, 14),
+        local_pow_workers=_integer(data, "local_pow_workers", 1, 0, 16),
         milestone_interval=_number(data, "milestone_interval", 10.0, 1, 3600),
         log_level=str(log_level),
     )
@@ -251,6 +253,7 @@ def render_config(
         "wallet_seed": seed,
         "wallet_genesis_balance": options.wallet_genesis_balance,
         "min_weight_magnitude": options.min_weight_magnitude,
+        "local_pow_workers": options.local_pow_workers,
         "log_level": options.log_level.upper(),
         "log_format": "text",
     }

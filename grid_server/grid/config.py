@@ -80,6 +80,9 @@ class GridConfig:
     reattach_seconds: float = 120.0
     # A consumer payment still unconfirmed after this long no longer reduces what is owed.
     payment_pending_expiry: float = 3600.0
+    # Worker processes doing the proof of work of the grid's own bundles (payment
+    # requests, payouts); 0: the node's attachToTangle does it (remote proof of work).
+    local_pow_workers: int = 1
 
     # Storage API.
     storage_auth: StorageAuth = "token"
@@ -137,6 +140,10 @@ class GridConfig:
             raise ConfigError("hello_search_limit must be between 1 and 100")
         if not 1 <= self.min_weight_magnitude <= 81:
             raise ConfigError("min_weight_magnitude must be between 1 and 81")
+        if not 0 <= self.local_pow_workers <= 64:
+            raise ConfigError(
+                "local_pow_workers must be between 0 (proof of work on the node) and 64"
+            )
         if not 1 <= self.depth <= 15:
             raise ConfigError("depth must be between 1 and 15")
         if self.wallet_seed is not None and not _SEED_PATTERN.fullmatch(self.wallet_seed):
@@ -215,6 +222,7 @@ _INT_FIELDS: Final = frozenset(
         "max_future_seconds",
         "min_weight_magnitude",
         "depth",
+        "local_pow_workers",
         "wallet_security",
         "wallet_genesis_balance",
         "payout_batch_size",

@@ -39,6 +39,7 @@ from .db.engine import Database
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
+from .proof_of_work import ProcessPoolProofOfWork
 from .registrations import RegistrationService
 from .return_channels import ReturnChannels
 from .settlement.service import SettlementService
@@ -104,6 +105,7 @@ class GridServer:
         self.settlement: SettlementService | None = None
         self.wallet: GridWallet | None = None
         self._node_client: IriClient | None = None
+        self._proof_of_work: ProcessPoolProofOfWork | None = None
         self.app: web.Application | None = None
 
     async def __aenter__(self) -> Self:
@@ -141,7 +143,14 @@ class GridServer:
         )
         if config.node_url is None:
             self.node_url = await self._start_node(treasury)
-        node_client = IriClient(session, self.node_url, timeout=config.node_timeout)
+        if config.local_pow_workers > 0:  # the grid's own bundles: PoW in worker processes
+            self._proof_of_work = ProcessPoolProofOfWork(config.local_pow_workers)
+        node_client = IriClient(
+            session,
+            self.node_url,
+            timeout=config.node_timeout,
+            proof_of_work=self._proof_of_work,
+        )
         self._node_client = node_client
         self.wallet = wallet = GridWallet(
             db,
@@ -393,6 +402,9 @@ class GridServer:
         if self._cpu is not None:
             self._cpu.shutdown(wait=True)
             self._cpu = None
+        if self._proof_of_work is not None:
+            await self._proof_of_work.close()
+            self._proof_of_work = None
         if self.db is not None:
             self.db.close()
             self.db = None

@@ -53,6 +53,7 @@ def test_defaults_match_the_grid_defaults() -> None:
     assert options.grid_cut_percent == grid.grid_cut_percent
     assert options.wallet_genesis_balance == grid.wallet_genesis_balance
     assert options.min_weight_magnitude == grid.min_weight_magnitude
+    assert options.local_pow_workers == grid.local_pow_workers
 
 
 def test_options_are_parsed() -> None:
@@ -68,6 +69,7 @@ def test_options_are_parsed() -> None:
             "database_url": "postgresql://grid:secret@db:5432/grid",
             "portal_password": "correct horse",
             "min_weight_magnitude": 5,
+            "local_pow_workers": 0,
             "milestone_interval": 2,
             "log_level": "debug",
         }
@@ -83,6 +85,7 @@ def test_options_are_parsed() -> None:
         database_url="postgresql://grid:secret@db:5432/grid",
         portal_password="correct horse",
         min_weight_magnitude=5,
+        local_pow_workers=0,
         milestone_interval=2.0,
         log_level="debug",
     )
@@ -106,6 +109,8 @@ def test_options_are_parsed() -> None:
         ({"neighbors": ["ftp://a:1"]}, "option neighbors: neighbour 'ftp://a:1'"),
         ({"database_url": "mysql://x/y"}, "database_url must be a PostgreSQL URL"),
         ({"min_weight_magnitude": 0}, "min_weight_magnitude must be between 1 and 14"),
+        ({"local_pow_workers": -1}, "local_pow_workers must be between 0 and 16"),
+        ({"local_pow_workers": 1.5}, "local_pow_workers must be a whole number"),
         ({"milestone_interval": 0.5}, "milestone_interval must be between 1 and 3600"),
         ({"log_level": "trace"}, "log_level must be one of"),
     ],
@@ -128,6 +133,7 @@ def test_rendered_document_runs_grid_node_and_portal(tmp_path: Path) -> None:
             "neighbors": ["http://10.0.0.2:14265"],
             "portal_password": "operator-secret",
             "wallet_genesis_balance": 5000,
+            "local_pow_workers": 2,
         }
     )
     document = render_config(options, tmp_path, seed=SEED, ingress_addresses=("127.0.0.1",))
@@ -142,6 +148,7 @@ def test_rendered_document_runs_grid_node_and_portal(tmp_path: Path) -> None:
     assert grid.database_url == f"sqlite:///{tmp_path / 'grid.sqlite3'}"
     assert grid.node_url == "http://127.0.0.1:14265"
     assert grid.log_format == "text"
+    assert grid.local_pow_workers == 2
     assert node.port == 14265
     assert node.database_url == f"sqlite:///{tmp_path / 'node.sqlite3'}"
     assert node.neighbors == ("http://10.0.0.2:14265",)

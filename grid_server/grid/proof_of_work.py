@@ -1,0 +1,76 @@
+"""The grid's own proof of work: worker processes instead of the node's attachToTangle.
+
+With ``local_pow_workers`` > 0 the grid attaches its payment requests, channel
+messages and payouts itself, in a pool of that many worker processes, and only
+stores and broadcasts them on the node. The node's single proof-of-work thread
+then stays free for the households that attach remotely, and the nonce search
+runs outside the grid process (no contention with its event loop, nor, for an
+in-process node, with the node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
+
+from p2p_energy_protocol.client import LocalProofOfWork
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class ProcessPoolProofOfWork:
+    """A :class:`~p2p_energy_protocol.client.ProofOfWork` on a pool of worker processes.
+
+    Workers are started with ``spawn`` (a fresh interpreter: forking a process
+    that runs threads, as the grid does, can deadlock the child) when first
+    needed. A pool whose worker died (killed, out of memory) is replaced and
+    the attach tried once more on the new one: proof of work sends nothing, so
+    a repeat is harmless. :meth:`close` stops the workers.
+    """
+
+    def __init__(self, workers: int) -> None:
+        """Create a pool of ``workers`` processes (at least 1)."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"a proof-of-work pool needs at least one worker, got {workers!r}")
+        self.workers = workers
+        self._pool = self._new_pool()
+        self._closed = False
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        """The current pool (replaced when a worker dies)."""
+        return self._pool
+
+    async def attach(
+        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
+    ) -> list[str]:
+        """``attachToTangle`` in a worker process; see ``ProofOfWork``."""
+        pool = self._pool
+        try:
+            return await LocalProofOfWork(pool).attach(trunk, branch, min_weight_magnitude, trytes)
+        except BrokenProcessPool:
+            if self._closed:
+                raise
+            if pool is self._pool:  # not yet replaced by a concurrent attach
+                _LOGGER.warning("a proof-of-work worker process died; starting a new pool")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            return await LocalProofOfWork(self._pool).attach(
+                trunk, branch, min_weight_magnitude, trytes
+            )
+
+    async def close(self) -> None:
+        """Stop the workers: queued searches are cancelled, a running one is waited
+        for (in a thread, so the event loop keeps serving meanwhile)."""
+        self._closed = True
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)

@@ -1,0 +1,193 @@
+"""The grid's own proof of work in worker processes (``local_pow_workers``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from p2p_energy_protocol.bundle import BundleBuilder
+from p2p_energy_protocol.client import IriClient
+from p2p_energy_protocol.grid_client import GridClient
+from p2p_energy_protocol.pow import transaction_weight
+from p2p_energy_protocol.transaction import Transaction
+
+from grid_server.grid.config import ConfigError, GridConfig, load_config
+from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
+from grid_server.grid.server import GridServer
+
+from .entities import Consumer
+from .test_server import MWM, eventually, grid_config, node_document
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+NULL_HASH = "9" * 81
+
+
+def _bundle(text: str = "LOCAL") -> list[str]:
+    builder = BundleBuilder()
+    builder.add_transfer("R" * 81, 0, tag=text)
+    builder.add_transfer("S" * 81, 0, tag=text)
+    builder.finalize()
+    return builder.to_trytes()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _worker_pids(pool: ProcessPoolProofOfWork) -> set[int]:
+    processes: dict[int, Any] = getattr(pool.executor, "_processes", None) or {}
+    return set(processes)
+
+
+def _children() -> set[int]:
+    return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
+
+
+# Configuration ------------------------------------------------------------------------
+
+
+def test_default_and_sources() -> None:
+    assert GridConfig().local_pow_workers == 1
+    assert load_config(environ={"P2P_ENERGY_GRID_LOCAL_POW_WORKERS": "0"}).local_pow_workers == 0
+    assert load_config(overrides={"local_pow_workers": 3}, environ={}).local_pow_workers == 3
+
+
+def test_load_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text("[grid]\nlocal_pow_workers = 2\n")
+    assert load_config(path, environ={}).local_pow_workers == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "local_pow_workers must be between 0 .* and 64"),
+        (65, "local_pow_workers must be between 0 .* and 64"),
+        (1.5, "local_pow_workers has the wrong type"),
+        (True, "local_pow_workers has the wrong type"),
+        ("2", "local_pow_workers has the wrong type"),
+    ],
+)
+def test_bad_values(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        replace(GridConfig(), local_pow_workers=value)  # type: ignore[arg-type]
+
+
+def test_bad_environment_value() -> None:
+    with pytest.raises(ConfigError, match="local_pow_workers must be an integer"):
+        load_config(environ={"P2P_ENERGY_GRID_LOCAL_POW_WORKERS": "two"})
+    with pytest.raises(ConfigError, match="local_pow_workers must be between"):
+        load_config(environ={"P2P_ENERGY_GRID_LOCAL_POW_WORKERS": "-2"})
+
+
+# The pool ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, -1, True])
+def test_a_pool_needs_workers(workers: int) -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        ProcessPoolProofOfWork(workers)
+
+
+async def test_a_dead_worker_is_replaced_and_close_stops_the_workers() -> None:
+    pool = ProcessPoolProofOfWork(2)
+    try:
+        attached = await pool.attach(NULL_HASH, NULL_HASH, 3, _bundle())
+        assert len(attached) == 2
+        assert all(transaction_weight(Transaction.from_trytes(t).hash) >= 3 for t in attached)
+        first = pool.executor
+        pids = _worker_pids(pool)
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        # The broken pool is replaced; the attach is done by the new one.
+        again = await pool.attach(NULL_HASH, NULL_HASH, 3, _bundle("AGAIN"))
+        assert len(again) == 2
+        assert pool.executor is not first
+        new_pids = _worker_pids(pool)
+        assert new_pids
+        assert not new_pids & pids
+    finally:
+        await pool.close()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in new_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in new_pids | pids)
+    with pytest.raises(RuntimeError):
+        await pool.attach(NULL_HASH, NULL_HASH, 3, _bundle())
+
+
+# The grid ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 0])
+async def test_grid_publishes_with_its_own_proof_of_work(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With workers the grid's return-channel messages are attached in its worker
+    processes (the node attaches nothing), which stop with the grid; with 0 the node
+    does the proof of work as before."""
+    config = replace(
+        grid_config(tmp_path, f"sqlite:///{tmp_path / 'grid.sqlite3'}"),
+        local_pow_workers=workers,
+    )
+    remote: list[int] = []
+    children_before = _children()
+    async with (
+        GridServer(config, node_document=node_document(tmp_path)) as grid,
+        aiohttp.ClientSession() as session,
+    ):
+        assert grid._node_server is not None
+        runtime = grid._node_server.runtime
+        original = runtime.attach
+
+        async def counting(trytes: Any, *args: Any) -> list[str]:
+            remote.append(len(trytes))
+            return await original(trytes, *args)
+
+        monkeypatch.setattr(runtime, "attach", counting)
+        node = IriClient(session, grid.node_url)
+        consumer = Consumer(node, "consumer-localpow", MWM)
+        await consumer.hello()
+        remote.clear()  # the household's own (remote) attach
+        reply = await GridClient(session, grid.url).register(
+            consumer.registration_id,
+            "Flat",
+            "consumer",
+            root=consumer.root,
+            side_key=consumer.side_key,
+        )
+        assert reply.root is not None
+        assert reply.side_key is not None
+        root, side_key = reply.root, reply.side_key
+
+        async def greeted() -> bool:
+            return bool(await consumer.payment_requests(root, side_key))
+
+        # The grid's hello on the consumer's return channel is stored and readable.
+        await eventually(greeted)
+        assert (await consumer.payment_requests(root, side_key))[0] == {"command": "hello"}
+        workers_running = _children() - children_before
+        if workers:
+            assert remote == []
+            assert grid._proof_of_work is not None
+            assert len(workers_running) == workers
+        else:
+            assert remote
+            assert grid._proof_of_work is None
+            assert workers_running == set()
+    # No worker process outlives the grid.
+    assert _children() <= children_before
+    assert not any(_alive(pid) for pid in workers_running)
