@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
@@ -25,6 +28,20 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
+def exit_with_parent() -> None:
+    """Worker initializer: end this worker as soon as the process that started it is
+    gone, even in the middle of a nonce search (an orphan would search or idle on)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not a multiprocessing child: nothing to watch
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ProcessPoolProofOfWork:
     """A :class:`~p2p_energy_protocol.client.ProofOfWork` on a pool of worker processes.
 
@@ -32,7 +49,9 @@ class ProcessPoolProofOfWork:
     that runs threads, as the grid does, can deadlock the child) when first
     needed. A pool whose worker died (killed, out of memory) is replaced and
     the attach tried once more on the new one: proof of work sends nothing, so
-    a repeat is harmless. :meth:`close` stops the workers.
+    a repeat is harmless. :meth:`close` stops the workers; a grid process that
+    dies without closing (SIGKILL, a crash) takes them along, since each worker
+    exits when its parent process is gone.
     """
 
     def __init__(self, workers: int) -> None:
@@ -44,7 +63,11 @@ class ProcessPoolProofOfWork:
         self._closed = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+        )
 
     @property
     def executor(self) -> ProcessPoolExecutor:

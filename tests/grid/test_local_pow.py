@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -191,3 +193,41 @@ async def test_grid_publishes_with_its_own_proof_of_work(
     # No worker process outlives the grid.
     assert _children() <= children_before
     assert not any(_alive(pid) for pid in workers_running)
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, os, sys, time
+from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
+from p2p_energy_protocol.bundle import BundleBuilder
+
+async def main():
+    pool = ProcessPoolProofOfWork(1)
+    builder = BundleBuilder()
+    builder.add_transfer("R" * 81, 0)
+    builder.finalize()
+    await pool.attach("9" * 81, "9" * 81, 1, builder.to_trytes())
+    print(*pool.executor._processes, flush=True)
+    # A search that never ends (weight 200), as the grid would be mid-attach.
+    await pool.attach("9" * 81, "9" * 81, 200, builder.to_trytes())
+
+asyncio.run(main())
+"""
+
+
+async def test_workers_die_with_a_killed_grid_process() -> None:
+    """SIGKILL leaves the pool no chance to close: its workers must not live on."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ORPHAN_SCRIPT, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+    pids = {int(pid) for pid in line.split()}
+    assert len(pids) == 1
+    await asyncio.sleep(0.3)  # the worker is inside the endless search now
+    assert all(_alive(pid) for pid in pids)
+    process.kill()
+    await process.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
