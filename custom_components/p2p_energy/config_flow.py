@@ -48,6 +48,7 @@ from .const import (
     CONF_NODE_URL,
     CONF_PRICE,
     CONF_PRODUCER_URL,
+    CONF_PROOF_OF_WORK,
     CONF_PUBLISH_INTERVAL,
     CONF_REGISTRATION_ID,
     CONF_SEED,
@@ -57,11 +58,13 @@ from .const import (
     DEFAULT_MAX_POWER,
     DEFAULT_MIN_WEIGHT_MAGNITUDE,
     DEFAULT_NODE_PORT,
+    DEFAULT_PROOF_OF_WORK,
     DEFAULT_PUBLISH_INTERVAL,
     DOMAIN,
     LOGGER,
     MAX_PUBLISH_INTERVAL,
     MIN_PUBLISH_INTERVAL,
+    PROOF_OF_WORK_CHOICES,
     SUBENTRY_CONSUMER,
     SUBENTRY_PRODUCER,
     SUBENTRY_SOURCE,
@@ -314,7 +317,7 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class P2PEnergyOptionsFlow(OptionsFlow):
-    """Trading period, plausibility limit and proof-of-work weight."""
+    """Trading period, plausibility limit, proof-of-work weight and where it is done."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and save the options."""
@@ -324,6 +327,7 @@ class P2PEnergyOptionsFlow(OptionsFlow):
                     CONF_PUBLISH_INTERVAL: int(user_input[CONF_PUBLISH_INTERVAL]),
                     CONF_MAX_POWER: float(user_input[CONF_MAX_POWER]),
                     CONF_MIN_WEIGHT_MAGNITUDE: int(user_input[CONF_MIN_WEIGHT_MAGNITUDE]),
+                    CONF_PROOF_OF_WORK: user_input[CONF_PROOF_OF_WORK],
                 }
             )
         options = self.config_entry.options
@@ -357,6 +361,14 @@ class P2PEnergyOptionsFlow(OptionsFlow):
                     default=options.get(CONF_MIN_WEIGHT_MAGNITUDE, DEFAULT_MIN_WEIGHT_MAGNITUDE),
                 ): NumberSelector(
                     NumberSelectorConfig(min=1, max=27, step=1, mode=NumberSelectorMode.BOX)
+                ),
+                vol.Required(
+                    CONF_PROOF_OF_WORK,
+                    default=options.get(CONF_PROOF_OF_WORK, DEFAULT_PROOF_OF_WORK),
+                ): SelectSelector(
+                    SelectSelectorConfig(
+                        options=list(PROOF_OF_WORK_CHOICES), translation_key=CONF_PROOF_OF_WORK
+                    )
                 ),
             }
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
-from .protocol.client import IriClient, NodeInfo, Transfer
+from .protocol.client import IriClient, NodeInfo, ProofOfWork, Transfer
 from .protocol.errors import GridApiError, NodeError
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
 from .protocol.transaction import Transaction
@@ -97,14 +97,24 @@ class GridConnection:
     """Typed access to one grid and its node, sharing Home Assistant's session."""
 
     def __init__(
-        self, session: ClientSession, grid_url: str, node_url: str, min_weight_magnitude: int
+        self,
+        session: ClientSession,
+        grid_url: str,
+        node_url: str,
+        min_weight_magnitude: int,
+        proof_of_work: ProofOfWork | None = None,
     ) -> None:
-        """Create the clients; nothing is contacted yet."""
+        """Create the clients; nothing is contacted yet.
+
+        ``proof_of_work`` attaches this household's bundles (a ``LocalProofOfWork``
+        in Home Assistant's executor); ``None`` leaves it to the node's attachToTangle.
+        """
         self._session = session
         self.grid_url = grid_url
         self.node_url = node_url
         self.min_weight_magnitude = min_weight_magnitude
-        self.iri = IriClient(session, node_url)
+        self.local_proof_of_work = proof_of_work is not None
+        self.iri = IriClient(session, node_url, proof_of_work=proof_of_work)
         self.grid = GridClient(session, grid_url)
 
     async def node_info(self) -> NodeInfo:
@@ -116,7 +126,7 @@ class GridConnection:
         return await self.grid.health()
 
     async def publish(self, message: MamMessage) -> None:
-        """Attach a MAM message through the node (remote proof of work)."""
+        """Attach a MAM message (local or remote proof of work) and store it on the node."""
         await self.iri.publish_mam(
             message, tag=MAM_TAG, min_weight_magnitude=self.min_weight_magnitude
         )
@@ -191,7 +201,7 @@ class GridConnection:
         return SignedTransfer(signed.bundle_hash, signed.trytes)
 
     async def broadcast_transfer(self, trytes: Sequence[str]) -> None:
-        """Attach (remote proof of work), store and broadcast a signed bundle.
+        """Attach (local or remote proof of work), store and broadcast a signed bundle.
 
         Raises :class:`TransferNotSentError` when the node certainly stored
         nothing (no tips or no proof of work); a NodeError while storing or
@@ -199,7 +209,7 @@ class GridConnection:
         """
         try:
             tips = await self.iri.get_transactions_to_approve(TIP_DEPTH)
-            attached = await self.iri.attach_to_tangle(
+            attached = await self.iri.attach(
                 tips.trunk, tips.branch, self.min_weight_magnitude, trytes
             )
         except NodeError as err:

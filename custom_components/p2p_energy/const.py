@@ -17,6 +17,13 @@ CONF_MIN_WEIGHT_MAGNITUDE: Final = "min_weight_magnitude"
 # Config entry options.
 CONF_PUBLISH_INTERVAL: Final = "publish_interval"
 CONF_MAX_POWER: Final = "max_power"
+CONF_PROOF_OF_WORK: Final = "proof_of_work"
+# Where this household's bundles get their proof of work: in Home Assistant's executor
+# threads, or on the grid's node (attachToTangle, one request at a time for everyone).
+POW_LOCAL: Final = "local"
+POW_NODE: Final = "node"
+PROOF_OF_WORK_CHOICES: Final = (POW_LOCAL, POW_NODE)
+DEFAULT_PROOF_OF_WORK: Final = POW_LOCAL
 
 # Subentries: one per source, producer or consumer.
 SUBENTRY_SOURCE: Final = "source"

@@ -21,13 +21,16 @@ from .const import (
     CONF_MAX_POWER,
     CONF_MIN_WEIGHT_MAGNITUDE,
     CONF_NODE_URL,
+    CONF_PROOF_OF_WORK,
     CONF_PUBLISH_INTERVAL,
     DEFAULT_MAX_POWER,
     DEFAULT_MIN_WEIGHT_MAGNITUDE,
+    DEFAULT_PROOF_OF_WORK,
     DEFAULT_PUBLISH_INTERVAL,
     DOMAIN,
     ISSUE_GRID_UNREACHABLE,
     LOGGER,
+    POW_LOCAL,
     SUBENTRY_CONSUMER,
     SUBENTRY_PRODUCER,
     SUBENTRY_SOURCE,
@@ -35,6 +38,7 @@ from .const import (
     UPDATE_INTERVAL,
 )
 from .participants import Participant, Producer, RuntimeContext, build_participants
+from .protocol.client import LocalProofOfWork
 from .protocol.errors import GridApiError, NodeError
 from .store import RuntimeStore
 
@@ -92,11 +96,14 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         )
         options = entry.options
         self.publish_interval = int(options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL))
+        # Local proof of work runs in the loop's default executor: Home Assistant's.
+        local_pow = options.get(CONF_PROOF_OF_WORK, DEFAULT_PROOF_OF_WORK) == POW_LOCAL
         self.connection = GridConnection(
             async_get_clientsession(hass),
             entry.data[CONF_GRID_URL],
             entry.data[CONF_NODE_URL],
             int(options.get(CONF_MIN_WEIGHT_MAGNITUDE, DEFAULT_MIN_WEIGHT_MAGNITUDE)),
+            LocalProofOfWork() if local_pow else None,
         )
         self.store = RuntimeStore(hass, entry.entry_id)
         self.participants: dict[str, Participant] = {}
@@ -227,6 +234,7 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             "publish_interval": self.publish_interval,
             "max_power_kw": self.context.max_power_kw,
             "min_weight_magnitude": self.connection.min_weight_magnitude,
+            "local_proof_of_work": self.connection.local_proof_of_work,
             "last_update_success": self.last_update_success,
             "unreachable_since": self._unreachable_since.isoformat()
             if self._unreachable_since

@@ -106,12 +106,20 @@ class FakeNetwork:
         self.attachments: list[str] = []
         """The bundle of every attachment the node stored."""
         self.confirmed: set[str] = set()
+        self.proof_of_work: Any = None
+        """What the runtime passed as the connection's proof of work."""
 
     def __call__(self, *args: Any) -> FakeNetwork:
-        """Stand in for the GridConnection constructor."""
+        """Stand in for the GridConnection constructor (keeping its proof of work)."""
+        self.proof_of_work = args[4] if len(args) > 4 else None
         return self
 
     # GridConnection --------------------------------------------------------------
+
+    @property
+    def local_proof_of_work(self) -> bool:
+        """Whether the runtime asked for local proof of work."""
+        return self.proof_of_work is not None
 
     def _node(self) -> None:
         if not self.node_up:

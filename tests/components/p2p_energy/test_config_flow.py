@@ -12,7 +12,7 @@ from homeassistant.config_entries import (
     ConfigSubentryData,
 )
 from homeassistant.const import CONF_NAME
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -27,6 +27,7 @@ from custom_components.p2p_energy.const import (
     CONF_NODE_URL,
     CONF_PRICE,
     CONF_PRODUCER_URL,
+    CONF_PROOF_OF_WORK,
     CONF_PUBLISH_INTERVAL,
     CONF_REGISTRATION_ID,
     CONF_SEED,
@@ -34,6 +35,8 @@ from custom_components.p2p_energy.const import (
     CONF_SOURCES,
     CONF_WALLET_SEED,
     DOMAIN,
+    POW_LOCAL,
+    POW_NODE,
 )
 from custom_components.p2p_energy.credentials import is_trytes_81
 
@@ -368,21 +371,46 @@ async def test_options_flow(hass: HomeAssistant, config_entry: MockConfigEntry) 
         CONF_PUBLISH_INTERVAL: 900,
         CONF_MAX_POWER: 250.0,
         CONF_MIN_WEIGHT_MAGNITUDE: 9,
+        CONF_PROOF_OF_WORK: POW_LOCAL,
     }
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
-        {CONF_PUBLISH_INTERVAL: 60.0, CONF_MAX_POWER: 12.5, CONF_MIN_WEIGHT_MAGNITUDE: 3.0},
+        {
+            CONF_PUBLISH_INTERVAL: 60.0,
+            CONF_MAX_POWER: 12.5,
+            CONF_MIN_WEIGHT_MAGNITUDE: 3.0,
+            CONF_PROOF_OF_WORK: POW_NODE,
+        },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert config_entry.options == {
         CONF_PUBLISH_INTERVAL: 60,
         CONF_MAX_POWER: 12.5,
         CONF_MIN_WEIGHT_MAGNITUDE: 3,
+        CONF_PROOF_OF_WORK: POW_NODE,
     }
 
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
     defaults = {str(key): key.default() for key in result["data_schema"].schema}
     assert defaults[CONF_PUBLISH_INTERVAL] == 60
+    assert defaults[CONF_PROOF_OF_WORK] == POW_NODE
+
+
+async def test_options_flow_refuses_an_unknown_proof_of_work(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                CONF_PUBLISH_INTERVAL: 60,
+                CONF_MAX_POWER: 12.5,
+                CONF_MIN_WEIGHT_MAGNITUDE: 3,
+                CONF_PROOF_OF_WORK: "gpu",
+            },
+        )
+    assert CONF_PROOF_OF_WORK not in config_entry.options
 
 
 # Subentries ---------------------------------------------------------------------------

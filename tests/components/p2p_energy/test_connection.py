@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from unittest.mock import AsyncMock, MagicMock, patch
 
 import pytest
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from custom_components.p2p_energy.connection import (
     GridConnection,
@@ -21,8 +22,9 @@ from custom_components.p2p_energy.connection import (
     async_test_connection,
 )
 from custom_components.p2p_energy.const import MAM_TAG
+from custom_components.p2p_energy.credentials import generate_seed
 from custom_components.p2p_energy.protocol.bundle import validate_bundle
-from custom_components.p2p_energy.protocol.client import IriClient, WalletInput
+from custom_components.p2p_energy.protocol.client import IriClient, LocalProofOfWork, WalletInput
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -30,13 +32,21 @@ from custom_components.p2p_energy.protocol.errors import (
     NodeUnavailableError,
 )
 from custom_components.p2p_energy.protocol.grid_client import RegistrationReply
-from custom_components.p2p_energy.protocol.mam import MamMessage
+from custom_components.p2p_energy.protocol.mam import (
+    MamMessage,
+    channel_root,
+    create_channel,
+    create_message,
+)
 from custom_components.p2p_energy.protocol.signing import generate_address
 from custom_components.p2p_energy.protocol.transaction import Transaction
 from custom_components.p2p_energy.protocol.trinary import validate_trytes
 
+from .fake_network import decode
+
 if TYPE_CHECKING:
     from collections.abc import Generator
+    from pathlib import Path
 
     from homeassistant.core import HomeAssistant
 
@@ -74,7 +84,8 @@ def _connection() -> GridConnection:
 async def test_clients_share_the_session(clients: SimpleNamespace) -> None:
     session = MagicMock()
     connection = GridConnection(session, "http://grid:8080", "http://node:14265", 5)
-    clients.iri_class.assert_called_once_with(session, "http://node:14265")
+    clients.iri_class.assert_called_once_with(session, "http://node:14265", proof_of_work=None)
+    assert not connection.local_proof_of_work
     clients.grid_class.assert_called_once_with(session, "http://grid:8080")
     assert (connection.grid_url, connection.node_url) == ("http://grid:8080", "http://node:14265")
 
@@ -129,6 +140,7 @@ async def test_prepare_transfer_signs_without_sending(clients: SimpleNamespace) 
     outputs = {(t.address, t.value, t.tag) for t in transactions if t.value > 0}
     assert outputs == {(PAY_TO, 345, MAM_TAG + "9" * 11), (REMAINDER, 655, "9" * 27)}
     # Signed only: nothing was attached, stored or broadcast.
+    clients.iri.attach.assert_not_awaited()
     clients.iri.attach_to_tangle.assert_not_awaited()
     clients.iri.store_transactions.assert_not_awaited()
 
@@ -145,21 +157,22 @@ async def test_broadcast_transfer(clients: SimpleNamespace) -> None:
     clients.iri.get_transactions_to_approve.return_value = SimpleNamespace(
         trunk="T" * 81, branch="B" * 81
     )
-    clients.iri.attach_to_tangle.return_value = ["ATTACHED"]
+    clients.iri.attach.return_value = ["ATTACHED"]
     await connection.broadcast_transfer(["SIGNED"])
     clients.iri.get_transactions_to_approve.assert_awaited_once_with(3)
-    clients.iri.attach_to_tangle.assert_awaited_once_with("T" * 81, "B" * 81, 5, ["SIGNED"])
+    # The client's configured proof of work (local, or the node's attachToTangle).
+    clients.iri.attach.assert_awaited_once_with("T" * 81, "B" * 81, 5, ["SIGNED"])
     clients.iri.store_transactions.assert_awaited_once_with(["ATTACHED"])
     clients.iri.broadcast_transactions.assert_awaited_once_with(["ATTACHED"])
 
     # No proof of work: certainly not sent.
-    clients.iri.attach_to_tangle.side_effect = IriApiError("attachToTangle", 400, "refused")
+    clients.iri.attach.side_effect = IriApiError("attachToTangle", 400, "refused")
     with pytest.raises(TransferNotSentError) as not_sent:
         await connection.broadcast_transfer(["SIGNED"])
     assert isinstance(not_sent.value.error, IriApiError)
 
     # Storing fails: the node may have taken it, so the node's error is passed on as it is.
-    clients.iri.attach_to_tangle.side_effect = None
+    clients.iri.attach.side_effect = None
     clients.iri.store_transactions.side_effect = NodeUnavailableError("timeout")
     with pytest.raises(NodeUnavailableError):
         await connection.broadcast_transfer(["SIGNED"])
@@ -243,3 +256,46 @@ def test_tag_is_trytes() -> None:
     """The tag goes into every transaction: it must be valid trytes (27 at most)."""
     assert validate_trytes(MAM_TAG) == MAM_TAG
     assert len(MAM_TAG) <= 27
+
+
+async def test_local_proof_of_work_through_a_real_node(
+    hass: HomeAssistant, socket_enabled: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With local proof of work in Home Assistant's executor, a reading and a payment
+    reach a real node already attached: the node stores, serves and confirms them but
+    does no proof of work itself."""
+    from grid_server.node import NodeServer
+    from tests.node.helpers import FUNDED_SEED, MWM, funded_address, node_config
+
+    async with NodeServer(node_config(f"sqlite:///{tmp_path / 'node.sqlite3'}")) as node:
+        remote: list[int] = []
+        original = node.runtime.attach
+
+        async def counting(trytes: Any, *args: Any) -> list[str]:
+            remote.append(len(trytes))
+            return await original(trytes, *args)
+
+        monkeypatch.setattr(node.runtime, "attach", counting)
+        connection = GridConnection(
+            async_get_clientsession(hass), "http://grid:8080", node.url, MWM, LocalProofOfWork()
+        )
+        assert connection.local_proof_of_work
+        channel = create_channel(generate_seed(), 2, "restricted", KEY)
+        root = channel_root(channel)
+        reading = {"command": "usage", "startTime": 0, "endTime": 900_000, "usage": 1.25}
+        await connection.publish(create_message(channel, {"command": "hello"}))
+        await connection.publish(create_message(channel, reading))
+        read = await connection.read_channel(root, KEY)
+        assert [decode(item.trytes) for item in read] == [{"command": "hello"}, reading]
+
+        signed = await connection.prepare_transfer(FUNDED_SEED, PAY_TO, 40, REMAINDER)
+        await connection.broadcast_transfer(signed.trytes)
+        assert remote == []
+        assert await connection.transfer_state(signed.bundle, signed.trytes) is (
+            TransferState.PENDING
+        )
+        assert await node.runtime.issue_milestone()
+        assert await connection.transfer_state(signed.bundle, signed.trytes) is (
+            TransferState.CONFIRMED
+        )
+        assert await connection.balances([PAY_TO, funded_address(0)]) == [40, 0]

@@ -6,6 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 
+from custom_components.p2p_energy.const import (
+    CONF_MAX_POWER,
+    CONF_MIN_WEIGHT_MAGNITUDE,
+    CONF_PROOF_OF_WORK,
+    CONF_PUBLISH_INTERVAL,
+    POW_LOCAL,
+    POW_NODE,
+)
+from custom_components.p2p_energy.protocol.client import LocalProofOfWork
+
 from .conftest import CONSUMER_ID, PRODUCER_ID, SOURCE_ID
 from .fake_network import GRID_SIDE_KEY, FakeNetwork
 
@@ -163,3 +173,30 @@ async def test_added_subentry_gets_its_device(
     await hass.async_block_till_done()
     assert hass.states.get("sensor.garage_energy_published") is not None
     assert "garage-registration" in fake_network.registrations
+
+
+async def test_proof_of_work_option_reaches_the_connection(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_network: FakeNetwork
+) -> None:
+    """Local proof of work (the default) runs in Home Assistant's executor; choosing the
+    node in the options flow rebuilds the connection without it, and back."""
+    local = fake_network.proof_of_work
+    assert isinstance(local, LocalProofOfWork)
+    assert local.executor is None  # the loop's default executor: Home Assistant's
+    assert loaded_entry.runtime_data.diagnostics()["local_proof_of_work"] is True
+
+    for choice, expect_local in ((POW_NODE, False), (POW_LOCAL, True)):
+        result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                CONF_PUBLISH_INTERVAL: 60,
+                CONF_MAX_POWER: 100.0,
+                CONF_MIN_WEIGHT_MAGNITUDE: 9,
+                CONF_PROOF_OF_WORK: choice,
+            },
+        )
+        await hass.async_block_till_done()
+        assert loaded_entry.state is ConfigEntryState.LOADED
+        assert isinstance(fake_network.proof_of_work, LocalProofOfWork) is expect_local
+        assert loaded_entry.runtime_data.diagnostics()["local_proof_of_work"] is expect_local
