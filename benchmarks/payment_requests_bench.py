@@ -1,7 +1,8 @@
 """What the grid spends per slot on payment requests for N consumers (issue 7).
 
 Run ``.venv/bin/python benchmarks/payment_requests_bench.py --consumers 1000
-[--database-url URL] [--publish 200] [--mwm 9] [--concurrency 1,4]``. It builds a
+[--database-url URL] [--publish 200] [--mwm 9] [--concurrency 1,4]
+[--local-pow-workers N]``. It builds a
 migrated grid database with N consumers, their return channels (hello already
 sent), payment addresses and one unrequested bill each, then times:
 
@@ -9,7 +10,10 @@ sent), payment addresses and one unrequested bill each, then times:
   ``PUBLISH_BATCH``), i.e. batched MAM creation plus one transaction per batch;
 * publishing: ``ReturnChannels.publish_pending`` of ``--publish`` of those messages
   through a real node at ``--mwm``, once per concurrency: in-process on SQLite, or
-  ``--node-url`` (a ``p2p-energy node`` process, as the grid runs it).
+  ``--node-url`` (a ``p2p-energy node`` process, as the grid runs it). Proof of work
+  is the node's ``attachToTangle`` (remote), or with ``--local-pow-workers N`` the
+  grid's own pool of N worker processes (its ``local_pow_workers`` setting), warmed
+  up before timing as in a running grid.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.client import IriClient
 
 from grid_server.grid.billing import PaymentRequests
@@ -38,6 +43,7 @@ from grid_server.grid.db.models import (
     Settlement,
     WalletAddress,
 )
+from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.return_channels import ReturnChannels
 from grid_server.grid.tangle import MamTangle, random_trytes
 from grid_server.grid.wallet import GridWallet
@@ -159,6 +165,7 @@ async def publish(
     concurrency: int,
     node_dir: Path,
     node_url: str | None,
+    proof_of_work: ProcessPoolProofOfWork | None = None,
 ) -> dict[str, Any]:
     config = NodeConfig(
         host="127.0.0.1",
@@ -182,7 +189,8 @@ async def publish(
     async with contextlib.AsyncExitStack() as stack:
         url = node_url or (await stack.enter_async_context(NodeServer(config))).url
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        tangle = MamTangle(IriClient(http, url), min_weight_magnitude=mwm)
+        client = IriClient(http, url, proof_of_work=proof_of_work)
+        tangle = MamTangle(client, min_weight_magnitude=mwm)
         channels = ReturnChannels(db, tangle, cpu, lambda: NOW, publish_concurrency=concurrency)
         start = time.perf_counter()
         sent = 0
@@ -203,7 +211,15 @@ async def main() -> None:
         "--node-url", default=None, help="publish through this node (default: one in-process)"
     )
     parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument(
+        "--local-pow-workers",
+        type=int,
+        default=0,
+        help="proof of work in this many grid worker processes (default 0: on the node)",
+    )
     arguments = parser.parse_args()
+    if arguments.local_pow_workers < 0:
+        parser.error("--local-pow-workers must not be negative")
     with tempfile.TemporaryDirectory() as directory:
         url = arguments.database_url or f"sqlite:///{Path(directory) / 'grid.sqlite3'}"
         db = Database(url, threads=2)
@@ -213,33 +229,64 @@ async def main() -> None:
         start = time.perf_counter()
         populate(db, tangle, arguments.consumers)
         print(f"set up {arguments.consumers} consumers in {time.perf_counter() - start:.1f} s")
-        with ThreadPoolExecutor(1) as cpu:
-            wall, cpu_seconds, created = await create_requests(db, tangle, cpu, arguments.batch)
-            print(
-                f"payment requests: {created} created and stored in {wall:.1f} s wall, "
-                f"{cpu_seconds:.1f} s CPU ({wall / created * 1000:.2f} ms each; "
-                f"batches of {arguments.batch}; {db})"
-            )
-            for concurrency in (int(c) for c in arguments.concurrency.split(",")):
-                if arguments.publish <= 0:
-                    break
-                result = await publish(
-                    db,
-                    cpu,
-                    arguments.publish,
-                    arguments.mwm,
-                    concurrency,
-                    Path(directory),
-                    arguments.node_url,
-                )
-                rate = result["sent"] / result["seconds"]
-                print(
-                    f"published {result['sent']} at MWM {arguments.mwm}, concurrency "
-                    f"{concurrency}: {result['seconds']:.1f} s ({rate:.1f} messages/s; "
-                    f"{arguments.consumers / rate:.0f} s for all {arguments.consumers})"
-                )
+        pool = None
+        if arguments.local_pow_workers > 0:
+            pool = ProcessPoolProofOfWork(arguments.local_pow_workers)
+            await warm_up(pool)
+        try:
+            await run(arguments, db, tangle, Path(directory), pool)
+        finally:
+            if pool is not None:
+                await pool.close()
         db.close()
         print(f"load average (1 min) {load:.2f} before, {os.getloadavg()[0]:.2f} after")
+
+
+async def warm_up(pool: ProcessPoolProofOfWork) -> None:
+    """Start every worker (spawned on first use) as a running grid has them."""
+    builder = BundleBuilder()
+    builder.add_transfer("9" * 81, 0)
+    builder.finalize()
+    trytes = builder.to_trytes()
+    await asyncio.gather(*(pool.attach("9" * 81, "9" * 81, 1, trytes) for _ in range(pool.workers)))
+
+
+async def run(
+    arguments: argparse.Namespace,
+    db: Database,
+    tangle: MamTangle,
+    directory: Path,
+    pool: ProcessPoolProofOfWork | None,
+) -> None:
+    """Create every payment request, then publish ``--publish`` of them per concurrency."""
+    with ThreadPoolExecutor(1) as cpu:
+        wall, cpu_seconds, created = await create_requests(db, tangle, cpu, arguments.batch)
+        print(
+            f"payment requests: {created} created and stored in {wall:.1f} s wall, "
+            f"{cpu_seconds:.1f} s CPU ({wall / created * 1000:.2f} ms each; "
+            f"batches of {arguments.batch}; {db})"
+        )
+        where = f"{pool.workers} local worker(s)" if pool is not None else "the node"
+        for concurrency in (int(c) for c in arguments.concurrency.split(",")):
+            if arguments.publish <= 0:
+                break
+            result = await publish(
+                db,
+                cpu,
+                arguments.publish,
+                arguments.mwm,
+                concurrency,
+                directory,
+                arguments.node_url,
+                pool,
+            )
+            rate = result["sent"] / result["seconds"]
+            print(
+                f"published {result['sent']} at MWM {arguments.mwm}, concurrency "
+                f"{concurrency}, proof of work on {where}: {result['seconds']:.1f} s "
+                f"({rate:.1f} messages/s; {arguments.consumers / rate:.0f} s for all "
+                f"{arguments.consumers}; load {os.getloadavg()[0]:.2f})"
+            )
 
 
 if __name__ == "__main__":
