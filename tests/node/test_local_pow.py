@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from p2p_energy_protocol.client import IriClient, LocalProofOfWork, ProofOfWork, Transfer
-from p2p_energy_protocol.errors import InvalidTrytesError, ProofOfWorkError
+from p2p_energy_protocol.errors import InvalidTrytesError, IriApiError, ProofOfWorkError
 from p2p_energy_protocol.mam import channel_root, create_channel, create_message
 from p2p_energy_protocol.pow import MAX_TIMESTAMP_VALUE, transaction_weight
 from p2p_energy_protocol.transaction import Transaction
@@ -218,3 +218,21 @@ async def test_a_shut_down_executor_sends_nothing(
     assert remote_attaches == []
     bundle = Transaction.from_trytes(trytes[0]).bundle
     assert await client.find_transactions(bundles=[bundle]) == []
+
+
+async def test_a_node_requiring_more_weight_refuses_lighter_local_work(
+    start_node: Any, sqlite_url: str, session: aiohttp.ClientSession
+) -> None:
+    """Remote proof of work is raised to the node's minimum weight; local work is done
+    at the caller's, and the node refuses it loudly (never drops it silently)."""
+    node: NodeServer = await start_node(sqlite_url, min_weight_magnitude=6)
+    local = IriClient(session, node.url, proof_of_work=LocalProofOfWork())
+    trytes = zero_value_bundle(message="light", count=3)
+    with pytest.raises(IriApiError, match="below this node's minimum weight magnitude 6"):
+        await local.send_trytes(trytes, 3, 1)
+    # At the node's weight it goes through.
+    sent = await local.send_trytes(trytes, 3, 6)
+    assert await local.get_trytes([tx.hash for tx in sent]) == [tx.to_trytes() for tx in sent]
+    # The node's own proof of work used its minimum, as IRI does.
+    remote = await IriClient(session, node.url).send_trytes(trytes, 3, 1)
+    assert all(transaction_weight(tx.hash) >= 6 for tx in remote)

@@ -149,7 +149,10 @@ class LocalProofOfWork:
     module-level function, strings and integers) pickle. The caller owns the
     executor and shuts it down. The attachment timestamp comes from this
     machine's clock, which the node checks against its own (it refuses
-    timestamps too far in the future).
+    timestamps too far in the future). The search is done at the weight asked for:
+    unlike the node's attachToTangle, which raises a lower weight to its own minimum,
+    so a node requiring more refuses the transactions (``IriApiError`` from
+    storeTransactions).
 
     Errors: bad input raises the :class:`~.errors.ProtocolError` the node would
     refuse it with (from the worker, for a process pool); a process pool whose
