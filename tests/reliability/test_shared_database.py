@@ -132,9 +132,12 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
     try:
         first.start()
         second.start()
-        # Registrations go to both processes: either serves the API.
+        # Registrations go to both processes (either serves the API), each to the grid
+        # on the node the household said hello through: the other node may not have
+        # received the hello yet, and a grid refuses a registration without one.
         for node_url, households in publishing.items():
-            asyncio.run(register_households(node_url, households, [first.url, second.url]))
+            grid_url = first.url if node_url == node_a.url else second.url
+            asyncio.run(register_households(node_url, households, [grid_url]))
         publishers = [
             threading.Thread(
                 target=functools.partial(
