@@ -16,7 +16,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
 from .protocol.client import IriClient, NodeInfo, ProofOfWork, Transfer
-from .protocol.errors import GridApiError, NodeError
+from .protocol.errors import GridApiError, NodeError, ProtocolError
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
 from .protocol.transaction import Transaction
 
@@ -48,8 +48,8 @@ TIP_DEPTH = 3
 class TransferNotSentError(Exception):
     """A signed transfer certainly did not reach the node: nothing was stored."""
 
-    def __init__(self, error: NodeError) -> None:
-        """Keep the node's error for the message."""
+    def __init__(self, error: ProtocolError) -> None:
+        """Keep the node's (or the local proof of work's) error for the message."""
         super().__init__(str(error))
         self.error = error
 
@@ -204,15 +204,16 @@ class GridConnection:
         """Attach (local or remote proof of work), store and broadcast a signed bundle.
 
         Raises :class:`TransferNotSentError` when the node certainly stored
-        nothing (no tips or no proof of work); a NodeError while storing or
-        broadcasting leaves it open whether the node took the bundle.
+        nothing (no tips, or proof of work failed on the node or locally); a
+        NodeError while storing or broadcasting leaves it open whether the node
+        took the bundle.
         """
         try:
             tips = await self.iri.get_transactions_to_approve(TIP_DEPTH)
             attached = await self.iri.attach(
                 tips.trunk, tips.branch, self.min_weight_magnitude, trytes
             )
-        except NodeError as err:
+        except ProtocolError as err:  # a NodeError, or the local search refused the bundle
             raise TransferNotSentError(err) from err
         await self.iri.store_transactions(attached)
         await self.iri.broadcast_transactions(attached)

@@ -129,8 +129,8 @@ class PaymentRefusedError(Exception):
 class PaymentUncertainError(Exception):
     """The node failed after a payment may have reached it; the payment stays pending."""
 
-    def __init__(self, amount: int, error: NodeError) -> None:
-        """Keep the amount and the node's error for the translated message."""
+    def __init__(self, amount: int, error: ProtocolError) -> None:
+        """Keep the amount and the node's (or local proof of work's) error for the message."""
         super().__init__(str(error))
         self.amount = amount
         self.error = error

@@ -27,7 +27,12 @@ from .const import (
     SERVICE_ROTATE_CHANNEL,
 )
 from .participants import Consumer, PaymentRefusedError, PaymentUncertainError
-from .protocol.errors import GridApiError, InsufficientBalanceError, NodeError
+from .protocol.errors import (
+    GridApiError,
+    InsufficientBalanceError,
+    NodeError,
+    ProofOfWorkError,
+)
 
 if TYPE_CHECKING:
     from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
@@ -127,6 +132,12 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
         ) from err
     except NodeError as err:
         raise _node_error(err) from err
+    except ProofOfWorkError as err:  # local proof of work: nothing was sent
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="proof_of_work_failed",
+            translation_placeholders={"name": participant.name, "error": str(err)},
+        ) from err
     await coordinator.async_request_refresh()
     payment = outcome.payment
     return {

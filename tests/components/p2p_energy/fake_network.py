@@ -30,6 +30,7 @@ from custom_components.p2p_energy.protocol.errors import (
     MamError,
     NodeError,
     NodeUnavailableError,
+    ProtocolError,
 )
 from custom_components.p2p_energy.protocol.mam import (
     MamChannel,
@@ -97,7 +98,7 @@ class FakeNetwork:
         """Every bundle signed, in order."""
         self.transfer_error: Exception | None = None
         """Raised while signing (before anything is sent)."""
-        self.attach_error: NodeError | None = None
+        self.attach_error: ProtocolError | None = None
         """Raised by the proof of work: nothing reaches the node."""
         self.lost_answer: NodeError | None = None
         """Raised after the node stored the bundle: the answer is lost."""

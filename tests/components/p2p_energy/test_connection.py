@@ -30,6 +30,7 @@ from custom_components.p2p_energy.protocol.errors import (
     GridUnavailableError,
     IriApiError,
     NodeUnavailableError,
+    ProofOfWorkError,
 )
 from custom_components.p2p_energy.protocol.grid_client import RegistrationReply
 from custom_components.p2p_energy.protocol.mam import (
@@ -170,6 +171,11 @@ async def test_broadcast_transfer(clients: SimpleNamespace) -> None:
     with pytest.raises(TransferNotSentError) as not_sent:
         await connection.broadcast_transfer(["SIGNED"])
     assert isinstance(not_sent.value.error, IriApiError)
+    # Local proof of work refused the bundle: nothing reached the node either.
+    clients.iri.attach.side_effect = ProofOfWorkError("the nonce search was interrupted")
+    with pytest.raises(TransferNotSentError, match="nonce search was interrupted"):
+        await connection.broadcast_transfer(["SIGNED"])
+    clients.iri.store_transactions.assert_awaited_once()  # only by the first, sent, call
 
     # Storing fails: the node may have taken it, so the node's error is passed on as it is.
     clients.iri.attach.side_effect = None

@@ -16,7 +16,11 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
 from custom_components.p2p_energy.participants import Consumer
-from custom_components.p2p_energy.protocol.errors import IriApiError, NodeUnavailableError
+from custom_components.p2p_energy.protocol.errors import (
+    IriApiError,
+    NodeUnavailableError,
+    ProofOfWorkError,
+)
 
 from .conftest import CONSUMER_ID, state
 from .test_services import PAY_TO, call, poll, request
@@ -210,19 +214,30 @@ async def test_confirmed_payment_then_a_new_bill(
     assert state(hass, "sensor.house_wallet_balance") == "555"
 
 
+@pytest.mark.parametrize(
+    ("error", "translation_key"),
+    [
+        (IriApiError("attachToTangle", 400, "refused"), "node_error"),
+        (ProofOfWorkError("the nonce search was interrupted"), "proof_of_work_failed"),
+    ],
+    ids=["node", "local"],
+)
 async def test_failure_before_broadcast_can_be_paid_again(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
     loaded_entry: MockConfigEntry,
     fake_network: FakeNetwork,
+    error: Exception,
+    translation_key: str,
 ) -> None:
-    """No proof of work means nothing was sent: the payment is forgotten, not kept pending."""
+    """No proof of work (on the node or locally) means nothing was sent: the payment is
+    forgotten, not kept pending."""
     consumer = await billed(hass, freezer, loaded_entry, fake_network)
     addresses = list(consumer.state.wallet_addresses)
-    fake_network.attach_error = IriApiError("attachToTangle", 400, "refused")
+    fake_network.attach_error = error
     with pytest.raises(HomeAssistantError) as failure:
         await call(hass, "pay_bill", CONSUMER_ID)
-    assert failure.value.translation_key == "node_error"
+    assert failure.value.translation_key == translation_key
     assert consumer.state.pending_payment is None
     assert consumer.state.wallet_addresses == addresses
     assert fake_network.attachments == []
