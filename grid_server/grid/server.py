@@ -35,6 +35,7 @@ from .api.context import GridServices
 from .app import create_app
 from .billing import PaymentMonitor, PaymentRequests
 from .clock import system_clock
+from .config import ConfigError
 from .db.engine import Database
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
@@ -267,8 +268,15 @@ class GridServer:
                 node_config, genesis={treasury: self.config.wallet_genesis_balance}
             )
         if node_config.min_weight_magnitude > self.config.min_weight_magnitude:
+            if self.config.local_pow_workers > 0:
+                # Work done here is not raised to the node's minimum: all of it would be refused.
+                raise ConfigError(
+                    f"min_weight_magnitude {self.config.min_weight_magnitude} is below the "
+                    f"node's {node_config.min_weight_magnitude}: the node would refuse every "
+                    "bundle the grid attaches with local_pow_workers; raise the grid's weight"
+                )
             _LOGGER.warning(
-                "the node requires weight %d but the grid attaches with %d",
+                "the node requires weight %d but the grid attaches with %d (the node raises it)",
                 node_config.min_weight_magnitude,
                 self.config.min_weight_magnitude,
             )

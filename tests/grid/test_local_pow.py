@@ -231,3 +231,18 @@ async def test_workers_die_with_a_killed_grid_process() -> None:
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
+
+
+async def test_a_node_needing_more_weight_than_local_work_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """Locally attached work is not raised to the node's minimum, so a mismatch would
+    have every grid bundle refused: refuse to start instead of failing forever."""
+    config = replace(
+        grid_config(tmp_path, f"sqlite:///{tmp_path / 'grid.sqlite3'}"), local_pow_workers=1
+    )
+    document = {**node_document(tmp_path), "min_weight_magnitude": MWM + 1}
+    children_before = _children()
+    with pytest.raises(ConfigError, match=f"below the node's {MWM + 1}"):
+        await GridServer(config, node_document=document).start()
+    assert _children() - children_before == set()
