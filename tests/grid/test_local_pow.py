@@ -22,6 +22,7 @@ from p2p_energy_protocol.transaction import Transaction
 from grid_server.grid.config import ConfigError, GridConfig, load_config
 from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.server import GridServer
+from tests.node.helpers import count_remote_attaches
 
 from .entities import Consumer
 from .test_server import MWM, eventually, grid_config, node_document
@@ -145,21 +146,13 @@ async def test_grid_publishes_with_its_own_proof_of_work(
         grid_config(tmp_path, f"sqlite:///{tmp_path / 'grid.sqlite3'}"),
         local_pow_workers=workers,
     )
-    remote: list[int] = []
     children_before = _children()
     async with (
         GridServer(config, node_document=node_document(tmp_path)) as grid,
         aiohttp.ClientSession() as session,
     ):
         assert grid._node_server is not None
-        runtime = grid._node_server.runtime
-        original = runtime.attach
-
-        async def counting(trytes: Any, *args: Any) -> list[str]:
-            remote.append(len(trytes))
-            return await original(trytes, *args)
-
-        monkeypatch.setattr(runtime, "attach", counting)
+        remote = count_remote_attaches(monkeypatch, grid._node_server.runtime)
         node = IriClient(session, grid.node_url)
         consumer = Consumer(node, "consumer-localpow", MWM)
         await consumer.hello()

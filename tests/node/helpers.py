@@ -18,6 +18,10 @@ from grid_server.node import CoordinatorConfig, NodeConfig
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    import pytest
+
+    from grid_server.node.runtime import NodeRuntime
+
 MWM = 2
 NULL_HASH = "9" * 81
 COORDINATOR_SEED = "COORDINATOR9OF9THE9TEST9NETWORK".ljust(81, "9")
@@ -73,3 +77,16 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def count_remote_attaches(monkeypatch: pytest.MonkeyPatch, runtime: NodeRuntime) -> list[int]:
+    """The sizes of the node's own proof-of-work requests (attachToTangle), as they come."""
+    calls: list[int] = []
+    original = runtime.attach
+
+    async def counting(trytes: Any, *args: Any) -> list[str]:
+        calls.append(len(trytes))
+        return await original(trytes, *args)
+
+    monkeypatch.setattr(runtime, "attach", counting)
+    return calls

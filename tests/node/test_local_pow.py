@@ -21,6 +21,7 @@ from .helpers import (
     MWM,
     NULL_HASH,
     RECEIVER,
+    count_remote_attaches,
     funded_address,
     zero_value_bundle,
 )
@@ -47,15 +48,7 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
 @pytest.fixture
 def remote_attaches(node: NodeServer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Transactions the node was asked to attach (remote proof of work), per request."""
-    calls: list[int] = []
-    original = node.runtime.attach
-
-    async def counting(trytes: Any, *args: Any) -> list[str]:
-        calls.append(len(trytes))
-        return await original(trytes, *args)
-
-    monkeypatch.setattr(node.runtime, "attach", counting)
-    return calls
+    return count_remote_attaches(monkeypatch, node.runtime)
 
 
 @pytest.fixture

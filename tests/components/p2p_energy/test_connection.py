@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from unittest.mock import AsyncMock, MagicMock, patch
 
 import pytest
@@ -271,17 +271,16 @@ async def test_local_proof_of_work_through_a_real_node(
     reach a real node already attached: the node stores, serves and confirms them but
     does no proof of work itself."""
     from grid_server.node import NodeServer
-    from tests.node.helpers import FUNDED_SEED, MWM, funded_address, node_config
+    from tests.node.helpers import (
+        FUNDED_SEED,
+        MWM,
+        count_remote_attaches,
+        funded_address,
+        node_config,
+    )
 
     async with NodeServer(node_config(f"sqlite:///{tmp_path / 'node.sqlite3'}")) as node:
-        remote: list[int] = []
-        original = node.runtime.attach
-
-        async def counting(trytes: Any, *args: Any) -> list[str]:
-            remote.append(len(trytes))
-            return await original(trytes, *args)
-
-        monkeypatch.setattr(node.runtime, "attach", counting)
+        remote = count_remote_attaches(monkeypatch, node.runtime)
         connection = GridConnection(
             async_get_clientsession(hass), "http://grid:8080", node.url, MWM, LocalProofOfWork()
         )
