@@ -90,6 +90,14 @@ class NodeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            self._wait_ready(ready_milestone, timeout)
+        except BaseException:
+            self.stop()  # never leave a node process behind a failed start
+            raise
+
+    def _wait_ready(self, ready_milestone: int, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -102,7 +110,6 @@ class NodeProcess:
             if status == 200 and info["latestSolidSubtangleMilestoneIndex"] >= ready_milestone:
                 return
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"the node did not get ready:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:

@@ -113,15 +113,18 @@ class ServiceProcess:
                 cwd=self.directory,
                 env={**os.environ, **(env or {})},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            if self.ready():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not get ready:\n{self.log_tail()}")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+                if self.ready():
+                    return
+                time.sleep(0.1)
+            raise RuntimeError(f"{self.name} did not get ready:\n{self.log_tail()}")
+        except BaseException:
+            self.stop()  # never leave a process behind a failed start
+            raise
 
     def command_line(self) -> list[str]:
         return [str(CONSOLE_SCRIPT), *self.arguments]
