@@ -38,7 +38,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from .connection import GridUnreachableError, NodeUnreachableError, async_test_connection
+from .connection import async_test_connection
 from .const import (
     CONF_API_TOKEN,
     CONF_GRID_URL,
@@ -76,6 +76,7 @@ from .credentials import (
     generate_side_key,
 )
 from .meter import ENERGY_UNITS, METER_STATE_CLASSES
+from .protocol.errors import GridUnavailableError, NodeUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -181,11 +182,11 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         """Test the connection; return form errors (empty when it works)."""
         try:
             await async_test_connection(self.hass, grid_url, node_url)
-        except GridUnreachableError as err:
-            LOGGER.debug("Grid %s unreachable: %s", grid_url, err)
+        except GridUnavailableError as err:
+            LOGGER.debug("Grid %s unavailable: %s", grid_url, err)
             return {"base": "cannot_connect_grid"}
-        except NodeUnreachableError as err:
-            LOGGER.debug("Node %s unreachable: %s", node_url, err)
+        except NodeUnavailableError as err:
+            LOGGER.debug("Node %s unavailable: %s", node_url, err)
             return {"base": "cannot_connect_node"}
         return {}
 

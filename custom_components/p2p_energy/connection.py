@@ -16,7 +16,13 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
 from .protocol.client import IriClient, NodeInfo, ProofOfWork, Transfer
-from .protocol.errors import GridApiError, NodeError, ProtocolError
+from .protocol.errors import (
+    GridApiError,
+    GridUnavailableError,
+    NodeError,
+    NodeUnavailableError,
+    ProtocolError,
+)
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
 from .protocol.transaction import Transaction
 
@@ -27,18 +33,6 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
     from .protocol.mam import MamMessage
-
-
-class ConnectionTestError(Exception):
-    """The grid connection could not be verified."""
-
-
-class GridUnreachableError(ConnectionTestError):
-    """The grid's API did not answer as a grid."""
-
-
-class NodeUnreachableError(ConnectionTestError):
-    """The grid's node did not answer the IRI API."""
 
 
 # Milestones back from which tips are chosen (the original clients' setting).
@@ -248,13 +242,21 @@ class GridConnection:
 
 
 async def async_test_connection(hass: HomeAssistant, grid_url: str, node_url: str) -> None:
-    """Check that ``grid_url`` is a grid and ``node_url`` its node."""
+    """Check that ``grid_url`` is a grid and ``node_url`` its node.
+
+    Any failure, including an answer that is not a grid's or a node's, is reported
+    as that service being unavailable.
+    """
     connection = GridConnection(async_get_clientsession(hass), grid_url, node_url, 9)
     try:
         await connection.grid_health()
+    except GridUnavailableError:
+        raise
     except GridApiError as err:
-        raise GridUnreachableError(str(err)) from err
+        raise GridUnavailableError(err.message, err.status) from err
     try:
         await connection.node_info()
+    except NodeUnavailableError:
+        raise
     except NodeError as err:
-        raise NodeUnreachableError(str(err)) from err
+        raise NodeUnavailableError(str(err)) from err

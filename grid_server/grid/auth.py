@@ -22,10 +22,10 @@ def check_token(stored_hash: str | None, token: str | None) -> None:
     """Raise 401 without a token and 403 with a wrong one."""
     if token is None:
         raise RequestError(
-            401, "This registration requires its token: send 'Authorization: Bearer <token>'."
+            "This registration requires its token: send 'Authorization: Bearer <token>'.", 401
         )
     if stored_hash is None or not hmac.compare_digest(stored_hash, token_hash(token)):
-        raise RequestError(403, "The token does not belong to this registration.")
+        raise RequestError("The token does not belong to this registration.", 403)
 
 
 def side_key_matches(stored: str | None, given: str | None) -> bool:
@@ -39,6 +39,6 @@ def side_key_matches(stored: str | None, given: str | None) -> bool:
 def check_side_key(stored: str | None, given: str | None) -> None:
     """Raise 401 without the side key and 403 with a wrong one."""
     if given is None:
-        raise RequestError(401, "The registration's side key is required to remove it.")
+        raise RequestError("The registration's side key is required to remove it.", 401)
     if not side_key_matches(stored, given):
-        raise RequestError(403, "The side key does not match the registration.")
+        raise RequestError("The side key does not match the registration.", 403)

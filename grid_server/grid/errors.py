@@ -4,9 +4,12 @@ from __future__ import annotations
 
 
 class RequestError(Exception):
-    """A request that cannot be served, with the HTTP status that says why."""
+    """A request that cannot be served, with the HTTP status that says why.
 
-    def __init__(self, status: int, message: str) -> None:
+    Arguments in the order of the node's ``CommandError`` and the clients' ``GridApiError``.
+    """
+
+    def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
+        self.status = status

@@ -116,9 +116,9 @@ class RegistrationService:
                     check_token(snapshot.token_hash, token)
                 if snapshot.item_type != request.item_type:
                     raise RequestError(
-                        409,
                         f"The registration is a {snapshot.item_type}; remove it before "
                         f"registering it as a {request.item_type}.",
+                        409,
                     )
             current_root = snapshot.channel_root if snapshot is not None and updating else None
             current_key = snapshot.channel_side_key if snapshot is not None and updating else None
@@ -131,9 +131,9 @@ class RegistrationService:
                 # Without tokens nothing proves ownership, so another channel would be a
                 # takeover; the owner removes the registration with its side key first.
                 raise RequestError(
-                    409,
                     "The registration follows another channel; remove it with that channel's "
                     "side key before registering a new one.",
+                    409,
                 )
             mode: MamMode | None = None
             if changes_channel:
@@ -154,7 +154,7 @@ class RegistrationService:
                 outcome = await self._db.run_write(commit)
             except IntegrityError as err:
                 raise RequestError(
-                    409, "The registration was changed at the same time; try again."
+                    "The registration was changed at the same time; try again.", 409
                 ) from err
         if prepared is not None:
             self._notify_outbox()
@@ -224,7 +224,7 @@ class RegistrationService:
             )
         ).first()
         if taken is not None:
-            raise RequestError(409, "This channel is already registered by another registration.")
+            raise RequestError("This channel is already registered by another registration.", 409)
         # Earlier channels are still read up to their goodbye, so nothing published on them
         # before the switch is lost; they only stop being the registration's channel.
         session.execute(
@@ -275,7 +275,7 @@ class RegistrationService:
                 )
             except TangleUnavailableError as err:
                 raise RequestError(
-                    503, f"The grid's Tangle node is unavailable, try again later: {err}"
+                    f"The grid's Tangle node is unavailable, try again later: {err}", 503
                 ) from err
             if any(
                 isinstance(entry.data, dict) and entry.data.get("command") == "hello"
@@ -283,9 +283,9 @@ class RegistrationService:
             ):
                 return mode
         raise RequestError(
-            422,
             f"No 'hello' message was found on the channel at root {root}; publish it "
             "before registering (and check the side key).",
+            422,
         )
 
     async def deregister(
@@ -294,11 +294,11 @@ class RegistrationService:
         async with self._locked(registration_id):
             snapshot = await self._db.run_read(lambda session: _snapshot(session, registration_id))
             if snapshot is None or not snapshot.active:
-                raise RequestError(404, f"The registration '{registration_id}' does not exist.")
+                raise RequestError(f"The registration '{registration_id}' does not exist.", 404)
             if snapshot.side_key is not None:
                 check_side_key(snapshot.side_key, side_key)
             elif side_key is not None:
-                raise RequestError(403, "The side key does not match the registration.")
+                raise RequestError("The side key does not match the registration.", 403)
             elif self._auth == "token":
                 check_token(snapshot.token_hash, token)
 
@@ -325,7 +325,7 @@ class RegistrationService:
                     )
                 except ChannelConflictError as err:
                     raise RequestError(
-                        409, "The registration was changed at the same time; try again."
+                        "The registration was changed at the same time; try again.", 409
                     ) from err
                 self._notify_outbox()
             else:

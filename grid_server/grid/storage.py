@@ -56,7 +56,7 @@ class StorageService:
             check_token(None, None)
         row = session.get(Registration, registration_id)
         if row is None or not row.active:
-            raise RequestError(404, f"The registration '{registration_id}' does not exist.")
+            raise RequestError(f"The registration '{registration_id}' does not exist.", 404)
         if self._auth == "token":
             check_token(row.token_hash, token)
 
@@ -66,7 +66,7 @@ class StorageService:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         size = len(text.encode())
         if size > self.max_item_bytes:
-            raise RequestError(413, f"The item is larger than {self.max_item_bytes} bytes.")
+            raise RequestError(f"The item is larger than {self.max_item_bytes} bytes.", 413)
 
         def store(session: Session) -> None:
             self._authorize(session, registration_id, token)
@@ -79,7 +79,7 @@ class StorageService:
                 )
                 if (count or 0) >= self._max_items:
                     raise RequestError(
-                        409, f"The registration already stores {self._max_items} items, the limit."
+                        f"The registration already stores {self._max_items} items, the limit.", 409
                     )
                 row = StorageItem(registration_id=registration_id, context=context, item_id=item_id)
                 session.add(row)
@@ -94,7 +94,7 @@ class StorageService:
             self._authorize(session, registration_id, token)
             row = session.get(StorageItem, (registration_id, context, item_id))
             if row is None:
-                raise RequestError(404, f"There is no item '{item_id}' in context '{context}'.")
+                raise RequestError(f"There is no item '{item_id}' in context '{context}'.", 404)
             return json.loads(row.value_json)
 
         return await self._db.run_read(load)
@@ -149,7 +149,7 @@ class StorageService:
                 where.append(StorageItem.item_id == item_id)
             deleted = session.execute(delete(StorageItem).where(*where)).rowcount
             if item_id is not None and deleted == 0:
-                raise RequestError(404, f"There is no item '{item_id}' in context '{context}'.")
+                raise RequestError(f"There is no item '{item_id}' in context '{context}'.", 404)
             return deleted
 
         return await self._db.run_write(remove)

@@ -32,14 +32,10 @@ MAX_NAME_LENGTH: Final = 256
 MAX_PAGE: Final = 1_000_000_000
 
 
-# A failure becomes ``{"success": false, "message": ...}`` with the error's status.
-ApiError = RequestError
-
-
-def invalid(name: str, why: str | None = None) -> ApiError:
+def invalid(name: str, why: str | None = None) -> RequestError:
     """The original API's wording for a bad parameter, with the reason appended."""
     text = f"The parameter '{name}' has an invalid value."
-    return ApiError(400, f"{text} {why}" if why else text)
+    return RequestError(f"{text} {why}" if why else text, 400)
 
 
 def ok(**extra: Any) -> web.Response:
@@ -85,7 +81,7 @@ def bearer_token(request: web.Request) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "The Authorization header must be 'Bearer <token>'.")
+        raise RequestError("The Authorization header must be 'Bearer <token>'.", 401)
     return token.strip()
 
 
@@ -94,14 +90,14 @@ async def json_body(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
-        raise ApiError(413, "The request body is too large.") from err
+        raise RequestError("The request body is too large.", 413) from err
     if not raw.strip():
-        raise ApiError(400, "The request body must be JSON.")
+        raise RequestError("The request body must be JSON.", 400)
     try:
         text = raw.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ApiError(400, f"The request body is not valid JSON: {err}") from err
+        raise RequestError(f"The request body is not valid JSON: {err}", 400) from err
 
 
 def _reject_constant(name: str) -> Any:
@@ -138,7 +134,7 @@ async def error_middleware(
     """Turn every failure into the ``{success, message}`` body with a fitting status."""
     try:
         return await handler(request)
-    except ApiError as err:
+    except RequestError as err:
         return failure(err.status, err.message)
     except web.HTTPException as err:
         if err.status < 400:

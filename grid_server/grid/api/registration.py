@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RequestError
 from ..registrations import RegistrationInput
 from .common import (
     MAX_NAME_LENGTH,
-    ApiError,
     bearer_token,
     invalid,
     json_body,
@@ -28,7 +28,7 @@ ITEM_TYPES: tuple[ItemType, ...] = ("producer", "consumer")
 def parse_registration(registration: str, body: Any) -> RegistrationInput:
     """Validate a registration request body."""
     if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
+        raise RequestError("The request body must be a JSON object.", 400)
     name = body.get("itemName")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise invalid("itemName", f"It must be text of 1 to {MAX_NAME_LENGTH} characters.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import RequestError
 from .common import (
     MAX_PAGE,
-    ApiError,
     bearer_token,
     json_body,
     ok,
@@ -29,7 +29,7 @@ async def put_item(request: web.Request) -> web.Response:
     context = segment(request, "context")
     item_id = segment(request, "itemId")
     if request.content_length is not None and request.content_length > grid.storage.max_item_bytes:
-        raise ApiError(413, f"The item is larger than {grid.storage.max_item_bytes} bytes.")
+        raise RequestError(f"The item is larger than {grid.storage.max_item_bytes} bytes.", 413)
     value = await json_body(request)
     await grid.storage.put(registration, context, item_id, value, bearer_token(request))
     return ok()

@@ -17,7 +17,6 @@ from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.p2p_energy.config_flow import default_node_url, normalize_url
-from custom_components.p2p_energy.connection import GridUnreachableError, NodeUnreachableError
 from custom_components.p2p_energy.const import (
     CONF_API_TOKEN,
     CONF_GRID_URL,
@@ -39,6 +38,7 @@ from custom_components.p2p_energy.const import (
     POW_NODE,
 )
 from custom_components.p2p_energy.credentials import is_trytes_81
+from custom_components.p2p_energy.protocol.errors import GridUnavailableError, NodeUnavailableError
 
 from .conftest import GRID_URL, NODE_URL
 
@@ -97,8 +97,8 @@ async def test_user_flow_with_node_url(
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (GridUnreachableError("refused"), "cannot_connect_grid"),
-        (NodeUnreachableError("timeout"), "cannot_connect_node"),
+        (GridUnavailableError("refused"), "cannot_connect_grid"),
+        (NodeUnavailableError("timeout"), "cannot_connect_node"),
     ],
 )
 async def test_user_flow_connection_errors(
@@ -226,7 +226,7 @@ async def test_hassio_discovery_connection_error(
     hass: HomeAssistant, mock_test_connection: AsyncMock
 ) -> None:
     """A discovered grid that does not answer shows an error on the confirm form."""
-    mock_test_connection.side_effect = NodeUnreachableError("down")
+    mock_test_connection.side_effect = NodeUnavailableError("down")
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": SOURCE_HASSIO},
@@ -297,7 +297,7 @@ async def test_reconfigure(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reconfigure"
 
-    mock_test_connection.side_effect = GridUnreachableError("down")
+    mock_test_connection.side_effect = GridUnavailableError("down")
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_GRID_URL: "http://grid2.example:8080"}
     )

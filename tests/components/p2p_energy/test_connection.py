@@ -12,8 +12,6 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from custom_components.p2p_energy.connection import (
     GridConnection,
-    GridUnreachableError,
-    NodeUnreachableError,
     ReadMessage,
     Registration,
     SignedTransfer,
@@ -243,18 +241,18 @@ async def test_connection_test(hass: HomeAssistant, clients: SimpleNamespace) ->
     await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
 
     clients.grid.health.side_effect = GridUnavailableError("refused")
-    with pytest.raises(GridUnreachableError, match="refused"):
+    with pytest.raises(GridUnavailableError, match="refused"):
         await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
     clients.grid.health.side_effect = GridApiError("not a grid", 404)
-    with pytest.raises(GridUnreachableError, match="not a grid"):
+    with pytest.raises(GridUnavailableError, match="not a grid"):
         await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
 
     clients.grid.health.side_effect = None
     clients.iri.get_node_info.side_effect = NodeUnavailableError("timeout")
-    with pytest.raises(NodeUnreachableError, match="timeout"):
+    with pytest.raises(NodeUnavailableError, match="timeout"):
         await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
     clients.iri.get_node_info.side_effect = IriApiError("getNodeInfo", 401, "forbidden")
-    with pytest.raises(NodeUnreachableError, match="forbidden"):
+    with pytest.raises(NodeUnavailableError, match="forbidden"):
         await async_test_connection(hass, "http://grid:8080", "http://grid:14265")
 
 
