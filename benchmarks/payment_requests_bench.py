@@ -68,11 +68,11 @@ def populate(db: Database, tangle: MamTangle, consumers: int) -> None:
             grid_cut_ppm=0,
             **dict.fromkeys(
                 [
-                    "produced_mwh",
-                    "consumed_mwh",
-                    "local_mwh",
-                    "imported_mwh",
-                    "exported_mwh",
+                    "produced_milliwh",
+                    "consumed_milliwh",
+                    "local_milliwh",
+                    "imported_milliwh",
+                    "exported_milliwh",
                     "local_value",
                     "consumer_charges",
                     "producer_payouts",
@@ -136,8 +136,8 @@ def populate(db: Database, tangle: MamTangle, consumers: int) -> None:
                 Bill(
                     settlement_id=settlement.id,
                     registration_id=registration_id,
-                    usage_mwh=1_234_000,
-                    adjustment_mwh=0,
+                    usage_milliwh=1_234_000,
+                    adjustment_milliwh=0,
                     amount=123,
                 )
             )

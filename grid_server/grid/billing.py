@@ -26,7 +26,7 @@ from sqlalchemy import and_, func, select, update
 from .db.models import Bill, GridChannel, IncomingPayment, WalletAddress, WalletTransfer
 from .node_client import InclusionLookup, TransactionLookup
 from .return_channels import Append
-from .units import mwh_to_kwh
+from .units import milliwh_to_kwh
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -111,7 +111,7 @@ def owed_many(
 class _Due:
     registration_id: str
     channel_id: int
-    usage_mwh: int
+    usage_milliwh: int
     last_bill_id: int
 
 
@@ -156,7 +156,7 @@ class PaymentRequests:
         for item, address in zip(due, addresses, strict=True):
             request = PaymentRequest(
                 owed=amounts[item.registration_id],
-                usage=mwh_to_kwh(item.usage_mwh),
+                usage=milliwh_to_kwh(item.usage_milliwh),
                 payment_id_or_address=address,
             )
             requests[item.channel_id] = (item, request)
@@ -198,7 +198,7 @@ def _due(session: Session, limit: int) -> list[_Due]:
         select(
             Bill.registration_id,
             func.max(GridChannel.id),
-            func.sum(Bill.usage_mwh),
+            func.sum(Bill.usage_milliwh),
             func.max(Bill.id),
         )
         .join(

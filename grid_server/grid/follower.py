@@ -40,7 +40,7 @@ from .channels import ChannelEntry, TangleUnavailableError
 from .db.models import FollowedChannel, Reading
 from .db.upsert import insert_ignoring_duplicates
 from .tangle import channel_address
-from .units import kwh_to_mwh, price_to_micro
+from .units import kwh_to_milliwh, price_to_micro
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -390,7 +390,7 @@ class ChannelFollower:
             "message_root": entry.root,
             "start_time": message.start_time,
             "end_time": message.end_time,
-            "energy_mwh": kwh_to_mwh(energy),
+            "energy_milliwh": kwh_to_milliwh(energy),
             "price_micro": price_micro,
             "payment_id_or_address": destination,
             "received_at": now,

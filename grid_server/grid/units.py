@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Final
 
-MWH_PER_KWH: Final = 1_000_000
+MILLIWH_PER_KWH: Final = 1_000_000
 MICRO_PER_IOTA: Final = 1_000_000
 PPM: Final = 1_000_000
 
@@ -24,13 +24,13 @@ def _scaled(value: float, scale: int) -> int:
     return int((Decimal(repr(float(value))) * scale).to_integral_value(ROUND_HALF_EVEN))
 
 
-def kwh_to_mwh(kwh: float) -> int:
+def kwh_to_milliwh(kwh: float) -> int:
     """kWh as a whole number of mWh (half-even rounding below one mWh)."""
-    return _scaled(kwh, MWH_PER_KWH)
+    return _scaled(kwh, MILLIWH_PER_KWH)
 
 
-def mwh_to_kwh(mwh: int) -> float:
-    return mwh / MWH_PER_KWH
+def milliwh_to_kwh(milliwh: int) -> float:
+    return milliwh / MILLIWH_PER_KWH
 
 
 def price_to_micro(iota_per_kwh: float) -> int:
@@ -46,9 +46,9 @@ def percent_to_ppm(percent: float) -> int:
     return _scaled(percent, PPM // 100)
 
 
-def energy_value(mwh: int, price_micro: int) -> Fraction:
-    """The exact value in IOTA of ``mwh`` at ``price_micro`` micro-IOTA per kWh."""
-    return Fraction(mwh * price_micro, MWH_PER_KWH * MICRO_PER_IOTA)
+def energy_value(milliwh: int, price_micro: int) -> Fraction:
+    """The exact value in IOTA of ``milliwh`` at ``price_micro`` micro-IOTA per kWh."""
+    return Fraction(milliwh * price_micro, MILLIWH_PER_KWH * MICRO_PER_IOTA)
 
 
 def round_iota(amount: Fraction) -> int:

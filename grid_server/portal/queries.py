@@ -27,14 +27,13 @@ from ..grid.db.models import (
     StorageItem,
     WalletTransfer,
 )
+from ..grid.units import MICRO_PER_IOTA, MILLIWH_PER_KWH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from sqlalchemy.orm import Session
 
-MWH_PER_KWH: Final = 1_000_000
-MICRO: Final = 1_000_000
 EntityKind = Literal["all", "producer", "consumer"]
 PaymentKind = Literal["payouts", "incoming"]
 # Payouts that reached the producer: confirmed transfers and off-Tangle records.
@@ -57,12 +56,12 @@ class PageRequest:
         return self.page * self.page_size
 
 
-def _kwh(mwh: int | None) -> float:
-    return round((mwh or 0) / MWH_PER_KWH, 6)
+def _kwh(milliwh: int | None) -> float:
+    return round((milliwh or 0) / MILLIWH_PER_KWH, 6)
 
 
 def _price(micro: int | None) -> float | None:
-    return None if micro is None else round(micro / MICRO, 6)
+    return None if micro is None else round(micro / MICRO_PER_IOTA, 6)
 
 
 def _int(value: Any) -> int:
@@ -107,11 +106,11 @@ def overview(session: Session) -> dict[str, Any]:
     row = session.execute(
         select(
             func.count(s.id),
-            func.sum(s.produced_mwh),
-            func.sum(s.consumed_mwh),
-            func.sum(s.local_mwh),
-            func.sum(s.imported_mwh),
-            func.sum(s.exported_mwh),
+            func.sum(s.produced_milliwh),
+            func.sum(s.consumed_milliwh),
+            func.sum(s.local_milliwh),
+            func.sum(s.imported_milliwh),
+            func.sum(s.exported_milliwh),
             func.sum(s.consumer_charges),
             func.sum(s.producer_payouts),
             func.sum(s.import_cost),
@@ -238,7 +237,9 @@ def _entity_totals(session: Session, ids: Sequence[str]) -> dict[str, dict[str, 
     if not ids:
         return totals
     for registration_id, energy, last in session.execute(
-        select(Reading.registration_id, func.sum(Reading.energy_mwh), func.max(Reading.end_time))
+        select(
+            Reading.registration_id, func.sum(Reading.energy_milliwh), func.max(Reading.end_time)
+        )
         .where(Reading.registration_id.in_(ids))
         .group_by(Reading.registration_id)
     ):
@@ -284,7 +285,7 @@ def entity(session: Session, registration_id: str) -> dict[str, Any] | None:
         select(
             Reading.start_time,
             Reading.end_time,
-            Reading.energy_mwh,
+            Reading.energy_milliwh,
             Reading.price_micro,
             Reading.settlement_id,
         )
@@ -380,8 +381,8 @@ def _bills(session: Session, registration_id: str) -> list[dict[str, Any]]:
             select(
                 Settlement.slot_start,
                 Settlement.slot_end,
-                Bill.usage_mwh,
-                Bill.adjustment_mwh,
+                Bill.usage_milliwh,
+                Bill.adjustment_milliwh,
                 Bill.amount,
                 Bill.requested_at,
             )
@@ -402,8 +403,8 @@ def price_history(session: Session, limit: int) -> list[dict[str, Any]]:
             Settlement.consensus_price_micro,
             Settlement.import_price_micro,
             Settlement.export_price_micro,
-            Settlement.produced_mwh,
-            Settlement.consumed_mwh,
+            Settlement.produced_milliwh,
+            Settlement.consumed_milliwh,
         )
         .order_by(Settlement.slot_start.desc())
         .limit(limit)
@@ -445,11 +446,11 @@ def _settlement(row: Settlement) -> dict[str, Any]:
         "slotEnd": row.slot_end,
         "strategy": row.strategy,
         "price": _price(row.consensus_price_micro),
-        "producedKwh": _kwh(row.produced_mwh),
-        "consumedKwh": _kwh(row.consumed_mwh),
-        "localKwh": _kwh(row.local_mwh),
-        "importedKwh": _kwh(row.imported_mwh),
-        "exportedKwh": _kwh(row.exported_mwh),
+        "producedKwh": _kwh(row.produced_milliwh),
+        "consumedKwh": _kwh(row.consumed_milliwh),
+        "localKwh": _kwh(row.local_milliwh),
+        "importedKwh": _kwh(row.imported_milliwh),
+        "exportedKwh": _kwh(row.exported_milliwh),
         "consumerCharges": row.consumer_charges,
         "producerPayouts": row.producer_payouts,
         "importCost": row.import_cost,
@@ -473,7 +474,7 @@ def select_payouts() -> Select[Any]:
             Payout.registration_id,
             Registration.item_name,
             Settlement.slot_start,
-            Payout.energy_mwh,
+            Payout.energy_milliwh,
             Payout.amount,
             Payout.destination,
             Payout.method,
@@ -526,7 +527,7 @@ def _payout(row: Any) -> dict[str, Any]:
         "registrationId": row.registration_id,
         "name": row.item_name,
         "slotStart": row.slot_start,
-        "energyKwh": _kwh(row.energy_mwh),
+        "energyKwh": _kwh(row.energy_milliwh),
         "amount": row.amount,
         "destination": row.destination,
         "method": row.method,

@@ -51,6 +51,7 @@ from p2p_energy_protocol.outbox import (
 )
 from p2p_energy_protocol.payloads import ConsumerUsage, Hello, ProducerOutput, payload_to_json
 
+from ..grid.units import MILLIWH_PER_KWH
 from .channels import TangleSettings, random_trytes
 from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
 from .households import Period, solar_kwh, usage_kwh
@@ -67,7 +68,6 @@ MAX_CATCH_UP_PERIODS: Final = 96
 PUBLISH_DELAY: Final = 0.2
 # How often a non-empty queue is retried while the node is away.
 RETRY_SECONDS: Final = 1.0
-_MWH_PER_KWH: Final = 1_000_000
 
 type Role = Literal["producer", "consumer"]
 
@@ -121,8 +121,8 @@ class DurableHousehold:
     queue: list[QueuedMessage] = field(default_factory=list)
     next_sequence: int = 0
     # Every reading taken (queued or attached), and the attached part, in mWh.
-    meter_mwh: int = 0
-    published_mwh: int = 0
+    meter_milliwh: int = 0
+    published_milliwh: int = 0
     readings: int = 0
 
     @property
@@ -173,8 +173,8 @@ class DurableHousehold:
             "registered": self.registered,
             "queue": [item.to_dict() for item in self.queue],
             "next_sequence": self.next_sequence,
-            "meter_mwh": self.meter_mwh,
-            "published_mwh": self.published_mwh,
+            "meter_milliwh": self.meter_milliwh,
+            "published_milliwh": self.published_milliwh,
             "readings": self.readings,
         }
 
@@ -204,10 +204,15 @@ class DurableHousehold:
             registered=bool(data["registered"]),
             queue=[QueuedMessage.from_dict(item) for item in data["queue"]],
             next_sequence=int(data["next_sequence"]),
-            meter_mwh=int(data["meter_mwh"]),
-            published_mwh=int(data["published_mwh"]),
+            meter_milliwh=int(_renamed(data, "meter_milliwh", "meter_mwh")),
+            published_milliwh=int(_renamed(data, "published_milliwh", "published_mwh")),
             readings=int(data["readings"]),
         )
+
+
+def _renamed(data: dict[str, Any], name: str, old_name: str) -> Any:
+    """``data[name]``, or ``data[old_name]`` in a state file written before the rename."""
+    return data[name] if name in data or old_name not in data else data[old_name]
 
 
 _PLAN_FIELDS: Final = (
@@ -403,7 +408,7 @@ class DurableHouseholds:
         household.channel = channel
         household.queue.append(queued)
         household.next_sequence += 1
-        household.meter_mwh += round(kwh * _MWH_PER_KWH)
+        household.meter_milliwh += round(kwh * MILLIWH_PER_KWH)
         household.readings += 1
         household.last_period_end_ms = period.end_ms
         self.save()
@@ -428,7 +433,7 @@ class DurableHouseholds:
 
             async def sent(queued: QueuedMessage, household: DurableHousehold = household) -> None:
                 if queued.kind in ("output", "usage"):
-                    household.published_mwh += round(queued.energy_kwh * _MWH_PER_KWH)
+                    household.published_milliwh += round(queued.energy_kwh * MILLIWH_PER_KWH)
                 self.save()
                 _LOGGER.info("attached %s #%d", household.registration_id, queued.sequence)
 

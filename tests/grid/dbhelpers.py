@@ -66,7 +66,7 @@ def add_reading(
     from sqlalchemy import func, select
 
     from grid_server.grid.db.models import Reading
-    from grid_server.grid.units import kwh_to_mwh, price_to_micro
+    from grid_server.grid.units import kwh_to_milliwh, price_to_micro
 
     with db.write() as session:
         registration = session.get(Registration, registration_id)
@@ -108,7 +108,7 @@ def add_reading(
                 message_root=int_to_trytes(position, 81),
                 start_time=end_time - duration_ms,
                 end_time=end_time,
-                energy_mwh=kwh_to_mwh(kwh),
+                energy_milliwh=kwh_to_milliwh(kwh),
                 price_micro=price_to_micro(price) if price is not None else None,
                 payment_id_or_address=destination,
                 received_at=end_time,

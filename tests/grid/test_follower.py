@@ -48,7 +48,7 @@ def channel(db: Database, channel_id: int) -> FollowedChannel:
 def readings(db: Database) -> list[tuple[str, int, int, int | None]]:
     with db.read() as session:
         return [
-            (r.registration_id, r.position, r.energy_mwh, r.price_micro)
+            (r.registration_id, r.position, r.energy_milliwh, r.price_micro)
             for r in session.scalars(
                 select(Reading).order_by(Reading.registration_id, Reading.position)
             )

@@ -149,7 +149,7 @@ async def test_spam_at_a_channel_address_is_skipped(db: Database) -> None:
     stats = await ChannelFollower(db, BulkMamReader(node), ManualClock(NOW), CONFIG).follow_once()
     assert (stats.messages, stats.readings, stats.skipped) == (2, 1, 0)
     with db.read() as session:
-        assert session.scalars(select(Reading.energy_mwh)).all() == [110_000]
+        assert session.scalars(select(Reading.energy_milliwh)).all() == [110_000]
 
 
 async def test_node_down_stores_nothing_and_reports(db: Database) -> None:

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 
 from grid_server.grid.db.engine import Database, DatabaseError, parse_database_url
 from grid_server.grid.db.models import Base
 
+from .conftest import create_postgres_database, drop_postgres_database
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "grid_server" / "grid" / "migrations"
+
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
-    assert db.schema_revision() == Database.head_revision() == "0001"
+    assert db.schema_revision() == Database.head_revision() == "0002"
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
     # Migrating again changes nothing.
     db.migrate()
-    assert db.schema_revision() == "0001"
+    assert db.schema_revision() == "0002"
 
 
 def test_database_urls() -> None:
@@ -29,3 +43,76 @@ def test_database_urls() -> None:
         parse_database_url("nonsense")
     with pytest.raises(DatabaseError, match="must be a file"):
         Database("sqlite://")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'grid.sqlite3'}"
+        return
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+def _migrate(db: Database, revision: str, *, downgrade: bool = False) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if downgrade else command.upgrade)(config, revision)
+
+
+def test_energy_columns_renamed_to_milliwh_keep_their_values(empty_database_url: str) -> None:
+    db = Database(empty_database_url, threads=1)
+    try:
+        _migrate(db, "0001")
+        settlements = sa.Table("settlements", sa.MetaData(), autoload_with=db.engine)
+        row: dict[str, object] = {
+            column.name: 0 for column in settlements.columns if column.name != "id"
+        }
+        report = {"energyInMwh": 7, "energyOutMwh": 7, "usageTotalMwh": 5, "outputTotalMwh": 2}
+        row.update(
+            slot_start=0,
+            slot_end=900_000,
+            strategy="mean",
+            produced_mwh=2_000_000,
+            consumed_mwh=5_000_000,
+            energy_balanced=True,
+            money_balanced=True,
+            invariant_report=json.dumps(report),
+            settled_by="test",
+        )
+        with db.engine.begin() as connection:
+            connection.execute(settlements.insert(), row)
+
+        db.migrate()
+
+        with db.read() as session:
+            stored = session.execute(
+                sa.text(
+                    "SELECT produced_milliwh, consumed_milliwh, invariant_report FROM settlements"
+                )
+            ).one()
+        assert stored[:2] == (2_000_000, 5_000_000)
+        assert json.loads(stored[2]) == {
+            "energyInMilliwh": 7,
+            "energyOutMilliwh": 7,
+            "usageTotalMilliwh": 5,
+            "outputTotalMilliwh": 2,
+        }
+        # The migrated database is the one the models describe.
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+
+        _migrate(db, "0001", downgrade=True)
+        with db.read() as session:
+            stored = session.execute(
+                sa.text("SELECT produced_mwh, invariant_report FROM settlements")
+            ).one()
+        assert stored[0] == 2_000_000
+        assert json.loads(stored[1]) == report
+    finally:
+        db.close()

@@ -8,7 +8,6 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -21,6 +20,7 @@ from grid_server.grid.config import (
     config_from_mapping,
     load_config,
 )
+from grid_server.grid.db.engine import Database
 from grid_server.grid.lease import LeaderLease
 from grid_server.grid.logs import JsonFormatter
 from grid_server.grid.main import build_parser, config_from_args
@@ -28,9 +28,6 @@ from grid_server.grid.server import GridServer
 
 from .fakes import ManualClock
 from .processes import free_port
-
-if TYPE_CHECKING:
-    from grid_server.grid.db.engine import Database
 
 
 def test_defaults() -> None:
@@ -191,7 +188,7 @@ async def test_health_degrades_without_the_node(tmp_path: Path, database_url: st
             "ok",
             "unavailable",
         )
-        assert health["schemaRevision"] == "0001"
+        assert health["schemaRevision"] == Database.head_revision()
         assert health["consensusPrice"] is None  # nothing settled yet
         client = GridClient(session, grid.url)
         # Registering a channel needs the node: a clear 503, nothing stored.

@@ -28,7 +28,7 @@ from grid_server.grid.settlement.pricing import (
 )
 from grid_server.grid.units import (
     energy_value,
-    kwh_to_mwh,
+    kwh_to_milliwh,
     percent_to_ppm,
     price_to_micro,
 )
@@ -50,12 +50,12 @@ def consumers_case() -> list[ConsumerDemand]:
 
 
 def offers_case() -> list[Offer]:
-    return [Offer(p.registration_id, p.energy_mwh, p.price_micro) for p in producers_case()]
+    return [Offer(p.registration_id, p.energy_milliwh, p.price_micro) for p in producers_case()]
 
 
 def test_units_are_exact() -> None:
-    assert kwh_to_mwh(1.234) == 1_234_000
-    assert kwh_to_mwh(0.1) + kwh_to_mwh(0.2) == kwh_to_mwh(0.3)
+    assert kwh_to_milliwh(1.234) == 1_234_000
+    assert kwh_to_milliwh(0.1) + kwh_to_milliwh(0.2) == kwh_to_milliwh(0.3)
     assert price_to_micro(56789) == 56_789_000_000
     assert percent_to_ppm(12.5) == 125_000
     assert energy_value(1_500_000, 3_000_000) == Fraction(9, 2)
@@ -106,8 +106,12 @@ def test_tariff_validation() -> None:
 def test_deficit_is_imported_at_the_retail_price() -> None:
     outcome = settle(producers_case(), consumers_case(), weighted_mean_price, TARIFF)
     assert outcome.consensus_price_micro == 60 * IOTA_PER_KWH
-    assert (outcome.produced_mwh, outcome.consumed_mwh) == (4 * KWH, 5 * KWH)
-    assert (outcome.local_mwh, outcome.imported_mwh, outcome.exported_mwh) == (4 * KWH, KWH, 0)
+    assert (outcome.produced_milliwh, outcome.consumed_milliwh) == (4 * KWH, 5 * KWH)
+    assert (outcome.local_milliwh, outcome.imported_milliwh, outcome.exported_milliwh) == (
+        4 * KWH,
+        KWH,
+        0,
+    )
     assert outcome.local_value == 240
     assert outcome.import_cost == 100
     assert outcome.export_revenue == 0
@@ -125,7 +129,7 @@ def test_deficit_is_imported_at_the_retail_price() -> None:
     report = outcome.invariant_report()
     assert report["energyBalanced"]
     assert report["moneyBalanced"]
-    assert report["energyInMwh"] == report["energyOutMwh"] == 5 * KWH
+    assert report["energyInMilliwh"] == report["energyOutMilliwh"] == 5 * KWH
 
 
 def test_surplus_is_exported_at_the_feed_in_price() -> None:
@@ -135,7 +139,7 @@ def test_surplus_is_exported_at_the_feed_in_price() -> None:
         weighted_mean_price,
         TARIFF,
     )
-    assert (outcome.local_mwh, outcome.imported_mwh, outcome.exported_mwh) == (
+    assert (outcome.local_milliwh, outcome.imported_milliwh, outcome.exported_milliwh) == (
         2 * KWH,
         0,
         4 * KWH,
@@ -150,7 +154,7 @@ def test_surplus_is_exported_at_the_feed_in_price() -> None:
 
 
 def test_consumers_only_import_everything() -> None:
-    outcome = settle([], [ConsumerDemand("c", kwh_to_mwh(1.5))], weighted_mean_price, TARIFF)
+    outcome = settle([], [ConsumerDemand("c", kwh_to_milliwh(1.5))], weighted_mean_price, TARIFF)
     assert outcome.consensus_price_micro is None
     assert outcome.import_cost == 150
     assert outcome.bills[0].amount == 150
@@ -226,7 +230,8 @@ def test_invariants_always_hold(
     assert report["energyBalanced"]
     assert report["moneyBalanced"]
     assert (
-        outcome.produced_mwh + outcome.imported_mwh == outcome.consumed_mwh + outcome.exported_mwh
+        outcome.produced_milliwh + outcome.imported_milliwh
+        == outcome.consumed_milliwh + outcome.exported_milliwh
     )
     assert outcome.consumer_charges == (
         outcome.producer_payouts + outcome.import_cost - outcome.export_revenue + outcome.grid_cut
@@ -234,13 +239,17 @@ def test_invariants_always_hold(
     assert all(line.amount >= 0 for line in (*outcome.bills, *outcome.payouts))
     # Every share is within one IOTA of its exact proportional amount.
     for bill in outcome.bills:
-        exact = Fraction(outcome.consumer_charges * bill.energy_mwh, outcome.consumed_mwh or 1)
+        exact = Fraction(
+            outcome.consumer_charges * bill.energy_milliwh, outcome.consumed_milliwh or 1
+        )
         assert abs(bill.amount - exact) < 1
     for payout in outcome.payouts:
-        exact = Fraction(outcome.producer_payouts * payout.energy_mwh, outcome.produced_mwh or 1)
+        exact = Fraction(
+            outcome.producer_payouts * payout.energy_milliwh, outcome.produced_milliwh or 1
+        )
         assert abs(payout.amount - exact) < 1
     price = outcome.consensus_price_micro
-    if outcome.local_mwh:
+    if outcome.local_milliwh:
         assert price is not None
         if strategy_name == "supply-demand":
             assert tariff.export_price_micro <= price <= tariff.import_price_micro

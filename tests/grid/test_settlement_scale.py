@@ -84,7 +84,7 @@ def populate(db: Database) -> tuple[int, int]:
                     "message_root": "M" * 81,
                     "start_time": S0,
                     "end_time": S0 + SLOT,
-                    "energy_mwh": energy,
+                    "energy_milliwh": energy,
                     "price_micro": rng.randint(10, 90) * 1_000_000 if producer else None,
                     "payment_id_or_address": "A" * 81 if producer else None,
                     "received_at": S0 + SLOT,
@@ -106,8 +106,8 @@ async def test_ten_thousand_households_settle_in_seconds(db: Database) -> None:
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Bill)) == HOUSEHOLDS - PRODUCERS
         assert session.scalar(select(func.count()).select_from(Payout)) == PRODUCERS
-        assert session.scalar(select(func.sum(Bill.usage_mwh))) == consumed
-        assert session.scalar(select(func.sum(Payout.energy_mwh))) == produced
+        assert session.scalar(select(func.sum(Bill.usage_milliwh))) == consumed
+        assert session.scalar(select(func.sum(Payout.energy_milliwh))) == produced
         assert session.scalar(select(func.sum(Bill.amount))) == summary.consumer_charges
     # Generous for a shared 2-core machine; it takes about a second when idle.
     assert elapsed < 20

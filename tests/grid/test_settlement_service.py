@@ -43,7 +43,7 @@ def entities(db: Database) -> None:
 def bills(db: Database, settlement_id: int) -> dict[str, tuple[int, int, int]]:
     with db.read() as session:
         return {
-            b.registration_id: (b.usage_mwh, b.adjustment_mwh, b.amount)
+            b.registration_id: (b.usage_milliwh, b.adjustment_milliwh, b.amount)
             for b in session.scalars(select(Bill).where(Bill.settlement_id == settlement_id))
         }
 
@@ -100,7 +100,12 @@ async def test_a_slot_settles_as_computed_by_hand(db: Database) -> None:
     with db.read() as session:
         row = session.get(Settlement, summary.id)
         assert row is not None
-        assert (row.produced_mwh, row.consumed_mwh, row.imported_mwh, row.exported_mwh) == (
+        assert (
+            row.produced_milliwh,
+            row.consumed_milliwh,
+            row.imported_milliwh,
+            row.exported_milliwh,
+        ) == (
             4_000_000,
             5_000_000,
             1_000_000,
@@ -110,7 +115,7 @@ async def test_a_slot_settles_as_computed_by_hand(db: Database) -> None:
         assert row.energy_balanced
         assert row.money_balanced
         report = json.loads(row.invariant_report)
-        assert report["energyInMwh"] == report["energyOutMwh"] == 5_000_000
+        assert report["energyInMilliwh"] == report["energyOutMilliwh"] == 5_000_000
         assert report["consumerCharges"] == report["payoutsPlusImportMinusExportPlusCut"] == 340
         assert (row.strategy, row.grid_cut_ppm) == ("weighted-mean", 100_000)
         unsettled = session.scalar(

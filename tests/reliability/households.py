@@ -55,7 +55,7 @@ async def publish(
         await client.publish_mam(create_message(channel, message), min_weight_magnitude=1)
 
 
-def energy_mwh(role: str, readings: list[dict[str, object]]) -> int:
+def energy_milliwh(role: str, readings: list[dict[str, object]]) -> int:
     """Total energy of ``readings`` in mWh, as the grid stores it."""
     key = "usage" if role == "consumer" else "output"
     return round(sum(float(str(reading[key])) for reading in readings) * 1e6)
@@ -101,7 +101,7 @@ def stored_readings(database: str) -> dict[str, tuple[int, int, int]]:
                     Reading.registration_id,
                     func.count(),
                     func.count(func.distinct(Reading.position)),
-                    func.sum(Reading.energy_mwh),
+                    func.sum(Reading.energy_milliwh),
                 ).group_by(Reading.registration_id)
             ).all()
     finally:
@@ -135,8 +135,8 @@ def check_settlements(database: str) -> int:
     """Every slot settled once and balanced; bills and payouts once each; every
     household's billed or paid-out energy equals its settled readings.
 
-    A bill's ``usage_mwh`` and a payout's ``energy_mwh`` already include their
-    ``adjustment_mwh`` (late readings). Returns the number of settlements.
+    A bill's ``usage_milliwh`` and a payout's ``energy_milliwh`` already include their
+    ``adjustment_milliwh`` (late readings). Returns the number of settlements.
     """
     engine = create_engine(database)
     try:
@@ -156,21 +156,21 @@ def check_settlements(database: str) -> int:
                 assert duplicates == [], f"{table.__name__} issued twice: {duplicates}"
             settled = _totals(
                 connection.execute(
-                    select(Reading.registration_id, func.sum(Reading.energy_mwh))
+                    select(Reading.registration_id, func.sum(Reading.energy_milliwh))
                     .where(Reading.settlement_id.is_not(None))
                     .group_by(Reading.registration_id)
                 ).all()
             )
             billed = _totals(
                 connection.execute(
-                    select(Bill.registration_id, func.sum(Bill.usage_mwh)).group_by(
+                    select(Bill.registration_id, func.sum(Bill.usage_milliwh)).group_by(
                         Bill.registration_id
                     )
                 ).all()
             )
             paid = _totals(
                 connection.execute(
-                    select(Payout.registration_id, func.sum(Payout.energy_mwh)).group_by(
+                    select(Payout.registration_id, func.sum(Payout.energy_milliwh)).group_by(
                         Payout.registration_id
                     )
                 ).all()

@@ -21,7 +21,7 @@ from .households import (
     MESSAGES,
     SLOT_MS,
     check_settlements,
-    energy_mwh,
+    energy_milliwh,
     publish,
     publish_readings,
     readings_for,
@@ -52,7 +52,8 @@ def test_kill_9_while_following_and_settling_loses_and_doubles_nothing(tmp_path:
         "faults-producer": ("producer", create_channel("P" * 81, 1, "restricted", SIDE_KEY)),
     }
     expected = {
-        name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in entities.items()
+        name: energy_milliwh(role, readings_for(role, now_ms))
+        for name, (role, _) in entities.items()
     }
     try:
         asyncio.run(register_households(node.url, entities, [grid.url]))
@@ -129,7 +130,7 @@ def test_node_down_then_back_the_grid_survives_and_catches_up(tmp_path: Path) ->
         node.start()
         asyncio.run(send(readings))
         deadline = time.monotonic() + 120
-        expected = (MESSAGES, MESSAGES, energy_mwh("consumer", readings))
+        expected = (MESSAGES, MESSAGES, energy_milliwh("consumer", readings))
         while time.monotonic() < deadline:
             if stored_readings(grid.database).get("node-outage-consumer") == expected:
                 break

@@ -101,9 +101,9 @@ class Market:
 
     def readings(self, registration: str) -> list[tuple[int, int]]:
         return [
-            (row.position, row.energy_mwh)
+            (row.position, row.energy_milliwh)
             for row in self.query(
-                select(Reading.position, Reading.energy_mwh)
+                select(Reading.position, Reading.energy_milliwh)
                 .where(Reading.registration_id == registration)
                 .order_by(Reading.position)
             )

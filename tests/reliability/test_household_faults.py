@@ -181,7 +181,7 @@ def _check_readings(database: str, households: list[dict[str, Any]]) -> int:
                     Reading.position,
                     Reading.start_time,
                     Reading.end_time,
-                    Reading.energy_mwh,
+                    Reading.energy_milliwh,
                 ).order_by(Reading.registration_id, Reading.position)
             ).all()
     finally:
@@ -200,8 +200,8 @@ def _check_readings(database: str, households: list[dict[str, Any]]) -> int:
         assert readings[-1][2] == household["last_period_end_ms"]
         for before, after in itertools.pairwise(readings):
             assert after[1] == before[2]
-        assert sum(item[3] for item in readings) == household["meter_mwh"]
-        assert household["published_mwh"] == household["meter_mwh"]
+        assert sum(item[3] for item in readings) == household["meter_milliwh"]
+        assert household["published_milliwh"] == household["meter_milliwh"]
     return len(rows)
 
 

@@ -35,7 +35,7 @@ from grid_server.node.storage import transactions as node_transactions
 from .households import (
     MESSAGES,
     check_settlements,
-    energy_mwh,
+    energy_milliwh,
     readings_for,
     register_households,
     stored_readings,
@@ -333,7 +333,8 @@ def test_postgres_restart_and_crash_under_load(tmp_path: Path, postgres: Private
     roots = {name: channel_root(channel) for name, (_, channel) in households.items()}
     now_ms = int(time.time() * 1000)
     expected = {
-        name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in households.items()
+        name: energy_milliwh(role, readings_for(role, now_ms))
+        for name, (role, _) in households.items()
     }
     load: Load | None = None
     publisher_thread: threading.Thread | None = None

@@ -28,7 +28,7 @@ from .households import (
     MESSAGES,
     SLOT_MS,
     check_settlements,
-    energy_mwh,
+    energy_milliwh,
     publish_readings,
     readings_for,
     register_households,
@@ -127,7 +127,8 @@ def test_two_grids_on_one_database_never_settle_twice(tmp_path: Path, database: 
         node_a.url: {"shared-producer": entities["shared-producer"]},
     }
     expected = {
-        name: energy_mwh(role, readings_for(role, now_ms)) for name, (role, _) in entities.items()
+        name: energy_milliwh(role, readings_for(role, now_ms))
+        for name, (role, _) in entities.items()
     }
     try:
         first.start()

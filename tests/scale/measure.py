@@ -144,7 +144,7 @@ def _populate(database: Database, households: int, producer_share: float = 0.2) 
                     "message_root": "M" * 81,
                     "start_time": SLOT_START,
                     "end_time": SLOT_START + SLOT_MS,
-                    "energy_mwh": rng.randint(1, 3_000_000),
+                    "energy_milliwh": rng.randint(1, 3_000_000),
                     "price_micro": rng.randint(10, 90) * 1_000_000 if n < producers else None,
                     "payment_id_or_address": f"invoice-{n}" if n < producers else None,
                     "received_at": SLOT_START + SLOT_MS,

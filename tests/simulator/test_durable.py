@@ -187,7 +187,7 @@ async def test_reading_taken_and_queued_in_one_save(
         assert disk.to_dict() == memory.to_dict()
         assert disk.readings == 3
         assert [item.sequence for item in disk.queue] == [0, 1, 2, 3]
-        assert disk.meter_mwh == sum(round(item.energy_kwh * 1e6) for item in disk.queue)
+        assert disk.meter_milliwh == sum(round(item.energy_kwh * 1e6) for item in disk.queue)
         # Every message is at the position its predecessor announced.
         roots = [item.root for item in disk.queue]
         assert roots[1:] == [item.next_root for item in disk.queue[:-1]]
@@ -221,7 +221,7 @@ async def test_crash_before_the_save_takes_the_same_reading_again(
     lost, again = households.households[0], restarted.households[0]
     assert again.queue[-1].body == lost.queue[-1].body
     assert again.queue[-1].root == lost.queue[-1].root
-    assert again.meter_mwh == lost.meter_mwh
+    assert again.meter_milliwh == lost.meter_milliwh
     for household in restarted.households:
         assert household.readings == 2
         assert household.queue[-1].body["endTime"] == base + 2 * LENGTH_MS
@@ -247,7 +247,7 @@ async def test_outage_queues_then_drains_in_order_and_counts_once(
     await reloaded.open(PLAN)
     for household in reloaded.households:
         assert household.queue == []
-        assert household.published_mwh == household.meter_mwh > 0
+        assert household.published_milliwh == household.meter_milliwh > 0
         assert household.readings == 4
 
 
@@ -325,6 +325,17 @@ def test_state_round_trip(tmp_path: Path) -> None:
     again = HouseholdsState.from_dict(json.loads(json.dumps(state.to_dict())), tmp_path)
     assert again.to_dict() == state.to_dict()
     assert again.clock == state.clock
+
+
+def test_state_written_before_the_milliwh_rename_loads(tmp_path: Path) -> None:
+    state = HouseholdsState.create(PLAN, START)
+    state.households[0].meter_milliwh, state.households[0].published_milliwh = 1_500, 1_000
+    data = json.loads(json.dumps(state.to_dict()))
+    for household in data["households"]:
+        household["meter_mwh"] = household.pop("meter_milliwh")
+        household["published_mwh"] = household.pop("published_milliwh")
+    again = HouseholdsState.from_dict(data, tmp_path)
+    assert again.to_dict() == state.to_dict()
 
 
 class FakeGrid:

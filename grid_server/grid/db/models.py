@@ -1,7 +1,7 @@
 """The grid's database schema (SQLAlchemy 2 declarative models).
 
 Units are integers throughout so sums are exact on every database:
-energy in milliwatt-hours (``*_mwh``; 1 kWh = 1,000,000 mWh), prices in
+energy in milliwatt-hours (``*_milliwh``; 1 kWh = 1,000,000 mWh), prices in
 micro-IOTA per kWh (``*_micro``), money in whole IOTA, times in Unix milliseconds.
 The schema is created and upgraded only by the Alembic migrations in
 ``grid_server/grid/migrations``; keep both in step.
@@ -103,7 +103,7 @@ class Reading(Base):
     message_root: Mapped[str] = mapped_column(String(HASH_LENGTH))
     start_time: Mapped[int] = mapped_column(BigInteger)
     end_time: Mapped[int] = mapped_column(BigInteger)
-    energy_mwh: Mapped[int] = mapped_column(BigInteger)
+    energy_milliwh: Mapped[int] = mapped_column(BigInteger)
     price_micro: Mapped[int | None] = mapped_column(BigInteger)
     payment_id_or_address: Mapped[str | None] = mapped_column(String(256))
     received_at: Mapped[int] = mapped_column(BigInteger)
@@ -164,11 +164,11 @@ class Settlement(Base):
     import_price_micro: Mapped[int] = mapped_column(BigInteger)
     export_price_micro: Mapped[int] = mapped_column(BigInteger)
     grid_cut_ppm: Mapped[int] = mapped_column(Integer)
-    produced_mwh: Mapped[int] = mapped_column(BigInteger)
-    consumed_mwh: Mapped[int] = mapped_column(BigInteger)
-    local_mwh: Mapped[int] = mapped_column(BigInteger)
-    imported_mwh: Mapped[int] = mapped_column(BigInteger)
-    exported_mwh: Mapped[int] = mapped_column(BigInteger)
+    produced_milliwh: Mapped[int] = mapped_column(BigInteger)
+    consumed_milliwh: Mapped[int] = mapped_column(BigInteger)
+    local_milliwh: Mapped[int] = mapped_column(BigInteger)
+    imported_milliwh: Mapped[int] = mapped_column(BigInteger)
+    exported_milliwh: Mapped[int] = mapped_column(BigInteger)
     local_value: Mapped[int] = mapped_column(BigInteger)
     consumer_charges: Mapped[int] = mapped_column(BigInteger)
     producer_payouts: Mapped[int] = mapped_column(BigInteger)
@@ -199,8 +199,8 @@ class Bill(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     settlement_id: Mapped[int] = mapped_column(ForeignKey("settlements.id"))
     registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.registration_id"))
-    usage_mwh: Mapped[int] = mapped_column(BigInteger)
-    adjustment_mwh: Mapped[int] = mapped_column(BigInteger)
+    usage_milliwh: Mapped[int] = mapped_column(BigInteger)
+    adjustment_milliwh: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
     # When the payment-request for this bill went into the consumer's return channel outbox.
     requested_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -240,8 +240,8 @@ class Payout(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     settlement_id: Mapped[int] = mapped_column(ForeignKey("settlements.id"))
     registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.registration_id"))
-    energy_mwh: Mapped[int] = mapped_column(BigInteger)
-    adjustment_mwh: Mapped[int] = mapped_column(BigInteger)
+    energy_milliwh: Mapped[int] = mapped_column(BigInteger)
+    adjustment_milliwh: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
     destination: Mapped[str | None] = mapped_column(String(256))
     # "tangle": an IOTA transfer to ``destination``; "off_tangle": a reference paid elsewhere.

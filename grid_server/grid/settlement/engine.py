@@ -40,10 +40,10 @@ class ProducerSupply:
     """A producer's output in the settlement (adjustments included) and its terms."""
 
     registration_id: str
-    energy_mwh: int
+    energy_milliwh: int
     price_micro: int | None
     destination: str | None
-    adjustment_mwh: int = 0
+    adjustment_milliwh: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +51,23 @@ class ConsumerDemand:
     """A consumer's usage in the settlement (adjustments included)."""
 
     registration_id: str
-    energy_mwh: int
-    adjustment_mwh: int = 0
+    energy_milliwh: int
+    adjustment_milliwh: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class BillLine:
     registration_id: str
-    energy_mwh: int
-    adjustment_mwh: int
+    energy_milliwh: int
+    adjustment_milliwh: int
     amount: int
 
 
 @dataclass(frozen=True, slots=True)
 class PayoutLine:
     registration_id: str
-    energy_mwh: int
-    adjustment_mwh: int
+    energy_milliwh: int
+    adjustment_milliwh: int
     amount: int
     destination: str | None
 
@@ -75,11 +75,11 @@ class PayoutLine:
 @dataclass(frozen=True, slots=True)
 class SettlementOutcome:
     consensus_price_micro: int | None
-    produced_mwh: int
-    consumed_mwh: int
-    local_mwh: int
-    imported_mwh: int
-    exported_mwh: int
+    produced_milliwh: int
+    consumed_milliwh: int
+    local_milliwh: int
+    imported_milliwh: int
+    exported_milliwh: int
     local_value: int
     import_cost: int
     export_revenue: int
@@ -92,10 +92,10 @@ class SettlementOutcome:
     def invariant_report(self) -> dict[str, Any]:
         """The invariants as figures and verdicts (recorded with every settlement)."""
         return invariant_report(
-            produced_mwh=self.produced_mwh,
-            consumed_mwh=self.consumed_mwh,
-            imported_mwh=self.imported_mwh,
-            exported_mwh=self.exported_mwh,
+            produced_milliwh=self.produced_milliwh,
+            consumed_milliwh=self.consumed_milliwh,
+            imported_milliwh=self.imported_milliwh,
+            exported_milliwh=self.exported_milliwh,
             consumer_charges=self.consumer_charges,
             producer_payouts=self.producer_payouts,
             import_cost=self.import_cost,
@@ -103,17 +103,17 @@ class SettlementOutcome:
             grid_cut=self.grid_cut,
             bills_total=sum(line.amount for line in self.bills),
             payouts_total=sum(line.amount for line in self.payouts),
-            usage_total=sum(line.energy_mwh for line in self.bills),
-            output_total=sum(line.energy_mwh for line in self.payouts),
+            usage_total=sum(line.energy_milliwh for line in self.bills),
+            output_total=sum(line.energy_milliwh for line in self.payouts),
         )
 
 
 def invariant_report(
     *,
-    produced_mwh: int,
-    consumed_mwh: int,
-    imported_mwh: int,
-    exported_mwh: int,
+    produced_milliwh: int,
+    consumed_milliwh: int,
+    imported_milliwh: int,
+    exported_milliwh: int,
     consumer_charges: int,
     producer_payouts: int,
     import_cost: int,
@@ -129,11 +129,13 @@ def invariant_report(
     The totals of the individual bills and payouts (and their energies) must match
     the settlement's figures too; callers pass them as stored in the database.
     """
-    energy_in = produced_mwh + imported_mwh
-    energy_out = consumed_mwh + exported_mwh
+    energy_in = produced_milliwh + imported_milliwh
+    energy_out = consumed_milliwh + exported_milliwh
     money_out = producer_payouts + import_cost - export_revenue + grid_cut
     energy_balanced = (
-        energy_in == energy_out and usage_total == consumed_mwh and output_total == produced_mwh
+        energy_in == energy_out
+        and usage_total == consumed_milliwh
+        and output_total == produced_milliwh
     )
     money_balanced = (
         consumer_charges == money_out
@@ -142,10 +144,10 @@ def invariant_report(
         and min(consumer_charges, producer_payouts, import_cost, export_revenue, grid_cut) >= 0
     )
     return {
-        "energyInMwh": energy_in,
-        "energyOutMwh": energy_out,
-        "usageTotalMwh": usage_total,
-        "outputTotalMwh": output_total,
+        "energyInMilliwh": energy_in,
+        "energyOutMilliwh": energy_out,
+        "usageTotalMilliwh": usage_total,
+        "outputTotalMilliwh": output_total,
         "energyBalanced": energy_balanced,
         "consumerCharges": consumer_charges,
         "payoutsPlusImportMinusExportPlusCut": money_out,
@@ -180,17 +182,17 @@ def settle(
 ) -> SettlementOutcome:
     """Compute one settlement; raises SettlementError on inconsistent input."""
     for entity_id, energy in [
-        *((p.registration_id, p.energy_mwh) for p in producers),
-        *((c.registration_id, c.energy_mwh) for c in consumers),
+        *((p.registration_id, p.energy_milliwh) for p in producers),
+        *((c.registration_id, c.energy_milliwh) for c in consumers),
     ]:
         if energy < 0:
             raise SettlementError(f"{entity_id} has negative energy")
-    produced = sum(p.energy_mwh for p in producers)
-    consumed = sum(c.energy_mwh for c in consumers)
+    produced = sum(p.energy_milliwh for p in producers)
+    consumed = sum(c.energy_milliwh for c in consumers)
     local = min(produced, consumed)
     imported = consumed - local
     exported = produced - local
-    offers = [Offer(p.registration_id, p.energy_mwh, p.price_micro) for p in producers]
+    offers = [Offer(p.registration_id, p.energy_milliwh, p.price_micro) for p in producers]
     price = strategy(offers, consumed, tariff)
     if price is None and local > 0:
         raise SettlementError("energy was traded locally but no producer named a price")
@@ -204,18 +206,18 @@ def settle(
     payouts_total = local_value - grid_cut + export_revenue
 
     bill_amounts = allocate(
-        charges, [c.energy_mwh for c in consumers], [c.registration_id for c in consumers]
+        charges, [c.energy_milliwh for c in consumers], [c.registration_id for c in consumers]
     )
     payout_amounts = allocate(
-        payouts_total, [p.energy_mwh for p in producers], [p.registration_id for p in producers]
+        payouts_total, [p.energy_milliwh for p in producers], [p.registration_id for p in producers]
     )
     outcome = SettlementOutcome(
         consensus_price_micro=price,
-        produced_mwh=produced,
-        consumed_mwh=consumed,
-        local_mwh=local,
-        imported_mwh=imported,
-        exported_mwh=exported,
+        produced_milliwh=produced,
+        consumed_milliwh=consumed,
+        local_milliwh=local,
+        imported_milliwh=imported,
+        exported_milliwh=exported,
         local_value=local_value,
         import_cost=import_cost,
         export_revenue=export_revenue,
@@ -223,11 +225,13 @@ def settle(
         consumer_charges=charges,
         producer_payouts=payouts_total,
         bills=tuple(
-            BillLine(c.registration_id, c.energy_mwh, c.adjustment_mwh, amount)
+            BillLine(c.registration_id, c.energy_milliwh, c.adjustment_milliwh, amount)
             for c, amount in zip(consumers, bill_amounts, strict=True)
         ),
         payouts=tuple(
-            PayoutLine(p.registration_id, p.energy_mwh, p.adjustment_mwh, amount, p.destination)
+            PayoutLine(
+                p.registration_id, p.energy_milliwh, p.adjustment_milliwh, amount, p.destination
+            )
             for p, amount in zip(producers, payout_amounts, strict=True)
         ),
     )

@@ -39,7 +39,7 @@ class Offer:
     """What one producer delivered in a settlement and asks for it."""
 
     registration_id: str
-    energy_mwh: int
+    energy_milliwh: int
     price_micro: int | None
 
 
@@ -68,11 +68,11 @@ def _priced(offers: Sequence[Offer]) -> list[tuple[Offer, int]]:
     return [
         (offer, offer.price_micro)
         for offer in offers
-        if offer.energy_mwh > 0 and offer.price_micro is not None
+        if offer.energy_milliwh > 0 and offer.price_micro is not None
     ]
 
 
-def mean_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+def mean_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Tariff) -> int | None:
     """The plain average of the asking prices."""
     priced = _priced(offers)
     if not priced:
@@ -80,16 +80,16 @@ def mean_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int 
     return round(Fraction(sum(price for _, price in priced), len(priced)))
 
 
-def weighted_mean_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+def weighted_mean_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Tariff) -> int | None:
     """The asking prices weighted by the energy each producer delivered."""
     priced = _priced(offers)
     if not priced:
         return None
-    weight = sum(offer.energy_mwh for offer, _ in priced)
-    return round(Fraction(sum(offer.energy_mwh * price for offer, price in priced), weight))
+    weight = sum(offer.energy_milliwh for offer, _ in priced)
+    return round(Fraction(sum(offer.energy_milliwh * price for offer, price in priced), weight))
 
 
-def merit_order_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+def merit_order_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Tariff) -> int | None:
     """Uniform-price clearing: the marginal ask that covers the demand."""
     priced = sorted(_priced(offers), key=lambda item: (item[1], item[0].registration_id))
     if not priced:
@@ -97,24 +97,24 @@ def merit_order_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) 
     marginal = priced[-1][1]
     covered = 0
     for offer, price in priced:
-        covered += offer.energy_mwh
-        if covered >= demand_mwh:
+        covered += offer.energy_milliwh
+        if covered >= demand_milliwh:
             marginal = price
             break
     return min(marginal, tariff.import_price_micro)
 
 
-def supply_demand_price(offers: Sequence[Offer], demand_mwh: int, tariff: Tariff) -> int | None:
+def supply_demand_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Tariff) -> int | None:
     """Supply-demand ratio pricing between the export and import prices."""
-    supply = sum(offer.energy_mwh for offer in offers if offer.energy_mwh > 0)
+    supply = sum(offer.energy_milliwh for offer in offers if offer.energy_milliwh > 0)
     if supply == 0:
         return None
     buy, sell = tariff.import_price_micro, tariff.export_price_micro
-    if demand_mwh <= 0 or supply >= demand_mwh:
+    if demand_milliwh <= 0 or supply >= demand_milliwh:
         return sell
     if sell == 0:
         raise PricingError("supply-demand pricing needs a positive export price")
-    ratio = Fraction(supply, demand_mwh)
+    ratio = Fraction(supply, demand_milliwh)
     return round(Fraction(buy * sell) / ((buy - sell) * ratio + sell))
 
 

@@ -52,11 +52,11 @@ SLOTS_PER_ROUND = 96
 
 # The settlement row's totals, named as in the engine's outcome they are copied from.
 _OUTCOME_TOTALS = (
-    "produced_mwh",
-    "consumed_mwh",
-    "local_mwh",
-    "imported_mwh",
-    "exported_mwh",
+    "produced_milliwh",
+    "consumed_milliwh",
+    "local_milliwh",
+    "imported_milliwh",
+    "exported_milliwh",
     "local_value",
     "consumer_charges",
     "producer_payouts",
@@ -232,8 +232,8 @@ class SettlementService:
             select(
                 Reading.registration_id,
                 Reading.kind,
-                func.sum(Reading.energy_mwh),
-                func.sum(late * Reading.energy_mwh),
+                func.sum(Reading.energy_milliwh),
+                func.sum(late * Reading.energy_milliwh),
                 func.sum(late),
             )
             .where(Reading.settlement_id == settlement_id)
@@ -265,7 +265,7 @@ class SettlementService:
         rows = session.execute(
             select(
                 Reading.registration_id,
-                Reading.energy_mwh,
+                Reading.energy_milliwh,
                 Reading.price_micro,
                 Reading.payment_id_or_address,
             )
@@ -301,8 +301,8 @@ class SettlementService:
                     {
                         "settlement_id": settlement_id,
                         "registration_id": line.registration_id,
-                        "usage_mwh": line.energy_mwh,
-                        "adjustment_mwh": line.adjustment_mwh,
+                        "usage_milliwh": line.energy_milliwh,
+                        "adjustment_milliwh": line.adjustment_milliwh,
                         "amount": line.amount,
                         "requested_at": None,
                     }
@@ -319,8 +319,8 @@ class SettlementService:
                     {
                         "settlement_id": settlement_id,
                         "registration_id": line.registration_id,
-                        "energy_mwh": line.energy_mwh,
-                        "adjustment_mwh": line.adjustment_mwh,
+                        "energy_milliwh": line.energy_milliwh,
+                        "adjustment_milliwh": line.adjustment_milliwh,
                         "amount": line.amount,
                         "destination": destination,
                         "method": method,
@@ -337,27 +337,28 @@ class SettlementService:
         energy: dict[str, int] = {
             kind: int(total or 0)
             for kind, total in session.execute(
-                select(Reading.kind, func.sum(Reading.energy_mwh))
+                select(Reading.kind, func.sum(Reading.energy_milliwh))
                 .where(Reading.settlement_id == settlement_id)
                 .group_by(Reading.kind)
             ).all()
         }
         bills = session.execute(
             select(
-                func.coalesce(func.sum(Bill.amount), 0), func.coalesce(func.sum(Bill.usage_mwh), 0)
+                func.coalesce(func.sum(Bill.amount), 0),
+                func.coalesce(func.sum(Bill.usage_milliwh), 0),
             ).where(Bill.settlement_id == settlement_id)
         ).one()
         payouts = session.execute(
             select(
                 func.coalesce(func.sum(Payout.amount), 0),
-                func.coalesce(func.sum(Payout.energy_mwh), 0),
+                func.coalesce(func.sum(Payout.energy_milliwh), 0),
             ).where(Payout.settlement_id == settlement_id)
         ).one()
         report = invariant_report(
-            produced_mwh=energy.get("output", 0),
-            consumed_mwh=energy.get("usage", 0),
-            imported_mwh=outcome.imported_mwh,
-            exported_mwh=outcome.exported_mwh,
+            produced_milliwh=energy.get("output", 0),
+            consumed_milliwh=energy.get("usage", 0),
+            imported_milliwh=outcome.imported_milliwh,
+            exported_milliwh=outcome.exported_milliwh,
             consumer_charges=outcome.consumer_charges,
             producer_payouts=outcome.producer_payouts,
             import_cost=outcome.import_cost,
