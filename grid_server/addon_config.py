@@ -38,6 +38,7 @@ from p2p_energy_protocol.signing import generate_address
 
 from .grid.config import ConfigError as GridConfigError
 from .grid.config import GridConfig, config_from_mapping
+from .grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from .node.config import ConfigError as NodeConfigError
 from .node.config import config_from_mapping as node_config_from_mapping
 from .node.config import normalize_neighbor_url
@@ -58,7 +59,6 @@ NODE_PORT: Final = 14265
 _TRYTE_ALPHABET: Final = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-_STRATEGIES: Final = ("mean", "weighted-mean", "merit-order", "supply-demand")
 Service = Literal["node", "grid"]
 
 
@@ -71,7 +71,7 @@ class AddonOptions:
     """The add-on options of ``config.yaml``, validated."""
 
     slot_seconds: int = 900
-    pricing_strategy: str = "weighted-mean"
+    pricing_strategy: str = DEFAULT_STRATEGY
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
@@ -120,9 +120,11 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
     if unknown:
         # Options removed in an update linger in options.json; they are harmless.
         _LOGGER.warning("ignoring unknown add-on option(s): %s", ", ".join(unknown))
-    strategy = data.get("pricing_strategy", "weighted-mean")
-    if strategy not in _STRATEGIES:
-        raise AddonConfigError(f"option pricing_strategy must be one of {', '.join(_STRATEGIES)}")
+    strategy = data.get("pricing_strategy", DEFAULT_STRATEGY)
+    if strategy not in STRATEGY_NAMES:
+        raise AddonConfigError(
+            f"option pricing_strategy must be one of {', '.join(STRATEGY_NAMES)}"
+        )
     log_level = data.get("log_level", "info")
     if log_level not in _LOG_LEVELS:
         raise AddonConfigError(f"option log_level must be one of {', '.join(_LOG_LEVELS)}")

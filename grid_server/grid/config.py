@@ -18,11 +18,20 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from .settlement.pricing import (
+    DEFAULT_STRATEGY,
+    STRATEGY_NAMES,
+    PricingError,
+    PricingStrategyName,
+    Tariff,
+    check_strategy,
+)
+from .units import percent_to_ppm, price_to_micro
+
 DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
 ENV_PREFIX: Final = "P2P_ENERGY_GRID_"
 _SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 
-PricingStrategyName = Literal["mean", "weighted-mean", "merit-order", "supply-demand"]
 StorageAuth = Literal["token", "none"]
 LogFormat = Literal["json", "text"]
 
@@ -51,7 +60,7 @@ class GridConfig:
     # Settlement.
     slot_seconds: int = 900
     settlement_delay_seconds: float = 60.0
-    pricing_strategy: PricingStrategyName = "weighted-mean"
+    pricing_strategy: PricingStrategyName = DEFAULT_STRATEGY
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
@@ -115,10 +124,12 @@ class GridConfig:
                 raise ConfigError(f"{name} must be between 0 and max_price ({self.max_price})")
         if self.export_price > self.import_price:
             raise ConfigError("export_price (feed-in) must not exceed import_price (retail)")
-        if self.pricing_strategy == "supply-demand" and self.export_price <= 0:
-            raise ConfigError("the supply-demand strategy needs a positive export_price")
         if not 0 <= self.grid_cut_percent <= 100:
             raise ConfigError("grid_cut_percent must be between 0 and 100")
+        try:
+            check_strategy(self.pricing_strategy, self.tariff)
+        except PricingError as err:
+            raise ConfigError(f"pricing_strategy: {err}") from err
         for name in (
             "follow_interval",
             "publish_interval",
@@ -170,6 +181,15 @@ class GridConfig:
         return f"sqlite:///{self.data_dir / 'grid.sqlite3'}"
 
     @property
+    def tariff(self) -> Tariff:
+        """The import and export prices and the grid's cut in the settlement's units."""
+        return Tariff(
+            import_price_micro=price_to_micro(self.import_price),
+            export_price_micro=price_to_micro(self.export_price),
+            grid_cut_ppm=percent_to_ppm(self.grid_cut_percent),
+        )
+
+    @property
     def slot_ms(self) -> int:
         return self.slot_seconds * 1000
 
@@ -187,7 +207,7 @@ _TYPES: Final[dict[str, Any]] = {
 
 
 _LITERALS: Final[dict[str, tuple[str, ...]]] = {
-    "pricing_strategy": get_args(PricingStrategyName),
+    "pricing_strategy": STRATEGY_NAMES,
     "storage_auth": get_args(StorageAuth),
     "log_format": get_args(LogFormat),
 }

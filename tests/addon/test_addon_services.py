@@ -24,6 +24,7 @@ from p2p_energy_protocol.signing import generate_address
 
 from custom_components.p2p_energy.const import DOMAIN
 from grid_server.addon_config import AddonOptions, parse_options
+from grid_server.grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from grid_server.portal.auth import verify_password
 
 from .conftest import SUPERVISOR_TOKEN
@@ -82,6 +83,30 @@ def test_repository_and_addon_configuration_are_complete() -> None:
     assert newest[1] == config["version"]
 
 
+def test_pricing_strategies_everywhere_are_the_settlement_registry() -> None:
+    """The add-on's schema, its documentation and the README offer exactly the registry."""
+    config = load(ADDON / "config.yaml")
+    strategies = re.fullmatch(r"list\((.+)\)", config["schema"]["pricing_strategy"])
+    assert strategies is not None
+    assert sorted(strategies[1].split("|")) == sorted(STRATEGY_NAMES)
+    assert config["options"]["pricing_strategy"] == DEFAULT_STRATEGY
+    for strategy in STRATEGY_NAMES:
+        assert parse_options({"pricing_strategy": strategy}).pricing_strategy == strategy
+    description = load(ADDON / "translations" / "en.yaml")["configuration"]["pricing_strategy"]
+    docs = (ADDON / "DOCS.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (docs_row,) = (line for line in docs.splitlines() if line.startswith("| `pricing_strategy`"))
+    (readme_row,) = (
+        line for line in readme.splitlines() if line.startswith("| `pricing_strategy`")
+    )
+    named = re.compile(r"[a-z]+(?:-[a-z]+)*")
+    for text in (description["description"], docs_row, readme_row):
+        listed = set(named.findall(text))
+        assert set(STRATEGY_NAMES) <= listed, text
+    for row in (docs_row, readme_row):
+        assert set(re.findall(r"`([a-z-]+)`", row)) - {"pricing_strategy"} == set(STRATEGY_NAMES)
+
+
 def test_options_schema_matches_the_options_parser() -> None:
     config = load(ADDON / "config.yaml")
     schema: dict[str, Any] = config["schema"]
@@ -99,10 +124,6 @@ def test_options_schema_matches_the_options_parser() -> None:
             assert name not in options, name
     # The defaults are valid options.
     assert parse_options(options) == parse_options({**options})
-    strategies = re.fullmatch(r"list\((.+)\)", schema["pricing_strategy"])
-    assert strategies is not None
-    for strategy in strategies[1].split("|"):
-        parse_options({"pricing_strategy": strategy})
     translations = load(ADDON / "translations" / "en.yaml")
     assert set(translations["configuration"]) == set(schema)
     for entry in translations["configuration"].values():

@@ -94,7 +94,7 @@ def test_command_line(tmp_path: Path) -> None:
         ({"slot_seconds": 0}, "slot_seconds"),
         ({"export_price": 200.0}, "must not exceed"),
         ({"pricing_strategy": "median"}, "pricing_strategy"),
-        ({"pricing_strategy": "supply-demand", "export_price": 0.0}, "positive export_price"),
+        ({"pricing_strategy": "supply-demand", "export_price": 0.0}, "positive export price"),
         ({"grid_cut_percent": 101}, "grid_cut_percent"),
         ({"wallet_seed": "abc"}, "81 trytes"),
         ({"node_url": "ftp://x"}, "node_url"),

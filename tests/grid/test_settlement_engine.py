@@ -20,6 +20,7 @@ from grid_server.grid.settlement.pricing import (
     Offer,
     PricingError,
     Tariff,
+    check_strategy,
     mean_price,
     merit_order_price,
     strategy_by_name,
@@ -89,9 +90,15 @@ def test_no_priced_supply_means_no_price() -> None:
 
 
 def test_strategy_lookup() -> None:
-    assert strategy_by_name("weighted-mean") is weighted_mean_price
+    assert strategy_by_name("weighted-mean").price is weighted_mean_price
     with pytest.raises(PricingError, match="unknown pricing strategy 'median'"):
         strategy_by_name("median")
+    assert check_strategy("supply-demand", TARIFF).price is supply_demand_price
+    with pytest.raises(PricingError, match="supply-demand strategy needs a positive export"):
+        check_strategy("supply-demand", Tariff(100 * IOTA_PER_KWH, 0, 0))
+    # Only supply-demand divides by the export price.
+    for name in set(STRATEGIES) - {"supply-demand"}:
+        check_strategy(name, Tariff(100 * IOTA_PER_KWH, 0, 0))
 
 
 def test_tariff_validation() -> None:
@@ -225,7 +232,7 @@ def test_invariants_always_hold(
         for i, (energy, price) in enumerate(producer_terms)
     ]
     consumers = [ConsumerDemand(f"c{i:03}", usage) for i, usage in enumerate(usages)]
-    outcome = settle(producers, consumers, strategy_by_name(strategy_name), tariff)
+    outcome = settle(producers, consumers, strategy_by_name(strategy_name).price, tariff)
     report = outcome.invariant_report()
     assert report["energyBalanced"]
     assert report["moneyBalanced"]

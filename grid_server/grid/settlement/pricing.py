@@ -17,17 +17,18 @@ with energy and a price take part.
   ``import * export / ((import - export) * SDR + export)``, falling from the retail
   import price (no supply) to the feed-in export price (supply meets demand); for
   ``SDR >= 1`` it is the export price. Asking prices are not used.
+
+:data:`STRATEGIES` is the one list of strategies: the grid's configuration validates
+against it and the add-on's options are derived from it (its ``config.yaml`` schema
+is checked against it by the tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from ..config import PricingStrategyName
+from typing import Final, Literal, get_args
 
 
 class PricingError(ValueError):
@@ -118,17 +119,41 @@ def supply_demand_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Ta
     return round(Fraction(buy * sell) / ((buy - sell) * ratio + sell))
 
 
-STRATEGIES: Final[dict[PricingStrategyName, PricingStrategy]] = {
-    "mean": mean_price,
-    "weighted-mean": weighted_mean_price,
-    "merit-order": merit_order_price,
-    "supply-demand": supply_demand_price,
+PricingStrategyName = Literal["mean", "weighted-mean", "merit-order", "supply-demand"]
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInfo:
+    """A strategy with what its configuration needs."""
+
+    price: PricingStrategy
+    needs_export_price: bool = False
+    """The strategy divides by the export price, so it must be positive."""
+
+
+STRATEGIES: Final[Mapping[PricingStrategyName, StrategyInfo]] = {
+    "mean": StrategyInfo(mean_price),
+    "weighted-mean": StrategyInfo(weighted_mean_price),
+    "merit-order": StrategyInfo(merit_order_price),
+    "supply-demand": StrategyInfo(supply_demand_price, needs_export_price=True),
 }
+STRATEGY_NAMES: Final[tuple[PricingStrategyName, ...]] = get_args(PricingStrategyName)
+DEFAULT_STRATEGY: Final[PricingStrategyName] = "weighted-mean"
+if set(STRATEGIES) != set(STRATEGY_NAMES):  # the type and the registry are one list
+    raise AssertionError("PricingStrategyName and STRATEGIES name different strategies")
 
 
-def strategy_by_name(name: str) -> PricingStrategy:
+def strategy_by_name(name: str) -> StrategyInfo:
     """The strategy called ``name`` (see the module documentation)."""
     for known, strategy in STRATEGIES.items():
         if known == name:
             return strategy
     raise PricingError(f"unknown pricing strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def check_strategy(name: str, tariff: Tariff) -> StrategyInfo:
+    """The strategy called ``name`` if it can price with ``tariff``, else :class:`PricingError`."""
+    strategy = strategy_by_name(name)
+    if strategy.needs_export_price and tariff.export_price_micro <= 0:
+        raise PricingError(f"the {name} strategy needs a positive export price")
+    return strategy

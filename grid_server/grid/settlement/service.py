@@ -27,7 +27,6 @@ from p2p_energy_protocol.errors import InvalidAddressError
 from sqlalchemy import Table, case, func, insert, select, text, update
 
 from ..db.models import Bill, Payout, Reading, Settlement
-from ..units import percent_to_ppm, price_to_micro
 from .engine import (
     ConsumerDemand,
     ProducerSupply,
@@ -36,7 +35,7 @@ from .engine import (
     invariant_report,
     settle,
 )
-from .pricing import Tariff, strategy_by_name
+from .pricing import Tariff, check_strategy
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -111,12 +110,8 @@ class SettlementService:
         self._config = config
         self._clock = clock
         self._holder = holder
-        self._strategy = strategy_by_name(config.pricing_strategy)
-        self._tariff = Tariff(
-            import_price_micro=price_to_micro(config.import_price),
-            export_price_micro=price_to_micro(config.export_price),
-            grid_cut_ppm=percent_to_ppm(config.grid_cut_percent),
-        )
+        self._tariff = config.tariff
+        self._strategy = check_strategy(config.pricing_strategy, self._tariff).price
 
     @property
     def tariff(self) -> Tariff:
