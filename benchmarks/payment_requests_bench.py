@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.client import IriClient
+from p2p_energy_protocol.trinary import random_trytes
 
 from grid_server.grid.billing import PaymentRequests
 from grid_server.grid.db.engine import Database
@@ -45,7 +46,7 @@ from grid_server.grid.db.models import (
 )
 from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.return_channels import ReturnChannels
-from grid_server.grid.tangle import MamTangle, random_trytes
+from grid_server.grid.tangle import MamTangle
 from grid_server.grid.wallet import GridWallet
 from grid_server.node import NodeConfig, NodeServer
 

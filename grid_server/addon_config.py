@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import socket
 import sqlite3
 import sys
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 import aiohttp
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import random_trytes
 
 from .grid.config import ConfigError as GridConfigError
 from .grid.config import GridConfig, config_from_mapping
@@ -56,7 +56,6 @@ CONFIG_FILE: Final = "p2p-energy.json"
 WALLET_SEED_FILE: Final = "wallet-seed"
 GRID_PORT: Final = 8080
 NODE_PORT: Final = 14265
-_TRYTE_ALPHABET: Final = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 Service = Literal["node", "grid"]
@@ -199,11 +198,6 @@ def read_options(path: Path) -> AddonOptions:
     )
 
 
-def random_seed() -> str:
-    """81 random trytes from the operating system's CSPRNG."""
-    return "".join(secrets.choice(_TRYTE_ALPHABET) for _ in range(81))
-
-
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically with mode 0600 (the file may hold seeds and hashes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +220,7 @@ def wallet_seed(options: AddonOptions, data_dir: Path) -> str:
         if not _SEED_PATTERN.fullmatch(stored):
             raise AddonConfigError(f"{path} does not hold an 81-tryte seed")
         return stored
-    seed = random_seed()
+    seed = random_trytes()
     _write_private(path, seed + "\n")
     _LOGGER.info("created a wallet seed for the grid in %s", path)
     return seed

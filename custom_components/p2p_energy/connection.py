@@ -9,22 +9,15 @@ only sees these few typed calls and the protocol library's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import MAM_MODE, MAM_TAG, WALLET_SECURITY
-from .protocol.client import IriClient, NodeInfo, ProofOfWork, Transfer
-from .protocol.errors import (
-    GridApiError,
-    GridUnavailableError,
-    NodeError,
-    NodeUnavailableError,
-    ProtocolError,
-)
+from .protocol.client import IriClient, NodeInfo, ProofOfWork, SignedBundle, Transfer
+from .protocol.errors import GridApiError, GridUnavailableError, NodeError, NodeUnavailableError
 from .protocol.grid_client import GridClient, ItemType, ProducerClient
-from .protocol.transaction import Transaction
+from .protocol.transfers import TransferLifecycle, TransferState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,48 +25,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
     from homeassistant.core import HomeAssistant
 
-    from .protocol.mam import MamMessage
-
-
-# Milestones back from which tips are chosen (the original clients' setting).
-TIP_DEPTH = 3
-
-
-class TransferNotSentError(Exception):
-    """A signed transfer certainly did not reach the node: nothing was stored."""
-
-    def __init__(self, error: ProtocolError) -> None:
-        """Keep the node's (or the local proof of work's) error for the message."""
-        super().__init__(str(error))
-        self.error = error
-
-
-class TransferState(StrEnum):
-    """Where a signed transfer stands on the Tangle."""
-
-    CONFIRMED = "confirmed"
-    PENDING = "pending"
-    """Not confirmed (perhaps not even seen) but still able to confirm."""
-    CONFLICTING = "conflicting"
-    """Its inputs were spent by another bundle: it can never confirm."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedTransfer:
-    """A signed value bundle, not yet attached: the same trytes can be attached again."""
-
-    bundle: str
-    trytes: list[str]
-    """In attach order (highest index first)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadMessage:
-    """One message read from a channel: its position and its message trytes."""
-
-    root: str
-    next_root: str
-    trytes: str
+    from .protocol.mam import ChannelEntry, MamMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +62,7 @@ class GridConnection:
         self.local_proof_of_work = proof_of_work is not None
         self.iri = IriClient(session, node_url, proof_of_work=proof_of_work)
         self.grid = GridClient(session, grid_url)
+        self.transfers = TransferLifecycle(self.iri, min_weight_magnitude=min_weight_magnitude)
 
     async def node_info(self) -> NodeInfo:
         """The node's getNodeInfo answer; raises NodeError when unreachable."""
@@ -127,13 +80,9 @@ class GridConnection:
 
     async def read_channel(
         self, root: str, side_key: str, limit: int | None = None
-    ) -> list[ReadMessage]:
+    ) -> list[ChannelEntry]:
         """Messages of a restricted channel from ``root`` on, in channel order."""
-        messages = await self.iri.fetch_mam(root, MAM_MODE, side_key, limit=limit)
-        return [
-            ReadMessage(message_root, parsed.next_root, parsed.message)
-            for message_root, parsed in messages
-        ]
+        return await self.iri.fetch_mam(root, MAM_MODE, side_key, limit=limit)
 
     async def register(
         self,
@@ -179,66 +128,27 @@ class GridConnection:
 
     async def prepare_transfer(
         self, seed: str, address: str, value: int, remainder_address: str
-    ) -> SignedTransfer:
+    ) -> SignedBundle:
         """Sign a bundle paying ``value`` IOTA from ``seed``'s wallet to ``address``.
 
         Nothing is sent: the caller records the bundle before broadcasting it,
         so an interrupted payment is sent again, never signed anew. Any surplus
         of the inputs goes to ``remainder_address``.
         """
-        signed = await self.iri.prepare_transfer(
+        return await self.iri.prepare_transfer(
             seed,
             [Transfer(address, value, tag=MAM_TAG)],
             security=WALLET_SECURITY,
             remainder_address=remainder_address,
         )
-        return SignedTransfer(signed.bundle_hash, signed.trytes)
 
     async def broadcast_transfer(self, trytes: Sequence[str]) -> None:
-        """Attach (local or remote proof of work), store and broadcast a signed bundle.
-
-        Raises :class:`TransferNotSentError` when the node certainly stored
-        nothing (no tips, or proof of work failed on the node or locally); a
-        NodeError while storing or broadcasting leaves it open whether the node
-        took the bundle.
-        """
-        try:
-            tips = await self.iri.get_transactions_to_approve(TIP_DEPTH)
-            attached = await self.iri.attach(
-                tips.trunk, tips.branch, self.min_weight_magnitude, trytes
-            )
-        except ProtocolError as err:  # a NodeError, or the local search refused the bundle
-            raise TransferNotSentError(err) from err
-        await self.iri.store_transactions(attached)
-        await self.iri.broadcast_transactions(attached)
+        """Attach, store and broadcast a signed bundle (see :class:`TransferLifecycle`)."""
+        await self.transfers.broadcast(trytes)
 
     async def transfer_state(self, bundle: str, trytes: Sequence[str]) -> TransferState:
-        """Whether any attachment of ``bundle`` is confirmed, or can no longer be.
-
-        Balances are read before the inclusion states: inputs found spent while
-        none of the bundle's tails is confirmed afterwards were spent by another
-        bundle, so this one can never confirm.
-        """
-        inputs = [
-            transaction
-            for transaction in map(Transaction.from_trytes, trytes)
-            if transaction.value < 0
-        ]
-        balances = await self.balances([transaction.address for transaction in inputs])
-        hashes = await self.iri.find_transactions(bundles=[bundle])
-        tails = [
-            transaction.hash
-            for transaction in await self.iri.get_transactions(hashes)
-            if transaction.bundle == bundle and transaction.is_tail
-        ]
-        if tails and any(await self.iri.get_inclusion_states(tails)):
-            return TransferState.CONFIRMED
-        if any(
-            balance < -transaction.value
-            for balance, transaction in zip(balances, inputs, strict=True)
-        ):
-            return TransferState.CONFLICTING
-        return TransferState.PENDING
+        """Whether any attachment of ``bundle`` is confirmed, or can no longer be."""
+        return await self.transfers.state(bundle, trytes)
 
 
 async def async_test_connection(hass: HomeAssistant, grid_url: str, node_url: str) -> None:

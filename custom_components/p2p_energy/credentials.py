@@ -9,19 +9,19 @@ from __future__ import annotations
 import re
 import secrets
 
-TRYTE_ALPHABET = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-SEED_LENGTH = 81
+from .protocol.trinary import random_trytes
+
 TRYTES_81 = re.compile(r"^[9A-Z]{81}$")
 
 
 def generate_seed() -> str:
     """Return a random 81-tryte seed (3^243 possibilities, ~385 bits)."""
-    return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(SEED_LENGTH))
+    return random_trytes()
 
 
 def generate_side_key() -> str:
     """Return a random 81-tryte side key for a restricted MAM channel."""
-    return generate_seed()
+    return random_trytes()
 
 
 def generate_registration_id() -> str:

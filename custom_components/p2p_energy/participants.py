@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from homeassistant.util import dt as dt_util
 
-from .connection import TransferNotSentError, TransferState
 from .const import (
     CONF_API_TOKEN,
     CONF_METER,
@@ -49,6 +48,7 @@ from .protocol.errors import (
 from .protocol.mam import MamChannel, channel_root, create_channel
 from .protocol.outbox import QueuedMessage, create_queued, drain
 from .protocol.payloads import (
+    HELLO_SEARCH_DEPTH,
     ConsumerUsage,
     Goodbye,
     Hello,
@@ -56,12 +56,14 @@ from .protocol.payloads import (
     ProducerOutput,
     SourceOutput,
     decode_message_trytes,
+    has_hello,
     parse_grid_message,
     parse_source_message,
     payload_to_json,
 )
 from .protocol.payloads import PaymentRequest as PaymentRequestPayload
 from .protocol.signing import generate_address
+from .protocol.transfers import TransferNotSentError, TransferState
 from .store import (
     FollowedChannel,
     ParticipantState,
@@ -80,11 +82,10 @@ if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry, ConfigSubentry
     from homeassistant.core import HomeAssistant
 
-    from .connection import GridConnection, ReadMessage, Registration
+    from .connection import GridConnection, Registration
     from .protocol.grid_client import ItemType
+    from .protocol.mam import ChannelEntry
 
-# How many messages of a newly registered source channel are searched for its hello.
-HELLO_SEARCH_LIMIT = 10
 ENERGY_DECIMALS = 6
 
 
@@ -580,7 +581,7 @@ class Consumer(GridMember):
             return
         for message in messages:
             try:
-                payload = parse_grid_message(decode_message_trytes(message.trytes))
+                payload = parse_grid_message(decode_message_trytes(message.message))
             except PayloadError as err:
                 LOGGER.warning(
                     "%s: skipping unreadable grid message at %s: %s", self.name, message.root, err
@@ -635,7 +636,7 @@ class Consumer(GridMember):
             request_root=request.root,
             amount=request.owed,
             address=address,
-            bundle=signed.bundle,
+            bundle=signed.bundle_hash,
             time=dt_util.utcnow(),
             trytes=signed.trytes,
         )
@@ -875,10 +876,10 @@ class Producer(GridMember):
         return bool(messages)
 
     def _take_source_message(
-        self, channel: FollowedChannel, message: ReadMessage, known: set[str]
+        self, channel: FollowedChannel, message: ChannelEntry, known: set[str]
     ) -> None:
         try:
-            payload = parse_source_message(decode_message_trytes(message.trytes))
+            payload = parse_source_message(decode_message_trytes(message.message))
         except PayloadError as err:
             LOGGER.warning(
                 "%s: skipping unreadable message of source %s at %s: %s",
@@ -927,18 +928,14 @@ class Producer(GridMember):
     async def _async_check_hello(self, root: str, side_key: str) -> None:
         try:
             messages = await self.context.connection.read_channel(
-                root, side_key, limit=HELLO_SEARCH_LIMIT
+                root, side_key, limit=HELLO_SEARCH_DEPTH
             )
         except NodeError as err:
             raise RegistrationRefusedError(503, f"The channel could not be read: {err}") from err
-        for message in messages:
-            try:
-                payload = parse_source_message(decode_message_trytes(message.trytes))
-            except PayloadError:
-                continue
-            if isinstance(payload, Hello):
-                return
-        raise RegistrationRefusedError(400, "The channel does not start with a 'hello' message.")
+        if not has_hello(message.data for message in messages):
+            raise RegistrationRefusedError(
+                400, "The channel does not start with a 'hello' message."
+            )
 
     async def async_deregister_source(self, registration_id: str, side_key: str) -> None:
         """Remove a remote source; its side key authenticates the request."""

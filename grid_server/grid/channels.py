@@ -1,5 +1,8 @@
 """How the grid reaches MAM channels on the Tangle (interfaces and value types).
 
+Messages in and out are the protocol library's: a :class:`ChannelEntry` read,
+a :class:`MamMessage` to attach.
+
 The services depend on these small interfaces rather than on the node client and
 the MAM module directly, so the grid's logic is testable on its own;
 :mod:`grid_server.grid.tangle` implements them with the protocol library's MAM
@@ -9,26 +12,16 @@ module and the async IRI client.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-MamMode = Literal["public", "private", "restricted"]
+    from p2p_energy_protocol.mam import ChannelEntry, MamMessage, MamMode
 
 
 class TangleUnavailableError(RuntimeError):
     """The node could not be reached or refused a request; try again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelEntry:
-    """One message read from a channel (garbage at the address is skipped earlier)."""
-
-    root: str
-    next_root: str
-    data: Any
-    """The decoded JSON value, or None when the message is not JSON."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +34,12 @@ class NewChannel:
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """A MAM message ready to attach to the Tangle (publishing twice is harmless)."""
-
-    root: str
-    address: str
-    next_root: str
-    payload: str
-
-
-@dataclass(frozen=True, slots=True)
 class CreatedMessage:
     """A message just created on a grid channel and the channel's state after it."""
 
     state: dict[str, Any]
-    message: OutgoingMessage
+    message: MamMessage
+    """Ready to attach to the Tangle (publishing it twice is harmless)."""
 
 
 class ChannelReader(Protocol):
@@ -86,8 +70,8 @@ class ChannelWriter(Protocol):
     ) -> list[CreatedMessage]:
         """:meth:`create_message` for many ``(state, message)`` at once (CPU work, batched)."""
 
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: MamMessage) -> None:
         """Attach a created message to the Tangle; raises TangleUnavailableError."""
 
-    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def publish_many(self, messages: Sequence[MamMessage]) -> None:
         """Attach several messages in one node round trip (a few dozen at most)."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from p2p_energy_protocol.client import EMPTY_TRYTES
 from p2p_energy_protocol.errors import NodeError, PayloadError
-from p2p_energy_protocol.mam import parse_messages, payload_from_transactions
+from p2p_energy_protocol.mam import ChannelEntry, ChannelStart, walk_channels
 from p2p_energy_protocol.payloads import (
     ConsumerUsage,
     Goodbye,
@@ -36,19 +36,18 @@ from p2p_energy_protocol.payloads import (
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
 from sqlalchemy import Table, bindparam, select, update
 
-from .channels import ChannelEntry, TangleUnavailableError
+from .channels import TangleUnavailableError
 from .db.models import FollowedChannel, Reading
 from .db.upsert import insert_ignoring_duplicates
-from .tangle import channel_address
 from .units import kwh_to_milliwh, price_to_micro
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from p2p_energy_protocol.mam import ParsedMamMessage
+    from p2p_energy_protocol.mam import MamMode
     from sqlalchemy.orm import Session
 
-    from .channels import ChannelReader, MamMode
+    from .channels import ChannelReader
     from .clock import Clock
     from .config import GridConfig
     from .db.engine import Database
@@ -56,19 +55,14 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 READINGS: Table = Reading.__table__  # type: ignore[assignment]
 CHANNELS: Table = FollowedChannel.__table__  # type: ignore[assignment]
-PARSE_CHUNK = 500
-"""Channels per batch parse off the event loop: bounds one executor job (~1 s)."""
 ID_CHUNK = 500
 """Channel ids per IN list (well under SQLite's bound-parameter limit)."""
-
-type ChannelRead = tuple[str, MamMode, str | None]
-"""(root to read from, mode, side key) of one channel."""
 
 
 @runtime_checkable
 class BulkChannelReader(Protocol):
     async def read_channels(
-        self, channels: Sequence[ChannelRead], limit: int
+        self, channels: Sequence[ChannelStart], limit: int
     ) -> list[list[ChannelEntry]]:
         """Messages of every channel from its root on, in order, at most ``limit`` each;
         raises TangleUnavailableError."""
@@ -83,8 +77,9 @@ class TrytesLookup(Protocol):
 
 
 class BulkMamReader:
-    """Reads many channels in step: each step asks the node about every channel's
-    next address at once, then parses all candidate payloads in batches.
+    """Reads many channels in step (:func:`walk_channels`): each step asks the node
+    about every channel's next address at once, then parses all candidate payloads
+    in batches.
 
     Bundles at an address that do not verify for the channel (spam, garbage,
     another channel's message) are skipped, as :meth:`IriClient.fetch_mam` does.
@@ -96,80 +91,26 @@ class BulkMamReader:
         self._node = node
 
     async def read_channels(
-        self, channels: Sequence[ChannelRead], limit: int
+        self, channels: Sequence[ChannelStart], limit: int
     ) -> list[list[ChannelEntry]]:
-        loop = asyncio.get_running_loop()
-        results: list[list[ChannelEntry]] = [[] for _ in channels]
-        seen: list[set[str]] = [{root} for root, _, _ in channels]
-        current = {index: root for index, (root, _, _) in enumerate(channels)}
-        for _ in range(limit):
-            if not current:
-                break
-            addresses = await loop.run_in_executor(None, _addresses, current, channels)
-            trytes = await self._trytes_at(set(addresses.values()))
-            if not trytes:
-                break
-            found = await loop.run_in_executor(None, _by_address, trytes)
-            following: dict[int, str] = {}
-            pending = list(current.items())
-            for first in range(0, len(pending), PARSE_CHUNK):
-                chunk = pending[first : first + PARSE_CHUNK]
-                parsed = await loop.run_in_executor(
-                    None, _parse_chunk, chunk, addresses, found, channels
-                )
-                for index, message in parsed.items():
-                    entry = ChannelEntry(current[index], message.next_root, message.data)
-                    results[index].append(entry)
-                    following[index] = message.next_root
-            # A root seen before would loop forever: stop that channel there.
-            current = {index: root for index, root in following.items() if root not in seen[index]}
-            for index, root in current.items():
-                seen[index].add(root)
-        return results
+        return await walk_channels(self._transactions_at, channels, limit, offload=True)
 
-    async def _trytes_at(self, addresses: set[str]) -> list[str]:
-        """Trytes of the transactions at ``addresses`` (the client batches requests
-        within the node's list limits)."""
+    async def _transactions_at(self, addresses: list[str]) -> list[Transaction]:
+        """The transactions at ``addresses`` (the client batches requests within the
+        node's list limits), decoded off the event loop."""
         try:
-            hashes = await self._node.find_transactions(addresses=sorted(addresses))
-            return await self._node.get_trytes(hashes) if hashes else []
+            hashes = await self._node.find_transactions(addresses=addresses)
+            trytes = await self._node.get_trytes(hashes) if hashes else []
         except NodeError as err:
             raise TangleUnavailableError(str(err)) from err
+        return await asyncio.get_running_loop().run_in_executor(None, _transactions, trytes)
 
 
-def _addresses(current: dict[int, str], channels: Sequence[ChannelRead]) -> dict[int, str]:
-    """Each channel's next address (a Curl hash each: ~2 s for 10,000 new roots)."""
-    return {index: channel_address(root, channels[index][1]) for index, root in current.items()}
-
-
-def _by_address(trytes: list[str]) -> dict[str, list[Transaction]]:
+def _transactions(trytes: list[str]) -> list[Transaction]:
     # Hashed together in Curl lanes: bundle assembly needs every hash, and one by
     # one they cost ~1.2 ms each (most of a step's time at 10,000 channels).
     known = [item for item in trytes if item != EMPTY_TRYTES]  # unknown to the node
-    grouped: dict[str, list[Transaction]] = {}
-    for transaction in transactions_from_trytes(known) if known else []:
-        grouped.setdefault(transaction.address, []).append(transaction)
-    return grouped
-
-
-def _parse_chunk(
-    chunk: list[tuple[int, str]],
-    addresses: dict[int, str],
-    found: dict[str, list[Transaction]],
-    channels: Sequence[ChannelRead],
-) -> dict[int, ParsedMamMessage]:
-    """The first candidate payload that verifies, per channel of ``chunk``."""
-    items: list[tuple[str, str, str | None]] = []
-    owners: list[int] = []
-    for index, root in chunk:
-        for payload in payload_from_transactions(found.get(addresses[index], ())):
-            items.append((payload, root, channels[index][2]))
-            owners.append(index)
-    verified: dict[int, ParsedMamMessage] = {}
-    for index, result in zip(owners, parse_messages(items) if items else [], strict=True):
-        if not isinstance(result, Exception) and index not in verified:
-            verified[index] = result
-    return verified
+    return transactions_from_trytes(known) if known else []
 
 
 class _OneByOne:
@@ -181,14 +122,14 @@ class _OneByOne:
         self._concurrency = concurrency
 
     async def read_channels(
-        self, channels: Sequence[ChannelRead], limit: int
+        self, channels: Sequence[ChannelStart], limit: int
     ) -> list[list[ChannelEntry]]:
         active = await self._reader.roots_with_messages(
             [(root, mode) for root, mode, _ in channels]
         )
         semaphore = asyncio.Semaphore(self._concurrency)
 
-        async def read(channel: ChannelRead) -> list[ChannelEntry]:
+        async def read(channel: ChannelStart) -> list[ChannelEntry]:
             root, mode, side_key = channel
             if root not in active:
                 return []

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from p2p_energy_protocol.payloads import Goodbye, has_hello, payload_to_json
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -29,17 +30,17 @@ from .return_channels import ChannelConflictError
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from p2p_energy_protocol.grid_client import ItemType
+    from p2p_energy_protocol.mam import MamMode
     from sqlalchemy.orm import Session
 
-    from .channels import ChannelReader, MamMode
+    from .channels import ChannelReader
     from .clock import Clock
     from .config import StorageAuth
     from .db.engine import Database
     from .return_channels import PreparedChannel, ReturnChannels
 
 _LOGGER = logging.getLogger(__name__)
-
-ItemType = Literal["producer", "consumer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,10 +278,7 @@ class RegistrationService:
                 raise RequestError(
                     f"The grid's Tangle node is unavailable, try again later: {err}", 503
                 ) from err
-            if any(
-                isinstance(entry.data, dict) and entry.data.get("command") == "hello"
-                for entry in entries
-            ):
+            if has_hello(entry.data for entry in entries):
                 return mode
         raise RequestError(
             f"No 'hello' message was found on the channel at root {root}; publish it "
@@ -318,7 +316,7 @@ class RegistrationService:
                 try:
                     await self._return_channels.append(
                         snapshot.return_channel_id,
-                        {"command": "goodbye"},
+                        payload_to_json(Goodbye()),
                         kind="goodbye",
                         also=remove,
                         close=True,

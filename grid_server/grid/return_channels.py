@@ -22,9 +22,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from p2p_energy_protocol.mam import MamMessage
+from p2p_energy_protocol.payloads import Hello, payload_to_json
 from sqlalchemy import select, update
 
-from .channels import CreatedMessage, NewChannel, OutgoingMessage, TangleUnavailableError
+from .channels import CreatedMessage, NewChannel, TangleUnavailableError
 from .db.models import GridChannel, OutboxMessage
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ class ReturnChannels:
         loop = asyncio.get_running_loop()
         channel = await loop.run_in_executor(self._cpu, self._writer.new_channel)
         hello = await loop.run_in_executor(
-            self._cpu, self._writer.create_message, channel.state, {"command": "hello"}
+            self._cpu, self._writer.create_message, channel.state, payload_to_json(Hello())
         )
         return PreparedChannel(channel, hello)
 
@@ -124,7 +126,7 @@ class ReturnChannels:
         )
         session.add(row)
         session.flush()
-        session.add(_outbox_row(row.id, 0, "hello", prepared.hello, {"command": "hello"}, now))
+        session.add(_outbox_row(row.id, 0, "hello", prepared.hello, payload_to_json(Hello()), now))
         return row
 
     async def append(
@@ -306,7 +308,7 @@ class ReturnChannels:
         """
         async with self._publish_lock:
             rows = await self._db.run_read(lambda session: _unsent(session, limit))
-            queue: asyncio.Queue[list[tuple[int, OutgoingMessage]]] = asyncio.Queue()
+            queue: asyncio.Queue[list[tuple[int, MamMessage]]] = asyncio.Queue()
             for chunk in _groups(rows):
                 queue.put_nowait(chunk)
             sent: list[int] = []
@@ -341,12 +343,12 @@ class ReturnChannels:
 
 
 def _groups(
-    rows: list[tuple[int, int, OutgoingMessage]],
-) -> list[list[tuple[int, OutgoingMessage]]]:
+    rows: list[tuple[int, int, MamMessage]],
+) -> list[list[tuple[int, MamMessage]]]:
     """Whole channels (ordered by channel and position) in chunks of about
     :data:`PUBLISH_GROUP` messages; a channel is never split across chunks."""
-    chunks: list[list[tuple[int, OutgoingMessage]]] = []
-    current: list[tuple[int, OutgoingMessage]] = []
+    chunks: list[list[tuple[int, MamMessage]]] = []
+    current: list[tuple[int, MamMessage]] = []
     previous: int | None = None
     for row_id, channel_id, message in rows:
         if channel_id != previous and len(current) >= PUBLISH_GROUP:
@@ -411,7 +413,7 @@ def _channel_state(session: Session, channel_id: int) -> tuple[dict[str, Any], i
     return state, row.next_position
 
 
-def _unsent(session: Session, limit: int) -> list[tuple[int, int, OutgoingMessage]]:
+def _unsent(session: Session, limit: int) -> list[tuple[int, int, MamMessage]]:
     rows = session.scalars(
         select(OutboxMessage)
         .where(OutboxMessage.sent_at.is_(None))
@@ -419,7 +421,13 @@ def _unsent(session: Session, limit: int) -> list[tuple[int, int, OutgoingMessag
         .limit(limit)
     ).all()
     return [
-        (row.id, row.channel_id, OutgoingMessage(row.root, row.address, row.next_root, row.payload))
+        (
+            row.id,
+            row.channel_id,
+            MamMessage(
+                payload=row.payload, root=row.root, address=row.address, next_root=row.next_root
+            ),
+        )
         for row in rows
     ]
 

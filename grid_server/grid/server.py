@@ -28,6 +28,7 @@ from aiohttp import web
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import random_trytes
 from sqlalchemy import func, select
 
 from ..database_availability import database_unavailable, wait_for_database
@@ -45,7 +46,7 @@ from .registrations import RegistrationService
 from .return_channels import ReturnChannels
 from .settlement.service import SettlementService
 from .storage import StorageService
-from .tangle import MamTangle, random_trytes
+from .tangle import MamTangle
 from .units import micro_to_price
 from .wallet import GridWallet
 

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import functools
-import secrets
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from p2p_energy_protocol.errors import NodeError
 from p2p_energy_protocol.mam import (
     MamChannel,
     MamMessage,
+    channel_address,
     channel_root,
     create_channel,
     create_message,
     create_messages,
-    mam_address,
 )
-from p2p_energy_protocol.trinary import TRYTE_ALPHABET
+from p2p_energy_protocol.trinary import random_trytes
 
-from .channels import (
-    ChannelEntry,
-    CreatedMessage,
-    NewChannel,
-    OutgoingMessage,
-    TangleUnavailableError,
-)
+from .channels import CreatedMessage, NewChannel, TangleUnavailableError
 from .node_client import TransactionLookup
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from p2p_energy_protocol.mam import ParsedMamMessage
-
-    from .channels import MamMode
+    from p2p_energy_protocol.mam import ChannelEntry, MamMode
 
 GRID_TAG: Final = "PEERENERGYGRID"
 SECURITY: Final = 2
-
-
-def random_trytes(length: int = 81) -> str:
-    """Cryptographically random trytes (seeds and side keys)."""
-    return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(length))
 
 
 class MamNode(TransactionLookup, Protocol):
@@ -48,7 +33,7 @@ class MamNode(TransactionLookup, Protocol):
 
     async def fetch_mam(
         self, root: str, mode: MamMode, side_key: str | None = None, limit: int | None = None
-    ) -> list[tuple[str, ParsedMamMessage]]: ...
+    ) -> list[ChannelEntry]: ...
 
     async def publish_mam(
         self,
@@ -67,12 +52,6 @@ class MamNode(TransactionLookup, Protocol):
     ) -> Any: ...
 
 
-@functools.lru_cache(maxsize=131_072)
-def channel_address(root: str, mode: MamMode) -> str:
-    """Where the message with ``root`` is attached (cached: following asks often)."""
-    return mam_address(root, mode)
-
-
 class MamTangle:
     """Reads entities' channels and writes the grid's own through the node."""
 
@@ -85,13 +64,9 @@ class MamTangle:
         self, root: str, mode: MamMode, side_key: str | None, limit: int | None
     ) -> list[ChannelEntry]:
         try:
-            messages = await self._node.fetch_mam(root, mode, side_key, limit=limit)
+            return await self._node.fetch_mam(root, mode, side_key, limit=limit)
         except NodeError as err:
             raise TangleUnavailableError(str(err)) from err
-        return [
-            ChannelEntry(message_root, parsed.next_root, parsed.data)
-            for message_root, parsed in messages
-        ]
 
     async def roots_with_messages(self, channels: Sequence[tuple[str, MamMode]]) -> set[str]:
         by_address: dict[str, set[str]] = {}
@@ -114,10 +89,7 @@ class MamTangle:
     ) -> CreatedMessage:
         channel = MamChannel.from_json(state)
         created = create_message(channel, dict(message))
-        return CreatedMessage(
-            channel.to_json(),
-            OutgoingMessage(created.root, created.address, created.next_root, created.payload),
-        )
+        return CreatedMessage(channel.to_json(), created)
 
     def create_messages(
         self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
@@ -130,22 +102,14 @@ class MamTangle:
             ]
         )
         return [
-            CreatedMessage(
-                channel.to_json(),
-                OutgoingMessage(made.root, made.address, made.next_root, made.payload),
-            )
+            CreatedMessage(channel.to_json(), made)
             for channel, made in zip(channels, created, strict=True)
         ]
 
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: MamMessage) -> None:
         try:
             await self._node.publish_mam(
-                MamMessage(
-                    payload=message.payload,
-                    root=message.root,
-                    address=message.address,
-                    next_root=message.next_root,
-                ),
+                message,
                 tag=GRID_TAG,
                 depth=self._depth,
                 min_weight_magnitude=self._mwm,
@@ -153,18 +117,10 @@ class MamTangle:
         except NodeError as err:
             raise TangleUnavailableError(str(err)) from err
 
-    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def publish_many(self, messages: Sequence[MamMessage]) -> None:
         try:
             await self._node.publish_mams(
-                [
-                    MamMessage(
-                        payload=message.payload,
-                        root=message.root,
-                        address=message.address,
-                        next_root=message.next_root,
-                    )
-                    for message in messages
-                ],
+                messages,
                 tag=GRID_TAG,
                 depth=self._depth,
                 min_weight_magnitude=self._mwm,

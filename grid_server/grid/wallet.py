@@ -8,8 +8,9 @@ Payouts are crash-safe: pending producer payouts are gathered into one bundle,
 which is built and signed, then recorded (bundle trytes, inputs marked spent,
 payouts linked to it) in one transaction *before* anything is sent. Sending,
 re-sending after a restart and reattaching all use those recorded trytes, so a
-payout can never be paid by two different bundles; confirmation is read from
-the node's inclusion states of every attachment's tail.
+payout can never be paid by two different bundles; whether any attachment is
+confirmed comes from the protocol library's transfer lifecycle, the same one a
+household's payments go through.
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.errors import IriApiError, NodeError, ProtocolError
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.transaction import Transaction
+from p2p_energy_protocol.transfers import (
+    TransferLifecycle,
+    TransferNode,
+    TransferNotSentError,
+    TransferState,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
-from .node_client import InclusionLookup
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from concurrent.futures import Executor
 
-    from p2p_energy_protocol.transaction import Transaction
     from sqlalchemy.orm import Session
 
     from .clock import Clock
@@ -47,25 +52,8 @@ PAYOUT_TAG = "PEERENERGYGRIDPAYOUT"
 MAX_SEND_ATTEMPTS = 5
 
 
-class _Balances(Protocol):
-    @property
-    def balances(self) -> list[int]: ...
-
-
-class WalletNode(InclusionLookup, Protocol):
+class WalletNode(TransferNode, Protocol):
     """What the wallet needs of the node client (``IriClient`` provides it)."""
-
-    async def get_balances(
-        self, addresses: Sequence[str], tips: Sequence[str] | None = None
-    ) -> _Balances: ...
-
-    async def send_trytes(
-        self,
-        trytes: Sequence[str],
-        depth: int = 3,
-        min_weight_magnitude: int = 9,
-        reference: str | None = None,
-    ) -> list[Transaction]: ...
 
 
 @dataclass
@@ -105,8 +93,9 @@ class GridWallet:
         self._clock = clock
         self._cpu = cpu
         self._security = security
-        self._depth = depth
-        self._mwm = min_weight_magnitude
+        self._transfers = TransferLifecycle(
+            node, min_weight_magnitude=min_weight_magnitude, depth=depth
+        )
         self._batch_size = batch_size
         self._reattach_ms = int(reattach_seconds * 1000)
         self._allocation_lock = asyncio.Lock()
@@ -215,33 +204,45 @@ class GridWallet:
             return result
 
     async def _advance(self, transfer: WalletTransfer, result: PayoutRound) -> None:
-        tails: list[str] = json.loads(transfer.tails_json)
-        now = self._clock()
-        if tails:
-            try:
-                states = await self._node.get_inclusion_states(tails)
-            except NodeError as err:
-                result.errors.append(str(err))
-                return
-            if any(states):
-                await self._db.run_write(lambda s: _confirm(s, transfer.id, self._clock()))
-                result.confirmed += 1
-                _LOGGER.info(
-                    "payout bundle %s confirmed",
-                    transfer.bundle_hash,
-                    extra={"transfer_id": transfer.id, "bundle": transfer.bundle_hash},
-                )
-                return
-            if transfer.sent_at is not None and now - transfer.sent_at < self._reattach_ms:
-                return
+        trytes: list[str] = json.loads(transfer.trytes_json)
+        try:
+            state = await self._transfers.state(transfer.bundle_hash, trytes)
+        except NodeError as err:
+            result.errors.append(str(err))
+            return
+        if state is TransferState.CONFIRMED:
+            await self._db.run_write(lambda s: _confirm(s, transfer.id, self._clock()))
+            result.confirmed += 1
+            _LOGGER.info(
+                "payout bundle %s confirmed",
+                transfer.bundle_hash,
+                extra={"transfer_id": transfer.id, "bundle": transfer.bundle_hash},
+            )
+            return
+        if state is TransferState.CONFLICTING:
+            message = "its inputs were spent by another bundle: it can never confirm"
+            await self._db.run_write(
+                lambda s: _send_failed(s, transfer.id, message, True, self._clock())
+            )
+            result.errors.append(message)
+            _LOGGER.error("payout bundle %s failed: %s", transfer.bundle_hash, message)
+            return
+        sent_at = transfer.sent_at
+        if sent_at is not None and self._clock() - sent_at < self._reattach_ms:
+            return
         await self._send(transfer, result)
 
     async def _send(self, transfer: WalletTransfer, result: PayoutRound) -> None:
         """Attach the recorded trytes (first send, re-send after a restart, reattach)."""
         trytes: list[str] = json.loads(transfer.trytes_json)
         try:
-            attached = await self._node.send_trytes(trytes, self._depth, self._mwm)
-        except IriApiError as err:
+            attached = await self._transfers.broadcast(trytes)
+        except (IriApiError, TransferNotSentError) as err:
+            if isinstance(err, TransferNotSentError) and not isinstance(err.error, IriApiError):
+                # Unreachable node or no tips: nothing was stored; try again next round.
+                result.errors.append(str(err))
+                _LOGGER.warning("payout bundle %s not sent yet: %s", transfer.bundle_hash, err)
+                return
             failed = transfer.attempts + 1 >= MAX_SEND_ATTEMPTS
             message = str(err)
             await self._db.run_write(
@@ -259,7 +260,7 @@ class GridWallet:
             result.errors.append(str(err))
             _LOGGER.warning("payout bundle %s not sent yet: %s", transfer.bundle_hash, err)
             return
-        tail = attached[0].hash
+        tail = Transaction.from_trytes(attached[0]).hash
         await self._db.run_write(lambda s: _sent(s, transfer.id, tail, self._clock()))
         result.sent += 1
         _LOGGER.info(

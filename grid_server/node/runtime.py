@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 from p2p_energy_protocol.errors import PowInterruptedError
 from p2p_energy_protocol.pow import attach_to_tangle
 from p2p_energy_protocol.signing import generate_address
-from p2p_energy_protocol.trinary import TRYTE_ALPHABET
+from p2p_energy_protocol.trinary import random_trytes
 
 from ..database_availability import database_unavailable
 from .config import NodeConfig, normalize_neighbor_url
@@ -32,10 +31,6 @@ _SEED_KEY: Final = "coordinator_seed"
 _ADDRESS_KEY: Final = "coordinator_address"
 
 
-def _new_seed() -> str:
-    return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(81))
-
-
 def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, str | None]:
     """The network's coordinator address and, on the coordinator, its seed.
 
@@ -48,7 +43,7 @@ def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, st
         if seed is None and coordinator.address is None:
             seed = TangleStore.get_meta(conn, _SEED_KEY)
             if seed is None:
-                seed = _new_seed()
+                seed = random_trytes()
                 TangleStore.set_meta(conn, _SEED_KEY, seed)
         address = coordinator.address
         if seed is not None:

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from p2p_energy_protocol.mam import channel_root, create_channel
 from p2p_energy_protocol.outbox import QueuedMessage, create_queued, drain, mam_sender
+from p2p_energy_protocol.trinary import random_trytes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from p2p_energy_protocol.client import IriClient
-    from p2p_energy_protocol.mam import MamChannel, ParsedMamMessage
+    from p2p_energy_protocol.mam import ChannelEntry, MamChannel
 
-_TRYTES: Final = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Messages read from one channel per poll; a producer polls every period.
 _FOLLOW_LIMIT: Final = 50
-
-
-def random_trytes(length: int = 81) -> str:
-    """``length`` random trytes from the operating system's CSPRNG (seeds, side keys)."""
-    return "".join(secrets.choice(_TRYTES) for _ in range(length))
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ class Publisher:
             self._sequence += 1
             self.queue.append(queued)
             await drain(self.queue, self._send, self._sent)
-            return queued.root
+            return queued.message.root
 
     async def _sent(self, _queued: QueuedMessage) -> None:
         self.published += 1
@@ -91,11 +85,11 @@ class Follower:
     def __post_init__(self) -> None:
         self.next_root = self.root
 
-    async def read_new(self, client: IriClient) -> list[ParsedMamMessage]:
+    async def read_new(self, client: IriClient) -> list[ChannelEntry]:
         messages = await client.fetch_mam(
             self.next_root, "restricted", self.side_key, limit=_FOLLOW_LIMIT
         )
         if messages:
-            self.next_root = messages[-1][1].next_root
+            self.next_root = messages[-1].next_root
             self.read += len(messages)
-        return [parsed for _root, parsed in messages]
+        return messages

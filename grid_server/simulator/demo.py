@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import aiohttp
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import random_trytes
 
 from ..portal.auth import hash_password
-from .channels import TangleSettings, random_trytes
+from .channels import TangleSettings
 from .curves import SimulationError
 from .runner import (
     DEFAULT_SOURCES_PER_PRODUCER,

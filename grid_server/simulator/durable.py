@@ -50,9 +50,10 @@ from p2p_energy_protocol.outbox import (
     parse_time,
 )
 from p2p_energy_protocol.payloads import ConsumerUsage, Hello, ProducerOutput, payload_to_json
+from p2p_energy_protocol.trinary import random_trytes
 
 from ..grid.units import MILLIWH_PER_KWH
-from .channels import TangleSettings, random_trytes
+from .channels import TangleSettings
 from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
 from .households import Period, solar_kwh, usage_kwh
 from .runner import SimulationPlan

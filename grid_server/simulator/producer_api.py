@@ -107,8 +107,8 @@ class ProducerRegistrationApi:
         except (IriApiError, NodeUnavailableError):
             return False
         return any(
-            isinstance(parsed.data, dict) and parsed.data.get("command") == "hello"
-            for _root, parsed in messages
+            isinstance(entry.data, dict) and entry.data.get("command") == "hello"
+            for entry in messages
         )
 
     async def delete(self, request: web.Request) -> web.Response:

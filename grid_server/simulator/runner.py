@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Final, Self
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.grid_client import GridClient
 from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.trinary import random_trytes
 
-from .channels import TangleSettings, random_trytes
+from .channels import TangleSettings
 from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
 from .households import Period, SimConsumer, SimProducer, SimSource
 

@@ -93,10 +93,10 @@ class FakeNode:
 
     async def fetch_mam(
         self, root: str, mode: str, side_key: str | None = None, limit: int | None = None
-    ) -> list[tuple[str, FakeParsed]]:
+    ) -> list[FakeParsed]:
         if self.down:
             raise NodeUnavailableError("the node is away")
-        return [(root, FakeParsed({"command": "hello" if self.hello else "output"}))]
+        return [FakeParsed({"command": "hello" if self.hello else "output"})]
 
 
 @asynccontextmanager

@@ -60,4 +60,4 @@ class Consumer(Entity):
     async def payment_requests(self, root: str, side_key: str) -> list[dict[str, Any]]:
         """Everything the grid published on this consumer's return channel."""
         messages = await self.client.fetch_mam(root, "restricted", side_key)
-        return [parsed.data for _, parsed in messages]
+        return [entry.data for entry in messages]

@@ -8,20 +8,19 @@ the end-to-end tests use the real node and MAM instead.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from typing import TYPE_CHECKING, Any
 
-from grid_server.grid.channels import (
-    ChannelEntry,
-    CreatedMessage,
-    MamMode,
-    NewChannel,
-    OutgoingMessage,
-    TangleUnavailableError,
-)
+from p2p_energy_protocol.mam import ChannelEntry, MamMessage
+from p2p_energy_protocol.trinary import text_to_trytes
+
+from grid_server.grid.channels import CreatedMessage, NewChannel, TangleUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from p2p_energy_protocol.mam import MamMode
 
 ALPHABET = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -52,9 +51,14 @@ class FakeStream:
     def entries_from(self, root: str) -> list[ChannelEntry]:
         start = self.roots.index(root)
         return [
-            ChannelEntry(self.roots[i], self.roots[i + 1], self.messages[i])
+            ChannelEntry(self.roots[i], self.roots[i + 1], message_trytes(self.messages[i]))
             for i in range(start, len(self.messages))
         ]
+
+
+def message_trytes(data: Any) -> str:
+    """``data`` as JSON message trytes; ``None`` stands for a message that is not JSON."""
+    return text_to_trytes("not JSON" if data is None else json.dumps(data))
 
 
 class FakeChannels:
@@ -63,7 +67,7 @@ class FakeChannels:
     def __init__(self, seed: int = 1) -> None:
         self.rng = random.Random(seed)
         self.streams: list[FakeStream] = []
-        self.published: list[OutgoingMessage] = []
+        self.published: list[MamMessage] = []
         self.available = True
         self.reads: list[str] = []
         self.prechecks = 0
@@ -123,7 +127,7 @@ class FakeChannels:
         payload = f"{state['channel']}:{start}:{sorted(message.items())}"
         return CreatedMessage(
             {**state, "start": start + 1, "root": next_root},
-            OutgoingMessage(root, "A" * 81, next_root, payload),
+            MamMessage(payload=payload, root=root, address="A" * 81, next_root=next_root),
         )
 
     def create_messages(
@@ -131,12 +135,12 @@ class FakeChannels:
     ) -> list[CreatedMessage]:
         return [self.create_message(state, message) for state, message in items]
 
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: MamMessage) -> None:
         if not self.available:
             raise TangleUnavailableError("node down (fake)")
         self.published.append(message)
 
-    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def publish_many(self, messages: Sequence[MamMessage]) -> None:
         for message in messages:
             await self.publish(message)
 

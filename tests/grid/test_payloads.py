@@ -18,6 +18,7 @@ from p2p_energy_protocol.payloads import (
     SourceOutput,
     decode_message_trytes,
     encode_payload,
+    has_hello,
     parse_consumer_message,
     parse_grid_message,
     parse_payload,
@@ -38,6 +39,14 @@ def test_hello_and_goodbye_on_every_channel() -> None:
         assert parse_payload('{"command":"goodbye"}', role) == Goodbye()  # type: ignore[arg-type]
     assert encode_payload(Hello()) == '{"command":"hello"}'
     assert encode_payload(Goodbye()) == '{"command":"goodbye"}'
+
+
+def test_the_hello_check_parses_each_message() -> None:
+    assert has_hello([{"command": "hello"}])
+    assert has_hello([None, "garbage", {"command": "output"}, '{"command":"hello"}'])
+    assert has_hello([{"command": "hello", "extra": 1}])
+    assert not has_hello([])
+    assert not has_hello([None, ["hello"], {"command": "HELLO"}, {"command": 5}, "hello"])
 
 
 def test_source_output_as_the_blueprint_shows() -> None:

@@ -185,7 +185,7 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
                     messages = await iri.fetch_mam(source.root, "restricted", source.side_key)
                     total += sum(
                         m.data["output"]
-                        for _, m in messages
+                        for m in messages
                         if m.data.get("command") == "output" and m.data["endTime"] == end
                     )
                 await p1.output(start, end, round(total, 6), 40, P1_ADDRESS)

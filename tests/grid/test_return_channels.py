@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from p2p_energy_protocol.client import IriClient
-from p2p_energy_protocol.mam import MamChannel, create_message, parse_message
+from p2p_energy_protocol.mam import MamChannel, MamMessage, create_message, parse_message
 from sqlalchemy import select, update
 
-from grid_server.grid.channels import CreatedMessage, OutgoingMessage, TangleUnavailableError
+from grid_server.grid.channels import CreatedMessage, TangleUnavailableError
 from grid_server.grid.db.models import GridChannel, OutboxMessage
 from grid_server.grid.return_channels import PUBLISH_GROUP, Append, ReturnChannels, _groups
 from grid_server.grid.tangle import MamTangle
@@ -196,7 +196,7 @@ class SlowNode(FakeChannels):
         self.groups: list[int] = []
         self.fail_after: int | None = None
 
-    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def publish_many(self, messages: Sequence[MamMessage]) -> None:
         if self.fail_after is not None and len(self.groups) >= self.fail_after:
             raise TangleUnavailableError("node down (fake)")
         self.running += 1
@@ -252,7 +252,7 @@ async def test_publishing_stops_when_the_node_is_down_and_resumes(
 
 
 def test_groups_keep_each_channel_whole() -> None:
-    message = OutgoingMessage("R", "A", "N", "P")
+    message = MamMessage(payload="P", root="R", address="A", next_root="N")
     rows = [(row, row // 3, message) for row in range(50)]  # three messages per channel
     chunks = _groups(rows)
     assert [len(chunk) for chunk in chunks] == [21, 21, 8]
@@ -274,7 +274,7 @@ async def test_published_groups_are_readable_on_a_real_node(
             found = [(row.id, row.root, row.side_key) for row in rows]
         for channel_id, root, side_key in found:
             messages = await client.fetch_mam(root, "restricted", side_key)
-            assert [parsed.data for _, parsed in messages] == [
+            assert [entry.data for entry in messages] == [
                 {"command": "hello"},
                 {"n": channel_id},
             ]

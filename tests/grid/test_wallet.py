@@ -59,16 +59,17 @@ def payout_states(db: Database) -> dict[str, tuple[int, str]]:
 
 
 class FlakyNode:
-    """The real client, except that sending fails while ``down`` (a crash before sending)."""
+    """The real client, except that storing fails while ``down`` (lost before the node
+    stored it: whether it did is unknown to the wallet)."""
 
     def __init__(self, client: IriClient) -> None:
         self.client = client
         self.down = True
 
-    async def send_trytes(self, *args: Any, **kwargs: Any) -> Any:
+    async def store_transactions(self, *args: Any, **kwargs: Any) -> Any:
         if self.down:
             raise NodeUnavailableError("simulated outage")
-        return await self.client.send_trytes(*args, **kwargs)
+        return await self.client.store_transactions(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)

@@ -284,8 +284,8 @@ async def test_iota_mam_messages_are_fetched_by_our_client(
     )
     first_root = answer["published"][0]["root"]
     fetched = await client.fetch_mam(first_root, "restricted", side_key)
-    assert [parsed.text for _root, parsed in fetched] == texts
-    assert [root for root, _parsed in fetched] == [p["root"] for p in answer["published"]]
+    assert [entry.text for entry in fetched] == texts
+    assert [entry.root for entry in fetched] == [p["root"] for p in answer["published"]]
 
 
 async def test_our_messages_are_fetched_by_both_mam_libraries(

@@ -58,12 +58,13 @@ async def test_publish_and_fetch_a_restricted_channel(client: IriClient) -> None
         attached = await client.publish_mam(message, tag="GRID9ENERGY", min_weight_magnitude=MWM)
         assert {tx.address for tx in attached} == {message.address}
     fetched = await client.fetch_mam(root, "restricted", SIDE_KEY)
-    assert [parsed.data for _root, parsed in fetched] == texts
-    assert [read_root for read_root, _parsed in fetched] == [m.root for m in messages]
-    assert fetched[-1][1].next_root == messages[-1].next_root
+    assert [entry.data for entry in fetched] == texts
+    assert [entry.root for entry in fetched] == [m.root for m in messages]
+    assert fetched[-1].next_root == messages[-1].next_root
+    assert [entry.skipped for entry in fetched] == [1, 0, 0]
     # Resume from a later root, with a limit.
     later = await client.fetch_mam(messages[1].root, "restricted", SIDE_KEY, limit=1)
-    assert [parsed.data for _root, parsed in later] == texts[1:2]
+    assert [entry.data for entry in later] == texts[1:2]
     # A wrong side key reads nothing rather than garbage.
     assert await client.fetch_mam(root, "restricted", "WRONGKEY") == []
     assert await client.fetch_mam(messages[-1].next_root, "restricted", SIDE_KEY) == []
@@ -77,4 +78,4 @@ async def test_public_channel_lives_at_its_root(client: IriClient) -> None:
     assert mam_address(message.root, "public") == message.root
     await client.publish_mam(message, min_weight_magnitude=MWM)
     (fetched,) = await client.fetch_mam(message.root, "public")
-    assert fetched[1].message.startswith("HELLO")
+    assert fetched.message.startswith("HELLO")

@@ -98,7 +98,7 @@ async def test_mam_messages_attached_locally_are_stored_and_read_back(
     # A reader with remote proof of work (the node's own client) follows the channel.
     reader = IriClient(session, node.url)
     fetched = await reader.fetch_mam(root, "restricted", SIDE_KEY)
-    assert [parsed.data for _root, parsed in fetched] == texts
+    assert [entry.data for entry in fetched] == texts
     assert remote_attaches == []
 
     # Confirmed by the next milestone like any other transaction.

@@ -39,17 +39,16 @@ def _queue(count: int) -> tuple[str, list[QueuedMessage]]:
 def test_created_in_channel_order_and_round_trips() -> None:
     root, queue = _queue(3)
     assert [item.sequence for item in queue] == [0, 1, 2]
-    assert queue[0].root == root
+    assert queue[0].message.root == root
     # Each message announces the root of the next: the channel is contiguous.
-    assert [item.next_root for item in queue[:-1]] == [item.root for item in queue[1:]]
+    assert [item.message.next_root for item in queue[:-1]] == [
+        item.message.root for item in queue[1:]
+    ]
     assert (queue[1].kind, queue[1].energy_kwh) == ("usage", 0.1)
-    parsed = parse_message(queue[2].payload, queue[2].root, SIDE_KEY)
-    assert parsed.next_root == queue[2].next_root
+    parsed = parse_message(queue[2].message.payload, queue[2].message.root, SIDE_KEY)
+    assert parsed.next_root == queue[2].message.next_root
     for item in queue:
         assert QueuedMessage.from_dict(item.to_dict()) == item
-    assert queue[0].message == MamMessage(
-        queue[0].payload, queue[0].root, queue[0].address, queue[0].next_root
-    )
 
 
 def test_kind_defaults_to_output_and_created_is_kept() -> None:
@@ -83,7 +82,7 @@ async def test_drain_sends_in_order_and_saves_after_each() -> None:
     async def on_sent(item: QueuedMessage) -> None:
         saved.append((item.sequence, len(queue)))
 
-    roots = [item.root for item in queue]
+    roots = [item.message.root for item in queue]
     assert await drain(queue, send, on_sent) == 3
     assert sent == roots
     # Each save sees the queue without the message just attached.

@@ -169,7 +169,7 @@ async def test_created_with_hellos_queued_and_saved(
     assert [h.to_dict() for h in again.households] == [h.to_dict() for h in first.households]
     for household in again.households:
         assert [item.kind for item in household.queue] == ["hello"]
-        assert household.queue[0].root == household.root
+        assert household.queue[0].message.root == household.root
         assert household.last_period_end_ms == START_MS // LENGTH_MS * LENGTH_MS
 
 
@@ -189,10 +189,12 @@ async def test_reading_taken_and_queued_in_one_save(
         assert [item.sequence for item in disk.queue] == [0, 1, 2, 3]
         assert disk.meter_milliwh == sum(round(item.energy_kwh * 1e6) for item in disk.queue)
         # Every message is at the position its predecessor announced.
-        roots = [item.root for item in disk.queue]
-        assert roots[1:] == [item.next_root for item in disk.queue[:-1]]
-        body = parse_message(disk.queue[3].payload, disk.queue[3].root, disk.side_key)
-        assert body.next_root == disk.queue[3].next_root
+        roots = [item.message.root for item in disk.queue]
+        assert roots[1:] == [item.message.next_root for item in disk.queue[:-1]]
+        body = parse_message(
+            disk.queue[3].message.payload, disk.queue[3].message.root, disk.side_key
+        )
+        assert body.next_root == disk.queue[3].message.next_root
 
 
 async def test_crash_before_the_save_takes_the_same_reading_again(
@@ -220,7 +222,7 @@ async def test_crash_before_the_save_takes_the_same_reading_again(
     # The producer's reading was created (in memory only) when the process died.
     lost, again = households.households[0], restarted.households[0]
     assert again.queue[-1].body == lost.queue[-1].body
-    assert again.queue[-1].root == lost.queue[-1].root
+    assert again.queue[-1].message.root == lost.queue[-1].message.root
     assert again.meter_milliwh == lost.meter_milliwh
     for household in restarted.households:
         assert household.readings == 2
@@ -239,7 +241,7 @@ async def test_outage_queues_then_drains_in_order_and_counts_once(
         await households.step(base + period * LENGTH_MS)
         assert not households.node_available
     assert [len(h.queue) for h in households.households] == [5, 5]
-    expected = [item.root for h in households.households for item in h.queue]
+    expected = [item.message.root for h in households.households for item in h.queue]
     node.down = False
     assert await households.drain_queues()
     assert node.attached == expected

@@ -25,17 +25,15 @@ from .bundle import BundleBuilder
 from .errors import (
     InsufficientBalanceError,
     IriApiError,
-    MamError,
     NodeUnavailableError,
     ProtocolError,
 )
 from .mam import (
+    ChannelEntry,
     MamMessage,
     MamMode,
-    mam_address,
     message_to_transactions,
-    parse_message,
-    payload_from_transactions,
+    walk_channels,
 )
 from .pow import DEFAULT_LANES, attach_to_tangle
 from .signing import generate_addresses
@@ -44,10 +42,6 @@ from .transaction import Transaction
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from concurrent.futures import Executor
-
-
-if TYPE_CHECKING:
-    from .mam import ParsedMamMessage
 
 API_VERSION_HEADER: Final = "X-IOTA-API-Version"
 NULL_HASH: Final = "9" * 81
@@ -486,41 +480,19 @@ class IriClient:
         mode: MamMode,
         side_key: str | None = None,
         limit: int | None = None,
-    ) -> list[tuple[str, ParsedMamMessage]]:
-        """Messages of a channel from ``root`` on, each with the root it was read at.
-
-        Follows ``next_root`` until a root has no message. Bundles at an address that
-        do not parse (spam, garbage, another channel's data) are skipped.
-        """
+    ) -> list[ChannelEntry]:
+        """Messages of a channel from ``root`` on, in channel order (see :mod:`.mam.walk`):
+        follows next roots until a root has no message, skipping bundles at an
+        address that do not verify (spam, garbage, another channel's data)."""
         if limit is not None and limit < 1:
             raise ProtocolError(f"limit must be positive, got {limit}")
-        messages: list[tuple[str, ParsedMamMessage]] = []
-        current = root
-        seen: set[str] = set()
-        while limit is None or len(messages) < limit:
-            if current in seen:
-                break
-            seen.add(current)
-            parsed = await self._read_root(current, mode, side_key)
-            if parsed is None:
-                break
-            messages.append((current, parsed))
-            current = parsed.next_root
+        (messages,) = await walk_channels(self.transactions_at, [(root, mode, side_key)], limit)
         return messages
 
-    async def _read_root(
-        self, root: str, mode: MamMode, side_key: str | None
-    ) -> ParsedMamMessage | None:
-        hashes = await self.find_transactions(addresses=[mam_address(root, mode)])
-        if not hashes:
-            return None
-        transactions = await self.get_transactions(hashes)
-        for payload in payload_from_transactions(transactions):
-            try:
-                return parse_message(payload, root, side_key)
-            except MamError:
-                continue
-        return None
+    async def transactions_at(self, addresses: Sequence[str]) -> list[Transaction]:
+        """Every stored transaction at ``addresses``."""
+        hashes = await self.find_transactions(addresses=addresses)
+        return await self.get_transactions(hashes) if hashes else []
 
     async def find_inputs(
         self, seed: str, amount: int, *, security: int = 2, start_index: int = 0

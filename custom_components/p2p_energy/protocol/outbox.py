@@ -31,19 +31,10 @@ class QueuedMessage:
     sequence: int
     kind: str
     body: dict[str, Any]
-    payload: str
-    root: str
-    address: str
-    next_root: str
+    message: MamMessage
+    """The created message, as the transport attaches it."""
     created: datetime
     energy_kwh: float = 0.0
-
-    @property
-    def message(self) -> MamMessage:
-        """The created message, as the transport attaches it."""
-        return MamMessage(
-            payload=self.payload, root=self.root, address=self.address, next_root=self.next_root
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stored form."""
@@ -51,10 +42,10 @@ class QueuedMessage:
             "sequence": self.sequence,
             "kind": self.kind,
             "body": self.body,
-            "payload": self.payload,
-            "root": self.root,
-            "address": self.address,
-            "next_root": self.next_root,
+            "payload": self.message.payload,
+            "root": self.message.root,
+            "address": self.message.address,
+            "next_root": self.message.next_root,
             "created": self.created.isoformat(),
             "energy_kwh": self.energy_kwh,
         }
@@ -66,10 +57,12 @@ class QueuedMessage:
             sequence=int(data["sequence"]),
             kind=str(data["kind"]),
             body=dict(data["body"]),
-            payload=str(data["payload"]),
-            root=str(data["root"]),
-            address=str(data["address"]),
-            next_root=str(data["next_root"]),
+            message=MamMessage(
+                payload=str(data["payload"]),
+                root=str(data["root"]),
+                address=str(data["address"]),
+                next_root=str(data["next_root"]),
+            ),
             created=parse_time(data["created"]),
             energy_kwh=float(data.get("energy_kwh", 0.0)),
         )
@@ -99,15 +92,11 @@ def create_queued(
     channel and the queue holding the result in one write before attaching it,
     or a restart would create a different message at the same position.
     """
-    message = create_message(channel, body)
     return QueuedMessage(
         sequence=sequence,
         kind=str(body.get("command", "output")),
         body=body,
-        payload=message.payload,
-        root=message.root,
-        address=message.address,
-        next_root=message.next_root,
+        message=create_message(channel, body),
         created=created if created is not None else datetime.now(UTC),
         energy_kwh=energy_kwh,
     )

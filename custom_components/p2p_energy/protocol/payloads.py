@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -41,6 +41,9 @@ MAX_PAYMENT_ID_LENGTH: Final = 256
 MAX_ENERGY_KWH: Final = 1e9
 MAX_PRICE_IOTA_PER_KWH: Final = 1e15
 MAX_IOTA: Final = 2_779_530_283_277_761
+
+HELLO_SEARCH_DEPTH: Final = 5
+"""Messages of a channel searched for its hello before a registration is refused."""
 
 PayloadRole = Literal["source", "producer", "consumer", "grid"]
 
@@ -254,6 +257,23 @@ def parse_grid_message(data: Mapping[str, Any] | str) -> GridMessage:
             payment_id_or_address=_string(obj, "paymentIdOrAddress"),
         )
     return _hello_or_goodbye(command, "grid")
+
+
+def has_hello(messages: Iterable[Any]) -> bool:
+    """Whether one of a channel's first messages (decoded JSON values) is its hello.
+
+    The one hello check of every registration (the grid's, a producer's): a
+    message is parsed as any message is, so ``{"command": "hello", ...}`` counts
+    and anything that is not a JSON object does not.
+    """
+    for data in messages:
+        try:
+            _obj, command = _command(data)
+        except PayloadError:
+            continue
+        if command == "hello":
+            return True
+    return False
 
 
 def _command(data: Mapping[str, Any] | str) -> tuple[Mapping[str, Any], str | None]:

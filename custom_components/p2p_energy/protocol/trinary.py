@@ -8,6 +8,7 @@ trit first. Trytes are strings over ``9A-Z`` where ``9`` is 0, ``A``..``M`` are
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Final
 
@@ -45,6 +46,15 @@ _VALUE_TO_CHAR: Final = np.frombuffer(
 _CHAR_TRITS: Final = np.zeros((256, 3), dtype=np.int8)
 for _value in range(-13, 14):
     _CHAR_TRITS[ord(TRYTE_ALPHABET[_value % 27])] = _TRYTE_TRITS[_value + 13]
+
+
+def random_trytes(length: int = 81) -> str:
+    """``length`` trytes from the operating system's CSPRNG: seeds and side keys.
+
+    The one source of random trytes: a seed is the key to a MAM channel or a
+    wallet, so nothing weaker may make one (81 trytes: 3^243, about 385 bits).
+    """
+    return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(length))
 
 
 def validate_trytes(trytes: str, length: int | None = None, name: str = "trytes") -> str:

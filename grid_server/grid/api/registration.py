@@ -19,8 +19,7 @@ from .context import services
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from ..registrations import ItemType
+    from p2p_energy_protocol.grid_client import ItemType
 
 ITEM_TYPES: tuple[ItemType, ...] = ("producer", "consumer")
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from aiohttp import web
 from p2p_energy_protocol.address import validate_address
-from p2p_energy_protocol.errors import MamError, ProtocolError
-from p2p_energy_protocol.mam import mam_address, parse_message, payload_from_transactions
+from p2p_energy_protocol.errors import ProtocolError
+from p2p_energy_protocol.mam import channel_address, walk_channels_sync
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
 
 from ..storage import NULL_HASH, TangleStore, TransactionInfo
@@ -142,40 +142,31 @@ def mam_view(
     tangle: Tangle, root: str, mode: MamMode, side_key: str | None, limit: int
 ) -> dict[str, Any]:
     """Read a channel from ``root`` as any MAM client would, skipping spam bundles."""
+
+    def transactions_at(addresses: list[str]) -> list[Transaction]:
+        hashes = tangle.find_transactions(addresses, None, None, None)
+        return [transaction for transaction, _ in _load(tangle, hashes)]
+
+    (entries,) = walk_channels_sync(transactions_at, [(root, mode, side_key)], limit)
     messages: list[dict[str, Any]] = []
-    current = root
-    seen: set[str] = set()
-    while len(messages) < limit and current not in seen:
-        seen.add(current)
-        address = mam_address(current, mode)
-        hashes = tangle.find_transactions([address], None, None, None)
-        parsed = None
-        skipped = 0
-        for payload in payload_from_transactions(t for t, _ in _load(tangle, hashes)):
-            try:
-                parsed = parse_message(payload, current, side_key)
-                break
-            except MamError:
-                skipped += 1
-        if parsed is None:
-            break
+    for entry in entries:
         try:
-            text: str | None = parsed.text
+            text: str | None = entry.text
         except ProtocolError:
             text = None
         messages.append(
             {
-                "root": current,
-                "address": address,
-                "message": parsed.message,
+                "root": entry.root,
+                "address": channel_address(entry.root, mode),
+                "message": entry.message,
                 "text": text,
-                "data": parsed.data,
-                "nextRoot": parsed.next_root,
-                "skippedBundles": skipped,
+                "data": entry.data,
+                "nextRoot": entry.next_root,
+                "skippedBundles": entry.skipped,
             }
         )
-        current = parsed.next_root
-    return {"root": root, "mode": mode, "messages": messages, "nextRoot": current}
+    next_root = entries[-1].next_root if entries else root
+    return {"root": root, "mode": mode, "messages": messages, "nextRoot": next_root}
 
 
 def status_view(tangle: Tangle) -> dict[str, Any]:

@@ -15,13 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from custom_components.p2p_energy.connection import (
-    ReadMessage,
-    Registration,
-    SignedTransfer,
-    TransferNotSentError,
-    TransferState,
-)
+from custom_components.p2p_energy.connection import Registration
+from custom_components.p2p_energy.protocol.client import SignedBundle
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -33,6 +28,7 @@ from custom_components.p2p_energy.protocol.errors import (
     ProtocolError,
 )
 from custom_components.p2p_energy.protocol.mam import (
+    ChannelEntry,
     MamChannel,
     MamMessage,
     channel_root,
@@ -41,6 +37,7 @@ from custom_components.p2p_energy.protocol.mam import (
     mam_address,
     parse_message,
 )
+from custom_components.p2p_energy.protocol.transfers import TransferNotSentError, TransferState
 from custom_components.p2p_energy.protocol.trinary import trytes_to_ascii
 
 GRID_SEED = "G" * 81
@@ -148,17 +145,17 @@ class FakeNetwork:
 
     async def read_channel(
         self, root: str, side_key: str, limit: int | None = None
-    ) -> list[ReadMessage]:
+    ) -> list[ChannelEntry]:
         """Read a restricted channel, skipping what does not parse at an address."""
         self._node()
-        messages: list[ReadMessage] = []
+        messages: list[ChannelEntry] = []
         while limit is None or len(messages) < limit:
             for payload in self.tangle.get(mam_address(root, "restricted"), []):
                 try:
                     parsed = parse_message(payload, root, side_key)
                 except MamError:
                     continue
-                messages.append(ReadMessage(root, parsed.next_root, parsed.message))
+                messages.append(ChannelEntry(root, parsed.next_root, parsed.message))
                 root = parsed.next_root
                 break
             else:
@@ -184,7 +181,7 @@ class FakeNetwork:
         if known and known.get("token") and token != known["token"]:
             raise GridApiError("The token does not match.", 401)
         hello = await self.read_channel(root, side_key, limit=1)
-        if not hello or decode(hello[0].trytes) != {"command": "hello"}:
+        if not hello or hello[0].data != {"command": "hello"}:
             raise GridApiError("The channel does not start with 'hello'.", 400)
         issued = None
         if known is None and self.issue_tokens:
@@ -253,7 +250,7 @@ class FakeNetwork:
 
     async def prepare_transfer(
         self, seed: str, address: str, value: int, remainder: str
-    ) -> SignedTransfer:
+    ) -> SignedBundle:
         """Sign a bundle spending every funded address (the test funds them)."""
         self._node()
         if self.transfer_error is not None:
@@ -264,7 +261,7 @@ class FakeNetwork:
             raise InsufficientBalanceError(f"{total} available, {value} needed")
         bundle = chr(ord("A") + len(self.transfers)) * 81
         self.transfers.append(Transfer(seed, address, value, remainder, bundle, inputs))
-        return SignedTransfer(bundle, [f"SIGNED-{bundle}-{index}" for index in range(2)])
+        return SignedBundle(bundle, [f"SIGNED-{bundle}-{index}" for index in range(2)])
 
     def _signed(self, trytes: list[str]) -> Transfer:
         (transfer,) = [t for t in self.transfers if trytes[0] == f"SIGNED-{t.bundle}-0"]

@@ -12,17 +12,18 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from custom_components.p2p_energy.connection import (
     GridConnection,
-    ReadMessage,
     Registration,
-    SignedTransfer,
-    TransferNotSentError,
-    TransferState,
     async_test_connection,
 )
 from custom_components.p2p_energy.const import MAM_TAG
 from custom_components.p2p_energy.credentials import generate_seed
 from custom_components.p2p_energy.protocol.bundle import validate_bundle
-from custom_components.p2p_energy.protocol.client import IriClient, LocalProofOfWork, WalletInput
+from custom_components.p2p_energy.protocol.client import (
+    IriClient,
+    LocalProofOfWork,
+    SignedBundle,
+    WalletInput,
+)
 from custom_components.p2p_energy.protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -32,6 +33,7 @@ from custom_components.p2p_energy.protocol.errors import (
 )
 from custom_components.p2p_energy.protocol.grid_client import RegistrationReply
 from custom_components.p2p_energy.protocol.mam import (
+    ChannelEntry,
     MamMessage,
     channel_root,
     create_channel,
@@ -39,9 +41,8 @@ from custom_components.p2p_energy.protocol.mam import (
 )
 from custom_components.p2p_energy.protocol.signing import generate_address
 from custom_components.p2p_energy.protocol.transaction import Transaction
+from custom_components.p2p_energy.protocol.transfers import TransferNotSentError, TransferState
 from custom_components.p2p_energy.protocol.trinary import validate_trytes
-
-from .fake_network import decode
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -102,11 +103,9 @@ async def test_node_and_grid_calls(clients: SimpleNamespace) -> None:
         message, tag="PEERTOPEERENERGY", min_weight_magnitude=5
     )
 
-    clients.iri.fetch_mam.return_value = [
-        (ROOT, SimpleNamespace(message="MESSAGE", next_root="N" * 81))
-    ]
+    clients.iri.fetch_mam.return_value = [ChannelEntry(ROOT, "N" * 81, "MESSAGE")]
     assert await connection.read_channel(ROOT, KEY, limit=3) == [
-        ReadMessage(ROOT, "N" * 81, "MESSAGE")
+        ChannelEntry(ROOT, "N" * 81, "MESSAGE")
     ]
     clients.iri.fetch_mam.assert_awaited_once_with(ROOT, "restricted", KEY, limit=3)
 
@@ -118,7 +117,7 @@ async def test_node_and_grid_calls(clients: SimpleNamespace) -> None:
 WALLET_SEED = "WALLET" + "9" * 75
 
 
-async def _signed_payment(clients: SimpleNamespace, connection: GridConnection) -> SignedTransfer:
+async def _signed_payment(clients: SimpleNamespace, connection: GridConnection) -> SignedBundle:
     """345 IOTA from a 1,000 IOTA input; 655 go to the remainder address."""
     # The protocol client's real bundle building, over the mocked input lookup.
     clients.iri.prepare_transfer = functools.partial(IriClient.prepare_transfer, clients.iri)
@@ -135,7 +134,7 @@ async def test_prepare_transfer_signs_without_sending(clients: SimpleNamespace) 
     clients.iri.find_inputs.assert_awaited_once_with(WALLET_SEED, 345, security=2, start_index=0)
     transactions = [Transaction.from_trytes(item) for item in signed.trytes]
     validate_bundle(transactions, attached=False)
-    assert {t.bundle for t in transactions} == {signed.bundle}
+    assert {t.bundle for t in transactions} == {signed.bundle_hash}
     outputs = {(t.address, t.value, t.tag) for t in transactions if t.value > 0}
     assert outputs == {(PAY_TO, 345, MAM_TAG + "9" * 11), (REMAINDER, 655, "9" * 27)}
     # Signed only: nothing was attached, stored or broadcast.
@@ -182,6 +181,10 @@ async def test_broadcast_transfer(clients: SimpleNamespace) -> None:
         await connection.broadcast_transfer(["SIGNED"])
 
 
+async def state(connection: GridConnection, signed: SignedBundle) -> TransferState:
+    return await connection.transfer_state(signed.bundle_hash, signed.trytes)
+
+
 async def test_transfer_state(clients: SimpleNamespace) -> None:
     connection = _connection()
     signed = await _signed_payment(clients, connection)
@@ -193,26 +196,24 @@ async def test_transfer_state(clients: SimpleNamespace) -> None:
     clients.iri.get_balances.return_value = SimpleNamespace(balances=[1000])
 
     clients.iri.get_inclusion_states.return_value = [True]
-    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.CONFIRMED
-    clients.iri.find_transactions.assert_awaited_with(bundles=[signed.bundle])
+    assert await state(connection, signed) is TransferState.CONFIRMED
+    clients.iri.find_transactions.assert_awaited_with(bundles=[signed.bundle_hash])
     clients.iri.get_inclusion_states.assert_awaited_with([tail.hash])
     clients.iri.get_balances.assert_awaited_with([generate_address(WALLET_SEED, 0, 2)])
 
     clients.iri.get_inclusion_states.return_value = [False]
-    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.PENDING
+    assert await state(connection, signed) is TransferState.PENDING
 
     # The input was spent, and not by this bundle.
     clients.iri.get_balances.return_value = SimpleNamespace(balances=[0])
-    assert (
-        await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.CONFLICTING
-    )
+    assert await state(connection, signed) is TransferState.CONFLICTING
 
     # Never seen by the node: pending (it can still be attached).
     clients.iri.get_balances.return_value = SimpleNamespace(balances=[1000])
     clients.iri.find_transactions.return_value = []
     clients.iri.get_transactions.return_value = []
     clients.iri.get_inclusion_states.reset_mock()
-    assert await connection.transfer_state(signed.bundle, signed.trytes) is TransferState.PENDING
+    assert await state(connection, signed) is TransferState.PENDING
     clients.iri.get_inclusion_states.assert_not_awaited()
 
 
@@ -289,16 +290,16 @@ async def test_local_proof_of_work_through_a_real_node(
         await connection.publish(create_message(channel, {"command": "hello"}))
         await connection.publish(create_message(channel, reading))
         read = await connection.read_channel(root, KEY)
-        assert [decode(item.trytes) for item in read] == [{"command": "hello"}, reading]
+        assert [item.data for item in read] == [{"command": "hello"}, reading]
 
         signed = await connection.prepare_transfer(FUNDED_SEED, PAY_TO, 40, REMAINDER)
         await connection.broadcast_transfer(signed.trytes)
         assert remote == []
-        assert await connection.transfer_state(signed.bundle, signed.trytes) is (
+        assert await connection.transfer_state(signed.bundle_hash, signed.trytes) is (
             TransferState.PENDING
         )
         assert await node.runtime.issue_milestone()
-        assert await connection.transfer_state(signed.bundle, signed.trytes) is (
+        assert await connection.transfer_state(signed.bundle_hash, signed.trytes) is (
             TransferState.CONFIRMED
         )
         assert await connection.balances([PAY_TO, funded_address(0)]) == [40, 0]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_homeassistant_custom_component.common import flush_store
 
 from custom_components.p2p_energy.meter import MeterReference
+from custom_components.p2p_energy.protocol.mam import MamMessage
 from custom_components.p2p_energy.store import (
     FollowedChannel,
     ParticipantState,
@@ -38,10 +39,9 @@ def _full_state() -> ParticipantState:
                 sequence=7,
                 kind="output",
                 body={"command": "output", "output": 1.5},
-                payload="PAYLOAD",
-                root=ROOT,
-                address="A" * 81,
-                next_root="N" * 81,
+                message=MamMessage(
+                    payload="PAYLOAD", root=ROOT, address="A" * 81, next_root="N" * 81
+                ),
                 created=T0,
                 energy_kwh=1.5,
             )

@@ -7,7 +7,7 @@ once) → :func:`message_to_transactions` to attach
 at :attr:`MamMessage.address`. Reading: fetch the transactions at
 :func:`mam_address` of a root → :func:`payload_from_transactions` →
 :func:`parse_message` (or :func:`parse_messages` for many at once) → follow
-:attr:`ParsedMamMessage.next_root`.
+:attr:`ParsedMamMessage.next_root`; :mod:`.walk` does all of that for any reader.
 """
 
 from .batch import create_message, create_messages
@@ -24,14 +24,26 @@ from .parser import ParsedMamMessage, ParseItem, parse_message, parse_messages
 from .pascal import pascal_decode, pascal_encode
 from .reference import MamReference
 from .transport import message_to_transactions, payload_from_transactions
+from .walk import (
+    ChannelEntry,
+    ChannelStart,
+    ChannelWalk,
+    channel_address,
+    walk_channels,
+    walk_channels_sync,
+)
 
 __all__ = [
+    "ChannelEntry",
+    "ChannelStart",
+    "ChannelWalk",
     "MamChannel",
     "MamMessage",
     "MamMode",
     "MamReference",
     "ParseItem",
     "ParsedMamMessage",
+    "channel_address",
     "channel_root",
     "create_channel",
     "create_message",
@@ -44,4 +56,6 @@ __all__ = [
     "pascal_decode",
     "pascal_encode",
     "payload_from_transactions",
+    "walk_channels",
+    "walk_channels_sync",
 ]

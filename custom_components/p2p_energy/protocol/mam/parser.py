@@ -67,8 +67,25 @@ def _unescape_non_ascii(text: str) -> str:
     return unescaped.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+class DecodedMessage:
+    """The text and JSON views of a message's trytes (``message``)."""
+
+    __slots__ = ()
+    message: str
+
+    @property
+    def text(self) -> str:
+        """The message as text; see :func:`decode_text`."""
+        return decode_text(self.message)
+
+    @property
+    def data(self) -> Any:
+        """The message as JSON; see :func:`decode_json`."""
+        return decode_json(self.message)
+
+
 @dataclass(frozen=True)
-class ParsedMamMessage:
+class ParsedMamMessage(DecodedMessage):
     """A verified message: its trytes, the root of the channel's next message,
     its Merkle path index (the leaf's position in a full tree) and the security
     level it was signed with."""
@@ -78,21 +95,21 @@ class ParsedMamMessage:
     index: int
     security: int
 
-    @property
-    def text(self) -> str:
-        """The message as text (trytes to ASCII, ``\\uXXXX`` unescaped).
 
-        Raises :class:`InvalidAsciiError` when the trytes are not text.
-        """
-        return _unescape_non_ascii(trytes_to_ascii(self.message))
+def decode_text(message: str) -> str:
+    """Message trytes as text (trytes to ASCII, ``\\uXXXX`` unescaped).
 
-    @property
-    def data(self) -> Any:
-        """The message decoded as JSON, or ``None`` when it is not JSON text."""
-        try:
-            return json.loads(trytes_to_ascii(self.message))
-        except (InvalidAsciiError, ValueError):
-            return None
+    Raises :class:`InvalidAsciiError` when the trytes are not text.
+    """
+    return _unescape_non_ascii(trytes_to_ascii(message))
+
+
+def decode_json(message: str) -> Any:
+    """Message trytes decoded as JSON, or ``None`` when they are not JSON text."""
+    try:
+        return json.loads(trytes_to_ascii(message))
+    except (InvalidAsciiError, ValueError):
+        return None
 
 
 @dataclass
