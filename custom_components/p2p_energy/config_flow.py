@@ -264,7 +264,8 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         # The add-on is identified by its slug (a discovery's UUID changes with every
         # announcement), so an add-on announcing a new address updates its entry.
         await self.async_set_unique_id(f"addon_{discovery_info.slug}")
-        self._abort_if_unique_id_configured(updates=self._discovered)
+        # The entry's update listener reloads it when the address changed.
+        self._abort_if_unique_id_configured(updates=self._discovered, reload_on_update=False)
         # The same grid may already be configured by URL.
         self._async_abort_entries_match({CONF_GRID_URL: grid_url})
         self.context["title_placeholders"] = {"name": discovery_info.name}

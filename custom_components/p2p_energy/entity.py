@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.device_registry import DeviceEntry, DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from .compat import via_device
 from .const import DOMAIN
 from .coordinator import P2PEnergyCoordinator
 
@@ -30,17 +31,16 @@ def grid_device_info(coordinator: P2PEnergyCoordinator) -> DeviceInfo:
     )
 
 
-def participant_device_info(
-    coordinator: P2PEnergyCoordinator, participant: Participant
-) -> DeviceInfo:
-    """The device of a source, producer or consumer (identified by its subentry)."""
+def participant_device_info(participant: Participant, grid_device: DeviceEntry) -> DeviceInfo:
+    """The device of a source, producer or consumer (identified by its subentry),
+    under the grid's device."""
     return DeviceInfo(
         identifiers={(DOMAIN, participant.subentry_id)},
         name=participant.name,
         manufacturer=MANUFACTURER,
         model=MODELS[participant.kind],
         entry_type=DeviceEntryType.SERVICE,
-        via_device=(DOMAIN, coordinator.config_entry.entry_id),
+        **via_device(grid_device),
     )
 
 

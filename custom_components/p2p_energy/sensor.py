@@ -12,6 +12,7 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import EntityCategory, UnitOfEnergy
+from homeassistant.helpers import device_registry as dr
 
 from .const import (
     PRODUCER_API_BASE,
@@ -211,11 +212,15 @@ async def async_setup_entry(
 ) -> None:
     """Add the grid's sensors and each participant's sensors to its subentry."""
     coordinator = entry.runtime_data
+    # The grid's device is registered first: the participants' devices hang under it.
+    grid_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, **grid_device_info(coordinator)
+    )
     async_add_entities(GridSensor(coordinator, description) for description in GRID_SENSORS)
     for subentry_id, participant in coordinator.participants.items():
         async_add_entities(
             (
-                ParticipantSensor(coordinator, participant, description)
+                ParticipantSensor(coordinator, participant, description, grid_device)
                 for description in PARTICIPANT_SENSORS
                 if participant.kind in description.kinds
             ),
@@ -258,6 +263,7 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
         coordinator: P2PEnergyCoordinator,
         participant: Participant,
         description: ParticipantSensorDescription,
+        grid_device: dr.DeviceEntry,
     ) -> None:
         """Attach the sensor to the participant's device."""
         super().__init__(coordinator)
@@ -265,7 +271,7 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
         self.entity_description = description
         # The subentry id never changes, so neither does the unique id.
         self._attr_unique_id = f"{participant.subentry_id}_{description.key}"
-        self._attr_device_info = participant_device_info(coordinator, participant)
+        self._attr_device_info = participant_device_info(participant, grid_device)
 
     @property
     def available(self) -> bool:

@@ -18,6 +18,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 
+from .compat import device_owners
 from .const import (
     ATTR_DEVICE_ID,
     DOMAIN,
@@ -52,7 +53,7 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[P2PEnergyCoordinat
             translation_placeholders={"device_id": device_id},
         )
     identifiers = {identifier for domain, identifier in device.identifiers if domain == DOMAIN}
-    for entry_id in device.config_entries:
+    for entry_id in device_owners(device):
         entry: P2PEnergyConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
         if entry is None or entry.domain != DOMAIN:
             continue

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from unittest.mock import AsyncMock, PropertyMock, patch
 
 import pytest
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.p2p_energy.const import (
@@ -42,6 +43,24 @@ ENERGY_ATTRIBUTES = {
     "state_class": "total_increasing",
     "device_class": "energy",
 }
+
+
+def find_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry:
+    """The device of this integration (grid or participant) with the identifier.
+
+    Looked up through the config entries' device lists: identifiers are unique only per
+    config entry since Home Assistant 2026.8, whose registry refuses the registry-wide
+    ``async_get_device`` in tests.
+    """
+    registry = dr.async_get(hass)
+    found = [
+        device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, identifier) in device.identifiers
+    ]
+    assert len(found) == 1, f"{len(found)} devices with identifier {identifier}"
+    return found[0]
 
 
 def state(hass: HomeAssistant, entity_id: str) -> str:

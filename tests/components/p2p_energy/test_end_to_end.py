@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.p2p_energy.const import (
@@ -51,7 +50,7 @@ from tests.grid.processes import (
     start_node_then_grid,
 )
 
-from .conftest import ENERGY_ATTRIBUTES, state
+from .conftest import ENERGY_ATTRIBUTES, find_device, state
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -247,10 +246,7 @@ async def test_household_trades_through_real_node_and_grid(
         ]
         assert float(state(hass, price_sensor)) == PRICE
 
-        consumer_device = dr.async_get(hass).async_get_device(
-            identifiers={(DOMAIN, "01JE2ECONSUMER")}
-        )
-        assert consumer_device is not None
+        consumer_device = find_device(hass, "01JE2ECONSUMER")
         response = await hass.services.async_call(
             DOMAIN,
             "pay_bill",

@@ -9,9 +9,9 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
 
-from custom_components.p2p_energy.const import DOMAIN
+from custom_components.p2p_energy.compat import device_owners
 
-from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID
+from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, find_device
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -36,19 +36,17 @@ async def test_devices_and_subentries(
     loaded_entry: MockConfigEntry,
 ) -> None:
     """One device per participant, under the grid's device, in its subentry."""
-    grid = device_registry.async_get_device(identifiers={(DOMAIN, ENTRY_ID)})
-    assert grid is not None
+    grid = find_device(hass, ENTRY_ID)
     assert grid.configuration_url == "http://grid.example:8080"
     for subentry_id, model in (
         (SOURCE_ID, "Source"),
         (PRODUCER_ID, "Producer"),
         (CONSUMER_ID, "Consumer"),
     ):
-        device = device_registry.async_get_device(identifiers={(DOMAIN, subentry_id)})
-        assert device is not None
+        device = find_device(hass, subentry_id)
         assert device.model == model
         assert device.via_device_id == grid.id
-        assert device.config_entries_subentries == {loaded_entry.entry_id: {subentry_id}}
+        assert device_owners(device) == {loaded_entry.entry_id: {subentry_id}}
         for entity in er.async_entries_for_device(entity_registry, device.id):
             assert entity.unique_id.startswith(subentry_id)
             assert entity.config_subentry_id == subentry_id

@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.p2p_energy.const import CONF_SEED, CONF_SIDE_KEY, DOMAIN
 from custom_components.p2p_energy.protocol.errors import NodeUnavailableError
 
-from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, state
+from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, find_device, state
 
 if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
@@ -28,9 +28,7 @@ PAY_TO = "PAYTO" + "9" * 76
 
 def device_id(hass: HomeAssistant, identifier: str) -> str:
     """The device registry id of a participant (or of the grid)."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, identifier)})
-    assert device is not None
-    return device.id
+    return find_device(hass, identifier).id
 
 
 async def call(hass: HomeAssistant, service: str, identifier: str) -> object:
