@@ -21,6 +21,9 @@ one gather restores the natural order.
 ``uint64`` words: one word holds the same trit of 64 sponges ("lanes").
 :class:`Curl` is a single sponge whose two bit planes are 729-bit Python
 integers, so a round is a few big-integer operations instead of numpy calls.
+
+When the compiled kernel is installed (:mod:`.kernel`), :meth:`CurlBatch.transform`
+runs it on the same planes in place; everything else stays as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from . import kernel
 from .errors import InvalidTritsError, ProtocolError
 from .trinary import Trits, TritsLike, validate_trits
 
@@ -50,6 +54,8 @@ _MARGIN: Final = _HALF  # mirrored rows on each side of the state; |offset| <= 3
 _BUFFER_ROWS: Final = _MARGIN + STATE_LENGTH + _MARGIN
 _STATE_MASK: Final = (1 << STATE_LENGTH) - 1
 _STATE_BYTES: Final = (STATE_LENGTH + 7) // 8
+_SINGLE_PLANE_BYTES: Final = 96
+"""A plane of one sponge for the compiled kernel: 729 bits in twelve 64-bit words."""
 
 Planes = npt.NDArray[np.uint64]
 LaneTrits = npt.NDArray[np.int8]
@@ -178,6 +184,10 @@ class CurlBatch:
 
     def transform(self) -> None:
         """Apply the Curl-P permutation to every lane."""
+        compiled = kernel.native()
+        if compiled is not None:
+            compiled.transform(self.low, self.high, self.rounds)
+            return
         scratch = self._scratch
         bitwise_and, bitwise_xor, copyto = np.bitwise_and, np.bitwise_xor, np.copyto
         for (
@@ -299,6 +309,16 @@ class Curl:
         return clone
 
     def transform(self) -> None:
+        compiled = kernel.native()
+        if compiled is not None:
+            planes = bytearray(
+                self._low.to_bytes(_SINGLE_PLANE_BYTES, "little")
+                + self._high.to_bytes(_SINGLE_PLANE_BYTES, "little")
+            )
+            compiled.transform_single(planes, self._rounds)
+            self._low = int.from_bytes(planes[:_SINGLE_PLANE_BYTES], "little")
+            self._high = int.from_bytes(planes[_SINGLE_PLANE_BYTES:], "little")
+            return
         low, high, mask = self._low, self._high, _STATE_MASK
         for right, left in self._shifts:
             low_b = (low >> right) | ((low << left) & mask)

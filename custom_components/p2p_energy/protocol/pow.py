@@ -8,7 +8,9 @@ block holds the nonce (its last 81 trits), so the search absorbs the first
 with a single transform per batch.
 
 Nonce layout of a candidate: trits ``0..k`` number the lane, the next 27 trits
-count batches, the rest are zero. The search is deterministic.
+count batches, the rest are zero. The search is deterministic: the compiled
+kernel (:mod:`.kernel`), when installed, walks the same candidates in the same
+order and finds the same nonce.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Final
 
 import numpy as np
 
+from . import kernel
 from .curl import ALL_ONES, HASH_LENGTH, Curl, CurlBatch, curl_hash, pack_lanes
 from .errors import (
     InvalidBundleError,
@@ -50,6 +53,10 @@ _LAST_BLOCK_START: Final = TRANSACTION_TRITS - HASH_LENGTH
 _NONCE_ROW: Final = HASH_LENGTH - NONCE_TRITS  # nonce position within the last block
 _COUNTER_TRITS: Final = 27
 _COUNTER_POWERS: Final = 3 ** np.arange(_COUNTER_TRITS, dtype=np.int64)
+_COUNTERS: Final = 3**_COUNTER_TRITS
+_NATIVE_CANDIDATES_PER_CALL: Final = 16384
+"""Candidates per call of the compiled search (a few ms): ``should_stop`` is polled
+between calls, and the GIL is free during them."""
 
 StopCheck = Callable[[], bool]
 
@@ -179,14 +186,28 @@ def _search(trits: Trits, weight: int, should_stop: StopCheck | None, lanes: int
     base_low[_NONCE_ROW:counter_row] = lane_low
     base_high[_NONCE_ROW:counter_row] = lane_high
 
+    compiled = kernel.native()
+    if compiled is not None:
+        step = max(1, _NATIVE_CANDIDATES_PER_CALL // lanes)
+        for first in range(0, _COUNTERS, step):
+            if should_stop is not None and should_stop():
+                raise PowInterruptedError("proof of work was interrupted")
+            hit = compiled.search_nonce(
+                base_low, base_high, lanes, counter_row, weight, first, min(first + step, _COUNTERS)
+            )
+            if hit is not None:
+                counter, lane = hit
+                return _nonce(lane_numbers[lane], _counter_digits(counter))
+        raise ProofOfWorkError("the nonce space is exhausted")
+
     batch = CurlBatch(lanes, 81)
     counter_rows = slice(counter_row, counter_row + _COUNTER_TRITS)
     hash_end = slice(HASH_LENGTH - weight, HASH_LENGTH)
     zero_trits = np.empty((weight, words), dtype=np.uint64)
-    for counter in range(3**_COUNTER_TRITS):
+    for counter in range(_COUNTERS):
         if should_stop is not None and should_stop():
             raise PowInterruptedError("proof of work was interrupted")
-        digits = (counter // _COUNTER_POWERS % 3).astype(np.int8) - 1
+        digits = _counter_digits(counter)
         np.copyto(batch.low, base_low)
         np.copyto(batch.high, base_high)
         batch.low[counter_rows] = np.where(digits != 1, ALL_ONES, np.uint64(0))[:, None]
@@ -198,11 +219,21 @@ def _search(trits: Trits, weight: int, should_stop: StopCheck | None, lanes: int
             word = int(np.flatnonzero(found)[0])
             bits = int(found[word])
             lane = 64 * word + (bits & -bits).bit_length() - 1
-            nonce = np.zeros(NONCE_TRITS, dtype=np.int8)
-            nonce[:lane_trits] = lane_numbers[lane]
-            nonce[lane_trits : lane_trits + _COUNTER_TRITS] = digits
-            return nonce
+            return _nonce(lane_numbers[lane], digits)
     raise ProofOfWorkError("the nonce space is exhausted")
+
+
+def _counter_digits(counter: int) -> Trits:
+    """The counter's base-3 digits minus one: the nonce trits after the lane's."""
+    digits: Trits = (counter // _COUNTER_POWERS % 3).astype(np.int8) - 1
+    return digits
+
+
+def _nonce(lane_digits: Trits, counter_digits: Trits) -> Trits:
+    nonce = np.zeros(NONCE_TRITS, dtype=np.int8)
+    nonce[: lane_digits.size] = lane_digits
+    nonce[lane_digits.size : lane_digits.size + _COUNTER_TRITS] = counter_digits
+    return nonce
 
 
 def _lane_numbers(lanes: int, lane_trits: int) -> Trits:
