@@ -7,6 +7,11 @@ channels at once) / parse / batch parse of 1,000 channels' messages (this librar
 @iota/mam 0.7.3, @iota/mam.js 1.0.0-beta.10) and proof of work at MWM 9 and 14
 (this library; a straightforward @iota/curl search at MWM 9), then prints a
 markdown table with speed ratios. The JavaScript side is benchmarks/js/.
+
+The library's own measurements run twice in the same run, once with the compiled
+Curl kernel (``native/``) and once with the numpy path it replaces where installed,
+on the same inputs (both find the same nonces, so the proof-of-work work is equal),
+and a second table gives the ratios with the load average of each pass.
 """
 
 from __future__ import annotations
@@ -201,25 +206,58 @@ def bench_mam(settings: Settings) -> dict[str, Any] | None:
     }
 
 
+def candidates_tried(nonce: str, lanes: int) -> int:
+    """How many candidates the search tried before ``nonce``: it numbers the lane in its
+    first trits and the batch in the next 27 (see pow.py), whatever the kernel."""
+    from p2p_energy_protocol.trinary import trytes_to_trits
+
+    lane_trits = 1
+    while 3**lane_trits < lanes:
+        lane_trits += 1
+    digits = trytes_to_trits(nonce).astype(int) + 1
+    lane = sum(int(digit) * 3**power for power, digit in enumerate(digits[:lane_trits]))
+    counter = sum(
+        int(digit) * 3**power for power, digit in enumerate(digits[lane_trits : lane_trits + 27])
+    )
+    return counter * lanes + lane + 1
+
+
 def bench_pow(runs: int, weight: int, rng: random.Random) -> dict[str, Any]:
     from p2p_energy_protocol.pow import DEFAULT_LANES, find_nonce
 
     seconds: list[float] = []
     candidates = 0
     for _ in range(runs):
-        polls = 0
-
-        def count_batches() -> bool:
-            nonlocal polls
-            polls += 1
-            return False
-
         transaction = random_transaction(rng)
         start = time.perf_counter()
-        find_nonce(transaction, weight, count_batches)
+        nonce = find_nonce(transaction, weight)
         seconds.append(time.perf_counter() - start)
-        candidates += polls * DEFAULT_LANES
+        candidates += candidates_tried(nonce, DEFAULT_LANES)
     return {"seconds": seconds, "rate": candidates / sum(seconds)}
+
+
+def bench_library(settings: Settings, kernel_name: str) -> dict[str, Any]:
+    """This library's measurements with one Curl kernel; the same inputs for each kernel."""
+    from p2p_energy_protocol import kernel
+
+    with kernel.using(kernel_name):  # type: ignore[arg-type]
+        load_before = os.getloadavg()[0]
+        print(f"[{kernel.describe()}] Curl-P ...", file=sys.stderr)
+        curl = bench_curl(settings)
+        print(f"[{kernel.describe()}] MAM ...", file=sys.stderr)
+        mam_ours = bench_mam(settings)
+        print(f"[{kernel.describe()}] proof of work ...", file=sys.stderr)
+        rng = random.Random(20_181_115)
+        pow9 = bench_pow(settings.pow_runs_9, 9, rng)
+        pow14 = bench_pow(settings.pow_runs_14, 14, rng)
+        return {
+            "kernel": kernel.describe(),
+            "curl": curl,
+            "mam": mam_ours,
+            "pow9": pow9,
+            "pow14": pow14,
+            "load": (load_before, os.getloadavg()[0]),
+        }
 
 
 def run_js(request: dict[str, Any]) -> dict[str, Any]:
@@ -370,6 +408,114 @@ def build_rows(
     return rows
 
 
+def kernel_rows(compiled: dict[str, Any], numpy: dict[str, Any]) -> list[str]:
+    """The compiled kernel against the numpy path, with issue 14's targets."""
+
+    def pow_rate(result: dict[str, Any]) -> float:
+        runs = (result["pow9"], result["pow14"])
+        return sum(run["rate"] * sum(run["seconds"]) for run in runs) / sum(
+            sum(run["seconds"]) for run in runs
+        )
+
+    measures: list[tuple[str, str, float, float, bool, str, bool | None]] = [
+        (
+            "Curl-P-81, batched (1024 lanes)",
+            "transforms/s",
+            compiled["curl"]["batched"],
+            numpy["curl"]["batched"],
+            True,
+            "",
+            None,
+        ),
+        (
+            "Curl-P-81, single sponge",
+            "transforms/s",
+            compiled["curl"]["single"],
+            numpy["curl"]["single"],
+            True,
+            "",
+            None,
+        ),
+    ]
+    ratio = pow_rate(compiled) / pow_rate(numpy)
+    measures.append(
+        (
+            "PoW search rate",
+            "candidates/s",
+            pow_rate(compiled),
+            pow_rate(numpy),
+            True,
+            f">= 5× numpy ({ratio:.1f}×)",
+            ratio >= 5,
+        )
+    )
+    pow9 = median(compiled["pow9"]["seconds"]), median(numpy["pow9"]["seconds"])
+    measures.append(("PoW MWM 9, median", "s", pow9[0], pow9[1], False, "", None))
+    pow14 = median(compiled["pow14"]["seconds"]), median(numpy["pow14"]["seconds"])
+    measures.append(
+        ("PoW MWM 14, median", "s", pow14[0], pow14[1], False, "<= 1 s quiet", pow14[0] <= 1)
+    )
+    if compiled["mam"] is not None and numpy["mam"] is not None:
+        ours, theirs = compiled["mam"], numpy["mam"]
+        measures.append(
+            (
+                "MAM create, one message",
+                "ms",
+                median(ours["create_ms"]),
+                median(theirs["create_ms"]),
+                False,
+                "",
+                None,
+            )
+        )
+        measures.append(
+            (
+                "MAM parse, one message",
+                "ms",
+                median(ours["parse_ms"]),
+                median(theirs["parse_ms"]),
+                False,
+                "",
+                None,
+            )
+        )
+        for size, per_message in ours["batch_create_ms"].items():
+            target = "<= 1.5" if size >= 1000 else ""
+            measures.append(
+                (
+                    f"MAM batch create, {size:,} channels (security 2)",
+                    "ms per message",
+                    per_message,
+                    theirs["batch_create_ms"][size],
+                    False,
+                    target,
+                    per_message <= 1.5 if target else None,
+                )
+            )
+        measures.append(
+            (
+                f"MAM batch parse ({ours['batch_size']:,} messages)",
+                "messages/s",
+                ours["batch_rate"],
+                theirs["batch_rate"],
+                True,
+                ">= 2,000 quiet",
+                ours["batch_rate"] >= 2000,
+            )
+        )
+    lines = [
+        f"| measurement | unit | {compiled['kernel']} | numpy | speed-up | target |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, unit, fast, slow, higher, target, met in measures:
+        ratio = fast / slow if higher else slow / fast
+        mark = "" if met is None else (" ✅" if met else " ❌")
+        lines.append(
+            f"| {name} | {unit} | {number(fast)} | {number(slow)} | {ratio:.1f}× | {target}{mark} |"
+        )
+    return lines
+
+
 def number(value: float) -> str:
     if value >= 100:
         return f"{value:,.0f}"
@@ -425,19 +571,28 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=["native", "numpy"],
+        default=["native", "numpy"],
+        help="Curl kernels to measure this library with (the compiled one when installed; "
+        "numpy too by default, for the side-by-side table)",
+    )
     arguments = parser.parse_args()
     settings = QUICK if arguments.quick else FULL
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
 
-    print("Curl-P ...", file=sys.stderr)
-    curl = bench_curl(settings)
-    print("MAM ...", file=sys.stderr)
-    mam_ours = bench_mam(settings)
-    print("proof of work ...", file=sys.stderr)
-    rng = random.Random(20_181_115)
-    pow9 = bench_pow(settings.pow_runs_9, 9, rng)
-    pow14 = bench_pow(settings.pow_runs_14, 14, rng)
+    from p2p_energy_protocol import kernel
+
+    passes = [bench_library(settings, "native")] if kernel.available() else []
+    if "numpy" in arguments.kernels or not passes:
+        passes.append(bench_library(settings, "numpy"))
+    main_pass = passes[0]
+    curl, mam_ours = main_pass["curl"], main_pass["mam"]
+    pow9, pow14 = main_pass["pow9"], main_pass["pow14"]
+    rng = random.Random(20_181_116)
 
     print("JavaScript references ...", file=sys.stderr)
     from p2p_energy_protocol.trinary import text_to_trytes
@@ -477,8 +632,24 @@ def main() -> None:
             + ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in same.items())
             + "."
         )
+    print(f"This library's Curl kernel in the table: {main_pass['kernel']}.")
     print()
     print(markdown(build_rows(curl, mam_ours, pow9, pow14, js)))
+    if len(passes) == 2:
+        compiled, numpy = passes
+        same = (
+            compiled["mam"] is None
+            or compiled["mam"]["first_payload"] == numpy["mam"]["first_payload"]
+        )
+        print()
+        print(
+            f"Compiled kernel and numpy path side by side (load average {compiled['load'][0]:.2f}"
+            f" to {compiled['load'][1]:.2f} during the compiled pass, {numpy['load'][0]:.2f} to "
+            f"{numpy['load'][1]:.2f} during the numpy pass; MAM payloads identical: "
+            f"{'yes' if same else 'NO'}):"
+        )
+        print()
+        print("\n".join(kernel_rows(compiled, numpy)))
 
 
 if __name__ == "__main__":

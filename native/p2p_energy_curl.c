@@ -256,6 +256,125 @@ static PyObject *transform(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* Buffer of exactly `length` bytes, C-contiguous; writable when asked. */
+static int get_exact(PyObject *object, Py_buffer *view, Py_ssize_t length, int writable,
+                     const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object, view, flags) < 0) return -1;
+    if (view->len != length) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd bytes, expected %zd", name, view->len, length);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(pack_trits_doc,
+             "pack_trits(trits, lanes, length, low, high)\n--\n\n"
+             "Bit-slice (lanes, length) int8 trits into (length, words) uint64 planes, as\n"
+             "curl.pack_lanes does: lane l is bit l % 64 of word l // 64, and lanes past\n"
+             "`lanes` hold zero trits.");
+
+static PyObject *pack_trits(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *trits_object, *low_object, *high_object;
+    Py_ssize_t lanes, length;
+    if (!PyArg_ParseTuple(args, "OnnOO:pack_trits", &trits_object, &lanes, &length, &low_object,
+                          &high_object))
+        return NULL;
+    if (lanes < 1 || length < 1) {
+        PyErr_SetString(PyExc_ValueError, "lanes and length must be positive");
+        return NULL;
+    }
+    Py_buffer trits, low, high;
+    if (get_exact(trits_object, &trits, lanes * length, 0, "trits") < 0) return NULL;
+    if (PyObject_GetBuffer(low_object, &low, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&trits);
+        return NULL;
+    }
+    Py_ssize_t words = low.len / 8 / length;
+    if (low.len != words * 8 * length || words * 64 < lanes ||
+        get_exact(high_object, &high, low.len, 1, "high") < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "planes must be (length, words)");
+        PyBuffer_Release(&trits);
+        PyBuffer_Release(&low);
+        return NULL;
+    }
+    const int8_t *source = trits.buf;
+    uint64_t *low_words = low.buf, *high_words = high.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t word = 0; word < words; word++) {
+        Py_ssize_t first = word * 64;
+        int count = lanes - first >= 64 ? 64 : (lanes > first ? (int)(lanes - first) : 0);
+        uint64_t padding = count == 64 ? 0 : ALL_ONES << count;
+        for (Py_ssize_t row = 0; row < length; row++) {
+            uint64_t low_bits = padding, high_bits = padding;
+            const int8_t *trit = source + first * length + row;
+            for (int bit = 0; bit < count; bit++, trit += length) {
+                low_bits |= (uint64_t)(*trit != 1) << bit;
+                high_bits |= (uint64_t)(*trit != -1) << bit;
+            }
+            low_words[row * words + word] = low_bits;
+            high_words[row * words + word] = high_bits;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&trits);
+    PyBuffer_Release(&low);
+    PyBuffer_Release(&high);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(unpack_trits_doc,
+             "unpack_trits(low, high, length, lanes, trits)\n--\n\n"
+             "Inverse of pack_trits: (length, words) planes into (lanes, length) int8 trits.");
+
+static PyObject *unpack_trits(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *low_object, *high_object, *trits_object;
+    Py_ssize_t lanes, length;
+    if (!PyArg_ParseTuple(args, "OOnnO:unpack_trits", &low_object, &high_object, &length, &lanes,
+                          &trits_object))
+        return NULL;
+    if (lanes < 1 || length < 1) {
+        PyErr_SetString(PyExc_ValueError, "lanes and length must be positive");
+        return NULL;
+    }
+    Py_buffer trits, low, high;
+    if (PyObject_GetBuffer(low_object, &low, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    Py_ssize_t words = low.len / 8 / length;
+    if (low.len != words * 8 * length || words * 64 < lanes ||
+        get_exact(high_object, &high, low.len, 0, "high") < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "planes must be (length, words)");
+        PyBuffer_Release(&low);
+        return NULL;
+    }
+    if (get_exact(trits_object, &trits, lanes * length, 1, "trits") < 0) {
+        PyBuffer_Release(&low);
+        PyBuffer_Release(&high);
+        return NULL;
+    }
+    const uint64_t *low_words = low.buf, *high_words = high.buf;
+    int8_t *target = trits.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t word = 0; word * 64 < lanes; word++) {
+        Py_ssize_t first = word * 64;
+        int count = lanes - first >= 64 ? 64 : (int)(lanes - first);
+        for (Py_ssize_t row = 0; row < length; row++) {
+            uint64_t low_bits = low_words[row * words + word];
+            uint64_t high_bits = high_words[row * words + word];
+            int8_t *trit = target + first * length + row;
+            for (int bit = 0; bit < count; bit++, trit += length)
+                *trit = (int8_t)((int)((high_bits >> bit) & 1) - (int)((low_bits >> bit) & 1));
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&low);
+    PyBuffer_Release(&high);
+    PyBuffer_Release(&trits);
+    Py_RETURN_NONE;
+}
+
 /*
  * One sponge on its own ("horizontal"): each plane is a 729-bit vector in 12
  * words, kept in the permuted order of curl.py's Curl class so that a round is a
@@ -492,6 +611,8 @@ static PyMethodDef methods[] = {
     {"transform", transform, METH_VARARGS, transform_doc},
     {"search_nonce", search_nonce, METH_VARARGS, search_nonce_doc},
     {"transform_single", transform_single, METH_VARARGS, transform_single_doc},
+    {"pack_trits", pack_trits, METH_VARARGS, pack_trits_doc},
+    {"unpack_trits", unpack_trits, METH_VARARGS, unpack_trits_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,9 @@ from tests.reliability.processes import NodeProcess, iri
 
 from .schemathesis_runner import run_schemathesis, unexpected_tracebacks
 
+CURL_KERNEL_INDEPENDENT = True
+"""Nothing here reaches Curl: run once, not once per Curl kernel."""
+
 if TYPE_CHECKING:
     from pathlib import Path
 

@@ -33,6 +33,9 @@ from p2p_energy_protocol.payloads import (
 from .profiles import FUZZ
 from .strategies import json_values, trytes
 
+CURL_KERNEL_INDEPENDENT = True
+"""Nothing here reaches Curl: run once, not once per Curl kernel."""
+
 ROLES = ("source", "producer", "consumer", "grid")
 times = st.integers(0, MAX_TIMESTAMP_MS)
 energies = st.floats(0, MAX_ENERGY_KWH, allow_nan=False)

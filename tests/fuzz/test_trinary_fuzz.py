@@ -26,6 +26,9 @@ from p2p_energy_protocol.trinary import (
 from .profiles import FUZZ
 from .strategies import TRYTE_ALPHABET, near_trytes, trytes
 
+CURL_KERNEL_INDEPENDENT = True
+"""Nothing here reaches Curl: run once, not once per Curl kernel."""
+
 
 @FUZZ
 @given(trytes(max_size=600))

@@ -19,6 +19,9 @@ from p2p_energy_protocol.kerl import (
 )
 from p2p_energy_protocol.trinary import trits_to_trytes, trytes_to_trits
 
+CURL_KERNEL_INDEPENDENT = True
+"""Nothing here reaches Curl: run once, not once per Curl kernel."""
+
 # Published vectors (IOTA's Kerl test suites and the Keccak reference).
 KECCAK_384_VECTORS = [
     (

@@ -23,6 +23,9 @@ from p2p_energy_protocol.trinary import (
     validate_trytes,
 )
 
+CURL_KERNEL_INDEPENDENT = True
+"""Nothing here reaches Curl: run once, not once per Curl kernel."""
+
 trytes_strategy = st.text(alphabet=TRYTE_ALPHABET, max_size=200)
 trit_lists = st.lists(st.sampled_from([-1, 0, 1]), max_size=300)
 

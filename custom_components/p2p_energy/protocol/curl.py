@@ -96,6 +96,13 @@ def pack_lanes(trits: LaneTrits, words: int) -> tuple[Planes, Planes]:
     lanes, length = trits.shape
     if lanes > 64 * words:
         raise ProtocolError(f"{lanes} lanes do not fit in {words} words")
+    compiled = kernel.native()
+    if compiled is not None and lanes and length:
+        low_plane: Planes = np.empty((length, words), dtype=np.uint64)
+        high_plane: Planes = np.empty((length, words), dtype=np.uint64)
+        source = np.ascontiguousarray(trits, dtype=np.int8)
+        compiled.pack_trits(source, lanes, length, low_plane, high_plane)
+        return low_plane, high_plane
     padded = np.zeros((64 * words, length), dtype=np.int8)
     padded[:lanes] = trits
     low = np.packbits(np.ascontiguousarray((padded != 1).T), axis=1, bitorder="little")
@@ -105,6 +112,14 @@ def pack_lanes(trits: LaneTrits, words: int) -> tuple[Planes, Planes]:
 
 def unpack_lanes(low: Planes, high: Planes, lanes: int) -> LaneTrits:
     """Inverse of :func:`pack_lanes`: ``(n, words)`` planes to ``(lanes, n)`` trits."""
+    compiled = kernel.native()
+    length = low.shape[0]
+    if compiled is not None and lanes > 0 and length and lanes <= 64 * low.shape[1]:
+        trits: LaneTrits = np.empty((lanes, length), dtype=np.int8)
+        compiled.unpack_trits(
+            np.ascontiguousarray(low), np.ascontiguousarray(high), length, lanes, trits
+        )
+        return trits
     low_bits = np.unpackbits(np.ascontiguousarray(low).view(np.uint8), axis=1, bitorder="little")
     high_bits = np.unpackbits(np.ascontiguousarray(high).view(np.uint8), axis=1, bitorder="little")
     trits = high_bits.astype(np.int8) - low_bits.astype(np.int8)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 KernelName = Literal["native", "numpy"]
+KERNEL_NAMES: Final[tuple[KernelName, ...]] = ("native", "numpy")
 ENVIRONMENT_VARIABLE: Final = "P2P_ENERGY_CURL_KERNEL"
 MODULE_NAME: Final = "p2p_energy_curl"
 
@@ -35,6 +36,10 @@ class NativeKernel(Protocol):
     def transform(self, low: Any, high: Any, rounds: int, /) -> None: ...
 
     def transform_single(self, planes: bytearray, rounds: int, /) -> None: ...
+
+    def pack_trits(self, trits: Any, lanes: int, length: int, low: Any, high: Any, /) -> None: ...
+
+    def unpack_trits(self, low: Any, high: Any, length: int, lanes: int, trits: Any, /) -> None: ...
 
     def search_nonce(
         self,
@@ -92,6 +97,11 @@ def active() -> KernelName:
 def available() -> bool:
     """Whether the compiled kernel is installed (whether or not it is in use)."""
     return _compiled is not None
+
+
+def compiled() -> NativeKernel | None:
+    """The installed compiled kernel, in use or not."""
+    return _compiled
 
 
 def describe() -> str:

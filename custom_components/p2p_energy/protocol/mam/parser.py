@@ -206,9 +206,14 @@ class _BatchParse:
         chunks = np.where(active, (lengths + HASH_LENGTH - 1) // HASH_LENGTH, 0)
         most = int(chunks.max(initial=0))
         width = most * HASH_LENGTH
-        last_column = self.payloads.shape[1] - 1
-        positions = np.minimum(starts[:, None] + np.arange(width), last_column)
-        cipher = np.take_along_axis(self.payloads, positions, axis=1)
+        # Each lane's window [start, start + width) of its payload, gathered without an
+        # index matrix; beyond a payload's end it reads zeros (the matrix is zero-padded).
+        payloads = self.payloads
+        beyond = int(starts.max(initial=0)) + width - payloads.shape[1]
+        if beyond > 0:
+            payloads = np.pad(payloads, ((0, 0), (0, beyond)))
+        windows = np.lib.stride_tricks.sliding_window_view(payloads, width, axis=1)
+        cipher = windows[np.arange(self.lanes), np.maximum(starts, 0)]
         batch = self.sponges.batch
         if batch is None:
             return self._unmask_trits(cipher, lengths, chunks)
