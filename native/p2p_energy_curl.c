@@ -144,6 +144,7 @@ DEFINE_KERNEL(avx2, __attribute__((target("avx2"))))
 #endif
 
 static void select_kernel(void) {
+    run_rounds = rounds_generic;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) {
@@ -154,7 +155,31 @@ static void select_kernel(void) {
     kernel_name = "sse2";
 #elif defined(__aarch64__)
     kernel_name = "neon";
+#else
+    kernel_name = "generic";
 #endif
+}
+
+PyDoc_STRVAR(use_instructions_doc,
+             "use_instructions(name)\n--\n\n"
+             "'best' (the default: AVX2 where the CPU has it) or 'portable' (the build's\n"
+             "baseline, as on CPUs without AVX2 and on ARM), so tests can run both on one\n"
+             "machine. Returns the name of the instructions now in use.");
+
+static PyObject *use_instructions(PyObject *module, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:use_instructions", &name)) return NULL;
+    if (strcmp(name, "best") == 0) {
+        select_kernel();
+    } else if (strcmp(name, "portable") == 0) {
+        run_rounds = rounds_generic;
+        kernel_name = "portable";
+    } else {
+        PyErr_Format(PyExc_ValueError, "instructions must be 'best' or 'portable', got %s", name);
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(module, "KERNEL", kernel_name) < 0) return NULL;
+    return PyUnicode_FromString(kernel_name);
 }
 
 /* Two cell buffers for one block, aligned for the vector loads. */
@@ -612,6 +637,7 @@ static PyMethodDef methods[] = {
     {"search_nonce", search_nonce, METH_VARARGS, search_nonce_doc},
     {"transform_single", transform_single, METH_VARARGS, transform_single_doc},
     {"pack_trits", pack_trits, METH_VARARGS, pack_trits_doc},
+    {"use_instructions", use_instructions, METH_VARARGS, use_instructions_doc},
     {"unpack_trits", unpack_trits, METH_VARARGS, unpack_trits_doc},
     {NULL, NULL, 0, NULL},
 };

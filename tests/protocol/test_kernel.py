@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,6 +26,9 @@ from p2p_energy_protocol.pow import find_nonce, transaction_weight
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trytes_to_trits
 
 from tests.curl_kernels import require_compiled
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 CURL_KERNEL_INDEPENDENT = True
 """These tests pick the kernels themselves."""
@@ -37,6 +41,19 @@ def _compiled_kernel() -> None:
     require_compiled()
 
 
+@pytest.fixture(params=["best", "portable"])
+def instructions(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each comparison with AVX2 (where the CPU has it) and with the portable build
+    that CPUs without it and ARM boards run."""
+    compiled = kernel.compiled()
+    assert compiled is not None
+    name = compiled.use_instructions(request.param)
+    try:
+        yield name
+    finally:
+        compiled.use_instructions("best")
+
+
 def run_both(action):  # type: ignore[no-untyped-def]
     results = {}
     for name in kernel.KERNEL_NAMES:
@@ -45,6 +62,7 @@ def run_both(action):  # type: ignore[no-untyped-def]
     return results["native"], results["numpy"]
 
 
+@pytest.mark.usefixtures("instructions")
 @pytest.mark.parametrize("rounds", [27, 81])
 @pytest.mark.parametrize("lanes", [1, 5, 63, 64, 65, 255, 256, 257, 700, 1024, 1100])
 def test_batch_transform_is_identical(lanes: int, rounds: int) -> None:
@@ -62,6 +80,7 @@ def test_batch_transform_is_identical(lanes: int, rounds: int) -> None:
     assert np.array_equal(native, numpy)
 
 
+@pytest.mark.usefixtures("instructions")
 @pytest.mark.parametrize("rounds", [27, 81])
 def test_single_sponge_is_identical(rounds: int) -> None:
     rng = np.random.default_rng(rounds)
@@ -79,6 +98,7 @@ def test_single_sponge_is_identical(rounds: int) -> None:
         assert np.array_equal(native, numpy)
 
 
+@pytest.mark.usefixtures("instructions")
 def test_extreme_states_are_identical() -> None:
     """All -1, all 0, all 1: every bit pattern of the encoding in every lane."""
     for value in (-1, 0, 1):
@@ -94,6 +114,7 @@ def test_extreme_states_are_identical() -> None:
         assert np.array_equal(native, numpy)
 
 
+@pytest.mark.usefixtures("instructions")
 @pytest.mark.parametrize(("weight", "lanes"), [(1, 64), (7, 64), (9, 1024), (9, 320), (10, 4096)])
 def test_proof_of_work_finds_the_same_nonce(weight: int, lanes: int) -> None:
     rng = random.Random(weight * lanes)
@@ -104,6 +125,7 @@ def test_proof_of_work_finds_the_same_nonce(weight: int, lanes: int) -> None:
         assert transaction_weight(curl_hash(trytes_to_trits(transaction[:-27] + native))) >= weight
 
 
+@pytest.mark.usefixtures("instructions")
 def test_the_search_leaves_the_interpreter_free() -> None:
     """The GIL is released during a search, so the event loop or other threads keep running."""
     rng = random.Random(3)
@@ -129,6 +151,7 @@ def test_the_search_leaves_the_interpreter_free() -> None:
     assert ticks >= min(5, elapsed * 100)
 
 
+@pytest.mark.usefixtures("instructions")
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -211,6 +234,15 @@ def test_requiring_a_missing_compiled_kernel_fails_clearly() -> None:
     )
     assert result.returncode != 0
     assert "p2p_energy_curl is not installed" in result.stderr
+
+
+def test_instruction_sets_are_named(instructions: str) -> None:
+    compiled = kernel.compiled()
+    assert compiled is not None
+    assert instructions == compiled.KERNEL
+    assert instructions in {"avx2", "sse2", "neon", "generic", "portable"}
+    with pytest.raises(ValueError, match="best"):
+        compiled.use_instructions("fastest")
 
 
 def test_unknown_kernel_name_is_refused() -> None:
