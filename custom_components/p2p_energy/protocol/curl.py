@@ -149,13 +149,19 @@ class CurlBatch:
         self.reset()
 
     def _prepare_views(self) -> None:
-        """Slice every operand of every round once, so a round is only ufunc calls."""
         state = slice(_MARGIN, _MARGIN + STATE_LENGTH)
         self.low: Planes = self._low[0, state]
         self.high: Planes = self._high[0, state]
-        plan = _round_plan(self.rounds)
-        self._plan = plan
-        steps = []
+        self._plan = _round_plan(self.rounds)
+        # The numpy rounds' operands, sliced on their first use (the compiled kernel
+        # needs none of them, and slicing them costs more than a small batch's work).
+        self._steps: list[tuple[Planes, ...]] | None = None
+
+    def _prepare_steps(self) -> list[tuple[Planes, ...]]:
+        """Slice every operand of every round once, so a round is only ufunc calls."""
+        state = slice(_MARGIN, _MARGIN + STATE_LENGTH)
+        plan = self._plan
+        steps: list[tuple[Planes, ...]] = []
         source = 0
         for offset in plan.offsets:
             low, high = self._low[source], self._high[source]
@@ -182,9 +188,10 @@ class CurlBatch:
                 )
             )
             source = target
-        self._steps = steps
         self._final_low: Planes = self._low[source, state]
         self._final_high: Planes = self._high[source, state]
+        self._steps = steps
+        return steps
 
     def reset(self) -> None:
         """Set every lane's state to all zero trits."""
@@ -204,6 +211,7 @@ class CurlBatch:
             compiled.transform(self.low, self.high, self.rounds)
             return
         scratch = self._scratch
+        steps = self._steps if self._steps is not None else self._prepare_steps()
         bitwise_and, bitwise_xor, copyto = np.bitwise_and, np.bitwise_xor, np.copyto
         for (
             low_mirror_to,
@@ -216,7 +224,7 @@ class CurlBatch:
             b_high,
             new_low,
             new_high,
-        ) in self._steps:
+        ) in steps:
             low_mirror_to[...] = low_mirror_from  # cheaper than np.copyto on small arrays
             high_mirror_to[...] = high_mirror_from
             bitwise_and(a_low, b_low, out=scratch)

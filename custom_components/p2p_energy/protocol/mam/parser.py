@@ -208,7 +208,7 @@ class _BatchParse:
         width = most * HASH_LENGTH
         # Each lane's window [start, start + width) of its payload, gathered without an
         # index matrix; beyond a payload's end it reads zeros (the matrix is zero-padded).
-        payloads = self.payloads
+        payloads: LaneTrits = self.payloads
         beyond = int(starts.max(initial=0)) + width - payloads.shape[1]
         if beyond > 0:
             payloads = np.pad(payloads, ((0, 0), (0, beyond)))
