@@ -22,6 +22,10 @@ from tests.node.process import NodeProcess, command
 
 from .node_oracle import run_node
 
+CURL_KERNEL_INDEPENDENT = True
+"""Run once: the clients talk to one node process for the whole module (a second pass
+would find the first pass's transactions), and that process picks its own kernel."""
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
