@@ -297,7 +297,14 @@ def test_the_build_context_holds_everything_the_dockerfile_copies(tmp_path: Path
             assert (context / source).exists(), f"{source} is not in the build context"
     # Nothing else of size: no virtual environments, roots or test data.
     sent = {path.relative_to(context).parts[0] for path in context.rglob("*") if path.is_file()}
-    assert sent == {"pyproject.toml", "README.md", "custom_components", "grid_server", "addon"}
+    assert sent == {
+        "pyproject.toml",
+        "README.md",
+        "custom_components",
+        "grid_server",
+        "native",
+        "addon",
+    }
     # The services the image makes executable are in what it copies.
     for keyword, arguments in dockerfile_instructions():
         if keyword == "RUN" and arguments.startswith("chmod"):
@@ -354,3 +361,5 @@ def test_the_image_installs_the_grid_server_from_those_files(tmp_path: Path) -> 
         "p2p_energy_protocol/py.typed",
     ):
         assert expected in names, expected
+    # The compiled Curl kernel is built from the copied native/ source (a compiler is here).
+    assert any(name.startswith("p2p_energy_curl.") for name in names), sorted(names)[:5]
