@@ -7,7 +7,8 @@ is committed or rolled back, never left half done), the leader lease is released
 and the database is closed.
 
 Several grid processes may share one PostgreSQL database: each serves the API,
-and only the holder of the leader lease runs the background work.
+and only the holder of the leader lease runs the background work, the stages of
+:mod:`.pipeline` (follow → settle → bill → pay, and collect).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .db.engine import Database
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
+from .pipeline import GridPipeline
 from .proof_of_work import ProcessPoolProofOfWork
 from .registrations import RegistrationService
 from .return_channels import ReturnChannels
@@ -63,8 +65,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 WALLET_SEED_SETTING = "wallet_seed"
-# Payment requests created, or outbox messages sent, per step of the publish worker.
-PUBLISH_BATCH = 100
 
 
 def _stored_seed(session: Session, now: int) -> str:
@@ -101,8 +101,7 @@ class GridServer:
         self._cpu: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._wake_publisher = asyncio.Event()
-        self._caught_up = asyncio.Event()
+        self._pipeline: GridPipeline | None = None
         self._lease: LeaderLease | None = None
         self.settlement: SettlementService | None = None
         self.wallet: GridWallet | None = None
@@ -125,41 +124,77 @@ class GridServer:
             raise
 
     async def _start(self) -> None:
-        config = self.config
-        self.db = db = Database(config.database_url)
+        """Database, wallet seed, node, services, HTTP; then the pipeline under the lease."""
+        db = await self._open_database()
+        seed = await self._wallet_seed(db)
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid-cpu")
+        self._session = aiohttp.ClientSession()
+        node_client = await self._connect_node(seed)
+        services, pipeline = await self._assemble(db, node_client, seed)
+        await self._serve(services)
+        self._lease = LeaderLease(db, "grid", self.holder, self.config.lease_seconds, self._clock)
+        self._pipeline = pipeline
+        self._tasks = [asyncio.create_task(self._keep_lease(), name="grid-lease")]
+        self._tasks += [
+            self._worker(stage.name, stage.interval, stage.run, stage.wake)
+            for stage in pipeline.stages()
+        ]
+        _LOGGER.info(
+            "grid listening on %s (node %s, database %s, leader candidate %s)",
+            self.url,
+            self.node_url,
+            db,
+            self.holder,
+        )
+
+    async def _open_database(self) -> Database:
+        self.db = db = Database(self.config.database_url)
         # A database server that starts alongside the grid (or restarts) is waited for.
         await wait_for_database(
             functools.partial(db.run, db.migrate),
             purpose="bringing the grid's database schema up to date",
-            wait_seconds=config.database_wait,
+            wait_seconds=self.config.database_wait,
         )
-        if config.wallet_seed is not None:
-            seed = config.wallet_seed
-        else:
-            seed = await db.run_write(functools.partial(_stored_seed, now=self._clock()))
-        self._cpu = cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid-cpu")
-        self._session = session = aiohttp.ClientSession()
-        loop = asyncio.get_running_loop()
-        treasury = await loop.run_in_executor(
-            cpu, generate_address, seed, 0, config.wallet_security
-        )
+        return db
+
+    async def _wallet_seed(self, db: Database) -> str:
+        if self.config.wallet_seed is not None:
+            return self.config.wallet_seed
+        return await db.run_write(functools.partial(_stored_seed, now=self._clock()))
+
+    async def _connect_node(self, seed: str) -> IriClient:
+        """The client of the grid's node, starting the node in-process without ``node_url``."""
+        config = self.config
+        assert self._cpu is not None
+        assert self._session is not None
         if config.node_url is None:
+            loop = asyncio.get_running_loop()
+            treasury = await loop.run_in_executor(
+                self._cpu, generate_address, seed, 0, config.wallet_security
+            )
             self.node_url = await self._start_node(treasury)
         if config.local_pow_workers > 0:  # the grid's own bundles: PoW in worker processes
             self._proof_of_work = ProcessPoolProofOfWork(config.local_pow_workers)
-        node_client = IriClient(
-            session,
+        self._node_client = IriClient(
+            self._session,
             self.node_url,
             timeout=config.node_timeout,
             proof_of_work=self._proof_of_work,
         )
-        self._node_client = node_client
+        return self._node_client
+
+    async def _assemble(
+        self, db: Database, node_client: IriClient, seed: str
+    ) -> tuple[GridServices, GridPipeline]:
+        """The services behind the HTTP API and the pipeline of background stages."""
+        config = self.config
+        assert self._cpu is not None
         self.wallet = wallet = GridWallet(
             db,
             node_client,
             seed,
             self._clock,
-            cpu,
+            self._cpu,
             security=config.wallet_security,
             depth=config.depth,
             min_weight_magnitude=config.min_weight_magnitude,
@@ -170,17 +205,25 @@ class GridServer:
         tangle = MamTangle(
             node_client, depth=config.depth, min_weight_magnitude=config.min_weight_magnitude
         )
-        return_channels = ReturnChannels(db, tangle, cpu, self._clock)
+        return_channels = ReturnChannels(db, tangle, self._cpu, self._clock)
         self.settlement = SettlementService(db, config, self._clock, self.holder)
-        follower = ChannelFollower(db, BulkMamReader(node_client), self._clock, config)
-        requests = PaymentRequests(
-            db,
-            return_channels,
-            wallet,
-            self._clock,
-            pending_expiry_seconds=config.payment_pending_expiry,
+        pipeline = GridPipeline(
+            config,
+            follower=ChannelFollower(db, BulkMamReader(node_client), self._clock, config),
+            settlement=self.settlement,
+            requests=PaymentRequests(
+                db,
+                return_channels,
+                wallet,
+                self._clock,
+                pending_expiry_seconds=config.payment_pending_expiry,
+            ),
+            return_channels=return_channels,
+            wallet=wallet,
+            monitor=PaymentMonitor(db, node_client, self._clock),
+            stopping=self._stopping,
+            clock=self._clock,
         )
-        monitor = PaymentMonitor(db, node_client, self._clock)
         services = GridServices(
             config=config,
             db=db,
@@ -191,7 +234,7 @@ class GridServer:
                 self._clock,
                 auth=config.storage_auth,
                 hello_search_limit=config.hello_search_limit,
-                notify_outbox=self._wake_publisher.set,
+                notify_outbox=pipeline.bill_due.set,
             ),
             storage=StorageService(
                 db,
@@ -202,6 +245,10 @@ class GridServer:
             ),
             health=self.health,
         )
+        return services, pipeline
+
+    async def _serve(self, services: GridServices) -> None:
+        config = self.config
         self.app = create_app(services)
         if self._app_setup is not None:
             self._app_setup(self.app, self.node_url)
@@ -214,46 +261,6 @@ class GridServer:
         port = self._runner.addresses[0][1] if self._runner.addresses else config.port
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.url = f"http://{host}:{port}"
-        self._lease = LeaderLease(db, "grid", self.holder, config.lease_seconds, self._clock)
-        settle_every = max(0.5, min(config.slot_seconds / 4, 30.0))
-
-        async def follow() -> None:
-            stats = await follower.follow_once()
-            if stats.caught_up:
-                # Settle only what was read: after a (re)start or a change of leader,
-                # the channels are followed up to now before the first slot is settled.
-                self._caught_up.set()
-
-        async def settle() -> None:
-            assert self.settlement is not None
-            if not self._caught_up.is_set():
-                return
-            if await self.settlement.settle_due():
-                self._wake_publisher.set()
-
-        async def publish() -> None:
-            while await requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
-                if self._stopping.is_set():
-                    return
-            while await return_channels.publish_pending(PUBLISH_BATCH) == PUBLISH_BATCH:
-                if self._stopping.is_set():
-                    return
-
-        self._tasks = [
-            asyncio.create_task(self._keep_lease(), name="grid-lease"),
-            self._worker("follow", config.follow_interval / 2, follow),
-            self._worker("settle", settle_every, settle),
-            self._worker("publish", config.publish_interval, publish, self._wake_publisher),
-            self._worker("payments", config.payments_interval, monitor.scan),
-            self._worker("payouts", config.payout_interval, wallet.pay_out),
-        ]
-        _LOGGER.info(
-            "grid listening on %s (node %s, database %s, leader candidate %s)",
-            self.url,
-            self.node_url,
-            db,
-            self.holder,
-        )
 
     async def _start_node(self, treasury: str) -> str:
         from grid_server.node.app import NodeServer
@@ -333,8 +340,8 @@ class GridServer:
                 else:
                     _LOGGER.warning("cannot renew the leader lease: %s", err)
                 self._lease.held = False
-            if self._lease.held and not was_leader:
-                self._caught_up.clear()
+            if self._lease.held and not was_leader and self._pipeline is not None:
+                self._pipeline.became_leader()
             await self._pause(self.config.lease_seconds / 3, None)
 
     @property

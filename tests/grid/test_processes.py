@@ -128,7 +128,8 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
         node_url=node_url,
         settings={
             "slot_seconds": SLOT,
-            "settlement_delay_seconds": 2.0,
+            # Every slot is settled once all four households' readings are in.
+            "settlement_delay_seconds": 30.0,
             "follow_interval": 0.4,
             "publish_interval": 0.4,
             "payments_interval": 0.5,

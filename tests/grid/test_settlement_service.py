@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import replace
+from random import Random
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import Database
-from grid_server.grid.db.models import Bill, Payout, Reading, Settlement
+from grid_server.grid.db.models import Bill, FollowedChannel, Payout, Reading, Settlement
 from grid_server.grid.settlement.engine import SettlementError
-from grid_server.grid.settlement.service import SettlementService, payment_method, slot_bounds
+from grid_server.grid.settlement.service import (
+    SettlementService,
+    payment_method,
+    slot_bounds,
+    waiting_for,
+)
 
 from .dbhelpers import add_reading, add_registration
-from .fakes import ManualClock
+from .fakes import FakeStream, ManualClock
 
 SLOT = 900_000
 S0 = 1_888_888 * SLOT
@@ -80,10 +87,11 @@ async def test_a_slot_settles_as_computed_by_hand(db: Database) -> None:
     add_reading(db, "consumer-y", S0 + SLOT, 2.0, duration_ms=300_000)
     # Belongs to the next slot.
     add_reading(db, "consumer-x", S0 + 2 * SLOT, 7.0)
-    clock = ManualClock(S0 + SLOT + 59_000)
+    clock = ManualClock(S0 + SLOT - 1)
     service = SettlementService(db, CONFIG, clock, "test")
-    assert await service.settle_due() == []  # the settlement delay has not passed
-    clock.advance(1)
+    assert await service.settle_due() == []  # the slot has not ended
+    clock.advance(0.001)
+    # Every participant's reading is in: no need to wait for the deadline.
     [summary] = await service.settle_due()
     assert (summary.slot_start, summary.slot_end) == (S0, S0 + SLOT)
     assert summary.consensus_price_micro == 60_000_000
@@ -122,6 +130,112 @@ async def test_a_slot_settles_as_computed_by_hand(db: Database) -> None:
             select(func.count()).select_from(Reading).where(Reading.settlement_id.is_(None))
         )
         assert unsettled == 1
+
+
+async def test_a_slot_waits_for_every_active_participant_until_its_deadline(
+    db: Database,
+) -> None:
+    entities(db)
+    for name in ("producer-a", "consumer-x", "consumer-y"):
+        add_reading(db, name, S0 + SLOT, 1.0, price=50, destination=ADDRESS)
+    add_reading(db, "producer-a", S0 + 2 * SLOT, 2.0, price=50, destination=ADDRESS)
+    clock = ManualClock(S0 + SLOT)
+    service = SettlementService(db, CONFIG, clock, "test")
+    [first] = await service.settle_due()
+    assert first.slot_start == S0
+    # Followed since before the slot ended, nothing published yet: waited for too.
+    add_registration(
+        db, "consumer-new", "consumer", FakeStream(Random(1), "restricted", "K" * 81), now=S0 + SLOT
+    )
+    # Followed only since the slot ended: not expected to have a reading for it.
+    add_registration(
+        db,
+        "consumer-later",
+        "consumer",
+        FakeStream(Random(2), "restricted", "K" * 81),
+        now=S0 + 2 * SLOT,
+    )
+    with db.read() as session:
+        assert waiting_for(session, S0 + 2 * SLOT) == ["consumer-new", "consumer-x", "consumer-y"]
+    with db.write() as session:
+        session.execute(
+            update(FollowedChannel)
+            .where(FollowedChannel.registration_id == "consumer-new")
+            .values(active=False)
+        )
+
+    clock.now = S0 + 2 * SLOT + 30_000
+    assert await service.settle_due() == []  # both consumers' readings are missing
+    add_reading(db, "consumer-x", S0 + 2 * SLOT, 1.5)
+    assert await service.settle_due() == []  # consumer-y's still is
+    add_reading(db, "consumer-y", S0 + 2 * SLOT + 300_000, 0.5, duration_ms=600_000)
+    # A reading that ends later covers the slot too: the channel has moved past it.
+    [second] = await service.settle_due()
+    assert (second.slot_start, second.readings, second.adjustments) == (S0 + SLOT, 2, 0)
+
+
+async def test_at_its_deadline_a_slot_settles_without_the_missing_readings(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    entities(db)
+    for name in ("producer-a", "consumer-x", "consumer-y"):
+        add_reading(db, name, S0 + SLOT, 1.0, price=50, destination=ADDRESS)
+    add_reading(db, "producer-a", S0 + 2 * SLOT, 2.0, price=50, destination=ADDRESS)
+    add_reading(db, "consumer-x", S0 + 2 * SLOT, 1.0)
+    clock = ManualClock(S0 + 2 * SLOT + 59_999)
+    service = SettlementService(db, CONFIG, clock, "test")
+    [first] = await service.settle_due()
+    assert first.slot_start == S0
+    clock.advance(0.001)
+    with caplog.at_level(logging.INFO, logger="grid_server.grid.settlement.service"):
+        [second] = await service.settle_due()
+    assert (second.slot_start, second.readings) == (S0 + SLOT, 2)
+    assert "without the readings of 1 participant(s), e.g. consumer-y" in caplog.text
+    # The missing reading arrives later: an adjustment in the next slot.
+    add_reading(db, "consumer-y", S0 + 2 * SLOT, 1.0)
+    add_reading(db, "consumer-y", S0 + 3 * SLOT, 1.0)
+    for name in ("producer-a", "consumer-x"):
+        add_reading(db, name, S0 + 3 * SLOT, 1.0, price=50, destination=ADDRESS)
+    clock.now = S0 + 3 * SLOT
+    [third] = await service.settle_due()
+    assert (third.slot_start, third.readings, third.adjustments) == (S0 + 2 * SLOT, 4, 1)
+
+
+async def test_the_deadline_counts_from_when_the_grid_could_follow_again(db: Database) -> None:
+    entities(db)
+    for slot in (1, 2, 3):
+        add_reading(db, "producer-a", S0 + slot * SLOT, 1.0, price=50, destination=ADDRESS)
+        add_reading(db, "consumer-x", S0 + slot * SLOT, 1.0)
+    add_reading(db, "consumer-y", S0 + SLOT, 1.0)
+    # The node was down for an hour; the grid follows again since 10 s ago.
+    now = S0 + 8 * SLOT
+    clock = ManualClock(now)
+    service = SettlementService(db, CONFIG, clock, "test")
+    assert service.deadline(S0 + 2 * SLOT, now - 10_000) == now + 50_000
+    [first] = await service.settle_due(following_since=now - 10_000)
+    assert first.slot_start == S0  # consumer-y's readings of the later slots are missing
+    clock.advance(49)
+    assert await service.settle_due(following_since=now - 10_000) == []
+    clock.advance(1)
+    settled = await service.settle_due(following_since=now - 10_000)
+    assert [summary.slot_start for summary in settled] == [S0 + SLOT, S0 + 2 * SLOT]
+
+
+async def test_departed_participants_are_not_waited_for(db: Database) -> None:
+    entities(db)
+    for name in ("producer-a", "consumer-x", "consumer-y"):
+        add_reading(db, name, S0 + SLOT, 1.0, price=50, destination=ADDRESS)
+    for name in ("producer-a", "consumer-x"):
+        add_reading(db, name, S0 + 2 * SLOT, 1.0, price=50, destination=ADDRESS)
+    service = SettlementService(db, CONFIG, ManualClock(S0 + 2 * SLOT), "test")
+    with db.write() as session:  # consumer-y said goodbye: its channel is closed
+        session.execute(
+            update(FollowedChannel)
+            .where(FollowedChannel.registration_id == "consumer-y")
+            .values(active=False)
+        )
+    settled = await service.settle_due()
+    assert [summary.slot_start for summary in settled] == [S0, S0 + SLOT]
 
 
 async def test_late_readings_are_billed_once_as_adjustments(db: Database) -> None:

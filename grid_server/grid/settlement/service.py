@@ -1,5 +1,15 @@
 """Settling slots in the database, one transaction per slot.
 
+A slot is due once it has ended and either every active participant's reading for
+it is in or its deadline has passed, whichever comes first. A participant is active
+when its registration is and the grid followed its channel before the slot ended;
+its reading for the slot is in once the grid stored one of its readings ending at
+or after the slot's end (a channel's readings arrive in period order).
+The deadline is ``settlement_delay_seconds`` after the slot's end, or after the
+grid could follow the channels again (its start, a change of leader, the node back
+after an outage) when that is later: time in which no reading could arrive does
+not count against the participants.
+
 A slot ``[start, end)`` takes every reading not settled yet whose period ended by
 ``end``: the slot's own readings and late ones of earlier, already settled slots
 (billed here as adjustments, never dropped and never counted twice, because a
@@ -24,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from p2p_energy_protocol.address import validate_address
 from p2p_energy_protocol.errors import InvalidAddressError
-from sqlalchemy import Table, case, func, insert, select, text, update
+from sqlalchemy import Table, case, exists, func, insert, select, text, update
 
-from ..db.models import Bill, Payout, Reading, Settlement
+from ..db.models import Bill, FollowedChannel, Payout, Reading, Registration, Settlement
 from .engine import (
     ConsumerDemand,
     ProducerSupply,
@@ -104,6 +114,27 @@ def payment_method(destination: str | None) -> tuple[str, str | None, str]:
     return "off_tangle", destination, "recorded"
 
 
+def waiting_for(session: Session, slot_end: int) -> list[str]:
+    """The active participants whose reading for the slot ending at ``slot_end`` is not in."""
+    participant = FollowedChannel.registration_id
+    reached = exists().where(Reading.registration_id == participant, Reading.end_time >= slot_end)
+    # Driven by the active channels (an index), one index probe of readings each.
+    return list(
+        session.scalars(
+            select(participant)
+            .join(Registration, Registration.registration_id == participant)
+            .where(
+                FollowedChannel.active,
+                FollowedChannel.created_at < slot_end,
+                Registration.active,
+                ~reached,
+            )
+            .distinct()
+            .order_by(participant)
+        )
+    )
+
+
 class SettlementService:
     def __init__(self, db: Database, config: GridConfig, clock: Clock, holder: str) -> None:
         self._db = db
@@ -133,13 +164,18 @@ class SettlementService:
             end = slot_bounds(last_end, slot_ms)[1]
         return start, end
 
-    async def settle_due(self) -> list[SettlementSummary]:
-        """Settle every slot that has ended (plus the settlement delay)."""
+    async def settle_due(self, following_since: int | None = None) -> list[SettlementSummary]:
+        """Settle every slot that is due (see the module documentation).
+
+        ``following_since`` is when the grid last became able to follow the channels
+        (ms); a slot's deadline never falls earlier than the settlement delay after it.
+        """
         settled: list[SettlementSummary] = []
         for _ in range(SLOTS_PER_ROUND):
-            horizon = self._clock() - int(self._config.settlement_delay_seconds * 1000)
             summary = await self._db.run_write(
-                functools.partial(self._settle_next, horizon=horizon)
+                functools.partial(
+                    self._settle_next, now=self._clock(), following_since=following_since
+                )
             )
             if summary is None:
                 break
@@ -156,14 +192,34 @@ class SettlementService:
             )
         return settled
 
-    def _settle_next(self, session: Session, horizon: int) -> SettlementSummary | None:
+    def deadline(self, slot_end: int, following_since: int | None = None) -> int:
+        """When a slot ending at ``slot_end`` is settled even with readings missing."""
+        start = slot_end if following_since is None else max(slot_end, following_since)
+        return start + int(self._config.settlement_delay_seconds * 1000)
+
+    def _settle_next(
+        self, session: Session, now: int, following_since: int | None
+    ) -> SettlementSummary | None:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETTLEMENT_LOCK_KEY}
             )
         slot = self.next_slot(session)
-        if slot is None or slot[1] > horizon:
+        if slot is None or slot[1] > now:
             return None
+        if now < self.deadline(slot[1], following_since):
+            if waiting_for(session, slot[1]):
+                return None
+        else:
+            missing = waiting_for(session, slot[1])
+            if missing:
+                _LOGGER.info(
+                    "settling slot %d-%d at its deadline without the readings of %d "
+                    "participant(s), e.g. %s; they will be billed as adjustments",
+                    *slot,
+                    len(missing),
+                    ", ".join(missing[:5]),
+                )
         return self.settle_slot(session, *slot)
 
     def settle_slot(self, session: Session, slot_start: int, slot_end: int) -> SettlementSummary:

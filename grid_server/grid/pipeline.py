@@ -1,0 +1,130 @@
+"""The grid's background work as named stages: follow → settle → bill → pay, and collect.
+
+1. ``follow``: read every registered channel through the node, store new readings.
+2. ``settle``: settle every slot that is due, one database transaction per slot.
+3. ``bill``: publish payment requests for the new bills on the consumers' return
+   channels, then the grid's other channel messages (hellos, goodbyes).
+4. ``pay``: pay producers' payouts by value bundles; reattach and confirm them.
+5. ``collect``: find consumers' payments at their payment addresses and confirm
+   them (what ``bill`` later asks for is what is still owed).
+
+Only the holder of the leader lease runs the stages (:class:`~.server.GridServer`
+repeats each one at its interval); the HTTP API runs in every grid process. Nothing
+is settled until every channel was followed up to now: after the grid's start, a
+change of leader, or an outage of the node (while the grid cannot read the channels
+it settles nothing). That moment is when readings can arrive again, so settlement
+deadlines count from it (see :mod:`.settlement.service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from .billing import PaymentMonitor, PaymentRequests
+    from .clock import Clock
+    from .config import GridConfig
+    from .follower import ChannelFollower
+    from .return_channels import ReturnChannels
+    from .settlement.service import SettlementService
+    from .wallet import GridWallet
+
+# Payment requests created, or outbox messages sent, per step of the bill stage.
+PUBLISH_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage: its name (for logs and tasks), its pause between rounds and its work."""
+
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[Any]]
+    wake: asyncio.Event | None = None
+    """Set by an earlier stage (or the API) to run this one before its interval is up."""
+
+
+class GridPipeline:
+    """The stages of one grid process, wired to the services they drive."""
+
+    def __init__(
+        self,
+        config: GridConfig,
+        *,
+        follower: ChannelFollower,
+        settlement: SettlementService,
+        requests: PaymentRequests,
+        return_channels: ReturnChannels,
+        wallet: GridWallet,
+        monitor: PaymentMonitor,
+        stopping: asyncio.Event,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._follower = follower
+        self._settlement = settlement
+        self._requests = requests
+        self._return_channels = return_channels
+        self._wallet = wallet
+        self._monitor = monitor
+        self._stopping = stopping
+        self._clock = clock
+        self.following_since: int | None = None
+        """When the channels were last followed up to now after the grid could not (ms)."""
+        self.settle_due = asyncio.Event()
+        """Wakes the settle stage: readings were stored."""
+        self.bill_due = asyncio.Event()
+        """Wakes the bill stage: a slot was settled or a channel message was queued."""
+
+    def stages(self) -> tuple[Stage, ...]:
+        config = self._config
+        return (
+            Stage("follow", config.follow_interval / 2, self.follow),
+            Stage(
+                "settle", max(0.5, min(config.slot_seconds / 4, 30.0)), self.settle, self.settle_due
+            ),
+            Stage("bill", config.publish_interval, self.bill, self.bill_due),
+            Stage("pay", config.payout_interval, self.pay),
+            Stage("collect", config.payments_interval, self.collect),
+        )
+
+    def became_leader(self) -> None:
+        """Settle nothing until the channels were followed up to now once more."""
+        self.following_since = None
+
+    async def follow(self) -> None:
+        try:
+            stats = await self._follower.follow_once()
+        except BaseException:
+            self.following_since = None
+            raise
+        if stats.errors:  # the node is unavailable: nothing can be read now
+            self.following_since = None
+        elif stats.caught_up and self.following_since is None:
+            self.following_since = self._clock()
+        if stats.readings:
+            self.settle_due.set()
+
+    async def settle(self) -> None:
+        if self.following_since is None:
+            return
+        if await self._settlement.settle_due(self.following_since):
+            self.bill_due.set()
+
+    async def bill(self) -> None:
+        while await self._requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
+            if self._stopping.is_set():
+                return
+        while await self._return_channels.publish_pending(PUBLISH_BATCH) == PUBLISH_BATCH:
+            if self._stopping.is_set():
+                return
+
+    async def pay(self) -> None:
+        await self._wallet.pay_out()
+
+    async def collect(self) -> None:
+        await self._monitor.scan()

@@ -1,0 +1,176 @@
+"""The grid's background pipeline: its stages, their order and how they hand work on."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from grid_server.grid.config import GridConfig
+from grid_server.grid.follower import FollowStats
+from grid_server.grid.pipeline import PUBLISH_BATCH, GridPipeline
+
+from .fakes import ManualClock
+
+
+@dataclass
+class Calls:
+    log: list[str] = field(default_factory=list)
+    caught_up: bool = False
+    node_down: bool = False
+    readings: int = 0
+    settled: list[int] = field(default_factory=list)
+    following_since: list[int | None] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+
+
+class Follower:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def follow_once(self) -> FollowStats:
+        self.calls.log.append("follow")
+        return FollowStats(
+            readings=self.calls.readings,
+            backlog=not self.calls.caught_up,
+            errors=["node unavailable"] if self.calls.node_down else [],
+        )
+
+
+class Settlement:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def settle_due(self, following_since: int | None = None) -> list[int]:
+        self.calls.log.append("settle")
+        self.calls.following_since.append(following_since)
+        return self.calls.settled
+
+
+class Requests:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def publish_due(self, limit: int) -> int:
+        self.calls.log.append("requests")
+        return self.calls.requests.pop(0) if self.calls.requests else 0
+
+
+class ReturnChannels:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def publish_pending(self, limit: int) -> int:
+        self.calls.log.append("messages")
+        return self.calls.messages.pop(0) if self.calls.messages else 0
+
+
+class Wallet:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def pay_out(self) -> None:
+        self.calls.log.append("pay")
+
+
+class Monitor:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    async def scan(self) -> None:
+        self.calls.log.append("collect")
+
+
+def pipeline(
+    calls: Calls, config: GridConfig | None = None, clock: ManualClock | None = None
+) -> GridPipeline:
+    return GridPipeline(
+        config or GridConfig(),
+        follower=Follower(calls),  # type: ignore[arg-type]
+        settlement=Settlement(calls),  # type: ignore[arg-type]
+        requests=Requests(calls),  # type: ignore[arg-type]
+        return_channels=ReturnChannels(calls),  # type: ignore[arg-type]
+        wallet=Wallet(calls),  # type: ignore[arg-type]
+        monitor=Monitor(calls),  # type: ignore[arg-type]
+        stopping=asyncio.Event(),
+        clock=clock or ManualClock(0),
+    )
+
+
+async def test_the_stages_are_follow_settle_bill_pay_collect() -> None:
+    calls = Calls(caught_up=True)
+    grid = pipeline(calls, GridConfig(slot_seconds=60, follow_interval=4, publish_interval=2))
+    stages = grid.stages()
+    assert [stage.name for stage in stages] == ["follow", "settle", "bill", "pay", "collect"]
+    assert [stage.interval for stage in stages[:3]] == [2.0, 15.0, 2.0]
+    assert (stages[1].wake, stages[2].wake) == (grid.settle_due, grid.bill_due)
+    for stage in stages:
+        await stage.run()
+    assert calls.log == ["follow", "settle", "requests", "messages", "pay", "collect"]
+
+
+async def test_nothing_is_settled_before_the_channels_were_followed_up_to_now() -> None:
+    calls = Calls(settled=[1], readings=3)
+    clock = ManualClock(1_000)
+    grid = pipeline(calls, clock=clock)
+    await grid.follow()
+    assert grid.settle_due.is_set()  # stored readings wake the settle stage
+    await grid.settle()  # the follower is not caught up yet
+    assert calls.log == ["follow"]
+    assert not grid.bill_due.is_set()
+
+    calls.caught_up = True
+    clock.advance(2)
+    await grid.follow()
+    clock.advance(5)
+    await grid.follow()  # still following since the first round that caught up
+    await grid.settle()
+    assert calls.log == ["follow"] * 3 + ["settle"]
+    assert calls.following_since == [3_000]
+    assert grid.bill_due.is_set()  # settled slots wake the bill stage
+
+    grid.bill_due.clear()
+    grid.became_leader()  # a new leader follows up to now again first
+    await grid.settle()
+    assert calls.log == ["follow"] * 3 + ["settle"]
+
+
+async def test_settlement_waits_out_a_node_outage_and_counts_its_deadline_from_the_return() -> None:
+    calls = Calls(caught_up=True)
+    clock = ManualClock(0)
+    grid = pipeline(calls, clock=clock)
+    await grid.follow()
+    await grid.settle()
+    calls.node_down = True
+    clock.advance(600)
+    await grid.follow()
+    await grid.settle()  # no settling while the channels cannot be read
+    calls.node_down = False
+    clock.advance(600)
+    await grid.follow()
+    await grid.settle()
+    assert calls.log == ["follow", "settle", "follow", "follow", "settle"]
+    assert calls.following_since == [0, 1_200_000]
+
+
+async def test_a_failed_follow_round_stops_settling_until_caught_up_again() -> None:
+    calls = Calls(caught_up=True)
+    grid = pipeline(calls)
+    await grid.follow()
+
+    async def fail() -> FollowStats:
+        raise ConnectionError("database away")
+
+    grid._follower.follow_once = fail  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await grid.follow()
+    await grid.settle()
+    assert "settle" not in calls.log
+
+
+async def test_bill_publishes_every_full_batch_then_the_channel_messages() -> None:
+    calls = Calls(requests=[PUBLISH_BATCH, PUBLISH_BATCH, 3], messages=[PUBLISH_BATCH, 0])
+    await pipeline(calls).bill()
+    assert calls.log == ["requests"] * 3 + ["messages"] * 2
