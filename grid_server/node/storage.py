@@ -30,12 +30,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
+
+from ..db_migrations import MigrationChain, sqlite_transactions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
 
 NULL_HASH: Final = "9" * 81
-SCHEMA_VERSION: Final = "1"
+CONNECT_TIMEOUT_SECONDS: Final = 10
 # Bound parameters per IN (...) list; well under SQLite's and PostgreSQL's limits.
 _CHUNK: Final = 500
 
@@ -124,6 +128,23 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text(), nullable=False),
 )
+
+
+def _node_metadata() -> MetaData:
+    return metadata
+
+
+MIGRATIONS: Final = MigrationChain(
+    "node",
+    Path(__file__).resolve().parent / "migrations",
+    # Its own version table: the node's and the grid's tables may share one database.
+    version_table="node_alembic_version",
+    lock_key=0x5032504E4F4445,
+    metadata=_node_metadata,
+)
+# Before migrations, a row in node_meta said which schema create_all had made.
+_LEGACY_VERSION_KEY: Final = "schema_version"
+_LEGACY_SCHEMA: Final = ("1", "0001")
 
 
 class StorageError(RuntimeError):
@@ -233,13 +254,31 @@ def open_engine(url: str) -> Engine:
     try:
         # Pre-ping replaces connections a PostgreSQL restart dropped; the connect timeout
         # turns an unreachable server into a prompt 503 instead of a hung request.
-        connect_args: dict[str, Any] = {} if is_sqlite else {"connect_timeout": 10}
+        connect_args: dict[str, Any] = (
+            {} if is_sqlite else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        )
         engine = create_engine(parsed, pool_pre_ping=not is_sqlite, connect_args=connect_args)
     except (ArgumentError, NoSuchModuleError, ImportError) as err:
         raise StorageError(f"cannot use database URL {url!r}: {err}") from err
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _adopt_unversioned(conn: Connection) -> None:
+    """Take over a database whose tables ``create_all`` made before the node had
+    migrations: its ``node_meta`` row names the schema, which becomes the chain's
+    revision (and the row goes: the version table says it from now on)."""
+    if MIGRATIONS.current(conn) is not None or not inspect(conn).has_table(transactions.name):
+        return
+    version = conn.execute(select(meta.c.value).where(meta.c.key == _LEGACY_VERSION_KEY)).scalar()
+    if version != _LEGACY_SCHEMA[0]:
+        raise StorageError(
+            f"the database holds node tables of schema version {version!r}, which this node "
+            f"cannot migrate (it knows version {_LEGACY_SCHEMA[0]})"
+        )
+    MIGRATIONS.stamp(conn, _LEGACY_SCHEMA[1])
+    conn.execute(delete(meta).where(meta.c.key == _LEGACY_VERSION_KEY))
 
 
 class TangleStore:
@@ -258,19 +297,27 @@ class TangleStore:
         self.engine.dispose()
 
     def create_schema(self) -> None:
+        """Create or migrate the node's tables to the newest schema."""
+        # Schema changes need real SQLite transactions, which this engine does not take.
+        is_sqlite = self.engine.dialect.name == "sqlite"
+        engine = create_engine(
+            self.engine.url,
+            poolclass=NullPool,
+            connect_args={} if is_sqlite else {"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
+        if is_sqlite:
+            sqlite_transactions(engine, immediate=True)
         try:
-            metadata.create_all(self.engine)
+            with engine.begin() as conn:
+                MIGRATIONS.lock(conn)
+                _adopt_unversioned(conn)
+                MIGRATIONS.upgrade(conn)
+        except StorageError:
+            raise
         except Exception as err:
-            raise StorageError(f"cannot create the node's tables: {err}") from err
-        with self.begin() as conn:
-            version = self.get_meta(conn, "schema_version")
-            if version is None:
-                self.set_meta(conn, "schema_version", SCHEMA_VERSION)
-            elif version != SCHEMA_VERSION:
-                raise StorageError(
-                    f"the database holds node schema version {version}, this node needs "
-                    f"{SCHEMA_VERSION}"
-                )
+            raise StorageError(f"cannot bring the node's tables up to date: {err}") from err
+        finally:
+            engine.dispose()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

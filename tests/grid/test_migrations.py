@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 
-from grid_server.grid.db.engine import Database, DatabaseError, parse_database_url
+from grid_server.grid.db.engine import MIGRATIONS, Database, DatabaseError, parse_database_url
 from grid_server.grid.db.models import Base
 
 from .conftest import create_postgres_database, drop_postgres_database
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-MIGRATIONS = Path(__file__).resolve().parents[2] / "grid_server" / "grid" / "migrations"
+    from pathlib import Path
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -57,11 +53,11 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
 
 def _migrate(db: Database, revision: str, *, downgrade: bool = False) -> None:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if downgrade else command.upgrade)(config, revision)
+        if downgrade:
+            MIGRATIONS.downgrade(connection, revision)
+        else:
+            MIGRATIONS.upgrade(connection, revision)
 
 
 def test_energy_columns_renamed_to_milliwh_keep_their_values(empty_database_url: str) -> None:

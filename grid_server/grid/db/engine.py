@@ -17,22 +17,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ...db_migrations import MigrationChain, sqlite_transactions
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from sqlalchemy import MetaData
+
 _LOGGER = logging.getLogger(__name__)
-_MIGRATIONS: Final = Path(__file__).resolve().parent.parent / "migrations"
-# Arbitrary key of the PostgreSQL advisory lock that serialises migrations.
-_MIGRATION_LOCK_KEY: Final = 0x50325047524944
+
+
+def _grid_metadata() -> MetaData:
+    from .models import Base
+
+    return Base.metadata
+
+
+MIGRATIONS: Final = MigrationChain(
+    "grid",
+    Path(__file__).resolve().parent.parent / "migrations",
+    version_table="alembic_version",
+    lock_key=0x50325047524944,
+    metadata=_grid_metadata,
+)
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS: Final = 10
 
@@ -88,22 +100,16 @@ class Database:
 
     def _sqlite_engine(self, *, immediate: bool) -> Engine:
         engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
-        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        sqlite_transactions(engine, immediate=immediate)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take transaction control away from pysqlite so BEGIN is ours.
-            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql(begin)
 
         return engine
 
@@ -153,28 +159,19 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (safe with several processes)."""
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(_MIGRATIONS))
         with self._write_engine.begin() as connection:
-            if self.dialect == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        _LOGGER.info("database schema is at revision %s", self.schema_revision())
+            MIGRATIONS.lock(connection)
+            MIGRATIONS.upgrade(connection)
 
     def schema_revision(self) -> str | None:
         """The migration revision the database is at (None before the first migration)."""
         with self._read_engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            return MIGRATIONS.current(connection)
 
     @staticmethod
     def head_revision() -> str | None:
         """The newest migration revision this code knows."""
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        return ScriptDirectory.from_config(config).get_current_head()
+        return MIGRATIONS.head()
 
     def check(self) -> None:
         """Raise if the database cannot be queried (for the health endpoint)."""
