@@ -150,7 +150,7 @@ async def create_requests(
     clock = lambda: NOW  # noqa: E731
     channels = ReturnChannels(db, tangle, cpu, clock)
     wallet = GridWallet(db, None, SEED, clock, cpu)  # type: ignore[arg-type]
-    requests = PaymentRequests(db, channels, wallet, clock, pending_expiry_seconds=3600)
+    requests = PaymentRequests(db, channels, wallet, clock)
     created = 0
     start, cpu_start = time.perf_counter(), time.process_time()
     while (made := await requests.publish_due(batch)) > 0:

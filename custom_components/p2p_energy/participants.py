@@ -593,6 +593,7 @@ class Consumer(GridMember):
                         owed=payload.owed,
                         usage_kwh=payload.usage,
                         payment_id_or_address=payload.payment_id_or_address,
+                        pending=payload.pending,
                     )
                 elif isinstance(payload, Goodbye):
                     channel.ended = True
@@ -620,6 +621,10 @@ class Consumer(GridMember):
             raise PaymentRefusedError("nothing_owed")
         if any(payment.request_root == request.root for payment in self.state.payments):
             raise PaymentRefusedError("already_paid", {"amount": str(request.owed)})
+        # Payments the grid saw but the ledger has not confirmed are not paid again.
+        amount = max(0, request.owed - request.pending)
+        if amount <= 0:
+            raise PaymentRefusedError("payment_confirming", {"amount": str(request.pending)})
         try:
             address = validate_address(request.payment_id_or_address)
         except InvalidAddressError as err:
@@ -629,12 +634,10 @@ class Consumer(GridMember):
         connection = self.context.connection
         # The surplus of the inputs goes to a fresh address, the next deposit address.
         remainder = await self._async_new_wallet_address()
-        signed = await connection.prepare_transfer(
-            self.wallet_seed, address, request.owed, remainder
-        )
+        signed = await connection.prepare_transfer(self.wallet_seed, address, amount, remainder)
         pending = PendingPayment(
             request_root=request.root,
-            amount=request.owed,
+            amount=amount,
             address=address,
             bundle=signed.bundle_hash,
             time=dt_util.utcnow(),

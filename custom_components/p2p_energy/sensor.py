@@ -57,6 +57,12 @@ def _owed(participant: Participant) -> int | None:
     return request.owed if request else None
 
 
+def _pending(participant: Participant) -> int | None:
+    assert isinstance(participant, Consumer)
+    request = participant.state.payment_request
+    return request.pending if request else None
+
+
 def _wallet_balance(participant: Participant) -> int | None:
     assert isinstance(participant, Consumer)
     return participant.wallet_balance
@@ -115,6 +121,18 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
         native_unit_of_measurement=UNIT_IOTA,
         suggested_display_precision=0,
         value_fn=lambda participant: participant.state.paid_total,
+    ),
+    ParticipantSensorDescription(
+        # Seen by the grid, not confirmed yet: it does not lower the amount owed.
+        key="amount_pending",
+        translation_key="amount_pending",
+        kinds=frozenset({SUBENTRY_CONSUMER}),
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement=UNIT_IOTA,
+        suggested_display_precision=0,
+        value_fn=_pending,
+        needs_network=True,
     ),
     ParticipantSensorDescription(
         key="wallet_balance",

@@ -129,6 +129,8 @@ class PaymentRequest:
     owed: int
     usage_kwh: float
     payment_id_or_address: str
+    pending: int = 0
+    """IOTA of this consumer's payments the grid saw but the ledger has not confirmed."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stored form."""
@@ -137,16 +139,18 @@ class PaymentRequest:
             "owed": self.owed,
             "usage_kwh": self.usage_kwh,
             "payment_id_or_address": self.payment_id_or_address,
+            "pending": self.pending,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaymentRequest:
-        """Load the stored form."""
+        """Load the stored form (saved before ``pending`` existed: none)."""
         return cls(
             root=str(data["root"]),
             owed=int(data["owed"]),
             usage_kwh=float(data["usage_kwh"]),
             payment_id_or_address=str(data["payment_id_or_address"]),
+            pending=int(data.get("pending", 0)),
         )
 
 

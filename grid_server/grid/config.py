@@ -87,7 +87,10 @@ class GridConfig:
     wallet_genesis_balance: int = 1_000_000_000
     payout_batch_size: int = 10
     reattach_seconds: float = 120.0
-    # A consumer payment still unconfirmed after this long no longer reduces what is owed.
+    # Only confirmed consumer payments reduce what is owed. A pending payment the node
+    # says cannot confirm (spends beyond its inputs, conflicts with a confirmed spend)
+    # is dropped once it stayed so this long, and any pending payment after the expiry.
+    payment_unconfirmable_seconds: float = 300.0
     payment_pending_expiry: float = 3600.0
     # Worker processes doing the proof of work of the grid's own bundles (payment
     # requests, payouts); 0: the node's attachToTangle does it (remote proof of work).
@@ -137,6 +140,7 @@ class GridConfig:
             "payout_interval",
             "lease_seconds",
             "reattach_seconds",
+            "payment_unconfirmable_seconds",
             "payment_pending_expiry",
             "shutdown_timeout",
             "node_timeout",

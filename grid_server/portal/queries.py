@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import Select, and_, case, func, or_, select
 
+from ..grid.billing import accounts, accounts_total
 from ..grid.db.models import (
     Bill,
     FollowedChannel,
@@ -122,12 +123,16 @@ def overview(session: Session) -> dict[str, Any]:
     latest = session.execute(
         select(s.slot_start, s.slot_end, s.consensus_price_micro).order_by(s.slot_start.desc())
     ).first()
-    incoming = _sums_by_status(session, IncomingPayment.status, IncomingPayment.amount)
+    consumers = accounts_total(session)
     payouts = _sums_by_status(session, Payout.status, Payout.amount)
-    received = _int(incoming.get("confirmed"))
+    received = consumers.paid
     paid_out = sum(_int(payouts.get(state)) for state in PAID_PAYOUT_STATES)
     import_cost, export_revenue, grid_cut = _int(row[8]), _int(row[9]), _int(row[10])
-    billed = _int(row[6])
+    dropped_count = _int(
+        session.scalar(
+            select(func.count(IncomingPayment.id)).where(IncomingPayment.status == "dropped")
+        )
+    )
     return {
         "producers": {
             "active": participants.get(("producer", True), 0),
@@ -143,10 +148,13 @@ def overview(session: Session) -> dict[str, Any]:
             "active": participants.get(("consumer", True), 0),
             "removed": participants.get(("consumer", False), 0),
             "usageKwh": _kwh(row[2]),
-            "billed": billed,
+            "billed": consumers.billed,
             "paid": received,
-            "pendingPayments": _int(incoming.get("pending")),
-            "outstanding": max(0, billed - received),
+            "pendingPayments": consumers.pending,
+            "outstanding": consumers.owed,
+            # Payments that could not confirm (see the payments list for why).
+            "droppedPayments": consumers.dropped,
+            "droppedPaymentCount": dropped_count,
         },
         "energy": {
             "localKwh": _kwh(row[3]),
@@ -227,6 +235,7 @@ def _empty_totals() -> dict[str, Any]:
         "billed": 0,
         "paid": 0,
         "pending": 0,
+        "dropped": 0,
         "outstanding": 0,
         "earned": 0,
     }
@@ -245,23 +254,14 @@ def _entity_totals(session: Session, ids: Sequence[str]) -> dict[str, dict[str, 
     ):
         totals[registration_id]["energyKwh"] = _kwh(energy)
         totals[registration_id]["lastReadingAt"] = last
-    for registration_id, amount in session.execute(
-        select(Bill.registration_id, func.sum(Bill.amount))
-        .where(Bill.registration_id.in_(ids))
-        .group_by(Bill.registration_id)
-    ):
-        totals[registration_id]["billed"] = _int(amount)
-    for registration_id, status, amount in session.execute(
-        select(
-            IncomingPayment.registration_id,
-            IncomingPayment.status,
-            func.sum(IncomingPayment.amount),
+    for registration_id, consumer in accounts(session, ids).items():
+        totals[registration_id].update(
+            billed=consumer.billed,
+            paid=consumer.paid,
+            pending=consumer.pending,
+            dropped=consumer.dropped,
+            outstanding=consumer.owed,
         )
-        .where(IncomingPayment.registration_id.in_(ids))
-        .group_by(IncomingPayment.registration_id, IncomingPayment.status)
-    ):
-        key = "paid" if status == "confirmed" else "pending"
-        totals[registration_id][key] += _int(amount)
     for registration_id, status, amount in session.execute(
         select(Payout.registration_id, Payout.status, func.sum(Payout.amount))
         .where(Payout.registration_id.in_(ids))
@@ -270,9 +270,6 @@ def _entity_totals(session: Session, ids: Sequence[str]) -> dict[str, dict[str, 
         entry = totals[registration_id]
         entry["earned"] += _int(amount)
         entry["paid" if status in PAID_PAYOUT_STATES else "pending"] += _int(amount)
-    for entry in totals.values():
-        if entry["billed"]:
-            entry["outstanding"] = max(0, entry["billed"] - entry["paid"])
     return totals
 
 
@@ -501,6 +498,8 @@ def select_incoming() -> Select[Any]:
         IncomingPayment.status,
         IncomingPayment.first_seen_at,
         IncomingPayment.confirmed_at,
+        IncomingPayment.dropped_at,
+        IncomingPayment.problem,
     ).join(Registration, Registration.registration_id == IncomingPayment.registration_id)
 
 
@@ -557,6 +556,9 @@ def _incoming(row: Any) -> dict[str, Any]:
         "status": row.status,
         "seenAt": row.first_seen_at,
         "confirmedAt": row.confirmed_at,
+        "droppedAt": row.dropped_at,
+        # Why it has not confirmed (yet), as the node answered; None while all is well.
+        "problem": row.problem,
     }
 
 

@@ -257,6 +257,8 @@ class Bill:
     usage_kwh: float = 0.0
     address: str | None = None
     requests: int = 0
+    # What is owed minus the payments the grid saw confirming: what to send now.
+    due: int = 0
 
 
 @dataclass
@@ -338,6 +340,7 @@ class SimConsumer:
                     usage_kwh=message.usage,
                     address=message.payment_id_or_address,
                     requests=self.bill.requests + 1,
+                    due=message.amount_due,
                 )
         return self.bill
 
@@ -351,12 +354,12 @@ class SimConsumer:
         return last.confirmed and time.monotonic() - last.sent_at >= self.payment_cooldown
 
     async def pay(self) -> int:
-        """Pay what the latest bill says is owed; returns the amount sent (0: nothing)."""
+        """Pay what the latest bill says is due; returns the amount sent (0: nothing)."""
         bill = self.bill
-        if not self.pay_bills or bill.owed <= 0 or bill.address is None:
+        if not self.pay_bills or bill.due <= 0 or bill.address is None:
             return 0
-        # The grid counts a payment once it sees it; until the last one is confirmed
-        # and the grid had time to notice, the bill may still include it.
+        # The grid counts a payment once the ledger confirms it; until the last one is
+        # confirmed and the grid had time to notice, the bill may still include it.
         if not await self._last_payment_settled():
             return 0
         try:
@@ -367,17 +370,17 @@ class SimConsumer:
         try:
             transactions = await self._client.send_transfer(
                 self.wallet_seed,
-                [Transfer(address=address, value=bill.owed, tag=BILL_TAG)],
+                [Transfer(address=address, value=bill.due, tag=BILL_TAG)],
                 depth=self._settings.depth,
                 min_weight_magnitude=self._settings.min_weight_magnitude,
             )
         except InsufficientBalanceError as err:
-            _LOGGER.warning("%s cannot pay %d IOTA: %s", self.name, bill.owed, err)
+            _LOGGER.warning("%s cannot pay %d IOTA: %s", self.name, bill.due, err)
             return 0
         tail = next(tx.hash for tx in transactions if tx.current_index == 0)
-        self.payments.append(_Payment(bill.owed, tail, time.monotonic()))
-        self.paid += bill.owed
-        return bill.owed
+        self.payments.append(_Payment(bill.due, tail, time.monotonic()))
+        self.paid += bill.due
+        return bill.due
 
 
 def _utc(milliseconds: int) -> datetime:

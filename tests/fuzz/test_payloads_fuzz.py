@@ -73,7 +73,13 @@ def valid_payloads() -> st.SearchStrategy[tuple[str, Payload]]:
         ),
         st.tuples(
             st.just("grid"),
-            st.builds(PaymentRequest, st.integers(0, MAX_IOTA), energies, addresses),
+            st.builds(
+                PaymentRequest,
+                st.integers(0, MAX_IOTA),
+                energies,
+                addresses,
+                st.integers(0, MAX_IOTA),
+            ),
         ),
     )
 
@@ -95,6 +101,7 @@ FIELDS = [
     "output",
     "usage",
     "owed",
+    "pending",
     "price",
     "producerPrice",
     "paymentIdOrAddress",

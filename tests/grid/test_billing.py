@@ -11,7 +11,7 @@ from p2p_energy_protocol.payloads import PaymentRequest, parse_grid_message
 from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import select
 
-from grid_server.grid.billing import PaymentRequests, owed
+from grid_server.grid.billing import Account, PaymentRequests, account, accounts, accounts_total
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.models import Bill, IncomingPayment, OutboxMessage, WalletAddress
 from grid_server.grid.return_channels import ReturnChannels
@@ -59,7 +59,7 @@ async def test_requests_follow_the_bills(db: Database) -> None:
         with db.write() as session:
             channels.store(session, "consumer-x", prepared)
         wallet = GridWallet(db, NoNode(), SEED, clock, cpu)  # type: ignore[arg-type]
-        requests = PaymentRequests(db, channels, wallet, clock, pending_expiry_seconds=600)
+        requests = PaymentRequests(db, channels, wallet, clock)
         assert await requests.publish_due() == 0
 
         add_reading(db, "consumer-x", S0 + SLOT, 1.5)
@@ -78,7 +78,8 @@ async def test_requests_follow_the_bills(db: Database) -> None:
                 (1, "consumer", "consumer-x"),
             ]
 
-        # A pending payment counts as paid; the next request asks only for the rest.
+        # A pending payment does not lower what is owed: the next request asks for
+        # everything and says how much is on its way.
         with db.write() as session:
             session.add(
                 IncomingPayment(
@@ -95,7 +96,8 @@ async def test_requests_follow_the_bills(db: Database) -> None:
         add_reading(db, "consumer-x", S0 + 5 * SLOT, 1.0)
         await SettlementService(db, CONFIG, ManualClock(S0 + 7 * SLOT), "t").settle_due()
         assert await requests.publish_due() == 1
-        assert payment_requests(db)[-1] == PaymentRequest(150, 1.0, address)
+        assert payment_requests(db)[-1] == PaymentRequest(300, 1.0, address, pending=150)
+        assert payment_requests(db)[-1].amount_due == 150
         # The same address is handed out while it is unspent.
         assert await wallet.payment_address("consumer-x") == address
         with db.write() as session:
@@ -107,36 +109,51 @@ async def test_requests_follow_the_bills(db: Database) -> None:
         assert await wallet.payment_address("consumer-x") == generate_address(SEED, 2, 2)
 
 
-async def test_owed_counts_confirmed_and_recent_pending_payments(db: Database) -> None:
+async def test_owed_counts_only_confirmed_payments(db: Database) -> None:
+    """One definition of "owed", for one consumer, many and all of them."""
     add_registration(db, "consumer-x", "consumer", None)
+    add_registration(db, "consumer-y", "consumer", None)
+    add_registration(db, "producer-z", "producer", None)
     add_reading(db, "consumer-x", S0 + SLOT, 3.0)
+    add_reading(db, "consumer-y", S0 + SLOT, 1.0)
     await SettlementService(db, CONFIG, ManualClock(S0 + 3 * SLOT), "t").settle_due()
     now = S0 + 3 * SLOT
     with db.write() as session:
-        for index, (amount, status, seen) in enumerate(
+        for index, (who, amount, status) in enumerate(
             [
-                (100, "confirmed", now - 10**9),
-                (50, "pending", now - 1000),
-                (70, "pending", now - 10**7),
+                ("consumer-x", 100, "confirmed"),
+                ("consumer-x", 50, "pending"),
+                ("consumer-x", 70, "dropped"),
+                ("consumer-y", 130, "confirmed"),  # 30 more than billed
             ]
         ):
             session.add(
                 IncomingPayment(
-                    registration_id="consumer-x",
+                    registration_id=who,
                     address="A" * 81,
                     bundle_hash="B" * 81,
                     current_index=index,
                     transaction_hashes_json="[]",
                     amount=amount,
                     status=status,
-                    first_seen_at=seen,
+                    first_seen_at=now,
                 )
             )
     with db.read() as session:
-        # 300 billed; 100 confirmed, 50 pending recently, 70 pending too long ago.
-        assert owed(session, "consumer-x", now, 3_600_000) == 150
-        assert owed(session, "consumer-x", now, 10**8) == 80
-        assert owed(session, "nobody", now, 1) == 0
+        # consumer-x: 300 billed, 100 confirmed; pending and dropped payments pay nothing.
+        assert account(session, "consumer-x") == Account(
+            billed=300, paid=100, pending=50, owed=200, dropped=70
+        )
+        assert account(session, "consumer-y") == Account(billed=100, paid=130, owed=0)
+        assert accounts(session, ["consumer-x", "nobody", "producer-z"]) == {
+            "consumer-x": Account(billed=300, paid=100, pending=50, owed=200, dropped=70),
+            "nobody": Account(),
+            "producer-z": Account(),
+        }
+        # consumer-y's overpayment does not hide what consumer-x owes.
+        assert accounts_total(session) == Account(
+            billed=400, paid=230, pending=50, owed=200, dropped=70
+        )
 
 
 async def test_concurrent_allocations_never_share_an_address(db: Database) -> None:

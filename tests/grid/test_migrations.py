@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from grid_server.grid.db.engine import MIGRATIONS, Database, DatabaseError, parse_database_url
-from grid_server.grid.db.models import Base
+from grid_server.grid.db.models import Base, IncomingPayment
 
 from .conftest import create_postgres_database, drop_postgres_database
 
@@ -20,14 +20,17 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+HEAD = "0003"
+
+
 def test_migrated_schema_matches_the_models(db: Database) -> None:
-    assert db.schema_revision() == Database.head_revision() == "0002"
+    assert db.schema_revision() == Database.head_revision() == HEAD
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
     # Migrating again changes nothing.
     db.migrate()
-    assert db.schema_revision() == "0002"
+    assert db.schema_revision() == HEAD
 
 
 def test_database_urls() -> None:
@@ -110,5 +113,45 @@ def test_energy_columns_renamed_to_milliwh_keep_their_values(empty_database_url:
             ).one()
         assert stored[0] == 2_000_000
         assert json.loads(stored[1]) == report
+    finally:
+        db.close()
+
+
+def test_payments_seen_before_verification_stay_pending_and_unpaid(
+    empty_database_url: str,
+) -> None:
+    """0003: payments recorded before the grid checked whether they can confirm keep their
+    state; nothing marks them paid."""
+    db = Database(empty_database_url, threads=1)
+    try:
+        _migrate(db, "0002")
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO registrations (registration_id, item_name, item_type, active,"
+                    " created_at, updated_at) VALUES ('c1', 'Flat', 'consumer', true, 1, 1)"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO incoming_payments (registration_id, address, bundle_hash,"
+                    " current_index, transaction_hashes_json, amount, status, first_seen_at)"
+                    " VALUES ('c1', :a, :b, 0, '[]', 42, 'pending', 5)"
+                ),
+                {"a": "A" * 81, "b": "B" * 81},
+            )
+        db.migrate()
+        assert db.schema_revision() == HEAD
+        with db.read() as session:
+            payment = session.scalars(sa.select(IncomingPayment)).one()
+            assert (payment.amount, payment.status, payment.problem, payment.dropped_at) == (
+                42,
+                "pending",
+                None,
+                None,
+            )
+        _migrate(db, "0002", downgrade=True)
+        with db.read() as session:
+            assert session.execute(sa.text("SELECT amount FROM incoming_payments")).all() == [(42,)]
     finally:
         db.close()

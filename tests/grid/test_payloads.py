@@ -119,6 +119,18 @@ def test_payment_request() -> None:
     parsed = parse_grid_message(text)
     assert parsed == PaymentRequest(345, 1.5, ADDRESS)
     assert encode_payload(parsed) == text
+    assert parsed.amount_due == 345
+
+
+def test_payment_request_with_pending_payments() -> None:
+    """``pending`` is optional: the blueprint's payload has none, and 0 is not sent."""
+    request = PaymentRequest(345, 1.5, ADDRESS, pending=100)
+    assert payload_to_json(request)["pending"] == 100
+    assert parse_grid_message(payload_to_json(request)) == request
+    assert request.amount_due == 245
+    assert PaymentRequest(50, 0.0, ADDRESS, pending=80).amount_due == 0
+    assert "pending" not in payload_to_json(PaymentRequest(345, 1.5, ADDRESS))
+    assert parse_grid_message({**payload_to_json(request), "pending": None}).pending == 0
 
 
 @pytest.mark.parametrize(
@@ -208,6 +220,28 @@ def test_payment_request() -> None:
             "grid",
             {"command": "payment-request", "owed": -1, "usage": 1, "paymentIdOrAddress": "x"},
             "between",
+        ),
+        (
+            "grid",
+            {
+                "command": "payment-request",
+                "owed": 1,
+                "usage": 1,
+                "paymentIdOrAddress": "x",
+                "pending": -5,
+            },
+            "'pending' must be between",
+        ),
+        (
+            "grid",
+            {
+                "command": "payment-request",
+                "owed": 1,
+                "usage": 1,
+                "paymentIdOrAddress": "x",
+                "pending": "5",
+            },
+            "'pending' must be a number",
         ),
         ("nobody", {"command": "hello"}, "unknown channel role"),
     ],

@@ -55,11 +55,18 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, grid: Serv
         await asyncio.sleep(0.3)
 
 
-def count_payments(database_url: str) -> int:
+def count_payments(database_url: str, status: str) -> int:
     db = Database(database_url, threads=1)
     try:
         with db.read() as session:
-            return int(session.scalar(select(func.count()).select_from(IncomingPayment)) or 0)
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(IncomingPayment)
+                    .where(IncomingPayment.status == status)
+                )
+                or 0
+            )
     finally:
         db.close()
 
@@ -231,10 +238,11 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
                 min_weight_magnitude=MWM,
             )
 
-            async def payment_seen() -> bool:
-                return bool(await asyncio.to_thread(count_payments, database_url))
+            async def payment_confirmed() -> bool:
+                return bool(await asyncio.to_thread(count_payments, database_url, "confirmed"))
 
-            await eventually(payment_seen, "the consumer's payment", grid)
+            # Only a payment a milestone confirmed counts; wait for the grid to see that.
+            await eventually(payment_confirmed, "the grid's record of the confirmed payment", grid)
 
             # Crash the grid (no clean shutdown). Slot 2 is published while it is down:
             # producer 1 only (1.5 kWh from its sources), consumers 0.5 and 0.25 kWh.
@@ -252,7 +260,7 @@ async def test_real_processes_trade_and_survive_a_kill(tmp_path: Path, database_
             )
             second_c1 = (await requests(c1, r1.root, r1.side_key))[-1]
             second_c2 = (await requests(c2, r2.root, r2.side_key))[-1]
-            # Consumer 1's payment counts (pending or confirmed); consumer 2 has not paid.
+            # Consumer 1's confirmed payment counts; consumer 2 has not paid.
             assert second_c1["owed"] == bills2[0]
             assert second_c2["owed"] == bills1[1] + bills2[1]
             health = await client.health()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -13,7 +14,7 @@ from p2p_energy_protocol.errors import NodeUnavailableError
 from p2p_energy_protocol.signing import generate_address
 from sqlalchemy import select
 
-from grid_server.grid.billing import PaymentMonitor
+from grid_server.grid.billing import Account, PaymentMonitor, account
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
 from grid_server.grid.settlement.service import SettlementService
@@ -24,9 +25,11 @@ from .fakes import ManualClock
 from .nodes import MWM, running_node
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from grid_server.grid.db.engine import Database
+    from grid_server.node import NodeServer
 
 SLOT = 900_000
 S0 = 1_888_888 * SLOT
@@ -159,35 +162,168 @@ async def test_payouts_wait_for_funds(db: Database, tmp_path: Path) -> None:
             assert payout_states(db)["pa-registration"] == (162, "pending")
 
 
-async def test_consumer_payments_are_matched_and_confirmed(db: Database, tmp_path: Path) -> None:
-    add_registration(db, "cx-registration", "consumer", None)
+def payment_monitor(db: Database, node: Any, clock: ManualClock) -> PaymentMonitor:
+    return PaymentMonitor(db, node, clock, unconfirmable_seconds=300, pending_expiry_seconds=3600)
+
+
+def scanned(found: int = 0, confirmed: int = 0, dropped: int = 0) -> dict[str, int]:
+    return {"found": found, "confirmed": confirmed, "dropped": dropped}
+
+
+@dataclass
+class PayingConsumer:
+    """A consumer with a payment address of the grid wallet, paying through a real node."""
+
+    node: NodeServer
+    client: IriClient
+    node_view: InconsistentBundles
+    monitor: PaymentMonitor
+    address: str
+
+    async def pay(self, amount: int) -> str:
+        """Send ``amount`` to the payment address; returns the bundle hash."""
+        sent = await self.client.send_transfer(
+            CONSUMER_SEED, [Transfer(self.address, amount, tag="BILL")], min_weight_magnitude=MWM
+        )
+        return sent[0].bundle
+
+
+@contextlib.asynccontextmanager
+async def paying_consumer(
+    db: Database, tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[PayingConsumer]:
+    """``cx-registration`` (registered by the caller) with 1,000 IOTA in its wallet."""
     consumer_funds = generate_address(CONSUMER_SEED, 0, 2)
-    clock = ManualClock(S0)
     async with (
         running_node(tmp_path, {consumer_funds: 1_000}) as node,
         aiohttp.ClientSession() as session,
     ):
         client = IriClient(session, node.url)
+        node_view = InconsistentBundles(client)
         with ThreadPoolExecutor(1) as cpu:
             wallet = GridWallet(db, client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)
             address = await wallet.payment_address("cx-registration")
-            monitor = PaymentMonitor(db, client, clock)
-            assert await monitor.scan() == {"found": 0, "confirmed": 0}
-            await client.send_transfer(
-                CONSUMER_SEED,
-                [Transfer(address, 340, tag="BILL")],
-                min_weight_magnitude=MWM,
+            yield PayingConsumer(
+                node, client, node_view, payment_monitor(db, node_view, clock), address
             )
-            assert await monitor.scan() == {"found": 1, "confirmed": 0}
-            assert await monitor.scan() == {"found": 0, "confirmed": 0}
-            assert await node.runtime.issue_milestone()
-            assert await monitor.scan() == {"found": 0, "confirmed": 1}
-            # A fresh monitor (a restart) does not record the payment again.
-            assert await PaymentMonitor(db, client, clock).scan() == {"found": 0, "confirmed": 0}
-        with db.read() as session_:
-            payment = session_.scalars(select(IncomingPayment)).one()
-            assert (payment.registration_id, payment.amount, payment.status) == (
-                "cx-registration",
-                340,
-                "confirmed",
-            )
+
+
+def the_payment(db: Database) -> IncomingPayment:
+    with db.read() as session:
+        return session.scalars(select(IncomingPayment)).one()
+
+
+def account_of_cx(db: Database) -> Account:
+    with db.read() as session:
+        return account(session, "cx-registration")
+
+
+async def test_consumer_payments_are_matched_and_confirmed(db: Database, tmp_path: Path) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    clock = ManualClock(S0)
+    async with paying_consumer(db, tmp_path, clock) as consumer:
+        monitor = consumer.monitor
+        assert await monitor.scan() == scanned()
+        await consumer.pay(340)
+        assert await monitor.scan() == scanned(found=1)
+        assert await monitor.scan() == scanned()
+        assert account_of_cx(db).pending == 340
+        assert await consumer.node.runtime.issue_milestone()
+        assert await monitor.scan() == scanned(confirmed=1)
+        # A fresh monitor (a restart) does not record the payment again.
+        assert await payment_monitor(db, consumer.client, clock).scan() == scanned()
+    payment = the_payment(db)
+    assert (payment.registration_id, payment.amount, payment.status) == (
+        "cx-registration",
+        340,
+        "confirmed",
+    )
+    assert account_of_cx(db).paid == 340
+
+
+class InconsistentBundles:
+    """The real node client, except that ``checkConsistency`` fails for chosen bundles,
+    as it does for a bundle spending beyond its inputs or against a confirmed spend."""
+
+    def __init__(self, client: IriClient) -> None:
+        self.client = client
+        self.bundles: set[str] = set()
+        self.checked: list[str] = []
+
+    async def check_consistency(self, tails: list[str]) -> tuple[bool, str]:
+        self.checked.extend(tails)
+        for tx in await self.client.get_transactions(tails):
+            if tx.bundle in self.bundles:
+                return False, "tails are not consistent (an inconsistent ledger state)"
+        return await self.client.check_consistency(tails)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_a_payment_that_cannot_confirm_is_dropped_and_never_paid(
+    db: Database, tmp_path: Path
+) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    add_reading(db, "cx-registration", S0 + SLOT, 5.0)
+    await SettlementService(db, CONFIG, ManualClock(S0 + 2 * SLOT), "t").settle_due()
+    clock = ManualClock(S0 + 2 * SLOT)
+    async with paying_consumer(db, tmp_path, clock) as consumer:
+        monitor = consumer.monitor
+        consumer.node_view.bundles.add(await consumer.pay(500))
+        assert await monitor.scan() == scanned(found=1)
+        row = the_payment(db)
+        assert (row.status, row.unconfirmable_since) == ("pending", clock())
+        assert "not consistent" in (row.problem or "")
+        assert account_of_cx(db).owed == 500
+        # Still unconfirmable, but not for long enough yet.
+        clock.advance(299)
+        assert await monitor.scan() == scanned()
+        clock.advance(1)
+        assert await monitor.scan() == scanned(dropped=1)
+        row = the_payment(db)
+        assert (row.status, row.dropped_at) == ("dropped", clock())
+        assert account_of_cx(db) == Account(billed=500, owed=500, dropped=500)
+        # Dropped payments are no longer asked about; nothing changes.
+        checks = len(consumer.node_view.checked)
+        assert await monitor.scan() == scanned()
+        assert len(consumer.node_view.checked) == checks
+
+
+async def test_a_payment_that_is_only_unsolid_for_a_moment_stays_pending(
+    db: Database, tmp_path: Path
+) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    clock = ManualClock(S0)
+    async with paying_consumer(db, tmp_path, clock) as consumer:
+        monitor = consumer.monitor
+        consumer.node_view.bundles.add(await consumer.pay(200))
+        assert await monitor.scan() == scanned(found=1)
+        clock.advance(200)
+        consumer.node_view.bundles.clear()  # the node can confirm it after all
+        assert await monitor.scan() == scanned()
+        clock.advance(200)
+        assert await monitor.scan() == scanned()
+        row = the_payment(db)
+        assert (row.status, row.problem, row.unconfirmable_since) == ("pending", None, None)
+        assert await consumer.node.runtime.issue_milestone()
+        assert await monitor.scan() == scanned(confirmed=1)
+
+
+async def test_an_expired_payment_is_dropped_but_counts_if_it_confirms_later(
+    db: Database, tmp_path: Path
+) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    clock = ManualClock(S0)
+    async with paying_consumer(db, tmp_path, clock) as consumer:
+        monitor = consumer.monitor
+        await consumer.pay(250)
+        assert await monitor.scan() == scanned(found=1)
+        clock.advance(3600)
+        assert await monitor.scan() == scanned(dropped=1)
+        row = the_payment(db)
+        assert (row.status, row.problem) == ("dropped", "not confirmed within 3600 seconds")
+        # The ledger has the last word: confirmed late, it is paid.
+        assert await consumer.node.runtime.issue_milestone()
+        assert await monitor.scan() == scanned(confirmed=1)
+        assert account_of_cx(db).paid == 250

@@ -42,6 +42,7 @@ class Expected:
     billed: int = 300
     received: int = 120
     pending_incoming: int = 50
+    dropped_incoming: int = 40
     earned: int = 250
     paid_out: int = 130  # confirmed 100 + recorded (off-Tangle) 30
     pending_payouts: int = 120
@@ -290,7 +291,7 @@ def seed_market(session: Session) -> Expected:
             ),
         ]
     )
-    # Incoming: Maple 1 paid 120 (confirmed) and 50 is pending.
+    # Incoming: Maple 1 paid 120 (confirmed) and 50 is pending; Maple 2's 40 was dropped.
     session.add_all(
         [
             IncomingPayment(
@@ -314,6 +315,21 @@ def seed_market(session: Session) -> Expected:
                 status="pending",
                 first_seen_at=T0 + 2_000,
                 confirmed_at=None,
+            ),
+            # Maple 2 "paid" 40 with a bundle that could never confirm.
+            IncomingPayment(
+                registration_id="consumer-maple-02",
+                address=ADDRESS,
+                bundle_hash="F" * 81,
+                current_index=0,
+                transaction_hashes_json="[]",
+                amount=40,
+                status="dropped",
+                first_seen_at=T0 + 3_000,
+                confirmed_at=None,
+                problem="tails are not consistent (would lead to an inconsistent ledger state)",
+                unconfirmable_since=T0 + 3_000,
+                dropped_at=T0 + 303_000,
             ),
         ]
     )

@@ -194,7 +194,10 @@ async def test_overview_totals(
         "billed": expected.billed,
         "paid": expected.received,
         "pendingPayments": expected.pending_incoming,
+        # Neither pending nor dropped payments lower what is owed.
         "outstanding": expected.billed - expected.received,
+        "droppedPayments": expected.dropped_incoming,
+        "droppedPaymentCount": 1,
     }
     assert data["grid"] == {
         "runningCosts": expected.import_cost,
@@ -280,7 +283,11 @@ async def test_consumer_detail_shows_bills_and_payments(signed_in: TestClient[An
     assert [bill["amount"] for bill in maple["bills"]] == [40, 40, 40]
     assert [bill["requested"] for bill in maple["bills"]] == [False, True, True]
     assert maple["name"] == "Maple Street 2 <b>bold</b>"
-    assert maple["outstanding"] == 120
+    assert (maple["outstanding"], maple["dropped"], maple["paid"]) == (120, 40, 0)
+    assert [(p["amount"], p["status"], p["droppedAt"]) for p in maple["payments"]] == [
+        (40, "dropped", T0 + 303_000)
+    ]
+    assert "not consistent" in maple["payments"][0]["problem"]
     payer = await get_data(signed_in, "entities/consumer-maple-01")
     assert [(p["amount"], p["status"]) for p in payer["payments"]] == [
         (50, "pending"),
@@ -319,8 +326,13 @@ async def test_payments_both_ways(signed_in: TestClient[Any, Any]) -> None:
     assert payouts["items"][2]["destination"] == "INVOICE-42"
     assert payouts["items"][3]["transactions"] == ["D" * 81]
     incoming = await get_data(signed_in, "payments", params={"kind": "incoming"})
-    assert [row["amount"] for row in incoming["items"]] == [50, 120]
-    assert incoming["items"][1]["address"] == ADDRESS
+    assert [(row["amount"], row["status"]) for row in incoming["items"]] == [
+        (40, "dropped"),
+        (50, "pending"),
+        (120, "confirmed"),
+    ]
+    assert incoming["items"][2]["address"] == ADDRESS
+    assert incoming["items"][2]["problem"] is None
 
 
 async def test_node_status_reports_an_unreachable_node(

@@ -90,6 +90,10 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     cards = await page.locator("#cards .card h3").all_inner_texts()
     assert [title.lower() for title in cards[:2]] == ["producers", "consumers"]
     assert "Distribution available".lower() in [title.lower() for title in cards]
+    # A payment that could never confirm is flagged where the operator looks first.
+    dropped = page.locator("#cards .card.warning")
+    assert (await dropped.locator("h3").inner_text()).lower() == "dropped payments"
+    assert "40" in await dropped.locator(".value").inner_text()
     painted, data = await chart_points(page, "price-chart")
     assert painted
     assert data[0] == [20, 25, 30]
@@ -133,7 +137,10 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     await page.wait_for_selector("#payment-table tbody tr td")
     assert await page.locator("#payment-table tbody tr").count() == 4
     await page.select_option("#payment-kind", "incoming")
-    await rows(page, "payment-table", 2)
+    await rows(page, "payment-table", 3)
+    dropped_row = page.locator("#payment-table tbody tr", has_text="dropped")
+    assert await dropped_row.locator(".bad").inner_text() == "dropped"
+    assert "not consistent" in await dropped_row.locator(".problem").inner_text()
     await screenshot(page, "portal-payments")
 
     await page.click("a[data-view=node]")

@@ -117,18 +117,25 @@ class PaymentRequest:
     """The grid's bill on a consumer's return channel."""
 
     owed: int
-    """IOTA owed, not counting payments already on their way (pending)."""
+    """IOTA owed: everything billed minus the payments the ledger has confirmed."""
     usage: float
     """kWh this request is for."""
     payment_id_or_address: str
+    pending: int = 0
+    """IOTA of payments seen on the Tangle but not confirmed yet (an optional field,
+    absent from the blueprint's payload). They do not lower ``owed``: a payment that
+    never confirms never paid anything."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.owed, bool) or not isinstance(self.owed, int):
-            raise PayloadError("'owed' must be an integer amount of IOTA")
-        if not 0 <= self.owed <= MAX_IOTA:
-            raise PayloadError(f"'owed' must be between 0 and {MAX_IOTA} IOTA, got {self.owed}")
+        _check_iota("owed", self.owed)
+        _check_iota("pending", self.pending)
         _check_energy("usage", self.usage)
         _check_payment_id(self.payment_id_or_address)
+
+    @property
+    def amount_due(self) -> int:
+        """IOTA still to send: what is owed minus what is already on its way."""
+        return max(0, self.owed - self.pending)
 
 
 Payload = Hello | Goodbye | SourceOutput | ProducerOutput | ConsumerUsage | PaymentRequest
@@ -169,12 +176,15 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
                 "usage": payload.usage,
             }
         case PaymentRequest():
-            return {
+            request: dict[str, Any] = {
                 "command": "payment-request",
                 "owed": payload.owed,
                 "usage": payload.usage,
                 "paymentIdOrAddress": payload.payment_id_or_address,
             }
+            if payload.pending:
+                request["pending"] = payload.pending
+            return request
     raise PayloadError(f"not a payload: {type(payload).__name__}")
 
 
@@ -255,6 +265,7 @@ def parse_grid_message(data: Mapping[str, Any] | str) -> GridMessage:
             owed=_integer(obj, "owed"),
             usage=_number(obj, "usage"),
             payment_id_or_address=_string(obj, "paymentIdOrAddress"),
+            pending=_integer(obj, "pending") if obj.get("pending") is not None else 0,
         )
     return _hello_or_goodbye(command, "grid")
 
@@ -386,6 +397,13 @@ def _check_energy(name: str, value: float) -> None:
         raise PayloadError(f"'{name}' must be a finite, non-negative number of kWh, got {value}")
     if value > MAX_ENERGY_KWH:
         raise PayloadError(f"'{name}' of {value} kWh is not a plausible reading")
+
+
+def _check_iota(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(f"'{name}' must be an integer amount of IOTA")
+    if not 0 <= value <= MAX_IOTA:
+        raise PayloadError(f"'{name}' must be between 0 and {MAX_IOTA} IOTA, got {value}")
 
 
 def _check_price(name: str, value: float) -> None:

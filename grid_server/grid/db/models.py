@@ -284,10 +284,17 @@ class IncomingPayment(Base):
     # JSON list of the hashes of every attachment of this transaction seen so far.
     transaction_hashes_json: Mapped[str] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)
-    # pending (seen, not confirmed) -> confirmed
+    # pending (seen, not confirmed) -> confirmed (counts as paid) or dropped (it cannot
+    # confirm: see ``problem``); a dropped payment the ledger confirms later is confirmed.
     status: Mapped[str] = mapped_column(String(16))
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
     confirmed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # When the node was last asked whether it can still confirm.
+    checked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Why it cannot confirm (the node's answer), and since when it has not been able to.
+    problem: Mapped[str | None] = mapped_column(Text)
+    unconfirmable_since: Mapped[int | None] = mapped_column(BigInteger)
+    dropped_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StorageItem(Base):

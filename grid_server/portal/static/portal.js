@@ -66,8 +66,8 @@
     }
   }
 
-  function card(title, value, sub) {
-    return el("div", { class: "card" }, el("h3", { text: title }), el("div", { class: "value", text: value }),
+  function card(title, value, sub, kind) {
+    return el("div", { class: kind ? `card ${kind}` : "card" }, el("h3", { text: title }), el("div", { class: "value", text: value }),
       sub ? el("div", { class: "sub", text: sub }) : null);
   }
 
@@ -106,9 +106,12 @@
     return el("a", { href: `${base}#/${kind}/${hash}`, target: "_blank", rel: "noopener", title: hash }, label);
   }
 
-  function status(text) {
+  // A payment's or payout's state; a problem (why it cannot confirm) is shown with it.
+  function status(text, problem) {
     const good = ["confirmed", "recorded"].includes(text);
-    return el("span", { class: good ? "ok" : "pending", text });
+    const kind = good ? "ok" : text === "dropped" ? "bad" : "pending";
+    const label = el("span", { class: kind, text, title: problem || null });
+    return problem ? el("span", {}, label, el("div", { class: "problem muted", text: problem })) : label;
   }
 
   function check(ok) {
@@ -146,18 +149,21 @@
     const c = overview.consumers;
     const g = overview.grid;
     const s = overview.settlements;
-    $("#cards").replaceChildren(
+    $("#cards").replaceChildren(...[
       card("Producers", integer.format(p.active), `${kwh(p.outputKwh)} delivered`),
       card("Consumers", integer.format(c.active), `${kwh(c.usageKwh)} used`),
       card("Consensus price", price(s.latestPrice), s.latestSlotEnd ? `slot ending ${clock(s.latestSlotEnd)}` : "no slot settled yet"),
-      card("Billed to consumers", iota(c.billed), `${iota(c.paid)} paid · ${iota(c.outstanding)} outstanding`),
+      card("Billed to consumers", iota(c.billed), `${iota(c.paid)} paid · ${iota(c.pendingPayments)} confirming · ${iota(c.outstanding)} outstanding`),
+      c.droppedPaymentCount
+        ? card("Dropped payments", iota(c.droppedPayments), `${integer.format(c.droppedPaymentCount)} that could never confirm: see Payments`, "warning")
+        : null,
       card("Earned by producers", iota(p.earned), `${iota(p.paid)} paid · ${iota(p.pendingPayouts)} on the way`),
       card("Grid running costs", iota(g.runningCosts), `imports ${kwh(overview.energy.importedKwh)}`),
       card("Grid income", iota(g.gridCut + g.exportRevenue), `cut ${iota(g.gridCut)} · exports ${iota(g.exportRevenue)}`),
       card("Distribution available", iota(g.distributionAvailable), "received − paid out − costs − cut"),
       card("Settled slots", integer.format(s.count),
         s.failedInvariants ? `${s.failedInvariants} with failed invariants` : "all invariants hold"),
-    );
+    ].filter(Boolean));
     const labels = prices.map((row) => clock(row.slotEnd));
     drawChart("price-chart", {
       type: "line",
@@ -222,7 +228,7 @@
     $("#entity-cards").replaceChildren(
       card(producer ? "Output" : "Usage", kwh(item.energyKwh), `last reading ${time(item.lastReadingAt)}`),
       card(producer ? "Earned" : "Billed", iota(producer ? item.earned : item.billed)),
-      card("Paid", iota(item.paid), item.pending ? `${iota(item.pending)} pending` : null),
+      card("Paid", iota(item.paid), [item.pending ? `${iota(item.pending)} confirming` : "", item.dropped ? `${iota(item.dropped)} dropped` : ""].filter(Boolean).join(" · ") || null),
       producer ? card("Sources", integer.format(item.sources.length)) : card("Outstanding", iota(item.outstanding)),
     );
     $("#entity-chart-title").textContent = producer ? "Output per reading (kWh) and asking price" : "Usage per reading (kWh)";
@@ -244,7 +250,7 @@
       tables.push(detailTable("Bills", ["Slot", "Usage", "Adjustment", "Amount", "Requested"],
         item.bills.map((b) => el("tr", {}, el("td", { text: time(b.slotStart) }), el("td", { class: "num", text: kwh(b.usageKwh) }), el("td", { class: "num", text: kwh(b.adjustmentKwh) }), el("td", { class: "num", text: iota(b.amount) }), el("td", { text: b.requested ? "yes" : "not yet" })))));
       tables.push(detailTable("Payments", ["Seen", "Amount", "Status", "Bundle", "Address"],
-        item.payments.map((p) => el("tr", {}, el("td", { text: time(p.seenAt) }), el("td", { class: "num", text: iota(p.amount) }), el("td", {}, status(p.status)), el("td", {}, explorerLink("bundle", p.bundle)), el("td", {}, explorerLink("address", p.address))))));
+        item.payments.map((p) => el("tr", {}, el("td", { text: time(p.seenAt) }), el("td", { class: "num", text: iota(p.amount) }), el("td", {}, status(p.status, p.problem)), el("td", {}, explorerLink("bundle", p.bundle)), el("td", {}, explorerLink("address", p.address))))));
     }
     tables.push(detailTable("Channels followed", ["Role", "Root", "Messages read", "Hello", "Skipped", "Last read", "Last error"],
       item.channels.map((c) => el("tr", {}, el("td", { text: c.role }), el("td", { class: "hash", text: c.root }), el("td", { class: "num", text: integer.format(c.messagesRead) }), el("td", { text: c.helloSeen ? "seen" : "not yet" }), el("td", { class: "num", text: integer.format(c.skippedMessages) }), el("td", { text: time(c.lastReadAt) }), el("td", { text: c.lastError || "–" })))));
@@ -291,7 +297,7 @@
         el("td", {}, explorerLink("bundle", row.bundle)),
         el("td", {}, row.method === "tangle" ? explorerLink("address", row.destination) : el("span", { text: row.destination || "–" })))
       : el("tr", {}, el("td", { text: row.name }), el("td", { text: time(row.seenAt) }), el("td", { class: "num", text: iota(row.amount) }),
-        el("td", {}, status(row.status)), el("td", { text: time(row.confirmedAt) }), el("td", {}, explorerLink("bundle", row.bundle)),
+        el("td", {}, status(row.status, row.problem)), el("td", { text: time(row.confirmedAt) }), el("td", {}, explorerLink("bundle", row.bundle)),
         el("td", {}, explorerLink("address", row.address))));
     fillTable(table, rows, headers.length);
     pager($("#payment-pager"), page, (next) => { p.page = next; refresh(); });

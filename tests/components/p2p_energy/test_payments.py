@@ -331,3 +331,53 @@ async def test_conflicting_pending_payment_is_dropped(
     await poll(hass, freezer)
     assert consumer.state.pending_payment is None
     assert state(hass, "sensor.house_amount_paid") == "345"
+
+
+async def test_payments_the_grid_sees_confirming_are_not_paid_again(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+) -> None:
+    """The grid's request says 345 IOTA owed, 300 of it confirming: 45 is paid, and a
+    request covered by confirming payments is refused until they confirm or drop."""
+    consumer = consumer_of(loaded_entry)
+    assert consumer.wallet_address is not None
+    fake_network.balances_by_address[consumer.wallet_address] = 1000
+    fake_network.grid_publish(
+        "consumer-registration-1",
+        {
+            "command": "payment-request",
+            "owed": 345,
+            "usage": 1.5,
+            "paymentIdOrAddress": PAY_TO,
+            "pending": 300,
+        },
+    )
+    await poll(hass, freezer)
+    assert state(hass, "sensor.house_amount_owed") == "345"
+    assert state(hass, "sensor.house_amount_pending") == "300"
+    response = await call(hass, "pay_bill", CONSUMER_ID)
+    assert response == {"amount": 45, "address": PAY_TO, "bundle": BUNDLE_A, "status": "pending"}
+    fake_network.confirm(BUNDLE_A)
+    await poll(hass, freezer)
+    assert state(hass, "sensor.house_amount_paid") == "45"
+
+    fake_network.grid_publish(
+        "consumer-registration-1",
+        {
+            "command": "payment-request",
+            "owed": 400,
+            "usage": 0.2,
+            "paymentIdOrAddress": PAY_TO,
+            "pending": 400,
+        },
+    )
+    await poll(hass, freezer)
+    assert state(hass, "sensor.house_amount_owed") == "400"
+    assert state(hass, "sensor.house_amount_pending") == "400"
+    with pytest.raises(ServiceValidationError) as refusal:
+        await call(hass, "pay_bill", CONSUMER_ID)
+    assert refusal.value.translation_key == "payment_confirming"
+    assert refusal.value.translation_placeholders == {"name": "House", "amount": "400"}
+    assert len(fake_network.transfers) == 1
