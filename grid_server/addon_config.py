@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -43,7 +44,12 @@ from .node.config import ConfigError as NodeConfigError
 from .node.config import config_from_mapping as node_config_from_mapping
 from .node.config import normalize_neighbor_url
 from .portal.auth import PasswordError, hash_password
-from .portal.config import SUPERVISOR_INGRESS_ADDRESS, PortalConfigError, load_portal_config
+from .portal.config import (
+    SUPERVISOR_INGRESS_ADDRESS,
+    PortalConfigError,
+    load_portal_config,
+    unsafe_ingress_address,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -267,6 +273,10 @@ def render_config(
         security = GridConfig().wallet_security
         node["genesis"] = {generate_address(seed, 0, security): options.wallet_genesis_balance}
     portal: dict[str, Any] = {"trusted_ingress_addresses": list(ingress_addresses)}
+    if any(_unsafe_ingress(address) for address in ingress_addresses):
+        # Only P2P_ADDON_INGRESS_ADDRESSES (tests, development) names such an address;
+        # that explicit choice forces it, and the grid warns at every start.
+        portal["allow_unsafe_ingress_addresses"] = True
     if options.portal_password is not None:
         try:
             portal["password_hash"] = hash_password(options.portal_password)
@@ -275,6 +285,13 @@ def render_config(
     document = {"grid": grid, "node": node, "portal": portal}
     check_document(document)
     return document
+
+
+def _unsafe_ingress(address: str) -> bool:
+    try:
+        return unsafe_ingress_address(ipaddress.ip_address(address))
+    except ValueError:
+        return False  # check_document names the address that is not one
 
 
 def check_document(document: Mapping[str, Any]) -> None:

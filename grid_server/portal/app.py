@@ -15,8 +15,9 @@ import asyncio
 import html
 import ipaddress
 import logging
-import time
-from dataclasses import dataclass, field
+import re
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -28,8 +29,10 @@ from p2p_energy_protocol.errors import IriApiError, NodeUnavailableError
 
 from ..grid.api.context import SERVICES_KEY, GridServices
 from . import queries
-from .auth import SessionSigner, verify_password
+from .auth import verify_password
 from .queries import PageRequest
+from .sessions import PortalSessions
+from .throttle import LoginThrottle
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,13 +45,17 @@ _LOGGER = logging.getLogger(__name__)
 
 PREFIX: Final = "/portal"
 COOKIE: Final = "p2p_portal_session"
+# A random nonce the sign-in form's CSRF token is bound to (before there is a session).
+LOGIN_COOKIE: Final = "p2p_portal_signin"
+# Set at a successful sign-in: this browser is let past the throttle that holds others.
+DEVICE_COOKIE: Final = "p2p_portal_device"
+CSRF_FIELD: Final = "csrf"
+_DEVICE_MAX_AGE: Final = 365 * 86_400
+_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{20,64}")
 _HERE: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = _HERE / "static"
 INDEX_PAGE: Final = _HERE / "pages" / "index.html"
 LOGIN_PAGE: Final = _HERE / "pages" / "login.html"
-# Failed logins from one address before it has to wait, and the longest wait.
-_FREE_ATTEMPTS: Final = 5
-_MAX_LOCK_SECONDS: Final = 300.0
 _DEFAULT_PAGE_SIZE: Final = 25
 _PRICE_POINTS: Final = 500
 _SECURITY_HEADERS: Final = {
@@ -62,37 +69,12 @@ _SECURITY_HEADERS: Final = {
 
 
 @dataclass
-class LoginThrottle:
-    """Slows password guessing: after a few failures an address waits, doubling each time."""
-
-    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
-
-    def wait_seconds(self, address: str, now: float) -> float:
-        count, locked_until = self.failures.get(address, (0, 0.0))
-        return max(0.0, locked_until - now) if count >= _FREE_ATTEMPTS else 0.0
-
-    def failed(self, address: str, now: float) -> None:
-        count = self.failures.get(address, (0, 0.0))[0] + 1
-        lock = 0.0
-        if count >= _FREE_ATTEMPTS:
-            lock = min(_MAX_LOCK_SECONDS, 2.0 ** (count - _FREE_ATTEMPTS))
-        self.failures[address] = (count, now + lock)
-        if len(self.failures) > 10_000:
-            # Forget the oldest entries so a scan cannot grow this without bound.
-            for stale in sorted(self.failures, key=lambda key: self.failures[key][1])[:5_000]:
-                del self.failures[stale]
-
-    def succeeded(self, address: str) -> None:
-        self.failures.pop(address, None)
-
-
-@dataclass
 class PortalState:
     config: PortalConfig
-    signer: SessionSigner
+    sessions: PortalSessions
     grid: GridServices
     node_url: str | None
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    throttle: LoginThrottle
     http: aiohttp.ClientSession | None = None
 
 
@@ -106,14 +88,23 @@ def setup_portal(
     if not config.enabled:
         _LOGGER.info("the portal is disabled")
         return
+    grid = app[SERVICES_KEY]
     state = PortalState(
         config=config,
-        signer=SessionSigner(config.session_secret_bytes(data_dir), config.session_max_age),
-        grid=app[SERVICES_KEY],
+        sessions=PortalSessions(
+            grid.db,
+            config.session_secret_bytes(data_dir),
+            max_age_seconds=config.session_max_age,
+            password_hash=config.password_hash,
+        ),
+        grid=grid,
         node_url=node_url.rstrip("/") if node_url else None,
+        throttle=LoginThrottle(
+            budget=config.login_budget, budget_window=config.login_budget_window
+        ),
     )
     app[PORTAL_KEY] = state
-    app.cleanup_ctx.append(_http_session)
+    app.cleanup_ctx.append(_portal_running)
     api = f"{PREFIX}/api"
     app.add_routes(
         [
@@ -135,10 +126,18 @@ def setup_portal(
     )
     if config.password_hash is None:
         _LOGGER.info("no portal password is set: the portal opens only through ingress")
+    if config.unsafe_ingress_addresses:
+        _LOGGER.warning(
+            "the portal trusts ingress from %s (allow_unsafe_ingress_addresses): every "
+            "program that can connect from there opens the portal without a password",
+            ", ".join(config.unsafe_ingress_addresses),
+        )
 
 
-async def _http_session(app: web.Application) -> AsyncIterator[None]:
+async def _portal_running(app: web.Application) -> AsyncIterator[None]:
     state = app[PORTAL_KEY]
+    # A new password (or session secret) ends the sessions opened with the old one.
+    await state.sessions.forget_other_passwords()
     state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
     yield
     await state.http.close()
@@ -163,15 +162,19 @@ def is_ingress(request: web.Request, config: PortalConfig) -> bool:
     return peer in trusted
 
 
-def authentication(request: web.Request) -> str | None:
+async def authentication(request: web.Request) -> str | None:
     """How the request is authenticated: ``"ingress"``, ``"password"`` or None."""
     state = _state(request)
     if is_ingress(request, state.config):
         return "ingress"
-    token = request.cookies.get(COOKIE)
-    if token and state.config.password_hash is not None and state.signer.is_valid(token):
+    if await state.sessions.is_valid(request.cookies.get(COOKIE)):
         return "password"
     return None
+
+
+def _cross_site(request: web.Request) -> bool:
+    """A browser says this request comes from another site (a form on a foreign page)."""
+    return request.headers.get("Sec-Fetch-Site", "") == "cross-site"
 
 
 def _secure(response: web.StreamResponse, *, cache: bool = False) -> web.StreamResponse:
@@ -188,75 +191,137 @@ async def _redirect_to_portal(_request: web.Request) -> web.StreamResponse:
 
 def _page_handler(page: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        if authentication(request) is None:
+        if await authentication(request) is None:
             raise web.HTTPFound("login")
         return _secure(web.FileResponse(page, headers={"Content-Type": "text/html"}))
 
     return handler
 
 
-def _login_html(message: str | None, can_login: bool) -> str:
+def _login_html(message: str | None, can_login: bool, csrf: str = "") -> str:
     template = LOGIN_PAGE.read_text(encoding="utf-8")
     notice = f'<p class="notice" role="alert">{html.escape(message)}</p>' if message else ""
-    return template.replace("{{notice}}", notice).replace(
-        "{{disabled}}", "" if can_login else "disabled"
+    return (
+        template.replace("{{notice}}", notice)
+        .replace("{{disabled}}", "" if can_login else "disabled")
+        .replace("{{csrf}}", html.escape(csrf, quote=True))
     )
 
 
-def _html(text: str, status: int = 200) -> web.StreamResponse:
-    return _secure(web.Response(text=text, status=status, content_type="text/html"))
+def _html(text: str, status: int = 200) -> web.Response:
+    response = web.Response(text=text, status=status, content_type="text/html")
+    _secure(response)
+    return response
 
 
-async def _login_page(request: web.Request) -> web.StreamResponse:
+def _cookie(
+    response: web.StreamResponse, request: web.Request, name: str, value: str, age: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path=f"{PREFIX}/",
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+
+
+def _login_form(
+    request: web.Request, message: str | None = None, status: int = 200
+) -> web.StreamResponse:
+    """The sign-in page with a CSRF token bound to this browser's sign-in cookie."""
     state = _state(request)
-    if authentication(request) is not None:
-        raise web.HTTPFound("./")
     if state.config.password_hash is None:
         return _html(
             _login_html(
                 "No operator password is set. Open the portal from the Home Assistant "
                 "sidebar, or set a password in the grid's configuration.",
                 can_login=False,
-            )
+            ),
+            403 if request.method == "POST" else 200,
         )
-    return _html(_login_html(None, can_login=True))
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not _NONCE.fullmatch(nonce):
+        nonce = secrets.token_urlsafe(24)
+    response = _html(
+        _login_html(message, can_login=True, csrf=state.sessions.login_csrf_token(nonce)),
+        status,
+    )
+    _cookie(response, request, LOGIN_COOKIE, nonce, 86_400)
+    return response
+
+
+async def _login_page(request: web.Request) -> web.StreamResponse:
+    if await authentication(request) is not None:
+        raise web.HTTPFound("./")
+    return _login_form(request)
 
 
 async def _login(request: web.Request) -> web.StreamResponse:
     state = _state(request)
-    encoded = state.config.password_hash
-    if encoded is None:
-        return _html(_login_html("No operator password is set.", can_login=False), 403)
-    address = request.remote or "unknown"
-    now = time.monotonic()
-    wait = state.throttle.wait_seconds(address, now)
-    if wait > 0:
-        message = f"Too many failed attempts. Try again in {int(wait) + 1} seconds."
-        return _html(_login_html(message, can_login=True), 429)
+    if state.config.password_hash is None:
+        return _login_form(request)
     form = await request.post()
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    expected = state.sessions.login_csrf_token(nonce)
+    if (
+        _cross_site(request)
+        or not _NONCE.fullmatch(nonce)
+        or not state.sessions.matches(expected, form.get(CSRF_FIELD))
+    ):
+        _LOGGER.warning("portal sign-in without a valid form token from %s", request.remote)
+        return _login_form(request, "The sign-in form expired. Please try again.", 403)
+    address = request.remote
+    device = state.sessions.device(request.cookies.get(DEVICE_COOKIE))
+    refusal = state.throttle.begin(address, device)
+    if refusal is not None:
+        wait = int(refusal.wait_seconds) + 1
+        message = f"Too many sign-in attempts. Try again in {wait} seconds."
+        if refusal.whole_grid:
+            message += " Home Assistant's sidebar opens the portal without a password."
+        response = _login_form(request, message, 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     password = form.get("password")
     valid = isinstance(password, str) and await asyncio.get_running_loop().run_in_executor(
-        None, verify_password, password, encoded
+        None, verify_password, password, state.config.password_hash
     )
     if not valid:
-        state.throttle.failed(address, now)
-        _LOGGER.warning("failed portal login from %s", address)
-        return _html(_login_html("Wrong password.", can_login=True), 401)
-    state.throttle.succeeded(address)
+        _LOGGER.warning("failed portal sign-in from %s", address)
+        return _login_form(request, "Wrong password.", 401)
+    state.throttle.succeeded(address, device)
     response = web.HTTPFound("./")
-    response.set_cookie(
+    _cookie(
+        response,
+        request,
         COOKIE,
-        state.signer.issue(),
-        max_age=state.config.session_max_age,
-        path=f"{PREFIX}/",
-        httponly=True,
-        secure=request.secure,
-        samesite="Strict",
+        await state.sessions.open(address),
+        state.config.session_max_age,
     )
+    if device is None:
+        _cookie(response, request, DEVICE_COOKIE, state.sessions.new_device(), _DEVICE_MAX_AGE)
+    response.del_cookie(LOGIN_COOKIE, path=f"{PREFIX}/")
+    _LOGGER.info("portal sign-in from %s", address)
     raise response
 
 
-async def _logout(_request: web.Request) -> web.StreamResponse:
+async def _logout(request: web.Request) -> web.StreamResponse:
+    """Sign out: the session is revoked on the server, not only forgotten by the browser."""
+    state = _state(request)
+    token = request.cookies.get(COOKIE)
+    form = await request.post()
+    if await state.sessions.is_valid(token):
+        assert token is not None
+        if _cross_site(request) or not state.sessions.matches(
+            state.sessions.csrf_token(token), form.get(CSRF_FIELD)
+        ):
+            raise web.HTTPForbidden(
+                text="Signing out needs the portal's own form.", headers=_SECURITY_HEADERS
+            )
+        await state.sessions.revoke(token)
+    # Without an open session there is nothing to end: on to the sign-in page.
     response = web.HTTPFound("login")
     response.del_cookie(COOKIE, path=f"{PREFIX}/")
     raise response
@@ -268,7 +333,7 @@ def _api(
     """JSON answers for signed-in operators; 401 otherwise, 400 for bad parameters."""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        if authentication(request) is None:
+        if await authentication(request) is None:
             body = {"success": False, "message": "Sign in to use the portal."}
             return _secure(web.json_response(body, status=401))
         try:
@@ -303,8 +368,12 @@ async def _read[T](state: PortalState, function: Callable[[Session], T]) -> T:
 
 
 async def _session_info(request: web.Request, state: PortalState) -> dict[str, Any]:
+    via = await authentication(request)
+    token = request.cookies.get(COOKIE)
     return {
-        "via": authentication(request),
+        "via": via,
+        # For the sign-out form (a signed-in operator only).
+        "csrfToken": state.sessions.csrf_token(token) if via == "password" and token else None,
         "slotSeconds": state.grid.config.slot_seconds,
         "pricingStrategy": state.grid.config.pricing_strategy,
         "gridCutPercent": state.grid.config.grid_cut_percent,

@@ -1,4 +1,4 @@
-"""Operator passwords (scrypt, stored hashed) and signed session cookies for the portal."""
+"""Operator passwords for the portal: scrypt, stored only hashed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
-from dataclasses import dataclass
 from typing import Final
 
 # scrypt cost: 2**14 x 8 x 1 needs 16 MiB and ~50 ms, fine for an operator login.
@@ -84,39 +82,3 @@ def verify_password(password: str, encoded: str) -> bool:
     expected = base64.urlsafe_b64decode(match["key"])
     actual = _scrypt(password, salt, int(match["n"]), int(match["r"]), int(match["p"]))
     return hmac.compare_digest(actual, expected)
-
-
-@dataclass(frozen=True)
-class SessionSigner:
-    """Issues and checks session cookies: ``expiry.nonce.signature`` (HMAC-SHA256)."""
-
-    secret: bytes
-    max_age_seconds: int
-
-    def __post_init__(self) -> None:
-        if len(self.secret) < 32:
-            raise ValueError("the session secret needs at least 32 bytes")
-        if self.max_age_seconds < 60:
-            raise ValueError("sessions must last at least a minute")
-
-    def _signature(self, message: str) -> str:
-        digest = hmac.new(self.secret, message.encode("ascii"), hashlib.sha256).digest()
-        return _b64(digest).rstrip("=")
-
-    def issue(self, now: float | None = None) -> str:
-        expires = int((time.time() if now is None else now) + self.max_age_seconds)
-        message = f"{expires}.{secrets.token_urlsafe(12)}"
-        return f"{message}.{self._signature(message)}"
-
-    def is_valid(self, token: str, now: float | None = None) -> bool:
-        parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or len(token) > 200:
-            return False
-        message = f"{parts[0]}.{parts[1]}"
-        try:
-            expected = self._signature(message)
-        except UnicodeEncodeError:
-            return False
-        if not hmac.compare_digest(expected.encode("ascii"), parts[2].encode("utf-8")):
-            return False
-        return int(parts[0]) > (time.time() if now is None else now)

@@ -38,6 +38,9 @@ class PortalConfig:
     password_hash: str | None = None
     # Requests carrying X-Ingress-Path are trusted only from these peer addresses.
     trusted_ingress_addresses: tuple[str, ...] = (SUPERVISOR_INGRESS_ADDRESS,)
+    # Loopback and wildcard addresses would make every local process (or anyone) the
+    # operator; they are refused unless this is set, and then logged as a warning.
+    allow_unsafe_ingress_addresses: bool = False
     # None: a random secret kept in the data folder (sessions survive restarts).
     session_secret: str | None = None
     session_max_age: int = 12 * 3600
@@ -45,6 +48,10 @@ class PortalConfig:
     # node's own URL, or this host on the node's port when the node listens locally.
     explorer_url: str | None = None
     max_page_size: int = 100
+    # Sign-in attempts the whole grid allows per window from browsers that have not
+    # signed in before (each address also waits longer after every failure).
+    login_budget: int = 20
+    login_budget_window: int = 600
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -54,13 +61,22 @@ class PortalConfig:
                 validate_password_hash(self.password_hash)
             except PasswordError as err:
                 raise PortalConfigError(f"portal.{err}") from err
+        if not isinstance(self.allow_unsafe_ingress_addresses, bool):
+            raise PortalConfigError("portal.allow_unsafe_ingress_addresses must be true or false")
         for address in self.trusted_ingress_addresses:
             try:
-                ipaddress.ip_address(address)
+                parsed = ipaddress.ip_address(address)
             except ValueError as err:
                 raise PortalConfigError(
                     f"portal.trusted_ingress_addresses: {address!r} is not an IP address"
                 ) from err
+            if unsafe_ingress_address(parsed) and not self.allow_unsafe_ingress_addresses:
+                raise PortalConfigError(
+                    f"portal.trusted_ingress_addresses: {address} is a loopback or wildcard "
+                    "address, so every program on this machine (or anyone) would be the "
+                    "operator; use the ingress gateway's own address, or set "
+                    "portal.allow_unsafe_ingress_addresses = true to accept it anyway"
+                )
         if self.session_secret is not None and len(self.session_secret) < 32:
             raise PortalConfigError("portal.session_secret needs at least 32 characters")
         if not 60 <= self.session_max_age <= 30 * 86_400:
@@ -71,12 +87,32 @@ class PortalConfig:
             raise PortalConfigError("portal.explorer_url must start with http:// or https://")
         if not 10 <= self.max_page_size <= 1000:
             raise PortalConfigError("portal.max_page_size must be between 10 and 1000")
+        if not 1 <= self.login_budget <= 10_000:
+            raise PortalConfigError("portal.login_budget must be between 1 and 10000")
+        if not 10 <= self.login_budget_window <= 86_400:
+            raise PortalConfigError("portal.login_budget_window must be 10 seconds to a day")
+
+    @property
+    def unsafe_ingress_addresses(self) -> tuple[str, ...]:
+        """The trusted ingress addresses that are loopback or wildcard (forced)."""
+        return tuple(
+            address
+            for address in self.trusted_ingress_addresses
+            if unsafe_ingress_address(ipaddress.ip_address(address))
+        )
 
     def session_secret_bytes(self, data_dir: Path) -> bytes:
         """The configured secret, else the one kept in ``data_dir`` (created on first use)."""
         if self.session_secret is not None:
             return self.session_secret.encode("utf-8")
         return ensure_secret_file(data_dir / SESSION_SECRET_FILE)
+
+
+def unsafe_ingress_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback or unspecified (0.0.0.0, ::), also written as IPv4-mapped IPv6."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
 def ensure_secret_file(path: Path) -> bytes:
@@ -96,6 +132,7 @@ def ensure_secret_file(path: Path) -> bytes:
 
 
 _FIELDS: Final = {item.name for item in fields(PortalConfig)}
+_UNSAFE: Final = "allow_unsafe_ingress_addresses"
 
 
 def _addresses(value: Any) -> tuple[str, ...]:
@@ -122,11 +159,11 @@ def portal_config_from_mapping(
     for name, value in data.items():
         if name == "trusted_ingress_addresses":
             changes[name] = _addresses(value)
-        elif name in ("session_max_age", "max_page_size"):
+        elif name in ("session_max_age", "max_page_size", "login_budget", "login_budget_window"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise PortalConfigError(f"portal.{name} must be an integer")
             changes[name] = value
-        elif name == "enabled":
+        elif name in ("enabled", "allow_unsafe_ingress_addresses"):
             changes[name] = value
         else:
             if value is not None and not isinstance(value, str):
@@ -139,7 +176,8 @@ def apply_portal_environment(
     config: PortalConfig, environ: Mapping[str, str] | None = None
 ) -> PortalConfig:
     """``P2P_ENERGY_PORTAL_PASSWORD`` (hashed here), ``..._PASSWORD_HASH``,
-    ``..._TRUSTED_INGRESS`` (comma separated), ``..._EXPLORER_URL``, ``..._ENABLED``."""
+    ``..._TRUSTED_INGRESS`` (comma separated), ``..._ALLOW_UNSAFE_INGRESS``,
+    ``..._EXPLORER_URL``, ``..._ENABLED``."""
     env = os.environ if environ is None else environ
     changes: dict[str, Any] = {}
     if env.get(ENV_PREFIX + "PASSWORD"):
@@ -153,11 +191,12 @@ def apply_portal_environment(
         changes["trusted_ingress_addresses"] = _addresses(env[ENV_PREFIX + "TRUSTED_INGRESS"])
     if env.get(ENV_PREFIX + "EXPLORER_URL"):
         changes["explorer_url"] = env[ENV_PREFIX + "EXPLORER_URL"].strip()
-    if ENV_PREFIX + "ENABLED" in env:
-        flag = env[ENV_PREFIX + "ENABLED"].strip().lower()
-        if flag not in ("0", "1", "true", "false", "yes", "no"):
-            raise PortalConfigError(f"{ENV_PREFIX}ENABLED must be true or false")
-        changes["enabled"] = flag in ("1", "true", "yes")
+    for variable, name in (("ENABLED", "enabled"), ("ALLOW_UNSAFE_INGRESS", _UNSAFE)):
+        if ENV_PREFIX + variable in env:
+            flag = env[ENV_PREFIX + variable].strip().lower()
+            if flag not in ("0", "1", "true", "false", "yes", "no"):
+                raise PortalConfigError(f"{ENV_PREFIX}{variable} must be true or false")
+            changes[name] = flag in ("1", "true", "yes")
     return replace(config, **changes) if changes else config
 
 

@@ -26,6 +26,7 @@ from custom_components.p2p_energy.const import DOMAIN
 from grid_server.addon_config import AddonOptions, parse_options
 from grid_server.grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from grid_server.portal.auth import verify_password
+from tests.security.grid_harness import Portal
 
 from .conftest import SUPERVISOR_TOKEN
 
@@ -327,12 +328,8 @@ async def test_service_scripts_start_node_and_grid_and_announce_them(
             assert (await response.json())["data"]["via"] == "ingress"
         async with session.get(f"{grid_url}/portal/api/session") as response:
             assert response.status == 401
-        async with session.post(
-            f"{grid_url}/portal/login",
-            data={"password": "addon-portal-password"},
-            allow_redirects=False,
-        ) as response:
-            assert response.status == 302
+        # Elsewhere the password opens it (the sign-in form carries its CSRF token).
+        assert await Portal(session, grid_url).sign_in("addon-portal-password") == 302
 
     announced = await asyncio.to_thread(services.run, "p2p-energy-addon-discovery")
     assert announced.returncode == 0, announced.stderr

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:

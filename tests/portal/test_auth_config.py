@@ -9,7 +9,6 @@ import pytest
 
 from grid_server.portal.auth import (
     PasswordError,
-    SessionSigner,
     hash_password,
     validate_password_hash,
     verify_password,
@@ -58,37 +57,22 @@ def test_malformed_hashes_are_refused(encoded: str) -> None:
         verify_password("anything-at-all", encoded)
 
 
-def test_session_tokens_expire_and_resist_tampering() -> None:
-    signer = SessionSigner(b"k" * 32, max_age_seconds=600)
-    token = signer.issue(now=1_000.0)
-    assert signer.is_valid(token, now=1_500.0)
-    assert not signer.is_valid(token, now=1_600.0)
-    expires, nonce, signature = token.split(".")
-    assert not signer.is_valid(f"{int(expires) + 1}.{nonce}.{signature}", now=1_000.0)
-    assert not signer.is_valid(f"{expires}.{nonce}x.{signature}", now=1_000.0)
-    assert not signer.is_valid(f"{expires}.{nonce}.{signature[:-1]}", now=1_000.0)
-    assert not signer.is_valid(f"{expires}.{nonce}.é", now=1_000.0)
-    assert not SessionSigner(b"j" * 32, 600).is_valid(token, now=1_000.0)
-    with pytest.raises(ValueError, match="32 bytes"):
-        SessionSigner(b"short", 600)
-    with pytest.raises(ValueError, match="at least a minute"):
-        SessionSigner(b"k" * 32, 10)
-
-
 def test_config_from_file_and_environment(password_hash: str) -> None:
     document = {
         "portal": {
             "password_hash": password_hash,
-            "trusted_ingress_addresses": ["172.30.32.2", "::1"],
+            "trusted_ingress_addresses": ["172.30.32.2", "fd00::2"],
             "session_max_age": 3600,
+            "login_budget": 50,
             "explorer_url": "https://explorer.example/",
         }
     }
     config = load_portal_config(document, environ={})
     assert config == PortalConfig(
         password_hash=password_hash,
-        trusted_ingress_addresses=("172.30.32.2", "::1"),
+        trusted_ingress_addresses=("172.30.32.2", "fd00::2"),
         session_max_age=3600,
+        login_budget=50,
         explorer_url="https://explorer.example/",
     )
     from_env = load_portal_config(
@@ -122,6 +106,10 @@ def test_config_from_file_and_environment(password_hash: str) -> None:
         ({"portal": {"explorer_url": "ftp://x"}}, {}, "explorer_url must start"),
         ({"portal": {"enabled": "yes"}}, {}, "enabled must be true or false"),
         ({"portal": {"max_page_size": 5}}, {}, "max_page_size"),
+        ({"portal": {"login_budget": 0}}, {}, "login_budget must be"),
+        ({"portal": {"login_budget_window": 1}}, {}, "login_budget_window must be"),
+        ({"portal": {"allow_unsafe_ingress_addresses": "yes"}}, {}, "must be true or false"),
+        (None, {"P2P_ENERGY_PORTAL_ALLOW_UNSAFE_INGRESS": "?"}, "INGRESS must be true or"),
         (None, {"P2P_ENERGY_PORTAL_PASSWORD": "short"}, "P2P_ENERGY_PORTAL_PASSWORD"),
         (None, {"P2P_ENERGY_PORTAL_ENABLED": "maybe"}, "ENABLED must be true or false"),
     ],
@@ -144,3 +132,33 @@ def test_session_secret_file_is_created_once_and_private(tmp_path: Path) -> None
     path.write_bytes(b"tiny")
     with pytest.raises(PortalConfigError, match="fewer than 32 bytes"):
         ensure_secret_file(path)
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "127.8.9.10", "::1", "0.0.0.0", "::", "::ffff:127.0.0.1"]
+)
+def test_loopback_and_wildcard_ingress_addresses_need_forcing(address: str) -> None:
+    """Every local program (or anyone) would be the operator: refused unless forced."""
+    with pytest.raises(PortalConfigError, match="allow_unsafe_ingress_addresses = true"):
+        load_portal_config({"portal": {"trusted_ingress_addresses": [address]}}, environ={})
+    with pytest.raises(PortalConfigError, match="loopback or wildcard"):
+        load_portal_config(None, environ={"P2P_ENERGY_PORTAL_TRUSTED_INGRESS": address})
+    forced = load_portal_config(
+        {
+            "portal": {
+                "trusted_ingress_addresses": [address, "172.30.32.2"],
+                "allow_unsafe_ingress_addresses": True,
+            }
+        },
+        environ={},
+    )
+    assert forced.unsafe_ingress_addresses == (address,)
+    from_env = load_portal_config(
+        None,
+        environ={
+            "P2P_ENERGY_PORTAL_TRUSTED_INGRESS": address,
+            "P2P_ENERGY_PORTAL_ALLOW_UNSAFE_INGRESS": "true",
+        },
+    )
+    assert from_env.trusted_ingress_addresses == (address,)
+    assert PortalConfig().unsafe_ingress_addresses == ()

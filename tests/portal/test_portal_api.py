@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from grid_server.portal import app as portal_app
 from grid_server.portal.app import COOKIE, STATIC_DIR
+from grid_server.portal.throttle import LoginThrottle
 
 from .conftest import PASSWORD
 from .seed import ADDRESS, BUNDLE, T0, Expected
@@ -38,7 +40,24 @@ async def serve(app: web.Application) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def login(client: TestClient[Any, Any], password: str = PASSWORD) -> Any:
-    return await client.post("/portal/login", data={"password": password}, allow_redirects=False)
+    """Sign in as a browser does: the form (and its CSRF token) first, then the post."""
+    form = await client.get("/portal/login", allow_redirects=False)
+    token = csrf_field(await form.text())
+    return await client.post(
+        "/portal/login", data={"password": password, "csrf": token}, allow_redirects=False
+    )
+
+
+def csrf_field(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]*)"', page)
+    assert match is not None, page
+    return match.group(1)
+
+
+async def logout(client: TestClient[Any, Any]) -> Any:
+    """Sign out with the page's form (its token comes from the session API)."""
+    token = (await get_data(client, "session"))["csrfToken"]
+    return await client.post("/portal/logout", data={"csrf": token}, allow_redirects=False)
 
 
 async def get_data(client: TestClient[Any, Any], path: str, **kwargs: Any) -> Any:
@@ -108,7 +127,7 @@ async def test_login_sets_a_session_cookie(make_app: Callable[..., web.Applicati
         # Signed in, the login page sends the operator on to the portal.
         again = await client.get("/portal/login", allow_redirects=False)
         assert again.headers["Location"] == "./"
-        out = await client.post("/portal/logout", allow_redirects=False)
+        out = await logout(client)
         assert out.status == 302
         assert (await client.get("/portal/api/overview")).status == 401
 
@@ -118,33 +137,49 @@ async def test_a_forged_or_foreign_cookie_is_refused(
 ) -> None:
     async with serve(make_app()) as client:
         token = (await login(client)).cookies[COOKIE].value
-    expires, nonce, signature = token.split(".")
-    forged = f"{int(expires) + 3600}.{nonce}.{signature}"
     async with serve(make_app()) as client:
-        # Same data folder: the session secret persists, the real token works.
+        # Same database and data folder: the session is open in every grid process.
         ok = await client.get("/portal/api/session", cookies={COOKIE: token})
         assert ok.status == 200
-        for bad in (forged, "garbage", f"{expires}.{nonce}.", "1.2.3"):
+        for bad in (token[:-1], token + "A", "garbage", "", "é" * 10, "A" * 500):
             response = await client.get("/portal/api/session", cookies={COOKIE: bad})
             assert response.status == 401
+    # Another session secret: every session opened with the old one has ended.
     async with serve(make_app(session_secret="x" * 40)) as client:
         response = await client.get("/portal/api/session", cookies={COOKIE: token})
         assert response.status == 401
 
 
+class ManualTime:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_repeated_failures_are_slowed_down(make_app: Callable[..., web.Application]) -> None:
-    async with serve(make_app()) as client:
+    app = make_app()
+    time = ManualTime()
+    app[portal_app.PORTAL_KEY].throttle = LoginThrottle(clock=time)
+    async with serve(app) as client:
         for _ in range(5):
             assert (await login(client, "wrong password")).status == 401
+        # Even the right password waits: a guess that is not tried tells nothing.
         blocked = await login(client)
         assert blocked.status == 429
-        assert "Too many failed attempts" in await blocked.text()
+        assert blocked.headers["Retry-After"] == "2"
+        assert "Too many sign-in attempts. Try again in 2 seconds." in await blocked.text()
+        time.now += 1.0
+        assert (await login(client)).status == 302
 
 
 async def test_ingress_from_the_trusted_address_needs_no_password(
     make_app: Callable[..., web.Application],
 ) -> None:
-    async with serve(make_app(trusted_ingress_addresses=("127.0.0.1",))) as client:
+    async with serve(
+        make_app(trusted_ingress_addresses=("127.0.0.1",), allow_unsafe_ingress_addresses=True)
+    ) as client:
         page = await client.get("/portal/", headers=INGRESS)
         assert page.status == 200
         session = await get_data(client, "session", headers=INGRESS)

@@ -159,7 +159,10 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
 async def test_home_assistant_ingress_opens_the_portal_directly(
     browser: Browser, make_app: Callable[..., web.Application]
 ) -> None:
-    server = TestServer(make_app(trusted_ingress_addresses=("127.0.0.1",)), host="127.0.0.1")
+    server = TestServer(
+        make_app(trusted_ingress_addresses=("127.0.0.1",), allow_unsafe_ingress_addresses=True),
+        host="127.0.0.1",
+    )
     await server.start_server()
     try:
         page, problems = await open_page(

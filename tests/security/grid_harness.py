@@ -10,6 +10,7 @@ import time
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.signing import generate_address
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
     from pathlib import Path
 
-    import aiohttp
 
 MWM = 1
 PORTAL_PASSWORD = "attack-suite-operator-password"
@@ -152,8 +152,18 @@ class Household:
         return requests[count - 1]
 
 
+def from_address(address: str) -> aiohttp.ClientSession:
+    """A client whose connections come from ``address`` (another loopback address stands
+    for another household or attacker)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=200),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
 class Portal:
-    """The operator's portal over HTTP, signed in with the password."""
+    """The operator's portal over HTTP as a browser uses it: its own cookies (the session,
+    the sign-in form's, the device's) and the forms' CSRF tokens."""
 
     def __init__(self, session: aiohttp.ClientSession, grid_url: str) -> None:
         self.session = session
@@ -161,12 +171,35 @@ class Portal:
         self.cookies: dict[str, str] = {}
 
     async def sign_in(self, password: str = PORTAL_PASSWORD) -> int:
-        async with self.session.get(f"{self.base}/login") as page:
+        async with self.session.get(f"{self.base}/login", cookies=self.cookies) as page:
+            self.cookies.update(response_cookies(page))
             form = {"password": password, **hidden_fields(await page.text())}
+        return await self.post("login", form)
+
+    async def sign_out(self) -> int:
+        token = (await self.api("session")).get("csrfToken")
+        return await self.post("logout", {"csrf": token} if token else {})
+
+    async def post(self, path: str, form: dict[str, str], **headers: str) -> int:
         async with self.session.post(
-            f"{self.base}/login", data=form, allow_redirects=False
+            f"{self.base}/{path}",
+            data=form,
+            cookies=self.cookies,
+            headers=headers,
+            allow_redirects=False,
         ) as response:
-            self.cookies.update(response_cookies(response))
+            for name, value in response_cookies(response).items():
+                if value:
+                    self.cookies[name] = value
+                else:
+                    self.cookies.pop(name, None)
+            return response.status
+
+    async def status(self, path: str = "overview", **headers: str) -> int:
+        """The status of an API read with this browser's cookies."""
+        async with self.session.get(
+            f"{self.base}/api/{path}", cookies=self.cookies, headers=headers
+        ) as response:
             return response.status
 
     async def api(self, path: str) -> Any:

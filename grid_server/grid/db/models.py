@@ -334,3 +334,22 @@ class GridSetting(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PortalSession(Base):
+    """An operator's sign-in to the portal; revoked by signing out or a new password.
+
+    Only a hash of the cookie's token is kept, so a copy of the database opens nothing.
+    """
+
+    __tablename__ = "portal_sessions"
+    __table_args__ = (Index("ix_portal_sessions_expires", "expires_at"),)
+
+    # SHA-256 (hex) of the session cookie's random token.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # HMAC of the password hash it was opened with: another password ends the session.
+    password_fingerprint: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -358,6 +358,8 @@
       showError(error);
       return;
     }
+    // Signing out is a form post; it carries the session's CSRF token.
+    $("#logout input[name=csrf]").value = state.session.csrfToken || "";
     $("#logout").hidden = state.session.via !== "password";
     let searchTimer = null;
     $("#entity-search").addEventListener("input", (event) => {
