@@ -102,6 +102,14 @@ class GridConfig:
     max_page_size: int = 100
     max_items_per_registration: int = 10_000
 
+    # Registrations: each one costs a hello search and, for a consumer, a return channel.
+    # New registrations (and channel changes) from one client address: a burst, then a
+    # steady rate (0: no limit per address). At most registration_quota active
+    # registrations in the grid (0: no quota).
+    registration_burst: int = 200
+    registrations_per_minute: float = 30.0
+    registration_quota: int = 100_000
+
     # Operations.
     log_format: LogFormat = "json"
     log_level: str = "INFO"
@@ -174,6 +182,10 @@ class GridConfig:
             raise ConfigError("max_page_size must be between 1 and 10000")
         if self.max_items_per_registration < 1:
             raise ConfigError("max_items_per_registration must be positive")
+        if self.registration_burst < 1:
+            raise ConfigError("registration_burst must be positive")
+        _non_negative("registrations_per_minute", self.registrations_per_minute)
+        _non_negative("registration_quota", self.registration_quota)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log_level {self.log_level!r} is not a logging level")
 
@@ -253,6 +265,8 @@ _INT_FIELDS: Final = frozenset(
         "max_item_bytes",
         "max_page_size",
         "max_items_per_registration",
+        "registration_burst",
+        "registration_quota",
     }
 )
 

@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2p_energy_protocol.payloads import Goodbye, has_hello, payload_to_json
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .auth import check_side_key, check_token, new_token, side_key_matches, token_hash
 from .channels import TangleUnavailableError
 from .db.models import FollowedChannel, GridChannel, Registration, StorageItem
 from .errors import RequestError
+from .rate_limit import AddressRateLimit
 from .return_channels import ChannelConflictError
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
     from .channels import ChannelReader
     from .clock import Clock
-    from .config import StorageAuth
+    from .config import GridConfig, StorageAuth
     from .db.engine import Database
     from .return_channels import PreparedChannel, ReturnChannels
 
@@ -50,6 +52,38 @@ class RegistrationInput:
     item_type: ItemType
     root: str | None
     side_key: str | None
+
+
+class RegistrationRateError(RequestError):
+    """A client address made too many registrations; it may try again later."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            "Too many new registrations from this address; "
+            f"try again in {self.retry_after} seconds.",
+            429,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationLimits:
+    """How many registrations the grid takes: from one client address, and in all."""
+
+    per_address: AddressRateLimit | None = None
+    quota: int = 0
+    """Active registrations at most (0: no quota)."""
+
+    @classmethod
+    def from_config(cls, config: GridConfig) -> RegistrationLimits:
+        per_address = (
+            AddressRateLimit(
+                burst=config.registration_burst, per_minute=config.registrations_per_minute
+            )
+            if config.registrations_per_minute > 0
+            else None
+        )
+        return cls(per_address, config.registration_quota)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +117,12 @@ class RegistrationService:
         auth: StorageAuth,
         hello_search_limit: int,
         notify_outbox: Callable[[], None],
+        limits: RegistrationLimits | None = None,
     ) -> None:
         self._db = db
+        self._limits = limits or RegistrationLimits()
+        # New registrations between their quota check and their commit.
+        self._creating = 0
         self._reader = reader
         self._return_channels = return_channels
         self._clock = clock
@@ -103,8 +141,32 @@ class RegistrationService:
             if not lock.locked() and self._locks.get(registration_id) is lock:
                 del self._locks[registration_id]
 
-    async def register(self, request: RegistrationInput, token: str | None) -> RegistrationOutcome:
-        async with self._locked(request.registration_id):
+    @contextlib.asynccontextmanager
+    async def _quota_slot(self, registration_id: str) -> AsyncIterator[None]:
+        """Hold a place for a new registration within the grid's quota until it is stored."""
+        self._creating += 1  # before awaiting, so concurrent creations see each other
+        try:
+            active = await self._db.run_read(_active_registrations)
+            if active + self._creating > self._limits.quota:
+                _LOGGER.warning(
+                    "registration %s refused: the grid has its quota of %d registrations",
+                    registration_id,
+                    self._limits.quota,
+                )
+                raise RequestError(
+                    "The grid takes no more registrations: it has its quota of "
+                    f"{self._limits.quota}.",
+                    403,
+                )
+            yield
+        finally:
+            self._creating -= 1
+
+    async def register(
+        self, request: RegistrationInput, token: str | None, address: str | None = None
+    ) -> RegistrationOutcome:
+        """Create or update a registration; ``address`` is the client's, for its limit."""
+        async with self._locked(request.registration_id), contextlib.AsyncExitStack() as limits:
             snapshot = await self._db.run_read(
                 lambda session: _snapshot(session, request.registration_id)
             )
@@ -136,6 +198,19 @@ class RegistrationService:
                     "side key before registering a new one.",
                     409,
                 )
+            if (not updating or changes_channel) and self._limits.per_address is not None:
+                # Counted before the work (hello search, return channel), in the loop's
+                # thread, so concurrent requests cannot get past it.
+                wait = self._limits.per_address.take(address)
+                if wait > 0:
+                    _LOGGER.warning(
+                        "registration %s from %s refused: too many from that address",
+                        request.registration_id,
+                        address,
+                    )
+                    raise RegistrationRateError(wait)
+            if not updating and self._limits.quota:
+                await limits.enter_async_context(self._quota_slot(request.registration_id))
             mode: MamMode | None = None
             if changes_channel:
                 assert request.root is not None  # narrowed by changes_channel
@@ -371,4 +446,11 @@ def _close_followed(session: Session, registration_id: str, reason: str) -> None
         update(FollowedChannel)
         .where(FollowedChannel.registration_id == registration_id, FollowedChannel.active)
         .values(active=False, closed_reason=reason)
+    )
+
+
+def _active_registrations(session: Session) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(Registration).where(Registration.active))
+        or 0
     )

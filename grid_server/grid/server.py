@@ -44,7 +44,7 @@ from .follower import BulkMamReader, ChannelFollower
 from .lease import LeaderLease
 from .pipeline import GridPipeline
 from .proof_of_work import ProcessPoolProofOfWork
-from .registrations import RegistrationService
+from .registrations import RegistrationLimits, RegistrationService
 from .return_channels import ReturnChannels
 from .settlement.service import SettlementService
 from .storage import StorageService
@@ -235,6 +235,7 @@ class GridServer:
                 auth=config.storage_auth,
                 hello_search_limit=config.hello_search_limit,
                 notify_outbox=pipeline.bill_due.set,
+                limits=RegistrationLimits.from_config(config),
             ),
             storage=StorageService(
                 db,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RequestError
-from ..registrations import RegistrationInput
+from ..registrations import RegistrationInput, RegistrationRateError
 from .common import (
     MAX_NAME_LENGTH,
     bearer_token,
+    failure,
     invalid,
     json_body,
     ok,
@@ -54,7 +55,14 @@ def parse_registration(registration: str, body: Any) -> RegistrationInput:
 async def put_registration(request: web.Request) -> web.Response:
     registration = registration_id(request)
     data = parse_registration(registration, await json_body(request))
-    outcome = await services(request).registrations.register(data, bearer_token(request))
+    try:
+        outcome = await services(request).registrations.register(
+            data, bearer_token(request), request.remote
+        )
+    except RegistrationRateError as err:
+        response = failure(err.status, err.message)
+        response.headers["Retry-After"] = str(err.retry_after)
+        return response
     extra: dict[str, Any] = {}
     if outcome.return_root is not None:
         extra["root"] = outcome.return_root
