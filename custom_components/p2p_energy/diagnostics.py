@@ -13,14 +13,20 @@ if TYPE_CHECKING:
 
     from .coordinator import P2PEnergyConfigEntry
 
-# Seeds spend wallets and sign channels; side keys read channels; the token
-# lets anyone register sources. The saved channel state holds them too.
+# Seeds spend wallets and sign channels; side keys read channels; the API token
+# lets anyone register sources; a registration token updates or removes a
+# registration at the grid. The saved channel state holds them too.
 # "trytes": a pending payment's signed bundle; anyone holding it could broadcast it.
+# Redacted wherever they appear in the download, at any depth.
 TO_REDACT = {
     CONF_SEED,
     CONF_SIDE_KEY,
     CONF_WALLET_SEED,
     CONF_API_TOKEN,
+    "registration_token",
+    "token",
+    "secret",
+    "password",
     "sideKey",
     "seed",
     "trytes",
@@ -32,7 +38,7 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return the diagnostics of a grid connection."""
     coordinator = entry.runtime_data
-    return {
+    diagnostics: dict[str, Any] = {
         "entry": {
             "title": entry.title,
             "data": dict(entry.data),
@@ -43,7 +49,7 @@ async def async_get_config_entry_diagnostics(
                 "subentry_id": subentry.subentry_id,
                 "type": subentry.subentry_type,
                 "title": subentry.title,
-                "data": async_redact_data(subentry.data, TO_REDACT),
+                "data": dict(subentry.data),
             }
             for subentry in entry.subentries.values()
         ],
@@ -56,5 +62,6 @@ async def async_get_config_entry_diagnostics(
             else None
         ),
         "runtime": coordinator.diagnostics(),
-        "stored_state": async_redact_data(coordinator.store.as_dict(), TO_REDACT),
+        "stored_state": coordinator.store.as_dict(),
     }
+    return async_redact_data(diagnostics, TO_REDACT)
