@@ -25,6 +25,7 @@ from grid_server.portal.config import load_portal_config
 from grid_server.simulator.demo import DemoError, DemoOptions, grid_document, options_from_args
 from grid_server.simulator.runner import SimulationPlan
 from tests.browser import CHROMIUM, launch_chromium, screenshot
+from tests.security.grid_harness import hidden_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -193,9 +194,10 @@ async def test_demo_trades_and_stops_cleanly_on_ctrl_c(demo: DemoProcess, tmp_pa
 
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
-        async with session.post(
-            f"{portal}login", data={"password": password}, allow_redirects=False
-        ) as response:
+        async with session.get(f"{portal}login") as page:
+            # The sign-in form's CSRF token, as a browser sends it.
+            form = {"password": password, **hidden_fields(await page.text())}
+        async with session.post(f"{portal}login", data=form, allow_redirects=False) as response:
             assert response.status == 302
         overview = await portal_get(session, f"{portal}api/overview")
         assert overview["producers"]["active"] == 2
