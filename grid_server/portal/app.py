@@ -52,6 +52,7 @@ DEVICE_COOKIE: Final = "p2p_portal_device"
 CSRF_FIELD: Final = "csrf"
 _DEVICE_MAX_AGE: Final = 365 * 86_400
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{20,64}")
+_FORM_TOKEN: Final = re.compile(rf'name="{CSRF_FIELD}" value="([^"]*)"')
 _HERE: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = _HERE / "static"
 INDEX_PAGE: Final = _HERE / "pages" / "index.html"
@@ -206,6 +207,12 @@ def _login_html(message: str | None, can_login: bool, csrf: str = "") -> str:
         .replace("{{disabled}}", "" if can_login else "disabled")
         .replace("{{csrf}}", html.escape(csrf, quote=True))
     )
+
+
+def login_form_token(page: str) -> str:
+    """The CSRF token of a sign-in page ("" if it has none), for programs that sign in."""
+    match = _FORM_TOKEN.search(page)
+    return html.unescape(match.group(1)) if match else ""
 
 
 def _html(text: str, status: int = 200) -> web.Response:

@@ -29,6 +29,7 @@ import aiohttp
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 
+from ..portal.app import CSRF_FIELD, login_form_token
 from ..portal.auth import hash_password
 from .channels import TangleSettings
 from .curves import SimulationError
@@ -263,8 +264,13 @@ class Demo:
             return None
 
     async def _login(self, session: aiohttp.ClientSession) -> None:
+        """Sign in as a browser does: the form (its CSRF token and cookie), then the post."""
+        async with session.get(f"{self.portal_url}login", allow_redirects=False) as page:
+            token = login_form_token(await page.text())
         async with session.post(
-            f"{self.portal_url}login", data={"password": self.password}, allow_redirects=False
+            f"{self.portal_url}login",
+            data={"password": self.password, CSRF_FIELD: token},
+            allow_redirects=False,
         ):
             pass
 
