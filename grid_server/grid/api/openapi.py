@@ -39,6 +39,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "Conflicts with the registration's state or a storage limit.",
         413: "The request body (item) is too large.",
         422: "The channel's `hello` message could not be found.",
+        429: "Too many new registrations from this address; `Retry-After` says when to retry.",
         503: "The grid's node or database is unavailable; try again later.",
     }
     return {str(status): _response(texts[status]) for status in statuses}
@@ -321,7 +322,12 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                     "requestBody": registration_body,
                     "responses": {
                         "200": _response("Registered.", "RegistrationResult"),
-                        **_errors(400, *auth_errors, 409, 413, 422, 503),
+                        **_errors(400, *auth_errors, 409, 413, 422, 429, 503),
+                        # The grid's registration quota, whatever the authentication.
+                        "403": _response(
+                            "The token or side key does not match the registration, or the "
+                            "grid has its quota of registrations."
+                        ),
                     },
                 },
                 "delete": {
