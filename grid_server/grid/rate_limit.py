@@ -35,9 +35,29 @@ def address_key(address: str | None) -> str:
 
 
 @dataclass
-class _Bucket:
+class TokenBucket:
+    """``capacity`` attempts at once, refilled at ``per_second``."""
+
+    capacity: float
+    per_second: float
     tokens: float
     at: float
+
+    @classmethod
+    def full(cls, capacity: float, per_second: float, now: float) -> TokenBucket:
+        return cls(capacity, per_second, capacity, now)
+
+    def take(self, now: float) -> float:
+        """Take one token: 0 if there was one, else the seconds until there is."""
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.per_second)
+        self.at = now
+        if self.tokens < 1:
+            return (1 - self.tokens) / self.per_second
+        self.tokens -= 1
+        return 0.0
+
+    def give_back(self) -> None:
+        self.tokens = min(self.capacity, self.tokens + 1)
 
 
 class AddressRateLimit:
@@ -55,7 +75,7 @@ class AddressRateLimit:
         self._burst = float(burst)
         self._per_second = per_minute / 60.0
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def take(self, address: str | None) -> float:
         """Count one attempt from ``address``: 0 if it may go on, else seconds to wait."""
@@ -63,14 +83,9 @@ class AddressRateLimit:
         key = address_key(address)
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(self._burst, now)
+            bucket = self._buckets[key] = TokenBucket.full(self._burst, self._per_second, now)
             self._bound()
-        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self._per_second)
-        bucket.at = now
-        if bucket.tokens < 1:
-            return (1 - bucket.tokens) / self._per_second
-        bucket.tokens -= 1
-        return 0.0
+        return bucket.take(now)
 
     def _bound(self) -> None:
         if len(self._buckets) <= MAX_TRACKED:

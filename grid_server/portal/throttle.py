@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..grid.rate_limit import MAX_TRACKED, address_key
+from ..grid.rate_limit import MAX_TRACKED, TokenBucket, address_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,12 +55,9 @@ class LoginThrottle:
     ) -> None:
         self._free = free_attempts
         self._max_delay = max_delay
-        self._budget = float(budget)
-        self._refill_per_second = budget / budget_window
         self._clock = clock
         self._counts: dict[str, _Count] = {}
-        self._tokens = float(budget)
-        self._tokens_at = clock()
+        self._budget = TokenBucket.full(budget, budget / budget_window, clock())
 
     def begin(self, address: str | None, device: str | None) -> Refusal | None:
         """Count an attempt that is about to check a password; a refusal says to wait."""
@@ -70,10 +67,9 @@ class LoginThrottle:
         if count is not None and now < count.next_allowed:
             return Refusal(count.next_allowed - now, whole_grid=False)
         if device is None:
-            self._refill(now)
-            if self._tokens < 1:
-                return Refusal((1 - self._tokens) / self._refill_per_second, whole_grid=True)
-            self._tokens -= 1
+            wait = self._budget.take(now)
+            if wait > 0:
+                return Refusal(wait, whole_grid=True)
         if count is None:
             count = self._counts[key] = _Count()
             self._bound()
@@ -89,12 +85,7 @@ class LoginThrottle:
         if device is not None:
             self._counts.pop(f"device:{device}", None)
         else:
-            self._tokens = min(self._budget, self._tokens + 1)
-
-    def _refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self._tokens_at)
-        self._tokens = min(self._budget, self._tokens + elapsed * self._refill_per_second)
-        self._tokens_at = now
+            self._budget.give_back()
 
     def _bound(self) -> None:
         if len(self._counts) <= MAX_TRACKED:
