@@ -120,6 +120,8 @@ def grid_document(
             "wallet_seed": wallet_seed,
             "wallet_genesis_balance": GRID_FUNDS,
             "min_weight_magnitude": options.min_weight_magnitude,
+            # Every household registers from this machine at once (and again on a restart).
+            "registration_burst": max(200, 2 * options.households),
             "log_format": "text",
             "log_level": "INFO",
         },

@@ -90,6 +90,8 @@ def test_grid_document_funds_the_wallets_and_protects_the_portal(tmp_path: Path)
     portal = load_portal_config(document, environ={})
     assert (grid.port, grid.slot_seconds, grid.wallet_seed) == (9100, 10, "C" * 81)
     assert grid.settlement_delay_seconds <= grid.slot_seconds
+    # The demo's households all register from this machine at once.
+    assert grid.registration_burst >= 2 * options.households
     assert node.port == 9101
     assert dict(node.genesis) == genesis
     assert portal.password_hash is not None

@@ -641,6 +641,8 @@ class EndToEnd:
             "follow_interval": 1.0,
             "min_weight_magnitude": grid_min_weight_magnitude,
             "storage_auth": "none",
+            # The generator registers every household from one address.
+            "registrations_per_minute": 0,
         }
         self.grid_database = database
         self.grid: GridProcess | None = None
