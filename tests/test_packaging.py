@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -41,3 +42,19 @@ def test_wheel_contains_every_module_and_asset(tmp_path: Path) -> None:
         shipped = {name for name in archive.namelist() if not name.startswith("p2p_energy_grid-")}
     missing = sorted(_expected_files() - shipped)
     assert not missing, f"files left out of the wheel: {missing}"
+
+
+def test_every_package_is_listed_in_pyproject() -> None:
+    """A quick check of the package list alone (the wheel test is slow): every folder
+    with an ``__init__.py`` under the protocol library and the grid server is listed,
+    including the household engine's subpackage of the protocol library."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found: set[str] = set()
+    for source, name in ((PROTOCOL, "p2p_energy_protocol"), (ROOT / "grid_server", "grid_server")):
+        for init in source.rglob("__init__.py"):
+            parts = init.parent.relative_to(source).parts
+            found.add(".".join((name, *parts)))
+    assert found == listed
+    assert (PROTOCOL / "household" / "__init__.py").is_file()

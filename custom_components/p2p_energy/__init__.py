@@ -16,6 +16,7 @@ from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
 from .frontend import async_register_card
 from .http import ProducerRegistrationView, ProducerSourceRemovalView
 from .services import async_setup_services
+from .store import EntryStoreBackend
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -83,4 +84,4 @@ async def async_unload_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -
 
 async def async_remove_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -> None:
     """Delete the durable state with the entry."""
-    await P2PEnergyCoordinator(hass, entry).store.async_remove()
+    await EntryStoreBackend(hass, entry.entry_id).remove()

@@ -9,10 +9,10 @@ removed on its own.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import voluptuous as vol
-from homeassistant.components.sensor import ATTR_STATE_CLASS, SensorDeviceClass
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
@@ -21,9 +21,8 @@ from homeassistant.config_entries import (
     OptionsFlow,
     SubentryFlowResult,
 )
-from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT, CONF_NAME
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import entity_registry as er
+from homeassistant.const import CONF_NAME
+from homeassistant.core import callback
 from homeassistant.helpers.selector import (
     EntitySelector,
     EntitySelectorConfig,
@@ -38,7 +37,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from .connection import async_test_connection
+from .connection import async_test_connection, default_node_url, normalize_url
 from .const import (
     CONF_API_TOKEN,
     CONF_GRID_URL,
@@ -57,7 +56,6 @@ from .const import (
     CONF_WALLET_SEED,
     DEFAULT_MAX_POWER,
     DEFAULT_MIN_WEIGHT_MAGNITUDE,
-    DEFAULT_NODE_PORT,
     DEFAULT_PROOF_OF_WORK,
     DEFAULT_PUBLISH_INTERVAL,
     DOMAIN,
@@ -75,12 +73,10 @@ from .credentials import (
     generate_seed,
     generate_side_key,
 )
-from .meter import ENERGY_UNITS, METER_STATE_CLASSES
+from .meter import meter_problem
 from .protocol.errors import GridUnavailableError, NodeUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
 URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -97,58 +93,6 @@ PRICE_SELECTOR = NumberSelector(
         unit_of_measurement="IOTA/kWh",
     )
 )
-
-
-def normalize_url(value: str) -> str:
-    """Return ``value`` as a canonical http(s) base URL; raise vol.Invalid if it is not one."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise vol.Invalid("invalid_url")
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise vol.Invalid("invalid_url") from err
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def default_node_url(grid_url: str) -> str:
-    """The grid's node on its default port, on the grid's host."""
-    parts = urlsplit(grid_url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return urlunsplit(("http", f"{host}:{DEFAULT_NODE_PORT}", "", "", ""))
-
-
-def meter_problem(hass: HomeAssistant, entity_id: str, in_use: Iterable[str]) -> str | None:
-    """Return why ``entity_id`` cannot be wrapped as a meter, or None if it can.
-
-    A meter must be an energy sensor in Wh, kWh or MWh whose state class is
-    total or total_increasing (its state is a running total), and not already
-    wrapped by another source, producer or consumer (``in_use``).
-    """
-    unit: Any
-    state_class: Any
-    if (state := hass.states.get(entity_id)) is not None:
-        unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
-        state_class = state.attributes.get(ATTR_STATE_CLASS)
-    elif (entry := er.async_get(hass).async_get(entity_id)) is not None:
-        # The sensor is registered but has no state yet (its integration is starting).
-        unit = entry.unit_of_measurement
-        state_class = (entry.capabilities or {}).get(ATTR_STATE_CLASS)
-    else:
-        return "meter_not_found"
-    if unit not in ENERGY_UNITS:
-        return "meter_not_energy"
-    if state_class not in METER_STATE_CLASSES:
-        return "meter_not_total"
-    if entity_id in in_use:
-        return "meter_in_use"
-    return None
 
 
 class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):

@@ -54,11 +54,6 @@ UPDATE_INTERVAL: Final = timedelta(seconds=30)
 # The repair issue is raised once the grid has been unreachable this long.
 UNREACHABLE_ISSUE_AFTER: Final = timedelta(minutes=15)
 
-MAM_MODE: Final = "restricted"
-MAM_SECURITY: Final = 2
-WALLET_SECURITY: Final = 2
-# Tag of every MAM bundle this integration attaches (27 trytes at most).
-MAM_TAG: Final = "PEERTOPEERENERGY"
 
 # The producer registration API of the blueprint, one base URL per producer:
 #   PUT    {base}/registration/{registrationId}

@@ -1,4 +1,11 @@
-"""The coordinator of a grid connection: polling the network, the period timer."""
+"""The coordinator of a grid connection: the household engine, polling, the period timer.
+
+Everything a household does on the grid is the engine's
+(:mod:`.protocol.household`); this module builds it from the config entry
+(one participant per subentry, meters are sensors, the store is Home
+Assistant's), runs its periods on wall-clock boundaries and polls it, turning
+network failures into ``UpdateFailed`` and, after a while, a repair issue.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,6 @@ from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .connection import GridConnection
 from .const import (
     CONF_GRID_URL,
     CONF_MAX_POWER,
@@ -31,24 +37,22 @@ from .const import (
     ISSUE_GRID_UNREACHABLE,
     LOGGER,
     POW_LOCAL,
-    SUBENTRY_CONSUMER,
-    SUBENTRY_PRODUCER,
-    SUBENTRY_SOURCE,
     UNREACHABLE_ISSUE_AFTER,
     UPDATE_INTERVAL,
 )
-from .participants import Participant, Producer, RuntimeContext, build_participants
+from .meter import EntityMeter
+from .participants import participant_config, save_keys
 from .protocol.client import LocalProofOfWork
 from .protocol.errors import GridApiError, NodeError
-from .store import RuntimeStore
+from .protocol.household import GridConnection, Household, HouseholdStore
+from .store import EntryStoreBackend
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-type P2PEnergyConfigEntry = ConfigEntry[P2PEnergyCoordinator]
+    from .protocol.household import Participant, Producer
 
-# Sources publish before producers read them; consumers come last.
-PUBLISH_ORDER = {SUBENTRY_SOURCE: 0, SUBENTRY_PRODUCER: 1, SUBENTRY_CONSUMER: 2}
+type P2PEnergyConfigEntry = ConfigEntry[P2PEnergyCoordinator]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +85,12 @@ def next_period_boundary(now: datetime, interval_seconds: int) -> datetime:
 
 
 class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
-    """Polls the grid and node, syncs every participant, runs the period timer."""
+    """Polls the grid and node, syncs the household, runs the period timer."""
 
     config_entry: P2PEnergyConfigEntry
 
     def __init__(self, hass: HomeAssistant, entry: P2PEnergyConfigEntry) -> None:
-        """Create the connection and the (not yet loaded) store."""
+        """Create the connection and the (not yet opened) household."""
         super().__init__(
             hass,
             LOGGER,
@@ -105,44 +109,38 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             int(options.get(CONF_MIN_WEIGHT_MAGNITUDE, DEFAULT_MIN_WEIGHT_MAGNITUDE)),
             LocalProofOfWork() if local_pow else None,
         )
-        self.store = RuntimeStore(hass, entry.entry_id)
-        self.participants: dict[str, Participant] = {}
-        self.context = RuntimeContext(
-            hass=hass,
-            entry=entry,
-            connection=self.connection,
-            store=self.store,
+        self.store = HouseholdStore(EntryStoreBackend(hass, entry.entry_id))
+        self.household = Household(
+            self.connection,
+            self.store,
+            clock=dt_util.utcnow,
+            executor=hass.async_add_executor_job,
             max_power_kw=float(options.get(CONF_MAX_POWER, DEFAULT_MAX_POWER)),
-            participants=self.participants,
             on_change=self.async_update_listeners,
+            on_keys_changed=lambda participant: save_keys(hass, entry, participant),
         )
         self._unreachable_since: datetime | None = None
         self._unsub_period: CALLBACK_TYPE | None = None
 
     @property
-    def ordered_participants(self) -> list[Participant]:
-        """Participants in publishing order: sources, producers, consumers."""
-        return sorted(self.participants.values(), key=lambda p: PUBLISH_ORDER[p.kind])
+    def participants(self) -> dict[str, Participant]:
+        """The participants by subentry id."""
+        return self.household.participants
 
     def producer_by_token(self, token: str) -> Producer | None:
         """The producer whose registration API token is ``token``."""
-        for participant in self.participants.values():
-            if isinstance(participant, Producer) and participant.api_token == token:
-                return participant
-        return None
+        return self.household.producer_by_token(token)
 
     async def async_prepare(self) -> None:
         """Load the durable state and open every participant's channel."""
-        await self.store.async_load()
-        dropped = self.store.forget(self.config_entry.subentries)
-        if dropped:
-            LOGGER.debug("Forgetting the state of removed subentries %s", dropped)
-        self.participants.update(
-            build_participants(self.context, self.config_entry.subentries.values())
-        )
-        for participant in self.ordered_participants:
-            await participant.async_prepare()
-        await self.store.async_save()
+        members = []
+        for subentry in self.config_entry.subentries.values():
+            config = participant_config(subentry)
+            if config is None:
+                LOGGER.warning("Ignoring subentry of unknown type %s", subentry.subentry_type)
+                continue
+            members.append((config, EntityMeter(self.hass, config.meter_id)))
+        await self.household.open(members)
 
     @callback
     def async_start_periods(self) -> None:
@@ -159,12 +157,11 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
 
     async def _async_period_elapsed(self, now: datetime) -> None:
         self._schedule_period()
-        await self.async_publish(self.ordered_participants, now)
+        await self.household.publish_period(now)
 
     async def async_publish(self, participants: Iterable[Participant], now: datetime) -> None:
         """Publish the period's reading of ``participants`` (sources first)."""
-        for participant in sorted(participants, key=lambda p: PUBLISH_ORDER[p.kind]):
-            await participant.async_publish_period(now)
+        await self.household.publish_period(now, participants)
 
     async def async_shutdown(self) -> None:
         """Stop the timer as well as polling."""
@@ -179,8 +176,7 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         try:
             health = await self.connection.grid_health()
             node_info = await self.connection.node_info()
-            for participant in self.ordered_participants:
-                await participant.async_sync()
+            await self.household.sync()
         except GridApiError as err:
             self._note_unreachable()
             raise UpdateFailed(
@@ -232,15 +228,12 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         """Runtime facts for the diagnostics download."""
         return {
             "publish_interval": self.publish_interval,
-            "max_power_kw": self.context.max_power_kw,
+            "max_power_kw": self.household.max_power_kw,
             "min_weight_magnitude": self.connection.min_weight_magnitude,
             "local_proof_of_work": self.connection.local_proof_of_work,
             "last_update_success": self.last_update_success,
             "unreachable_since": self._unreachable_since.isoformat()
             if self._unreachable_since
             else None,
-            "participants": {
-                subentry_id: participant.diagnostics()
-                for subentry_id, participant in self.participants.items()
-            },
+            "participants": self.household.diagnostics(),
         }

@@ -6,12 +6,9 @@ the key to a MAM channel or a wallet, so nothing weaker may produce one.
 
 from __future__ import annotations
 
-import re
 import secrets
 
-from .protocol.trinary import random_trytes
-
-TRYTES_81 = re.compile(r"^[9A-Z]{81}$")
+from .protocol.trinary import is_trytes, random_trytes
 
 
 def generate_seed() -> str:
@@ -36,4 +33,4 @@ def generate_api_token() -> str:
 
 def is_trytes_81(value: object) -> bool:
     """Tell whether ``value`` is exactly 81 trytes (a seed, root or side key)."""
-    return isinstance(value, str) and TRYTES_81.fullmatch(value) is not None
+    return is_trytes(value, 81)

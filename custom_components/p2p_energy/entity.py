@@ -12,7 +12,7 @@ from .const import DOMAIN
 from .coordinator import P2PEnergyCoordinator
 
 if TYPE_CHECKING:
-    from .participants import Participant
+    from .protocol.household import Participant
 
 MANUFACTURER = "P2P Energy Grid"
 MODELS = {"source": "Source", "producer": "Producer", "consumer": "Consumer"}
@@ -35,7 +35,7 @@ def participant_device_info(participant: Participant, grid_device: DeviceEntry) 
     """The device of a source, producer or consumer (identified by its subentry),
     under the grid's device."""
     return DeviceInfo(
-        identifiers={(DOMAIN, participant.subentry_id)},
+        identifiers={(DOMAIN, participant.participant_id)},
         name=participant.name,
         manufacturer=MANUFACTURER,
         model=MODELS[participant.kind],

@@ -1,182 +1,48 @@
-"""Per-period energy from a cumulative energy sensor.
+"""Home Assistant energy sensors as the household engine's meters.
 
-A meter's state is a running total. Each period the integration samples it and
-publishes the energy since the previous sample. Whatever the sensor does
-(restarts from zero, dips, goes unavailable, jumps to nonsense), no wrong energy
-may be published: :func:`advance_meter` decides, purely from the previous
-reference and the new sample, what to publish and what the next reference is.
+A meter's state is a running total in Wh, kWh or MWh whose state class is
+``total`` or ``total_increasing``; anything else holds no usable energy. What a
+sample means for the period (a delta, a reset, a dip, nothing) is the engine's
+:func:`~.protocol.household.meter.advance_meter`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.sensor import ATTR_STATE_CLASS, SensorStateClass
 from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT, UnitOfEnergy
+from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from homeassistant.util.unit_conversion import EnergyConverter
 
+from .protocol.household import MeterKind, MeterReading
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import datetime
 
-    from homeassistant.core import State
+    from homeassistant.core import HomeAssistant, State
 
 ATTR_LAST_RESET = "last_reset"
-
-# Home Assistant's recorder treats a drop below 90 % of the previous value of a
-# total_increasing sensor as a new meter cycle and anything smaller as a dip.
-RESET_THRESHOLD = 0.9
-# Energy figures are published with Wh/1000 precision; rounding keeps float
-# noise (0.30000000000000004) out of the messages.
-ENERGY_DECIMALS = 6
-# A sampling interval shorter than this still allows some energy, so two
-# samples taken in the same instant do not make every delta "absurd".
-MIN_PLAUSIBILITY_SECONDS = 1.0
-
 ENERGY_UNITS = frozenset(
     {UnitOfEnergy.WATT_HOUR, UnitOfEnergy.KILO_WATT_HOUR, UnitOfEnergy.MEGA_WATT_HOUR}
 )
 METER_STATE_CLASSES = frozenset({SensorStateClass.TOTAL, SensorStateClass.TOTAL_INCREASING})
 
 
-class MeterOutcome(StrEnum):
-    """What one sample did to the meter."""
+class EntityMeter:
+    """The meter behind an energy sensor entity."""
 
-    BASELINE = "baseline"
-    """First valid sample: it becomes the reference, nothing is published."""
-    DELTA = "delta"
-    """Normal increase (or none): the energy since the reference is published."""
-    RESET = "reset"
-    """The meter started a new cycle: the energy since its reset is published."""
-    DIP = "dip"
-    """The value went down without a reset: zero is published and the high-water
-    mark kept, so the recovery is not counted twice."""
-    ABSURD = "absurd"
-    """The increase is beyond what the configured maximum power can deliver:
-    nothing is published and the new value becomes the reference."""
-    UNAVAILABLE = "unavailable"
-    """No usable sample: nothing changes; the energy shows up in the next delta."""
+    def __init__(self, hass: HomeAssistant, entity_id: str) -> None:
+        """Read ``entity_id``'s state when sampled."""
+        self._hass = hass
+        self.entity_id = entity_id
 
-
-@dataclass(frozen=True, slots=True)
-class MeterReading:
-    """One sample of a cumulative energy sensor, in kWh."""
-
-    energy_kwh: float
-    time: datetime
-    state_class: SensorStateClass = SensorStateClass.TOTAL_INCREASING
-    last_reset: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MeterReference:
-    """The sample the next delta is measured from (its high-water mark)."""
-
-    energy_kwh: float
-    time: datetime
-    last_reset: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable form for the store."""
-        return {
-            "energy_kwh": self.energy_kwh,
-            "time": self.time.isoformat(),
-            "last_reset": self.last_reset.isoformat() if self.last_reset else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MeterReference:
-        """Load a reference saved by :meth:`to_dict`; raises ValueError if corrupt."""
-        try:
-            energy = float(data["energy_kwh"])
-            time = _parse_time(data["time"])
-            last_reset = _parse_time(data["last_reset"]) if data.get("last_reset") else None
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"invalid meter reference {data!r}") from err
-        if not math.isfinite(energy):
-            raise ValueError(f"invalid meter reference energy {energy!r}")
-        return cls(energy_kwh=energy, time=time, last_reset=last_reset)
-
-
-@dataclass(frozen=True, slots=True)
-class MeterDelta:
-    """Energy measured between two samples: what gets published."""
-
-    start: datetime
-    end: datetime
-    energy_kwh: float
-
-
-@dataclass(frozen=True, slots=True)
-class MeterStep:
-    """The result of one sample: the outcome, the next reference, the delta."""
-
-    outcome: MeterOutcome
-    reference: MeterReference | None
-    delta: MeterDelta | None = None
-
-
-def advance_meter(
-    reference: MeterReference | None,
-    reading: MeterReading | None,
-    *,
-    max_power_kw: float,
-) -> MeterStep:
-    """Measure ``reading`` against ``reference``; never returns negative energy."""
-    if max_power_kw <= 0 or not math.isfinite(max_power_kw):
-        raise ValueError(f"max_power_kw must be a positive number, not {max_power_kw!r}")
-    if reading is None or not math.isfinite(reading.energy_kwh):
-        return MeterStep(MeterOutcome.UNAVAILABLE, reference)
-    if reference is None:
-        return MeterStep(MeterOutcome.BASELINE, _reference_of(reading))
-    if reading.time < reference.time:
-        # A clock step backwards would give a negative interval; start over.
-        return MeterStep(MeterOutcome.BASELINE, _reference_of(reading))
-
-    if _is_reset(reference, reading):
-        outcome = MeterOutcome.RESET
-        energy = max(reading.energy_kwh, 0.0)
-    elif reading.energy_kwh < reference.energy_kwh:
-        # Keep the high-water mark and its last_reset; only the time moves on.
-        dip_reference = MeterReference(
-            reference.energy_kwh, reading.time, reading.last_reset or reference.last_reset
-        )
-        delta = MeterDelta(reference.time, reading.time, 0.0)
-        return MeterStep(MeterOutcome.DIP, dip_reference, delta)
-    else:
-        outcome = MeterOutcome.DELTA
-        energy = reading.energy_kwh - reference.energy_kwh
-
-    energy = round(energy, ENERGY_DECIMALS)
-    seconds = max((reading.time - reference.time).total_seconds(), MIN_PLAUSIBILITY_SECONDS)
-    if energy > max_power_kw * seconds / 3600:
-        return MeterStep(MeterOutcome.ABSURD, _reference_of(reading))
-    return MeterStep(
-        outcome, _reference_of(reading), MeterDelta(reference.time, reading.time, energy)
-    )
-
-
-def _is_reset(reference: MeterReference, reading: MeterReading) -> bool:
-    if reading.state_class == SensorStateClass.TOTAL:
-        return (
-            reading.last_reset is not None
-            and reference.last_reset is not None
-            and reading.last_reset != reference.last_reset
-        )
-    return reading.energy_kwh < RESET_THRESHOLD * reference.energy_kwh
-
-
-def _reference_of(reading: MeterReading) -> MeterReference:
-    return MeterReference(reading.energy_kwh, reading.time, reading.last_reset)
-
-
-def _parse_time(value: Any) -> datetime:
-    if not isinstance(value, str) or (parsed := dt_util.parse_datetime(value)) is None:
-        raise ValueError(f"invalid timestamp {value!r}")
-    return parsed
+    def read(self, now: datetime) -> MeterReading | None:
+        """The sensor's running total now, or None when it holds no usable energy."""
+        return reading_from_state(self._hass.states.get(self.entity_id), now)
 
 
 def reading_from_state(state: State | None, now: datetime) -> MeterReading | None:
@@ -200,10 +66,37 @@ def reading_from_state(state: State | None, now: datetime) -> MeterReading | Non
         return MeterReading(
             EnergyConverter.convert(value, unit, UnitOfEnergy.KILO_WATT_HOUR),
             now,
-            SensorStateClass.TOTAL,
+            MeterKind.TOTAL,
             last_reset,
         )
     if state_class != SensorStateClass.TOTAL_INCREASING or value < 0:
         # A total_increasing meter never reads below zero; such a value is garbage.
         return None
     return MeterReading(EnergyConverter.convert(value, unit, UnitOfEnergy.KILO_WATT_HOUR), now)
+
+
+def meter_problem(hass: HomeAssistant, entity_id: str, in_use: Iterable[str]) -> str | None:
+    """Return why ``entity_id`` cannot be wrapped as a meter, or None if it can.
+
+    A meter must be an energy sensor in Wh, kWh or MWh whose state class is
+    total or total_increasing (its state is a running total), and not already
+    wrapped by another source, producer or consumer (``in_use``).
+    """
+    unit: Any
+    state_class: Any
+    if (state := hass.states.get(entity_id)) is not None:
+        unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
+        state_class = state.attributes.get(ATTR_STATE_CLASS)
+    elif (entry := er.async_get(hass).async_get(entity_id)) is not None:
+        # The sensor is registered but has no state yet (its integration is starting).
+        unit = entry.unit_of_measurement
+        state_class = (entry.capabilities or {}).get(ATTR_STATE_CLASS)
+    else:
+        return "meter_not_found"
+    if unit not in ENERGY_UNITS:
+        return "meter_not_energy"
+    if state_class not in METER_STATE_CLASSES:
+        return "meter_not_total"
+    if entity_id in in_use:
+        return "meter_in_use"
+    return None

@@ -23,7 +23,7 @@ from .const import (
     UNIT_IOTA_PER_KWH,
 )
 from .entity import P2PEnergyEntity, grid_device_info, participant_device_info
-from .participants import Consumer, Participant, Producer
+from .protocol.household import Consumer, Participant, Producer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,14 +53,14 @@ class ParticipantSensorDescription(SensorEntityDescription):
 
 def _owed(participant: Participant) -> int | None:
     assert isinstance(participant, Consumer)
-    request = participant.state.payment_request
-    return request.owed if request else None
+    received = participant.state.payment_request
+    return received.request.owed if received else None
 
 
 def _pending(participant: Participant) -> int | None:
     assert isinstance(participant, Consumer)
-    request = participant.state.payment_request
-    return request.pending if request else None
+    received = participant.state.payment_request
+    return received.request.pending if received else None
 
 
 def _wallet_balance(participant: Participant) -> int | None:
@@ -288,7 +288,7 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
         self.participant = participant
         self.entity_description = description
         # The subentry id never changes, so neither does the unique id.
-        self._attr_unique_id = f"{participant.subentry_id}_{description.key}"
+        self._attr_unique_id = f"{participant.participant_id}_{description.key}"
         self._attr_device_info = participant_device_info(participant, grid_device)
 
     @property

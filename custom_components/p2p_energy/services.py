@@ -27,17 +27,17 @@ from .const import (
     SERVICE_PUBLISH_NOW,
     SERVICE_ROTATE_CHANNEL,
 )
-from .participants import Consumer, PaymentRefusedError, PaymentUncertainError
 from .protocol.errors import (
     GridApiError,
     InsufficientBalanceError,
     NodeError,
     ProofOfWorkError,
 )
+from .protocol.household import Consumer, PaymentRefusedError, PaymentUncertainError
 
 if TYPE_CHECKING:
     from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
-    from .participants import Participant
+    from .protocol.household import Participant
 
 SERVICE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
 
@@ -108,7 +108,7 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
             translation_placeholders={"name": participant.name},
         )
     try:
-        outcome = await participant.async_pay_bill()
+        outcome = await participant.pay_bill()
     except PaymentRefusedError as err:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
@@ -157,7 +157,7 @@ async def _async_publish_now(call: ServiceCall) -> None:
 
 async def _async_rotate_channel(call: ServiceCall) -> None:
     coordinator, participant = _resolve(call.hass, call)
-    await participant.async_rotate()
+    await participant.rotate()
     await coordinator.async_request_refresh()
 
 
@@ -165,7 +165,7 @@ async def _async_deregister(call: ServiceCall) -> None:
     _, participant = _resolve(call.hass, call)
     _refuse_if_deregistered(participant)
     try:
-        await participant.async_deregister()
+        await participant.deregister()
     except GridApiError as err:
         raise _grid_error(err) from err
 

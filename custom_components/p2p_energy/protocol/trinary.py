@@ -57,6 +57,15 @@ def random_trytes(length: int = 81) -> str:
     return "".join(secrets.choice(TRYTE_ALPHABET) for _ in range(length))
 
 
+def is_trytes(value: object, length: int | None = None) -> bool:
+    """Whether ``value`` is a tryte string (of ``length``), without raising."""
+    return (
+        isinstance(value, str)
+        and (length is None or len(value) == length)
+        and TRYTES_PATTERN.fullmatch(value) is not None
+    )
+
+
 def validate_trytes(trytes: str, length: int | None = None, name: str = "trytes") -> str:
     """Return ``trytes`` if it only holds tryte characters (and has ``length``)."""
     if not isinstance(trytes, str):

@@ -26,8 +26,7 @@ from custom_components.p2p_energy.const import (
     CONF_WALLET_SEED,
     DOMAIN,
 )
-
-from .fake_network import FakeNetwork
+from tests.engine.fake_network import HOME_ASSISTANT_PROTOCOL, FakeNetwork
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -195,7 +194,7 @@ SUBENTRIES = [
 @pytest.fixture
 def fake_network() -> Generator[FakeNetwork]:
     """The grid, node and Tangle the runtime talks to."""
-    network = FakeNetwork()
+    network = FakeNetwork(HOME_ASSISTANT_PROTOCOL)
     with patch("custom_components.p2p_energy.coordinator.GridConnection", network):
         yield network
 

@@ -16,7 +16,7 @@ from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.p2p_energy.config_flow import default_node_url, normalize_url
+from custom_components.p2p_energy.connection import default_node_url, normalize_url
 from custom_components.p2p_energy.const import (
     CONF_API_TOKEN,
     CONF_GRID_URL,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
 
-    from .fake_network import FakeNetwork
+    from tests.engine.fake_network import FakeNetwork
 
 ClientFactory = Callable[[], Awaitable[TestClient]]
 BASE = f"/api/p2p_energy/producer/{PRODUCER_TOKEN}/registration"

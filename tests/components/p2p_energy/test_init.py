@@ -15,9 +15,9 @@ from custom_components.p2p_energy.const import (
     POW_NODE,
 )
 from custom_components.p2p_energy.protocol.client import LocalProofOfWork
+from tests.engine.fake_network import GRID_SIDE_KEY, FakeNetwork
 
 from .conftest import CONSUMER_ID, PRODUCER_ID, SOURCE_ID
-from .fake_network import GRID_SIDE_KEY, FakeNetwork
 
 if TYPE_CHECKING:
     import pytest
@@ -88,7 +88,7 @@ async def test_removed_subentry_is_forgotten(
     coordinator = loaded_entry.runtime_data
     assert SOURCE_ID not in coordinator.participants
     assert SOURCE_ID not in coordinator.store.participants
-    assert "Forgetting the state of removed subentries" in caplog.text
+    assert "Forgetting the state of participants that left" in caplog.text
     assert hass.states.get("sensor.roof_pv_energy_published") is None
 
 

@@ -15,12 +15,12 @@ import pytest
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
-from custom_components.p2p_energy.participants import Consumer
 from custom_components.p2p_energy.protocol.errors import (
     IriApiError,
     NodeUnavailableError,
     ProofOfWorkError,
 )
+from custom_components.p2p_energy.protocol.household import Consumer
 
 from .conftest import CONSUMER_ID, state
 from .test_services import PAY_TO, call, poll, request
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-    from .fake_network import FakeNetwork
+    from tests.engine.fake_network import FakeNetwork
 
 BUNDLE_A = "A" * 81
 BUNDLE_B = "B" * 81

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers import issue_registry as ir
 
-    from .fake_network import FakeNetwork
+    from tests.engine.fake_network import FakeNetwork
 
 INVERTER_ATTRIBUTES = ENERGY_ATTRIBUTES | {
     "state_class": "total",
@@ -49,10 +49,10 @@ async def next_period(hass: HomeAssistant, freezer: FrozenDateTimeFactory, momen
 
 
 async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
-    """Let the coordinator poll once."""
+    """Let the coordinator poll once (its refresh is a background task)."""
     freezer.tick(timedelta(seconds=31))
     async_fire_time_changed(hass)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 def set_meters(hass: HomeAssistant, pv: float, inverter: float, house: float) -> None:
@@ -142,7 +142,10 @@ async def test_absurd_and_reset_meters(
     assert "sensor.house_energy was reset" in caplog.text
     assert channel_bodies(loaded_entry, fake_network, SOURCE_ID) == [{"command": "hello"}]
     assert channel_bodies(loaded_entry, fake_network, CONSUMER_ID)[1]["usage"] == 1.0
-    # The inverter did not move: the producer publishes zero output.
+    # The inverter did not move and its source has no reading for the period: once the
+    # producer has waited long enough for one, it publishes zero output.
+    assert channel_bodies(loaded_entry, fake_network, PRODUCER_ID) == [{"command": "hello"}]
+    await poll(hass, freezer)
     assert channel_bodies(loaded_entry, fake_network, PRODUCER_ID)[1]["output"] == 0.0
 
     set_meters(hass, pv=999.0, inverter=230.0, house=1.0)
@@ -181,14 +184,17 @@ async def test_outage_queues_durably_and_sends_in_order(
     assert usages == [0.75, 0.5]
     assert state(hass, "sensor.roof_pv_energy_published") == "1.0"
 
-    # The producer published its inverter alone while the node was down; the
-    # source readings it could not read then come with its next output.
+    # While the node was down the producer could not read its source: its periods
+    # waited, and went out with the source's readings of the same period once it
+    # could (inverter 1.0 + source 0.5, then 0.0 + 0.5), each in its own period.
     set_meters(hass, pv=121.5, inverter=231.0, house=5001.5)
     await next_period(hass, freezer, "2025-03-01T12:04:00+00:00")
-    outputs = [
-        body["output"] for body in channel_bodies(loaded_entry, fake_network, PRODUCER_ID)[1:]
+    bodies = channel_bodies(loaded_entry, fake_network, PRODUCER_ID)[1:]
+    assert [(body["output"], body["endTime"]) for body in bodies] == [
+        (1.5, ms("2025-03-01T12:02:00+00:00")),
+        (0.5, ms("2025-03-01T12:03:00+00:00")),
+        (0.0, ms("2025-03-01T12:04:00+00:00")),
     ]
-    assert outputs == [1.0, 0.0, 1.0]
 
 
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
@@ -337,10 +343,10 @@ async def test_garbage_on_a_source_channel_is_skipped(
     source = coordinator.participants[SOURCE_ID]
     producer = coordinator.participants[PRODUCER_ID]
     async with source.lock:
-        await source._async_enqueue_locked(  # a buggy publisher's message
+        await source._enqueue_locked(  # a buggy publisher's message
             ConsumerUsage(start_time=1, end_time=2, usage=1.0), 0.0
         )
-        await source._async_flush_locked()
+        await source._flush_locked()
     await poll(hass, freezer)
     assert "skipping unreadable message of source Roof PV" in caplog.text
     assert producer.state.source_readings == []

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
 
-    from .fake_network import FakeNetwork
+    from tests.engine.fake_network import FakeNetwork
 
 PAY_TO = "PAYTO" + "9" * 76
 
@@ -43,10 +43,10 @@ async def call(hass: HomeAssistant, service: str, identifier: str) -> object:
 
 
 async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
-    """Let the coordinator poll once."""
+    """Let the coordinator poll once (its refresh is a background task)."""
     freezer.tick(timedelta(seconds=31))
     async_fire_time_changed(hass)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 def request(network: FakeNetwork, owed: int, pay_to: str = PAY_TO) -> None:
@@ -260,7 +260,7 @@ async def test_deregister_and_rejoin(
             await call(hass, service, CONSUMER_ID)
         assert refusal.value.translation_key == "deregistered"
     # The period timer skips it too.
-    await consumer.async_publish_period(freezer())  # type: ignore[arg-type]
+    await consumer.publish_period(freezer())  # type: ignore[arg-type]
     await poll(hass, freezer)
     assert "consumer-registration-1" not in fake_network.registrations
 
@@ -325,6 +325,6 @@ async def test_concurrent_deregistrations(
 ) -> None:
     """Two deregistrations racing leave the grid once and say goodbye once."""
     consumer = loaded_entry.runtime_data.participants[CONSUMER_ID]
-    await asyncio.gather(consumer.async_deregister(), consumer.async_deregister())
+    await asyncio.gather(consumer.deregister(), consumer.deregister())
     bodies = fake_network.bodies(consumer.channel_root or "", consumer.side_key)
     assert bodies == [{"command": "hello"}, {"command": "goodbye"}]

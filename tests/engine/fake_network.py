@@ -1,44 +1,30 @@
-"""An in-memory grid and Tangle node standing in for ``GridConnection``.
+"""An in-memory grid and Tangle node standing in for the engine's ``GridConnection``.
 
-MAM messages are real (created and parsed by the protocol library), so what the
-integration publishes is checked by decoding it, and what the fake grid
-publishes (hello, payment requests) goes through the integration's real reader.
-The grid's behaviour follows the blueprint: a registration needs a channel that
-starts with ``hello``; a consumer gets a return channel; removing a registration
-needs its side key.
+MAM messages are real (created and parsed by the protocol library), so what a
+household publishes is checked by decoding it, and what the fake grid publishes
+(hello, payment requests) goes through the household's real reader. The grid's
+behaviour follows the blueprint: a registration needs a channel that starts with
+``hello``; a consumer gets a return channel; removing a registration needs its
+side key.
+
+The protocol library is importable under two names (``p2p_energy_protocol`` for
+the engine's own tests, ``custom_components.p2p_energy.protocol`` inside Home
+Assistant), which are two sets of classes; the fake takes the name its household
+uses, so the errors it raises and the values it returns are the household's own.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from custom_components.p2p_energy.connection import Registration
-from custom_components.p2p_energy.protocol.client import SignedBundle
-from custom_components.p2p_energy.protocol.errors import (
-    GridApiError,
-    GridUnavailableError,
-    InsufficientBalanceError,
-    IriApiError,
-    MamError,
-    NodeError,
-    NodeUnavailableError,
-    ProtocolError,
-)
-from custom_components.p2p_energy.protocol.mam import (
-    ChannelEntry,
-    MamChannel,
-    MamMessage,
-    channel_root,
-    create_channel,
-    create_message,
-    mam_address,
-    parse_message,
-)
-from custom_components.p2p_energy.protocol.transfers import TransferNotSentError, TransferState
-from custom_components.p2p_energy.protocol.trinary import trytes_to_ascii
+from p2p_energy_protocol.trinary import trytes_to_ascii
+
+ENGINE_PROTOCOL = "p2p_energy_protocol"
+HOME_ASSISTANT_PROTOCOL = "custom_components.p2p_energy.protocol"
 
 GRID_SEED = "G" * 81
 GRID_SIDE_KEY = "GRIDSIDEKEY" + "9" * 70
@@ -71,8 +57,9 @@ def decode(message_trytes: str) -> Any:
 class FakeNetwork:
     """One grid, its node and its Tangle, in memory."""
 
-    def __init__(self) -> None:
-        """Start online and empty."""
+    def __init__(self, protocol: str = ENGINE_PROTOCOL) -> None:
+        """Start online and empty; ``protocol`` names the household's protocol library."""
+        self.p = _Protocol(protocol)
         self.grid_url = "http://grid.example:8080"
         self.node_url = "http://grid.example:14265"
         self.min_weight_magnitude = 9
@@ -81,13 +68,13 @@ class FakeNetwork:
         self.health: dict[str, Any] = {"success": True, "message": "OK", "status": "ok"}
         self.milestone = 7
         self.tangle: dict[str, list[str]] = defaultdict(list)
-        self.published: list[MamMessage] = []
+        self.published: list[Any] = []
         self.registrations: dict[str, dict[str, Any]] = {}
         self.refuse_registrations: str | None = None
         self.registration_outage = False
         self.remote_producer_up = True
         self.issue_tokens = False
-        self.return_channels: dict[str, MamChannel] = {}
+        self.return_channels: dict[str, Any] = {}
         self.return_roots: dict[str, str] = {}
         self.producer_registrations: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.balances_by_address: dict[str, int] = defaultdict(int)
@@ -95,9 +82,9 @@ class FakeNetwork:
         """Every bundle signed, in order."""
         self.transfer_error: Exception | None = None
         """Raised while signing (before anything is sent)."""
-        self.attach_error: ProtocolError | None = None
+        self.attach_error: Exception | None = None
         """Raised by the proof of work: nothing reaches the node."""
-        self.lost_answer: NodeError | None = None
+        self.lost_answer: Exception | None = None
         """Raised after the node stored the bundle: the answer is lost."""
         self.confirm_transfers = True
         """Whether a stored bundle confirms at once (else call ``confirm``)."""
@@ -121,11 +108,11 @@ class FakeNetwork:
 
     def _node(self) -> None:
         if not self.node_up:
-            raise NodeUnavailableError("node down")
+            raise self.p.errors.NodeUnavailableError("node down")
 
     def _grid(self) -> None:
         if not self.grid_up:
-            raise GridUnavailableError("grid down")
+            raise self.p.errors.GridUnavailableError("grid down")
 
     async def node_info(self) -> FakeNodeInfo:
         """The node's state."""
@@ -137,25 +124,23 @@ class FakeNetwork:
         self._grid()
         return dict(self.health)
 
-    async def publish(self, message: MamMessage) -> None:
+    async def publish(self, message: Any) -> None:
         """Attach the payload at its address."""
         self._node()
         self.tangle[message.address].append(message.payload)
         self.published.append(message)
 
-    async def read_channel(
-        self, root: str, side_key: str, limit: int | None = None
-    ) -> list[ChannelEntry]:
+    async def read_channel(self, root: str, side_key: str, limit: int | None = None) -> list[Any]:
         """Read a restricted channel, skipping what does not parse at an address."""
         self._node()
-        messages: list[ChannelEntry] = []
+        messages: list[Any] = []
         while limit is None or len(messages) < limit:
-            for payload in self.tangle.get(mam_address(root, "restricted"), []):
+            for payload in self.tangle.get(self.p.mam.mam_address(root, "restricted"), []):
                 try:
-                    parsed = parse_message(payload, root, side_key)
-                except MamError:
+                    parsed = self.p.mam.parse_message(payload, root, side_key)
+                except self.p.errors.MamError:
                     continue
-                messages.append(ChannelEntry(root, parsed.next_root, parsed.message))
+                messages.append(self.p.mam.ChannelEntry(root, parsed.next_root, parsed.message))
                 root = parsed.next_root
                 break
             else:
@@ -170,19 +155,19 @@ class FakeNetwork:
         root: str,
         side_key: str,
         token: str | None,
-    ) -> Registration:
+    ) -> Any:
         """Register a producer or consumer after finding its hello."""
         self._grid()
         if self.registration_outage:
-            raise GridUnavailableError("connection reset")
+            raise self.p.errors.GridUnavailableError("connection reset")
         if self.refuse_registrations:
-            raise GridApiError(self.refuse_registrations, 400)
+            raise self.p.errors.GridApiError(self.refuse_registrations, 400)
         known = self.registrations.get(registration_id)
         if known and known.get("token") and token != known["token"]:
-            raise GridApiError("The token does not match.", 401)
+            raise self.p.errors.GridApiError("The token does not match.", 401)
         hello = await self.read_channel(root, side_key, limit=1)
         if not hello or hello[0].data != {"command": "hello"}:
-            raise GridApiError("The channel does not start with 'hello'.", 400)
+            raise self.p.errors.GridApiError("The channel does not start with 'hello'.", 400)
         issued = None
         if known is None and self.issue_tokens:
             issued = f"token-{registration_id}"
@@ -194,20 +179,21 @@ class FakeNetwork:
             "token": issued or (known or {}).get("token"),
         }
         if item_type != "consumer":
-            return Registration(None, None, issued)
+            return self.p.grid_client.RegistrationReply(None, None, issued)
         channel = self.return_channels.get(registration_id)
         if channel is None:
-            channel = create_channel(GRID_SEED, 2, "restricted", GRID_SIDE_KEY)
+            channel = self.p.mam.create_channel(GRID_SEED, 2, "restricted", GRID_SIDE_KEY)
             channel.start = len(self.return_channels) * 100
             self.return_channels[registration_id] = channel
-            self.return_roots[registration_id] = channel_root(channel)
+            self.return_roots[registration_id] = self.p.mam.channel_root(channel)
             self.grid_publish(registration_id, {"command": "hello"})
-        return Registration(self.return_roots[registration_id], GRID_SIDE_KEY, issued)
+        root = self.return_roots[registration_id]
+        return self.p.grid_client.RegistrationReply(root, GRID_SIDE_KEY, issued)
 
     def grid_publish(self, registration_id: str, body: dict[str, Any]) -> None:
         """Publish on the grid's return channel of a consumer."""
         channel = self.return_channels[registration_id]
-        message = create_message(channel, body)
+        message = self.p.mam.create_message(channel, body)
         self.tangle[message.address].append(message.payload)
 
     async def deregister(self, registration_id: str, side_key: str, token: str | None) -> None:
@@ -215,9 +201,9 @@ class FakeNetwork:
         self._grid()
         known = self.registrations.get(registration_id)
         if known is None:
-            raise GridApiError("The registration does not exist.", 404)
+            raise self.p.errors.GridApiError("The registration does not exist.", 404)
         if known["side_key"] != side_key:
-            raise GridApiError("The side key does not match.", 403)
+            raise self.p.errors.GridApiError("The side key does not match.", 403)
         del self.registrations[registration_id]
 
     async def register_source(
@@ -225,7 +211,7 @@ class FakeNetwork:
     ) -> None:
         """Register a source with a remote producer."""
         if not self.remote_producer_up:
-            raise GridUnavailableError("producer unreachable")
+            raise self.p.errors.GridUnavailableError("producer unreachable")
         self.producer_registrations[producer_url][registration_id] = {
             "item_name": item_name,
             "root": root,
@@ -237,10 +223,10 @@ class FakeNetwork:
     ) -> None:
         """Remove a source from a remote producer."""
         if not self.remote_producer_up:
-            raise GridUnavailableError("producer unreachable")
+            raise self.p.errors.GridUnavailableError("producer unreachable")
         registrations = self.producer_registrations[producer_url]
         if registrations.get(registration_id, {}).get("side_key") != side_key:
-            raise GridApiError("The side key does not match.", 403)
+            raise self.p.errors.GridApiError("The side key does not match.", 403)
         del registrations[registration_id]
 
     async def balances(self, addresses: list[str]) -> list[int]:
@@ -248,9 +234,7 @@ class FakeNetwork:
         self._node()
         return [self.balances_by_address[address] for address in addresses]
 
-    async def prepare_transfer(
-        self, seed: str, address: str, value: int, remainder: str
-    ) -> SignedBundle:
+    async def prepare_transfer(self, seed: str, address: str, value: int, remainder: str) -> Any:
         """Sign a bundle spending every funded address (the test funds them)."""
         self._node()
         if self.transfer_error is not None:
@@ -258,10 +242,11 @@ class FakeNetwork:
         inputs = {a: balance for a, balance in self.balances_by_address.items() if balance > 0}
         total = sum(inputs.values())
         if total < value:
-            raise InsufficientBalanceError(f"{total} available, {value} needed")
+            raise self.p.errors.InsufficientBalanceError(f"{total} available, {value} needed")
         bundle = chr(ord("A") + len(self.transfers)) * 81
         self.transfers.append(Transfer(seed, address, value, remainder, bundle, inputs))
-        return SignedBundle(bundle, [f"SIGNED-{bundle}-{index}" for index in range(2)])
+        trytes = [f"SIGNED-{bundle}-{index}" for index in range(2)]
+        return self.p.client.SignedBundle(bundle, trytes)
 
     def _signed(self, trytes: list[str]) -> Transfer:
         (transfer,) = [t for t in self.transfers if trytes[0] == f"SIGNED-{t.bundle}-0"]
@@ -271,7 +256,7 @@ class FakeNetwork:
         """Store an attachment of a signed bundle; confirm it if told to."""
         self._node()
         if self.attach_error is not None:
-            raise TransferNotSentError(self.attach_error)
+            raise self.p.transfers.TransferNotSentError(self.attach_error)
         transfer = self._signed(trytes)
         self.attachments.append(transfer.bundle)
         if self.confirm_transfers:
@@ -279,16 +264,16 @@ class FakeNetwork:
         if self.lost_answer is not None:
             raise self.lost_answer
 
-    async def transfer_state(self, bundle: str, trytes: list[str]) -> TransferState:
+    async def transfer_state(self, bundle: str, trytes: list[str]) -> Any:
         """Confirmed, or pending while its inputs still hold what it spends."""
         self._node()
         transfer = self._signed(trytes)
         assert transfer.bundle == bundle
         if bundle in self.confirmed:
-            return TransferState.CONFIRMED
+            return self.p.transfers.TransferState.CONFIRMED
         if self._spent_elsewhere(transfer):
-            return TransferState.CONFLICTING
-        return TransferState.PENDING
+            return self.p.transfers.TransferState.CONFLICTING
+        return self.p.transfers.TransferState.PENDING
 
     def _spent_elsewhere(self, transfer: Transfer) -> bool:
         return any(
@@ -316,10 +301,10 @@ class FakeNetwork:
         """Decoded JSON of every message of a channel."""
         messages: list[Any] = []
         while True:
-            for payload in self.tangle.get(mam_address(root, "restricted"), []):
+            for payload in self.tangle.get(self.p.mam.mam_address(root, "restricted"), []):
                 try:
-                    parsed = parse_message(payload, root, side_key)
-                except MamError:
+                    parsed = self.p.mam.parse_message(payload, root, side_key)
+                except self.p.errors.MamError:
                     continue
                 messages.append(decode(parsed.message))
                 root = parsed.next_root
@@ -328,6 +313,22 @@ class FakeNetwork:
                 return messages
 
 
-def node_error() -> IriApiError:
+def node_error(protocol: str = ENGINE_PROTOCOL) -> Any:
     """A node refusing a command."""
-    return IriApiError("attachToTangle", 400, "refused")
+    errors = importlib.import_module(f"{protocol}.errors")
+    return errors.IriApiError("attachToTangle", 400, "refused")
+
+
+class _Protocol:
+    """The protocol library's modules under one of its two names."""
+
+    client: Any
+    errors: Any
+    grid_client: Any
+    mam: Any
+    transfers: Any
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        for name in ("client", "errors", "grid_client", "mam", "transfers"):
+            setattr(self, name, importlib.import_module(f"{package}.{name}"))
