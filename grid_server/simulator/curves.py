@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from p2p_energy_protocol.household import MeterReading
+
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 _HOURS_PER_DAY: Final = 24.0
+_EPOCH: Final = datetime(2000, 1, 1)
 # Simulated minutes between samples when integrating a power curve.
 _STEP_MINUTES: Final = 5.0
 
@@ -76,28 +79,41 @@ class SolarPanel:
         return self.peak_kw * math.pow(elevation, 1.15)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CloudCover:
     """A slowly varying share of sunlight that gets through (0.15 .. 1.0).
 
-    A mean-reverting random walk in simulated time, seeded so runs repeat.
+    A sum of slow waves around ``clearness`` with periods of one to seven
+    simulated hours and phases drawn from ``rng``: a pure function of the
+    simulated time, so a meter read again (after a restart) reads the same sky.
     """
 
-    rng: random.Random
+    rng: random.Random = field(repr=False)
     clearness: float = 0.85
-    level: float = field(init=False)
+    waves: tuple[tuple[float, float, float], ...] = field(init=False, repr=False)
+    """(amplitude, period in minutes, phase) of each wave."""
 
     def __post_init__(self) -> None:
         if not 0.15 <= self.clearness <= 1.0:
             raise SimulationError("clearness must be between 0.15 and 1.0")
-        self.level = self.clearness
+        waves = tuple(
+            (
+                amplitude,
+                self.rng.uniform(0.6, 1.4) * period_hours * 60,
+                self.rng.uniform(0, 2 * math.pi),
+            )
+            for amplitude, period_hours in ((0.12, 7.0), (0.08, 2.5), (0.05, 1.0))
+        )
+        object.__setattr__(self, "waves", waves)
 
-    def advance(self, minutes: float) -> float:
-        steps = max(1, round(minutes / _STEP_MINUTES))
-        for _ in range(steps):
-            pull = 0.08 * (self.clearness - self.level)
-            self.level = min(1.0, max(0.15, self.level + pull + self.rng.gauss(0, 0.045)))
-        return self.level
+    def level_at(self, when: datetime) -> float:
+        """The share of sunlight at simulated time ``when``."""
+        minutes = (when - _EPOCH).total_seconds() / 60
+        level = self.clearness + sum(
+            amplitude * math.sin(2 * math.pi * minutes / period + phase)
+            for amplitude, period, phase in self.waves
+        )
+        return min(1.0, max(0.15, level))
 
 
 # Relative residential demand by hour: (centre hour, width in hours, weight).
@@ -183,3 +199,60 @@ class SimulatedClock:
 
     def simulated(self, real: datetime) -> datetime:
         return self.start + (real - self.real_start) * self.speed
+
+
+class CurveMeter:
+    """A cumulative energy meter over a power curve in simulated time.
+
+    The power is sampled every five simulated minutes from ``origin`` and taken
+    as linear in between, so the running total at a wall-clock instant is a pure
+    function of the instant (a reading taken again after a crash comes out the
+    same, whatever was read before) and never goes down.
+    """
+
+    def __init__(
+        self,
+        power_kw: Callable[[datetime], float],
+        clock: SimulatedClock,
+        origin: datetime,
+    ) -> None:
+        """``origin``: the wall-clock instant the meter reads zero."""
+        self._power_kw = power_kw
+        self._clock = clock
+        self._start = clock.simulated(origin)
+        self._step = timedelta(minutes=_STEP_MINUTES)
+        self._powers = [power_kw(self._start)]
+        """The power at each sample point."""
+        self._totals = [0.0]
+        """The energy up to each sample point."""
+
+    def total_kwh(self, now: datetime) -> float:
+        """kWh from ``origin`` to wall-clock ``now`` (0 before ``origin``)."""
+        elapsed = (self._clock.simulated(now) - self._start) / self._step
+        if elapsed <= 0:
+            return 0.0
+        step = int(elapsed)
+        hours = _STEP_MINUTES / 60
+        while len(self._powers) <= step + 1:
+            index = len(self._powers)
+            self._powers.append(self._power_kw(self._start + self._step * index))
+            self._totals.append(
+                self._totals[-1] + hours * (self._powers[-2] + self._powers[-1]) / 2
+            )
+        fraction = elapsed - step
+        before, after = self._powers[step], self._powers[step + 1]
+        partial = hours * (before * fraction + (after - before) * fraction * fraction / 2)
+        return self._totals[step] + partial
+
+    def read(self, now: datetime) -> MeterReading:
+        """The meter's running total at ``now`` (the household engine's meter)."""
+        return MeterReading(self.total_kwh(now), now)
+
+
+def solar_power(panels: Sequence[SolarPanel], clouds: CloudCover) -> Callable[[datetime], float]:
+    """The power of ``panels`` under ``clouds`` at a simulated time."""
+
+    def power(when: datetime) -> float:
+        return sum(panel.clear_sky_kw(when) for panel in panels) * clouds.level_at(when)
+
+    return power

@@ -31,13 +31,13 @@ from p2p_energy_protocol.trinary import random_trytes
 
 from ..portal.app import CSRF_FIELD, login_form_token
 from ..portal.auth import hash_password
-from .channels import TangleSettings
 from .curves import SimulationError
 from .runner import (
     DEFAULT_SOURCES_PER_PRODUCER,
     PeriodReport,
     Simulation,
     SimulationPlan,
+    TangleSettings,
     genesis_for,
     new_wallets,
 )

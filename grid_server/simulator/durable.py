@@ -1,25 +1,26 @@
 """``p2p-energy households``: simulated households that survive kill -9 and node outages.
 
-Producers and consumers run against an existing node and grid and keep
-everything that must outlive the process in one state file (written
-atomically, :mod:`.state`): channel states, registration tokens, the outbound
-queues (:mod:`p2p_energy_protocol.outbox`), the cumulative meters and the last
-period read. A reading is taken and its message created and queued in the same
-save, so a kill at any instant loses and doubles nothing: either the save
-happened (the message goes out after a restart) or it did not (the reading is
-taken again, from the same meter, at the same channel position).
+The households are the household engine's producers and consumers (the code Home
+Assistant runs) with simulated meters, against an existing node and grid. One
+state file holds everything that must outlive the process (written atomically,
+:mod:`.state`): who the households are (keys, curves) and the engine's state of
+each (channel, outbound queue, meter reference, registration). A reading is taken
+and its message created and queued in the same save, so a kill at any instant
+loses and doubles nothing: either the save happened (the message goes out after a
+restart) or it did not (the reading is taken again from the same meter, which
+reads the same at the same instant, at the same channel position).
 
-Missed periods (process down) are caught up with one message per period, as a
+Missed periods (process down) are caught up with one reading per period, as a
 meter with interval memory reports them: the grid settles per slot, so energy
 stays in the slot it belongs to. Beyond :data:`MAX_CATCH_UP_PERIODS` the oldest
-part of the gap goes out as one message covering it (no energy is lost, and a
+part of the gap goes out as one reading covering it (no energy is lost, and a
 long outage does not cost hours of message creation). While the node is
-unreachable the readings keep being taken and queued; the queue drains in
-order once it answers again.
+unreachable the readings keep being taken and queued; the queues drain in order
+once it answers again.
 
 A producer's output is its PV arrays' (``--sources-per-producer``) as its
 inverter meter sees them; sources with their own channels and the paying of
-bills are left to the in-memory :class:`~.runner.Simulation` of the demo.
+bills are the demo's (:class:`~.runner.Simulation`).
 """
 
 from __future__ import annotations
@@ -32,38 +33,40 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import aiohttp
-from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.errors import GridApiError, NodeError, ProtocolError
-from p2p_energy_protocol.grid_client import GridClient
-from p2p_energy_protocol.mam import MamChannel, MamMessage, channel_root, create_channel
-from p2p_energy_protocol.outbox import (
-    QueuedMessage,
-    create_queued,
-    drain,
-    mam_sender,
-    parse_time,
+from p2p_energy_protocol.household import (
+    Household,
+    HouseholdStore,
+    Participant,
+    ParticipantConfig,
+    ParticipantState,
 )
-from p2p_energy_protocol.payloads import ConsumerUsage, Hello, ProducerOutput, payload_to_json
+from p2p_energy_protocol.mam import MamChannel
+from p2p_energy_protocol.outbox import parse_time
 from p2p_energy_protocol.trinary import random_trytes
 
 from ..grid.units import MILLIWH_PER_KWH
-from .channels import TangleSettings
-from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
-from .households import Period, solar_kwh, usage_kwh
-from .runner import SimulationPlan
+from .curves import CloudCover, CurveMeter, SimulatedClock, SimulationError, SolarPanel, solar_power
+from .curves import Household as Home
+from .runner import Period, SimulationPlan, TangleSettings, connection_for, simulated_max_power
 from .state import StateFileError, exclusive_lock, read_state, write_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from p2p_energy_protocol.household import GridConnection
 
 _LOGGER = logging.getLogger(__name__)
 STATE_FILE: Final = "households.json"
 LOCK_FILE: Final = "households.lock"
 STATE_FORMAT: Final = "p2p-energy-households"
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 MAX_CATCH_UP_PERIODS: Final = 96
 # Wall-clock seconds after a period ends before its reading is taken.
 PUBLISH_DELAY: Final = 0.2
@@ -96,124 +99,69 @@ def due_periods(
     return periods
 
 
-@dataclass
-class DurableHousehold:
-    """A producer or consumer and everything about it that must survive a crash."""
+@dataclass(frozen=True)
+class SimulatedHome:
+    """Who one household is: its keys and its curves (its state is the engine's)."""
 
     registration_id: str
     name: str
     role: Role
-    channel: MamChannel
-    root: str
+    seed: str
     side_key: str
     first_period_start_ms: int
-    last_period_end_ms: int
-    # Producer: PV arrays (peak kW), asking price, payment id and the sky.
+    # Producer: PV arrays (peak kW), asking price, payment id and how clear its sky is.
     panels: tuple[float, ...] = ()
     price: float = 0.0
     payment_id: str = ""
     clearness: float = 0.85
-    cloud_level: float = 0.85
     # Consumer: the home's use.
     daily_kwh: float = 0.0
     routine_shift_hours: float = 0.0
-    token: str | None = None
-    registered: bool = False
-    queue: list[QueuedMessage] = field(default_factory=list)
-    next_sequence: int = 0
-    # Every reading taken (queued or attached), and the attached part, in mWh.
-    meter_milliwh: int = 0
-    published_milliwh: int = 0
-    readings: int = 0
 
-    @property
-    def hello_sent(self) -> bool:
-        return self.next_sequence > 0 and (not self.queue or self.queue[0].sequence > 0)
+    def config(self) -> ParticipantConfig:
+        """The household engine's participant."""
+        return ParticipantConfig(
+            participant_id=self.registration_id,
+            kind=self.role,
+            name=self.name,
+            registration_id=self.registration_id,
+            seed=self.seed,
+            side_key=self.side_key,
+            meter_id=f"simulated:{self.registration_id}",
+            price=self.price if self.role == "producer" else None,
+            payment_id=self.payment_id or None,
+        )
 
-    def reading(self, clock: SimulatedClock, period: Period) -> tuple[dict[str, Any], float]:
-        """The period's message body and its kWh (moves this producer's sky on)."""
+    def meter(self, clock: SimulatedClock) -> CurveMeter:
+        """The inverter or house meter: zero when the household was created."""
+        origin = datetime.fromtimestamp(self.first_period_start_ms / 1000, UTC)
+        power: Callable[[datetime], float]
         if self.role == "consumer":
-            household = Household(self.daily_kwh, self.routine_shift_hours)
-            kwh = usage_kwh(household, clock, period)
-            return payload_to_json(ConsumerUsage(period.start_ms, period.end_ms, kwh)), kwh
-        # Seeded by position: a reading taken again after a crash comes out the same.
-        clouds = CloudCover(
-            random.Random(f"{self.registration_id}:{self.readings}"), self.clearness
-        )
-        clouds.level = self.cloud_level
-        panels = [SolarPanel(peak) for peak in self.panels]
-        kwh = solar_kwh(panels, clouds, clock, period)
-        self.cloud_level = clouds.level
-        output = ProducerOutput(
-            start_time=period.start_ms,
-            end_time=period.end_ms,
-            output=kwh,
-            producer_price=self.price,
-            payment_id_or_address=self.payment_id,
-        )
-        return payload_to_json(output), kwh
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "registration_id": self.registration_id,
-            "name": self.name,
-            "role": self.role,
-            "channel": self.channel.to_json(),
-            "root": self.root,
-            "side_key": self.side_key,
-            "first_period_start_ms": self.first_period_start_ms,
-            "last_period_end_ms": self.last_period_end_ms,
-            "panels": list(self.panels),
-            "price": self.price,
-            "payment_id": self.payment_id,
-            "clearness": self.clearness,
-            "cloud_level": self.cloud_level,
-            "daily_kwh": self.daily_kwh,
-            "routine_shift_hours": self.routine_shift_hours,
-            "token": self.token,
-            "registered": self.registered,
-            "queue": [item.to_dict() for item in self.queue],
-            "next_sequence": self.next_sequence,
-            "meter_milliwh": self.meter_milliwh,
-            "published_milliwh": self.published_milliwh,
-            "readings": self.readings,
-        }
+            power = Home(self.daily_kwh, self.routine_shift_hours).mean_kw
+        else:
+            clouds = CloudCover(random.Random(self.registration_id), self.clearness)
+            power = solar_power([SolarPanel(peak) for peak in self.panels], clouds)
+        return CurveMeter(power, clock, origin)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DurableHousehold:
+    def from_dict(cls, data: Mapping[str, Any]) -> SimulatedHome:
         role = data["role"]
         if role not in ("producer", "consumer"):
             raise ValueError(f"unknown role {role!r}")
-        token = data["token"]
         return cls(
             registration_id=str(data["registration_id"]),
             name=str(data["name"]),
             role=role,
-            channel=MamChannel.from_json(data["channel"]),
-            root=str(data["root"]),
+            seed=str(data["seed"]),
             side_key=str(data["side_key"]),
             first_period_start_ms=int(data["first_period_start_ms"]),
-            last_period_end_ms=int(data["last_period_end_ms"]),
             panels=tuple(float(peak) for peak in data["panels"]),
             price=float(data["price"]),
             payment_id=str(data["payment_id"]),
             clearness=float(data["clearness"]),
-            cloud_level=float(data["cloud_level"]),
             daily_kwh=float(data["daily_kwh"]),
             routine_shift_hours=float(data["routine_shift_hours"]),
-            token=None if token is None else str(token),
-            registered=bool(data["registered"]),
-            queue=[QueuedMessage.from_dict(item) for item in data["queue"]],
-            next_sequence=int(data["next_sequence"]),
-            meter_milliwh=int(_renamed(data, "meter_milliwh", "meter_mwh")),
-            published_milliwh=int(_renamed(data, "published_milliwh", "published_mwh")),
-            readings=int(data["readings"]),
         )
-
-
-def _renamed(data: dict[str, Any], name: str, old_name: str) -> Any:
-    """``data[name]``, or ``data[old_name]`` in a state file written before the rename."""
-    return data[name] if name in data or old_name not in data else data[old_name]
 
 
 _PLAN_FIELDS: Final = (
@@ -228,88 +176,94 @@ _PLAN_FIELDS: Final = (
 )
 
 
-@dataclass
-class HouseholdsState:
-    """The whole state file: the plan, the simulated clock and the households."""
-
-    plan: SimulationPlan
-    clock: SimulatedClock
-    households: list[DurableHousehold]
-
-    @property
-    def period_ms(self) -> int:
-        return int(self.plan.period_seconds * 1000)
-
-    @classmethod
-    def create(cls, plan: SimulationPlan, now: datetime) -> HouseholdsState:
-        """New households with fresh channels; the first period is the one in progress."""
-        rng = random.Random(plan.random_seed)
-        run = random_trytes(6).lower()
-        length = int(plan.period_seconds * 1000)
-        start_ms = int(now.timestamp() * 1000) // length * length
-        households: list[DurableHousehold] = []
-
-        def new(registration_id: str, name: str, role: Role, **extra: Any) -> None:
-            side_key = random_trytes()
-            channel = create_channel(random_trytes(), 2, "restricted", side_key)
-            households.append(
-                DurableHousehold(
-                    registration_id=registration_id,
-                    name=name,
-                    role=role,
-                    channel=channel,
-                    root=channel_root(channel),
-                    side_key=side_key,
-                    first_period_start_ms=start_ms,
-                    last_period_end_ms=start_ms,
-                    **extra,
-                )
-            )
-
-        for index in range(1, plan.producers + 1):
-            clearness = rng.uniform(0.55, 0.95)
-            registration_id = f"producer-{index:05d}-{run}"
-            new(
+def create_homes(plan: SimulationPlan, now: datetime) -> list[SimulatedHome]:
+    """New households with fresh keys; their first period is the one in progress."""
+    rng = random.Random(plan.random_seed)
+    run = random_trytes(6).lower()
+    length = int(plan.period_seconds * 1000)
+    start_ms = int(now.timestamp() * 1000) // length * length
+    homes: list[SimulatedHome] = []
+    for index in range(1, plan.producers + 1):
+        registration_id = f"producer-{index:05d}-{run}"
+        homes.append(
+            SimulatedHome(
                 registration_id,
                 f"Producer {index}",
                 "producer",
+                random_trytes(),
+                random_trytes(),
+                start_ms,
                 panels=tuple(
                     round(rng.uniform(2.5, 9.0), 1) for _ in range(plan.sources_per_producer)
                 ),
                 price=round(rng.uniform(18.0, 40.0), 1),
                 payment_id=f"invoice-{registration_id}",
-                clearness=clearness,
-                cloud_level=clearness,
+                clearness=rng.uniform(0.55, 0.95),
             )
-        for index in range(1, plan.consumers + 1):
-            new(
+        )
+    for index in range(1, plan.consumers + 1):
+        homes.append(
+            SimulatedHome(
                 f"consumer-{index:05d}-{run}",
                 f"Home {index}",
                 "consumer",
+                random_trytes(),
+                random_trytes(),
+                start_ms,
                 daily_kwh=round(rng.uniform(6.0, 16.0), 1),
                 routine_shift_hours=round(rng.uniform(-1.0, 1.0), 2),
             )
-        clock = SimulatedClock.starting_at_hour(plan.start_hour, plan.speed, now)
-        return cls(plan, clock, households)
+        )
+    return homes
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "plan": {name: getattr(self.plan, name) for name in _PLAN_FIELDS},
-            "clock": {
-                "start": self.clock.start.isoformat(),
-                "real_start": self.clock.real_start.isoformat(),
-                "speed": self.clock.speed,
+
+class StateFile:
+    """The state file: the plan, the simulated clock, the households and the engine's
+    state of each, written whole and atomically (the engine's state backend)."""
+
+    def __init__(
+        self, path: Path, plan: SimulationPlan, clock: SimulatedClock, homes: list[SimulatedHome]
+    ) -> None:
+        self.path = path
+        self.plan = plan
+        self.clock = clock
+        self.homes = homes
+        self.engine: dict[str, Any] = {}
+
+    async def load(self) -> Mapping[str, Any] | None:
+        return self.engine
+
+    async def save(self, data: dict[str, Any]) -> None:
+        self.engine = data
+        self.write()
+
+    def write(self) -> None:
+        write_atomic(
+            self.path,
+            {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "plan": {name: getattr(self.plan, name) for name in _PLAN_FIELDS},
+                "clock": {
+                    "start": self.clock.start.isoformat(),
+                    "real_start": self.clock.real_start.isoformat(),
+                    "speed": self.clock.speed,
+                },
+                "households": [asdict(home) for home in self.homes],
+                **self.engine,
             },
-            "households": [household.to_dict() for household in self.households],
-        }
+        )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> HouseholdsState:
+    def read(cls, path: Path) -> StateFile | None:
+        """The saved state, or None when there is none; StateFileError when unusable."""
+        data = read_state(path)
+        if data is None:
+            return None
         if data.get("format") != STATE_FORMAT or data.get("version") != STATE_VERSION:
             raise StateFileError(
-                f"{path} is not a version {STATE_VERSION} {STATE_FORMAT} state file"
+                f"{path} is not a version {STATE_VERSION} {STATE_FORMAT} state file: move it "
+                "away to start new households"
             )
         try:
             plan = SimulationPlan(**{name: data["plan"][name] for name in _PLAN_FIELDS})
@@ -320,50 +274,48 @@ class HouseholdsState:
                 real_start=parse_time(clock_data["real_start"]),
                 speed=float(clock_data["speed"]),
             )
-            households = [DurableHousehold.from_dict(item) for item in data["households"]]
+            homes = [SimulatedHome.from_dict(item) for item in data["households"]]
+            participants = data["participants"]
+            if set(participants) != {home.registration_id for home in homes}:
+                raise ValueError("the saved households and their states do not match")
+            for saved in participants.values():
+                # Strict where Home Assistant's store is lenient: a household started
+                # afresh would sign again with keys its channel has used.
+                saved_state = ParticipantState.from_dict(saved)
+                MamChannel.from_json(saved_state.channel or {})
         except (KeyError, TypeError, ValueError, ProtocolError) as err:
-            raise StateFileError(
-                f"the state file {path} is corrupt ({type(err).__name__}: {err}); it was left "
-                "unchanged: restore it or move it away to start new households"
-            ) from err
-        return cls(plan, clock, households)
+            raise _corrupt(path, err) from err
+        state = cls(path, plan, clock, homes)
+        state.engine = {"participants": participants}
+        return state
+
+
+def _corrupt(path: Path, err: Exception) -> StateFileError:
+    return StateFileError(
+        f"the state file {path} is corrupt ({type(err).__name__}: {err}); it was left "
+        "unchanged: restore it or move it away to start new households"
+    )
 
 
 class DurableHouseholds:
-    """Takes readings every period, queues them durably and drains the queues in order."""
+    """Takes readings every period, queues them durably and sends them in order."""
 
     def __init__(
-        self,
-        state_dir: Path,
-        session: aiohttp.ClientSession,
-        node_url: str,
-        grid_url: str,
-        tangle: TangleSettings,
-        *,
-        crash_window: float = 0.0,
+        self, state_dir: Path, connection: GridConnection, *, crash_window: float = 0.0
     ) -> None:
         self.path = state_dir / STATE_FILE
         # Fault tests: a pause after creating or attaching a message and before its
         # save, so a kill can be aimed at the window where a crash matters most.
         self.crash_window = crash_window
-        self._send = mam_sender(
-            IriClient(session, node_url),
-            tag=tangle.tag,
-            depth=tangle.depth,
-            min_weight_magnitude=tangle.min_weight_magnitude,
-        )
-        self.grid = GridClient(session, grid_url)
-        self.state: HouseholdsState | None = None
+        self.connection = connection
+        self.state: StateFile | None = None
+        self.household: Household | None = None
         self.node_available = True
 
     @property
-    def households(self) -> list[DurableHousehold]:
-        assert self.state is not None
-        return self.state.households
-
-    def save(self) -> None:
-        assert self.state is not None
-        write_atomic(self.path, self.state.to_dict())
+    def participants(self) -> list[Participant]:
+        assert self.household is not None
+        return list(self.household.participants.values())
 
     async def open(self, plan: SimulationPlan, now: datetime | None = None) -> bool:
         """Load the state file, or create households with their hellos queued.
@@ -372,126 +324,77 @@ class DurableHouseholds:
         ``plan``: the meters and the channels belong to it.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = read_state(self.path)
-        if data is not None:
-            self.state = HouseholdsState.from_dict(data, self.path)
-            return False
-        state = await asyncio.to_thread(HouseholdsState.create, plan, now or datetime.now(UTC))
-        for household in state.households:
-            hello = await asyncio.to_thread(
-                create_queued, household.channel, payload_to_json(Hello()), 0
-            )
-            household.queue.append(hello)
-            household.next_sequence = 1
+        state = StateFile.read(self.path)
+        created = state is None
+        if state is None:
+            moment = now or datetime.now(UTC)
+            clock = SimulatedClock.starting_at_hour(plan.start_hour, plan.speed, moment)
+            state = StateFile(self.path, plan, clock, create_homes(plan, moment))
         self.state = state
-        self.save()
-        return True
+        self.household = Household(
+            self.connection,
+            HouseholdStore(state),
+            max_power_kw=simulated_max_power(state.clock),
+            checkpoint=self._checkpoint,
+        )
+        await self.household.open((home.config(), home.meter(state.clock)) for home in state.homes)
+        if created:
+            # Each meter's baseline: the first reading is of the period in progress.
+            for home, participant in zip(state.homes, self.participants, strict=True):
+                start = datetime.fromtimestamp(home.first_period_start_ms / 1000, UTC)
+                await participant.publish_period(start)
+        return created
+
+    async def _checkpoint(self, what: str, participant: Participant, sequence: int) -> None:
+        if self.crash_window > 0:
+            _LOGGER.info("%s %s #%d, not saved yet", what, participant.registration_id, sequence)
+            await asyncio.sleep(self.crash_window)
+
+    def last_end_ms(self, participant: Participant) -> int:
+        """The end of the last period read (the meter's last sample)."""
+        assert participant.state.meter is not None
+        return int(participant.state.meter.time.timestamp() * 1000)
 
     async def take_readings(self, now_ms: int) -> int:
         """Queue a reading for every period each household has not read yet."""
         assert self.state is not None
+        length = int(self.state.plan.period_seconds * 1000)
         taken = 0
-        for household in self.households:
-            for period in due_periods(household.last_period_end_ms, now_ms, self.state.period_ms):
-                await self._take(household, period)
+        for participant in self.participants:
+            for period in due_periods(self.last_end_ms(participant), now_ms, length):
+                await participant.publish_period(period.end)
                 taken += 1
         return taken
 
-    async def _take(self, household: DurableHousehold, period: Period) -> None:
-        assert self.state is not None
-        body, kwh = household.reading(self.state.clock, period)
-        # Created on a copy: the saved channel only moves on together with the queue.
-        channel = MamChannel.from_json(household.channel.to_json())
-        sequence = household.next_sequence
-        _LOGGER.info("creating %s #%d", household.registration_id, sequence)
-        queued = await asyncio.to_thread(create_queued, channel, body, sequence, kwh)
-        await self._crash_window("created", household, sequence)
-        household.channel = channel
-        household.queue.append(queued)
-        household.next_sequence += 1
-        household.meter_milliwh += round(kwh * MILLIWH_PER_KWH)
-        household.readings += 1
-        household.last_period_end_ms = period.end_ms
-        self.save()
-        _LOGGER.info(
-            "queued %s #%d %d-%d %.6f kWh (%d queued)",
-            household.registration_id,
-            sequence,
-            period.start_ms,
-            period.end_ms,
-            kwh,
-            len(household.queue),
-        )
-
-    async def _crash_window(self, what: str, household: DurableHousehold, sequence: int) -> None:
-        if self.crash_window > 0:
-            _LOGGER.info("%s %s #%d, not saved yet", what, household.registration_id, sequence)
-            await asyncio.sleep(self.crash_window)
-
-    async def drain_queues(self) -> bool:
-        """Attach every household's queue in order; False when the node failed."""
-        for household in self.households:
-
-            async def sent(queued: QueuedMessage, household: DurableHousehold = household) -> None:
-                if queued.kind in ("output", "usage"):
-                    household.published_milliwh += round(queued.energy_kwh * MILLIWH_PER_KWH)
-                self.save()
-                _LOGGER.info("attached %s #%d", household.registration_id, queued.sequence)
-
-            async def send(message: MamMessage, household: DurableHousehold = household) -> None:
-                _LOGGER.info(
-                    "attaching %s #%d", household.registration_id, household.queue[0].sequence
-                )
-                await self._send(message)
-                await self._crash_window("sent", household, household.queue[0].sequence)
-
-            try:
-                await drain(household.queue, send, sent)
-            except NodeError as err:
-                if self.node_available:
-                    _LOGGER.warning("node unavailable, readings stay queued: %s", err)
-                self.node_available = False
-                return False
+    async def sync(self) -> bool:
+        """Send every queue in order and register what is new; False when the node failed."""
+        assert self.household is not None
+        try:
+            await self.household.sync()
+        except NodeError as err:
+            if self.node_available:
+                _LOGGER.warning("node unavailable, readings stay queued: %s", err)
+            self.node_available = False
+            return False
+        except GridApiError as err:
+            _LOGGER.warning("the grid did not answer: %s", err)
         if not self.node_available:
             _LOGGER.warning("node is back; queues drained")
         self.node_available = True
         return True
 
-    async def register(self) -> None:
-        """Register every channel whose hello is out and that the grid does not know yet."""
-        for household in self.households:
-            if household.registered or not household.hello_sent:
-                continue
-            try:
-                # Re-registering after a crash is authorised by the channel's side key.
-                reply = await self.grid.register(
-                    household.registration_id,
-                    household.name,
-                    household.role,
-                    root=household.root,
-                    side_key=household.side_key,
-                    token=household.token,
-                )
-            except GridApiError as err:
-                _LOGGER.warning("%s: registration failed: %s", household.registration_id, err)
-                continue
-            household.token = reply.token or household.token
-            household.registered = True
-            self.save()
-            _LOGGER.info("registered %s", household.registration_id)
-
     async def step(self, now_ms: int | None = None) -> None:
         """Take due readings, then send what is queued and register what is new."""
         await self.take_readings(int(time.time() * 1000) if now_ms is None else now_ms)
-        if await self.drain_queues():
-            await self.register()
+        await self.sync()
 
     def seconds_to_next(self) -> float:
         """Until the next period's reading is due (sooner while messages wait)."""
         assert self.state is not None
-        next_end = min(h.last_period_end_ms for h in self.households) + self.state.period_ms
+        length = int(self.state.plan.period_seconds * 1000)
+        next_end = min(self.last_end_ms(p) for p in self.participants) + length
         wait = next_end / 1000 + PUBLISH_DELAY - time.time()
-        if any(household.queue for household in self.households):
+        if any(participant.state.queue for participant in self.participants):
             wait = min(wait, RETRY_SECONDS)
         return max(0.0, wait)
 
@@ -500,6 +403,30 @@ class DurableHouseholds:
             await self.step()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.seconds_to_next())
+
+
+def household_summaries(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What each household of a state file did: readings taken (queued or sent) and
+    sent, in mWh as the grid counts them, its periods, whether it is registered."""
+    summaries: list[dict[str, Any]] = []
+    for home in data["households"]:
+        state = data["participants"][home["registration_id"]]
+        queue = state["queue"]
+        published = float(state["energy_published_kwh"])
+        queued = sum(float(item["energy_kwh"]) for item in queue)
+        summaries.append(
+            {
+                "registration_id": home["registration_id"],
+                "registered": state["registered_root"] == state["channel_root"],
+                "queue": queue,
+                "readings": int(state["next_sequence"]) - 1,
+                "first_period_start_ms": home["first_period_start_ms"],
+                "last_period_end_ms": int(parse_time(state["meter"]["time"]).timestamp() * 1000),
+                "meter_milliwh": round((published + queued) * MILLIWH_PER_KWH),
+                "published_milliwh": round(published * MILLIWH_PER_KWH),
+            }
+        )
+    return summaries
 
 
 def add_households_command(
@@ -569,30 +496,17 @@ async def serve_households(
     timeout = aiohttp.ClientTimeout(total=60)
     state_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(state_dir / LOCK_FILE):
-        await _serve(plan, state_dir, node_url, grid_url, crash_window, stop, timeout)
-
-
-async def _serve(
-    plan: SimulationPlan,
-    state_dir: Path,
-    node_url: str,
-    grid_url: str,
-    crash_window: float,
-    stop: asyncio.Event,
-    timeout: aiohttp.ClientTimeout,
-) -> None:
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        households = DurableHouseholds(
-            state_dir, session, node_url, grid_url, plan.tangle, crash_window=crash_window
-        )
-        created = await households.open(plan)
-        verb = "created" if created else "resumed"
-        print(
-            f"p2p-energy households: {verb} {len(households.households)} households "
-            f"in {households.path}",
-            flush=True,
-        )
-        await households.run(stop)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            connection = connection_for(session, node_url, grid_url, plan.tangle)
+            households = DurableHouseholds(state_dir, connection, crash_window=crash_window)
+            created = await households.open(plan)
+            verb = "created" if created else "resumed"
+            print(
+                f"p2p-energy households: {verb} {len(households.participants)} households "
+                f"in {households.path}",
+                flush=True,
+            )
+            await households.run(stop)
 
 
 def run_households(args: argparse.Namespace) -> int:

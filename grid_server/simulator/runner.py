@@ -1,6 +1,13 @@
 """A market of simulated households trading through a real node and grid.
 
-Used by ``p2p-energy demo``, the benchmarks and the scale tests::
+The households are the household engine's (``p2p_energy_protocol.household``),
+the same code Home Assistant runs: only their meters are simulated (solar arrays
+under a drifting cloud cover, homes with morning and evening peaks). Each
+producer serves the blueprint's registration API on a loopback port of its own,
+where its sources (separate devices, a household of their own) register over
+HTTP; producers and consumers register with the grid, consumers pay their bills.
+
+Used by ``p2p-energy demo``::
 
     plan = SimulationPlan.for_households(7)
     async with Simulation(plan, session, node_url, grid_url) as simulation:
@@ -12,30 +19,74 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Self
 
-from p2p_energy_protocol.client import IriClient
-from p2p_energy_protocol.grid_client import GridClient
+from aiohttp import web
+from p2p_energy_protocol.errors import InsufficientBalanceError
+from p2p_energy_protocol.household import (
+    DEFAULT_MAX_POWER_KW,
+    Consumer,
+    GridConnection,
+    Household,
+    HouseholdStore,
+    MemoryBackend,
+    ParticipantConfig,
+    PaymentRefusedError,
+    Producer,
+)
+from p2p_energy_protocol.household.producer_api import producer_routes
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 
-from .channels import TangleSettings
-from .curves import CloudCover, Household, SimulatedClock, SimulationError, SolarPanel
-from .households import Period, SimConsumer, SimProducer, SimSource
+from .curves import (
+    CloudCover,
+    CurveMeter,
+    SimulatedClock,
+    SimulationError,
+    SolarPanel,
+    solar_power,
+)
+from .curves import (
+    Household as Home,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     import aiohttp
+    from p2p_energy_protocol.household import Meter
 
 # Default market of the demo: 2 producers with 3 sources each, 5 consumers.
 DEFAULT_PRODUCERS: Final = 2
 DEFAULT_CONSUMERS: Final = 5
 DEFAULT_SOURCES_PER_PRODUCER: Final = 3
-# Entities doing network work at once (keeps a large market from flooding the node).
+# Households doing network work at once (keeps a large market from flooding the node).
 _CONCURRENCY: Final = 8
+SIMULATION_TAG: Final = "ENERGYSIM"
+
+
+@dataclass(frozen=True)
+class TangleSettings:
+    """How simulated households attach their messages."""
+
+    min_weight_magnitude: int = 9
+    depth: int = 3
+    tag: str = SIMULATION_TAG
+
+
+@dataclass(frozen=True)
+class Period:
+    """One publishing period in wall-clock Unix milliseconds."""
+
+    start_ms: int
+    end_ms: int
+
+    @property
+    def end(self) -> datetime:
+        """The period's end as a wall-clock instant."""
+        return datetime.fromtimestamp(self.end_ms / 1000, UTC)
 
 
 @dataclass(frozen=True)
@@ -97,6 +148,41 @@ def genesis_for(wallets: Sequence[str], balance: int) -> dict[str, int]:
     return {generate_address(seed, 0, 2): balance for seed in wallets}
 
 
+def simulated_config(
+    kind: str, registration_id: str, name: str, **extra: object
+) -> ParticipantConfig:
+    """A simulated participant with fresh channel keys."""
+    return ParticipantConfig(
+        participant_id=registration_id,
+        kind=kind,  # type: ignore[arg-type]
+        name=name,
+        registration_id=registration_id,
+        seed=random_trytes(),
+        side_key=random_trytes(),
+        meter_id=f"simulated:{registration_id}",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def connection_for(
+    session: aiohttp.ClientSession, node_url: str, grid_url: str, tangle: TangleSettings
+) -> GridConnection:
+    """The households' network: the node's proof of work, the simulation's tag."""
+    return GridConnection(
+        session,
+        grid_url,
+        node_url,
+        tangle.min_weight_magnitude,
+        tag=tangle.tag,
+        depth=tangle.depth,
+    )
+
+
+def simulated_max_power(clock: SimulatedClock) -> float:
+    """The largest plausible meter jump: simulated hours pass ``speed`` times faster."""
+    return DEFAULT_MAX_POWER_KW * clock.speed
+
+
 @dataclass
 class PeriodReport:
     """What the households did in one period."""
@@ -130,89 +216,112 @@ class Simulation:
         clock: SimulatedClock | None = None,
     ) -> None:
         self.plan = plan
-        self.client = IriClient(session, node_url)
-        self.grid = GridClient(session, grid_url)
         self.clock = clock or SimulatedClock.starting_at_hour(plan.start_hour, plan.speed)
+        self.connection = connection_for(session, node_url, grid_url, plan.tangle)
         rng = random.Random(plan.random_seed)
         wallets = plan.consumer_wallets or new_wallets(plan.consumers)
         run = random_trytes(6).lower()
-        self.producers: list[SimProducer] = []
-        self.sources: list[tuple[SimSource, SimProducer]] = []
+        origin = datetime.now(UTC)
+        # The homes of producers and consumers; the sources are devices of their own.
+        power = simulated_max_power(self.clock)
+        self.homes = Household(self.connection, HouseholdStore(MemoryBackend()), max_power_kw=power)
+        self.devices = Household(
+            self.connection, HouseholdStore(MemoryBackend()), max_power_kw=power
+        )
+        self._members: list[tuple[ParticipantConfig, Meter]] = []
+        self._sources: list[tuple[int, ParticipantConfig, Meter]] = []
         for index in range(1, plan.producers + 1):
-            producer = SimProducer(
-                name=f"Producer {index}",
-                registration_id=f"producer-{index:05d}-{run}",
-                seed=random_trytes(),
-                price=round(rng.uniform(18.0, 40.0), 1),
-                client=self.client,
-                session=session,
-                settings=plan.tangle,
+            registration_id = f"producer-{index:05d}-{run}"
+            self._members.append(
+                (
+                    simulated_config(
+                        "producer",
+                        registration_id,
+                        f"Producer {index}",
+                        wallet_seed=random_trytes(),
+                        price=round(rng.uniform(18.0, 40.0), 1),
+                    ),
+                    CurveMeter(lambda _when: 0.0, self.clock, origin),  # its arrays are sources
+                )
             )
-            self.producers.append(producer)
             for number in range(1, plan.sources_per_producer + 1):
                 panel = SolarPanel(
                     peak_kw=round(rng.uniform(2.5, 9.0), 1), latitude_deg=plan.latitude_deg
                 )
-                source = SimSource(
-                    name=f"Producer {index} PV {number}",
-                    registration_id=f"source-{index:05d}-{number:02d}-{run}",
-                    panel=panel,
-                    clouds=CloudCover(random.Random(rng.random()), rng.uniform(0.55, 0.95)),
-                    client=self.client,
-                    settings=plan.tangle,
+                clouds = CloudCover(random.Random(rng.random()), rng.uniform(0.55, 0.95))
+                config = simulated_config(
+                    "source",
+                    f"source-{index:05d}-{number:02d}-{run}",
+                    f"Producer {index} PV {number}",
                 )
-                self.sources.append((source, producer))
-        self.consumers = [
-            SimConsumer(
-                name=f"Home {index}",
-                registration_id=f"consumer-{index:05d}-{run}",
-                household=Household(
-                    daily_kwh=round(rng.uniform(6.0, 16.0), 1),
-                    routine_shift_hours=round(rng.uniform(-1.0, 1.0), 2),
-                ),
-                wallet_seed=wallets[index - 1],
-                client=self.client,
-                settings=plan.tangle,
-                pay_bills=plan.pay_bills,
-                payment_cooldown=plan.payment_cooldown,
+                meter = CurveMeter(solar_power((panel,), clouds), self.clock, origin)
+                self._sources.append((index - 1, config, meter))
+        for index in range(1, plan.consumers + 1):
+            home = Home(
+                daily_kwh=round(rng.uniform(6.0, 16.0), 1),
+                routine_shift_hours=round(rng.uniform(-1.0, 1.0), 2),
             )
-            for index in range(1, plan.consumers + 1)
-        ]
-        self._limit = asyncio.Semaphore(_CONCURRENCY)
+            self._members.append(
+                (
+                    simulated_config(
+                        "consumer",
+                        f"consumer-{index:05d}-{run}",
+                        f"Home {index}",
+                        wallet_seed=wallets[index - 1],
+                    ),
+                    CurveMeter(home.mean_kw, self.clock, origin),
+                )
+            )
+        self._runners: list[web.AppRunner] = []
+        self._paid_at: dict[str, float] = {}
 
-    async def _each[T](
-        self, items: Sequence[T], work: Callable[[T], Awaitable[object]]
-    ) -> list[str]:
-        """Run ``work`` on every item (bounded concurrency); returns the errors."""
+    @property
+    def producers(self) -> list[Producer]:
+        return [p for p in self.homes.participants.values() if isinstance(p, Producer)]
 
-        async def guarded(item: T) -> str | None:
-            async with self._limit:
-                try:
-                    await work(item)
-                except Exception as err:
-                    who = item[0] if isinstance(item, tuple) else item
-                    return f"{getattr(who, 'name', who)}: {type(err).__name__}: {err}"
-                return None
+    @property
+    def consumers(self) -> list[Consumer]:
+        return [p for p in self.homes.participants.values() if isinstance(p, Consumer)]
 
-        results = await asyncio.gather(*(guarded(item) for item in items))
-        return [result for result in results if result is not None]
+    @property
+    def sources(self) -> list[tuple[ParticipantConfig, Producer]]:
+        """Each source and its producer."""
+        producers = self.producers
+        return [(config, producers[owner]) for owner, config, _ in self._sources]
+
+    async def _serve(self, producer: Producer, host: str = "127.0.0.1") -> str:
+        """Start the producer's registration API on a free port; returns its URL."""
+        app = web.Application()
+        app.add_routes(producer_routes(producer))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, 0).start()
+        return f"http://{host}:{runner.addresses[0][1]}"
 
     async def start(self) -> None:
-        """Publish every channel's hello and register everything (sources via producers)."""
-        producer_clients = {}
-        for producer in self.producers:
-            producer_clients[id(producer)] = await producer.serve()
-        errors = await self._each(self.producers, lambda p: p.register(self.grid))
-        errors += await self._each(
-            self.sources, lambda pair: pair[0].start(producer_clients[id(pair[1])])
+        """Open the households, serve the producers' APIs, say hello and register."""
+        await self.homes.open(self._members)
+        urls = [await self._serve(producer) for producer in self.producers]
+        await self.devices.open(
+            (replace(config, producer_url=urls[owner]), meter)
+            for owner, config, meter in self._sources
         )
-        errors += await self._each(self.consumers, lambda c: c.register(self.grid))
-        if errors:
-            raise SimulationError("households could not join the grid: " + "; ".join(errors))
+        await self.homes.sync(concurrency=_CONCURRENCY)
+        await self.devices.sync(concurrency=_CONCURRENCY)
+        problems = [
+            f"{participant.name}: {participant.registration_problem or 'not registered'}"
+            for household in (self.homes, self.devices)
+            for participant in household.participants.values()
+            if not participant.registered
+        ]
+        if problems:
+            raise SimulationError("households could not join the grid: " + "; ".join(problems))
 
     async def close(self) -> None:
-        for producer in self.producers:
-            await producer.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners = []
 
     async def __aenter__(self) -> Self:
         try:
@@ -235,37 +344,68 @@ class Simulation:
     async def run_period(self, period: Period) -> PeriodReport:
         """Sources and consumers, then producers publish ``period``; then bills are paid."""
         started = time.monotonic()
-        report = PeriodReport(period, self.clock.simulated(_utc(period.end_ms)))
-        produced: list[float] = []
-        consumed: list[float] = []
-
-        async def source_publish(pair: tuple[SimSource, SimProducer]) -> None:
-            await pair[0].publish(self.clock, period)
-
-        async def producer_publish(producer: SimProducer) -> None:
-            produced.append(await producer.publish(period))
-
-        async def consumer_publish(consumer: SimConsumer) -> None:
-            consumed.append(await consumer.publish(self.clock, period))
-
-        async def consumer_bills(consumer: SimConsumer) -> None:
-            bill = await consumer.read_bills()
-            report.owed += bill.owed
-            report.bills_seen += bill.requests
-            report.paid += await consumer.pay()
-
-        # Producers aggregate what their sources published; consumers are independent.
-        source_errors, consumer_errors = await asyncio.gather(
-            self._each(self.sources, source_publish),
-            self._each(self.consumers, consumer_publish),
+        report = PeriodReport(period, self.clock.simulated(period.end))
+        await self.devices.publish_period(period.end, concurrency=_CONCURRENCY)
+        queued = await self.homes.publish_period(period.end, concurrency=_CONCURRENCY)
+        for participant in self.homes.participants.values():
+            energy = queued.get(participant.participant_id) or 0.0
+            if isinstance(participant, Producer):
+                report.produced_kwh += energy
+            else:
+                report.consumed_kwh += energy
+        report.errors += await self._each(
+            [*self.homes.participants.values(), *self.devices.participants.values()],
+            lambda participant: participant.sync(),
         )
-        report.errors += source_errors + consumer_errors
-        report.errors += await self._each(self.producers, producer_publish)
-        report.errors += await self._each(self.consumers, consumer_bills)
-        report.produced_kwh = round(sum(produced), 6)
-        report.consumed_kwh = round(sum(consumed), 6)
+        if self.plan.pay_bills:
+            report.errors += await self._each(
+                self.consumers, lambda consumer: self._pay(consumer, report)
+            )
+        for consumer in self.consumers:
+            received = consumer.state.payment_request
+            if received is not None:
+                report.owed += received.request.owed
+                report.bills_seen += 1
+        report.produced_kwh = round(report.produced_kwh, 6)
+        report.consumed_kwh = round(report.consumed_kwh, 6)
         report.seconds = time.monotonic() - started
         return report
+
+    async def _each[T](
+        self, items: Sequence[T], work: Callable[[T], Awaitable[object]]
+    ) -> list[str]:
+        """Run ``work`` on every item (bounded concurrency); returns the errors."""
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def guarded(item: T) -> str | None:
+            async with limit:
+                try:
+                    await work(item)
+                except Exception as err:
+                    return f"{getattr(item, 'name', item)}: {type(err).__name__}: {err}"
+                return None
+
+        results = await asyncio.gather(*(guarded(item) for item in items))
+        return [result for result in results if result is not None]
+
+    async def _pay(self, consumer: Consumer, report: PeriodReport) -> None:
+        """Pay what the latest bill asks, as a household's automation would: not while a
+        payment is pending, and not until the grid had time to see the last one."""
+        received = consumer.state.payment_request
+        # What the grid saw confirming is not paid again (the engine refuses it too).
+        if received is None or received.request.amount_due <= 0:
+            return
+        if consumer.state.pending_payment is not None:
+            return
+        last = self._paid_at.get(consumer.participant_id)
+        if last is not None and time.monotonic() - last < self.plan.payment_cooldown:
+            return
+        try:
+            outcome = await consumer.pay_bill()
+        except (PaymentRefusedError, InsufficientBalanceError):
+            return  # paid already, a reference to pay elsewhere, or no funds
+        self._paid_at[consumer.participant_id] = time.monotonic()
+        report.paid += outcome.payment.amount
 
     async def run(
         self,
@@ -291,7 +431,3 @@ class Simulation:
                     pass
             on_report(await self.run_period(period))
             period = Period(period.end_ms, period.end_ms + length_ms)
-
-
-def _utc(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, UTC)

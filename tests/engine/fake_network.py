@@ -93,6 +93,8 @@ class FakeNetwork:
         self.confirmed: set[str] = set()
         self.proof_of_work: Any = None
         """What the runtime passed as the connection's proof of work."""
+        self.storage: dict[tuple[str, str, str], Any] = {}
+        """The grid's storage API: (registration id, context, item id) -> item."""
 
     def __call__(self, *args: Any) -> FakeNetwork:
         """Stand in for the GridConnection constructor (keeping its proof of work)."""
@@ -228,6 +230,20 @@ class FakeNetwork:
         if registrations.get(registration_id, {}).get("side_key") != side_key:
             raise self.p.errors.GridApiError("The side key does not match.", 403)
         del registrations[registration_id]
+
+    async def store_item(
+        self, registration_id: str, context: str, item_id: str, item: Any, token: str | None
+    ) -> None:
+        """Keep an item in the grid's storage."""
+        self._grid()
+        self.storage[(registration_id, context, item_id)] = item
+
+    async def delete_item(
+        self, registration_id: str, context: str, item_id: str, token: str | None
+    ) -> None:
+        """Remove an item from the grid's storage."""
+        self._grid()
+        self.storage.pop((registration_id, context, item_id), None)
 
     async def balances(self, addresses: list[str]) -> list[int]:
         """Confirmed balances."""

@@ -77,9 +77,11 @@ async def test_register_update_and_remove(
         body["root"],
     )
     assert producer.registered_sources == 1
-    # The producer follows the channel now.
+    # The producer follows the channel now, and keeps its source list in the grid's storage.
     await home.sync()
     assert [channel.registration_id for channel in producer.state.followed] == ["source-0001"]
+    stored = (producer.registration_id, "sources", "source-0001")
+    assert home.network.storage == {stored: {"itemName": "Roof 2", "itemType": "solar"}}
 
     wrong = await client.delete(f"/registration/source-0001/{'X' * 81}")
     assert await answer(wrong) == (
@@ -92,6 +94,8 @@ async def test_register_update_and_remove(
     assert (await client.delete(f"/registration/source-0001/{body['sideKey']}")).status == 200
     assert producer.state.remote_sources == {}
     assert producer.state.followed == []
+    await home.sync()
+    assert home.network.storage == {}
     gone = await client.delete(f"/registration/source-0001/{body['sideKey']}")
     assert await answer(gone) == (
         404,

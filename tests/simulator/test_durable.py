@@ -8,24 +8,19 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
-from p2p_energy_protocol.errors import GridUnavailableError, NodeUnavailableError
-from p2p_energy_protocol.grid_client import RegistrationReply
 from p2p_energy_protocol.mam import parse_message
 
 from grid_server.cli import build_parser
 from grid_server.simulator import durable
-from grid_server.simulator.channels import Publisher, TangleSettings
 from grid_server.simulator.durable import (
     DurableHouseholds,
-    HouseholdsState,
     due_periods,
+    household_summaries,
     plan_from_args,
     run_households,
 )
-from grid_server.simulator.households import Period
-from grid_server.simulator.runner import SimulationPlan
+from grid_server.simulator.runner import Period, SimulationPlan
 from grid_server.simulator.state import (
     StateFileError,
     exclusive_lock,
@@ -33,12 +28,10 @@ from grid_server.simulator.state import (
     temporary_path,
     write_atomic,
 )
+from tests.engine.fake_network import FakeNetwork
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from p2p_energy_protocol.mam import MamMessage
 
 PLAN = SimulationPlan(
     producers=1,
@@ -129,81 +122,68 @@ def test_due_periods_beyond_the_cap_cover_the_oldest_gap_in_one() -> None:
 # Durable households ---------------------------------------------------------
 
 
-class FakeNode:
-    def __init__(self) -> None:
-        self.attached: list[str] = []
-        self.down = False
-
-    async def send(self, message: MamMessage) -> None:
-        if self.down:
-            raise NodeUnavailableError("node down")
-        self.attached.append(message.root)
+def _households(state_dir: Path, network: FakeNetwork) -> DurableHouseholds:
+    """Households on an in-memory node and grid (no processes in unit tests)."""
+    return DurableHouseholds(state_dir, network)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
+def _summaries(state_dir: Path) -> list[dict[str, object]]:
+    data = read_state(state_dir / durable.STATE_FILE)
+    assert data is not None
+    return household_summaries(data)
 
 
-def _households(
-    state_dir: Path, session: aiohttp.ClientSession, node: FakeNode
-) -> DurableHouseholds:
-    households = DurableHouseholds(
-        state_dir, session, "http://127.0.0.1:9", "http://127.0.0.1:9", TangleSettings()
-    )
-    households._send = node.send  # no node process in unit tests
-    return households
-
-
-async def test_created_with_hellos_queued_and_saved(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node = FakeNode()
-    first = _households(tmp_path, session, node)
+async def test_created_with_hellos_queued_and_saved(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    network.node_up = False
+    first = _households(tmp_path, network)
     assert await first.open(PLAN, START)
-    again = _households(tmp_path, session, node)
+    again = _households(tmp_path, network)
     assert not await again.open(SimulationPlan(consumers=9), START)  # the saved plan wins
     assert again.state is not None
     assert again.state.plan == PLAN
-    assert [h.to_dict() for h in again.households] == [h.to_dict() for h in first.households]
-    for household in again.households:
-        assert [item.kind for item in household.queue] == ["hello"]
-        assert household.queue[0].message.root == household.root
-        assert household.last_period_end_ms == START_MS // LENGTH_MS * LENGTH_MS
+    assert again.state.homes == first.state.homes  # type: ignore[union-attr]
+    assert [p.state for p in again.participants] == [p.state for p in first.participants]
+    for participant, summary in zip(again.participants, _summaries(tmp_path), strict=True):
+        assert [item.kind for item in participant.state.queue] == ["hello"]
+        assert participant.state.queue[0].message.root == participant.channel_root
+        assert summary["last_period_end_ms"] == START_MS // LENGTH_MS * LENGTH_MS
+        assert summary["readings"] == 0
 
 
-async def test_reading_taken_and_queued_in_one_save(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+async def test_reading_taken_and_queued_in_one_save(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    network.node_up = False
+    households = _households(tmp_path, network)
     await households.open(PLAN, START)
-    base = households.households[0].last_period_end_ms
+    base = households.last_end_ms(households.participants[0])
     assert await households.take_readings(base + 3 * LENGTH_MS + 10) == 6
-    saved = _households(tmp_path, session, node)
+    saved = _households(tmp_path, network)
     await saved.open(PLAN)
-    for memory, disk in zip(households.households, saved.households, strict=True):
-        assert disk.to_dict() == memory.to_dict()
-        assert disk.readings == 3
-        assert [item.sequence for item in disk.queue] == [0, 1, 2, 3]
-        assert disk.meter_milliwh == sum(round(item.energy_kwh * 1e6) for item in disk.queue)
+    for memory, disk in zip(households.participants, saved.participants, strict=True):
+        assert disk.state == memory.state
+        assert [item.sequence for item in disk.state.queue] == [0, 1, 2, 3]
         # Every message is at the position its predecessor announced.
-        roots = [item.message.root for item in disk.queue]
-        assert roots[1:] == [item.message.next_root for item in disk.queue[:-1]]
-        body = parse_message(
-            disk.queue[3].message.payload, disk.queue[3].message.root, disk.side_key
-        )
-        assert body.next_root == disk.queue[3].message.next_root
+        roots = [item.message.root for item in disk.state.queue]
+        assert roots[1:] == [item.message.next_root for item in disk.state.queue[:-1]]
+        last = disk.state.queue[3].message
+        assert parse_message(last.payload, last.root, disk.side_key).next_root == last.next_root
+        periods = [(item.body["startTime"], item.body["endTime"]) for item in disk.state.queue[1:]]
+        assert periods == [(base + n * LENGTH_MS, base + (n + 1) * LENGTH_MS) for n in range(3)]
+    for summary in _summaries(tmp_path):
+        assert summary["readings"] == 3
+        assert summary["published_milliwh"] == 0
+        assert summary["meter_milliwh"] > 0
 
 
 async def test_crash_before_the_save_takes_the_same_reading_again(
-    tmp_path: Path, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+    network = FakeNetwork()
+    network.node_up = False
+    households = _households(tmp_path, network)
     await households.open(PLAN, START)
-    base = households.households[0].last_period_end_ms
+    base = households.last_end_ms(households.participants[0])
     await households.take_readings(base + LENGTH_MS)
     before = (tmp_path / durable.STATE_FILE).read_bytes()
 
@@ -216,85 +196,90 @@ async def test_crash_before_the_save_takes_the_same_reading_again(
     monkeypatch.undo()
     assert (tmp_path / durable.STATE_FILE).read_bytes() == before
     # Restart: nothing of the lost step was saved; the reading comes out the same.
-    restarted = _households(tmp_path, session, node)
+    lost = households.participants[0].state.queue[-1]
+    restarted = _households(tmp_path, network)
     await restarted.open(PLAN)
     await restarted.take_readings(base + 2 * LENGTH_MS)
-    # The producer's reading was created (in memory only) when the process died.
-    lost, again = households.households[0], restarted.households[0]
-    assert again.queue[-1].body == lost.queue[-1].body
-    assert again.queue[-1].message.root == lost.queue[-1].message.root
-    assert again.meter_milliwh == lost.meter_milliwh
-    for household in restarted.households:
-        assert household.readings == 2
-        assert household.queue[-1].body["endTime"] == base + 2 * LENGTH_MS
+    again = restarted.participants[0].state.queue[-1]
+    assert again.body == lost.body
+    assert again.message.root == lost.message.root
+    for summary in _summaries(tmp_path):
+        assert summary["readings"] == 2
+        assert summary["last_period_end_ms"] == base + 2 * LENGTH_MS
 
 
-async def test_outage_queues_then_drains_in_order_and_counts_once(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+async def test_outage_queues_then_drains_in_order_and_counts_once(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    households = _households(tmp_path, network)
     await households.open(PLAN, START)
-    base = households.households[0].last_period_end_ms
-    node.down = True
+    base = households.last_end_ms(households.participants[0])
+    network.node_up = False
     for period in range(1, 5):
         await households.step(base + period * LENGTH_MS)
         assert not households.node_available
-    assert [len(h.queue) for h in households.households] == [5, 5]
-    expected = [item.message.root for h in households.households for item in h.queue]
-    node.down = False
-    assert await households.drain_queues()
-    assert node.attached == expected
-    reloaded = _households(tmp_path, session, node)
-    await reloaded.open(PLAN)
-    for household in reloaded.households:
-        assert household.queue == []
-        assert household.published_milliwh == household.meter_milliwh > 0
-        assert household.readings == 4
+    assert [len(p.state.queue) for p in households.participants] == [5, 5]
+    expected = [item.message.root for p in households.participants for item in p.state.queue]
+    network.node_up = True
+    assert await households.sync()
+    assert [message.root for message in network.published] == expected
+    for summary in _summaries(tmp_path):
+        assert summary["queue"] == []
+        assert summary["published_milliwh"] == summary["meter_milliwh"] > 0
+        assert summary["registered"]
 
 
 async def test_crash_after_attaching_before_the_save_attaches_again(
-    tmp_path: Path, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+    network = FakeNetwork()
+    households = _households(tmp_path, network)
+    network.node_up = False
     await households.open(PLAN, START)
+    network.node_up = True
 
     def crash(*_args: object) -> None:
         raise SystemExit("killed")
 
     monkeypatch.setattr(durable, "write_atomic", crash)
     with pytest.raises(SystemExit):
-        await households.drain_queues()
+        await households.sync()
     monkeypatch.undo()
-    restarted = _households(tmp_path, session, node)
+    restarted = _households(tmp_path, network)
     await restarted.open(PLAN)
-    assert await restarted.drain_queues()
-    first_hello = restarted.households[0].root
+    assert await restarted.sync()
+    first_hello = restarted.participants[0].channel_root
     # The same message at the same position once more: the grid reads it once.
-    assert node.attached.count(first_hello) == 2
+    assert [message.root for message in network.published].count(first_hello) == 2
 
 
-async def test_corrupt_state_is_not_overwritten(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+async def test_corrupt_state_is_not_overwritten(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    network.node_up = False
+    households = _households(tmp_path, network)
     await households.open(PLAN, START)
     path = tmp_path / durable.STATE_FILE
-    data = json.loads(path.read_text())
-    data["households"][0]["channel"]["seed"] = "not trytes"
-    path.write_text(json.dumps(data))
-    before = path.read_bytes()
-    with pytest.raises(StateFileError, match="corrupt"):
-        await _households(tmp_path, session, node).open(PLAN)
+    good = json.loads(path.read_text())
+    first = good["households"][0]["registration_id"]
+    for corrupt in (
+        {**good, "households": [{**good["households"][0], "role": "inverter"}]},
+        {**good, "participants": {}},
+        {**good, "participants": {**good["participants"], first: {"queue": [{}]}}},
+        {
+            **good,
+            "participants": {
+                **good["participants"],
+                first: {**good["participants"][first], "channel": {"seed": "not trytes"}},
+            },
+        },
+    ):
+        path.write_text(json.dumps(corrupt))
+        before = path.read_bytes()
+        with pytest.raises(StateFileError, match="corrupt"):
+            await _households(tmp_path, network).open(PLAN)
+        assert path.read_bytes() == before
     path.write_text(json.dumps({"format": "other"}))
-    with pytest.raises(StateFileError, match="not a version 1"):
-        await _households(tmp_path, session, node).open(PLAN)
-    path.write_bytes(before)
-    with pytest.raises(StateFileError):
-        await _households(tmp_path, session, node).open(PLAN)
-    assert path.read_bytes() == before
+    with pytest.raises(StateFileError, match="not a version 2"):
+        await _households(tmp_path, network).open(PLAN)
 
 
 def test_cli_refuses_a_corrupt_state_folder(
@@ -322,109 +307,56 @@ def test_cli_refuses_a_corrupt_state_folder(
     assert run_households(args) == 2
 
 
-def test_state_round_trip(tmp_path: Path) -> None:
-    state = HouseholdsState.create(PLAN, START)
-    again = HouseholdsState.from_dict(json.loads(json.dumps(state.to_dict())), tmp_path)
-    assert again.to_dict() == state.to_dict()
-    assert again.clock == state.clock
-
-
-def test_state_written_before_the_milliwh_rename_loads(tmp_path: Path) -> None:
-    state = HouseholdsState.create(PLAN, START)
-    state.households[0].meter_milliwh, state.households[0].published_milliwh = 1_500, 1_000
-    data = json.loads(json.dumps(state.to_dict()))
-    for household in data["households"]:
-        household["meter_mwh"] = household.pop("meter_milliwh")
-        household["published_mwh"] = household.pop("published_milliwh")
-    again = HouseholdsState.from_dict(data, tmp_path)
-    assert again.to_dict() == state.to_dict()
-
-
-class FakeGrid:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-        self.down = True
-
-    async def register(
-        self, registration_id: str, _name: str, _role: str, **options: str | None
-    ) -> RegistrationReply:
-        self.calls.append((registration_id, options["token"]))
-        if self.down:
-            raise GridUnavailableError("grid down", 0)
-        return RegistrationReply(root=None, side_key=None, token=f"token-{registration_id}")
-
-
-async def test_registers_once_the_hello_is_out_and_keeps_the_token(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node, grid = FakeNode(), FakeGrid()
-    households = _households(tmp_path, session, node)
-    households.grid = grid  # type: ignore[assignment]
+async def test_registers_once_the_hello_is_out_and_keeps_the_token(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    network.issue_tokens = True
+    households = _households(tmp_path, network)
+    network.node_up = False
     await households.open(PLAN, START)
-    base = households.households[0].last_period_end_ms
-    node.down = True
+    base = households.last_end_ms(households.participants[0])
+    network.grid_up = False
     await households.step(base + 10)
-    assert grid.calls == []  # no hello on the channel yet: the grid would refuse
-    node.down = False
+    assert network.registrations == {}  # no hello on the channel yet: the grid would refuse
+    network.node_up = True
     await households.step(base + 20)
-    assert len(grid.calls) == 2
-    assert not any(h.registered for h in households.households)
-    grid.down = False
+    assert network.registrations == {}  # the grid is down
+    assert not any(p.registered for p in households.participants)
+    network.grid_up = True
     await households.step(base + 30)
-    reloaded = _households(tmp_path, session, node)
+    reloaded = _households(tmp_path, network)
     await reloaded.open(PLAN)
-    for household in reloaded.households:
-        assert household.registered
-        assert household.token == f"token-{household.registration_id}"
-    await reloaded.register()
-    assert len(grid.calls) == 4  # registered households are not registered again
+    for participant in reloaded.participants:
+        assert participant.registered
+        assert participant.state.registration_token == f"token-{participant.registration_id}"
+    assert set(network.registrations) == {p.registration_id for p in reloaded.participants}
 
 
-async def test_waits_for_the_next_period_or_retries_a_waiting_queue(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+async def test_waits_for_the_next_period_or_retries_a_waiting_queue(tmp_path: Path) -> None:
+    network = FakeNetwork()
+    network.node_up = False
+    households = _households(tmp_path, network)
     await households.open(PLAN)
     assert 0 <= households.seconds_to_next() <= durable.RETRY_SECONDS  # hellos wait
-    await households.drain_queues()
+    network.node_up = True
+    await households.sync()
     assert 0 <= households.seconds_to_next() <= PLAN.period_seconds + durable.PUBLISH_DELAY
     stop = asyncio.Event()
     stop.set()
     await households.run(stop)
 
 
-async def test_demo_publisher_keeps_a_refused_message_first_in_line() -> None:
-    node = FakeNode()
-
-    class Client:
-        async def publish_mam(self, message: MamMessage, **_options: object) -> None:
-            await node.send(message)
-
-    publisher = Publisher(Client(), TangleSettings())  # type: ignore[arg-type]
-    node.down = True
-    with pytest.raises(NodeUnavailableError):
-        await publisher.publish({"command": "hello"})
-    assert (publisher.published, len(publisher.queue)) == (0, 1)
-    node.down = False
-    second = await publisher.publish({"command": "usage", "usage": 1.0})
-    assert publisher.published == 2
-    assert node.attached == [publisher.root, second]
-
-
 async def test_crash_window_pauses_before_each_save(
-    tmp_path: Path, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    node = FakeNode()
-    households = _households(tmp_path, session, node)
+    network = FakeNetwork()
+    households = _households(tmp_path, network)
     households.crash_window = 0.001
-    households.grid = FakeGrid()  # type: ignore[assignment]
     await households.open(PLAN, START)
-    base = households.households[0].last_period_end_ms
+    base = households.last_end_ms(households.participants[0])
     caplog.set_level("INFO", logger="grid_server.simulator.durable")
     await households.step(base + LENGTH_MS)
     lines = [record.getMessage() for record in caplog.records]
-    first = households.households[0].registration_id
+    first = households.participants[0].registration_id
     assert f"created {first} #1, not saved yet" in lines
     assert f"sent {first} #1, not saved yet" in lines
 

@@ -11,7 +11,7 @@ aiohttp session), the state backend, the meters, a clock and an executor.
 
 from .connection import GridConnection
 from .consumer import Consumer, PaymentOutcome, PaymentRefusedError, PaymentUncertainError
-from .household import Household, utc_now
+from .household import DEFAULT_MAX_POWER_KW, Household, utc_now
 from .meter import Meter, MeterKind, MeterReading, MeterReference
 from .participant import (
     PARTICIPANT_KINDS,
@@ -25,6 +25,7 @@ from .roles import Source
 from .state import HouseholdStore, MemoryBackend, ParticipantState, StateBackend
 
 __all__ = [
+    "DEFAULT_MAX_POWER_KW",
     "PARTICIPANT_KINDS",
     "Consumer",
     "GridConnection",

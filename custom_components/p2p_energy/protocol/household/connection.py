@@ -117,6 +117,18 @@ class GridConnection:
         """Remove a source's registration from a producer."""
         await ProducerClient(self._session, producer_url).deregister(registration_id, side_key)
 
+    async def store_item(
+        self, registration_id: str, context: str, item_id: str, item: Any, token: str | None
+    ) -> None:
+        """Keep ``item`` in the grid's storage API under the registration."""
+        await self.grid.set_item(registration_id, context, item_id, item, token=token)
+
+    async def delete_item(
+        self, registration_id: str, context: str, item_id: str, token: str | None
+    ) -> None:
+        """Remove an item from the grid's storage API."""
+        await self.grid.delete_items(registration_id, context, item_id, token=token)
+
     async def balances(self, addresses: Sequence[str]) -> list[int]:
         """Confirmed balances of ``addresses``."""
         return (await self.iri.get_balances(list(addresses))).balances

@@ -56,7 +56,7 @@ class PaymentOutcome:
 
 
 class Consumer(GridMember):
-    """A household meter billed by the grid."""
+    """A household meter billed by the grid (and, with a wallet seed, paying its bills)."""
 
     kind = "consumer"
     item_type = "consumer"
@@ -66,7 +66,8 @@ class Consumer(GridMember):
     @property
     def wallet_seed(self) -> str:
         """The seed of the wallet bills are paid from."""
-        assert self.config.wallet_seed is not None
+        if self.config.wallet_seed is None:
+            raise PaymentRefusedError("no_wallet")
         return self.config.wallet_seed
 
     @property
@@ -81,7 +82,7 @@ class Consumer(GridMember):
     async def prepare(self) -> None:
         """Also derive the wallet's first address."""
         await super().prepare()
-        if not self.state.wallet_addresses:
+        if self.config.wallet_seed is not None and not self.state.wallet_addresses:
             self.state.wallet_addresses.append(await self._new_wallet_address())
             await self.household.store.save()
 
@@ -105,8 +106,9 @@ class Consumer(GridMember):
         await super().sync()
         await self._read_return_channel()
         await self.settle_pending_payment()
-        balances = await self.household.connection.balances(self.state.wallet_addresses)
-        self.wallet_balance = sum(balances)
+        if self.state.wallet_addresses:
+            balances = await self.household.connection.balances(self.state.wallet_addresses)
+            self.wallet_balance = sum(balances)
 
     async def _read_return_channel(self) -> None:
         channel = self.state.return_channel

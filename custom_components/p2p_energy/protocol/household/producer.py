@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NodeError, PayloadError
+from ..errors import GridApiError, GridUnavailableError, NodeError, PayloadError
 from ..payloads import (
     HELLO_SEARCH_DEPTH,
     Goodbye,
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from ..mam import ChannelEntry
 
 _LOGGER = logging.getLogger(__name__)
+SOURCES_CONTEXT = "sources"
+"""The grid storage context where a producer keeps its source list."""
 
 
 class RegistrationRefusedError(Exception):
@@ -212,8 +214,10 @@ class Producer(GridMember):
         return output
 
     async def sync(self) -> None:
-        """Also read the sources, publish what became due and read the payments received."""
+        """Also read the sources, publish what became due, keep the source list in the
+        grid's storage and read the payments received."""
         await super().sync()
+        await self._store_source_list()
         await self.follow_sources()
         async with self.lock:
             if not self.state.deregistered and (
@@ -224,6 +228,48 @@ class Producer(GridMember):
             (self.payments_received,) = await self.household.connection.balances(
                 [self.payment_address]
             )
+
+    async def _store_source_list(self) -> None:
+        """Keep the sources' names in the grid's storage API (context ``sources``), as
+        the blueprint suggests: a safe place for them, and the grid's portal shows them."""
+        if not self.registered:
+            return
+        wanted = self._source_items()
+        stored = self.state.stored_sources
+        connection = self.household.connection
+        token = self.state.registration_token
+        try:
+            for registration_id, item in wanted.items():
+                if stored.get(registration_id) != item:
+                    await connection.store_item(
+                        self.registration_id, SOURCES_CONTEXT, registration_id, item, token
+                    )
+                    stored[registration_id] = item
+            for registration_id in [key for key in stored if key not in wanted]:
+                await connection.delete_item(
+                    self.registration_id, SOURCES_CONTEXT, registration_id, token
+                )
+                del stored[registration_id]
+        except GridUnavailableError:
+            raise
+        except GridApiError as err:
+            _LOGGER.warning("%s: the source list could not be stored: %s", self.name, err.message)
+        finally:
+            await self.household.store.save()
+
+    def _source_items(self) -> dict[str, dict[str, Any]]:
+        """Every source's item for the grid's storage: registration id -> name and type."""
+        items: dict[str, dict[str, Any]] = {}
+        for source_id in self.local_source_ids:
+            source = self.household.participants.get(source_id)
+            if isinstance(source, Source) and not source.state.deregistered:
+                items[source.registration_id] = {"itemName": source.name, "itemType": "source"}
+        for registration in self.state.remote_sources.values():
+            items[registration.registration_id] = {
+                "itemName": registration.item_name,
+                "itemType": registration.item_type,
+            }
+        return items
 
     # Following the sources ----------------------------------------------------
 

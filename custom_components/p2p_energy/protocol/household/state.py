@@ -299,6 +299,8 @@ class ParticipantState:
     published_until_ms: int | None = None
     """End of the producer's last published period: a source reading ending at or
     before it arrived late and goes out on its own, in its own period."""
+    stored_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The source list as kept in the grid's storage API (registration id -> item)."""
 
     @property
     def paid_total(self) -> int:
@@ -336,6 +338,7 @@ class ParticipantState:
             "source_readings": [reading.to_dict() for reading in self.source_readings],
             "open_periods": [period.to_dict() for period in self.open_periods],
             "published_until_ms": self.published_until_ms,
+            "stored_sources": {key: dict(item) for key, item in self.stored_sources.items()},
         }
 
     @classmethod
@@ -369,6 +372,9 @@ class ParticipantState:
             ],
             open_periods=[OpenPeriod.from_dict(item) for item in data.get("open_periods", [])],
             published_until_ms=None if published_until is None else int(published_until),
+            stored_sources={
+                str(key): dict(item) for key, item in data.get("stored_sources", {}).items()
+            },
         )
 
 
