@@ -159,20 +159,6 @@ class Household:
         return average_kw * load_shape(hours % _HOURS_PER_DAY) / _SHAPE_MEAN
 
 
-def integrate_kwh(power_kw: Callable[[datetime], float], start: datetime, end: datetime) -> float:
-    """kWh delivered by ``power_kw`` over ``[start, end]`` (trapezoid rule, 5-minute steps)."""
-    if end < start:
-        raise SimulationError("an interval cannot end before it starts")
-    total_hours = (end - start).total_seconds() / 3600
-    if total_hours == 0:
-        return 0.0
-    steps = max(1, math.ceil(total_hours * 60 / _STEP_MINUTES))
-    step = (end - start) / steps
-    values = [power_kw(start + step * i) for i in range(steps + 1)]
-    area = sum(values) - (values[0] + values[-1]) / 2
-    return area * total_hours / steps
-
-
 @dataclass(frozen=True)
 class SimulatedClock:
     """Maps wall-clock time onto a faster simulated day.

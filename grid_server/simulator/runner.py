@@ -276,6 +276,11 @@ class Simulation:
         self._paid_at: dict[str, float] = {}
 
     @property
+    def roster(self) -> list[ParticipantConfig]:
+        """Who takes part (producers and consumers, then the sources), before start."""
+        return [config for config, _ in self._members] + [config for _, config, _ in self._sources]
+
+    @property
     def producers(self) -> list[Producer]:
         return [p for p in self.homes.participants.values() if isinstance(p, Producer)]
 

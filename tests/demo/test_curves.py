@@ -5,23 +5,35 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
 from grid_server.simulator.curves import (
     CloudCover,
+    CurveMeter,
     Household,
     SimulatedClock,
     SimulationError,
     SolarPanel,
     day_length_hours,
-    integrate_kwh,
     load_shape,
+    solar_power,
     sun_elevation,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MIDSUMMER = datetime(2026, 6, 21)
 MIDWINTER = datetime(2026, 12, 21)
+WALL = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def integrate_kwh(power_kw: Callable[[datetime], float], start: datetime, end: datetime) -> float:
+    """kWh of ``power_kw`` over simulated ``[start, end]``, as a meter counts them."""
+    meter = CurveMeter(power_kw, SimulatedClock(start, WALL, speed=1.0), WALL)
+    return meter.total_kwh(WALL + (end - start))
 
 
 def test_day_length_follows_the_seasons() -> None:
@@ -71,22 +83,37 @@ def test_load_profile_has_morning_and_evening_peaks() -> None:
     )
 
 
-def test_integration_is_exact_for_constant_power() -> None:
-    start = MIDSUMMER
-    assert integrate_kwh(lambda _t: 2.0, start, start + timedelta(minutes=90)) == pytest.approx(3.0)
-    assert integrate_kwh(lambda _t: 2.0, start, start) == 0.0
-    with pytest.raises(SimulationError, match="cannot end before"):
-        integrate_kwh(lambda _t: 1.0, start, start - timedelta(seconds=1))
+def test_meter_is_exact_for_constant_power_and_reads_the_same_again() -> None:
+    assert integrate_kwh(lambda _t: 2.0, MIDSUMMER, MIDSUMMER + timedelta(minutes=90)) == (
+        pytest.approx(3.0)
+    )
+    assert integrate_kwh(lambda _t: 2.0, MIDSUMMER, MIDSUMMER) == 0.0
+    # A fast clock: 180 simulated seconds per second; zero before the origin.
+    clock = SimulatedClock.starting_at_hour(11.0, speed=180.0, now=WALL)
+    power = solar_power([SolarPanel(peak_kw=4.0)], CloudCover(random.Random(5), 0.7))
+    meter = CurveMeter(power, clock, WALL)
+    assert meter.total_kwh(WALL - timedelta(seconds=5)) == 0.0
+    instants = [WALL + timedelta(seconds=s / 3) for s in range(1, 200)]
+    totals = [meter.total_kwh(when) for when in instants]
+    assert totals == sorted(totals)
+    assert totals[-1] > 0
+    # Read again out of order by a meter built afresh (a restart): the same totals.
+    again = CurveMeter(power, clock, WALL)
+    assert [again.total_kwh(when) for when in reversed(instants)] == totals[::-1]
+    reading = meter.read(instants[-1])
+    assert (reading.energy_kwh, reading.time) == (totals[-1], instants[-1])
 
 
 def test_cloud_cover_stays_in_range_and_repeats_with_a_seed() -> None:
     first = CloudCover(random.Random(7), clearness=0.6)
     second = CloudCover(random.Random(7), clearness=0.6)
-    levels = [first.advance(30) for _ in range(500)]
-    assert levels == [second.advance(30) for _ in range(500)]
+    instants = [MIDSUMMER + timedelta(minutes=30 * step) for step in range(500)]
+    levels = [first.level_at(when) for when in instants]
+    assert levels == [second.level_at(when) for when in instants]
     assert all(0.15 <= level <= 1.0 for level in levels)
     assert sum(levels) / len(levels) == pytest.approx(0.6, abs=0.1)
     assert len(set(levels)) > 100
+    assert CloudCover(random.Random(8), clearness=0.6).level_at(instants[3]) != levels[3]
 
 
 def test_simulated_clock_runs_faster() -> None:

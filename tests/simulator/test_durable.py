@@ -210,10 +210,10 @@ async def test_crash_before_the_save_takes_the_same_reading_again(
 
 async def test_outage_queues_then_drains_in_order_and_counts_once(tmp_path: Path) -> None:
     network = FakeNetwork()
+    network.node_up = False
     households = _households(tmp_path, network)
     await households.open(PLAN, START)
     base = households.last_end_ms(households.participants[0])
-    network.node_up = False
     for period in range(1, 5):
         await households.step(base + period * LENGTH_MS)
         assert not households.node_available

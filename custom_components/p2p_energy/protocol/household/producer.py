@@ -306,6 +306,7 @@ class Producer(GridMember):
                 if root not in followed:
                     followed[root] = FollowedChannel(root, side_key, root, name, registration_id)
             # A rotated source's old channel is read until its goodbye.
+            before = [channel.root for channel in self.state.followed]
             self.state.followed = [
                 channel
                 for channel in followed.values()
@@ -319,7 +320,9 @@ class Producer(GridMember):
                         changed |= await self._read_source(channel)
                 self._sources_read = True
             finally:
-                await self.household.store.save()
+                # Nothing to keep when there is nothing to follow (no save per period).
+                if self.state.followed or before:
+                    await self.household.store.save()
         if changed:
             self.household.changed()
 
