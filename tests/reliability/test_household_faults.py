@@ -78,7 +78,7 @@ class HouseholdsProcess(ServiceProcess):
                 "--seed",
                 "7",
                 "--log-level",
-                "INFO",
+                "DEBUG",  # the engine logs each message's steps at debug level
                 "--crash-window",
                 str(crash_window),
             ],
