@@ -16,7 +16,8 @@ from custom_components.p2p_energy.sensor import GRID_SENSORS, PARTICIPANT_SENSOR
 PACKAGE = Path(__file__).parents[3] / "custom_components" / "p2p_energy"
 STRINGS: dict[str, Any] = json.loads((PACKAGE / "translations" / "en.json").read_text())
 ICONS: dict[str, Any] = json.loads((PACKAGE / "icons.json").read_text())
-SOURCES = {path.name: path.read_text() for path in PACKAGE.glob("*.py")}
+# Keyed by the path inside the package: the household engine's refusals are translated too.
+SOURCES = {path.relative_to(PACKAGE).as_posix(): path.read_text() for path in PACKAGE.rglob("*.py")}
 
 
 def _placeholders(text: str) -> set[str]:
@@ -32,8 +33,9 @@ def _used(pattern: str, *files: str) -> set[str]:
 
 def test_exception_keys_exist() -> None:
     keys = _used(r'translation_key="(\w+)"', "coordinator.py", "services.py")
-    keys |= _used(r'PaymentRefusedError\(\s*"(\w+)"', "participants.py")
-    assert keys
+    refusals = _used(r'PaymentRefusedError\(\s*"(\w+)"', "protocol/household/consumer.py")
+    assert len(refusals) >= 5
+    keys |= refusals
     assert keys <= set(STRINGS["exceptions"]), keys - set(STRINGS["exceptions"])
 
 
@@ -48,7 +50,7 @@ def test_config_flow_keys_exist() -> None:
 
 
 def test_subentry_strings() -> None:
-    meter_errors = _used(r'return "(meter_\w+)"', "config_flow.py")
+    meter_errors = _used(r'return "(meter_\w+)"', "meter.py")
     assert len(meter_errors) == 4
     for kind, extra in (
         ("source", {"invalid_url"}),
