@@ -311,6 +311,7 @@ class DurableHouseholds:
         self.state: StateFile | None = None
         self.household: Household | None = None
         self.node_available = True
+        self.stopping = asyncio.Event()
 
     @property
     def participants(self) -> list[Participant]:
@@ -359,11 +360,25 @@ class DurableHouseholds:
         """Queue a reading for every period each household has not read yet."""
         assert self.state is not None
         length = int(self.state.plan.period_seconds * 1000)
+        # Period by period across the households (in their order within a period): a
+        # backlog reaches the grid slot by slot, so no slot waits for one household's
+        # whole catch-up while another's is done.
+        due = sorted(
+            (
+                (period.end, order, participant)
+                for order, participant in enumerate(self.participants)
+                for period in due_periods(self.last_end_ms(participant), now_ms, length)
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
         taken = 0
-        for participant in self.participants:
-            for period in due_periods(self.last_end_ms(participant), now_ms, length):
-                await participant.publish_period(period.end)
-                taken += 1
+        for end, _, participant in due:
+            # A stop is honoured between two messages (each is saved with its reading),
+            # not after the whole catch-up.
+            if self.stopping.is_set():
+                break
+            await participant.publish_period(end)
+            taken += 1
         return taken
 
     async def sync(self) -> bool:
@@ -399,6 +414,7 @@ class DurableHouseholds:
         return max(0.0, wait)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stopping = stop
         while not stop.is_set():
             await self.step()
             with contextlib.suppress(TimeoutError):
@@ -421,7 +437,12 @@ def household_summaries(data: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "queue": queue,
                 "readings": int(state["next_sequence"]) - 1,
                 "first_period_start_ms": home["first_period_start_ms"],
-                "last_period_end_ms": int(parse_time(state["meter"]["time"]).timestamp() * 1000),
+                # Before its first reading a household's periods end where they start.
+                "last_period_end_ms": (
+                    int(parse_time(state["meter"]["time"]).timestamp() * 1000)
+                    if state["meter"]
+                    else home["first_period_start_ms"]
+                ),
                 "meter_milliwh": round((published + queued) * MILLIWH_PER_KWH),
                 "published_milliwh": round(published * MILLIWH_PER_KWH),
             }
