@@ -41,8 +41,8 @@ from .grid.config import ConfigError as GridConfigError
 from .grid.config import GridConfig, config_from_mapping
 from .grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from .node.config import ConfigError as NodeConfigError
+from .node.config import check_secret, normalize_neighbor_url
 from .node.config import config_from_mapping as node_config_from_mapping
-from .node.config import normalize_neighbor_url
 from .portal.auth import PasswordError, hash_password
 from .portal.config import (
     SUPERVISOR_INGRESS_ADDRESS,
@@ -83,6 +83,10 @@ class AddonOptions:
     wallet_seed: str | None = None
     wallet_genesis_balance: int = 1_000_000_000
     neighbors: tuple[str, ...] = ()
+    # None: the node creates its peering secret and shows it once in the log.
+    node_peering_secret: str | None = None
+    # None: the node's admin commands answer only callers inside the add-on.
+    node_api_token: str | None = None
     database_url: str | None = None
     portal_password: str | None = None
     min_weight_magnitude: int = 9
@@ -118,6 +122,16 @@ def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
     return value.strip() or None
 
 
+def _secret_option(data: Mapping[str, Any], name: str) -> str | None:
+    value = _optional_text(data, name)
+    if value is None:
+        return None
+    try:
+        return check_secret(value, f"option {name}")
+    except NodeConfigError as err:
+        raise AddonConfigError(str(err)) from err
+
+
 def parse_options(data: Mapping[str, Any]) -> AddonOptions:
     """Validate the Supervisor's ``options.json`` (it checks the schema; we check meaning)."""
     known = set(AddonOptions.__dataclass_fields__)
@@ -148,6 +162,8 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
             neighbors.append(normalize_neighbor_url(url))
         except NodeConfigError as err:
             raise AddonConfigError(f"option neighbors: {err}") from err
+    peering_secret = _secret_option(data, "node_peering_secret")
+    api_token = _secret_option(data, "node_api_token")
     database_url = _optional_text(data, "database_url")
     if database_url is not None and not database_url.startswith(
         ("postgresql://", "postgresql+psycopg://")
@@ -172,6 +188,8 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
             data, "wallet_genesis_balance", 1_000_000_000, 0, (3**33 - 1) // 2
         ),
         neighbors=tuple(neighbors),
+        node_peering_secret=peering_secret,
+        node_api_token=api_token,
         database_url=database_url,
         portal_password=password,
         min_weight_magnitude=_integer(data, "min_weight_magnitude", 9, 1, 14),
@@ -269,6 +287,10 @@ def render_config(
         "neighbors": list(options.neighbors),
         "coordinator": {"interval": options.milestone_interval},
     }
+    if options.node_peering_secret is not None:
+        node["peering"] = {"secret": options.node_peering_secret}
+    if options.node_api_token is not None:
+        node["api_token"] = options.node_api_token
     if options.wallet_genesis_balance > 0:
         security = GridConfig().wallet_security
         node["genesis"] = {generate_address(seed, 0, security): options.wallet_genesis_balance}

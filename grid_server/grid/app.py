@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .api.common import error_middleware
+from ..http_safety import connection_guard_middleware
+from .api.common import body_limit, error_middleware
 from .api.context import SERVICES_KEY
 from .api.health import get_health
 from .api.openapi import get_openapi
@@ -26,8 +27,10 @@ FOLDER = "/storage/{registrationId}"
 def create_app(grid: GridServices) -> web.Application:
     """The grid's web application; other parts (the portal) may add routes to it."""
     # Room for the largest storage item plus JSON framing; bigger bodies get 413.
-    body_limit = max(grid.config.max_item_bytes + 4096, 65_536)
-    app = web.Application(middlewares=[error_middleware], client_max_size=body_limit)
+    app = web.Application(
+        middlewares=[connection_guard_middleware, error_middleware],
+        client_max_size=body_limit(grid.config),
+    )
     app[SERVICES_KEY] = grid
     routes = [
         web.put(REGISTRATION, put_registration),

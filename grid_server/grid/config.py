@@ -117,6 +117,10 @@ class GridConfig:
     node_timeout: float = 30.0
     # How long to wait at start for a database server that is not up yet (0: fail at once).
     database_wait: float = 60.0
+    # HTTP connections: closed after so long without a request; a request must arrive
+    # (headers) and its body keep arriving within http_request_timeout.
+    http_idle_timeout: float = 75.0
+    http_request_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _check_type(self)
@@ -157,6 +161,9 @@ class GridConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
+        for name in ("http_idle_timeout", "http_request_timeout"):
+            if not 0.1 <= getattr(self, name) <= 3_600:
+                raise ConfigError(f"{name} must be between 0.1 and 3600 seconds")
         _non_negative("max_future_seconds", self.max_future_seconds)
         _non_negative("database_wait", self.database_wait)
         if not 1 <= self.hello_search_limit <= 100:

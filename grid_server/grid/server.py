@@ -33,6 +33,7 @@ from p2p_energy_protocol.trinary import random_trytes
 from sqlalchemy import func, select
 
 from ..database_availability import database_unavailable, wait_for_database
+from ..http_safety import GuardedAppRunner, HttpTimeouts
 from .api.context import GridServices
 from .app import create_app
 from .billing import PaymentMonitor, PaymentRequests
@@ -253,8 +254,11 @@ class GridServer:
         self.app = create_app(services)
         if self._app_setup is not None:
             self._app_setup(self.app, self.node_url)
-        self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=config.shutdown_timeout
+        self._runner = GuardedAppRunner(
+            self.app,
+            HttpTimeouts(config.http_idle_timeout, config.http_request_timeout),
+            access_log=None,
+            shutdown_timeout=config.shutdown_timeout,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.host, config.port)

@@ -9,25 +9,44 @@ Programmatic use (the grid server runs its node in-process this way)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import time
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiohttp
 from aiohttp import web
 
 from ..database_availability import database_unavailable, wait_for_database
-from .commands import dispatch
+from ..http_safety import (
+    BodyError,
+    GuardedAppRunner,
+    HttpTimeouts,
+    MalformedJsonError,
+    connection_guard_middleware,
+    log_body_error,
+    parse_json,
+    read_body,
+    security_headers_middleware,
+)
+from .access import AccessPolicy
+from .commands import COMMANDS, Caller, dispatch
 from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
 from .explorer import add_explorer_routes
 from .openapi import openapi_document
-from .peering import PEER_HEADER
+from .peer_auth import AUTH_HEADER, PEER_HEADER, RESPONSE_SIGNATURE_HEADER, PeerAuthError
+from .pow_queue import caller_of
 from .runtime import NodeRuntime
 
+if TYPE_CHECKING:
+    from .peer_auth import VerifiedPeer
+
 _LOGGER = logging.getLogger(__name__)
+# Refused peer signatures are logged once per caller address and this many seconds.
+_AUTH_LOG_SECONDS: Final = 60.0
 
 
 class RuntimeHolder:
@@ -38,16 +57,26 @@ class RuntimeHolder:
 
 
 RUNTIME_KEY: Final = web.AppKey("node_runtime", RuntimeHolder)
-_CORS: Final = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Content-Type, X-IOTA-API-Version, X-P2P-Energy-Peer",
-    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-}
+POLICY_KEY: Final = web.AppKey("node_access", AccessPolicy)
+_AUTH_LOGGED_KEY: Final = web.AppKey("node_auth_logged", dict)
 
 
-def _answer(body: dict[str, Any], status: int, started: float) -> web.Response:
+def _answer(
+    request: web.Request,
+    body: dict[str, Any],
+    status: int,
+    started: float,
+    *,
+    command: str | None = None,
+    peer: VerifiedPeer | None = None,
+) -> web.Response:
     body["duration"] = int((time.perf_counter() - started) * 1000)
-    return web.json_response(body, status=status, headers=_CORS, dumps=_dumps)
+    raw = _dumps(body).encode()
+    headers = request.app[POLICY_KEY].cors_headers(request, command)
+    if peer is not None:
+        # The neighbour checks this, so a forged or replayed answer is never believed.
+        headers[RESPONSE_SIGNATURE_HEADER] = peer.sign_answer(status, raw)
+    return web.Response(body=raw, status=status, headers=headers, content_type="application/json")
 
 
 def runtime_of(request: web.Request) -> NodeRuntime:
@@ -57,7 +86,7 @@ def runtime_of(request: web.Request) -> NodeRuntime:
         raise web.HTTPServiceUnavailable(
             text=_dumps({"error": "The node is starting; try again shortly."}),
             content_type="application/json",
-            headers={**_CORS, "Retry-After": "1"},
+            headers={**request.app[POLICY_KEY].cors_headers(request, None), "Retry-After": "1"},
         )
     return runtime
 
@@ -70,59 +99,110 @@ async def handle_command(request: web.Request) -> web.Response:
     started = time.perf_counter()
     node = runtime_of(request)
     if request.headers.get("X-IOTA-API-Version", "").strip() == "":
-        return _answer({"error": "Invalid API Version"}, 400, started)
+        return _answer(request, {"error": "Invalid API Version"}, 400, started)
     limit = node.config.limits.max_body_length
-    if request.content_length is not None and request.content_length > limit:
-        return _answer({"error": f"Request too long: the limit is {limit} bytes"}, 400, started)
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(65_536):
-        size += len(chunk)
-        if size > limit:
-            return _answer({"error": f"Request too long: the limit is {limit} bytes"}, 400, started)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
+        raw = await read_body(request, limit, node.config.http.request_timeout)
+    except BodyError as err:
+        log_body_error(request, err)
+        if err.status == 413:
+            # IRI's wording and status for an oversized request.
+            return _answer(
+                request, {"error": f"Request too long: the limit is {limit} bytes"}, 400, started
+            )
+        return _answer(request, {"error": err.message}, err.status, started)
+    try:
+        body = parse_json(raw)
+    except MalformedJsonError as err:
         return _answer(
-            {"error": "Invalid JSON syntax: the body must be a JSON object"}, 400, started
+            request,
+            {"error": f"Invalid JSON syntax: the body must be a JSON object ({err})"},
+            400,
+            started,
         )
-    peer_header = request.headers.get(PEER_HEADER)
-    peer: str | None = None
-    if peer_header:
-        try:
-            peer = normalize_neighbor_url(peer_header)
-        except ValueError:
-            peer = None
+    command = _known_command(body)
+    peer: VerifiedPeer | None = None
     try:
-        answer = await dispatch(node, body, peer)
+        auth = request.headers.get(AUTH_HEADER)
+        if auth is not None:
+            peer = _verify_peer(request, node, auth, raw)
+        if command is not None:
+            request.app[POLICY_KEY].check(request, command)
+        caller = Caller(
+            caller_of(request.remote),
+            peer.url if peer is not None else None,
+            functools.partial(_connected, request),
+        )
+        answer = await dispatch(node, body, caller)
     except CommandError as err:
-        return _answer({"error": err.message}, err.status, started)
+        response = _answer(
+            request, {"error": err.message}, err.status, started, command=command, peer=peer
+        )
+        if err.retry_after is not None:
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
     except Exception as err:
         if database_unavailable(err):
             # Nothing half-written stays behind and every command is safe to send again.
-            _LOGGER.warning("database unavailable for %s: %s", _command_name(body), err)
+            _LOGGER.warning("database unavailable for %s: %s", command or "a command", err)
             return _answer(
-                {"error": "The node's database is unavailable; try again later."}, 503, started
+                request,
+                {"error": "The node's database is unavailable; try again later."},
+                503,
+                started,
+                command=command,
+                peer=peer,
             )
         _LOGGER.exception("command failed")
-        return _answer({"exception": f"{type(err).__name__}: {err}"}, 500, started)
-    return _answer(answer, 200, started)
+        return _answer(
+            request,
+            {"exception": f"{type(err).__name__}: {err}"},
+            500,
+            started,
+            command=command,
+            peer=peer,
+        )
+    return _answer(request, answer, 200, started, command=command, peer=peer)
 
 
-def _command_name(body: object) -> str:
+def _verify_peer(request: web.Request, node: NodeRuntime, header: str, raw: bytes) -> VerifiedPeer:
+    claimed: str | None = None
+    with contextlib.suppress(ValueError):
+        claimed = normalize_neighbor_url(request.headers.get(PEER_HEADER, ""))
+    try:
+        return node.peer_verifier.verify(
+            header, method=request.method, path=request.path, body=raw, claimed=claimed
+        )
+    except PeerAuthError as err:
+        logged: dict[str, float] = request.app[_AUTH_LOGGED_KEY]
+        now = time.monotonic()
+        remote = request.remote or "?"
+        if now - logged.get(remote, -_AUTH_LOG_SECONDS) >= _AUTH_LOG_SECONDS:
+            if len(logged) > 1_000:
+                logged.clear()
+            logged[remote] = now
+            _LOGGER.warning("refused a neighbour's request from %s: %s", remote, err)
+        raise CommandError(f"neighbour authentication failed: {err}", status=401) from err
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
+def _known_command(body: object) -> str | None:
     command = body.get("command") if isinstance(body, dict) else None
-    return command[:40] if isinstance(command, str) else "a command"
+    return command if isinstance(command, str) and command in COMMANDS else None
 
 
-async def handle_options(_request: web.Request) -> web.Response:
-    return web.Response(status=204, headers=_CORS)
+async def handle_options(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=request.app[POLICY_KEY].preflight_headers(request))
 
 
 async def handle_openapi(request: web.Request) -> web.Response:
     node = runtime_of(request)
-    return web.json_response(openapi_document(node.config), headers=_CORS)
+    headers = request.app[POLICY_KEY].cors_headers(request, None)
+    return web.json_response(openapi_document(node.config), headers=headers)
 
 
 async def handle_root(_request: web.Request) -> web.Response:
@@ -131,8 +211,13 @@ async def handle_root(_request: web.Request) -> web.Response:
 
 def create_node_app(config: NodeConfig, holder: RuntimeHolder) -> web.Application:
     """The aiohttp application serving the node in ``holder``."""
-    app = web.Application(client_max_size=config.limits.max_body_length + 1024)
+    app = web.Application(
+        client_max_size=config.limits.max_body_length + 1024,
+        middlewares=[connection_guard_middleware, security_headers_middleware],
+    )
     app[RUNTIME_KEY] = holder
+    app[POLICY_KEY] = AccessPolicy(config, COMMANDS)
+    app[_AUTH_LOGGED_KEY] = {}
     app.router.add_post("/", handle_command)
     app.router.add_route("OPTIONS", "/", handle_options)
     app.router.add_get("/", handle_root)
@@ -181,7 +266,8 @@ class NodeServer:
         )
 
     async def _listen(self, app: web.Application) -> str:
-        runner = web.AppRunner(app, access_log=None)
+        timeouts = HttpTimeouts(self.config.http.idle_timeout, self.config.http.request_timeout)
+        runner = GuardedAppRunner(app, timeouts, access_log=None)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.config.host, self.config.port)

@@ -12,6 +12,7 @@ import platform
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from p2p_energy_protocol.address import validate_address
@@ -31,7 +32,23 @@ TRYTES_PATTERN: Final = re.compile(r"[9A-Z]*")
 
 Request = Mapping[str, Any]
 Response = dict[str, Any]
-Handler = Callable[["NodeRuntime", Request, str | None], Awaitable[Response]]
+
+
+def _still_waiting() -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a command: its proof-of-work queue, the neighbour if it proved to be one,
+    and whether it still waits for the answer (its connection is open)."""
+
+    queue: str = "local"
+    peer: str | None = None
+    waiting: Callable[[], bool] = _still_waiting
+
+
+Handler = Callable[["NodeRuntime", Request, Caller], Awaitable[Response]]
 
 
 def _list(request: Request, key: str, *, required: bool, limit: int) -> list[Any] | None:
@@ -101,7 +118,7 @@ def _limits(node: NodeRuntime) -> ApiLimits:
     return node.config.limits
 
 
-async def get_node_info(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_node_info(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     state = await node.read(node.tangle.milestone_state)
     tips, to_request = await node.read(node.tangle.counts)
     latest, solid = state.latest, state.latest_solid
@@ -129,11 +146,11 @@ async def get_node_info(node: NodeRuntime, request: Request, peer: str | None) -
     }
 
 
-async def get_tips(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_tips(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     return {"hashes": await node.read(node.tangle.tips)}
 
 
-async def find_transactions(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def find_transactions(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     limit = _limits(node).max_requests_list
     addresses = addresses_param(request, "addresses", required=False, limit=limit)
     bundles = hashes_param(request, "bundles", required=False, limit=limit)
@@ -155,7 +172,7 @@ async def find_transactions(node: NodeRuntime, request: Request, peer: str | Non
     return {"hashes": hashes}
 
 
-async def get_trytes(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_trytes(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     hashes = hashes_param(request, "hashes", limit=_limits(node).max_get_trytes)
     assert hashes is not None
     return {"trytes": await node.read(node.tangle.get_trytes, hashes)}
@@ -169,19 +186,19 @@ def _trytes_param(node: NodeRuntime, request: Request) -> list[object]:
     return values
 
 
-async def store_transactions(node: NodeRuntime, request: Request, peer: str | None) -> Response:
-    await node.accept(_trytes_param(node, request), peer=peer)
+async def store_transactions(node: NodeRuntime, request: Request, caller: Caller) -> Response:
+    await node.accept(_trytes_param(node, request), peer=caller.peer)
     return {}
 
 
-async def broadcast_transactions(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def broadcast_transactions(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     # Storing is idempotent, so broadcasting stores too: neighbours only hear of what
     # this node accepted.
-    await node.accept(_trytes_param(node, request), peer=peer)
+    await node.accept(_trytes_param(node, request), peer=caller.peer)
     return {}
 
 
-async def attach_to_tangle(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def attach_to_tangle(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     trunk = _single_hash(request, "trunkTransaction")
     branch = _single_hash(request, "branchTransaction")
     limits = _limits(node)
@@ -199,7 +216,9 @@ async def attach_to_tangle(node: NodeRuntime, request: Request, peer: str | None
         ):
             raise CommandError(f"Invalid trytes input: item {position} is not 2673 trytes")
     try:
-        attached = await node.attach(values, trunk, branch, mwm)
+        attached = await node.attach(
+            values, trunk, branch, mwm, caller=caller.queue, waiting=caller.waiting
+        )
     except ProofOfWorkError as err:
         raise CommandError(f"attachToTangle failed: {err}") from err
     except ProtocolError as err:
@@ -215,14 +234,14 @@ def _single_hash(request: Request, key: str) -> str:
 
 
 async def interrupt_attaching_to_tangle(
-    node: NodeRuntime, request: Request, peer: str | None
+    node: NodeRuntime, request: Request, caller: Caller
 ) -> Response:
-    node.interrupt_attaching()
+    node.interrupt_attaching(caller.queue)
     return {}
 
 
 async def get_transactions_to_approve(
-    node: NodeRuntime, request: Request, peer: str | None
+    node: NodeRuntime, request: Request, caller: Caller
 ) -> Response:
     max_depth = _limits(node).max_depth
     depth = int_param(request, "depth", minimum=0, maximum=max_depth)
@@ -233,7 +252,7 @@ async def get_transactions_to_approve(
     return {"trunkTransaction": trunk, "branchTransaction": branch}
 
 
-async def get_balances(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_balances(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     limits = _limits(node)
     addresses = addresses_param(request, limit=limits.max_requests_list)
     assert addresses is not None
@@ -247,7 +266,7 @@ async def get_balances(node: NodeRuntime, request: Request, peer: str | None) ->
     }
 
 
-async def get_inclusion_states(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_inclusion_states(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     limit = _limits(node).max_requests_list
     transactions = hashes_param(request, "transactions", limit=limit)
     assert transactions is not None
@@ -256,14 +275,14 @@ async def get_inclusion_states(node: NodeRuntime, request: Request, peer: str | 
 
 
 async def were_addresses_spent_from(
-    node: NodeRuntime, request: Request, peer: str | None
+    node: NodeRuntime, request: Request, caller: Caller
 ) -> Response:
     addresses = addresses_param(request, limit=_limits(node).max_requests_list)
     assert addresses is not None
     return {"states": await node.read(node.tangle.were_spent, addresses)}
 
 
-async def check_consistency(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def check_consistency(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     tails = hashes_param(request, "tails", limit=_limits(node).max_requests_list)
     assert tails is not None
     if not tails:
@@ -272,7 +291,7 @@ async def check_consistency(node: NodeRuntime, request: Request, peer: str | Non
     return {"state": state, "info": info} if info else {"state": state}
 
 
-async def get_neighbors(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def get_neighbors(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     return {"neighbors": await node.peering.describe()}
 
 
@@ -288,7 +307,7 @@ def _uris(request: Request) -> list[str]:
     return urls
 
 
-async def add_neighbors(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def add_neighbors(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     added = 0
     for url in _uris(request):
         if url == node.url:
@@ -297,14 +316,14 @@ async def add_neighbors(node: NodeRuntime, request: Request, peer: str | None) -
     return {"addedNeighbors": added}
 
 
-async def remove_neighbors(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def remove_neighbors(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     removed = 0
     for url in _uris(request):
         removed += await node.peering.remove(url)
     return {"removedNeighbors": removed}
 
 
-async def sync_transactions(node: NodeRuntime, request: Request, peer: str | None) -> Response:
+async def sync_transactions(node: NodeRuntime, request: Request, caller: Caller) -> Response:
     """Neighbours page through everything this node stored, in arrival order."""
     since = int_param(request, "since", minimum=0, maximum=2**62)
     limit = int_param(request, "limit", minimum=1, maximum=1_000, default=500)
@@ -333,8 +352,8 @@ COMMANDS: Final[dict[str, Handler]] = {
 }
 
 
-async def dispatch(node: NodeRuntime, request: object, peer: str | None = None) -> Response:
-    """Run one command; ``peer`` is the neighbour that sent it, if it says so."""
+async def dispatch(node: NodeRuntime, request: object, caller: Caller | None = None) -> Response:
+    """Run one command for ``caller`` (by default a program on this machine)."""
     if not isinstance(request, dict):
         raise CommandError("the request body must be a JSON object with a 'command'")
     command = request.get("command")
@@ -345,4 +364,4 @@ async def dispatch(node: NodeRuntime, request: object, peer: str | None = None) 
     handler = COMMANDS.get(command)
     if handler is None:
         raise CommandError(f"Command [{command[:64]}] is unknown")
-    return await handler(node, request, peer)
+    return await handler(node, request, caller or Caller())

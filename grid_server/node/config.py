@@ -22,6 +22,19 @@ DEFAULT_MIN_WEIGHT_MAGNITUDE: Final = 9
 DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
 COORDINATOR_SEED_ENV: Final = "P2P_ENERGY_NODE_COORDINATOR_SEED"
 DATABASE_ENV: Final = "P2P_ENERGY_NODE_DATABASE"
+PEERING_SECRET_ENV: Final = "P2P_ENERGY_NODE_PEERING_SECRET"
+API_TOKEN_ENV: Final = "P2P_ENERGY_NODE_API_TOKEN"
+# Commands only a loopback caller without a browser Origin, or one with the API token,
+# may run (IRI's remote-limit-api): they change or reveal the node's configuration.
+DEFAULT_ADMIN_COMMANDS: Final = (
+    "addNeighbors",
+    "removeNeighbors",
+    "getNeighbors",
+    "interruptAttachingToTangle",
+)
+# Shared secrets and tokens: printable ASCII without spaces, long enough not to be guessed.
+_SECRET_PATTERN: Final = re.compile(r"[!-~]{24,256}")
+_ORIGIN_PATTERN: Final = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+")
 # IOTA's total supply; genesis balances can never exceed it.
 MAX_SUPPLY: Final = (3**33 - 1) // 2
 _HASH_PATTERN: Final = re.compile(r"[9A-Z]{81}")
@@ -54,6 +67,12 @@ class ApiLimits:
     # Remote proof of work is costly: bound its weight (about 30 s at 14) and its size.
     max_attach_weight: int = 14
     max_attach_transactions: int = 100
+    # Each attachToTangle request is stopped after this many seconds of proof of work.
+    max_attach_seconds: int = 60
+    # Remote proof of work waits in a fair queue: so many requests per caller (an address;
+    # the demo's households all come from loopback), and in all.
+    max_attach_queue_per_caller: int = 16
+    max_attach_queue: int = 128
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -94,6 +113,70 @@ class CoordinatorConfig:
         return self.seed is not None or self.address is None
 
 
+def check_secret(value: object, name: str) -> str:
+    """A peering secret or API token: 24 to 256 printable ASCII characters, no spaces."""
+    if not isinstance(value, str) or not _SECRET_PATTERN.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be 24 to 256 printable ASCII characters without spaces "
+            "(for example the output of: openssl rand -base64 32)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class PeeringConfig:
+    """How neighbours authenticate each other and how much one may cost this node.
+
+    Every request to a neighbour and every answer is signed with the secret the two
+    share (``secret``, or the neighbour's own one from ``neighbors``); a node with no
+    secret configured creates one on first start and logs it once.
+    """
+
+    secret: str | None = None
+    # Seconds a signed request stays valid (allowing clock skew); nonces are remembered as long.
+    replay_window: float = 120.0
+    # Seconds per request to a neighbour.
+    timeout: float = 30.0
+    # Bytes of one neighbour's answer; a bigger one is cut off and counts as misbehaviour.
+    max_response_bytes: int = 4_000_000
+    # Transactions taken from one neighbour per synchronisation round.
+    max_transactions_per_round: int = 5_000
+    # Longest wait before trying a misbehaving or unreachable neighbour again.
+    max_backoff: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.secret is not None:
+            check_secret(self.secret, "peering.secret")
+        for name in ("replay_window", "timeout", "max_backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"peering.{name} must be a number of seconds")
+            if not 1 <= value <= 86_400:
+                raise ConfigError(f"peering.{name} must be between 1 and 86400 seconds")
+        for name, low in (("max_response_bytes", 100_000), ("max_transactions_per_round", 10)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"peering.{name} must be an integer of at least {low}")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Connection timeouts of the node's HTTP server (seconds)."""
+
+    # A connection with no request in progress is closed after this long.
+    idle_timeout: float = 75.0
+    # A request must arrive (headers) and its body keep arriving within this long.
+    request_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "request_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"http.{name} must be a number of seconds")
+            if not 0.1 <= value <= 3_600:
+                raise ConfigError(f"http.{name} must be between 0.1 and 3600 seconds")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to run."""
@@ -103,6 +186,15 @@ class NodeConfig:
     database_url: str = field(default_factory=default_database_url)
     min_weight_magnitude: int = DEFAULT_MIN_WEIGHT_MAGNITUDE
     neighbors: tuple[str, ...] = ()
+    # A neighbour's own shared secret (normalised URL -> secret); others use peering.secret.
+    neighbor_secrets: Mapping[str, str] = field(default_factory=dict)
+    peering: PeeringConfig = field(default_factory=PeeringConfig)
+    # Admin commands: a loopback caller without a browser Origin, or this token.
+    api_token: str | None = None
+    admin_commands: tuple[str, ...] = DEFAULT_ADMIN_COMMANDS
+    # Web origins (scheme://host:port) whose pages may use every command but the admin ones.
+    cors_origins: tuple[str, ...] = ()
+    http: HttpConfig = field(default_factory=HttpConfig)
     genesis: Mapping[str, int] = field(default_factory=dict)
     coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
     limits: ApiLimits = field(default_factory=ApiLimits)
@@ -138,6 +230,21 @@ class NodeConfig:
             raise ConfigError(f"genesis balances sum to {total}, more than the supply {MAX_SUPPLY}")
         for url in self.neighbors:
             normalize_neighbor_url(url)
+        for url, secret in self.neighbor_secrets.items():
+            if normalize_neighbor_url(url) != url:
+                raise ConfigError(f"neighbour secret for {url!r}: use the normalised URL")
+            check_secret(secret, f"the secret of neighbour {url}")
+        if self.api_token is not None:
+            check_secret(self.api_token, "api_token")
+        if not isinstance(self.admin_commands, tuple) or not all(
+            isinstance(name, str) for name in self.admin_commands
+        ):
+            raise ConfigError("admin_commands must be a list of command names")
+        for origin in self.cors_origins:
+            if not isinstance(origin, str) or not _ORIGIN_PATTERN.fullmatch(origin):
+                raise ConfigError(
+                    f"cors_origins: {origin!r} must be an origin such as https://host:8123"
+                )
         if not isinstance(self.max_future_seconds, int) or self.max_future_seconds < 0:
             raise ConfigError("max_future_seconds must be a non-negative integer")
         if not isinstance(self.sync_interval, int | float) or self.sync_interval <= 0:
@@ -199,6 +306,11 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
         "database",
         "min_weight_magnitude",
         "neighbors",
+        "peering",
+        "api_token",
+        "admin_commands",
+        "cors_origins",
+        "http",
         "genesis",
         "coordinator",
         "limits",
@@ -224,10 +336,21 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
     if "database" in data:
         changes["database_url"] = data["database"]
     if "neighbors" in data:
-        neighbors = data["neighbors"]
-        if not isinstance(neighbors, list):
-            raise ConfigError("neighbors must be a list of URLs")
-        changes["neighbors"] = tuple(neighbors)
+        changes["neighbors"], own_secrets = _neighbors(data["neighbors"])
+        changes["neighbor_secrets"] = {**config.neighbor_secrets, **own_secrets}
+    if "api_token" in data:
+        changes["api_token"] = data["api_token"] or None
+    for key in ("admin_commands", "cors_origins"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, list):
+                raise ConfigError(f"{key} must be a list")
+            changes[key] = tuple(value)
+    for key, kind in (("peering", PeeringConfig), ("http", HttpConfig)):
+        if key in data:
+            section = _section(data, key)
+            _known_keys(section, {item.name for item in fields(kind)}, key)
+            changes[key] = replace(getattr(config, key), **section)
     if "genesis" in data:
         changes["genesis"] = dict(_section(data, "genesis"))
     if "coordinator" in data:
@@ -243,6 +366,28 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
         return replace(config, **changes)
     except TypeError as err:
         raise ConfigError(f"invalid configuration: {err}") from err
+
+
+def _neighbors(entries: object) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``neighbors``: URLs, or tables ``{url = "...", secret = "..."}`` with their own secret."""
+    if not isinstance(entries, list):
+        raise ConfigError("neighbors must be a list of URLs or {url, secret} tables")
+    urls: list[str] = []
+    own: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            _known_keys(entry, {"url", "secret"}, "a neighbour")
+            url = entry.get("url")
+            if not isinstance(url, str):
+                raise ConfigError("a neighbour table needs its url")
+            urls.append(url)
+            if entry.get("secret") is not None:
+                own[normalize_neighbor_url(url)] = check_secret(
+                    entry["secret"], f"the secret of neighbour {url}"
+                )
+        else:
+            urls.append(entry)
+    return tuple(urls), own
 
 
 def load_config_file(path: Path, base: NodeConfig | None = None) -> NodeConfig:
@@ -274,4 +419,8 @@ def apply_environment(config: NodeConfig, environ: Mapping[str, str] | None = No
         changes["database_url"] = env[DATABASE_ENV]
     if env.get(COORDINATOR_SEED_ENV):
         changes["coordinator"] = replace(config.coordinator, seed=env[COORDINATOR_SEED_ENV])
+    if env.get(PEERING_SECRET_ENV):
+        changes["peering"] = replace(config.peering, secret=env[PEERING_SECRET_ENV])
+    if env.get(API_TOKEN_ENV):
+        changes["api_token"] = env[API_TOKEN_ENV]
     return replace(config, **changes) if changes else config

@@ -105,6 +105,13 @@ def is_consistent(conn: Connection, starts: Iterable[str]) -> bool:
 def confirm(conn: Connection, milestone: MilestoneRecord) -> bool:
     """Confirm the milestone's past cone and apply its value bundles.
 
+    The cone's transfers are applied together, as IRI did: the coordinator only
+    confirms a cone whose net change keeps every balance at or above zero (the same
+    test as :func:`is_consistent`), whatever order its bundles were made in. Should a
+    cone overspend all the same (another coordinator's rules, a diverged ledger),
+    the bundles that fit are applied in a fixed order and the others stay
+    unconfirmed, so no node ever reports an unfunded transfer as included.
+
     Returns False (and changes nothing) while the cone is not solid yet.
     """
     tail = TangleStore.infos(conn, [milestone.hash]).get(milestone.hash)
@@ -114,28 +121,46 @@ def confirm(conn: Connection, milestone: MilestoneRecord) -> bool:
     bundles = pending_bundles(conn, cone)
     addresses = {address for _bundle, entries in bundles for address, _value in entries}
     working = TangleStore.balances_of(conn, addresses)
-    changed: set[str] = set()
+    net: dict[str, int] = {}
+    for _bundle, entries in bundles:
+        for address, value in entries:
+            net[address] = net.get(address, 0) + value
+    if all(working.get(address, 0) + change >= 0 for address, change in net.items()):
+        applied = [bundle for bundle, _entries in bundles]
+        changed = {address: working.get(address, 0) + change for address, change in net.items()}
+    else:
+        applied, changed = _apply_what_fits(milestone, bundles, working)
+    refused = {bundle for bundle, _entries in bundles} - set(applied)
+    confirmed = sorted(h for h, info in cone.members.items() if info.bundle not in refused)
+    TangleStore.mark_confirmed(conn, confirmed, milestone.index)
+    TangleStore.set_balances(conn, changed)
+    TangleStore.mark_applied(conn, applied, milestone.index)
+    TangleStore.mark_milestone_applied(conn, milestone.index)
+    return True
+
+
+def _apply_what_fits(
+    milestone: MilestoneRecord,
+    bundles: list[tuple[str, list[tuple[str, int]]]],
+    working: dict[str, int],
+) -> tuple[list[str], dict[str, int]]:
+    """Bundles in order, each applied only if its inputs hold enough at that point."""
+    changed: dict[str, int] = {}
     applied: list[str] = []
     for bundle, entries in bundles:
         trial = dict.fromkeys({address for address, _value in entries}, 0)
         for address, value in entries:
             trial[address] += value
         if any(working.get(address, 0) + change < 0 for address, change in trial.items()):
-            # The coordinator only confirms consistent cones; a node that sees otherwise
-            # keeps its ledger sound and says so.
             _LOGGER.warning(
                 "milestone %d confirms bundle %s that spends more than its inputs hold; "
-                "its transfer is not applied",
+                "it stays unconfirmed and its transfer is not applied",
                 milestone.index,
                 bundle,
             )
             continue
         for address, change in trial.items():
             working[address] = working.get(address, 0) + change
-            changed.add(address)
+            changed[address] = working[address]
         applied.append(bundle)
-    TangleStore.mark_confirmed(conn, sorted(cone.members), milestone.index)
-    TangleStore.set_balances(conn, {address: working[address] for address in changed})
-    TangleStore.mark_applied(conn, applied, milestone.index)
-    TangleStore.mark_milestone_applied(conn, milestone.index)
-    return True
+    return applied, changed

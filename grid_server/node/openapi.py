@@ -234,7 +234,11 @@ def openapi_document(config: NodeConfig) -> Schema:
                 "summary": "Run one legacy IRI command",
                 "description": (
                     "The IRI JSON API. Bad input is answered 400 with `error`; a runtime "
-                    "fault 500 with `exception`."
+                    "fault 500 with `exception`. The admin commands (`admin_commands`: "
+                    "addNeighbors, removeNeighbors, getNeighbors, interruptAttachingToTangle "
+                    "by default) need a caller on the node's machine that is not a web page, "
+                    "or `Authorization: Bearer <api_token>`; a web page of another origin may "
+                    "only run the commands that read the Tangle."
                 ),
                 "parameters": [
                     {
@@ -261,7 +265,12 @@ def openapi_document(config: NodeConfig) -> Schema:
                 "responses": {
                     "200": _json({"anyOf": _responses()}, "The command's answer"),
                     "400": _json(error, "Invalid input, over a limit, or refused"),
+                    "401": _json(error, "A wrong API token or neighbour signature"),
+                    "403": _json(error, "An admin command from elsewhere, or a web page"),
+                    "408": _json(error, "The request body did not arrive in time"),
+                    "429": _json(error, "Too much proof of work queued for this caller"),
                     "500": _json(exception, "A runtime fault on the node"),
+                    "503": _json(error, "Starting, or the database is unavailable; retry"),
                 },
             }
         },

@@ -17,7 +17,9 @@ from ..database_availability import database_unavailable
 from .config import NodeConfig, normalize_neighbor_url
 from .errors import CommandError
 from .milestones import build_milestone
+from .peer_auth import PeerVerifier, generate_secret
 from .peering import Peering
+from .pow_queue import ProofOfWorkQueue
 from .storage import StorageError, TangleStore
 from .tangle import StoreOutcome, Tangle
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 _SEED_KEY: Final = "coordinator_seed"
 _ADDRESS_KEY: Final = "coordinator_address"
+_PEERING_SECRET_KEY: Final = "peering_secret"
 
 
 def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, str | None]:
@@ -65,6 +68,29 @@ def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, st
     return address, seed
 
 
+def resolve_peering_secret(config: NodeConfig, store: TangleStore) -> str:
+    """The configured peering secret, else the one this node created on its first start.
+
+    A created secret is logged once, when it is created: the operator gives it to
+    each neighbour (as its ``peering.secret``, or this node's entry's ``secret``).
+    """
+    if config.peering.secret is not None:
+        return config.peering.secret
+    with store.begin() as conn:
+        stored = TangleStore.get_meta(conn, _PEERING_SECRET_KEY)
+        if stored is not None:
+            return stored
+        secret = generate_secret()
+        TangleStore.set_meta(conn, _PEERING_SECRET_KEY, secret)
+    _LOGGER.warning(
+        "created this node's peering secret; it is shown only this once. Configure it on "
+        "every neighbour of this node (peering.secret, or secret in its entry for this "
+        "node), or set your own peering.secret here: %s",
+        secret,
+    )
+    return secret
+
+
 class NodeRuntime:
     """Owns the threads and background tasks of one node."""
 
@@ -77,6 +103,7 @@ class NodeRuntime:
             self.coordinator_address, self._coordinator_seed = resolve_coordinator(
                 config, self.store
             )
+            peering_secret = resolve_peering_secret(config, self.store)
         except BaseException:
             self.store.close()
             raise
@@ -84,11 +111,20 @@ class NodeRuntime:
         # One writer thread: validation and ledger checks never race each other.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="node-writer")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="node-reader")
+        # Remote proof of work takes turns in its own thread; milestones have theirs, so
+        # the coordinator never waits behind a client's search.
         self._pow = ThreadPoolExecutor(1, thread_name_prefix="node-pow")
-        self._interrupt = threading.Event()
+        self._milestone_pow = ThreadPoolExecutor(1, thread_name_prefix="node-milestone-pow")
+        limits = config.limits
+        self.pow_queue = ProofOfWorkQueue(
+            self._pow,
+            per_caller=limits.max_attach_queue_per_caller,
+            total=limits.max_attach_queue,
+            max_seconds=limits.max_attach_seconds,
+        )
         self._closing = threading.Event()
-        self._pow_waiting = 0
-        self.peering = Peering(self, session)
+        self.peer_verifier = PeerVerifier(config.peering.replay_window)
+        self.peering = Peering(self, session, peering_secret)
         self._tasks: list[asyncio.Task[None]] = []
         # Each key signs one milestone only: never build two milestones at once.
         self._milestone_lock = asyncio.Lock()
@@ -110,14 +146,18 @@ class NodeRuntime:
 
     async def close(self) -> None:
         self._closing.set()
-        self._interrupt.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pow_queue.close()
         await self.peering.stop()
-        for executor in (self._pow, self._writer, self._readers):
+        for executor in (self._pow, self._milestone_pow, self._writer, self._readers):
             executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
+
+    def neighbors_changed(self) -> None:
+        """Verify what neighbours send with the secrets of the current neighbour list."""
+        self.peer_verifier.set_neighbors(self.peering.secrets())
 
     async def read[T](self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, function, *args)
@@ -140,31 +180,29 @@ class NodeRuntime:
         return outcome
 
     async def attach(
-        self, trytes: Sequence[str], trunk: str, branch: str, min_weight_magnitude: int
+        self,
+        trytes: Sequence[str],
+        trunk: str,
+        branch: str,
+        min_weight_magnitude: int,
+        *,
+        caller: str,
+        waiting: Callable[[], bool] | None = None,
     ) -> list[str]:
-        """Remote proof of work, one request at a time as IRI did."""
+        """Remote proof of work for ``caller``, in its turn (see :mod:`.pow_queue`);
+        ``waiting()`` says whether the caller still wants it."""
         weight = max(min_weight_magnitude, self.config.min_weight_magnitude)
-        self._pow_waiting += 1
-        if self._pow_waiting == 1:
-            self._interrupt.clear()
 
-        def run() -> list[str]:
-            return attach_to_tangle(
-                list(trytes), trunk, branch, weight, should_stop=self._interrupt.is_set
-            )
+        def work(should_stop: Callable[[], bool]) -> list[str]:
+            return attach_to_tangle(list(trytes), trunk, branch, weight, should_stop=should_stop)
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pow, run)
-        except PowInterruptedError as err:
-            raise CommandError(
-                "attachToTangle was interrupted (interruptAttachingToTangle)"
-            ) from err
-        finally:
-            self._pow_waiting -= 1
+        if waiting is None:
+            return await self.pow_queue.run(caller, work)
+        return await self.pow_queue.run(caller, work, waiting)
 
-    def interrupt_attaching(self) -> None:
-        if self._pow_waiting:
-            self._interrupt.set()
+    def interrupt_attaching(self, caller: str) -> None:
+        """Stop ``caller``'s own proof of work, queued or running; nobody else's."""
+        self.pow_queue.interrupt(caller)
 
     async def issue_milestone(self) -> bool:
         """Issue the next milestone now if anything is new; True if one was stored."""
@@ -197,7 +235,7 @@ class NodeRuntime:
                 should_stop=self._closing.is_set,
             )
 
-        trytes = await asyncio.get_running_loop().run_in_executor(self._pow, build)
+        trytes = await asyncio.get_running_loop().run_in_executor(self._milestone_pow, build)
         outcome = await self.accept(trytes, peer=None)
         state = await self.read(self.tangle.milestone_state)
         if state.latest is None or state.latest.index < index:

@@ -108,6 +108,8 @@ def test_options_are_parsed() -> None:
         ({"neighbors": "http://a:1"}, "neighbors must be a list of URLs"),
         ({"neighbors": ["ftp://a:1"]}, "option neighbors: neighbour 'ftp://a:1'"),
         ({"database_url": "mysql://x/y"}, "database_url must be a PostgreSQL URL"),
+        ({"node_peering_secret": "short"}, "option node_peering_secret must be 24 to 256"),
+        ({"node_api_token": "has spaces in it, twenty-four+"}, "option node_api_token must be"),
         ({"min_weight_magnitude": 0}, "min_weight_magnitude must be between 1 and 14"),
         ({"local_pow_workers": -1}, "local_pow_workers must be between 0 and 16"),
         ({"local_pow_workers": 1.5}, "local_pow_workers must be a whole number"),
@@ -159,6 +161,18 @@ def test_rendered_document_runs_grid_node_and_portal(tmp_path: Path) -> None:
     assert "operator-secret" not in json.dumps(document)
     assert verify_password("operator-secret", portal.password_hash)
     assert not verify_password("operator-secreT", portal.password_hash)
+
+
+def test_node_credentials_reach_the_node_only(tmp_path: Path) -> None:
+    secret, token = "peering-secret-of-this-grid-0123", "api-token-of-this-grid-456789"
+    options = parse_options({"node_peering_secret": secret, "node_api_token": f" {token} "})
+    document = render_config(options, tmp_path, seed=SEED)
+    node = node_config_from_mapping(document["node"])
+    assert (node.peering.secret, node.api_token) == (secret, token)
+    assert secret not in json.dumps(document["grid"])
+    # Absent: the node creates its peering secret itself, and admin stays local.
+    plain = node_config_from_mapping(render_config(AddonOptions(), tmp_path, seed=SEED)["node"])
+    assert (plain.peering.secret, plain.api_token) == (None, None)
 
 
 def test_postgresql_url_goes_to_the_grid_only(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import ascii_to_trytes
 
 from grid_server.node import CoordinatorConfig, NodeConfig
+from grid_server.node.config import PeeringConfig
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ COORDINATOR_SEED = "COORDINATOR9OF9THE9TEST9NETWORK".ljust(81, "9")
 FUNDED_SEED = "FUNDED9WALLET9SEED".ljust(81, "A")
 GENESIS_BALANCE = 1_000_000
 RECEIVER = "RECEIVER".ljust(80, "Z") + "9"
+# Shared by the test network's nodes, so they accept each other as neighbours.
+PEERING_SECRET = "test-network-peering-secret-0123456789"
 
 
 @cache
@@ -46,6 +49,7 @@ def node_config(database_url: str, **overrides: Any) -> NodeConfig:
         genesis={funded_address(0): GENESIS_BALANCE},
         coordinator=coordinator,
         sync_interval=0.5,
+        peering=PeeringConfig(secret=PEERING_SECRET),
     )
     return replace(config, **overrides)
 
@@ -84,9 +88,9 @@ def count_remote_attaches(monkeypatch: pytest.MonkeyPatch, runtime: NodeRuntime)
     calls: list[int] = []
     original = runtime.attach
 
-    async def counting(trytes: Any, *args: Any) -> list[str]:
+    async def counting(trytes: Any, *args: Any, **kwargs: Any) -> list[str]:
         calls.append(len(trytes))
-        return await original(trytes, *args)
+        return await original(trytes, *args, **kwargs)
 
     monkeypatch.setattr(runtime, "attach", counting)
     return calls

@@ -30,7 +30,16 @@ def test_defaults_follow_iri() -> None:
     config = NodeConfig()
     assert (config.host, config.port, config.min_weight_magnitude) == ("127.0.0.1", 14265, 9)
     assert config.database_url.startswith("sqlite:///")
-    assert config.limits == ApiLimits(100_000, 1_000, 10_000, 1_000_000, 15, 14, 100)
+    assert config.limits == ApiLimits(100_000, 1_000, 10_000, 1_000_000, 15, 14, 100, 60, 16, 128)
+    # Secure by default: admin commands local only, no browser origin may change the node.
+    assert config.api_token is None
+    assert config.cors_origins == ()
+    assert config.admin_commands == (
+        "addNeighbors",
+        "removeNeighbors",
+        "getNeighbors",
+        "interruptAttachingToTangle",
+    )
     assert config.coordinator.issues_milestones
     assert config.url == "http://127.0.0.1:14265"
 
@@ -104,12 +113,64 @@ def test_json_file(tmp_path: Path) -> None:
         ({"neighbors": "http://a:1"}, "neighbors must be a list"),
         ({"neighbors": ["ftp://a:1"]}, "must look like http://host:port"),
         ({"sync_interval": 0}, "sync_interval"),
+        ({"neighbors": [{"url": "http://a:1", "secret": "short"}]}, "secret of neighbour"),
+        ({"neighbors": [{"secret": "x" * 30}]}, "a neighbour table needs its url"),
+        ({"neighbors": [{"url": "http://a:1", "key": 1}]}, "unknown setting(s) in a neighbour"),
+        ({"peering": {"secret": "with spaces in it, long enough"}}, "peering.secret must be"),
+        ({"peering": {"timeout": 0}}, "peering.timeout must be between"),
+        ({"peering": {"max_response_bytes": 10}}, "peering.max_response_bytes"),
+        ({"peering": {"colour": 1}}, "unknown setting(s) in peering: colour"),
+        ({"api_token": "short"}, "api_token must be 24 to 256"),
+        ({"admin_commands": "addNeighbors"}, "admin_commands must be a list"),
+        ({"cors_origins": ["*"]}, "cors_origins: '*' must be an origin"),
+        ({"http": {"idle_timeout": 0}}, "http.idle_timeout must be between"),
     ],
 )
 def test_invalid_settings_are_named(document: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         config_from_mapping(document)
     assert message in str(err.value)
+
+
+def test_credentials_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(
+        """
+[node]
+neighbors = [
+    "http://10.0.0.2:14265",
+    {url = "tcp://10.0.0.3:15600", secret = "own-secret-of-this-link-0123"},
+]
+api_token = "remote-admin-token-0123456789"
+admin_commands = ["addNeighbors", "removeNeighbors"]
+cors_origins = ["https://wallet.example:8443"]
+
+[node.peering]
+secret = "network-wide-secret-0123456789"
+max_transactions_per_round = 100
+
+[node.http]
+request_timeout = 5
+"""
+    )
+    config = load_config_file(path)
+    assert config.neighbors == ("http://10.0.0.2:14265", "tcp://10.0.0.3:15600")
+    assert config.neighbor_secrets == {"http://10.0.0.3:15600": "own-secret-of-this-link-0123"}
+    assert config.peering.secret == "network-wide-secret-0123456789"
+    assert config.peering.max_transactions_per_round == 100
+    assert config.api_token == "remote-admin-token-0123456789"
+    assert config.admin_commands == ("addNeighbors", "removeNeighbors")
+    assert config.cors_origins == ("https://wallet.example:8443",)
+    assert config.http.request_timeout == 5
+
+
+def test_unknown_admin_commands_are_refused() -> None:
+    from grid_server.node.access import AccessPolicy
+    from grid_server.node.commands import COMMANDS
+
+    config = config_from_mapping({"admin_commands": ["addNeighbours"]})
+    with pytest.raises(ConfigError, match="unknown command"):
+        AccessPolicy(config, COMMANDS)
 
 
 def test_unreadable_or_broken_files(tmp_path: Path) -> None:
@@ -150,10 +211,14 @@ def test_environment_overrides_the_file() -> None:
         {
             "P2P_ENERGY_NODE_DATABASE": "sqlite:///env.sqlite3",
             "P2P_ENERGY_NODE_COORDINATOR_SEED": "SECRET",
+            "P2P_ENERGY_NODE_PEERING_SECRET": "peering-secret-from-the-environment",
+            "P2P_ENERGY_NODE_API_TOKEN": "api-token-from-the-environment",
         },
     )
     assert config.database_url == "sqlite:///env.sqlite3"
     assert config.coordinator.seed == "SECRET"
+    assert config.peering.secret == "peering-secret-from-the-environment"
+    assert config.api_token == "api-token-from-the-environment"
 
 
 def test_flags_override_file_and_environment(

@@ -98,6 +98,8 @@ async def test_a_follower_rejects_milestones_of_another_coordinator(
     stranger = CoordinatorConfig(address="STRANGER".ljust(81, "9"))
     b: NodeServer = await start_node(f"sqlite:///{tmp_path / 'b.sqlite3'}", coordinator=stranger)
     client_a, client_b = IriClient(session, a.url), IriClient(session, b.url)
+    # Neighbours list each other: a answers only the neighbours it knows.
+    await client_a.add_neighbors([b.url])
     await client_b.add_neighbors([a.url])
     await a.runtime.issue_milestone()
     milestone = (await client_a.get_node_info()).latest_milestone

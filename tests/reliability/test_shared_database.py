@@ -83,14 +83,21 @@ def node_hashes(database: str, coordinator: str) -> set[str]:
         engine.dispose()
 
 
+PEERING_SECRET = "reliability-network-peering-secret-01"
+
+
 def start_peered_nodes(tmp_path: Path) -> tuple[NodeProcess, NodeProcess]:
-    """The coordinator and a follower node listing each other as neighbours, as two
-    machines of one private network would."""
+    """The coordinator and a follower node listing each other as neighbours, with the
+    secret they share, as two machines of one private network would."""
     coordinator_port, follower_port = free_port(), free_port()
     coordinator = NodeProcess(
         tmp_path,
         port=coordinator_port,
-        config={"neighbors": [f"http://{LOOPBACK}:{follower_port}"], "sync_interval": 0.5},
+        config={
+            "neighbors": [f"http://{LOOPBACK}:{follower_port}"],
+            "sync_interval": 0.5,
+            "peering": {"secret": PEERING_SECRET},
+        },
     )
     coordinator.start()
     status, info = iri(coordinator.url, {"command": "getNodeInfo"})
@@ -103,6 +110,7 @@ def start_peered_nodes(tmp_path: Path) -> tuple[NodeProcess, NodeProcess]:
         config={
             "neighbors": [coordinator.url],
             "sync_interval": 0.5,
+            "peering": {"secret": PEERING_SECRET},
             "coordinator": {"address": info["coordinatorAddress"]},
         },
     )

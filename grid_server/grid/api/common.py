@@ -6,7 +6,6 @@ failures carry a 4xx status (5xx only for a database fault or an unexpected erro
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -16,10 +15,21 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from ...database_availability import database_unavailable
+from ...http_safety import (
+    BodyError,
+    MalformedJsonError,
+    body_error,
+    log_body_error,
+    parse_json,
+    read_body,
+)
 from ..errors import RequestError
+from .context import services
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from ..config import GridConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -85,23 +95,21 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
+def body_limit(config: GridConfig) -> int:
+    """The largest request body: the largest storage item plus JSON framing."""
+    return max(config.max_item_bytes + 4096, 65_536)
+
+
 async def json_body(request: web.Request) -> Any:
-    """The request body as JSON; a clear 400 when it is not."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as err:
-        raise RequestError("The request body is too large.", 413) from err
+    """The request body as JSON; a clear 4xx when it is not (see ``http_safety``)."""
+    config = services(request).config
+    raw = await read_body(request, body_limit(config), config.http_request_timeout)
     if not raw.strip():
         raise RequestError("The request body must be JSON.", 400)
     try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        return parse_json(raw)
+    except MalformedJsonError as err:
         raise RequestError(f"The request body is not valid JSON: {err}", 400) from err
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def query_int(
@@ -136,6 +144,12 @@ async def error_middleware(
         return await handler(request)
     except RequestError as err:
         return failure(err.status, err.message)
+    except (BodyError, web.RequestPayloadError, ConnectionResetError) as err:
+        # A body that cannot be read (an aborted upload, a false Content-Encoding, also in
+        # a form the portal reads) is the client's business: one line, no traceback.
+        refused = err if isinstance(err, BodyError) else body_error(err)
+        log_body_error(request, refused)
+        return failure(refused.status, refused.message)
     except web.HTTPException as err:
         if err.status < 400:
             raise
