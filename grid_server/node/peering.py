@@ -99,14 +99,11 @@ class PeerLink:
                 # A compressed answer could expand far beyond the cap before it is counted.
                 auto_decompress=False,
             ) as response:
-                if response.headers.get("Content-Encoding", "identity") != "identity":
-                    raise PeerMisbehavingError(f"{command}: the answer is compressed")
-                if response.content_length is not None and response.content_length > cap:
-                    raise PeerMisbehavingError(
-                        f"{command}: the answer of {response.content_length} bytes is over "
-                        f"the cap of {cap}"
-                    )
-                raw = await _read_capped(response, cap, command)
+                try:
+                    raw = await _read_capped(response, cap, command)
+                except PeerMisbehavingError:
+                    response.close()  # drop the connection: the rest is never read
+                    raise
                 status = response.status
                 signature = response.headers.get(RESPONSE_SIGNATURE_HEADER)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
@@ -130,6 +127,12 @@ class PeerLink:
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int, command: str) -> bytes:
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        raise PeerMisbehavingError(f"{command}: the answer is compressed")
+    if response.content_length is not None and response.content_length > cap:
+        raise PeerMisbehavingError(
+            f"{command}: the answer of {response.content_length} bytes is over the cap of {cap}"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(65_536):

@@ -40,7 +40,8 @@ async def test_a_node_waits_for_its_database_at_start_and_answers_503_json_meanw
 ) -> None:
     # Nothing listens on this port: every connection is refused, as while PostgreSQL boots.
     database = f"postgresql+psycopg://p2p@127.0.0.1:{free_port()}/node"
-    node = NodeServer(node_config(database, database_wait=1.5), session=session)
+    # Long enough for two attempts even on a loaded machine (the first one imports the driver).
+    node = NodeServer(node_config(database, database_wait=4.0), session=session)
     starting = asyncio.create_task(node.start())
     try:
         while node.url.endswith(":0") and not starting.done():
@@ -49,7 +50,7 @@ async def test_a_node_waits_for_its_database_at_start_and_answers_503_json_meanw
         assert status == 503
         assert body == {"error": "The node is starting; try again shortly."}
     finally:
-        with pytest.raises(DatabaseUnavailableError, match=r"after waiting 1.5 s: .*refused"):
+        with pytest.raises(DatabaseUnavailableError, match=r"after waiting 4 s: .*refused"):
             await starting
     waits = [r for r in caplog.records if "the database is unavailable (attempt" in r.message]
     assert len(waits) >= 2

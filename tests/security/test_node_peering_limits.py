@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
@@ -27,14 +28,24 @@ from .node_attacks import PEERING_SECRET, wait_until, zero_value_bundle
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
 CAP = 1_000_000
 FLOOD = 100_000_000
-# Loopback socket buffers hold a few MB that the node never reads.
-BUFFERS = 16_000_000
+
+
+def _socket_buffers() -> int:
+    """What the kernel may hold between the two ends (sent, never read by the node)."""
+    try:
+        receive = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+        send = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 40_000_000
+    return receive + send + 1_000_000
+
+
+BUFFERS = _socket_buffers()
 
 
 class HostileNeighbour(ThreadingHTTPServer):
