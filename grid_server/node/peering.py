@@ -334,7 +334,8 @@ class Peering:
                 # What this push loses the neighbour pulls later.
                 self._failed(neighbor, err)
                 continue
-            self._succeeded(neighbor)
+            # Only a clean pull round clears a back-off: a neighbour that floods its
+            # answers but accepts what it is sent must stay marked.
             await self._count(neighbor.url, sent=len(batch))
 
     async def _count(self, url: str, **counts: int) -> None:

@@ -1,1 +1,4 @@
-"""Attack tests on live ``p2p-energy`` processes (node, grid, portal) and the HA harness: each backs a claim of SECURITY.md."""
+"""Attack tests on live ``p2p-energy`` processes (node, grid, portal) and the HA harness.
+
+Each backs a claim of SECURITY.md.
+"""

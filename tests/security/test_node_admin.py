@@ -19,6 +19,7 @@ from tests.reliability.processes import NodeProcess, iri, request_json
 from .node_attacks import genesis, stored, tail_hash, zero_value_bundle
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
@@ -51,12 +52,16 @@ def _neighbours(url: str) -> list[str]:
     return [n["address"] for n in answer["neighbors"]]
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Any:
-    process = NodeProcess(tmp_path, config={"genesis": genesis(), "api_token": API_TOKEN})
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, module_sockets: None) -> Iterator[NodeProcess]:
+    process = NodeProcess(
+        tmp_path_factory.mktemp("admin"), config={"genesis": genesis(), "api_token": API_TOKEN}
+    )
     process.start()
-    yield process
-    process.stop()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def test_a_web_page_of_another_origin_cannot_change_the_node(node: NodeProcess) -> None:

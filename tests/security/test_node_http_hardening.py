@@ -35,10 +35,9 @@ REGISTRATION = "/registration/hardening-test-1"
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, GridProcess]]:
-    import pytest_socket
-
-    pytest_socket.enable_socket()
+def services(
+    tmp_path_factory: pytest.TempPathFactory, module_sockets: None
+) -> Iterator[tuple[NodeProcess, GridProcess]]:
     directory = tmp_path_factory.mktemp("hardening")
     node = NodeProcess(
         directory, config={"http": {"idle_timeout": IDLE, "request_timeout": REQUEST}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,7 +23,6 @@ from .node_attacks import (
     FUNDED_SEED,
     GENESIS,
     GRID_ADDRESS,
-    PEERING_SECRET,
     address,
     balances,
     genesis,
@@ -36,143 +36,142 @@ from .node_attacks import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.slow
 
 
-def _node(tmp_path: Path) -> tuple[NodeProcess, str]:
-    """A coordinator node with one (absent) neighbour it shares the test secret with."""
+_ANNOUNCEMENT = re.compile(r"set your own peering\.secret here: (\S+)")
+
+
+@dataclass(frozen=True)
+class Coordinator:
+    """A coordinator node with one (absent) neighbour, sharing the secret the node created."""
+
+    node: NodeProcess
+    neighbour: str
+    secret: str
+
+
+@pytest.fixture(scope="module")
+def coordinator(
+    tmp_path_factory: pytest.TempPathFactory, module_sockets: None
+) -> Iterator[Coordinator]:
     neighbour = f"http://127.0.0.1:{free_port()}"
     node = NodeProcess(
-        tmp_path,
-        config={
-            "genesis": genesis(),
-            "neighbors": [neighbour],
-            "peering": {"secret": PEERING_SECRET},
-        },
+        tmp_path_factory.mktemp("peering-auth"),
+        config={"genesis": genesis(), "neighbors": [neighbour]},
     )
     node.start()
-    return node, neighbour
-
-
-def test_a_peer_header_is_no_credential(tmp_path: Path) -> None:
-    node, neighbour = _node(tmp_path)
     try:
-        unfunded = value_bundle(node.url, ATTACKER_SEED, 0, 1_000_000, GRID_ADDRESS, 1_000_000)
-        status, answer = post_json(
+        found = _ANNOUNCEMENT.findall(node.log_tail(20_000))
+        assert len(found) == 1, node.log_tail()
+        yield Coordinator(node, neighbour, found[0])
+    finally:
+        node.stop()
+
+
+def test_a_peer_header_is_no_credential(coordinator: Coordinator) -> None:
+    node, neighbour = coordinator.node, coordinator.neighbour
+    unfunded = value_bundle(node.url, ATTACKER_SEED, 7, 1_000_000, GRID_ADDRESS, 1_000_000)
+    status, answer = post_json(
+        node.url,
+        {"command": "storeTransactions", "trytes": unfunded},
+        {"X-IOTA-API-Version": "1", "X-P2P-Energy-Peer": neighbour},
+    )
+    # An ordinary client's request with every check: refused, nothing stored.
+    assert status == 400, answer
+    assert "holds 0 confirmed" in answer["error"]
+    assert stored(node.url, [tail_hash(unfunded)]) == [False]
+
+
+def test_forged_stale_and_replayed_peer_signatures_are_refused(
+    coordinator: Coordinator,
+) -> None:
+    node, neighbour, secret = coordinator.node, coordinator.neighbour, coordinator.secret
+    unfunded = value_bundle(node.url, ATTACKER_SEED, 1, 500, GRID_ADDRESS, 500)
+    body = {"command": "storeTransactions", "trytes": unfunded}
+    wrong = "not-the-network-secret-but-long-enough-0000"
+    for status, answer, _headers in (
+        peer_request(node.url, body, wrong, sender=neighbour),
+        peer_request(
             node.url,
-            {"command": "storeTransactions", "trytes": unfunded},
-            {"X-IOTA-API-Version": "1", "X-P2P-Energy-Peer": neighbour},
-        )
-        # An ordinary client's request with every check: refused, nothing stored.
-        assert status == 400, answer
-        assert "holds 0 confirmed" in answer["error"]
-        assert stored(node.url, [tail_hash(unfunded)]) == [False]
-    finally:
-        node.stop()
+            body,
+            secret,
+            sender=neighbour,
+            now_ms=int(time.time() * 1000) - 10 * 60 * 1000,
+        ),
+    ):
+        assert status == 401, answer
+        assert "neighbour authentication failed" in answer["error"]
+    assert stored(node.url, [tail_hash(unfunded)]) == [False]
+
+    zero = {"command": "getNodeInfo"}
+    status, _answer, headers = peer_request(node.url, zero, secret, sender=neighbour)
+    assert status == 200
+    # The answer is signed for the neighbour; a replay of the same request is not accepted.
+    assert "X-P2P-Energy-Peer-Signature" in headers
+    signed = signed_headers(secret, zero, sender=neighbour)
+    first = peer_request(node.url, zero, secret, replay=signed)
+    again = peer_request(node.url, zero, secret, replay=signed)
+    assert first[0] == 200, first
+    assert again[0] == 401, again
+    assert "replayed" in again[1]["error"]
 
 
-def test_forged_stale_and_replayed_peer_signatures_are_refused(tmp_path: Path) -> None:
-    node, neighbour = _node(tmp_path)
-    try:
-        unfunded = value_bundle(node.url, ATTACKER_SEED, 1, 500, GRID_ADDRESS, 500)
-        body = {"command": "storeTransactions", "trytes": unfunded}
-        wrong = "not-the-network-secret-but-long-enough-0000"
-        for status, answer, _headers in (
-            peer_request(node.url, body, wrong, sender=neighbour),
-            peer_request(
-                node.url,
-                body,
-                PEERING_SECRET,
-                sender=neighbour,
-                now_ms=int(time.time() * 1000) - 10 * 60 * 1000,
-            ),
-        ):
-            assert status == 401, answer
-            assert "neighbour authentication failed" in answer["error"]
-        assert stored(node.url, [tail_hash(unfunded)]) == [False]
-
-        zero = {"command": "getNodeInfo"}
-        status, _answer, headers = peer_request(node.url, zero, PEERING_SECRET, sender=neighbour)
-        assert status == 200
-        # The answer is signed for the neighbour; a replay of the same request is not accepted.
-        assert "X-P2P-Energy-Peer-Signature" in headers
-        signed = signed_headers(PEERING_SECRET, zero, sender=neighbour)
-        first = peer_request(node.url, zero, PEERING_SECRET, replay=signed)
-        again = peer_request(node.url, zero, PEERING_SECRET, replay=signed)
-        assert first[0] == 200, first
-        assert again[0] == 401, again
-        assert "replayed" in again[1]["error"]
-    finally:
-        node.stop()
-
-
-def test_a_hostile_neighbour_cannot_make_an_unfunded_spend_count(tmp_path: Path) -> None:
+def test_a_hostile_neighbour_cannot_make_an_unfunded_spend_count(
+    coordinator: Coordinator,
+) -> None:
     """The neighbour holds the secret: what it sends is stored (milestones decide), but
     the ledger only ever counts what is funded, through milestones and a restart."""
-    node, neighbour = _node(tmp_path)
-    try:
-        mule = address(ATTACKER_SEED, 0)
-        now = int(time.time())
-        # The neighbour relays, in one push (so one milestone confirms both), a genuine
-        # transfer funding the attacker's address with 100 and a payment of those 100 to
-        # the grid dated before its funding; then a payment from an address that never
-        # held anything.
-        funding = value_bundle(node.url, FUNDED_SEED, 0, GENESIS, mule, 100, timestamp=now)
-        early = value_bundle(
-            node.url, ATTACKER_SEED, 0, 100, GRID_ADDRESS, 100, timestamp=now - 600
-        )
-        empty = value_bundle(node.url, ATTACKER_SEED, 2, 1_000_000, GRID_ADDRESS, 1_000_000)
-        for bundle in ([*funding, *early], empty):
-            status, answer, _headers = peer_request(
-                node.url,
-                {"command": "storeTransactions", "trytes": bundle},
-                PEERING_SECRET,
-                sender=neighbour,
-            )
-            assert status == 200, answer
-        tails = [tail_hash(funding), tail_hash(early), tail_hash(empty)]
-        wait_until(lambda: inclusion(node.url, tails[:1]) == [True], what="the funding confirms")
-        time.sleep(2)  # a few more milestones
-
-        def check() -> None:
-            funded, paid, unfunded = inclusion(node.url, tails)
-            grid, mule_balance = balances(node.url, [GRID_ADDRESS, mule])
-            assert funded
-            assert not unfunded, "a spend from an empty address is reported as included"
-            # Included means applied: the grid holds what it was paid, the mule kept nothing.
-            assert (grid, mule_balance) == ((100, 0) if paid else (0, 100)), (paid, grid)
-            status, answer = iri(node.url, {"command": "checkConsistency", "tails": tails[2:]})
-            assert status == 200
-            assert answer["state"] is False
-
-        check()
-        node.stop()
-        node.start()
-        time.sleep(2)
-        check()
-    finally:
-        node.stop()
-
-
-def test_a_created_peering_secret_is_shown_once_and_kept(tmp_path: Path) -> None:
-    neighbour = f"http://127.0.0.1:{free_port()}"
-    node = NodeProcess(tmp_path, config={"neighbors": [neighbour]})
-    node.start()
-    try:
-        found = re.findall(r"set your own peering\.secret here: (\S+)", node.log_tail(20_000))
-        assert len(found) == 1, node.log_tail()
-        secret = found[0]
-        node.stop()
-        node.start()
-        log = node.log.read_text()
-        assert log.count(secret) == 1, "the secret is shown again"
-        # It survived the restart: the neighbour holding it is answered, and signed for.
-        status, answer, headers = peer_request(
-            node.url, {"command": "getNodeInfo"}, secret, sender=neighbour
+    node, neighbour, secret = coordinator.node, coordinator.neighbour, coordinator.secret
+    mule = address(ATTACKER_SEED, 0)
+    now = int(time.time())
+    # The neighbour relays, in one push (so one milestone confirms both), a genuine
+    # transfer funding the attacker's address with 100 and a payment of those 100 to
+    # the grid dated before its funding; then a payment from an address that never
+    # held anything.
+    funding = value_bundle(node.url, FUNDED_SEED, 0, GENESIS, mule, 100, timestamp=now)
+    early = value_bundle(node.url, ATTACKER_SEED, 0, 100, GRID_ADDRESS, 100, timestamp=now - 600)
+    empty = value_bundle(node.url, ATTACKER_SEED, 2, 1_000_000, GRID_ADDRESS, 1_000_000)
+    for bundle in ([*funding, *early], empty):
+        status, answer, _headers = peer_request(
+            node.url,
+            {"command": "storeTransactions", "trytes": bundle},
+            secret,
+            sender=neighbour,
         )
         assert status == 200, answer
-        assert "X-P2P-Energy-Peer-Signature" in headers
-    finally:
-        node.stop()
+    tails = [tail_hash(funding), tail_hash(early), tail_hash(empty)]
+    wait_until(lambda: inclusion(node.url, tails[:1]) == [True], what="the funding confirms")
+    time.sleep(2)  # a few more milestones
+
+    def check() -> None:
+        funded, paid, unfunded = inclusion(node.url, tails)
+        grid, mule_balance = balances(node.url, [GRID_ADDRESS, mule])
+        assert funded
+        assert not unfunded, "a spend from an empty address is reported as included"
+        # Included means applied: the grid holds what it was paid, the mule kept nothing.
+        assert (grid, mule_balance) == ((100, 0) if paid else (0, 100)), (paid, grid)
+        status, answer = iri(node.url, {"command": "checkConsistency", "tails": tails[2:]})
+        assert status == 200
+        assert answer["state"] is False
+
+    check()
+    node.stop()
+    node.start()
+    time.sleep(2)
+    check()
+
+
+def test_a_created_peering_secret_is_shown_once_and_kept(coordinator: Coordinator) -> None:
+    node, neighbour, secret = coordinator.node, coordinator.neighbour, coordinator.secret
+    node.stop()
+    node.start()
+    assert node.log.read_text().count(secret) == 1, "the secret is shown again"
+    # It survived the restart: the neighbour holding it is answered, and signed for.
+    status, answer, headers = peer_request(
+        node.url, {"command": "getNodeInfo"}, secret, sender=neighbour
+    )
+    assert status == 200, answer
+    assert "X-P2P-Energy-Peer-Signature" in headers

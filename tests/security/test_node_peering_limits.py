@@ -15,7 +15,8 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,7 +25,7 @@ import pytest
 from grid_server.node.peer_auth import AUTH_HEADER, RESPONSE_SIGNATURE_HEADER, VerifiedPeer
 from tests.reliability.processes import NodeProcess, iri
 
-from .node_attacks import PEERING_SECRET, wait_until, zero_value_bundle
+from .node_attacks import PEERING_SECRET, stored, tail_hash, wait_until, zero_value_bundle
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,12 +49,13 @@ def _socket_buffers() -> int:
 BUFFERS = _socket_buffers()
 
 
-class HostileNeighbour(ThreadingHTTPServer):
+class HostileNeighbour(HTTPServer):
     """Answers syncTransactions with a flood (``mode = "flood"``), with one transaction
     per page while claiming a billion more (``mode = "drip"``) or without the signature
     (``mode = "unsigned"``); everything else politely."""
 
-    daemon_threads = True
+    # One thread serving one request at a time (each answer closes its connection): no
+    # thread is left behind by a test while the module's node keeps pulling.
 
     def __init__(self, mode: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -115,7 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.send_header(RESPONSE_SIGNATURE_HEADER, signature)
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.close_connection = True
         self.wfile.write(raw)
 
     def _flood(self) -> None:
@@ -123,14 +127,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.close_connection = True
         chunk = b"9" * 65_536
         framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
         try:
             self.wfile.write(b'd\r\n{"trytes": ["\r\n')
-            while self.server.flood_sent < FLOOD:
+            sent = 0
+            while sent < FLOOD:
                 self.wfile.write(framed)
-                self.server.flood_sent += len(chunk)
+                sent += len(chunk)
+                # The most one answer got out (the node pulls again after its back-off).
+                self.server.flood_sent = max(self.server.flood_sent, sent)
         except OSError:
             return
         self.close_connection = True
@@ -142,107 +151,93 @@ def _neighbour_state(node: NodeProcess, url: str) -> dict[str, Any]:
     return next(n for n in answer["neighbors"] if n["address"] == url)
 
 
-@pytest.fixture
-def flood(tmp_path: Path) -> Iterator[tuple[HostileNeighbour, NodeProcess]]:
-    neighbour = HostileNeighbour("flood")
+@dataclass
+class Network:
+    """One node peered with a flooding, a dripping and an unsigned neighbour."""
+
+    node: NodeProcess
+    flood: HostileNeighbour
+    drip: HostileNeighbour
+    unsigned: HostileNeighbour
+    resident_at_start: int
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory, module_sockets: None) -> Iterator[Network]:
+    neighbours = {mode: HostileNeighbour(mode) for mode in ("flood", "drip", "unsigned")}
     node = NodeProcess(
-        tmp_path,
+        tmp_path_factory.mktemp("peering-limits"),
         config={
-            "neighbors": [neighbour.url],
-            "sync_interval": 0.5,
-            "peering": {"secret": PEERING_SECRET, "max_response_bytes": CAP},
-        },
-    )
-    try:
-        yield neighbour, node
-    finally:
-        node.stop()
-        neighbour.close()
-
-
-def test_an_oversized_answer_is_cut_off_and_its_neighbour_backed_off(
-    flood: tuple[HostileNeighbour, NodeProcess],
-) -> None:
-    neighbour, node = flood
-    node.start()
-    resident = node.rss_bytes()
-    wait_until(lambda: neighbour.sync_calls >= 1, what="the node pulls")
-    wait_until(
-        lambda: _neighbour_state(node, neighbour.url)["failures"] >= 1,
-        what="the neighbour is marked as failing",
-    )
-    state = _neighbour_state(node, neighbour.url)
-    assert "over the cap" in state["lastError"], state
-    assert state["state"] == "backing off"
-    time.sleep(1)
-    # The node stopped reading after its cap: the rest of the flood was never sent.
-    assert neighbour.flood_sent < CAP + BUFFERS, neighbour.flood_sent
-    assert node.rss_bytes() - resident < 64 * 2**20, (resident, node.rss_bytes())
-    status, info = iri(node.url, {"command": "getNodeInfo"})
-    assert status == 200, info
-
-
-def test_endless_paging_is_bounded_per_round_and_backed_off(tmp_path: Path) -> None:
-    neighbour = HostileNeighbour("drip")
-    node = NodeProcess(
-        tmp_path,
-        config={
-            "neighbors": [neighbour.url],
+            "neighbors": [neighbour.url for neighbour in neighbours.values()],
             "sync_interval": 0.5,
             "peering": {
                 "secret": PEERING_SECRET,
+                "max_response_bytes": CAP,
                 "max_transactions_per_round": 50,
-                "max_backoff": 5,
+                "max_backoff": 2,
             },
         },
     )
     try:
         node.start()
-        neighbour.drip_trytes = zero_value_bundle(node.url, "DRIP")
-        calls_at_start = neighbour.sync_calls
-        time.sleep(10)
-        calls = neighbour.sync_calls - calls_at_start
-        # A few short pages per round, rounds spaced by a doubling back-off.
-        assert calls <= 40, calls
-        state = _neighbour_state(node, neighbour.url)
-        assert state["failures"] >= 1, state
-        assert "smaller than asked" in state["lastError"], state
-        # Meanwhile the node serves and issues milestones as usual.
-        fresh = zero_value_bundle(node.url, "FRESH")
-        status, answer = iri(node.url, {"command": "storeTransactions", "trytes": fresh})
-        assert status == 200, answer
-        status, info = iri(node.url, {"command": "getNodeInfo"})
-        before = info["latestMilestoneIndex"]
-        wait_until(
-            lambda: iri(node.url, {"command": "getNodeInfo"})[1]["latestMilestoneIndex"] > before,
-            timeout=10,
-            what="a milestone",
-        )
+        resident = node.rss_bytes()
+        for mode in ("drip", "unsigned"):
+            neighbours[mode].drip_trytes = zero_value_bundle(node.url, mode.upper())
+        yield Network(node, resident_at_start=resident, **neighbours)
     finally:
         node.stop()
-        neighbour.close()
+        for neighbour in neighbours.values():
+            neighbour.close()
 
 
-def test_an_unsigned_answer_is_not_believed(tmp_path: Path) -> None:
-    neighbour = HostileNeighbour("unsigned")
-    node = NodeProcess(
-        tmp_path,
-        config={
-            "neighbors": [neighbour.url],
-            "sync_interval": 0.5,
-            "peering": {"secret": PEERING_SECRET},
-        },
+def test_an_oversized_answer_is_cut_off_and_its_neighbour_backed_off(network: Network) -> None:
+    node, neighbour = network.node, network.flood
+    wait_until(lambda: neighbour.sync_calls >= 1, what="the node pulls")
+    wait_until(
+        lambda: _neighbour_state(node, neighbour.url)["failures"] >= 1,
+        what="the neighbour is marked as failing",
     )
-    try:
-        node.start()
-        neighbour.drip_trytes = zero_value_bundle(node.url, "FORGED")
-        calls = neighbour.sync_calls
-        wait_until(lambda: neighbour.sync_calls > calls + 1, what="two more pulls")
-        state = _neighbour_state(node, neighbour.url)
-        assert "not signed" in state["lastError"], state
-        status, answer = iri(node.url, {"command": "findTransactions", "tags": ["SECURITY"]})
-        assert status == 200, answer
-        assert answer["hashes"] == []
-    finally:
-        node.stop()
-        neighbour.close()
+    # It stays marked (the polite answers to the node's pushes do not clear it).
+    time.sleep(1)
+    state = _neighbour_state(node, neighbour.url)
+    assert "over the cap" in state["lastError"], state
+    assert state["failures"] >= 1, state
+    # The node stopped reading after its cap: the rest of the flood was never sent.
+    assert neighbour.flood_sent < CAP + BUFFERS, neighbour.flood_sent
+    grown = node.rss_bytes() - network.resident_at_start
+    assert grown < 64 * 2**20, grown
+    status, info = iri(node.url, {"command": "getNodeInfo"})
+    assert status == 200, info
+
+
+def test_endless_paging_is_bounded_per_round_and_backed_off(network: Network) -> None:
+    node, neighbour = network.node, network.drip
+    calls_at_start = neighbour.sync_calls
+    time.sleep(6)
+    calls = neighbour.sync_calls - calls_at_start
+    # At most three short pages per round, rounds spaced by a doubling back-off (the old
+    # main paged on for ever: thousands of calls).
+    assert calls <= 30, calls
+    state = _neighbour_state(node, neighbour.url)
+    assert state["failures"] >= 1, state
+    assert "smaller than asked" in state["lastError"], state
+    # Meanwhile the node serves and issues milestones as usual.
+    fresh = zero_value_bundle(node.url, "FRESH")
+    status, answer = iri(node.url, {"command": "storeTransactions", "trytes": fresh})
+    assert status == 200, answer
+    status, info = iri(node.url, {"command": "getNodeInfo"})
+    before = info["latestMilestoneIndex"]
+    wait_until(
+        lambda: iri(node.url, {"command": "getNodeInfo"})[1]["latestMilestoneIndex"] > before,
+        timeout=10,
+        what="a milestone",
+    )
+
+
+def test_an_unsigned_answer_is_not_believed(network: Network) -> None:
+    node, neighbour = network.node, network.unsigned
+    calls = neighbour.sync_calls
+    wait_until(lambda: neighbour.sync_calls > calls + 1, what="two more pulls")
+    state = _neighbour_state(node, neighbour.url)
+    assert "not signed" in state["lastError"], state
+    assert stored(node.url, [tail_hash(neighbour.drip_trytes)]) == [False]
