@@ -29,6 +29,7 @@ from .grid_harness import (
     start_grid,
     stopped_at_exit,
 )
+from .node_attacks import PEERING_SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -122,9 +123,17 @@ async def test_an_unfunded_payment_from_a_hostile_neighbour_never_clears_the_bil
             "genesis": {CONSUMER_WALLET: 1_000_000},
             "coordinator": {"seed": "HOSTILE9COORDINATOR".ljust(81, "9"), "interval": 0.5},
             "neighbors": [f"http://127.0.0.1:{node_port}"],
+            # A neighbour the grid's node peers with: it holds their shared secret.
+            "peering": {"secret": PEERING_SECRET},
         },
     )
-    node = grid_node(tmp_path, genesis={}, port=node_port, neighbors=[hostile.url])
+    node = grid_node(
+        tmp_path,
+        genesis={},
+        port=node_port,
+        neighbors=[hostile.url],
+        peering={"secret": PEERING_SECRET},
+    )
     grid = grid_process(tmp_path, node, payment_unconfirmable_seconds=3.0)
     with stopped_at_exit(node, hostile, grid):
         node.start()
