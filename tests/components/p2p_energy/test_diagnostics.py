@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from custom_components.p2p_energy.const import CONF_REGISTRATION_ID
 from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
-from custom_components.p2p_energy.participants import Consumer
+from custom_components.p2p_energy.protocol.household import Consumer
 
 from .conftest import CONSUMER_ID, PRODUCER_TOKEN, SUBENTRIES
 from .test_services import call, poll, request
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.common import MockConfigEntry
     from syrupy.assertion import SnapshotAssertion
 
-    from .fake_network import FakeNetwork
+    from tests.engine.fake_network import FakeNetwork
 
 
 async def test_diagnostics(
