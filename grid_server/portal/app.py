@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.errors import IriApiError, NodeUnavailableError
+from sqlalchemy.exc import DBAPIError
 
 from ..grid.api.context import SERVICES_KEY, GridServices
 from . import queries
@@ -137,8 +138,13 @@ def setup_portal(
 
 async def _portal_running(app: web.Application) -> AsyncIterator[None]:
     state = app[PORTAL_KEY]
-    # A new password (or session secret) ends the sessions opened with the old one.
-    await state.sessions.forget_other_passwords()
+    # A new password (or session secret) ends the sessions opened with the old one. They
+    # are refused anyway (their fingerprint differs); this only tidies, so a database
+    # that is briefly away does not stop the grid from starting.
+    try:
+        await state.sessions.forget_other_passwords()
+    except DBAPIError as err:
+        _LOGGER.warning("could not remove the sessions of an old portal password: %s", err)
     state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
     yield
     await state.http.close()
