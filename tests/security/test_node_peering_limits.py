@@ -205,6 +205,7 @@ def test_an_oversized_answer_is_cut_off_and_its_neighbour_backed_off(network: Ne
     # The node stopped reading after its cap: the rest of the flood was never sent.
     assert neighbour.flood_sent < CAP + BUFFERS, neighbour.flood_sent
     grown = node.rss_bytes() - network.resident_at_start
+    print(f"flood: at most {neighbour.flood_sent:,} bytes sent per answer; node grew {grown:,} B")
     assert grown < 64 * 2**20, grown
     status, info = iri(node.url, {"command": "getNodeInfo"})
     assert status == 200, info
@@ -215,6 +216,7 @@ def test_endless_paging_is_bounded_per_round_and_backed_off(network: Network) ->
     calls_at_start = neighbour.sync_calls
     time.sleep(6)
     calls = neighbour.sync_calls - calls_at_start
+    print(f"drip: {calls} syncTransactions calls in 6 s")
     # At most three short pages per round, rounds spaced by a doubling back-off (the old
     # main paged on for ever: thousands of calls).
     assert calls <= 30, calls
