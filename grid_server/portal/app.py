@@ -29,6 +29,7 @@ from p2p_energy_protocol.errors import IriApiError, NodeUnavailableError
 from sqlalchemy.exc import DBAPIError
 
 from ..grid.api.context import SERVICES_KEY, GridServices
+from ..http_safety import SECURITY_HEADERS
 from . import queries
 from .auth import verify_password
 from .queries import PageRequest
@@ -60,14 +61,6 @@ INDEX_PAGE: Final = _HERE / "pages" / "index.html"
 LOGIN_PAGE: Final = _HERE / "pages" / "login.html"
 _DEFAULT_PAGE_SIZE: Final = 25
 _PRICE_POINTS: Final = 500
-_SECURITY_HEADERS: Final = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'self'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
 
 
 @dataclass
@@ -185,7 +178,7 @@ def _cross_site(request: web.Request) -> bool:
 
 
 def _secure(response: web.StreamResponse, *, cache: bool = False) -> web.StreamResponse:
-    response.headers.update(_SECURITY_HEADERS)
+    response.headers.update(SECURITY_HEADERS)
     if not cache:
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -331,7 +324,7 @@ async def _logout(request: web.Request) -> web.StreamResponse:
             state.sessions.csrf_token(token), form.get(CSRF_FIELD)
         ):
             raise web.HTTPForbidden(
-                text="Signing out needs the portal's own form.", headers=_SECURITY_HEADERS
+                text="Signing out needs the portal's own form.", headers=SECURITY_HEADERS
             )
         await state.sessions.revoke(token)
     # Without an open session there is nothing to end: on to the sign-in page.

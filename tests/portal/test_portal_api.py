@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from grid_server.http_safety import SECURITY_HEADERS
 from grid_server.portal import app as portal_app
 from grid_server.portal.app import COOKIE, STATIC_DIR
 from grid_server.portal.throttle import LoginThrottle
@@ -108,7 +109,10 @@ async def test_login_sets_a_session_cookie(make_app: Callable[..., web.Applicati
         text = await form.text()
         assert 'name="password"' in text
         assert "disabled" not in text
-        assert "default-src 'self'" in form.headers["Content-Security-Policy"]
+        # The same browser protections as the node's explorer (one definition).
+        for name, value in SECURITY_HEADERS.items():
+            assert form.headers[name] == value
+        assert "frame-ancestors 'self'" in form.headers["Content-Security-Policy"]
         wrong = await login(client, "not the password")
         assert wrong.status == 401
         assert "Wrong password." in await wrong.text()
