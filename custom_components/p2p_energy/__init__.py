@@ -60,17 +60,22 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) ->
     Setup does not wait for the grid: readings are queued while it is away,
     and the entities that need it are unavailable until it answers.
     """
+    # What this runtime is built from, taken before the first await: a subentry added
+    # while setup waits for the network must not be missed.
+    fingerprint = configuration_fingerprint(entry)
     coordinator = P2PEnergyCoordinator(hass, entry)
     await coordinator.async_prepare()
     await coordinator.async_refresh()
     entry.runtime_data = coordinator
-    fingerprint = configuration_fingerprint(entry)
 
     async def _async_entry_updated(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -> None:
         if configuration_fingerprint(entry) != fingerprint:
             hass.config_entries.async_schedule_reload(entry.entry_id)
 
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    if configuration_fingerprint(entry) != fingerprint:
+        # Changed during setup, before the listener was there to see it.
+        hass.config_entries.async_schedule_reload(entry.entry_id)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # The coordinator stops its timer in async_shutdown, which unloading calls.
     coordinator.async_start_periods()

@@ -1,8 +1,13 @@
 """Serve the P2P Energy Grid Lovelace card and add it to the frontend.
 
-The card is a plain JavaScript module beside this file. It is served at
-``/p2p_energy_static/p2p-energy-card.js`` and loaded on every frontend page as an extra module, so
-users add ``custom:p2p-energy-card`` to a dashboard without registering a resource.
+The card is a plain JavaScript file beside this file. It is served at
+``/p2p_energy_static/p2p-energy-card.js`` and added to every frontend page, so users add
+``custom:p2p-energy-card`` to a dashboard without registering a resource: as an extra module
+for the frontend's modern build and as an extra script for its legacy build, which older
+browsers (wall tablets) get. A Lovelace resource would load later, once a dashboard opens,
+but it has to be written into the user's dashboard configuration, which YAML dashboards do
+not allow. Extra modules load next to the frontend's own code, before or after it swaps in
+its custom-element registry; the card itself copes with both (see the end of the file).
 """
 
 from __future__ import annotations
@@ -53,5 +58,6 @@ async def async_register_card(hass: HomeAssistant) -> str | None:
     from homeassistant.components.frontend import add_extra_js_url
 
     add_extra_js_url(hass, url)
+    add_extra_js_url(hass, url, es5=True)
     hass.data[_ADDED] = url
     return url

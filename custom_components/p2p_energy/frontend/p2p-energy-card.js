@@ -10,7 +10,8 @@
  *   price: sensor.grid_consensus_price
  *
  * Plain custom elements, no build step. The integration serves this file and adds
- * it to the frontend itself, so there is no resource to register by hand. */
+ * it to the frontend itself, so there is no resource to register by hand. It runs as a
+ * module or as a classic script (older browsers get the frontend's legacy build). */
 "use strict";
 
 (() => {
@@ -292,8 +293,23 @@
     }
   }
 
-  if (!customElements.get("p2p-energy-card")) customElements.define("p2p-energy-card", P2PEnergyCard);
-  if (!customElements.get("p2p-energy-card-editor")) customElements.define("p2p-energy-card-editor", P2PEnergyCardEditor);
+  // Home Assistant's frontend replaces window.customElements with a scoped-registry polyfill
+  // while it boots, and looks cards up only there. This file is loaded next to the frontend
+  // and may run before or after that swap: an element defined only in the browser's own
+  // registry before it would stay "Custom element doesn't exist". So the elements are
+  // defined in the registry of this moment and, once the frontend's root element exists (the
+  // swap is done by then), in the registry of that moment if it is another one.
+  const ELEMENTS = { "p2p-energy-card": P2PEnergyCard, "p2p-energy-card-editor": P2PEnergyCardEditor };
+  function defineIn(registry) {
+    for (const [name, element] of Object.entries(ELEMENTS)) {
+      if (!registry.get(name)) registry.define(name, element);
+    }
+  }
+  const registryAtLoad = window.customElements;
+  defineIn(registryAtLoad);
+  registryAtLoad.whenDefined("home-assistant").then(() => {
+    if (window.customElements !== registryAtLoad) defineIn(window.customElements);
+  });
   window.customCards = window.customCards || [];
   if (!window.customCards.some((card) => card.type === "p2p-energy-card")) {
     window.customCards.push({

@@ -7,7 +7,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from homeassistant.components.frontend import DATA_EXTRA_MODULE_URL, UrlManager
+from homeassistant.components.frontend import (
+    DATA_EXTRA_JS_URL_ES5,
+    DATA_EXTRA_MODULE_URL,
+    UrlManager,
+)
 from homeassistant.setup import async_setup_component
 
 from custom_components.p2p_energy.const import DOMAIN
@@ -22,24 +26,28 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 
-def _pretend_frontend_is_loaded(hass: HomeAssistant) -> UrlManager:
-    """The frontend's package is not installed in tests; its URL registry is all we need."""
-    manager = UrlManager(lambda _kind, _url: None, [])
-    hass.data[DATA_EXTRA_MODULE_URL] = manager
+def _pretend_frontend_is_loaded(hass: HomeAssistant) -> tuple[UrlManager, UrlManager]:
+    """The frontend's package is not installed in tests; its URL registries are all we need."""
+    modules = UrlManager(lambda _kind, _url: None, [])
+    legacy_scripts = UrlManager(lambda _kind, _url: None, [])
+    hass.data[DATA_EXTRA_MODULE_URL] = modules
+    hass.data[DATA_EXTRA_JS_URL_ES5] = legacy_scripts
     hass.config.components.add("frontend")
-    return manager
+    return modules, legacy_scripts
 
 
 async def test_card_is_served_and_added_to_the_frontend(
     hass: HomeAssistant, hass_client: ClientSessionGenerator
 ) -> None:
     assert await async_setup_component(hass, "http", {})
-    manager = _pretend_frontend_is_loaded(hass)
+    modules, legacy_scripts = _pretend_frontend_is_loaded(hass)
     assert await async_setup_component(hass, DOMAIN, {})
     await hass.async_block_till_done()
-    urls = [url for url in manager.urls if url.startswith(CARD_ROUTE)]
+    urls = [url for url in modules.urls if url.startswith(CARD_ROUTE)]
     assert len(urls) == 1
     assert urls[0].startswith(f"{CARD_ROUTE}?v=")
+    # The same file for the frontend's legacy build (older browsers).
+    assert [url for url in legacy_scripts.urls if url.startswith(CARD_ROUTE)] == urls
     client = await hass_client()
     response = await client.get(urls[0])
     assert response.status == 200
@@ -228,3 +236,25 @@ async def test_editor_edits_the_configuration(page: Page) -> None:
         {"type": "custom:p2p-energy-card", "title": "Mine", "paid": "sensor.home_amount_paid"}
     ]
     assert result["data"] == result["changes"][0]
+
+
+async def test_card_is_defined_in_the_registry_the_frontend_swaps_in(page: Page) -> None:
+    """Home Assistant's frontend replaces window.customElements while it boots (its scoped
+    registry polyfill) and defines its root element after that; a card that ran before the
+    swap must end up in the new registry too (the real frontend: tests/realhass)."""
+    defined = await page.evaluate(
+        """async () => {
+          const browserRegistry = window.customElements;
+          const names = new Map();
+          const swapped = {
+            get: (name) => names.get(name),
+            define: (name, element) => names.set(name, element),
+            whenDefined: () => new Promise(() => {}),
+          };
+          Object.defineProperty(window, "customElements", { value: swapped, configurable: true });
+          browserRegistry.define("home-assistant", class extends HTMLElement {});
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          return [...names].map(([name, element]) => [name, element === browserRegistry.get(name)]);
+        }"""
+    )
+    assert defined == [["p2p-energy-card", True], ["p2p-energy-card-editor", True]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 
@@ -14,10 +15,25 @@ from custom_components.p2p_energy.const import (
     POW_LOCAL,
     POW_NODE,
 )
+from custom_components.p2p_energy.coordinator import P2PEnergyCoordinator
 from custom_components.p2p_energy.protocol.client import LocalProofOfWork
 from tests.engine.fake_network import GRID_SIDE_KEY, FakeNetwork
 
 from .conftest import CONSUMER_ID, PRODUCER_ID, SOURCE_ID
+
+GARAGE = ConfigSubentry(
+    data={
+        "meter": "sensor.wind_energy",
+        "seed": "GARAGE".ljust(81, "9"),
+        "side_key": "GARAGEKEY".ljust(81, "9"),
+        "wallet_seed": "GARAGEWALLET".ljust(81, "9"),
+        "registration_id": "garage-registration",
+    },
+    subentry_id="GARAGE",
+    subentry_type="consumer",
+    title="Garage",
+    unique_id=None,
+)
 
 if TYPE_CHECKING:
     import pytest
@@ -172,6 +188,30 @@ async def test_added_subentry_gets_its_device(
     )
     await hass.async_block_till_done()
     assert hass.states.get("sensor.garage_energy_published") is not None
+    assert "garage-registration" in fake_network.registrations
+
+
+async def test_subentry_added_during_setup_is_not_missed(
+    hass: HomeAssistant,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+) -> None:
+    """A consumer added while setup waits for the network (a reload still running when the
+    user adds it) gets its participant: the entry is reloaded once setup has finished."""
+    prepare = P2PEnergyCoordinator.async_prepare
+
+    async def prepare_while_a_consumer_is_added(coordinator: P2PEnergyCoordinator) -> None:
+        await prepare(coordinator)
+        if "GARAGE" not in trading_entry.subentries:
+            hass.config_entries.async_add_subentry(trading_entry, GARAGE)
+
+    with patch.object(P2PEnergyCoordinator, "async_prepare", prepare_while_a_consumer_is_added):
+        # (Its answer is False: the reload has already begun when setup returns.)
+        await hass.config_entries.async_setup(trading_entry.entry_id)
+        await hass.async_block_till_done()
+    assert trading_entry.state is ConfigEntryState.LOADED
+    assert "GARAGE" in trading_entry.runtime_data.participants
     assert "garage-registration" in fake_network.registrations
 
 
