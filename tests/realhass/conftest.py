@@ -17,6 +17,12 @@ import pytest
 import pytest_socket
 
 from tests.browser import browser  # noqa: F401  (the fixture, for the card in the real frontend)
+from tests.components.p2p_energy.test_end_to_end import (
+    EXPORT_PRICE,
+    GRID_CUT,
+    IMPORT_PRICE,
+    PRICE,
+)
 
 from .environment import real_hass
 from .grid import MWM, GridWithNode
@@ -27,8 +33,6 @@ if TYPE_CHECKING:
 
 DOMAIN = "p2p_energy"
 SLOT = 10  # seconds: the grid's slot and the household's trading period (the shortest allowed)
-PRICE = 50  # IOTA per kWh, the only producer's asking price
-IMPORT_PRICE, EXPORT_PRICE, GRID_CUT_PERCENT = 100, 20, 10
 # A 15-minute outage does not fit in CI: the copy of the integration this Home Assistant
 # runs raises its repair issue after this long instead.
 REPAIR_AFTER_SECONDS = 20
@@ -185,7 +189,7 @@ def household(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Household]:
             "settlement_delay_seconds": 25.0,
             "import_price": IMPORT_PRICE,
             "export_price": EXPORT_PRICE,
-            "grid_cut_percent": GRID_CUT_PERCENT,
+            "grid_cut_percent": round(GRID_CUT * 100),
         },
     )
     hass = HassProcess(release, directory)

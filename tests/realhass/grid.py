@@ -9,14 +9,7 @@ import aiohttp
 
 from custom_components.p2p_energy.protocol.client import IriClient, Transfer
 from custom_components.p2p_energy.protocol.signing import generate_address
-from tests.reliability.processes import (
-    LOOPBACK,
-    ServiceProcess,
-    free_port,
-    iri,
-    request_json,
-    write_toml,
-)
+from tests.reliability.processes import LOOPBACK, GridProcess, free_port, iri
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,78 +19,44 @@ GRID_WALLET = "REALHASS9GRID9WALLET".ljust(81, "9")
 FUNDER = "REALHASS9FUNDER".ljust(81, "9")  # pays households' wallets, as a user would
 
 
-class GridWithNode(ServiceProcess):
+class GridWithNode(GridProcess):
     """The grid and, in the same process, the node of its private network."""
 
     def __init__(self, directory: Path, settings: dict[str, Any], funds: int = 100_000) -> None:
-        port = free_port()
         self.node_port = free_port()
         self.node_url = f"http://{LOOPBACK}:{self.node_port}"
-        data_dir = directory / "grid-data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        config = directory / "grid.toml"
-        write_toml(
-            config,
-            {
-                "grid": {
-                    "follow_interval": 0.5,
-                    "publish_interval": 0.5,
-                    "payments_interval": 0.5,
-                    "payout_interval": 0.5,
-                    "min_weight_magnitude": MWM,
-                    "wallet_seed": GRID_WALLET,
-                    "log_format": "text",
-                    **settings,
-                },
-                "node": {
-                    "host": LOOPBACK,
-                    "port": self.node_port,
-                    "min_weight_magnitude": MWM,
-                    "genesis": {
-                        generate_address(GRID_WALLET, 0, 2): 1_000_000,
-                        generate_address(FUNDER, 0, 2): funds,
-                    },
-                    "coordinator": {"interval": 0.5},
-                },
-            },
-        )
         super().__init__(
-            "grid",
             directory,
-            [
-                "grid",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(port),
-                "--database",
-                f"sqlite:///{directory / 'grid.sqlite3'}",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "WARNING",
-            ],  # fmt: skip
-            port,
+            None,
+            grid={
+                "payments_interval": 0.5,
+                "payout_interval": 0.5,
+                "min_weight_magnitude": MWM,
+                "wallet_seed": GRID_WALLET,
+                **settings,
+            },
+            node={
+                "host": LOOPBACK,
+                "port": self.node_port,
+                "min_weight_magnitude": MWM,
+                "genesis": {
+                    generate_address(GRID_WALLET, 0, 2): 1_000_000,
+                    generate_address(FUNDER, 0, 2): funds,
+                },
+                "coordinator": {"interval": 0.5},
+            },
         )
 
     def ready(self) -> bool:
         try:
-            grid_status, _ = request_json("GET", f"{self.url}/health", timeout=2)
             node_status, info = iri(self.node_url, {"command": "getNodeInfo"}, timeout=2)
         except OSError:
             return False
         return (
-            grid_status == 200
+            super().ready()
             and node_status == 200
             and info.get("latestSolidSubtangleMilestoneIndex", 0) >= 1
         )
-
-    def health(self) -> dict[str, Any]:
-        status, body = request_json("GET", f"{self.url}/health", timeout=5)
-        assert status == 200, body
-        return dict(body)
 
     def fund(self, address: str, value: int) -> None:
         """Send ``value`` IOTA from the funder's genesis address to ``address``."""

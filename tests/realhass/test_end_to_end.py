@@ -17,16 +17,10 @@ import pytest
 
 from custom_components.p2p_energy.const import MAM_TAG
 from custom_components.p2p_energy.protocol.transaction import transactions_from_trytes
+from tests.components.p2p_energy.test_end_to_end import expected_bill_and_payout
 from tests.reliability.processes import iri
 
-from .conftest import (
-    EXPORT_PRICE,
-    GRID_CUT_PERCENT,
-    IMPORT_PRICE,
-    PRICE,
-    REPAIR_AFTER_SECONDS,
-    wait_for_next_period,
-)
+from .conftest import PRICE, REPAIR_AFTER_SECONDS, wait_for_next_period
 from .hass import HassError
 
 if TYPE_CHECKING:
@@ -43,20 +37,6 @@ def after(step: str) -> None:
     """The scenario's steps build on each other."""
     if step not in _done:
         pytest.skip(f"needs the step '{step}', which did not pass")
-
-
-def expected_bill_and_payout() -> tuple[int, int]:
-    """One producer, one consumer, one slot, by the README's settlement rules."""
-    produced = INVERTER_KWH + PV_KWH
-    local = min(produced, HOUSE_KWH)
-    local_value = round(local * PRICE)  # one producer: the consensus price is its price
-    bill = local_value + round((HOUSE_KWH - local) * IMPORT_PRICE)
-    payout = (
-        local_value
-        - round(local_value * GRID_CUT_PERCENT / 100)
-        + round((produced - local) * EXPORT_PRICE)
-    )
-    return bill, payout
 
 
 def attached_messages(household: Household) -> Counter[tuple[str, str]]:
@@ -92,7 +72,7 @@ def test_meters_become_published_energy_and_a_bill(household: Household) -> None
         "the period's energy on the 'energy published' sensors",
         timeout=60,
     )
-    bill, _payout = expected_bill_and_payout()
+    bill, _payout = expected_bill_and_payout(INVERTER_KWH, PV_KWH, HOUSE_KWH)
     assert bill == 60
 
     def billed() -> bool:
@@ -111,7 +91,7 @@ def test_meters_become_published_energy_and_a_bill(household: Household) -> None
 def test_pay_bill_pays_the_grid_and_the_grid_pays_the_producer(household: Household) -> None:
     after("bill")
     hass, grid, consumer = household.hass, household.grid, household.consumer
-    bill, payout = expected_bill_and_payout()
+    bill, payout = expected_bill_and_payout(INVERTER_KWH, PV_KWH, HOUSE_KWH)
     address = household.value(consumer, "wallet_address")
     assert address is not None
     assert len(address) == 81
@@ -167,7 +147,7 @@ def test_pay_bill_pays_the_grid_and_the_grid_pays_the_producer(household: Househ
 def test_restart_keeps_the_state_and_sends_nothing_twice(household: Household) -> None:
     after("paid")
     hass, consumer, producer = household.hass, household.consumer, household.producer
-    bill, payout = expected_bill_and_payout()
+    bill, payout = expected_bill_and_payout(INVERTER_KWH, PV_KWH, HOUSE_KWH)
     before = assert_each_message_sent_once(household)
     figures = {
         (participant, key): household.value(participant, key)

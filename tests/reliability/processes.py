@@ -217,17 +217,19 @@ WALLET_SEED = "RELIABILITY9GRID9WALLET".ljust(81, "9")
 
 
 class GridProcess(ServiceProcess):
-    """``p2p-energy grid`` against a node process."""
+    """``p2p-energy grid`` against a node process, or (``node_url`` None) with its node
+    in-process, configured by ``node`` (the configuration file's ``[node]`` table)."""
 
     def __init__(
         self,
         directory: Path,
-        node_url: str,
+        node_url: str | None,
         *,
         database: str | None = None,
         port: int | None = None,
         grid: dict[str, Any] | None = None,
         name: str = "grid",
+        node: dict[str, Any] | None = None,
     ) -> None:
         port = port or free_port()
         settings: dict[str, Any] = {
@@ -242,7 +244,7 @@ class GridProcess(ServiceProcess):
         }
         settings.update(grid or {})
         config_path = directory / f"{name}-{port}.toml"
-        write_toml(config_path, {"grid": settings})
+        write_toml(config_path, {"grid": settings, **({"node": node} if node else {})})
         self.database = database or f"sqlite:///{directory / 'grid.sqlite3'}"
         data_dir = directory / f"{name}-data"
         data_dir.mkdir(exist_ok=True)
@@ -257,8 +259,7 @@ class GridProcess(ServiceProcess):
                 str(port),
                 "--database",
                 self.database,
-                "--node-url",
-                node_url,
+                *(["--node-url", node_url] if node_url else []),
                 "--config",
                 str(config_path),
                 "--data-dir",

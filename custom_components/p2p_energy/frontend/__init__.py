@@ -7,7 +7,7 @@ for the frontend's modern build and as an extra script for its legacy build, whi
 browsers (wall tablets) get. A Lovelace resource would load later, once a dashboard opens,
 but it has to be written into the user's dashboard configuration, which YAML dashboards do
 not allow. Extra modules load next to the frontend's own code, before or after it swaps in
-its custom-element registry; the card itself copes with both (see the end of the file).
+its custom-element registry; the card copes with both (see the end of p2p-energy-card.js).
 """
 
 from __future__ import annotations
