@@ -8,10 +8,10 @@ Run with the Python of the real-Home-Assistant venv:
         configured ones, their dependencies and after-dependencies (from their manifests),
         and this project's integration's. Its tests run hass with --skip-pip, as an install
         that has everything it needs; nothing is fetched while they run.
-    python scripts/realhass-packages.py check VERSION FRONTEND CONSTRAINTS
+    python scripts/realhass-packages.py check VERSION FRONTEND CONSTRAINTS CONFIGURED...
         exit status 0 when Home Assistant VERSION and home-assistant-frontend FRONTEND are
-        installed and every installed package that CONSTRAINTS pins (the test environment's
-        ``pip freeze``) has that version.
+        installed, every installed package that CONSTRAINTS pins (the test environment's
+        ``pip freeze``) has that version, and the requirements above are all installed.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ def canonical(name: str) -> str:
 
 
 def requirements(configured: list[str]) -> list[str]:
-    import homeassistant.components as components
-    from homeassistant import bootstrap
+    from homeassistant import bootstrap, components
 
     base = Path(components.__path__[0])
     todo = [
@@ -63,16 +62,30 @@ def installed() -> dict[str, str]:
     return {canonical(d.metadata["Name"]): d.version for d in distributions()}
 
 
-def check(version: str, frontend: str, constraints: str) -> bool:
+def unsatisfied(wanted: list[str]) -> list[str]:
+    """The requirements among ``wanted`` that no installed package satisfies."""
+    from packaging.requirements import Requirement
+
+    have = installed()
+    missing = []
+    for line in wanted:
+        requirement = Requirement(line)
+        current = have.get(canonical(requirement.name))
+        if current is None or not requirement.specifier.contains(current, prereleases=True):
+            missing.append(line)
+    return missing
+
+
+def check(version: str, frontend: str, constraints: str, configured: list[str]) -> bool:
+    if unsatisfied(requirements(configured)):
+        return False
     have = installed()
     pins: dict[str, str] = {}
     for line in Path(constraints).read_text().splitlines():
         name, _, pinned = line.strip().partition("==")
         pins[canonical(name)] = pinned
     pins |= {"homeassistant": version, "home-assistant-frontend": frontend}
-    if any(pins.get(name, current) != current for name, current in have.items()):
-        return False
-    return True
+    return all(pins.get(name, current) == current for name, current in have.items())
 
 
 def main() -> int:
@@ -81,8 +94,8 @@ def main() -> int:
         print("\n".join(requirements(arguments)))
         return 0
     if command == "check":
-        version, frontend, constraints = arguments
-        return 0 if check(version, frontend, constraints) else 1
+        version, frontend, constraints, *configured = arguments
+        return 0 if check(version, frontend, constraints, configured) else 1
     print(__doc__, file=sys.stderr)
     return 2
 

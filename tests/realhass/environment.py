@@ -1,9 +1,10 @@
 """Which real Home Assistant these tests run: the release of the test environment itself.
 
 ``scripts/setup-realhass`` installs that release with the ``home-assistant-frontend`` it
-pins into ``.realhass/<version>/`` (the test venv ``.venv`` has Home Assistant 2025.4.4; the
-root of ``scripts/ha-current`` has the newest release). Outside CI a missing install skips
-the tests with the command that makes it; in CI (``CI`` set) it fails them.
+pins into ``$P2P_REALHASS_DIR/<version>/`` (by default ``.realhass/`` in the repository; the
+test venv ``.venv`` has Home Assistant 2025.4.4, and the root of ``scripts/ha-current``, which
+sets the variable to its own ``/opt/realhass``, the newest release). Outside CI a missing
+install skips the tests with the command that makes it; in CI (``CI`` set) it fails them.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class RealHass:
     prefix: Path
 
     @property
-    def hass(self) -> Path:
-        return self.prefix / "bin" / "hass"
+    def python(self) -> Path:
+        """Its interpreter (``python -m homeassistant`` runs it: the venv may have moved)."""
+        return self.prefix / "bin" / "python"
 
     @property
     def frontend_version(self) -> str:
@@ -47,7 +49,7 @@ def missing(reason: str) -> None:
 
 def real_hass() -> RealHass:
     """The real Home Assistant of this test environment's release, or skip (fail in CI)."""
-    prefix = REPO / ".realhass" / ha_const.__version__
-    if not (prefix / "bin" / "hass").exists() or not (prefix / STAMP).exists():
+    prefix = Path(os.environ.get("P2P_REALHASS_DIR", REPO / ".realhass")) / ha_const.__version__
+    if not (prefix / "bin" / "python").exists() or not (prefix / STAMP).exists():
         missing(f"no real Home Assistant {ha_const.__version__} with its frontend in {prefix}")
     return RealHass(ha_const.__version__, prefix)

@@ -104,7 +104,10 @@ class HassProcess(ServiceProcess):
 
     def command_line(self) -> list[str]:
         # --skip-pip: a user's install already has the requirements; nothing is fetched here.
-        return [str(self.release.hass), "--config", str(self.config_dir), "--skip-pip"]
+        return [
+            *(str(self.release.python), "-m", "homeassistant"),
+            *("--config", str(self.config_dir), "--skip-pip"),
+        ]
 
     def ready(self) -> bool:
         """The HTTP server answers (it starts once Home Assistant has started)."""
@@ -161,6 +164,23 @@ class HassProcess(ServiceProcess):
             {"client_id": self.client_id, "redirect_uri": f"{self.url}/?auth_callback=1"},
         )
         self.wait_until(lambda: self.get("/api/config")["state"] == "RUNNING", "running")
+        self.confirm_http_configuration()
+
+    def confirm_http_configuration(self) -> None:
+        """Confirm the HTTP settings, as the owner is asked to on releases that try them first.
+
+        Since 2026 Home Assistant moves ``http:`` from configuration.yaml into its storage as
+        a pending trial and, unless the owner confirms it within 5 minutes, restarts with the
+        previous settings (another port here). Older releases have no such command.
+        """
+        try:
+            (config,) = self.ws({"type": "http/config"})
+        except HassError as error:
+            if error.error.get("code") == "unknown_command":
+                return
+            raise
+        if config["pending"] is not None:
+            self.ws({"type": "http/config/promote"})
 
     def _token(self, form: dict[str, str]) -> dict[str, Any]:
         data = urllib.parse.urlencode({**form, "client_id": self.client_id}).encode()
