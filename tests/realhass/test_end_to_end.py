@@ -79,7 +79,7 @@ def test_meters_become_published_energy_and_a_bill(household: Household) -> None
         household.refresh()
         return household.value(consumer, "amount_owed") == str(bill)
 
-    household.wait_until(billed, "the grid's bill on the 'amount owed' sensor", timeout=90)
+    household.wait_until(billed, "the grid's bill on the 'amount owed' sensor", timeout=120)
     # One producer: the consensus price is its asking price.
     price = household.value(household.entry_id, "consensus_price")
     assert price is not None

@@ -23,7 +23,7 @@ from .conftest import CONSUMER_ID, PRODUCER_ID, SOURCE_ID
 
 GARAGE = ConfigSubentry(
     data={
-        "meter": "sensor.wind_energy",
+        "meter": "sensor.garage_energy",
         "seed": "GARAGE".ljust(81, "9"),
         "side_key": "GARAGEKEY".ljust(81, "9"),
         "wallet_seed": "GARAGEWALLET".ljust(81, "9"),
@@ -171,21 +171,7 @@ async def test_added_subentry_gets_its_device(
         "1.0",
         {"unit_of_measurement": "kWh", "state_class": "total_increasing"},
     )
-    hass.config_entries.async_add_subentry(
-        loaded_entry,
-        ConfigSubentry(
-            data={
-                "meter": "sensor.garage_energy",
-                "seed": "GARAGE".ljust(81, "9"),
-                "side_key": "GARAGEKEY".ljust(81, "9"),
-                "wallet_seed": "GARAGEWALLET".ljust(81, "9"),
-                "registration_id": "garage-registration",
-            },
-            subentry_type="consumer",
-            title="Garage",
-            unique_id=None,
-        ),
-    )
+    hass.config_entries.async_add_subentry(loaded_entry, GARAGE)
     await hass.async_block_till_done()
     assert hass.states.get("sensor.garage_energy_published") is not None
     assert "garage-registration" in fake_network.registrations
@@ -199,6 +185,11 @@ async def test_subentry_added_during_setup_is_not_missed(
 ) -> None:
     """A consumer added while setup waits for the network (a reload still running when the
     user adds it) gets its participant: the entry is reloaded once setup has finished."""
+    hass.states.async_set(
+        "sensor.garage_energy",
+        "1.0",
+        {"unit_of_measurement": "kWh", "state_class": "total_increasing"},
+    )
     prepare = P2PEnergyCoordinator.async_prepare
 
     async def prepare_while_a_consumer_is_added(coordinator: P2PEnergyCoordinator) -> None:
