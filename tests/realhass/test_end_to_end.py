@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from custom_components.p2p_energy.const import MAM_TAG
+from custom_components.p2p_energy.protocol.household.connection import HOUSEHOLD_TAG
 from custom_components.p2p_energy.protocol.transaction import transactions_from_trytes
 from tests.components.p2p_energy.test_end_to_end import expected_bill_and_payout
 from tests.reliability.processes import iri
@@ -41,7 +41,7 @@ def after(step: str) -> None:
 
 def attached_messages(household: Household) -> Counter[tuple[str, str]]:
     """How often each MAM message of the household is on the node: (address, bundle) -> tails."""
-    tag = MAM_TAG.ljust(27, "9")
+    tag = HOUSEHOLD_TAG.ljust(27, "9")
     status, found = iri(household.grid.node_url, {"command": "findTransactions", "tags": [tag]})
     assert status == 200, found
     status, trytes = iri(
