@@ -80,9 +80,16 @@ def test_meters_become_published_energy_and_a_bill(household: Household) -> None
         return household.value(consumer, "amount_owed") == str(bill)
 
     household.wait_until(billed, "the grid's bill on the 'amount owed' sensor", timeout=120)
-    # One producer: the consensus price is its asking price.
-    price = household.value(household.entry_id, "consensus_price")
-    assert price is not None
+    # One producer: the consensus price is its asking price. The grid's price has its own
+    # poll (the bill came over the consumer's channel), so ask for it as the update would.
+    price_entity = household.entity(household.entry_id, "consensus_price")
+
+    def priced() -> str | None:
+        household.hass.call_service("homeassistant", "update_entity", {"entity_id": price_entity})
+        price = household.value(household.entry_id, "consensus_price")
+        return None if price in (None, "unknown", "unavailable") else price
+
+    price = household.wait_until(priced, "the consensus price on its sensor", timeout=60)
     assert float(price) == PRICE
     assert household.value(consumer, "queued_messages") == "0"
     _done.append("bill")
