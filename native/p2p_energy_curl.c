@@ -18,7 +18,12 @@
  * one cell per pair of outputs and needs no index table. Two rounds are fused:
  * the first round's cells are computed on the fly from the two streams and fed
  * straight into the second, so a pass over the state (the cost here: 256 lanes
- * of state are 46 KiB, more than a level-1 data cache) does two rounds.
+ * of state are 46 KiB, more than a level-1 data cache) does two rounds. The
+ * pass reads four streams that move one cell per step, without branches, so
+ * the gates (five per cell and round) are what it costs.
+ *
+ * Kerl (Keccak-384 over trits) is here too: the bundle hashes, addresses and
+ * signatures of the protocol library need it as much as Curl.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,66 +53,83 @@ typedef struct {
     block_t high;
 } cell_t;
 
-/* S-box in the (low, high) encoding: five gates (see curl.py). */
-#define SBOX(out_low, out_high, a_low, a_high, b_low, b_high) \
-    do {                                                      \
-        block_t carry_ = (a_low) & (b_low);                   \
-        (out_high) = ((a_high) & (b_high)) ^ carry_;          \
-        (out_low) = (a_low) ^ (a_high) ^ carry_;              \
+/* S-box in the (low, high) encoding: five gates (curl.py's, with
+ * a_low ^ (a_low & b_low) written as a_low & ~b_low, one and-not). */
+#define SBOX(out_low, out_high, a_low, a_high, b_low, b_high)       \
+    do {                                                            \
+        block_t low_ = ((a_low) & ~(b_low)) ^ (a_high);             \
+        (out_high) = ((a_high) & (b_high)) ^ ((a_low) & (b_low));   \
+        (out_low) = low_;                                           \
     } while (0)
 
 /*
  * One round, natural order in and out:
  * out[2k] = S(in[-k], in[364 - k]), out[2k + 1] = S(in[364 - k], in[728 - k]).
+ * The first read of step k + 1 is the last read of step k, so each step loads
+ * two new cells and writes two.
  */
-#define DEFINE_ROUND_PASS(suffix, attributes)                                         \
-    attributes static void round_pass_##suffix(const cell_t *in, cell_t *out) {        \
-        for (int k = 0; k < HALF; k++) {                                               \
-            const cell_t *a = &in[k ? STATE_LENGTH - k : 0];                            \
-            const cell_t *b = &in[HALF - k];                                            \
-            const cell_t *c = &in[2 * HALF - k];                                        \
-            SBOX(out[2 * k].low, out[2 * k].high, a->low, a->high, b->low, b->high);    \
-            SBOX(out[2 * k + 1].low, out[2 * k + 1].high, b->low, b->high, c->low,      \
-                 c->high);                                                              \
-        }                                                                              \
+#define DEFINE_ROUND_PASS(suffix, attributes)                                          \
+    attributes static void round_pass_##suffix(const cell_t *restrict in,                \
+                                               cell_t *restrict out) {                   \
+        block_t a_low = in[0].low, a_high = in[0].high;                                 \
+        for (int k = 0; k < HALF; k++) {                                                \
+            block_t b_low = in[HALF - k].low, b_high = in[HALF - k].high;               \
+            block_t c_low = in[2 * HALF - k].low, c_high = in[2 * HALF - k].high;       \
+            SBOX(out[2 * k].low, out[2 * k].high, a_low, a_high, b_low, b_high);        \
+            SBOX(out[2 * k + 1].low, out[2 * k + 1].high, b_low, b_high, c_low, c_high); \
+            a_low = c_low;                                                              \
+            a_high = c_high;                                                            \
+        }                                                                               \
         SBOX(out[2 * HALF].low, out[2 * HALF].high, in[HALF + 1].low, in[HALF + 1].high, \
              in[0].low, in[0].high);                                                    \
     }
 
-/* Cell x of the round after `in`, from the two reads the round formula names. */
-#define DEFINE_FIRST_ROUND_CELL(suffix, attributes)                                     \
-    attributes static inline void first_round_cell_##suffix(const cell_t *in, int x,   \
-                                                             block_t *low,             \
-                                                             block_t *high) {          \
-        int m = x >> 1;                                                                 \
-        const cell_t *a, *b;                                                            \
-        if (x & 1) {                                                                    \
-            a = &in[HALF - m];                                                          \
-            b = &in[2 * HALF - m];                                                      \
-        } else {                                                                        \
-            a = &in[m ? STATE_LENGTH - m : 0];                                          \
-            b = &in[HALF - m];                                                          \
-        }                                                                               \
-        SBOX(*low, *high, a->low, a->high, b->low, b->high);                            \
-    }
-
-/* Two rounds in one pass: the first round's cells are made as the second needs them. */
+/*
+ * Two rounds in one pass. With r the state between them, step j makes
+ * out[4j .. 4j + 3] from r[729 - 2j] (carried from step j - 1), r[364 - 2j],
+ * r[728 - 2j], r[363 - 2j] and r[727 - 2j], and those four new cells of r read
+ * in[j + 1], in[183 + j], in[365 + j] and in[547 + j] plus in[j] and in[182 + j]
+ * (loaded by step j - 1): four streams that each move up one cell per step, no
+ * branches and no index arithmetic beyond them.
+ *   r[364 - 2j] = S(in[547 + j], in[182 + j])   r[728 - 2j] = S(in[365 + j], in[j])
+ *   r[363 - 2j] = S(in[183 + j], in[547 + j])   r[727 - 2j] = S(in[1 + j], in[365 + j])
+ * and finally out[728] = S(r[365], r[0]) with r[365] = S(in[182], in[546]),
+ * r[0] = S(in[0], in[364]).
+ */
+#define QUARTER 182
 #define DEFINE_DOUBLE_ROUND_PASS(suffix, attributes)                                      \
-    attributes static void double_round_pass_##suffix(const cell_t *in, cell_t *out) {   \
-        block_t prev_low, prev_high, mid_low, mid_high, next_low, next_high;              \
-        first_round_cell_##suffix(in, 0, &prev_low, &prev_high);                          \
-        for (int k = 0; k < HALF; k++) {                                                  \
-            first_round_cell_##suffix(in, HALF - k, &mid_low, &mid_high);                 \
-            first_round_cell_##suffix(in, 2 * HALF - k, &next_low, &next_high);           \
-            SBOX(out[2 * k].low, out[2 * k].high, prev_low, prev_high, mid_low, mid_high); \
-            SBOX(out[2 * k + 1].low, out[2 * k + 1].high, mid_low, mid_high, next_low,    \
-                 next_high);                                                              \
-            prev_low = next_low;                                                          \
-            prev_high = next_high;                                                        \
+    attributes static void double_round_pass_##suffix(const cell_t *restrict in,         \
+                                                      cell_t *restrict out) {            \
+        block_t first_low, first_high; /* r[0] */                                         \
+        SBOX(first_low, first_high, in[0].low, in[0].high, in[HALF].low, in[HALF].high);  \
+        block_t prev_low = first_low, prev_high = first_high; /* r[729 - 2j] */           \
+        block_t a_low = in[0].low, a_high = in[0].high;             /* in[j] */           \
+        block_t b_low = in[QUARTER].low, b_high = in[QUARTER].high; /* in[182 + j] */     \
+        for (int j = 0; j < QUARTER; j++) {                                               \
+            const cell_t *a = &in[j + 1], *b = &in[QUARTER + 1 + j];                      \
+            const cell_t *c = &in[HALF + 1 + j], *d = &in[HALF + QUARTER + 1 + j];        \
+            block_t r0_low, r0_high, r1_low, r1_high, r2_low, r2_high, r3_low, r3_high;   \
+            SBOX(r0_low, r0_high, d->low, d->high, b_low, b_high);     /* r[364 - 2j] */  \
+            SBOX(r1_low, r1_high, c->low, c->high, a_low, a_high);     /* r[728 - 2j] */  \
+            SBOX(r2_low, r2_high, b->low, b->high, d->low, d->high);   /* r[363 - 2j] */  \
+            SBOX(r3_low, r3_high, a->low, a->high, c->low, c->high);   /* r[727 - 2j] */  \
+            cell_t *o = &out[4 * j];                                                      \
+            SBOX(o[0].low, o[0].high, prev_low, prev_high, r0_low, r0_high);              \
+            SBOX(o[1].low, o[1].high, r0_low, r0_high, r1_low, r1_high);                  \
+            SBOX(o[2].low, o[2].high, r1_low, r1_high, r2_low, r2_high);                  \
+            SBOX(o[3].low, o[3].high, r2_low, r2_high, r3_low, r3_high);                  \
+            prev_low = r3_low;                                                            \
+            prev_high = r3_high;                                                          \
+            a_low = a->low;                                                               \
+            a_high = a->high;                                                             \
+            b_low = b->low;                                                               \
+            b_high = b->high;                                                             \
         }                                                                                 \
-        first_round_cell_##suffix(in, 0, &mid_low, &mid_high);                            \
-        SBOX(out[2 * HALF].low, out[2 * HALF].high, prev_low, prev_high, mid_low,         \
-             mid_high);                                                                   \
+        block_t last_low, last_high; /* r[365] */                                         \
+        SBOX(last_low, last_high, in[QUARTER].low, in[QUARTER].high, in[HALF + QUARTER].low, \
+             in[HALF + QUARTER].high);                                                    \
+        SBOX(out[2 * HALF].low, out[2 * HALF].high, last_low, last_high, first_low,       \
+             first_high);                                                                 \
     }
 
 /* `rounds` rounds of the state in `state`; returns the buffer holding the result. */
@@ -127,7 +149,6 @@ typedef struct {
 
 #define DEFINE_KERNEL(suffix, attributes)          \
     DEFINE_ROUND_PASS(suffix, attributes)          \
-    DEFINE_FIRST_ROUND_CELL(suffix, attributes)    \
     DEFINE_DOUBLE_ROUND_PASS(suffix, attributes)   \
     DEFINE_ROUNDS(suffix, attributes)
 
@@ -632,6 +653,350 @@ static PyObject *search_nonce(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/*
+ * Kerl: Keccak-384 over 243-trit chunks (see protocol/kerl.py, whose pure-Python
+ * and numpy code this matches byte for byte). A chunk's first 242 trits are a
+ * balanced-ternary integer, fed to Keccak as 48 bytes of big-endian two's
+ * complement; a digest maps back as the balanced residue modulo 3^242 with a
+ * zero 243rd trit. Numbers are little-endian arrays of 32-bit limbs.
+ */
+#define KECCAK_RATE 104
+#define KERL_BYTES 48
+#define KERL_TRITS 242 /* trits of a chunk that Kerl hashes */
+#define LIMBS 13       /* 416 bits: room for 3^242 + 2^384 */
+#define GROUP_TRITS 20 /* 3^20 < 2^32: trits converted per limb operation */
+#define GROUP_MODULUS 3486784401u
+
+static const uint64_t keccak_round_constants[24] = {
+    0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808AULL,
+    0x8000000080008000ULL, 0x000000000000808BULL, 0x0000000080000001ULL,
+    0x8000000080008081ULL, 0x8000000000008009ULL, 0x000000000000008AULL,
+    0x0000000000000088ULL, 0x0000000080008009ULL, 0x000000008000000AULL,
+    0x000000008000808BULL, 0x800000000000008BULL, 0x8000000000008089ULL,
+    0x8000000000008003ULL, 0x8000000000008002ULL, 0x8000000000000080ULL,
+    0x000000000000800AULL, 0x800000008000000AULL, 0x8000000080008081ULL,
+    0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
+};
+
+#define ROTATE(value, shift) (((value) << (shift)) | ((value) >> ((64 - (shift)) & 63)))
+
+/* Keccak-f[1600] on 25 lanes (index x + 5y), unrolled: theta, rho and pi, chi, iota. */
+static void keccak_f1600(uint64_t *lanes) {
+    uint64_t a00 = lanes[0], a10 = lanes[1], a20 = lanes[2], a30 = lanes[3], a40 = lanes[4],
+             a01 = lanes[5], a11 = lanes[6], a21 = lanes[7], a31 = lanes[8], a41 = lanes[9],
+             a02 = lanes[10], a12 = lanes[11], a22 = lanes[12], a32 = lanes[13], a42 = lanes[14],
+             a03 = lanes[15], a13 = lanes[16], a23 = lanes[17], a33 = lanes[18], a43 = lanes[19],
+             a04 = lanes[20], a14 = lanes[21], a24 = lanes[22], a34 = lanes[23], a44 = lanes[24];
+    for (int round = 0; round < 24; round++) {
+        uint64_t c0 = a00 ^ a01 ^ a02 ^ a03 ^ a04;
+        uint64_t c1 = a10 ^ a11 ^ a12 ^ a13 ^ a14;
+        uint64_t c2 = a20 ^ a21 ^ a22 ^ a23 ^ a24;
+        uint64_t c3 = a30 ^ a31 ^ a32 ^ a33 ^ a34;
+        uint64_t c4 = a40 ^ a41 ^ a42 ^ a43 ^ a44;
+        uint64_t d0 = c4 ^ ROTATE(c1, 1);
+        uint64_t d1 = c0 ^ ROTATE(c2, 1);
+        uint64_t d2 = c1 ^ ROTATE(c3, 1);
+        uint64_t d3 = c2 ^ ROTATE(c4, 1);
+        uint64_t d4 = c3 ^ ROTATE(c0, 1);
+        a00 ^= d0; a10 ^= d1; a20 ^= d2; a30 ^= d3; a40 ^= d4;
+        a01 ^= d0; a11 ^= d1; a21 ^= d2; a31 ^= d3; a41 ^= d4;
+        a02 ^= d0; a12 ^= d1; a22 ^= d2; a32 ^= d3; a42 ^= d4;
+        a03 ^= d0; a13 ^= d1; a23 ^= d2; a33 ^= d3; a43 ^= d4;
+        a04 ^= d0; a14 ^= d1; a24 ^= d2; a34 ^= d3; a44 ^= d4;
+        uint64_t b00 = a00;
+        uint64_t b02 = ROTATE(a10, 1);
+        uint64_t b04 = ROTATE(a20, 62);
+        uint64_t b01 = ROTATE(a30, 28);
+        uint64_t b03 = ROTATE(a40, 27);
+        uint64_t b13 = ROTATE(a01, 36);
+        uint64_t b10 = ROTATE(a11, 44);
+        uint64_t b12 = ROTATE(a21, 6);
+        uint64_t b14 = ROTATE(a31, 55);
+        uint64_t b11 = ROTATE(a41, 20);
+        uint64_t b21 = ROTATE(a02, 3);
+        uint64_t b23 = ROTATE(a12, 10);
+        uint64_t b20 = ROTATE(a22, 43);
+        uint64_t b22 = ROTATE(a32, 25);
+        uint64_t b24 = ROTATE(a42, 39);
+        uint64_t b34 = ROTATE(a03, 41);
+        uint64_t b31 = ROTATE(a13, 45);
+        uint64_t b33 = ROTATE(a23, 15);
+        uint64_t b30 = ROTATE(a33, 21);
+        uint64_t b32 = ROTATE(a43, 8);
+        uint64_t b42 = ROTATE(a04, 18);
+        uint64_t b44 = ROTATE(a14, 2);
+        uint64_t b41 = ROTATE(a24, 61);
+        uint64_t b43 = ROTATE(a34, 56);
+        uint64_t b40 = ROTATE(a44, 14);
+        a00 = b00 ^ (~b10 & b20);
+        a10 = b10 ^ (~b20 & b30);
+        a20 = b20 ^ (~b30 & b40);
+        a30 = b30 ^ (~b40 & b00);
+        a40 = b40 ^ (~b00 & b10);
+        a01 = b01 ^ (~b11 & b21);
+        a11 = b11 ^ (~b21 & b31);
+        a21 = b21 ^ (~b31 & b41);
+        a31 = b31 ^ (~b41 & b01);
+        a41 = b41 ^ (~b01 & b11);
+        a02 = b02 ^ (~b12 & b22);
+        a12 = b12 ^ (~b22 & b32);
+        a22 = b22 ^ (~b32 & b42);
+        a32 = b32 ^ (~b42 & b02);
+        a42 = b42 ^ (~b02 & b12);
+        a03 = b03 ^ (~b13 & b23);
+        a13 = b13 ^ (~b23 & b33);
+        a23 = b23 ^ (~b33 & b43);
+        a33 = b33 ^ (~b43 & b03);
+        a43 = b43 ^ (~b03 & b13);
+        a04 = b04 ^ (~b14 & b24);
+        a14 = b14 ^ (~b24 & b34);
+        a24 = b24 ^ (~b34 & b44);
+        a34 = b34 ^ (~b44 & b04);
+        a44 = b44 ^ (~b04 & b14);
+        a00 ^= keccak_round_constants[round];
+    }
+    lanes[0] = a00; lanes[1] = a10; lanes[2] = a20; lanes[3] = a30; lanes[4] = a40;
+    lanes[5] = a01; lanes[6] = a11; lanes[7] = a21; lanes[8] = a31; lanes[9] = a41;
+    lanes[10] = a02; lanes[11] = a12; lanes[12] = a22; lanes[13] = a32; lanes[14] = a42;
+    lanes[15] = a03; lanes[16] = a13; lanes[17] = a23; lanes[18] = a33; lanes[19] = a43;
+    lanes[20] = a04; lanes[21] = a14; lanes[22] = a24; lanes[23] = a34; lanes[24] = a44;
+}
+
+typedef struct {
+    uint64_t lanes[25];
+    int offset; /* bytes absorbed into the current block */
+} keccak_t;
+
+static void keccak_reset(keccak_t *sponge) {
+    memset(sponge->lanes, 0, sizeof sponge->lanes);
+    sponge->offset = 0;
+}
+
+static void keccak_absorb(keccak_t *sponge, const unsigned char *bytes, int length) {
+    for (int i = 0; i < length; i++) {
+        sponge->lanes[sponge->offset >> 3] ^= (uint64_t)bytes[i] << (8 * (sponge->offset & 7));
+        if (++sponge->offset == KECCAK_RATE) {
+            keccak_f1600(sponge->lanes);
+            sponge->offset = 0;
+        }
+    }
+}
+
+/* Keccak's original padding (0x01 ... 0x80), then the first 48 bytes; consumes the sponge. */
+static void keccak_digest(keccak_t *sponge, unsigned char *digest) {
+    sponge->lanes[sponge->offset >> 3] ^= (uint64_t)0x01 << (8 * (sponge->offset & 7));
+    sponge->lanes[(KECCAK_RATE - 1) >> 3] ^= (uint64_t)0x80 << (8 * ((KECCAK_RATE - 1) & 7));
+    keccak_f1600(sponge->lanes);
+    for (int i = 0; i < KERL_BYTES; i++)
+        digest[i] = (unsigned char)(sponge->lanes[i >> 3] >> (8 * (i & 7)));
+}
+
+static uint32_t trit_modulus[LIMBS]; /* 3^242 */
+static uint32_t trit_offset[LIMBS];  /* (3^242 - 1) / 2 */
+
+/* number = number * factor + addend */
+static void limbs_multiply_add(uint32_t *number, uint32_t factor, uint32_t addend) {
+    uint64_t carry = addend;
+    for (int i = 0; i < LIMBS; i++) {
+        carry += (uint64_t)number[i] * factor;
+        number[i] = (uint32_t)carry;
+        carry >>= 32;
+    }
+}
+
+static void limbs_add(uint32_t *number, const uint32_t *addend) {
+    uint64_t carry = 0;
+    for (int i = 0; i < LIMBS; i++) {
+        carry += (uint64_t)number[i] + addend[i];
+        number[i] = (uint32_t)carry;
+        carry >>= 32;
+    }
+}
+
+static void limbs_subtract(uint32_t *number, const uint32_t *subtrahend) {
+    int64_t borrow = 0;
+    for (int i = 0; i < LIMBS; i++) {
+        int64_t difference = (int64_t)number[i] - subtrahend[i] + borrow;
+        number[i] = (uint32_t)difference;
+        borrow = difference < 0 ? -1 : 0;
+    }
+}
+
+static int limbs_compare(const uint32_t *a, const uint32_t *b) {
+    for (int i = LIMBS - 1; i >= 0; i--)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+}
+
+/* number = number / divisor; returns the remainder */
+static uint32_t limbs_divide(uint32_t *number, uint32_t divisor) {
+    uint64_t remainder = 0;
+    for (int i = LIMBS - 1; i >= 0; i--) {
+        uint64_t part = (remainder << 32) | number[i];
+        number[i] = (uint32_t)(part / divisor);
+        remainder = part % divisor;
+    }
+    return (uint32_t)remainder;
+}
+
+static void kerl_plan(void) {
+    memset(trit_modulus, 0, sizeof trit_modulus);
+    trit_modulus[0] = 1;
+    for (int i = 0; i < KERL_TRITS; i++) limbs_multiply_add(trit_modulus, 3, 0);
+    memcpy(trit_offset, trit_modulus, sizeof trit_offset);
+    trit_offset[0] -= 1; /* 3^242 is odd: no borrow */
+    limbs_divide(trit_offset, 2);
+}
+
+/* The 48 bytes Kerl absorbs for a chunk (its first 242 trits). */
+static void trits_to_kerl_bytes(const int8_t *trits, unsigned char *bytes) {
+    uint32_t number[LIMBS] = {0}; /* the trits plus one, unsigned: value + offset */
+    int trit = KERL_TRITS;
+    while (trit > 0) {
+        int count = trit % GROUP_TRITS ? trit % GROUP_TRITS : GROUP_TRITS;
+        uint32_t factor = 1, group = 0;
+        for (int i = trit - 1; i >= trit - count; i--) {
+            factor *= 3;
+            group = group * 3 + (uint32_t)(trits[i] + 1);
+        }
+        limbs_multiply_add(number, factor, group);
+        trit -= count;
+    }
+    limbs_subtract(number, trit_offset); /* two's complement modulo 2^416 */
+    for (int i = 0; i < KERL_BYTES; i++) /* big-endian, the low 384 bits */
+        bytes[KERL_BYTES - 1 - i] = (unsigned char)(number[i >> 2] >> (8 * (i & 3)));
+}
+
+/* A digest as 243 trits: the balanced residue of its signed value modulo 3^242, then 0. */
+static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
+    uint32_t number[LIMBS] = {0};
+    for (int i = 0; i < KERL_BYTES; i++)
+        number[i >> 2] |= (uint32_t)bytes[KERL_BYTES - 1 - i] << (8 * (i & 3));
+    limbs_add(number, trit_offset);
+    if (bytes[0] & 0x80) { /* negative: value = unsigned - 2^384; add 3^242 to stay >= 0 */
+        limbs_add(number, trit_modulus);
+        uint32_t two_384[LIMBS] = {0};
+        two_384[12] = 1;
+        limbs_subtract(number, two_384);
+    }
+    while (limbs_compare(number, trit_modulus) >= 0) limbs_subtract(number, trit_modulus);
+    for (int first = 0; first < KERL_TRITS; first += GROUP_TRITS) {
+        uint32_t group = limbs_divide(number, GROUP_MODULUS);
+        for (int i = first; i < first + GROUP_TRITS && i < KERL_TRITS; i++) {
+            trits[i] = (int8_t)(group % 3) - 1;
+            group /= 3;
+        }
+    }
+    trits[KERL_TRITS] = 0;
+}
+
+/* Kerl over `chunks` chunks of 243 trits, squeezing `squeezes` chunks into `out`. */
+static void kerl_hash_row(const int8_t *trits, Py_ssize_t chunks, Py_ssize_t squeezes,
+                          int8_t *out) {
+    keccak_t sponge;
+    unsigned char bytes[KERL_BYTES];
+    keccak_reset(&sponge);
+    for (Py_ssize_t chunk = 0; chunk < chunks; chunk++) {
+        trits_to_kerl_bytes(trits + chunk * HASH_LENGTH, bytes);
+        keccak_absorb(&sponge, bytes, KERL_BYTES);
+    }
+    for (Py_ssize_t step = 0; step < squeezes; step++) {
+        keccak_digest(&sponge, bytes);
+        kerl_bytes_to_trits(bytes, out + step * HASH_LENGTH);
+        if (step + 1 < squeezes) { /* the next squeeze starts from the complemented digest */
+            for (int i = 0; i < KERL_BYTES; i++) bytes[i] ^= 0xFF;
+            keccak_reset(&sponge);
+            keccak_absorb(&sponge, bytes, KERL_BYTES);
+        }
+    }
+}
+
+PyDoc_STRVAR(kerl_hash_doc,
+             "kerl_hash(trits, rows, length, squeezes, out)\n--\n\n"
+             "Kerl of each of `rows` rows of `length` int8 trits (a multiple of 243) with\n"
+             "a fresh sponge, squeezing `squeezes` chunks of 243 trits per row into `out`\n"
+             "(rows * squeezes * 243 int8), as kerl.kerl_hash_many does.");
+
+static PyObject *kerl_hash(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *trits_object, *out_object;
+    Py_ssize_t rows, length, squeezes;
+    if (!PyArg_ParseTuple(args, "OnnnO:kerl_hash", &trits_object, &rows, &length, &squeezes,
+                          &out_object))
+        return NULL;
+    if (rows < 1 || length < HASH_LENGTH || length % HASH_LENGTH || squeezes < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "rows, length (a multiple of 243) and squeezes must be positive");
+        return NULL;
+    }
+    Py_buffer trits, out;
+    if (get_exact(trits_object, &trits, rows * length, 0, "trits") < 0) return NULL;
+    if (get_exact(out_object, &out, rows * squeezes * HASH_LENGTH, 1, "out") < 0) {
+        PyBuffer_Release(&trits);
+        return NULL;
+    }
+    const int8_t *source = trits.buf;
+    int8_t *target = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t row = 0; row < rows; row++)
+        kerl_hash_row(source + row * length, length / HASH_LENGTH, squeezes,
+                      target + row * squeezes * HASH_LENGTH);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&trits);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(kerl_chains_doc,
+             "kerl_chains(chunks, rows, counts, out)\n--\n\n"
+             "Hash row i of `rows` chunks of 243 int8 trits counts[i] times (int64), each\n"
+             "time with a fresh Kerl, into `out`, as kerl.kerl_hash_repeated does.");
+
+static PyObject *kerl_chains(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *chunks_object, *counts_object, *out_object;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "OnOO:kerl_chains", &chunks_object, &rows, &counts_object,
+                          &out_object))
+        return NULL;
+    if (rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "rows must be positive");
+        return NULL;
+    }
+    Py_buffer chunks, counts, out;
+    if (get_exact(chunks_object, &chunks, rows * HASH_LENGTH, 0, "chunks") < 0) return NULL;
+    if (get_exact(counts_object, &counts, rows * 8, 0, "counts") < 0) {
+        PyBuffer_Release(&chunks);
+        return NULL;
+    }
+    if (get_exact(out_object, &out, rows * HASH_LENGTH, 1, "out") < 0) {
+        PyBuffer_Release(&chunks);
+        PyBuffer_Release(&counts);
+        return NULL;
+    }
+    const int8_t *source = chunks.buf;
+    const int64_t *times = counts.buf;
+    int8_t *target = out.buf;
+    int negative = 0;
+    for (Py_ssize_t row = 0; row < rows; row++) negative |= times[row] < 0;
+    if (negative) {
+        PyErr_SetString(PyExc_ValueError, "hash counts must be non-negative");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t row = 0; row < rows; row++) {
+            int8_t *chunk = target + row * HASH_LENGTH;
+            memmove(chunk, source + row * HASH_LENGTH, HASH_LENGTH);
+            for (int64_t step = 0; step < times[row]; step++) kerl_hash_row(chunk, 1, 1, chunk);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&chunks);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&out);
+    if (negative) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"transform", transform, METH_VARARGS, transform_doc},
     {"search_nonce", search_nonce, METH_VARARGS, search_nonce_doc},
@@ -639,6 +1004,8 @@ static PyMethodDef methods[] = {
     {"pack_trits", pack_trits, METH_VARARGS, pack_trits_doc},
     {"use_instructions", use_instructions, METH_VARARGS, use_instructions_doc},
     {"unpack_trits", unpack_trits, METH_VARARGS, unpack_trits_doc},
+    {"kerl_hash", kerl_hash, METH_VARARGS, kerl_hash_doc},
+    {"kerl_chains", kerl_chains, METH_VARARGS, kerl_chains_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -646,6 +1013,7 @@ static int module_exec(PyObject *module) {
     select_kernel();
     build_single_plan(&single_plans[0], 27);
     build_single_plan(&single_plans[1], 81);
+    kerl_plan();
     if (PyModule_AddStringConstant(module, "KERNEL", kernel_name) < 0) return -1;
     if (PyModule_AddIntConstant(module, "BLOCK_LANES", BLOCK_LANES) < 0) return -1;
     return 0;

@@ -22,6 +22,7 @@ import pytest
 from p2p_energy_protocol import kernel
 from p2p_energy_protocol.curl import Curl, CurlBatch, curl_hash
 from p2p_energy_protocol.errors import ProtocolError
+from p2p_energy_protocol.kerl import kerl_hash, kerl_hash_many, kerl_hash_repeated
 from p2p_energy_protocol.pow import find_nonce, transaction_weight
 from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trytes_to_trits
 
@@ -125,6 +126,45 @@ def test_proof_of_work_finds_the_same_nonce(weight: int, lanes: int) -> None:
         assert transaction_weight(curl_hash(trytes_to_trits(transaction[:-27] + native))) >= weight
 
 
+@pytest.mark.parametrize(
+    ("rows", "chunks", "squeezes"), [(1, 1, 1), (3, 2, 1), (64, 6, 1), (5, 1, 3), (2, 4, 27)]
+)
+def test_kerl_is_identical(rows: int, chunks: int, squeezes: int) -> None:
+    rng = np.random.default_rng(rows * 100 + chunks * 10 + squeezes)
+    trits = rng.integers(-1, 2, size=(rows, 243 * chunks), dtype=np.int8)
+    trits[0, :242] = 1  # the largest chunk value, and its 243rd trit ignored
+    if rows > 2:
+        trits[1, :242] = -1  # the smallest
+        trits[2] = 0
+    native, numpy = run_both(lambda: kerl_hash_many(trits, 243 * squeezes))
+    assert np.array_equal(native, numpy)
+    single_native, single_numpy = run_both(lambda: kerl_hash(trits[0], 243 * squeezes))
+    assert np.array_equal(single_native, single_numpy)
+    assert np.array_equal(single_native, numpy[0])
+
+
+def test_kerl_digests_cover_both_signs_and_the_reduction() -> None:
+    """Digests are 384-bit two's complement; both signs and values beyond 3^242 / 2
+    (reduced to the balanced residue) occur among a few thousand random hashes."""
+    rng = np.random.default_rng(7)
+    trits = rng.integers(-1, 2, size=(4000, 243), dtype=np.int8)
+    native, numpy = run_both(lambda: kerl_hash_many(trits))
+    assert np.array_equal(native, numpy)
+    assert (native[:, 242] == 0).all()
+    assert len({int(row[241]) for row in native}) == 3
+
+
+def test_kerl_chains_are_identical() -> None:
+    rng = np.random.default_rng(11)
+    chunks = rng.integers(-1, 2, size=(40, 243), dtype=np.int8)
+    counts = [int(count) for count in rng.integers(0, 27, size=40)]
+    counts[0] = 0  # unchanged, 243rd trit included
+    chunks[0, 242] = 1
+    native, numpy = run_both(lambda: kerl_hash_repeated(chunks, counts))
+    assert np.array_equal(native, numpy)
+    assert np.array_equal(native[0], chunks[0])
+
+
 @pytest.mark.usefixtures("instructions")
 def test_the_search_leaves_the_interpreter_free() -> None:
     """The GIL is released during a search, so the event loop or other threads keep running."""
@@ -174,6 +214,11 @@ def test_the_search_leaves_the_interpreter_free() -> None:
         (lambda m: m.search_nonce(b"", b"", 64, 169, 0, 0, 1), "weight"),
         (lambda m: m.search_nonce(b"", b"", 64, 169, 9, 5, 1), "range"),
         (lambda m: m.search_nonce(b"", b"", 64, 169, 9, 0, 1), "base planes"),
+        (lambda m: m.kerl_hash(bytes(243), 1, 242, 1, bytearray(243)), "multiple of 243"),
+        (lambda m: m.kerl_hash(bytes(243), 1, 243, 1, bytearray(242)), "out has 242 bytes"),
+        (lambda m: m.kerl_hash(bytes(242), 1, 243, 1, bytearray(243)), "trits has 242 bytes"),
+        (lambda m: m.kerl_chains(bytes(243), 1, np.array([-1]), bytearray(243)), "non-negative"),
+        (lambda m: m.kerl_chains(bytes(243), 1, np.array([1], np.int32), bytearray(243)), "counts"),
     ],
 )
 def test_compiled_kernel_rejects_bad_arguments(call, message: str) -> None:  # type: ignore[no-untyped-def]

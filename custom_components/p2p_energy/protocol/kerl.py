@@ -8,7 +8,9 @@ state restarts from the bitwise complement of the digest.
 
 Keccak-f[1600] is implemented here in pure Python because ``hashlib`` only
 offers SHA-3, whose padding differs from the original Keccak that IOTA uses,
-and Home Assistant cannot install a C Keccak package for us.
+and Home Assistant cannot install a C Keccak package for us. Where the compiled
+kernel runs (:mod:`.kernel`), :func:`kerl_hash_many` and :func:`kerl_hash_repeated`
+hash in it instead, with the same results.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Final, Self, cast
 import numpy as np
 import numpy.typing as npt
 
+from . import kernel
 from .errors import InvalidTritsError, ProtocolError
 from .trinary import Trits, TritsLike, validate_trits
 
@@ -358,6 +361,10 @@ class Kerl:
 
 def kerl_hash(trits: TritsLike, length: int = HASH_LENGTH) -> Trits:
     """Absorb ``trits`` into a fresh Kerl and squeeze ``length`` trits."""
+    if kernel.native() is not None:
+        array = validate_trits(trits)
+        _check_length(array.size, "absorb")
+        return kerl_hash_many(array.reshape(1, -1), length).reshape(-1)
     sponge = Kerl()
     sponge.absorb(trits)
     return sponge.squeeze(length)
@@ -372,6 +379,17 @@ def kerl_hash_many(trits: npt.NDArray[np.int8], length: int = HASH_LENGTH) -> np
     matrix = _trit_matrix(trits, "trits")
     _check_length(matrix.shape[1], "absorb")
     _check_length(length, "squeeze")
+    compiled = kernel.native()
+    if compiled is not None:
+        hashed: npt.NDArray[np.int8] = np.empty((matrix.shape[0], length), dtype=np.int8)
+        compiled.kerl_hash(
+            np.ascontiguousarray(matrix, dtype=np.int8),
+            matrix.shape[0],
+            matrix.shape[1],
+            length // HASH_LENGTH,
+            hashed,
+        )
+        return hashed
     chunks_per_row = matrix.shape[1] // HASH_LENGTH
     encoded = [_value_to_bytes(v) for v in _chunk_values(matrix.reshape(-1, HASH_LENGTH))]
     digests = _keccak_many(
@@ -414,6 +432,16 @@ def kerl_hash_repeated(chunks: npt.NDArray[np.int8], counts: Sequence[int]) -> n
     if matrix.shape[1] != HASH_LENGTH:
         raise InvalidTritsError(f"chunks must have shape (n, {HASH_LENGTH})")
     checked = _hash_counts(counts, matrix.shape[0])
+    compiled = kernel.native()
+    if compiled is not None:
+        chained: npt.NDArray[np.int8] = np.empty_like(matrix, dtype=np.int8)
+        compiled.kerl_chains(
+            np.ascontiguousarray(matrix, dtype=np.int8),
+            matrix.shape[0],
+            np.asarray(checked, dtype=np.int64),
+            chained,
+        )
+        return chained
     values = _chunk_values(matrix)
     for step in range(max(checked)):
         active = [row for row, count in enumerate(checked) if count > step]

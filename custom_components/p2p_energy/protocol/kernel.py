@@ -43,6 +43,10 @@ class NativeKernel(Protocol):
 
     def unpack_trits(self, low: Any, high: Any, length: int, lanes: int, trits: Any, /) -> None: ...
 
+    def kerl_hash(self, trits: Any, rows: int, length: int, squeezes: int, out: Any, /) -> None: ...
+
+    def kerl_chains(self, chunks: Any, rows: int, counts: Any, out: Any, /) -> None: ...
+
     def search_nonce(
         self,
         base_low: Any,
