@@ -499,18 +499,8 @@ PyDoc_STRVAR(transform_single_doc,
              "its low plane then its high plane, each 729 bits little-endian in 96 bytes\n"
              "(bit x is trit x), as curl.Curl keeps them in two integers.");
 
-static PyObject *transform_single(PyObject *module, PyObject *args) {
-    (void)module;
-    Py_buffer planes;
-    int rounds;
-    if (!PyArg_ParseTuple(args, "w*i:transform_single", &planes, &rounds)) return NULL;
-    if (check_rounds(rounds) < 0 || planes.len != 2 * 8 * SINGLE_WORDS) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "planes must be 192 bytes");
-        PyBuffer_Release(&planes);
-        return NULL;
-    }
-    uint64_t low[SINGLE_WORDS], high[SINGLE_WORDS];
-    const unsigned char *bytes = planes.buf;
+/* 192 bytes (low plane, high plane, 729 bits each, little-endian) to words and back. */
+static void planes_to_words(const unsigned char *bytes, uint64_t *low, uint64_t *high) {
     for (int word = 0; word < SINGLE_WORDS; word++) { /* little-endian whatever the CPU */
         uint64_t low_word = 0, high_word = 0;
         for (int byte = 7; byte >= 0; byte--) {
@@ -522,15 +512,72 @@ static PyObject *transform_single(PyObject *module, PyObject *args) {
     }
     low[SINGLE_WORDS - 1] &= ((uint64_t)1 << TOP_BITS) - 1;
     high[SINGLE_WORDS - 1] &= ((uint64_t)1 << TOP_BITS) - 1;
-    single_transform(low, high, &single_plans[rounds == 81], rounds);
-    unsigned char *out = planes.buf;
+}
+
+static void words_to_planes(const uint64_t *low, const uint64_t *high, unsigned char *out) {
     for (int word = 0; word < SINGLE_WORDS; word++) {
         for (int byte = 0; byte < 8; byte++) {
             out[8 * word + byte] = (unsigned char)(low[word] >> (8 * byte));
             out[8 * SINGLE_WORDS + 8 * word + byte] = (unsigned char)(high[word] >> (8 * byte));
         }
     }
+}
+
+static PyObject *transform_single(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer planes;
+    int rounds;
+    if (!PyArg_ParseTuple(args, "w*i:transform_single", &planes, &rounds)) return NULL;
+    if (check_rounds(rounds) < 0 || planes.len != 2 * 8 * SINGLE_WORDS) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "planes must be 192 bytes");
+        PyBuffer_Release(&planes);
+        return NULL;
+    }
+    uint64_t low[SINGLE_WORDS], high[SINGLE_WORDS];
+    planes_to_words(planes.buf, low, high);
+    single_transform(low, high, &single_plans[rounds == 81], rounds);
+    words_to_planes(low, high, planes.buf);
     PyBuffer_Release(&planes);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(absorb_single_doc,
+             "absorb_single(planes, rounds, trits)\n--\n\n"
+             "Absorb int8 trits into one sponge given as transform_single takes it: each\n"
+             "243 trits (the last chunk may be shorter) replace the state's first trits,\n"
+             "then a transform, as curl.Curl.absorb does.");
+
+static PyObject *absorb_single(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer planes, trits;
+    int rounds;
+    if (!PyArg_ParseTuple(args, "w*iy*:absorb_single", &planes, &rounds, &trits)) return NULL;
+    if (check_rounds(rounds) < 0 || planes.len != 2 * 8 * SINGLE_WORDS || trits.len < 1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "planes must be 192 bytes and trits not empty");
+        PyBuffer_Release(&planes);
+        PyBuffer_Release(&trits);
+        return NULL;
+    }
+    uint64_t low[SINGLE_WORDS], high[SINGLE_WORDS];
+    planes_to_words(planes.buf, low, high);
+    const int8_t *source = trits.buf;
+    const single_plan_t *plan = &single_plans[rounds == 81];
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t first = 0; first < trits.len; first += HASH_LENGTH) {
+        int count = trits.len - first < HASH_LENGTH ? (int)(trits.len - first) : HASH_LENGTH;
+        for (int trit = 0; trit < count; trit++) {
+            uint64_t bit = (uint64_t)1 << (trit & 63);
+            int8_t value = source[first + trit];
+            low[trit >> 6] = (low[trit >> 6] & ~bit) | (value != 1 ? bit : 0);
+            high[trit >> 6] = (high[trit >> 6] & ~bit) | (value != -1 ? bit : 0);
+        }
+        single_transform(low, high, plan, rounds);
+    }
+    Py_END_ALLOW_THREADS
+    words_to_planes(low, high, planes.buf);
+    PyBuffer_Release(&planes);
+    PyBuffer_Release(&trits);
     Py_RETURN_NONE;
 }
 
@@ -1001,6 +1048,7 @@ static PyMethodDef methods[] = {
     {"transform", transform, METH_VARARGS, transform_doc},
     {"search_nonce", search_nonce, METH_VARARGS, search_nonce_doc},
     {"transform_single", transform_single, METH_VARARGS, transform_single_doc},
+    {"absorb_single", absorb_single, METH_VARARGS, absorb_single_doc},
     {"pack_trits", pack_trits, METH_VARARGS, pack_trits_doc},
     {"use_instructions", use_instructions, METH_VARARGS, use_instructions_doc},
     {"unpack_trits", unpack_trits, METH_VARARGS, unpack_trits_doc},

@@ -100,6 +100,25 @@ def test_single_sponge_is_identical(rounds: int) -> None:
 
 
 @pytest.mark.usefixtures("instructions")
+@pytest.mark.parametrize("rounds", [27, 81])
+@pytest.mark.parametrize("length", [1, 242, 243, 244, 8019])
+def test_single_sponge_absorbs_identically(rounds: int, length: int) -> None:
+    """Whole chunks and a short last one replace the state's first trits, as numpy does."""
+    rng = np.random.default_rng(rounds + length)
+    state = rng.integers(-1, 2, size=729, dtype=np.int8)
+    trits = rng.integers(-1, 2, size=length, dtype=np.int8)
+
+    def absorb_and_squeeze() -> np.ndarray:
+        sponge = Curl(rounds)
+        sponge.state = state
+        sponge.absorb(trits)
+        return np.concatenate([sponge.state, sponge.squeeze(486)])
+
+    native, numpy = run_both(absorb_and_squeeze)
+    assert np.array_equal(native, numpy)
+
+
+@pytest.mark.usefixtures("instructions")
 def test_extreme_states_are_identical() -> None:
     """All -1, all 0, all 1: every bit pattern of the encoding in every lane."""
     for value in (-1, 0, 1):
@@ -209,6 +228,9 @@ def test_the_search_leaves_the_interpreter_free() -> None:
         ),
         (lambda m: m.transform_single(bytearray(191), 81), "192"),
         (lambda m: m.transform_single(bytearray(192), 80), "27 or 81"),
+        (lambda m: m.absorb_single(bytearray(192), 81, b""), "not empty"),
+        (lambda m: m.absorb_single(bytearray(191), 81, b"\x01"), "192 bytes"),
+        (lambda m: m.absorb_single(bytearray(192), 9, b"\x01"), "27 or 81"),
         (lambda m: m.search_nonce(b"", b"", 63, 169, 9, 0, 1), "multiple of 64"),
         (lambda m: m.search_nonce(b"", b"", 64, 240, 9, 0, 1), "within the nonce"),
         (lambda m: m.search_nonce(b"", b"", 64, 169, 0, 0, 1), "weight"),

@@ -334,13 +334,9 @@ class Curl:
     def transform(self) -> None:
         compiled = kernel.native()
         if compiled is not None:
-            planes = bytearray(
-                self._low.to_bytes(_SINGLE_PLANE_BYTES, "little")
-                + self._high.to_bytes(_SINGLE_PLANE_BYTES, "little")
-            )
+            planes = self._planes()
             compiled.transform_single(planes, self._rounds)
-            self._low = int.from_bytes(planes[:_SINGLE_PLANE_BYTES], "little")
-            self._high = int.from_bytes(planes[_SINGLE_PLANE_BYTES:], "little")
+            self._set_planes(planes)
             return
         low, high, mask = self._low, self._high, _STATE_MASK
         for right, left in self._shifts:
@@ -355,11 +351,28 @@ class Curl:
         self._low = both & mask
         self._high = both >> STATE_LENGTH
 
+    def _planes(self) -> bytearray:
+        """The state as the compiled kernel takes one sponge: low plane, high plane."""
+        return bytearray(
+            self._low.to_bytes(_SINGLE_PLANE_BYTES, "little")
+            + self._high.to_bytes(_SINGLE_PLANE_BYTES, "little")
+        )
+
+    def _set_planes(self, planes: bytearray) -> None:
+        self._low = int.from_bytes(planes[:_SINGLE_PLANE_BYTES], "little")
+        self._high = int.from_bytes(planes[_SINGLE_PLANE_BYTES:], "little")
+
     def absorb(self, trits: TritsLike) -> None:
         """Absorb trits, 243 per transform (a short tail is allowed)."""
         array = validate_trits(trits)
         if array.size == 0:
             raise InvalidTritsError("cannot absorb an empty trit sequence")
+        compiled = kernel.native()
+        if compiled is not None:
+            planes = self._planes()
+            compiled.absorb_single(planes, self._rounds, np.ascontiguousarray(array, np.int8))
+            self._set_planes(planes)
+            return
         for offset in range(0, array.size, HASH_LENGTH):
             chunk = array[offset : offset + HASH_LENGTH]
             keep = _STATE_MASK ^ ((1 << chunk.size) - 1)

@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 
 from . import kernel
-from .curl import ALL_ONES, HASH_LENGTH, Curl, CurlBatch, curl_hash, pack_lanes
+from .curl import ALL_ONES, HASH_LENGTH, Curl, CurlBatch, pack_lanes
 from .errors import (
     InvalidBundleError,
     InvalidTransactionError,
@@ -92,10 +92,7 @@ def find_nonce(
     trits = _transaction_trits(transaction)
     weight = _check_weight(min_weight_magnitude)
     _check_lanes(lanes)
-    nonce = _search(trits, weight, should_stop, lanes)
-    trits[_LAST_BLOCK_START + _NONCE_ROW :] = nonce
-    if transaction_weight(curl_hash(trits)) < weight:  # guards the bit-sliced search
-        raise ProofOfWorkError("the nonce search produced a nonce that does not verify")
+    nonce, _ = _nonce_and_hash(trits, weight, should_stop, lanes)
     return trits_to_trytes(nonce)
 
 
@@ -152,30 +149,48 @@ def attach_to_tangle(
             attachment_timestamp=timestamp,
             attachment_timestamp_lower_bound=0,
             attachment_timestamp_upper_bound=MAX_TIMESTAMP_VALUE,
-        )
-        nonce = _search(prepared.to_trits(), weight, should_stop, lanes)
-        result = prepared.replace(nonce=trits_to_trytes(nonce))
-        if transaction_weight(result.hash) < weight:  # guards the bit-sliced search
-            raise ProofOfWorkError("the nonce search produced a nonce that does not verify")
-        attached.append(result.to_trytes())
-        previous_hash = result.hash
+        ).to_trytes()
+        nonce, hash_trits = _nonce_and_hash(trytes_to_trits(prepared), weight, should_stop, lanes)
+        attached.append(prepared[:-NONCE_LENGTH] + trits_to_trytes(nonce))
+        previous_hash = trits_to_trytes(hash_trits)
     attached.reverse()
     return attached
 
 
-def _search(trits: Trits, weight: int, should_stop: StopCheck | None, lanes: int) -> Trits:
-    """Nonce trits (81) that give ``trits`` at least ``weight`` trailing zero trits."""
+def _nonce_and_hash(
+    trits: Trits, weight: int, should_stop: StopCheck | None, lanes: int
+) -> tuple[Trits, Trits]:
+    """The nonce (81 trits) for a transaction's trits and the hash it gives.
+
+    The sponge absorbs the first 32 blocks once: the search starts from that state,
+    and the hash is that state absorbing the last block with the nonce (which also
+    guards the bit-sliced search: a wrong nonce fails the weight check).
+    """
+    sponge = Curl(81)
+    sponge.absorb(trits[:_LAST_BLOCK_START])
+    last_block = trits[_LAST_BLOCK_START:].copy()
+    last_block[_NONCE_ROW:] = _search(sponge, last_block, weight, should_stop, lanes)
+    sponge.absorb(last_block)
+    hash_trits = sponge.squeeze()
+    if transaction_weight(hash_trits) < weight:
+        raise ProofOfWorkError("the nonce search produced a nonce that does not verify")
+    return last_block[_NONCE_ROW:], hash_trits
+
+
+def _search(
+    sponge: Curl, last_block: Trits, weight: int, should_stop: StopCheck | None, lanes: int
+) -> Trits:
+    """Nonce trits (81) that give a transaction at least ``weight`` trailing zero trits;
+    ``sponge`` has absorbed its first 32 blocks, ``last_block`` is its last one."""
     lane_trits = 1
     while 3**lane_trits < lanes:
         lane_trits += 1
     counter_row = _NONCE_ROW + lane_trits
-    last_block = trits[_LAST_BLOCK_START:].copy()
+    last_block = last_block.copy()
     last_block[_NONCE_ROW:] = 0
     if weight == 0:
         return last_block[_NONCE_ROW:]
 
-    sponge = Curl(81)
-    sponge.absorb(trits[:_LAST_BLOCK_START])
     start = sponge.state
     start[:HASH_LENGTH] = last_block
     words = lanes // 64
