@@ -875,10 +875,10 @@ static int limbs_compare(const uint32_t *a, const uint32_t *b) {
     return 0;
 }
 
-/* number = number / divisor; returns the remainder */
-static uint32_t limbs_divide(uint32_t *number, uint32_t divisor) {
+/* number = number / divisor for a number below 2^(32 top); returns the remainder */
+static uint32_t limbs_divide_top(uint32_t *number, int top, uint32_t divisor) {
     uint64_t remainder = 0;
-    for (int i = LIMBS - 1; i >= 0; i--) {
+    for (int i = top - 1; i >= 0; i--) {
         uint64_t part = (remainder << 32) | number[i];
         number[i] = (uint32_t)(part / divisor);
         remainder = part % divisor;
@@ -892,7 +892,7 @@ static void kerl_plan(void) {
     for (int i = 0; i < KERL_TRITS; i++) limbs_multiply_add(trit_modulus, 3, 0);
     memcpy(trit_offset, trit_modulus, sizeof trit_offset);
     trit_offset[0] -= 1; /* 3^242 is odd: no borrow */
-    limbs_divide(trit_offset, 2);
+    limbs_divide_top(trit_offset, LIMBS, 2);
 }
 
 /* The 48 bytes Kerl absorbs for a chunk (its first 242 trits). */
@@ -927,8 +927,10 @@ static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
         limbs_subtract(number, two_384);
     }
     while (limbs_compare(number, trit_modulus) >= 0) limbs_subtract(number, trit_modulus);
+    int top = LIMBS; /* limbs above `top` are zero: the number shrinks as it is divided */
     for (int first = 0; first < KERL_TRITS; first += GROUP_TRITS) {
-        uint32_t group = limbs_divide(number, GROUP_MODULUS);
+        while (top > 0 && number[top - 1] == 0) top--;
+        uint32_t group = limbs_divide_top(number, top, GROUP_MODULUS);
         for (int i = first; i < first + GROUP_TRITS && i < KERL_TRITS; i++) {
             trits[i] = (int8_t)(group % 3) - 1;
             group /= 3;
@@ -937,15 +939,23 @@ static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
     trits[KERL_TRITS] = 0;
 }
 
-/* Kerl over `chunks` chunks of 243 trits, squeezing `squeezes` chunks into `out`. */
-static void kerl_hash_row(const int8_t *trits, Py_ssize_t chunks, Py_ssize_t squeezes,
-                          int8_t *out) {
+/*
+ * Kerl over `chunks` chunks of 243 trits, squeezing `squeezes` chunks into `out`.
+ * `encoded` (chunks * 48 bytes) holds the previous row's encoded chunks and
+ * `previous` its trits (NULL: none): a chunk equal to the one above it is not
+ * converted again (candidate tags in a bundle search change one chunk of six).
+ */
+static void kerl_hash_row(const int8_t *trits, const int8_t *previous, Py_ssize_t chunks,
+                          Py_ssize_t squeezes, unsigned char *encoded, int8_t *out) {
     keccak_t sponge;
     unsigned char bytes[KERL_BYTES];
     keccak_reset(&sponge);
     for (Py_ssize_t chunk = 0; chunk < chunks; chunk++) {
-        trits_to_kerl_bytes(trits + chunk * HASH_LENGTH, bytes);
-        keccak_absorb(&sponge, bytes, KERL_BYTES);
+        const int8_t *source = trits + chunk * HASH_LENGTH;
+        unsigned char *chunk_bytes = encoded + chunk * KERL_BYTES;
+        if (previous == NULL || memcmp(source, previous + chunk * HASH_LENGTH, KERL_TRITS) != 0)
+            trits_to_kerl_bytes(source, chunk_bytes);
+        keccak_absorb(&sponge, chunk_bytes, KERL_BYTES);
     }
     for (Py_ssize_t step = 0; step < squeezes; step++) {
         keccak_digest(&sponge, bytes);
@@ -984,11 +994,19 @@ static PyObject *kerl_hash(PyObject *module, PyObject *args) {
     }
     const int8_t *source = trits.buf;
     int8_t *target = out.buf;
+    Py_ssize_t chunks = length / HASH_LENGTH;
+    unsigned char *encoded = malloc((size_t)chunks * KERL_BYTES);
+    if (encoded == NULL) {
+        PyBuffer_Release(&trits);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t row = 0; row < rows; row++)
-        kerl_hash_row(source + row * length, length / HASH_LENGTH, squeezes,
-                      target + row * squeezes * HASH_LENGTH);
+        kerl_hash_row(source + row * length, row ? source + (row - 1) * length : NULL, chunks,
+                      squeezes, encoded, target + row * squeezes * HASH_LENGTH);
     Py_END_ALLOW_THREADS
+    free(encoded);
     PyBuffer_Release(&trits);
     PyBuffer_Release(&out);
     Py_RETURN_NONE;
@@ -1033,7 +1051,9 @@ static PyObject *kerl_chains(PyObject *module, PyObject *args) {
         for (Py_ssize_t row = 0; row < rows; row++) {
             int8_t *chunk = target + row * HASH_LENGTH;
             memmove(chunk, source + row * HASH_LENGTH, HASH_LENGTH);
-            for (int64_t step = 0; step < times[row]; step++) kerl_hash_row(chunk, 1, 1, chunk);
+            unsigned char encoded[KERL_BYTES];
+            for (int64_t step = 0; step < times[row]; step++)
+                kerl_hash_row(chunk, NULL, 1, 1, encoded, chunk);
         }
         Py_END_ALLOW_THREADS
     }

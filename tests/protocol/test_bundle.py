@@ -14,6 +14,7 @@ from p2p_energy_protocol.bundle import (
     bundle_errors,
     bundle_hash,
     bundle_hashes,
+    finalize_bundles,
     increment_tag,
     is_secure_bundle_hash,
     validate_bundle,
@@ -184,6 +185,46 @@ def test_tail_obsolete_tag_is_incremented_until_the_hash_is_secure() -> None:
             candidate = increment_tag(candidate)
         incremented += steps > 0
     assert incremented > 0
+
+
+def unfinalized(rng: random.Random, size: int) -> BundleBuilder:
+    builder = BundleBuilder()
+    tag = random_trytes(rng, 27)
+    for _ in range(size):
+        builder.add_transfer(random_trytes(rng, 81), tag=tag, message_trytes=random_trytes(rng, 9))
+    return builder
+
+
+def test_finalizing_together_gives_the_bundles_finalizing_alone_gives() -> None:
+    """One secure-tag search for many bundles (mixed sizes searched per size) finds
+    each bundle the tag its own search would: the first secure one counting up."""
+    sizes = (1, 2, 1, 3, 1, 2, 1, 1, 4, 1)
+    rng = random.Random(31)
+    together = [unfinalized(rng, size) for size in sizes]
+    rng = random.Random(31)
+    alone = [unfinalized(rng, size) for size in sizes]
+    finalize_bundles(together, TIMESTAMP)
+    for builder in alone:
+        builder.finalize(TIMESTAMP)
+    assert [b.transactions for b in together] == [b.transactions for b in alone]
+    for builder in together:
+        validate_bundle(builder.transactions)
+    finalize_bundles([], TIMESTAMP)
+
+
+def test_finalizing_together_is_all_or_nothing() -> None:
+    rng = random.Random(32)
+    done = unfinalized(rng, 1)
+    done.finalize(TIMESTAMP)
+    pending = unfinalized(rng, 2)
+    with pytest.raises(ProtocolError, match="finalized"):
+        finalize_bundles([pending, done], TIMESTAMP)
+    with pytest.raises(ProtocolError, match="not finalized"):
+        _ = pending.transactions
+    with pytest.raises(ProtocolError, match="each builder once"):
+        finalize_bundles([pending, pending], TIMESTAMP)
+    finalize_bundles([pending], TIMESTAMP)
+    validate_bundle(pending.transactions)
 
 
 @pytest.mark.parametrize(("length", "count"), [(0, 1), (1, 1), (2187, 1), (2188, 2), (5000, 3)])

@@ -162,6 +162,22 @@ def test_kerl_is_identical(rows: int, chunks: int, squeezes: int) -> None:
     assert np.array_equal(single_native, numpy[0])
 
 
+def test_kerl_rows_sharing_chunks_with_the_row_above_are_identical() -> None:
+    """The compiled kernel reuses a chunk's encoding when the row above has the same
+    chunk (a tag search changes one chunk of several); rows that differ only in a
+    chunk's ignored 243rd trit, in one trit, or not at all must all hash right."""
+    rng = np.random.default_rng(13)
+    base = rng.integers(-1, 2, size=6 * 243, dtype=np.int8)
+    rows = np.tile(base, (12, 1))
+    rows[1, 243 + 5] = -rows[1, 243 + 5] or 1  # one trit of chunk 1
+    rows[3, 242] = 1 - abs(rows[3, 242])  # the ignored trit of chunk 0 only
+    rows[4, :243] = rng.integers(-1, 2, size=243, dtype=np.int8)  # a new first chunk
+    rows[6:, 4 * 243 : 5 * 243] = rng.integers(-1, 2, size=(6, 243), dtype=np.int8)
+    native, numpy = run_both(lambda: kerl_hash_many(rows))
+    assert np.array_equal(native, numpy)
+    assert np.array_equal(native[0], native[2]) and np.array_equal(native[0], native[3])
+
+
 def test_kerl_digests_cover_both_signs_and_the_reduction() -> None:
     """Digests are 384-bit two's complement; both signs and values beyond 3^242 / 2
     (reduced to the balanced residue) occur among a few thousand random hashes."""

@@ -13,6 +13,7 @@ from p2p_energy_protocol.mam import (
     create_channel,
     create_message,
     message_to_transactions,
+    messages_to_transactions,
     parse_message,
     payload_from_transactions,
 )
@@ -62,6 +63,15 @@ def test_bundle_layout(messages: list[MamMessage]) -> None:
         assert transaction.tag.startswith("MAMTAG")
     joined = "".join(t.signature_message_fragment for t in transactions)
     assert joined.rstrip("9") == message.payload.rstrip("9")
+
+
+def test_many_messages_become_the_bundles_one_at_a_time_would(
+    messages: list[MamMessage],
+) -> None:
+    together = messages_to_transactions(messages, tag="MAMTAG", timestamp=TIMESTAMP)
+    alone = [message_to_transactions(m, tag="MAMTAG", timestamp=TIMESTAMP) for m in messages]
+    assert together == alone
+    assert messages_to_transactions([], timestamp=TIMESTAMP) == []
 
 
 def test_round_trip_through_attached_transactions(messages: list[MamMessage]) -> None:

@@ -132,27 +132,58 @@ def _tags_from(tag: str, count: int) -> npt.NDArray[np.int8]:
     return rows
 
 
-def _secure_tail_tag(transactions: Sequence[Transaction]) -> tuple[str, str]:
-    """The tail's obsolete tag, incremented until the bundle hash is secure, and that hash.
+def _secure_tail_tags(bundles: Sequence[Sequence[Transaction]]) -> list[tuple[str, str]]:
+    """For each bundle: its tail's obsolete tag, incremented until the bundle hash is
+    secure, and that hash.
 
-    Only the tail's essence changes between attempts, so the others are
-    converted once, and candidate tags are hashed in batches of parallel Kerl
-    lanes: a secure hash (no 13 in the normalized hash) takes ~170 attempts.
+    Only the tail's essence changes between attempts, so the others are converted
+    once. Candidate tags are hashed in batches of parallel Kerl lanes, and the
+    batches of every bundle still searching go together (bundles of one size per
+    hash call): a secure hash (no 13 in the normalized hash) takes ~170 attempts,
+    and one call for many bundles costs far less than one per bundle. Each bundle
+    gets the tag its own search would find: the first secure one counting up.
     """
-    essences = np.stack([transaction.essence_trits() for transaction in transactions]).reshape(-1)
+    found: list[tuple[str, str]] = [("", "")] * len(bundles)
+    by_size: dict[int, list[int]] = {}
+    for position, transactions in enumerate(bundles):
+        by_size.setdefault(len(transactions), []).append(position)
     tag_trits = slice(OBSOLETE_TAG_ESSENCE_OFFSET, OBSOLETE_TAG_ESSENCE_OFFSET + 3 * TAG_LENGTH)
-    tag = transactions[0].obsolete_tag
-    for _ in range(0, _MAX_TAG_INCREMENTS, _TAG_BATCH):
-        candidates = _tags_from(tag, _TAG_BATCH)
-        rows = np.tile(essences, (_TAG_BATCH, 1))
-        rows[:, tag_trits] = candidates
-        hashes = kerl_hash_many(rows)
-        secure = ~(normalize_hashes(hashes) == MAX_TRYTE_VALUE).any(axis=1)
-        if secure.any():
-            first = int(np.argmax(secure))
-            return trits_to_trytes(candidates[first]), trits_to_trytes(hashes[first])
-        tag = increment_tag(trits_to_trytes(candidates[-1]))
-    raise InvalidBundleError("no secure bundle hash found; the essences look broken")
+    for positions in by_size.values():
+        essences = {
+            position: trytes_to_trits(
+                "".join(transaction.essence_trytes() for transaction in bundles[position])
+            )
+            for position in positions
+        }
+        tags = {position: bundles[position][0].obsolete_tag for position in positions}
+        for _ in range(0, _MAX_TAG_INCREMENTS, _TAG_BATCH):
+            searching = list(tags)
+            candidates = np.concatenate(
+                [_tags_from(tags[position], _TAG_BATCH) for position in searching]
+            )
+            rows = np.repeat(
+                np.stack([essences[position] for position in searching]), _TAG_BATCH, axis=0
+            )
+            rows[:, tag_trits] = candidates
+            hashes = kerl_hash_many(rows)
+            secure = ~(normalize_hashes(hashes) == MAX_TRYTE_VALUE).any(axis=1)
+            for number, position in enumerate(searching):
+                batch = slice(number * _TAG_BATCH, (number + 1) * _TAG_BATCH)
+                hits = np.flatnonzero(secure[batch])
+                if hits.size:
+                    first = number * _TAG_BATCH + int(hits[0])
+                    found[position] = (
+                        trits_to_trytes(candidates[first]),
+                        trits_to_trytes(hashes[first]),
+                    )
+                    del tags[position]
+                else:
+                    tags[position] = increment_tag(trits_to_trytes(candidates[batch.stop - 1]))
+            if not tags:
+                break
+        else:
+            raise InvalidBundleError("no secure bundle hash found; the essences look broken")
+    return found
 
 
 def _check_tag(tag: str) -> str:
@@ -254,6 +285,10 @@ class BundleBuilder:
 
     def finalize(self, timestamp: int | None = None) -> None:
         """Balance the bundle, number it, and compute a secure bundle hash."""
+        finalize_bundles([self], timestamp)
+
+    def _planned_transactions(self, timestamp: int | None) -> list[Transaction]:
+        """The transactions before the tail tag search (``finalize``'s checks first)."""
         self._check_open()
         if not self._planned:
             raise InvalidBundleError("a bundle needs at least one transfer")
@@ -278,7 +313,7 @@ class BundleBuilder:
             raise InvalidBundleError("the bundle sends value back to one of its input addresses")
 
         last_index = len(planned) - 1
-        transactions = [
+        return [
             Transaction(
                 signature_message_fragment=entry.message,
                 address=entry.address,
@@ -292,7 +327,8 @@ class BundleBuilder:
             )
             for index, entry in enumerate(planned)
         ]
-        tail_tag, final_hash = _secure_tail_tag(transactions)
+
+    def _finish(self, transactions: list[Transaction], tail_tag: str, final_hash: str) -> None:
         transactions[0] = transactions[0].replace(obsolete_tag=tail_tag)
         self._transactions = [t.replace(bundle=final_hash) for t in transactions]
 
@@ -344,6 +380,21 @@ class BundleBuilder:
         if self._inputs and not self._signed:
             raise ProtocolError("the bundle spends inputs; sign it before sending")
         return [transaction.to_trytes() for transaction in reversed(transactions)]
+
+
+def finalize_bundles(builders: Sequence[BundleBuilder], timestamp: int | None = None) -> None:
+    """:meth:`BundleBuilder.finalize` for many bundles at once: the same bundles,
+    their secure tail tags searched together (see :func:`_secure_tail_tags`).
+
+    Nothing is finalized if any builder is refused (finalized already, unbalanced).
+    """
+    if len({id(builder) for builder in builders}) != len(builders):
+        raise ProtocolError("finalize_bundles takes each builder once")
+    planned = [builder._planned_transactions(timestamp) for builder in builders]
+    for builder, transactions, (tail_tag, final_hash) in zip(
+        builders, planned, _secure_tail_tags(planned), strict=True
+    ):
+        builder._finish(transactions, tail_tag, final_hash)
 
 
 def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | None = None) -> None:

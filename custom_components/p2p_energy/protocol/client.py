@@ -33,6 +33,7 @@ from .mam import (
     MamMessage,
     MamMode,
     message_to_transactions,
+    messages_to_transactions,
     walk_channels,
 )
 from .pow import DEFAULT_LANES, attach_to_tangle
@@ -465,13 +466,11 @@ class IriClient:
         def build() -> list[str]:
             return [
                 tx.to_trytes()
-                for message in messages
-                for tx in sorted(
-                    message_to_transactions(message, tag=tag), key=lambda tx: -tx.current_index
-                )
+                for bundle in messages_to_transactions(messages, tag=tag)
+                for tx in sorted(bundle, key=lambda tx: -tx.current_index)
             ]
 
-        # Finalizing a bundle searches its tag with Kerl (tens of ms each): off the loop.
+        # Finalizing searches each bundle's tag with Kerl (one batch for all): off the loop.
         return await self.send_trytes(await _off_loop(build), depth, min_weight_magnitude)
 
     async def fetch_mam(

@@ -149,8 +149,24 @@ def trits_to_int(trits: TritsLike) -> int:
 
 
 def int_to_trytes(value: int, length: int) -> str:
-    """``value`` as ``length`` trytes."""
-    return trits_to_trytes(int_to_trits(value, length * 3))
+    """``value`` as ``length`` trytes (its balanced base-27 digits, least significant first)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTritsError(f"only integers convert to trits, got {type(value).__name__}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise InvalidTritsError(f"a tryte length must be a non-negative integer, got {length!r}")
+    # Digit by digit in Python ints: several times faster than through trit arrays for
+    # the short fields (values, timestamps, indexes) transactions are made of.
+    chars: list[str] = []
+    remaining = value
+    for _ in range(length):
+        remaining, digit = divmod(remaining, 27)
+        if digit > 13:
+            digit -= 27
+            remaining += 1
+        chars.append(TRYTE_ALPHABET[digit % 27])
+    if remaining:
+        raise InvalidTritsError(f"{value} does not fit in {3 * length} trits")
+    return "".join(chars)
 
 
 def trytes_to_int(trytes: str) -> int:

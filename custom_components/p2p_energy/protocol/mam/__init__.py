@@ -23,7 +23,7 @@ from .channel import (
 from .parser import ParsedMamMessage, ParseItem, parse_message, parse_messages
 from .pascal import pascal_decode, pascal_encode
 from .reference import MamReference
-from .transport import message_to_transactions, payload_from_transactions
+from .transport import message_to_transactions, messages_to_transactions, payload_from_transactions
 from .walk import (
     ChannelEntry,
     ChannelStart,
@@ -51,6 +51,7 @@ __all__ = [
     "mam_address",
     "message_to_transactions",
     "message_trytes",
+    "messages_to_transactions",
     "parse_message",
     "parse_messages",
     "pascal_decode",

@@ -12,14 +12,15 @@ never block a channel, and every remaining candidate goes to the parser.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
-from ..bundle import BundleBuilder
+from ..bundle import BundleBuilder, finalize_bundles
 from ..errors import ProtocolError
 from ..transaction import Transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from .channel import MamMessage
 
@@ -32,10 +33,22 @@ def message_to_transactions(
     ``timestamp`` (Unix seconds) defaults to now. Attach it with the trytes in
     the order attachToTangle takes them (last index first).
     """
-    builder = BundleBuilder()
-    builder.add_transfer(message.address, 0, tag, message.payload)
-    builder.finalize(timestamp)
-    return builder.transactions
+    (bundle,) = messages_to_transactions([message], tag, timestamp)
+    return bundle
+
+
+def messages_to_transactions(
+    messages: Sequence[MamMessage], tag: str = "", timestamp: int | None = None
+) -> list[list[Transaction]]:
+    """:func:`message_to_transactions` for many messages, finalized together
+    (:func:`~..bundle.finalize_bundles`: one secure-tag search for all of them)."""
+    builders = []
+    for message in messages:
+        builder = BundleBuilder()
+        builder.add_transfer(message.address, 0, tag, message.payload)
+        builders.append(builder)
+    finalize_bundles(builders, int(time.time()) if timestamp is None else timestamp)
+    return [builder.transactions for builder in builders]
 
 
 def _chain_from(tail: Transaction, members: dict[str, Transaction]) -> list[Transaction] | None:
