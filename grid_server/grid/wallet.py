@@ -37,7 +37,7 @@ from p2p_energy_protocol.transfers import (
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db.models import IncomingPayment, Payout, WalletAddress, WalletTransfer
+from .db.models import IncomingPayment, Payout, Registration, WalletAddress, WalletTransfer
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -127,16 +127,7 @@ class GridWallet:
     async def payment_address(self, registration_id: str) -> str:
         """The consumer's current payment address (a new one once the last was spent)."""
         current = await self._db.run_read(
-            lambda s: s.scalars(
-                select(WalletAddress.address)
-                .where(
-                    WalletAddress.registration_id == registration_id,
-                    WalletAddress.purpose == "consumer",
-                    WalletAddress.spent.is_(False),
-                )
-                .order_by(WalletAddress.key_index.desc())
-                .limit(1)
-            ).first()
+            functools.partial(_open_consumer_address, registration_id=registration_id)
         )
         if current is not None:
             return current
@@ -151,13 +142,7 @@ class GridWallet:
             while True:
                 if purpose == "consumer":
                     existing = await self._db.run_read(
-                        lambda s: s.scalars(
-                            select(WalletAddress.address).where(
-                                WalletAddress.registration_id == registration_id,
-                                WalletAddress.purpose == "consumer",
-                                WalletAddress.spent.is_(False),
-                            )
-                        ).first()
+                        functools.partial(_open_consumer_address, registration_id=registration_id)
                     )
                     if existing is not None:
                         return existing
@@ -363,6 +348,13 @@ def _record_address(
     fresh: bool = False,
 ) -> None:
     """Record an address; ``fresh`` ones must be new (an address never serves two uses)."""
+    if fresh and purpose == "consumer":
+        # Another grid process on the same database may have given this consumer an address
+        # since it was looked for: decided inside this write (SQLite writes one at a time;
+        # PostgreSQL waits here on the registration's row), so a consumer never gets two.
+        session.get(Registration, registration_id, with_for_update=True)
+        if _open_consumer_address(session, registration_id) is not None:
+            raise AddressInUseError(f"{registration_id} was given an address meanwhile")
     if session.get(WalletAddress, key_index) is not None:
         if fresh:
             raise AddressInUseError(f"key index {key_index} is already in use")
@@ -377,6 +369,20 @@ def _record_address(
             created_at=now,
         )
     )
+
+
+def _open_consumer_address(session: Session, registration_id: str | None) -> str | None:
+    """The consumer's newest unspent payment address, if it has one."""
+    return session.scalars(
+        select(WalletAddress.address)
+        .where(
+            WalletAddress.registration_id == registration_id,
+            WalletAddress.purpose == "consumer",
+            WalletAddress.spent.is_(False),
+        )
+        .order_by(WalletAddress.key_index.desc())
+        .limit(1)
+    ).first()
 
 
 def _unspent(session: Session) -> list[_Candidate]:
