@@ -175,7 +175,8 @@ def test_kerl_rows_sharing_chunks_with_the_row_above_are_identical() -> None:
     rows[6:, 4 * 243 : 5 * 243] = rng.integers(-1, 2, size=(6, 243), dtype=np.int8)
     native, numpy = run_both(lambda: kerl_hash_many(rows))
     assert np.array_equal(native, numpy)
-    assert np.array_equal(native[0], native[2]) and np.array_equal(native[0], native[3])
+    assert np.array_equal(native[0], native[2])
+    assert np.array_equal(native[0], native[3])
 
 
 def test_kerl_digests_cover_both_signs_and_the_reduction() -> None:
