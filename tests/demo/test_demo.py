@@ -213,8 +213,14 @@ async def test_demo_trades_and_stops_cleanly_on_ctrl_c(demo: DemoProcess, tmp_pa
         assert first["channels"][0]["helloSeen"] is True
         consumers = await portal_get(session, f"{portal}api/entities?type=consumer")
         assert sum(item["billed"] for item in consumers["items"]) > 0
-        node = await portal_get(session, f"{portal}api/node")
-        assert node["node"]["synced"] is True
+        # Synced means the newest milestone is solid too; right after one is issued it may
+        # not be yet, so ask again for a little while.
+        for _ in range(60):
+            node = await portal_get(session, f"{portal}api/node")
+            if node["node"]["synced"]:
+                break
+            await asyncio.sleep(0.5)
+        assert node["node"]["synced"] is True, node
 
     if CHROMIUM.exists():
         await screenshot_live_portal(portal, password)
