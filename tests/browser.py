@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,3 +73,16 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
     """Save the page as ``test-artifacts/<name>.png`` for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+async def wait_until(page: Page, function: str, arg: Any = None, timeout: float = 10.0) -> None:
+    """Poll the JavaScript ``function`` in the page until it returns something truthy.
+
+    (``wait_for_function`` evaluates strings with ``eval``, which the explorer's and
+    the portal's Content-Security-Policy rightly forbid.)
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await page.evaluate(function, arg):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {function}")
+        await asyncio.sleep(0.1)

@@ -8,7 +8,7 @@ import pytest
 from p2p_energy_protocol.client import Transfer
 from p2p_energy_protocol.mam import channel_root, create_channel, create_message
 
-from tests.browser import open_page, screenshot
+from tests.browser import open_page, screenshot, wait_until
 
 from .helpers import FUNDED_SEED, MWM, RECEIVER
 
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 async def view_showing(page: Page, expected: str) -> str:
     """The view's text once it shows ``expected``: a click re-renders the view
     asynchronously, so the previous view's headings may still be there."""
-    await page.wait_for_function(
-        "expected => document.getElementById('view').innerText.includes(expected)", arg=expected
+    await wait_until(
+        page, "expected => document.getElementById('view').innerText.includes(expected)", expected
     )
     return await page.inner_text("#view")
 
@@ -46,8 +46,8 @@ async def test_explorer_views_in_a_browser(
     page, problems = await open_page(browser, failed_requests=False)
 
     await page.goto(f"{node.url}/explorer/")
-    await page.wait_for_function(
-        "document.getElementById('status').textContent.includes('Milestone')"
+    await wait_until(
+        page, "() => document.getElementById('status').textContent.includes('Milestone')"
     )
     # Search finds the transaction, then links lead to its bundle and address.
     await page.fill("#search-value", sent[0].hash)

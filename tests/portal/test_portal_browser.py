@@ -5,13 +5,12 @@ Screenshots of each view go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.browser import open_page, screenshot
+from tests.browser import open_page, screenshot, wait_until
 
 from .conftest import PASSWORD
 
@@ -20,18 +19,6 @@ if TYPE_CHECKING:
 
     from aiohttp import web
     from playwright.async_api import Browser, Page
-
-
-async def wait_until(page: Page, function: str, arg: Any = None, timeout: float = 10.0) -> None:
-    """Poll ``function`` in the page until it returns something truthy.
-
-    (``wait_for_function`` evaluates strings, which the portal's CSP rightly forbids.)
-    """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await page.evaluate(function, arg):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {function}")
-        await asyncio.sleep(0.1)
 
 
 async def rows(page: Page, table: str, count: int) -> None:
