@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from aiohttp import web
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def add_grid_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +54,12 @@ def configure_grid_parser(parser: argparse.ArgumentParser) -> None:
     # Its own dest: the p2p-energy wrapper reads ``log_level`` before the grid configures logs.
     parser.add_argument("--log-level", dest="grid_log_level", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument("--log-format", choices=("json", "text"), help="log lines as JSON or text")
+    parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop gracefully when the process that started the grid is gone (used by the demo, "
+        "which starts the grid in its own session: a killed demo leaves no grid behind)",
+    )
 
 
 def config_from_args(
@@ -76,10 +86,28 @@ def config_from_args(
     return load_config(args.config, overrides), node_document, document
 
 
+async def _watch_parent(stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Set ``stop`` once this process's parent is gone (it is then re-parented).
+
+    Comparing ``getppid`` avoids trusting a parent PID that the system may reuse.
+    """
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            _LOGGER.warning("the process that started the grid (pid %d) is gone; stopping", parent)
+            stop.set()
+            return
+        await asyncio.sleep(interval)
+
+
 async def serve_grid(
-    config: GridConfig, node_document: Mapping[str, Any], document: Mapping[str, Any]
+    config: GridConfig,
+    node_document: Mapping[str, Any],
+    document: Mapping[str, Any],
+    *,
+    stop_with_parent: bool = False,
 ) -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run until SIGINT or SIGTERM (or the parent's end), then shut down gracefully."""
     from grid_server.portal.app import setup_portal
     from grid_server.portal.config import load_portal_config
 
@@ -94,9 +122,14 @@ async def serve_grid(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with GridServer(config, node_document=node_document, app_setup=mount_portal) as grid:
-        print(f"p2p-energy grid listening on {grid.url} (node {grid.node_url})", flush=True)
-        await stop.wait()
+    watcher = asyncio.create_task(_watch_parent(stop)) if stop_with_parent else None
+    try:
+        async with GridServer(config, node_document=node_document, app_setup=mount_portal) as grid:
+            print(f"p2p-energy grid listening on {grid.url} (node {grid.node_url})", flush=True)
+            await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
 
 
 def run_grid(args: argparse.Namespace) -> int:
@@ -107,7 +140,9 @@ def run_grid(args: argparse.Namespace) -> int:
         return 2
     configure_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(serve_grid(config, node_document, document))
+        asyncio.run(
+            serve_grid(config, node_document, document, stop_with_parent=args.stop_with_parent)
+        )
     except (ConfigError, DatabaseError, DatabaseUnavailableError, ValueError) as err:
         print(f"p2p-energy grid: {err}", file=sys.stderr)
         return 1

@@ -190,9 +190,11 @@ class Demo:
             "grid",
             "--config",
             str(self.data_dir / "demo.json"),
+            "--stop-with-parent",
         ]
         self._log = (self.data_dir / _LOG_FILE).open("ab")
-        # Its own session: Ctrl-C reaches the demo, which then stops the grid in order.
+        # Its own session: Ctrl-C reaches the demo, which then stops the grid in order;
+        # --stop-with-parent stops it should the demo be killed outright.
         self._process = subprocess.Popen(
             command,
             stdout=self._log,
