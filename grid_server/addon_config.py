@@ -31,14 +31,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, get_args
 
 import aiohttp
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 
 from .grid.config import ConfigError as GridConfigError
-from .grid.config import GridConfig, config_from_mapping
+from .grid.config import GridConfig, StatementPeriod, config_from_mapping
+from .grid.currency import CurrencyError, check_currency, parse_rate
 from .grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from .node.config import ConfigError as NodeConfigError
 from .node.config import check_secret, normalize_neighbor_url
@@ -80,6 +81,10 @@ class AddonOptions:
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
+    currency: str | None = None
+    currency_per_million_iota: float | None = None
+    statement_period: StatementPeriod = "month"
+    statement_timezone: str | None = None
     wallet_seed: str | None = None
     wallet_genesis_balance: int = 1_000_000_000
     neighbors: tuple[str, ...] = ()
@@ -173,6 +178,12 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
             "postgresql://user:password@host:5432/grid (leave it empty for SQLite in /data)"
         )
     password = _optional_text(data, "portal_password")
+    currency, rate = _currency_options(data)
+    period = data.get("statement_period", "month")
+    if period not in get_args(StatementPeriod):
+        raise AddonConfigError(
+            f"option statement_period must be one of {', '.join(get_args(StatementPeriod))}"
+        )
     import_price = _number(data, "import_price", 100.0, 0, 1e9)
     export_price = _number(data, "export_price", 20.0, 0, 1e9)
     if export_price > import_price:
@@ -183,6 +194,10 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
         import_price=import_price,
         export_price=export_price,
         grid_cut_percent=_number(data, "grid_cut_percent", 10.0, 0, 100),
+        currency=currency,
+        currency_per_million_iota=rate,
+        statement_period=period,
+        statement_timezone=_optional_text(data, "statement_timezone"),
         wallet_seed=seed,
         wallet_genesis_balance=_integer(
             data, "wallet_genesis_balance", 1_000_000_000, 0, (3**33 - 1) // 2
@@ -197,6 +212,27 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
         milestone_interval=_number(data, "milestone_interval", 10.0, 1, 3600),
         log_level=str(log_level),
     )
+
+
+def _currency_options(data: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """The currency code and rate: both or neither (the Supervisor checks only types)."""
+    currency = _optional_text(data, "currency")
+    rate = data.get("currency_per_million_iota")
+    if (currency is None) != (rate is None):
+        raise AddonConfigError(
+            "options currency and currency_per_million_iota are set together (e.g. EUR and "
+            "0.25) or both left empty"
+        )
+    if currency is None or rate is None:
+        return None, None
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise AddonConfigError(f"option currency_per_million_iota must be a number, got {rate!r}")
+    try:
+        parse_rate(rate)
+        return check_currency(currency.upper()), float(rate)
+    except CurrencyError as err:
+        name = "currency_per_million_iota" if "rate" in str(err) else "currency"
+        raise AddonConfigError(f"option {name}: {err}") from err
 
 
 def _read_json_object(path: Path, *, name: str, if_missing: str) -> dict[str, Any]:
@@ -270,6 +306,7 @@ def render_config(
         "import_price": options.import_price,
         "export_price": options.export_price,
         "grid_cut_percent": options.grid_cut_percent,
+        "statement_period": options.statement_period,
         "wallet_seed": seed,
         "wallet_genesis_balance": options.wallet_genesis_balance,
         "min_weight_magnitude": options.min_weight_magnitude,
@@ -279,6 +316,11 @@ def render_config(
     }
     if options.database_url is not None:
         grid["database"] = options.database_url
+    if options.currency is not None:
+        grid["currency"] = options.currency
+        grid["currency_per_million_iota"] = options.currency_per_million_iota
+    if options.statement_timezone is not None:
+        grid["statement_timezone"] = options.statement_timezone
     node: dict[str, Any] = {
         "host": "0.0.0.0",
         "port": node_port,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from .clock import Clock
+    from .currency import CurrencyRate
     from .db.engine import Database
     from .return_channels import ReturnChannels
     from .wallet import GridWallet
@@ -173,11 +174,22 @@ class PaymentRequests:
         return_channels: ReturnChannels,
         wallet: GridWallet,
         clock: Clock,
+        *,
+        rate: CurrencyRate | None = None,
     ) -> None:
         self._db = db
         self._return_channels = return_channels
         self._wallet = wallet
         self._clock = clock
+        # The operator's rate rides along so households can show the bill in a currency.
+        self._rate = (
+            {}
+            if rate is None
+            else {
+                "currency": rate.currency,
+                "currency_per_million_iota": rate.to_json()["currencyPerMillionIota"],
+            }
+        )
 
     async def publish_due(self, limit: int = 200) -> int:
         """Create a payment request for each consumer with unrequested bills.
@@ -201,6 +213,7 @@ class PaymentRequests:
                 usage=milliwh_to_kwh(item.usage_milliwh),
                 payment_id_or_address=address,
                 pending=balance.pending,
+                **self._rate,
             )
             requests[item.channel_id] = (item, request)
             appends.append(Append(item.channel_id, payload_to_json(request), "payment-request"))

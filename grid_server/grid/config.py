@@ -15,9 +15,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .currency import CurrencyError, CurrencyRate, check_currency, parse_rate
 from .settlement.pricing import (
     DEFAULT_STRATEGY,
     STRATEGY_NAMES,
@@ -34,6 +37,7 @@ _SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 
 StorageAuth = Literal["token", "none"]
 LogFormat = Literal["json", "text"]
+StatementPeriod = Literal["month", "quarter", "year"]
 
 
 class ConfigError(ValueError):
@@ -64,6 +68,17 @@ class GridConfig:
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
+
+    # The community's IOTA in a currency (ISO 4217): currency_per_million_iota units buy
+    # 1,000,000 IOTA. Both or neither; without them amounts are in IOTA only.
+    currency: str | None = None
+    currency_per_million_iota: Decimal | None = None
+
+    # Statements: one per participant and period, months (etc.) in this time zone; a
+    # fixed fee in IOTA is charged on each consumer's statement.
+    statement_period: StatementPeriod = "month"
+    statement_timezone: str = "UTC"
+    statement_fee: int = 0
 
     # Background work (seconds between rounds).
     follow_interval: float = 10.0
@@ -141,6 +156,15 @@ class GridConfig:
             raise ConfigError("export_price (feed-in) must not exceed import_price (retail)")
         if not 0 <= self.grid_cut_percent <= 100:
             raise ConfigError("grid_cut_percent must be between 0 and 100")
+        _check_currency(self.currency, self.currency_per_million_iota)
+        try:
+            ZoneInfo(self.statement_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ConfigError(
+                f"statement_timezone must be an IANA time zone such as Europe/Vienna, "
+                f"got {self.statement_timezone!r}"
+            ) from err
+        _non_negative("statement_fee", self.statement_fee)
         try:
             check_strategy(self.pricing_strategy, self.tariff)
         except PricingError as err:
@@ -216,6 +240,32 @@ class GridConfig:
     def slot_ms(self) -> int:
         return self.slot_seconds * 1000
 
+    @property
+    def currency_rate(self) -> CurrencyRate | None:
+        """The configured value of IOTA in a currency, or None without one."""
+        if self.currency is None or self.currency_per_million_iota is None:
+            return None
+        return CurrencyRate(self.currency, self.currency_per_million_iota)
+
+    @property
+    def statement_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.statement_timezone)
+
+
+def _check_currency(currency: str | None, rate: Decimal | None) -> None:
+    if (currency is None) != (rate is None):
+        raise ConfigError("currency and currency_per_million_iota are set together or not at all")
+    try:
+        if currency is not None:
+            check_currency(currency)
+    except CurrencyError as err:
+        raise ConfigError(f"currency: {err}") from err
+    try:
+        if rate is not None:
+            parse_rate(rate)
+    except CurrencyError as err:
+        raise ConfigError(f"currency_per_million_iota: {err}") from err
+
 
 _FIELDS: Final = {item.name: item for item in fields(GridConfig)}
 _TYPES: Final[dict[str, Any]] = {
@@ -226,6 +276,9 @@ _TYPES: Final[dict[str, Any]] = {
     "data_dir": Path,
     "wallet_seed": (str, type(None)),
     "log_level": str,
+    "currency": (str, type(None)),
+    "currency_per_million_iota": (Decimal, type(None)),
+    "statement_timezone": str,
 }
 
 
@@ -233,6 +286,7 @@ _LITERALS: Final[dict[str, tuple[str, ...]]] = {
     "pricing_strategy": STRATEGY_NAMES,
     "storage_auth": get_args(StorageAuth),
     "log_format": get_args(LogFormat),
+    "statement_period": get_args(StatementPeriod),
 }
 
 
@@ -274,6 +328,7 @@ _INT_FIELDS: Final = frozenset(
         "max_items_per_registration",
         "registration_burst",
         "registration_quota",
+        "statement_fee",
     }
 )
 
@@ -287,6 +342,15 @@ def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
     """Convert a file or environment value to the setting's type."""
     if name == "data_dir":
         return Path(value) if isinstance(value, str) else value
+    if name == "currency_per_million_iota":
+        if value is None or (from_text and not str(value).strip()):
+            return None
+        try:
+            return parse_rate(value)
+        except CurrencyError as err:
+            raise ConfigError(f"{name}: {err}") from err
+    if name == "currency" and isinstance(value, str):
+        return value.strip().upper() or None
     if not from_text:
         is_float_setting = name not in _INT_FIELDS and name not in _TYPES and name not in _LITERALS
         if is_float_setting and isinstance(value, int) and not isinstance(value, bool):

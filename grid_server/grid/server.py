@@ -212,7 +212,9 @@ class GridServer:
             config,
             follower=ChannelFollower(db, BulkMamReader(node_client), self._clock, config),
             settlement=self.settlement,
-            requests=PaymentRequests(db, return_channels, wallet, self._clock),
+            requests=PaymentRequests(
+                db, return_channels, wallet, self._clock, rate=config.currency_rate
+            ),
             return_channels=return_channels,
             wallet=wallet,
             monitor=PaymentMonitor(
@@ -384,6 +386,10 @@ class GridServer:
                 lastSettledSlot=last_slot,
                 consensusPrice=None if price_micro is None else micro_to_price(price_micro),
             )
+            # The operator's fixed rate beside the price (absent without one).
+            rate = self.config.currency_rate
+            if rate is not None:
+                details.update(rate.to_json())
         except Exception as err:  # any database failure makes the grid unhealthy
             _LOGGER.warning("health: database unavailable: %s", err)
             details.update(status="error", database="unavailable", node="unknown")

@@ -13,8 +13,9 @@ import re
 import signal
 import socket
 import subprocess
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import aiohttp
 import pytest
@@ -23,7 +24,9 @@ from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.signing import generate_address
 
 from custom_components.p2p_energy.const import DOMAIN
-from grid_server.addon_config import AddonOptions, parse_options
+from grid_server.addon_config import AddonConfigError, AddonOptions, parse_options, render_config
+from grid_server.grid.config import GridConfig, StatementPeriod, config_from_mapping
+from grid_server.grid.currency import ISO_4217_CODES, CurrencyRate
 from grid_server.grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
 from grid_server.portal.auth import verify_password
 from tests.security.grid_harness import Portal
@@ -394,3 +397,42 @@ def test_grid_does_not_start_without_its_node(
     )
     assert result.returncode == 1
     assert "did not answer" in result.stderr
+
+
+def test_currency_and_statement_options_reach_the_grid_configuration(tmp_path: Path) -> None:
+    """The schema's currency options, their translations and the grid's validation agree."""
+    config = load(ADDON / "config.yaml")
+    schema: dict[str, Any] = config["schema"]
+    code = re.fullmatch(r"match\((.+)\)\?", schema["currency"])
+    assert code is not None
+    assert all(re.fullmatch(code[1], iso) for iso in ISO_4217_CODES)
+    assert schema["currency_per_million_iota"] == "float(0,)?"
+    periods = re.fullmatch(r"list\((.+)\)", schema["statement_period"])
+    assert periods is not None
+    assert periods[1].split("|") == list(get_args(StatementPeriod))
+    assert config["options"]["statement_period"] == GridConfig().statement_period
+    options = parse_options(
+        {
+            "currency": "eur",
+            "currency_per_million_iota": 0.25,
+            "statement_period": "quarter",
+            "statement_timezone": "Europe/Vienna",
+        }
+    )
+    document = render_config(options, tmp_path, seed="A" * 81)
+    grid = config_from_mapping(document["grid"])
+    assert grid.currency_rate == CurrencyRate("EUR", Decimal("0.25"))
+    assert (grid.statement_period, grid.statement_timezone) == ("quarter", "Europe/Vienna")
+    plain = render_config(parse_options({}), tmp_path, seed="A" * 81)
+    assert config_from_mapping(plain["grid"]).currency_rate is None
+    for bad, named in (
+        ({"currency": "EUR"}, "together"),
+        ({"currency_per_million_iota": 1.0}, "together"),
+        ({"currency": "ABC", "currency_per_million_iota": 1.0}, "option currency:"),
+        ({"currency": "EUR", "currency_per_million_iota": 0}, "currency_per_million_iota"),
+        ({"statement_period": "week"}, "statement_period"),
+    ):
+        with pytest.raises(AddonConfigError, match=named):
+            parse_options(bad)
+    with pytest.raises(AddonConfigError, match="statement_timezone"):
+        render_config(parse_options({"statement_timezone": "Mars/Base"}), tmp_path, seed="A" * 81)

@@ -133,6 +133,29 @@ def test_payment_request_with_pending_payments() -> None:
     assert parse_grid_message({**payload_to_json(request), "pending": None}).pending == 0
 
 
+def test_payment_request_with_a_currency_rate() -> None:
+    """The rate is optional and additive: old readers ignore it, a bad one is dropped."""
+    request = PaymentRequest(345, 1.5, ADDRESS, currency="EUR", currency_per_million_iota="0.25")
+    data = payload_to_json(request)
+    assert (data["currency"], data["currencyPerMillionIota"]) == ("EUR", "0.25")
+    assert parse_grid_message(data) == request
+    plain = payload_to_json(PaymentRequest(345, 1.5, ADDRESS))
+    assert "currency" not in plain
+    assert "currencyPerMillionIota" not in plain
+    for bad in (
+        {"currency": "eur", "currencyPerMillionIota": "0.25"},
+        {"currency": "EUR", "currencyPerMillionIota": "0"},
+        {"currency": "EUR", "currencyPerMillionIota": 0.25},
+        {"currency": "EUR"},
+    ):
+        parsed = parse_grid_message({**plain, **bad})
+        assert isinstance(parsed, PaymentRequest)
+        assert (parsed.owed, parsed.currency, parsed.currency_per_million_iota) == (345, None, None)
+    for currency, rate in (("EUR", None), ("euro", "1"), ("EUR", "-1"), ("EUR", "0.0")):
+        with pytest.raises(PayloadError):
+            PaymentRequest(1, 1.0, ADDRESS, currency=currency, currency_per_million_iota=rate)
+
+
 @pytest.mark.parametrize(
     ("role", "data", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -78,7 +79,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60) 
 
 
 async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str) -> None:
-    config = grid_config(tmp_path, database_url)
+    # The operator's currency rate is published beside the price (health, payment requests).
+    config = replace(
+        grid_config(tmp_path, database_url),
+        currency="EUR",
+        currency_per_million_iota=Decimal("0.25"),
+    )
     async with (
         GridServer(config, node_document=node_document(tmp_path)) as grid,
         aiohttp.ClientSession() as session,
@@ -87,6 +93,7 @@ async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str
         client = GridClient(session, grid.url)
         health = await client.health()
         assert (health["database"], health["node"]) == ("ok", "ok")
+        assert (health["currency"], health["currencyPerMillionIota"]) == ("EUR", "0.25")
 
         producer = Producer(node, "producer-0001", MWM)
         consumer = Consumer(node, "consumer-0001", MWM)
@@ -138,6 +145,7 @@ async def test_one_command_runs_the_whole_grid(tmp_path: Path, database_url: str
         assert messages[0] == {"command": "hello"}
         request = messages[1]
         assert (request["owed"], request["usage"]) == (75, 1.5)
+        assert (request["currency"], request["currencyPerMillionIota"]) == ("EUR", "0.25")
         payment_address = request["paymentIdOrAddress"]
         # A fresh wallet address: key index 1, or 2 when the producer's payout took index 1
         # for its remainder first (the publisher and payout workers run concurrently).

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -46,6 +47,8 @@ HELLO_SEARCH_DEPTH: Final = 5
 """Messages of a channel searched for its hello before a registration is refused."""
 
 PayloadRole = Literal["source", "producer", "consumer", "grid"]
+_CURRENCY_CODE: Final = re.compile(r"[A-Z]{3}")
+_DECIMAL_RATE: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,18})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +128,15 @@ class PaymentRequest:
     """IOTA of payments seen on the Tangle but not confirmed yet (an optional field,
     absent from the blueprint's payload). They do not lower ``owed``: a payment that
     never confirms never paid anything."""
+    currency: str | None = None
+    """ISO 4217 code of the grid's fixed rate (optional; absent without a rate)."""
+    currency_per_million_iota: str | None = None
+    """What 1,000,000 IOTA are worth in ``currency``, as exact decimal text (optional)."""
 
     def __post_init__(self) -> None:
         _check_iota("owed", self.owed)
         _check_iota("pending", self.pending)
+        _check_currency_rate(self.currency, self.currency_per_million_iota)
         _check_energy("usage", self.usage)
         _check_payment_id(self.payment_id_or_address)
 
@@ -184,6 +192,9 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
             }
             if payload.pending:
                 request["pending"] = payload.pending
+            if payload.currency is not None:
+                request["currency"] = payload.currency
+                request["currencyPerMillionIota"] = payload.currency_per_million_iota
             return request
     raise PayloadError(f"not a payload: {type(payload).__name__}")
 
@@ -261,11 +272,14 @@ def parse_grid_message(data: Mapping[str, Any] | str) -> GridMessage:
     """Parse a message of the grid's return channel to a consumer."""
     obj, command = _command(data)
     if command == "payment-request":
+        currency, rate = _optional_currency_rate(obj)
         return PaymentRequest(
             owed=_integer(obj, "owed"),
             usage=_number(obj, "usage"),
             payment_id_or_address=_string(obj, "paymentIdOrAddress"),
             pending=_integer(obj, "pending") if obj.get("pending") is not None else 0,
+            currency=currency,
+            currency_per_million_iota=rate,
         )
     return _hello_or_goodbye(command, "grid")
 
@@ -413,6 +427,33 @@ def _check_price(name: str, value: float) -> None:
         raise PayloadError(f"'{name}' must be a finite, non-negative price, got {value}")
     if value > MAX_PRICE_IOTA_PER_KWH:
         raise PayloadError(f"'{name}' of {value} IOTA per kWh is not a plausible price")
+
+
+def _currency_rate_problem(currency: str | None, rate: str | None) -> str | None:
+    """Why an optional currency and rate pair is not valid (None: it is)."""
+    if (currency is None) != (rate is None):
+        return "'currency' and 'currencyPerMillionIota' come together"
+    if currency is not None and not _CURRENCY_CODE.fullmatch(currency):
+        return f"'currency' must be an ISO 4217 code such as EUR, got {currency!r}"
+    if rate is not None and (not _DECIMAL_RATE.fullmatch(rate) or not rate.strip("0.")):
+        return f"'currencyPerMillionIota' must be a positive decimal, got {rate!r}"
+    return None
+
+
+def _check_currency_rate(currency: str | None, rate: str | None) -> None:
+    problem = _currency_rate_problem(currency, rate)
+    if problem is not None:
+        raise PayloadError(problem)
+
+
+def _optional_currency_rate(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The optional rate of a grid message; a malformed one is ignored, not the message."""
+    currency, rate = obj.get("currency"), obj.get("currencyPerMillionIota")
+    if not isinstance(currency, str) or not isinstance(rate, str):
+        return None, None
+    if _currency_rate_problem(currency, rate) is not None:
+        return None, None
+    return currency, rate
 
 
 def _check_payment_id(value: str) -> None:

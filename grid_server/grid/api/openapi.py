@@ -205,11 +205,27 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                             "(IOTA per kWh); null before any.",
                         },
                         "storageAuth": {"type": "string", "enum": [config.storage_auth]},
+                        **_CURRENCY_PROPERTIES,
                     },
                 },
             ]
         },
     }
+
+
+_CURRENCY_PROPERTIES: dict[str, Any] = {
+    "currency": {
+        "type": "string",
+        "pattern": "^[A-Z]{3}$",
+        "description": "ISO 4217 code of the operator's fixed rate; absent without one.",
+    },
+    "currencyPerMillionIota": {
+        "type": "string",
+        "pattern": r"^[0-9]+(\.[0-9]+)?$",
+        "description": "What 1,000,000 IOTA are worth in `currency`, as exact decimal text; "
+        "absent without a rate.",
+    },
+}
 
 
 def build_openapi(config: GridConfig) -> dict[str, Any]:
