@@ -14,6 +14,15 @@ sent), payment addresses and one unrequested bill each, then times:
   is the node's ``attachToTangle`` (remote), or with ``--local-pow-workers N`` the
   grid's own pool of N worker processes (its ``local_pow_workers`` setting), warmed
   up before timing as in a running grid.
+
+``--end-to-end`` measures what a settled slot costs the grid from its bills to every
+payment request stored on a ``p2p-energy node`` process at ``--mwm``, with
+``--local-pow-workers`` (default 2 here) worker processes, twice on copies of one
+database in the same run: ``sequential`` is the bill stage as it was (create every
+request, then publish the outbox in rounds of 100, each round waiting for its last
+group), ``pipelined`` is today's (``GridPipeline.bill``: publishing starts on the
+first batch while the next are created, rounds of ``PUBLISH_WINDOW``). CPU seconds
+of the grid side, its workers and the node are reported with the load average.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,11 +55,15 @@ from grid_server.grid.db.models import (
     Settlement,
     WalletAddress,
 )
+from grid_server.grid.pipeline import PUBLISH_BATCH
 from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
-from grid_server.grid.return_channels import ReturnChannels
+from grid_server.grid.return_channels import DEFAULT_PUBLISH_CONCURRENCY, ReturnChannels
 from grid_server.grid.tangle import MamTangle
 from grid_server.grid.wallet import GridWallet
 from grid_server.node import NodeConfig, NodeServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.reliability.processes import NodeProcess
 
 SEED = "BENCH9GRID9SEED".ljust(81, "9")
 NOW = 1_800_000_000_000
@@ -201,6 +216,111 @@ async def publish(
     return {"concurrency": concurrency, "sent": sent, "seconds": seconds}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def end_to_end(
+    mode: str,
+    url: str,
+    directory: Path,
+    arguments: argparse.Namespace,
+    pool: ProcessPoolProofOfWork,
+) -> dict[str, Any]:
+    """Bills to every payment request stored on a fresh node process, one way."""
+    node = NodeProcess(
+        directory,
+        config={"min_weight_magnitude": arguments.mwm},
+    )
+    node.database = f"sqlite:///{directory / 'node.sqlite3'}"
+    node.start()
+    db = Database(url, threads=2)
+    try:
+        workers = [
+            process.pid for process in pool.executor._processes.values() if process.pid is not None
+        ]
+        async with aiohttp.ClientSession() as http:
+            client = IriClient(http, node.url, proof_of_work=pool)
+            tangle = MamTangle(client, min_weight_magnitude=arguments.mwm)
+            with ThreadPoolExecutor(1) as cpu:
+                clock = lambda: NOW  # noqa: E731
+                channels = ReturnChannels(
+                    db, tangle, cpu, clock, publish_concurrency=arguments.e2e_concurrency
+                )
+                wallet = GridWallet(db, None, SEED, clock, cpu)  # type: ignore[arg-type]
+                requests = PaymentRequests(db, channels, wallet, clock)
+
+                async def create_all() -> None:
+                    while await requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
+                        pass
+
+                load = os.getloadavg()[0]
+                pids = [os.getpid(), node.process.pid if node.process else 0, *workers]
+                before = [cpu_seconds(pid) for pid in pids]
+                start = time.perf_counter()
+                if mode == "sequential":
+                    await create_all()
+                    sent = 0
+                    while (done := await channels.publish_pending(PUBLISH_BATCH)) > 0:
+                        sent += done
+                else:
+                    creating = asyncio.ensure_future(create_all())
+                    sent = await channels.publish_all(creating)
+                    await creating
+                seconds = time.perf_counter() - start
+                after = [cpu_seconds(pid) for pid in pids]
+                used = [end - begin for begin, end in zip(before, after, strict=True)]
+                stored = len(await client.find_transactions(tags=["PEERENERGYGRID".ljust(27, "9")]))
+    finally:
+        db.close()
+        node.stop()
+    return {
+        "mode": mode,
+        "sent": sent,
+        "stored_transactions": stored,
+        "seconds": seconds,
+        "cpu_grid": used[0],
+        "cpu_node": used[1],
+        "cpu_workers": sum(used[2:]),
+        "load_before": load,
+        "load_after": os.getloadavg()[0],
+    }
+
+
+async def compare(arguments: argparse.Namespace, template: Path, directory: Path) -> None:
+    """``--end-to-end``: the sequential and the pipelined bill stage on copies of one
+    database, each against its own node process, in one run."""
+    pool = ProcessPoolProofOfWork(arguments.local_pow_workers or 2)
+    await warm_up(pool)
+    results = []
+    try:
+        for mode in arguments.modes.split(","):
+            folder = directory / mode
+            folder.mkdir()
+            shutil.copy(template, folder / "grid.sqlite3")
+            result = await end_to_end(
+                mode, f"sqlite:///{folder / 'grid.sqlite3'}", folder, arguments, pool
+            )
+            results.append(result)
+            print(
+                f"{mode}: {result['sent']} payment requests created, attached at MWM "
+                f"{arguments.mwm} on {pool.workers} workers and stored on the node "
+                f"({result['stored_transactions']} transactions) in {result['seconds']:.1f} s "
+                f"({result['sent'] / result['seconds']:.1f}/s); CPU grid {result['cpu_grid']:.1f}"
+                f" + workers {result['cpu_workers']:.1f} + node {result['cpu_node']:.1f} s; "
+                f"load {result['load_before']:.2f} -> {result['load_after']:.2f}",
+                flush=True,
+            )
+    finally:
+        await pool.close()
+    if len(results) == 2:
+        print(f"speed-up: {results[0]['seconds'] / results[1]['seconds']:.2f}x")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(results, indent=2))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--consumers", type=int, default=1000)
@@ -218,9 +338,24 @@ async def main() -> None:
         default=0,
         help="proof of work in this many grid worker processes (default 0: on the node)",
     )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="bills to every request stored on a node process: sequential vs pipelined",
+    )
+    parser.add_argument("--modes", default="sequential,pipelined", help="with --end-to-end")
+    parser.add_argument(
+        "--e2e-concurrency",
+        type=int,
+        default=DEFAULT_PUBLISH_CONCURRENCY,
+        help="groups in flight with --end-to-end (the grid's default)",
+    )
+    parser.add_argument("--json", type=Path, help="--end-to-end figures as JSON")
     arguments = parser.parse_args()
     if arguments.local_pow_workers < 0:
         parser.error("--local-pow-workers must not be negative")
+    if arguments.end_to_end and arguments.database_url:
+        parser.error("--end-to-end copies a SQLite database per mode; leave --database-url out")
     with tempfile.TemporaryDirectory() as directory:
         url = arguments.database_url or f"sqlite:///{Path(directory) / 'grid.sqlite3'}"
         db = Database(url, threads=2)
@@ -230,6 +365,10 @@ async def main() -> None:
         start = time.perf_counter()
         populate(db, tangle, arguments.consumers)
         print(f"set up {arguments.consumers} consumers in {time.perf_counter() - start:.1f} s")
+        if arguments.end_to_end:
+            db.close()
+            await compare(arguments, Path(directory) / "grid.sqlite3", Path(directory))
+            return
         pool = None
         if arguments.local_pow_workers > 0:
             pool = ProcessPoolProofOfWork(arguments.local_pow_workers)

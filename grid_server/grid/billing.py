@@ -200,7 +200,7 @@ class PaymentRequests:
         due = await self._db.run_read(lambda session: _due(session, limit))
         if not due:
             return 0
-        addresses = [await self._wallet.payment_address(item.registration_id) for item in due]
+        addresses = await self._wallet.payment_addresses([item.registration_id for item in due])
         balances = await self._db.run_read(
             functools.partial(accounts, registration_ids=[item.registration_id for item in due])
         )

@@ -19,6 +19,7 @@ deadlines count from it (see :mod:`.settlement.service`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,10 +117,22 @@ class GridPipeline:
             self.bill_due.set()
 
     async def bill(self) -> None:
+        """Create the due payment requests and publish the outbox at the same time:
+        publishing starts on the first batch while the next ones are created, so
+        proof of work and storage overlap with creation (and with each other, see
+        :meth:`~.return_channels.ReturnChannels.publish_all`)."""
+        creating = asyncio.ensure_future(self._create_requests())
+        try:
+            await self._return_channels.publish_all(creating, stopping=self._stopping)
+            await creating  # its errors are the stage's; publishing stops early on a node failure
+        finally:
+            if not creating.done():
+                creating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await creating
+
+    async def _create_requests(self) -> None:
         while await self._requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
-            if self._stopping.is_set():
-                return
-        while await self._return_channels.publish_pending(PUBLISH_BATCH) == PUBLISH_BATCH:
             if self._stopping.is_set():
                 return
 

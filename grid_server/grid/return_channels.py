@@ -15,6 +15,7 @@ node round trip, several groups at a time, each channel's messages in order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -47,6 +48,9 @@ proof of work (one attachToTangle at a time on our node) without flooding it."""
 PUBLISH_GROUP = 20
 """Messages per attachToTangle: a payment request is 3 transactions, so a group stays
 far below IRI's request limits (1,000 trytes, 1 MB per request)."""
+PUBLISH_WINDOW = 1000
+"""Outbox messages read per round of :meth:`ReturnChannels.publish_all`: enough groups
+that the concurrent publishers rarely run out before the round ends."""
 
 
 class ChannelConflictError(RuntimeError):
@@ -100,6 +104,8 @@ class ReturnChannels:
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._publish_lock = asyncio.Lock()
+        self._queued = asyncio.Event()
+        """Set when a message is added to the outbox (wakes :meth:`publish_all`)."""
 
     async def prepare(self) -> PreparedChannel:
         """Create a channel and its hello (CPU work off the event loop)."""
@@ -127,6 +133,7 @@ class ReturnChannels:
         session.add(row)
         session.flush()
         session.add(_outbox_row(row.id, 0, "hello", prepared.hello, payload_to_json(Hello()), now))
+        self._queued.set()
         return row
 
     async def append(
@@ -177,9 +184,12 @@ class ReturnChannels:
                     return position
 
                 try:
-                    return await self._db.run_write(commit)
+                    stored = await self._db.run_write(commit)
                 except ChannelConflictError:
                     _LOGGER.warning("grid channel %s changed concurrently; retrying", channel_id)
+                    continue
+                self._queued.set()
+                return stored
             raise ChannelConflictError(f"grid channel {channel_id} keeps changing concurrently")
 
     async def append_many(
@@ -247,6 +257,7 @@ class ReturnChannels:
                     stale = [item for item in live if item.channel_id in moved.ids]
                     continue
                 stored = {item.channel_id for item in live}
+                self._queued.set()
                 return [
                     states[channel_id][1] if channel_id in stored else None for channel_id in ids
                 ]
@@ -296,27 +307,67 @@ class ReturnChannels:
             also(session, appends)
 
     async def publish_pending(self, limit: int = 100) -> int:
-        """Publish unsent outbox messages; returns how many were sent.
+        """Publish up to ``limit`` unsent outbox messages; returns how many were sent.
 
         Messages go to the node :data:`PUBLISH_GROUP` at a time (one attachToTangle,
         storeTransactions and broadcastTransactions for the group), and up to
-        ``publish_concurrency`` groups at once, so round trips and the node's proof
-        of work overlap. A channel's messages stay in one group sequence, in order.
-        Stops starting new groups at the first failure to reach the node (the rest
-        waits for the next round); a message that fails otherwise is retried in
-        later rounds.
+        ``publish_concurrency`` groups at once, so building bundles, proof of work
+        and the node's storage overlap. A channel's messages stay in one group
+        sequence, in order. Each group is marked sent as soon as the node stored
+        it, so a crash repeats at most the groups under way. Stops starting new
+        groups at the first failure to reach the node (the rest waits for the next
+        round); a message that fails otherwise is retried in later rounds.
         """
+        sent, _failed = await self._publish_round(limit)
+        return sent
+
+    async def publish_all(
+        self,
+        producing: asyncio.Future[Any] | None = None,
+        *,
+        stopping: asyncio.Event | None = None,
+        window: int = PUBLISH_WINDOW,
+    ) -> int:
+        """Publish the outbox until it is empty, also what is queued meanwhile while
+        ``producing`` (a task creating messages alongside, such as a slot's payment
+        requests) runs. Rounds read ``window`` messages each, so proof of work never
+        waits for the whole backlog to be created. Returns how many were sent; ends
+        early at a failure to reach the node (the rest waits for the next call) or
+        when ``stopping`` is set."""
+        total = 0
+        while stopping is None or not stopping.is_set():
+            self._queued.clear()
+            sent, failed = await self._publish_round(window)
+            total += sent
+            if failed:
+                break
+            if sent == window:
+                continue
+            if producing is None or producing.done():
+                if self._queued.is_set():
+                    continue  # queued while this round ran: one more
+                break
+            queued = asyncio.ensure_future(self._queued.wait())
+            try:
+                await asyncio.wait({queued, producing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                queued.cancel()
+        return total
+
+    async def _publish_round(self, limit: int) -> tuple[int, bool]:
+        """One round of :meth:`publish_pending`: (messages sent, whether the node failed)."""
         async with self._publish_lock:
             rows = await self._db.run_read(lambda session: _unsent(session, limit))
-            queue: asyncio.Queue[list[tuple[int, MamMessage]]] = asyncio.Queue()
-            for chunk in _groups(rows):
-                queue.put_nowait(chunk)
-            sent: list[int] = []
+            queue: collections.deque[list[tuple[int, MamMessage]]] = collections.deque(
+                _groups(rows)
+            )
+            sent = 0
             failed: list[tuple[int, str]] = []
 
             async def worker() -> None:
-                while not failed and not queue.empty():
-                    chunk = queue.get_nowait()
+                nonlocal sent
+                while not failed and queue:
+                    chunk = queue.popleft()
                     for first in range(0, len(chunk), PUBLISH_GROUP):
                         group = chunk[first : first + PUBLISH_GROUP]
                         if failed:
@@ -326,20 +377,23 @@ class ReturnChannels:
                         except TangleUnavailableError as err:
                             failed.extend((row_id, str(err)) for row_id, _ in group)
                             return
-                        sent.extend(row_id for row_id, _ in group)
+                        ids = [row_id for row_id, _ in group]
+                        await self._db.run_write(
+                            functools.partial(_record, sent=ids, failed=[], now=self._clock())
+                        )
+                        sent += len(ids)
 
-            workers = min(self._publish_concurrency, queue.qsize())
+            workers = min(self._publish_concurrency, len(queue))
             try:
                 await asyncio.gather(*(worker() for _ in range(workers)))
             finally:
-                # Recorded even when a worker raised: what went out is not sent again.
-                if sent or failed:
+                if failed:
                     await self._db.run_write(
-                        functools.partial(_record, sent=sent, failed=failed, now=self._clock())
+                        functools.partial(_record, sent=[], failed=failed, now=self._clock())
                     )
             if failed:
                 _LOGGER.warning("publishing to the Tangle failed, will retry: %s", failed[0][1])
-            return len(sent)
+            return sent, bool(failed)
 
 
 def _groups(

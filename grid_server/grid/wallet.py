@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from .db.models import IncomingPayment, Payout, Registration, WalletAddress, WalletTransfer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from concurrent.futures import Executor
 
     from sqlalchemy.orm import Session
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 PAYOUT_TAG = "PEERENERGYGRIDPAYOUT"
 MAX_SEND_ATTEMPTS = 5
+_IN_CHUNK = 500
 
 
 class WalletNode(TransferNode, Protocol):
@@ -132,6 +134,20 @@ class GridWallet:
         if current is not None:
             return current
         return await self._allocate("consumer", registration_id)
+
+    async def payment_addresses(self, registration_ids: Sequence[str]) -> list[str]:
+        """:meth:`payment_address` for many consumers: one read for those that have an
+        open address (the usual case every slot), an allocation each for the others."""
+        ids = list(registration_ids)
+        found = await self._db.run_read(
+            functools.partial(_open_consumer_addresses, registration_ids=ids)
+        )
+        return [
+            found[registration_id]
+            if registration_id in found
+            else await self.payment_address(registration_id)
+            for registration_id in ids
+        ]
 
     async def _allocate(self, purpose: str, registration_id: str | None) -> str:
         """A fresh key index for ``purpose``; one at a time so no index is handed out twice."""
@@ -369,6 +385,23 @@ def _record_address(
             created_at=now,
         )
     )
+
+
+def _open_consumer_addresses(session: Session, registration_ids: Sequence[str]) -> dict[str, str]:
+    """:func:`_open_consumer_address` of each consumer that has one, in chunks of ids."""
+    found: dict[str, str] = {}
+    for first in range(0, len(registration_ids), _IN_CHUNK):
+        rows = session.execute(
+            select(WalletAddress.registration_id, WalletAddress.address)
+            .where(
+                WalletAddress.registration_id.in_(registration_ids[first : first + _IN_CHUNK]),
+                WalletAddress.purpose == "consumer",
+                WalletAddress.spent.is_(False),
+            )
+            .order_by(WalletAddress.key_index)
+        ).all()
+        found.update((str(registration_id), str(address)) for registration_id, address in rows)
+    return found  # the newest wins: rows come oldest first
 
 
 def _open_consumer_address(session: Session, registration_id: str | None) -> str | None:

@@ -209,3 +209,28 @@ async def test_wallets_of_two_grid_processes_never_share_an_address(db: Database
     assert {address for _, address in rows} == {
         generate_address(SEED, i, 2) for i in range(len(names) + 3)
     }
+
+
+async def test_payment_addresses_of_many_consumers_equal_one_by_one(db: Database) -> None:
+    for name in ("c1", "c2", "c3"):
+        add_registration(db, name, "consumer", None)
+    with ThreadPoolExecutor(1) as cpu:
+        wallet = GridWallet(db, NoNode(), SEED, ManualClock(S0), cpu)  # type: ignore[arg-type]
+        first = await wallet.payment_address("c2")
+        # c1 and c3 get new addresses, c2 keeps its open one, repeats get the same.
+        batch = await wallet.payment_addresses(["c1", "c2", "c3", "c1"])
+        assert batch[1] == first
+        assert batch[0] == batch[3]
+        assert len(set(batch)) == 3
+        assert batch == [await wallet.payment_address(name) for name in ("c1", "c2", "c3", "c1")]
+        # Once c2's address was spent, the newest unspent one is handed out.
+        with db.write() as session:
+            session.execute(
+                WalletAddress.__table__.update()
+                .where(WalletAddress.address == first)
+                .values(spent=True)
+            )
+        renewed = await wallet.payment_addresses(["c2"])
+        assert renewed[0] not in batch
+        assert await wallet.payment_addresses(["c2", "c3"]) == [renewed[0], batch[2]]
+        assert await wallet.payment_addresses([]) == []

@@ -23,7 +23,7 @@ class Calls:
     settled: list[int] = field(default_factory=list)
     following_since: list[int | None] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
-    messages: list[int] = field(default_factory=list)
+    creating_when_publishing: list[bool] = field(default_factory=list)
 
 
 class Follower:
@@ -55,6 +55,9 @@ class Requests:
 
     async def publish_due(self, limit: int) -> int:
         self.calls.log.append("requests")
+        await asyncio.sleep(0)  # as a database round trip would: publishing runs meanwhile
+        if self.calls.requests and self.calls.requests[0] < 0:
+            raise ConnectionError("database gone (fake)")
         return self.calls.requests.pop(0) if self.calls.requests else 0
 
 
@@ -62,9 +65,15 @@ class ReturnChannels:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    async def publish_pending(self, limit: int) -> int:
+    async def publish_all(
+        self, producing: asyncio.Future[object] | None, *, stopping: asyncio.Event
+    ) -> int:
+        self.calls.log.append("publish")
+        self.calls.creating_when_publishing.append(producing is not None and not producing.done())
+        if producing is not None:
+            await asyncio.wait({producing})
         self.calls.log.append("messages")
-        return self.calls.messages.pop(0) if self.calls.messages else 0
+        return 0
 
 
 class Wallet:
@@ -108,7 +117,7 @@ async def test_the_stages_are_follow_settle_bill_pay_collect() -> None:
     assert (stages[1].wake, stages[2].wake) == (grid.settle_due, grid.bill_due)
     for stage in stages:
         await stage.run()
-    assert calls.log == ["follow", "settle", "requests", "messages", "pay", "collect"]
+    assert calls.log == ["follow", "settle", "publish", "requests", "messages", "pay", "collect"]
 
 
 async def test_nothing_is_settled_before_the_channels_were_followed_up_to_now() -> None:
@@ -170,7 +179,21 @@ async def test_a_failed_follow_round_stops_settling_until_caught_up_again() -> N
     assert "settle" not in calls.log
 
 
-async def test_bill_publishes_every_full_batch_then_the_channel_messages() -> None:
-    calls = Calls(requests=[PUBLISH_BATCH, PUBLISH_BATCH, 3], messages=[PUBLISH_BATCH, 0])
+async def test_bill_creates_every_full_batch_while_publishing() -> None:
+    calls = Calls(requests=[PUBLISH_BATCH, PUBLISH_BATCH, 3])
     await pipeline(calls).bill()
-    assert calls.log == ["requests"] * 3 + ["messages"] * 2
+    # Publishing starts on the first batch, while the others are still being created.
+    assert calls.creating_when_publishing == [True]
+    assert calls.log == ["publish", "requests", "requests", "requests", "messages"]
+
+
+async def test_bill_ends_with_the_creation_error_and_stops_when_asked() -> None:
+    calls = Calls(requests=[PUBLISH_BATCH, -1])
+    with pytest.raises(ConnectionError):
+        await pipeline(calls).bill()
+    assert calls.log[-1] == "messages"
+    calls = Calls(requests=[PUBLISH_BATCH] * 5)
+    grid = pipeline(calls)
+    grid._stopping.set()
+    await grid.bill()
+    assert calls.log.count("requests") == 1

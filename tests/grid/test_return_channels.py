@@ -251,6 +251,59 @@ async def test_publishing_stops_when_the_node_is_down_and_resumes(
     assert len({message.root for message in node.published}) == 100
 
 
+async def test_publish_all_sends_what_is_created_meanwhile_and_stops_at_a_failure(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    node = SlowNode()
+    channels = ReturnChannels(db, node, cpu, ManualClock(NOW), publish_concurrency=3)
+    ids = await open_channels(db, channels, 30)
+    created: list[int] = []
+    round_started = asyncio.Event()
+
+    async def create() -> None:
+        for first in range(0, len(ids), 10):  # three batches, each after publishing began
+            await round_started.wait()
+            round_started.clear()
+            await channels.append_many(
+                [Append(i, {"n": i}, "payment-request") for i in ids[first : first + 10]]
+            )
+            created.append(len(node.published))
+
+    async def publish_many(messages: Sequence[MamMessage]) -> None:
+        round_started.set()
+        await SlowNode.publish_many(node, messages)
+
+    node.publish_many = publish_many  # type: ignore[method-assign]
+    creating = asyncio.ensure_future(create())
+    assert await channels.publish_all(creating, window=20) == 60
+    assert creating.done()
+    assert created[0] < 60  # publishing began before the last batch was created
+    with db.read() as session:
+        rows = session.scalars(select(OutboxMessage)).all()
+        assert len(rows) == 60
+        assert all(row.sent_at == NOW and row.attempts == 1 for row in rows)
+    # Each channel's hello went out before its payment request.
+    order = [message.root for message in node.published]
+    assert len(order) == len(set(order)) == 60
+    with db.read() as session:
+        for channel_id in ids:
+            hello, request = session.scalars(
+                select(OutboxMessage.root)
+                .where(OutboxMessage.channel_id == channel_id)
+                .order_by(OutboxMessage.position)
+            ).all()
+            assert order.index(hello) < order.index(request)
+
+    # The node goes down: publish_all returns what it sent, the rest stays queued.
+    await channels.append_many([Append(i, {"again": i}, "payment-request") for i in ids])
+    node.fail_after = len(node.groups) + 1
+    sent = await channels.publish_all(window=20)
+    assert 0 < sent < 30
+    node.fail_after = None
+    assert await channels.publish_all(window=20) == 30 - sent
+    assert await channels.publish_all() == 0
+
+
 def test_groups_keep_each_channel_whole() -> None:
     message = MamMessage(payload="P", root="R", address="A", next_root="N")
     rows = [(row, row // 3, message) for row in range(50)]  # three messages per channel
