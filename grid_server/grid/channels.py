@@ -65,6 +65,12 @@ class ChannelWriter(Protocol):
     ) -> CreatedMessage:
         """Create the next message of the channel in ``state`` (CPU work)."""
 
+    def open_channels(
+        self, first_messages: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[NewChannel, CreatedMessage]]:
+        """:meth:`new_channel` and its first message, for many channels at once (CPU
+        work, batched; the root comes from the first message, not a tree of its own)."""
+
     def create_messages(
         self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     ) -> list[CreatedMessage]:

@@ -48,6 +48,9 @@ proof of work (one attachToTangle at a time on our node) without flooding it."""
 PUBLISH_GROUP = 20
 """Messages per attachToTangle: a payment request is 3 transactions, so a group stays
 far below IRI's request limits (1,000 trytes, 1 MB per request)."""
+PREPARE_BATCH = 100
+"""New channels (with their hellos) created together at most, see
+:meth:`ReturnChannels.prepare`."""
 PUBLISH_WINDOW = 1000
 """Outbox messages read per round of :meth:`ReturnChannels.publish_all`: enough groups
 that the concurrent publishers rarely run out before the round ends."""
@@ -104,17 +107,50 @@ class ReturnChannels:
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._publish_lock = asyncio.Lock()
+        self._to_prepare: list[asyncio.Future[PreparedChannel]] = []
+        self._preparing: asyncio.Future[None] | None = None
         self._queued = asyncio.Event()
         """Set when a message is added to the outbox (wakes :meth:`publish_all`)."""
 
     async def prepare(self) -> PreparedChannel:
-        """Create a channel and its hello (CPU work off the event loop)."""
+        """Create a channel and its hello (CPU work off the event loop).
+
+        Calls that arrive together (registrations of many households) share one
+        batched creation of up to :data:`PREPARE_BATCH` channels: the next batch
+        starts with whatever arrived while the current one was being created.
+        """
+        waiter: asyncio.Future[PreparedChannel] = asyncio.get_running_loop().create_future()
+        self._to_prepare.append(waiter)
+        if self._preparing is None or self._preparing.done():
+            self._preparing = asyncio.ensure_future(self._prepare_waiting())
+        return await waiter
+
+    async def _prepare_waiting(self) -> None:
         loop = asyncio.get_running_loop()
-        channel = await loop.run_in_executor(self._cpu, self._writer.new_channel)
-        hello = await loop.run_in_executor(
-            self._cpu, self._writer.create_message, channel.state, payload_to_json(Hello())
-        )
-        return PreparedChannel(channel, hello)
+        hello = payload_to_json(Hello())
+        batch: list[asyncio.Future[PreparedChannel]] = []
+        try:
+            while self._to_prepare:
+                batch = [waiter for waiter in self._to_prepare[:PREPARE_BATCH] if not waiter.done()]
+                del self._to_prepare[:PREPARE_BATCH]
+                if not batch:  # every one of them gave up
+                    continue
+                try:
+                    opened = await loop.run_in_executor(
+                        self._cpu, self._writer.open_channels, [hello] * len(batch)
+                    )
+                except Exception as err:  # each waiting registration gets the error
+                    for waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(err)
+                    continue
+                for waiter, (channel, created) in zip(batch, opened, strict=True):
+                    if not waiter.done():  # a registration cancelled meanwhile drops its own
+                        waiter.set_result(PreparedChannel(channel, created))
+        finally:  # cancelled (shutting down): nobody may wait forever
+            for waiter in [*batch, *self._to_prepare]:
+                if not waiter.done():
+                    waiter.cancel()
 
     def store(
         self, session: Session, registration_id: str, prepared: PreparedChannel

@@ -84,6 +84,28 @@ class MamTangle:
         channel = create_channel(random_trytes(), SECURITY, "restricted", side_key)
         return NewChannel(channel_root(channel), side_key, channel.to_json())
 
+    def open_channels(
+        self, first_messages: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[NewChannel, CreatedMessage]]:
+        side_keys = [random_trytes() for _ in first_messages]
+        channels = [
+            create_channel(random_trytes(), SECURITY, "restricted", side_key)
+            for side_key in side_keys
+        ]
+        initial = [channel.to_json() for channel in channels]
+        created = create_messages(
+            [
+                (channel, dict(message))
+                for channel, message in zip(channels, first_messages, strict=True)
+            ]
+        )
+        return [
+            (NewChannel(made.root, side_key, state), CreatedMessage(channel.to_json(), made))
+            for side_key, channel, state, made in zip(
+                side_keys, channels, initial, created, strict=True
+            )
+        ]
+
     def create_message(
         self, state: Mapping[str, Any], message: Mapping[str, Any]
     ) -> CreatedMessage:

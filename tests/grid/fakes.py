@@ -71,6 +71,8 @@ class FakeChannels:
         self.available = True
         self.reads: list[str] = []
         self.prechecks = 0
+        self.opened: list[int] = []
+        """Channels per :meth:`open_channels` call."""
         self._ids = itertools.count()
 
     def stream(
@@ -134,6 +136,16 @@ class FakeChannels:
         self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     ) -> list[CreatedMessage]:
         return [self.create_message(state, message) for state, message in items]
+
+    def open_channels(
+        self, first_messages: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[NewChannel, CreatedMessage]]:
+        self.opened.append(len(first_messages))
+        channels = [self.new_channel() for _ in first_messages]
+        return [
+            (channel, self.create_message(channel.state, message))
+            for channel, message in zip(channels, first_messages, strict=True)
+        ]
 
     async def publish(self, message: MamMessage) -> None:
         if not self.available:

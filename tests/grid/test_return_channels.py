@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 from p2p_energy_protocol.client import IriClient
-from p2p_energy_protocol.mam import MamChannel, MamMessage, create_message, parse_message
+from p2p_energy_protocol.mam import (
+    MamChannel,
+    MamMessage,
+    channel_root,
+    create_message,
+    parse_message,
+)
+from p2p_energy_protocol.payloads import Hello, payload_to_json
 from sqlalchemy import select, update
 
 from grid_server.grid.channels import CreatedMessage, TangleUnavailableError
@@ -60,6 +67,40 @@ def outbox(db: Database) -> list[tuple[int, int, str, str]]:
 def positions(db: Database) -> dict[int, int]:
     with db.read() as session:
         return {row.id: row.next_position for row in session.scalars(select(GridChannel))}
+
+
+def test_opened_channels_equal_channels_made_one_by_one() -> None:
+    """Real MAM: a batch of new channels with their hellos gives the same roots,
+    messages and states as creating each channel and its hello alone."""
+    tangle = MamTangle(None)  # type: ignore[arg-type]  # creating needs no node
+    hello = payload_to_json(Hello())
+    opened = tangle.open_channels([hello] * 3)
+    assert len({channel.root for channel, _ in opened}) == 3
+    for channel, created in opened:
+        alone = MamChannel.from_json(channel.state)
+        assert channel.root == channel_root(alone)
+        assert channel.side_key == alone.side_key
+        message = create_message(alone, dict(hello))
+        assert created.message == message
+        assert created.state == alone.to_json()
+        assert parse_message(message.payload, channel.root, channel.side_key).data == hello
+
+
+async def test_registrations_arriving_together_share_one_creation(
+    db: Database, cpu: ThreadPoolExecutor
+) -> None:
+    node = FakeChannels()
+    channels = ReturnChannels(db, node, cpu, ManualClock(NOW))
+    first = asyncio.ensure_future(channels.prepare())
+    await asyncio.sleep(0)  # the first batch is under way with one channel
+    rest = [asyncio.ensure_future(channels.prepare()) for _ in range(5)]
+    await asyncio.sleep(0)  # all five wait for the next batch
+    rest[2].cancel()  # a registration that gave up: no channel is made for it
+    prepared = await asyncio.gather(first, *rest[:2], *rest[3:])
+    assert rest[2].cancelled()
+    assert node.opened == [1, 4]
+    assert len({item.channel.root for item in prepared}) == 5
+    assert all(item.hello.message.root == item.channel.root for item in prepared)
 
 
 async def test_append_many_equals_appending_one_by_one(
