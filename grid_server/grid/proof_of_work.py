@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
-from p2p_energy_protocol.client import LocalProofOfWork
+from p2p_energy_protocol.proof_of_work import LocalProofOfWork
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,7 +43,7 @@ def exit_with_parent() -> None:
 
 
 class ProcessPoolProofOfWork:
-    """A :class:`~p2p_energy_protocol.client.ProofOfWork` on a pool of worker processes.
+    """A :class:`~p2p_energy_protocol.proof_of_work.ProofOfWork` on a pool of worker processes.
 
     Workers are started with ``spawn`` (a fresh interpreter: forking a process
     that runs threads, as the grid does, can deadlock the child) when first

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from p2p_energy_protocol.bundle import bundle_errors
+from p2p_energy_protocol.bundle_validation import bundle_errors
 from p2p_energy_protocol.errors import ProtocolError
 from p2p_energy_protocol.pow import transaction_weight
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes

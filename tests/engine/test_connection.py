@@ -9,7 +9,7 @@ from unittest.mock import AsyncMock, MagicMock, patch
 
 import aiohttp
 import pytest
-from p2p_energy_protocol.bundle import validate_bundle
+from p2p_energy_protocol.bundle_validation import validate_bundle
 from p2p_energy_protocol.client import (
     IriClient,
     LocalProofOfWork,

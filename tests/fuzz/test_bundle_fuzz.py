@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from p2p_energy_protocol.bundle import BundleBuilder, validate_bundle
+from p2p_energy_protocol.bundle import BundleBuilder
+from p2p_energy_protocol.bundle_validation import validate_bundle
 from p2p_energy_protocol.errors import InvalidBundleError, InvalidSignatureError
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import trytes_to_trits

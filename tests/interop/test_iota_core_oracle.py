@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from p2p_energy_protocol import signing
 from p2p_energy_protocol.address import add_checksum, is_valid_checksum
-from p2p_energy_protocol.bundle import BundleBuilder, validate_bundle
+from p2p_energy_protocol.bundle import BundleBuilder
+from p2p_energy_protocol.bundle_validation import validate_bundle
 from p2p_energy_protocol.errors import InvalidBundleError
 from p2p_energy_protocol.kerl import kerl_hash
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes

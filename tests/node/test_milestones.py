@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from p2p_energy_protocol.bundle import validate_bundle
+from p2p_energy_protocol.bundle_validation import validate_bundle
 from p2p_energy_protocol.pow import find_nonce, transaction_weight
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes

@@ -11,14 +11,13 @@ from p2p_energy_protocol.address import add_checksum
 from p2p_energy_protocol.bundle import (
     BundleBuilder,
     _tags_from,
-    bundle_errors,
     bundle_hash,
     bundle_hashes,
     finalize_bundles,
     increment_tag,
     is_secure_bundle_hash,
-    validate_bundle,
 )
+from p2p_energy_protocol.bundle_validation import bundle_errors, validate_bundle
 from p2p_energy_protocol.errors import (
     InvalidAddressError,
     InvalidBundleError,

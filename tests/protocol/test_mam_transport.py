@@ -6,7 +6,7 @@ import random
 from typing import TYPE_CHECKING
 
 import pytest
-from p2p_energy_protocol.bundle import validate_bundle
+from p2p_energy_protocol.bundle_validation import validate_bundle
 from p2p_energy_protocol.errors import MamError, ProtocolError
 from p2p_energy_protocol.mam import (
     MamMessage,

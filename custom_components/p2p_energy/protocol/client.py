@@ -6,28 +6,22 @@ session, the grid server's, a test's). A node's refusal raises
 :class:`~.errors.NodeUnavailableError`.
 
 Proof of work runs on the node (``attachToTangle``) unless the client is given a
-:class:`ProofOfWork` strategy such as :class:`LocalProofOfWork`, which does it in
-an executor of the caller (a process pool, Home Assistant's thread executor), as
-pyota's and ``@iota/core``'s local proof of work do.
+:class:`~.proof_of_work.ProofOfWork` strategy such as
+:class:`~.proof_of_work.LocalProofOfWork`, which does it in an executor of the
+caller (a process pool, Home Assistant's thread executor). The value transfers
+(inputs, signing, sending) are :class:`~.wallet.WalletOperations`, which the
+client inherits.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
-from .bundle import BundleBuilder
-from .errors import (
-    InsufficientBalanceError,
-    IriApiError,
-    NodeUnavailableError,
-    ProtocolError,
-)
+from .errors import IriApiError, NodeUnavailableError, ProtocolError
 from .mam import (
     ChannelEntry,
     MamMessage,
@@ -36,21 +30,34 @@ from .mam import (
     messages_to_transactions,
     walk_channels,
 )
-from .pow import DEFAULT_LANES, attach_to_tangle
-from .signing import generate_addresses
-from .transaction import Transaction
+from .proof_of_work import LocalProofOfWork, ProofOfWork
+from .transaction import TRANSACTION_LENGTH, Transaction
+from .wallet import SignedBundle, Transfer, WalletInput, WalletOperations, off_loop
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from concurrent.futures import Executor
+    from collections.abc import Iterator, Sequence
+
+# Re-exported: what callers need to construct a client and call its wallet operations.
+__all__ = [
+    "API_VERSION_HEADER",
+    "BATCH_SIZE",
+    "EMPTY_TRYTES",
+    "Balances",
+    "IriClient",
+    "LocalProofOfWork",
+    "NodeInfo",
+    "ProofOfWork",
+    "SignedBundle",
+    "TipPair",
+    "Transfer",
+    "WalletInput",
+]
 
 API_VERSION_HEADER: Final = "X-IOTA-API-Version"
-NULL_HASH: Final = "9" * 81
-EMPTY_TRYTES: Final = "9" * 2673
+# What getTrytes answers for a hash the node does not hold.
+EMPTY_TRYTES: Final = "9" * TRANSACTION_LENGTH
 # Items per request for list parameters; IRI's default maxRequestsList.
 BATCH_SIZE: Final = 1000
-# Addresses examined per round trip while looking for inputs.
-ADDRESS_BATCH: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,100 +93,6 @@ class TipPair:
     branch: str
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """One output of a transfer: ``value`` IOTA (0 for a message) to ``address``."""
-
-    address: str
-    value: int = 0
-    tag: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedBundle:
-    """A signed bundle not yet attached: its hash and its trytes, head first."""
-
-    bundle_hash: str
-    trytes: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class WalletInput:
-    address: str
-    balance: int
-    key_index: int
-    security: int
-
-
-async def _off_loop[**P, R](func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run CPU-bound key work (Kerl addresses, signing) in the loop's default executor,
-    so an event loop shared with Home Assistant or the grid's API stays responsive."""
-    call = functools.partial(func, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(None, call)
-
-
-class ProofOfWork(Protocol):
-    """Where a client's ``attachToTangle`` (chaining and proof of work) is done.
-
-    ``attach`` takes what the IRI command takes, the transactions in the order
-    clients send them (each bundle last index first), and returns what it
-    returns: the attached transactions' trytes, tail first, ready for
-    ``storeTransactions``.
-    """
-
-    async def attach(
-        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
-    ) -> list[str]:
-        """Chain ``trytes`` onto ``(trunk, branch)`` and do their proof of work."""
-        ...
-
-
-class LocalProofOfWork:
-    """Proof of work on this machine: :func:`~.pow.attach_to_tangle` in an executor.
-
-    ``executor`` is where the nonce search runs; ``None`` is the event loop's
-    default executor (in Home Assistant, its executor threads). A
-    ``ProcessPoolExecutor`` uses other cores: the call and its arguments (a
-    module-level function, strings and integers) pickle. The caller owns the
-    executor and shuts it down. The attachment timestamp comes from this
-    machine's clock, which the node checks against its own (it refuses
-    timestamps too far in the future). The search is done at the weight asked for:
-    unlike the node's attachToTangle, which raises a lower weight to its own minimum,
-    so a node requiring more refuses the transactions (``IriApiError`` from
-    storeTransactions).
-
-    Errors: bad input raises the :class:`~.errors.ProtocolError` the node would
-    refuse it with (from the worker, for a process pool); a process pool whose
-    worker died raises ``concurrent.futures.process.BrokenProcessPool``, and a
-    shut-down executor ``RuntimeError``. Nothing reaches the node in any case.
-    """
-
-    def __init__(self, executor: Executor | None = None, *, lanes: int = DEFAULT_LANES) -> None:
-        """``lanes``: candidates per Curl transform (see :func:`~.pow.find_nonce`)."""
-        self._executor = executor
-        self._lanes = lanes
-
-    @property
-    def executor(self) -> Executor | None:
-        """The executor the searches run in (``None``: the loop's default)."""
-        return self._executor
-
-    async def attach(
-        self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
-    ) -> list[str]:
-        """IRI's ``attachToTangle`` done here; see :class:`ProofOfWork`."""
-        call = functools.partial(
-            attach_to_tangle,
-            list(trytes),
-            trunk,
-            branch,
-            min_weight_magnitude,
-            lanes=self._lanes,
-        )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-
 def _batches[T](items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -192,8 +105,9 @@ def _require(body: dict[str, Any], key: str, kind: type, command: str) -> Any:
     return value
 
 
-class IriClient:
-    """One typed method per IRI command, plus the multi-step operations.
+class IriClient(WalletOperations):
+    """One typed method per IRI command, plus the multi-step operations (the value
+    transfers among them are :class:`~.wallet.WalletOperations`).
 
     ``proof_of_work`` decides where the multi-step operations (:meth:`send_trytes`
     and everything built on it) attach: ``None`` asks the node (``attachToTangle``,
@@ -471,7 +385,7 @@ class IriClient:
             ]
 
         # Finalizing searches each bundle's tag with Kerl (one batch for all): off the loop.
-        return await self.send_trytes(await _off_loop(build), depth, min_weight_magnitude)
+        return await self.send_trytes(await off_loop(build), depth, min_weight_magnitude)
 
     async def fetch_mam(
         self,
@@ -492,110 +406,3 @@ class IriClient:
         """Every stored transaction at ``addresses``."""
         hashes = await self.find_transactions(addresses=addresses)
         return await self.get_transactions(hashes) if hashes else []
-
-    async def find_inputs(
-        self, seed: str, amount: int, *, security: int = 2, start_index: int = 0
-    ) -> tuple[list[WalletInput], int]:
-        """Addresses of ``seed`` whose confirmed balances cover ``amount``.
-
-        Scans key indexes from ``start_index`` until the balance suffices or an address
-        was never used. Addresses already spent from are skipped: signing twice with
-        one key weakens it. Returns the inputs and the first unused key index (for the
-        remainder).
-        """
-        inputs: list[WalletInput] = []
-        total = 0
-        index = start_index
-        while True:
-            addresses = await _off_loop(generate_addresses, seed, index, ADDRESS_BATCH, security)
-            balances = (await self.get_balances(addresses)).balances
-            spent = await self.were_addresses_spent_from(addresses)
-            for offset, address in enumerate(addresses):
-                key_index = index + offset
-                if spent[offset]:
-                    continue
-                if balances[offset] > 0:
-                    if total < amount:
-                        inputs.append(WalletInput(address, balances[offset], key_index, security))
-                        total += balances[offset]
-                    continue
-                if not await self.find_transactions(addresses=[address]):
-                    if total < amount:
-                        raise InsufficientBalanceError(
-                            f"the seed's addresses hold {total} confirmed IOTA, {amount} are needed"
-                        )
-                    return inputs, key_index
-            index += ADDRESS_BATCH
-
-    async def prepare_transfer(
-        self,
-        seed: str,
-        transfers: Sequence[Transfer],
-        *,
-        security: int = 2,
-        remainder_address: str | None = None,
-        start_index: int = 0,
-    ) -> SignedBundle:
-        """Build and sign, without sending, a bundle paying ``transfers`` from ``seed``.
-
-        Inputs are the seed's confirmed balances; any surplus goes to
-        ``remainder_address`` or to the seed's next unused address. A caller that
-        must never pay twice records the result before :meth:`send_trytes`, and
-        sends the same trytes again after an ambiguous failure.
-        """
-        if not transfers:
-            raise ProtocolError("a transfer needs at least one output")
-        amount = sum(transfer.value for transfer in transfers)
-        if any(transfer.value < 0 for transfer in transfers):
-            raise ProtocolError("transfer values cannot be negative")
-        inputs: list[WalletInput] = []
-        unused_index = start_index
-        if amount > 0:
-            inputs, unused_index = await self.find_inputs(
-                seed, amount, security=security, start_index=start_index
-            )
-
-        def build_and_sign() -> SignedBundle:
-            builder = BundleBuilder()
-            for transfer in transfers:
-                builder.add_transfer(
-                    transfer.address,
-                    transfer.value,
-                    tag=transfer.tag,
-                    message_trytes=transfer.message,
-                )
-            for item in inputs:
-                builder.add_input(item.address, item.balance, item.key_index, item.security)
-            if sum(item.balance for item in inputs) > amount:
-                remainder = (
-                    remainder_address or generate_addresses(seed, unused_index, 1, security)[0]
-                )
-                builder.add_remainder(remainder)
-            builder.finalize()
-            if amount > 0:
-                builder.sign(seed)
-            return SignedBundle(builder.bundle_hash, builder.to_trytes())
-
-        return await _off_loop(build_and_sign)
-
-    async def send_transfer(
-        self,
-        seed: str,
-        transfers: Sequence[Transfer],
-        *,
-        security: int = 2,
-        remainder_address: str | None = None,
-        depth: int = 3,
-        min_weight_magnitude: int = 9,
-        start_index: int = 0,
-    ) -> list[Transaction]:
-        """Build, sign and send a bundle paying ``transfers`` from ``seed``'s addresses
-        (see :meth:`prepare_transfer`). Returns the attached transactions, tail first."""
-        signed = await self.prepare_transfer(
-            seed,
-            transfers,
-            security=security,
-            remainder_address=remainder_address,
-            start_index=start_index,
-        )
-        return await self.send_trytes(signed.trytes, depth, min_weight_magnitude)

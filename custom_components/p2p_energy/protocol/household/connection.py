@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from ..client import IriClient, NodeInfo, ProofOfWork, SignedBundle, Transfer
+from ..client import IriClient, NodeInfo
 from ..grid_client import GridClient, ItemType, ProducerClient, RegistrationReply
 from ..transfers import TransferLifecycle, TransferState
+from ..wallet import SignedBundle, Transfer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from ..mam import ChannelEntry, MamMessage
+    from ..proof_of_work import ProofOfWork
 
 MAM_MODE: Final = "restricted"
 MAM_SECURITY: Final = 2
