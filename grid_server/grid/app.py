@@ -12,6 +12,7 @@ from .api.context import SERVICES_KEY
 from .api.health import get_health
 from .api.openapi import get_openapi
 from .api.registration import delete_registration, put_registration
+from .api.statements import get_statement, list_statements, preview_statement
 from .api.storage import delete_items, get_item, list_items, put_item
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ ITEM = "/storage/{registrationId}/{context}/{itemId}"
 ITEM_PREFIXED = "/storage/item/{registrationId}/{context}/{itemId}"
 CONTEXT = "/storage/{registrationId}/{context}"
 FOLDER = "/storage/{registrationId}"
+STATEMENTS = "/statements/{registrationId}"
 
 
 def create_app(grid: GridServices) -> web.Application:
@@ -51,6 +53,9 @@ def create_app(grid: GridServices) -> web.Application:
         web.delete(CONTEXT + "/", delete_items),
         web.get(FOLDER + "/", list_items, allow_head=False),
         web.delete(FOLDER + "/", delete_items),
+        web.get(STATEMENTS, list_statements, allow_head=False),
+        web.get(STATEMENTS + "/preview", preview_statement, allow_head=False),
+        web.get(STATEMENTS + "/{number}", get_statement, allow_head=False),
         web.get("/health", get_health, allow_head=False),
         web.get("/api/openapi.json", get_openapi, allow_head=False),
     ]

@@ -48,6 +48,7 @@ from .proof_of_work import ProcessPoolProofOfWork
 from .registrations import RegistrationLimits, RegistrationService
 from .return_channels import ReturnChannels
 from .settlement.service import SettlementService
+from .statements import StatementService
 from .storage import StorageService
 from .tangle import MamTangle
 from .units import micro_to_price
@@ -248,6 +249,7 @@ class GridServer:
                 max_items=config.max_items_per_registration,
             ),
             health=self.health,
+            statements=StatementService(db, config, self._clock),
         )
         return services, pipeline
 

@@ -34,6 +34,7 @@ from . import queries
 from .auth import verify_password
 from .queries import PageRequest
 from .sessions import PortalSessions
+from .statements import CSRF_HEADER, statement_routes
 from .throttle import LoginThrottle
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def setup_portal(
             web.get(f"{api}/settlements", _api(_settlements), allow_head=False),
             web.get(f"{api}/payments", _api(_payments), allow_head=False),
             web.get(f"{api}/node", _api(_node), allow_head=False),
+            *statement_routes(api, authentication, _change_allowed, _secure),
             web.static(f"{PREFIX}/static", STATIC_DIR, append_version=False),
         ]
     )
@@ -175,6 +177,20 @@ async def authentication(request: web.Request) -> str | None:
 def _cross_site(request: web.Request) -> bool:
     """A browser says this request comes from another site (a form on a foreign page)."""
     return request.headers.get("Sec-Fetch-Site", "") == "cross-site"
+
+
+def _change_allowed(request: web.Request) -> bool:
+    """A change (POST) from the portal's own page: same site, a JSON body, and for a
+    password session its CSRF token in the header (ingress: Home Assistant's session)."""
+    if _cross_site(request) or request.content_type != "application/json":
+        return False
+    state = _state(request)
+    if is_ingress(request, state.config):
+        return True
+    token = request.cookies.get(COOKIE)
+    return token is not None and state.sessions.matches(
+        state.sessions.csrf_token(token), request.headers.get(CSRF_HEADER)
+    )
 
 
 def _secure(response: web.StreamResponse, *, cache: bool = False) -> web.StreamResponse:

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import MIGRATIONS, Database, DatabaseError, parse_database_url
 from grid_server.grid.db.models import Base, IncomingPayment
+from grid_server.grid.statements import StatementService
 
 from .conftest import create_postgres_database, drop_postgres_database
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -153,5 +155,32 @@ def test_payments_seen_before_verification_stay_pending_and_unpaid(
         _migrate(db, "0002", downgrade=True)
         with db.read() as session:
             assert session.execute(sa.text("SELECT amount FROM incoming_payments")).all() == [(42,)]
+    finally:
+        db.close()
+
+
+async def test_statements_table_joins_an_existing_database(empty_database_url: str) -> None:
+    """0005: a grid with settled history gains the statements table; its history can be
+    finalised at once."""
+    db = Database(empty_database_url, threads=1)
+    try:
+        _migrate(db, "0004")
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO registrations (registration_id, item_name, item_type, active,"
+                    " created_at, updated_at) VALUES ('consumer-1', 'Flat', 'consumer', true,"
+                    " 0, 0)"
+                )
+            )
+        db.migrate()
+        assert db.schema_revision() == HEAD
+        # 2026-11-01T00:00:00Z .. one day later; finalised in January.
+        november = 1_793_491_200_000
+        service = StatementService(db, GridConfig(), lambda: november + 62 * 86_400_000)
+        [statement] = await service.finalise("2026-11", None, by="test")
+        assert (statement["number"], statement["balance"]["closing"]) == (1, 0)
+        _migrate(db, "0004", downgrade=True)
+        assert "statements" not in sa.inspect(db.engine).get_table_names()
     finally:
         db.close()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..config import GridConfig
     from ..db.engine import Database
     from ..registrations import RegistrationService
+    from ..statements import StatementService
     from ..storage import StorageService
 
 
@@ -24,6 +25,8 @@ class GridServices:
     storage: StorageService
     health: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
     """Returns (healthy, details) for the health endpoint."""
+    statements: StatementService | None = None
+    """Statements (made on first use with the system clock when None)."""
 
 
 SERVICES_KEY: web.AppKey[GridServices] = web.AppKey("grid_services", GridServices)

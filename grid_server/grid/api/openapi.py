@@ -185,6 +185,31 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                 },
             ]
         },
+        "StatementResult": {
+            "allOf": [
+                _ref("Result"),
+                {
+                    "type": "object",
+                    "required": ["statement"],
+                    "properties": {"statement": _STATEMENT_DOCUMENT},
+                },
+            ]
+        },
+        "StatementList": {
+            "allOf": [
+                _ref("Result"),
+                {
+                    "type": "object",
+                    "required": ["items", "total", "page", "pageSize"],
+                    "properties": {
+                        "items": {"type": "array", "items": {"type": "object"}},
+                        "total": {"type": "integer", "minimum": 0},
+                        "page": {"type": "integer", "minimum": 0},
+                        "pageSize": {"type": "integer", "minimum": 1},
+                    },
+                },
+            ]
+        },
         "Health": {
             "allOf": [
                 _ref("Result"),
@@ -226,6 +251,126 @@ _CURRENCY_PROPERTIES: dict[str, Any] = {
         "absent without a rate.",
     },
 }
+
+
+_STATEMENT_DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "description": "A statement, credit note or preview: energy (mWh and kWh text), prices, "
+    "amounts in IOTA, the balance (IOTA owed to the grid; negative: owed to the "
+    "participant), currency figures where a rate is set, daily lines and payments.",
+    "required": [
+        "kind",
+        "number",
+        "registrationId",
+        "period",
+        "periodStart",
+        "periodEnd",
+        "energy",
+        "amounts",
+        "balance",
+        "days",
+        "payments",
+    ],
+    "properties": {
+        "kind": {"type": "string", "enum": ["preview", "statement", "credit_note"]},
+        "number": {"type": ["integer", "null"], "minimum": 1},
+        "refersTo": {"type": ["integer", "null"], "minimum": 1},
+        "registrationId": {"type": "string"},
+        "period": {"type": "string"},
+        "periodStart": {"type": "integer"},
+        "periodEnd": {"type": "integer"},
+        "energy": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "amounts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "balance": {
+            "type": "object",
+            "required": ["opening", "change", "closing"],
+            "additionalProperties": {"type": "integer"},
+        },
+        "currency": {"type": ["object", "null"]},
+        "days": {"type": "array", "items": {"type": "object"}},
+        "payments": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _statement_paths(
+    secured: list[dict[str, list[str]]], auth_errors: tuple[int, ...], max_page_size: int
+) -> dict[str, Any]:
+    errors = _errors(400, *auth_errors, 404, 503)
+    formats = {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "json (the default), csv or pdf (a download).",
+        "schema": {"type": "string", "enum": ["json", "csv", "pdf"]},
+    }
+    downloads = {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+    }
+
+    def document_response(description: str) -> dict[str, Any]:
+        response = _response(description, "StatementResult")
+        response["content"].update(downloads)
+        return response
+
+    return {
+        "/statements/{registrationId}": {
+            "parameters": [REGISTRATION_ID],
+            "get": {
+                "operationId": "listStatements",
+                "summary": "The participant's final statements and credit notes, newest first.",
+                "tags": ["statements"],
+                "security": secured,
+                "parameters": _paging(min(max_page_size, 500)),
+                "responses": {
+                    "200": _response("A page of statements.", "StatementList"),
+                    **errors,
+                },
+            },
+        },
+        "/statements/{registrationId}/preview": {
+            "parameters": [REGISTRATION_ID],
+            "get": {
+                "operationId": "previewStatement",
+                "summary": "The statement of a period as it stands now (not stored).",
+                "tags": ["statements"],
+                "security": secured,
+                "parameters": [
+                    {
+                        "name": "period",
+                        "in": "query",
+                        "required": False,
+                        "description": "2026-11 (month), 2026-Q4 (quarter) or 2026 (year), as "
+                        "the grid's statement_period says; the current period without it.",
+                        "schema": {"type": "string"},
+                    },
+                    formats,
+                ],
+                "responses": {"200": document_response("The preview."), **errors},
+            },
+        },
+        "/statements/{registrationId}/{number}": {
+            "parameters": [
+                REGISTRATION_ID,
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "description": "The document's number.",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                },
+            ],
+            "get": {
+                "operationId": "getStatement",
+                "summary": "One final statement or credit note, exactly as issued.",
+                "tags": ["statements"],
+                "security": secured,
+                "parameters": [formats],
+                "responses": {"200": document_response("The document."), **errors},
+            },
+        },
+    }
 
 
 def build_openapi(config: GridConfig) -> dict[str, Any]:
@@ -378,6 +523,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                 "parameters": [REGISTRATION_ID],
                 **folder_operations("Registration", "a registration (every context)"),
             },
+            **_statement_paths(secured, auth_errors, config.max_page_size),
             "/health": {
                 "get": {
                     "operationId": "health",

@@ -353,3 +353,37 @@ class PortalSession(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Statement(Base):
+    """A final statement or credit note: numbered once, never changed afterwards.
+
+    Previews are computed on demand and not stored. ``document_json`` is the document
+    exactly as issued (what the API, the CSV and the PDF show). Balances are IOTA the
+    participant owes the grid (negative: the grid owes the participant).
+    """
+
+    __tablename__ = "statements"
+    __table_args__ = (Index("ix_statements_registration", "registration_id", "period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Sequential per grid (statements and credit notes share the sequence), no gaps.
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    # "statement" or "credit_note".
+    kind: Mapped[str] = mapped_column(String(16))
+    registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.registration_id"))
+    period: Mapped[str] = mapped_column(String(16))
+    period_start: Mapped[int] = mapped_column(BigInteger)
+    period_end: Mapped[int] = mapped_column(BigInteger)
+    # "<registration id>/<period>" for a statement, so one period has one final statement;
+    # None for credit notes (there may be several).
+    statement_key: Mapped[str | None] = mapped_column(String(ID_LENGTH + 32), unique=True)
+    # The statement a credit note corrects.
+    refers_to: Mapped[int | None] = mapped_column(ForeignKey("statements.id"))
+    opening_balance: Mapped[int] = mapped_column(BigInteger)
+    balance_change: Mapped[int] = mapped_column(BigInteger)
+    closing_balance: Mapped[int] = mapped_column(BigInteger)
+    document_json: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,365 @@
+"""Statements from settled slots: the arithmetic, finalising, numbering, credit notes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from random import Random
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from p2p_energy_protocol.trinary import int_to_trytes
+from sqlalchemy import func, select, update
+
+from grid_server.grid.config import GridConfig
+from grid_server.grid.currency import CurrencyRate
+from grid_server.grid.db.engine import Database
+from grid_server.grid.db.models import (
+    Bill,
+    FollowedChannel,
+    IncomingPayment,
+    Payout,
+    Reading,
+    Settlement,
+    Statement,
+)
+from grid_server.grid.errors import RequestError
+from grid_server.grid.settlement.service import SettlementService
+from grid_server.grid.statements import StatementService, parse_period, period_containing
+
+from .dbhelpers import add_registration
+from .fakes import ManualClock
+
+SLOT_SECONDS = 6 * 3600
+SLOT = SLOT_SECONDS * 1000
+NOVEMBER = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+DECEMBER = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000)
+JANUARY = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1000)
+DAY = 86_400_000
+ADDRESS = "A" * 81
+CONFIG = replace(
+    GridConfig(),
+    slot_seconds=SLOT_SECONDS,
+    import_price=100.0,
+    export_price=20.0,
+    grid_cut_percent=10.0,
+    settlement_delay_seconds=60.0,
+    currency="EUR",
+    currency_per_million_iota=Decimal("0.25"),
+    statement_fee=25,
+)
+CONSUMERS = ("consumer-x", "consumer-y")
+PRODUCERS = ("producer-a", "producer-b")
+
+
+def _readings(db: Database, slot_ends: range, rng: Random) -> None:
+    """Every participant's reading of each slot, stored in one transaction."""
+    with db.write() as session:
+        channels = {
+            channel.registration_id: channel for channel in session.scalars(select(FollowedChannel))
+        }
+        for name in (*PRODUCERS, *CONSUMERS):
+            if name not in channels:
+                channels[name] = FollowedChannel(
+                    registration_id=name,
+                    role="producer" if name in PRODUCERS else "consumer",
+                    mode="restricted",
+                    root="R" * 81,
+                    side_key="S" * 81,
+                    next_root="R" * 81,
+                    created_at=0,
+                )
+                session.add(channels[name])
+        session.flush()
+        position = int(session.scalar(select(func.count()).select_from(Reading)) or 0)
+        for end in slot_ends:
+            for name in (*PRODUCERS, *CONSUMERS):
+                producer = name in PRODUCERS
+                position += 1
+                session.add(
+                    Reading(
+                        channel_id=channels[name].id,
+                        registration_id=name,
+                        kind="output" if producer else "usage",
+                        position=position,
+                        message_root=int_to_trytes(position, 81),
+                        start_time=end - SLOT,
+                        end_time=end,
+                        energy_milliwh=rng.randint(0, 4000 if producer else 5000) * 1000,
+                        price_micro=rng.choice((40, 50, 55)) * 1_000_000 if producer else None,
+                        received_at=end,
+                    )
+                )
+
+
+async def _settle(db: Database, clock: ManualClock) -> None:
+    service = SettlementService(db, CONFIG, clock, "test")
+    while await service.settle_due():
+        pass
+
+
+async def month_of_slots(db: Database, *, through: int) -> ManualClock:
+    """Two days of October, November and two days of December, settled up to ``through``
+    (a slot end); payments and a confirmed payout in November."""
+    for name in (*PRODUCERS, *CONSUMERS):
+        add_registration(db, name, "producer" if name in PRODUCERS else "consumer", None)
+    rng = Random(20261101)
+    _readings(db, range(NOVEMBER - 2 * DAY + SLOT, through + 1, SLOT), rng)
+    clock = ManualClock(through + 120_000)
+    await _settle(db, clock)
+    with db.write() as session:
+        for number, (at, amount, status) in enumerate(
+            (
+                (NOVEMBER + 9 * DAY, 500, "confirmed"),
+                (NOVEMBER + 12 * DAY, 70, "pending"),
+                (NOVEMBER - DAY, 40, "confirmed"),
+                (DECEMBER + DAY, 100, "confirmed"),
+            )
+        ):
+            session.add(
+                IncomingPayment(
+                    registration_id="consumer-x",
+                    address=ADDRESS,
+                    bundle_hash=chr(ord("B") + number) * 81,
+                    current_index=0,
+                    transaction_hashes_json="[]",
+                    amount=amount,
+                    status=status,
+                    first_seen_at=at,
+                    confirmed_at=at if status == "confirmed" else None,
+                )
+            )
+        # producer-a's payouts of the first ten November days reached it during them.
+        session.execute(
+            update(Payout)
+            .where(
+                Payout.registration_id == "producer-a",
+                Payout.settlement_id.in_(
+                    select(Settlement.id).where(
+                        Settlement.slot_start >= NOVEMBER,
+                        Settlement.slot_start < NOVEMBER + 10 * DAY,
+                    )
+                ),
+            )
+            .values(status="confirmed", updated_at=NOVEMBER + 10 * DAY)
+        )
+    return clock
+
+
+def _settled(db: Database, start: int, end: int) -> dict[str, int]:
+    with db.read() as session:
+        row = session.execute(
+            select(
+                *(
+                    func.sum(getattr(Settlement, name)).label(name)
+                    for name in (
+                        "consumer_charges",
+                        "producer_payouts",
+                        "grid_cut",
+                        "consumed_milliwh",
+                        "produced_milliwh",
+                        "local_milliwh",
+                        "imported_milliwh",
+                        "exported_milliwh",
+                    )
+                ),
+                func.count().label("slots"),
+            ).where(Settlement.slot_start >= start, Settlement.slot_start < end)
+        ).one()
+    return {key: int(value) for key, value in row._mapping.items()}
+
+
+def _bills(db: Database, registration_id: str, start: int, end: int) -> tuple[int, int]:
+    with db.read() as session:
+        amount, usage = session.execute(
+            select(func.sum(Bill.amount), func.sum(Bill.usage_milliwh))
+            .join(Settlement, Settlement.id == Bill.settlement_id)
+            .where(
+                Bill.registration_id == registration_id,
+                Settlement.slot_start >= start,
+                Settlement.slot_start < end,
+            )
+        ).one()
+    return int(amount), int(usage)
+
+
+async def test_a_month_of_slots_sums_to_the_settled_figures(db: Database) -> None:
+    clock = await month_of_slots(db, through=DECEMBER + 2 * DAY)
+    service = StatementService(db, CONFIG, clock)
+    documents = {doc["registrationId"]: doc for doc in await service.previews("2026-11")}
+    assert set(documents) == {*CONSUMERS, *PRODUCERS}
+    settled = _settled(db, NOVEMBER, DECEMBER)
+    assert settled["slots"] == 120  # 30 days of 6-hour slots; October's and December's apart
+    consumers = [documents[name] for name in CONSUMERS]
+    producers = [documents[name] for name in PRODUCERS]
+
+    def total(group: list[dict[str, Any]], section: str, name: str) -> int:
+        return sum(document[section][name] for document in group)
+
+    # Money: every IOTA of the month's bills and payouts, to the unit.
+    assert total(consumers, "amounts", "charges") == settled["consumer_charges"]
+    assert total(producers, "amounts", "credits") == settled["producer_payouts"]
+    # Energy: everything consumed was bought locally or imported; everything produced was
+    # sold locally or exported.
+    bought = total(consumers, "energy", "boughtLocallyMilliwh")
+    assert bought + total(consumers, "energy", "importedMilliwh") == settled["consumed_milliwh"]
+    sold = total(producers, "energy", "soldLocallyMilliwh")
+    assert sold + total(producers, "energy", "exportedMilliwh") == settled["produced_milliwh"]
+    # The proportional split is rounded once per participant and day.
+    rounding = len(CONSUMERS) * 30
+    assert abs(bought - settled["local_milliwh"]) <= rounding
+    assert abs(sold - settled["local_milliwh"]) <= rounding
+    assert abs(total(producers, "amounts", "gridCut") - settled["grid_cut"]) <= rounding
+
+    for name in CONSUMERS:
+        document = documents[name]
+        charges, usage = _bills(db, name, NOVEMBER, DECEMBER)
+        amounts = document["amounts"]
+        assert amounts["charges"] == charges
+        assert amounts["localPurchases"] + amounts["imports"] == charges
+        energy = document["energy"]
+        assert energy["boughtLocallyMilliwh"] + energy["importedMilliwh"] == usage
+        assert document["slots"] == 120
+        assert len(document["days"]) == 30
+        assert sum(day["charges"] for day in document["days"]) == charges
+        assert amounts["fixedFee"] == 25
+        assert document["balance"]["opening"] == 0
+        assert document["balance"]["change"] == (charges + 25 - amounts["paymentsReceived"])
+    # Only consumer-x's payment confirmed in November counts (not the pending one, nor the
+    # ones confirmed in October or December).
+    assert documents["consumer-x"]["amounts"]["paymentsReceived"] == 500
+    assert [p["amount"] for p in documents["consumer-x"]["payments"]] == [500]
+    assert documents["consumer-y"]["amounts"]["paymentsReceived"] == 0
+    for name in PRODUCERS:
+        amounts = documents[name]["amounts"]
+        assert amounts["localSalesGross"] - amounts["gridCut"] == amounts["localSalesNet"]
+        assert amounts["localSalesNet"] + amounts["exports"] == amounts["credits"]
+        assert amounts["fixedFee"] == 0
+        change = documents[name]["balance"]["change"]
+        assert change == amounts["payoutsSent"] - amounts["credits"]
+    # producer-a was paid for its first ten days in November.
+    with db.read() as session:
+        paid = session.scalar(
+            select(func.sum(Payout.amount)).where(
+                Payout.registration_id == "producer-a", Payout.status == "confirmed"
+            )
+        )
+    assert documents["producer-a"]["amounts"]["payoutsSent"] == paid > 0
+    # The currency figures are the IOTA figures at the configured rate.
+    rate = CurrencyRate("EUR", Decimal("0.25"))
+    x = documents["consumer-x"]
+    assert x["currency"]["currency"] == "EUR"
+    assert x["currency"]["amounts"]["charges"] == str(rate.amount(x["amounts"]["charges"]))
+    assert x["currency"]["balance"]["closing"] == str(rate.amount(x["balance"]["closing"]))
+    # A preview is recomputed at any time and stores nothing.
+    assert await service.preview("consumer-x", "2026-11") == {**x, "computedAt": clock()}
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Statement)) == 0
+
+
+async def test_final_statements_are_numbered_immutable_and_corrected_by_credit_notes(
+    db: Database,
+) -> None:
+    # November's last slot is not settled yet when the statements are finalised.
+    last_slot_end = DECEMBER
+    clock = await month_of_slots(db, through=last_slot_end - SLOT)
+    service = StatementService(db, CONFIG, clock)
+    clock.now = DECEMBER + 60_000
+    with pytest.raises(RequestError, match="not over") as refused:
+        await service.finalise("2026-11", None, by="test")
+    assert refused.value.status == 409
+
+    clock.now = DECEMBER + DAY
+    issued = await service.finalise("2026-11", None, by="test")
+    assert [(d["number"], d["registrationId"]) for d in issued] == [
+        (1, "consumer-x"),
+        (2, "consumer-y"),
+        (3, "producer-a"),
+        (4, "producer-b"),
+    ]
+    assert {d["kind"] for d in issued} == {"statement"}
+    for again in (None, "consumer-x"):
+        with pytest.raises(RequestError, match="final already") as twice:
+            await service.finalise("2026-11", again, by="test")
+        assert twice.value.status == 409
+    original = await service.document(1)
+    assert original == issued[0]
+
+    # The last slot settles late: the preview changes, the final statement does not.
+    _readings(db, range(last_slot_end, last_slot_end + 1, SLOT), Random(5))
+    await _settle(db, clock)
+    late_charge, _ = _bills(db, "consumer-x", DECEMBER - SLOT, DECEMBER)
+    preview = await service.preview("consumer-x", "2026-11")
+    assert preview["amounts"]["charges"] == original["amounts"]["charges"] + late_charge
+    assert await service.document(1) == original
+    with db.read() as session:
+        stored = session.scalar(select(Statement.document_json).where(Statement.number == 1))
+    assert json.loads(stored or "") == original
+
+    # The correction is a credit note for the difference, numbered next.
+    note = await service.credit_note(1, "late slot", None, by="test")
+    assert (note["kind"], note["number"], note["refersTo"]) == ("credit_note", 5, 1)
+    assert note["amounts"]["charges"] == late_charge
+    assert note["amounts"]["fixedFee"] == 0
+    assert note["balance"]["change"] == late_charge
+    assert note["balance"]["opening"] == original["balance"]["closing"]
+    with pytest.raises(RequestError, match="Nothing changed") as nothing:
+        await service.credit_note(1, "again", None, by="test")
+    assert nothing.value.status == 409
+    goodwill = await service.credit_note(1, "goodwill", -50, by="test")
+    assert (goodwill["number"], goodwill["balance"]["change"]) == (6, -50)
+    for number, reason, amount, status in (
+        (5, "a note of a note", None, 409),
+        (99, "missing", None, 404),
+        (1, "  ", None, 400),
+        (1, "x" * 501, None, 400),
+        (1, "zero", 0, 400),
+    ):
+        with pytest.raises(RequestError) as error:
+            await service.credit_note(number, reason, amount, by="test")
+        assert error.value.status == status
+
+    # December opens with November's closing balance and its corrections.
+    with pytest.raises(RequestError, match="not over"):
+        await service.finalise("2026-12", None, by="test")
+    clock.now = JANUARY + DAY
+    december = await service.preview("consumer-x", "2026-12")
+    assert december["balance"]["opening"] == (original["balance"]["closing"] + late_charge - 50)
+    [*_, last] = await service.finalise("2026-12", None, by="test")
+    assert last["number"] == 10
+    # A later period is final: November cannot be finalised for anybody now.
+    with pytest.raises(RequestError, match="final already"):
+        await service.finalise("2026-11", "consumer-x", by="test")
+    with db.read() as session:
+        numbers = list(session.scalars(select(Statement.number).order_by(Statement.number)))
+    assert numbers == list(range(1, 11))
+    listing = await service.list(registration_id="consumer-x")
+    assert [item["number"] for item in listing["items"]] == [7, 6, 5, 1]
+    assert listing["items"][0]["openingBalance"] == december["balance"]["opening"]
+
+
+def test_periods_follow_the_configured_length_and_time_zone() -> None:
+    utc = ZoneInfo("UTC")
+    vienna = ZoneInfo("Europe/Vienna")
+    assert parse_period("2026-11", "month", utc).start_ms == NOVEMBER
+    assert parse_period("2026-12", "month", utc).end_ms == JANUARY
+    assert parse_period("2026-Q4", "quarter", utc).end_ms == JANUARY
+    assert parse_period("2026", "year", utc).end_ms == JANUARY
+    # Vienna's November starts at 23:00 UTC on 31 October.
+    assert parse_period("2026-11", "month", vienna).start_ms == NOVEMBER - 3_600_000
+    assert period_containing(NOVEMBER - 1, "month", vienna).label == "2026-11"
+    assert period_containing(NOVEMBER - 1, "quarter", utc).label == "2026-Q4"
+    for label, length in (
+        ("2026-13", "month"),
+        ("2026-11", "quarter"),
+        ("2026-Q5", "quarter"),
+        ("26", "year"),
+        ("1969", "year"),
+        ("2026-1", "month"),
+    ):
+        with pytest.raises(RequestError, match="period") as error:
+            parse_period(label, length, utc)  # type: ignore[arg-type]
+        assert error.value.status == 400
