@@ -720,6 +720,7 @@ class StatementService:
             return {
                 "items": [summary(row) for row in rows],
                 "total": total,
+                "totalPages": -(-total // page_size),
                 "page": page,
                 "pageSize": page_size,
             }

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from sqlalchemy import select
 
-from ..grid.api.common import REGISTRATION_ID_PATTERN, json_body
+from ..grid.api.common import json_body
 from ..grid.api.statements import download, output_format, statement_number, statement_service
-from ..grid.db.models import Settlement
+from ..grid.db.models import ID_LENGTH, Settlement
 from ..grid.errors import RequestError
 from ..grid.statements import period_containing
 
@@ -93,8 +93,8 @@ def _registration_param(request: web.Request, required: bool) -> str | None:
         if required:
             raise RequestError("'registrationId' is required.", 400)
         return None
-    if not re.fullmatch(REGISTRATION_ID_PATTERN, value):
-        raise RequestError("'registrationId' is not a registration id.", 400)
+    if len(value) > ID_LENGTH:
+        raise RequestError(f"'registrationId' has at most {ID_LENGTH} characters.", 400)
     return value
 
 
@@ -178,9 +178,9 @@ async def _finalise(request: web.Request, via: str) -> dict[str, Any]:
         raise RequestError("'period' is required, e.g. 2026-11.", 400)
     registration = body.get("registrationId")
     if registration is not None and (
-        not isinstance(registration, str) or not re.fullmatch(REGISTRATION_ID_PATTERN, registration)
+        not isinstance(registration, str) or not 1 <= len(registration) <= ID_LENGTH
     ):
-        raise RequestError("'registrationId' is not a registration id.", 400)
+        raise RequestError(f"'registrationId' is text of 1 to {ID_LENGTH} characters.", 400)
     issued = await statement_service(request).finalise(period, registration, by=f"portal:{via}")
     return {"numbers": [document["number"] for document in issued], "period": issued[0]["period"]}
 

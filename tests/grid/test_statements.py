@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +16,6 @@ from sqlalchemy import func, select, update
 
 from grid_server.grid.config import GridConfig
 from grid_server.grid.currency import CurrencyRate
-from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import (
     Bill,
     FollowedChannel,
@@ -32,6 +31,9 @@ from grid_server.grid.statements import StatementService, parse_period, period_c
 
 from .dbhelpers import add_registration
 from .fakes import ManualClock
+
+if TYPE_CHECKING:
+    from grid_server.grid.db.engine import Database
 
 SLOT_SECONDS = 6 * 3600
 SLOT = SLOT_SECONDS * 1000
@@ -101,10 +103,10 @@ async def _settle(db: Database, clock: ManualClock) -> None:
         pass
 
 
-async def month_of_slots(db: Database, *, through: int) -> ManualClock:
+async def month_of_slots(db: Database, *, through: int, register: bool = True) -> ManualClock:
     """Two days of October, November and two days of December, settled up to ``through``
     (a slot end); payments and a confirmed payout in November."""
-    for name in (*PRODUCERS, *CONSUMERS):
+    for name in (*PRODUCERS, *CONSUMERS) if register else ():
         add_registration(db, name, "producer" if name in PRODUCERS else "consumer", None)
     rng = Random(20261101)
     _readings(db, range(NOVEMBER - 2 * DAY + SLOT, through + 1, SLOT), rng)

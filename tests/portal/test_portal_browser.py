@@ -130,6 +130,46 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     assert "not consistent" in await dropped_row.locator(".problem").inner_text()
     await screenshot(page, "portal-payments")
 
+    # Statements: preview the seeded month, finalise it, correct one with a credit note.
+    await page.click("a[data-view=statements]")
+    # It opens on the last complete period (the seeded market is older).
+    await wait_until(page, "() => document.querySelector('#statement-period').value !== ''")
+    await page.fill("#statement-period", "2026-09")
+    await page.click("#statement-form button[type=submit]")
+    maple = page.locator("#statement-preview-table tbody tr[data-id='consumer-maple-01']")
+    await wait_until(
+        page,
+        """() => (document.querySelector(
+          "#statement-preview-table tr[data-id='consumer-maple-01']") || {}).textContent
+          ?.includes("180 i")""",
+    )
+    participants = await page.locator("#statement-preview-table tbody tr").count()
+    await page.click("#statement-finalise")
+    await wait_until(
+        page, "() => document.querySelector('#statement-result').textContent.includes('2026-09')"
+    )
+    await rows(page, "statement-table", participants)
+    assert "final no." in await maple.inner_text()
+    await page.fill("#credit-note-number", "1")
+    await page.fill("#credit-note-amount", "-30")
+    await page.fill("#credit-note-reason", "meter fault")
+    await page.click("#credit-note-form button[type=submit]")
+    await rows(page, "statement-table", participants + 1)
+    assert "Credit note no." in await page.locator("#statement-result").inner_text()
+    note = page.locator("#statement-table tbody tr").first
+    assert "credit note for no. 1" in await note.inner_text()
+    csv_link = await note.locator("a", has_text="CSV").get_attribute("href")
+    downloaded = await page.evaluate(
+        "async (url) => { const r = await fetch(url); return [r.status, await r.text()]; }",
+        csv_link,
+    )
+    assert downloaded[0] == 200
+    assert "meter fault" in downloaded[1]
+    painted, data = await chart_points(page, "totals-chart")
+    assert painted
+    assert data[3] == [300]  # the month's charges
+    await screenshot(page, "portal-statements")
+
     await page.click("a[data-view=node]")
     await page.wait_for_selector("#node-facts dt")
     facts = await page.locator("#node-facts").inner_text()

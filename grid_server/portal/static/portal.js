@@ -13,6 +13,7 @@
     entities: { page: 0, q: "", type: "all", selected: null },
     settlements: { page: 0, failed: false },
     payments: { page: 0, kind: "payouts" },
+    statements: { page: 0, period: null },
     timer: null,
   };
 
@@ -331,7 +332,115 @@
     $("#node-facts").replaceChildren(...rows);
   }
 
-  const loaders = { overview: loadOverview, entities: loadEntities, settlements: loadSettlements, payments: loadPayments, node: loadNode };
+  // POST a change (finalise, credit note) as JSON with the session's CSRF token.
+  async function change(path, body) {
+    const headers = { Accept: "application/json", "Content-Type": "application/json" };
+    if (state.session && state.session.csrfToken) headers["X-CSRF-Token"] = state.session.csrfToken;
+    const response = await fetch(`api/${path}`, { method: "POST", credentials: "same-origin", headers, body: JSON.stringify(body) });
+    const answer = await response.json();
+    if (!response.ok || !answer.success) throw new Error(answer.message || `HTTP ${response.status}`);
+    return answer.data;
+  }
+
+  const milliwh = (value) => kwh(value / 1e6);
+
+  function downloads(path, query) {
+    const prefix = `api/${path}?${query ? `${query}&` : ""}format=`;
+    return el("span", { class: "downloads" },
+      el("a", { href: `${prefix}csv`, download: "" }, "CSV"), " · ",
+      el("a", { href: `${prefix}pdf`, download: "" }, "PDF"));
+  }
+
+  function withCurrency(amount, figures, section, name) {
+    const text = iota(amount);
+    return figures ? `${text} (${figures[section][name]} ${figures.currency})` : text;
+  }
+
+  async function loadStatements() {
+    const s = state.statements;
+    const previews = await api(`statements/previews${s.period ? `?period=${encodeURIComponent(s.period)}` : ""}`);
+    if (!s.period) {
+      s.period = previews.period;
+      // The operator may have typed a period while this loaded.
+      if (!$("#statement-period").value) $("#statement-period").value = previews.period;
+    }
+    const rows = previews.items.map((item) => {
+      const consumer = item.itemType === "consumer";
+      const a = item.amounts;
+      const query = new URLSearchParams({ registrationId: item.registrationId, period: previews.period });
+      return el("tr", { "data-id": item.registrationId },
+        el("td", {}, el("strong", { text: item.itemName || item.registrationId })),
+        el("td", { text: item.itemType }),
+        el("td", { class: "num", text: iota(consumer ? a.charges : a.credits) }),
+        el("td", { class: "num", text: iota(a.fixedFee) }),
+        el("td", { class: "num", text: iota(consumer ? a.paymentsReceived : a.payoutsSent) }),
+        el("td", { class: "num", text: iota(item.balance.opening) }),
+        el("td", { class: "num", text: withCurrency(item.balance.closing, item.currency, "balance", "closing") }),
+        el("td", {}, item.final
+          ? el("span", { class: "ok", text: `final no. ${item.final}` })
+          : el("span", {}, el("span", { class: "pending", text: "preview " }), downloads("statements/preview", query))),
+      );
+    });
+    fillTable($("#statement-preview-table"), rows, 8);
+
+    const page = await api(`statements?${new URLSearchParams({ page: String(s.page), pageSize: String(PAGE_SIZE) })}`);
+    const listed = page.items.map((item) => el("tr", { "data-number": String(item.number) },
+      el("td", { class: "num", text: String(item.number) }),
+      el("td", { text: item.kind === "credit_note" ? `credit note for no. ${item.refersTo}` : "statement" }),
+      el("td", { text: item.itemName || item.registrationId }),
+      el("td", { text: item.period }),
+      el("td", { class: "num", text: iota(item.openingBalance) }),
+      el("td", { class: "num", text: iota(item.balanceChange) }),
+      el("td", { class: "num", text: item.closingBalanceInCurrency ? `${iota(item.closingBalance)} (${item.closingBalanceInCurrency} ${item.currency})` : iota(item.closingBalance) }),
+      el("td", { text: time(item.issuedAt) }),
+      el("td", {}, downloads(`statements/${item.number}`)),
+    ));
+    fillTable($("#statement-table"), listed, 9);
+    pager($("#statement-pager"), { page: page.page, totalPages: page.totalPages, totalItems: page.total }, (next) => { s.page = next; refresh(); });
+
+    const totals = await api("statements/totals");
+    const periods = totals.periods;
+    fillTable($("#totals-table"), periods.map((row) => el("tr", {},
+      el("td", { text: row.period }),
+      el("td", { class: "num", text: milliwh(row.consumedMilliwh) }),
+      el("td", { class: "num", text: milliwh(row.producedMilliwh) }),
+      el("td", { class: "num", text: milliwh(row.localMilliwh) }),
+      el("td", { class: "num", text: milliwh(row.importedMilliwh) }),
+      el("td", { class: "num", text: milliwh(row.exportedMilliwh) }),
+      el("td", { class: "num", text: iota(row.consumerCharges) }),
+      el("td", { class: "num", text: iota(row.producerPayouts) }),
+      el("td", { class: "num", text: iota(row.gridCut) }),
+    )), 9);
+    const options = chartOptions("kWh");
+    options.scales.money = { position: "right", beginAtZero: true, title: { display: true, text: "IOTA" }, grid: { drawOnChartArea: false } };
+    drawChart("totals-chart", {
+      type: "bar",
+      data: {
+        labels: periods.map((row) => row.period),
+        datasets: [
+          { label: "Traded locally", data: periods.map((row) => row.localMilliwh / 1e6), backgroundColor: "#15803d", yAxisID: "y" },
+          { label: "Imported", data: periods.map((row) => row.importedMilliwh / 1e6), backgroundColor: "#b91c1c", yAxisID: "y" },
+          { label: "Exported", data: periods.map((row) => row.exportedMilliwh / 1e6), backgroundColor: "#b45309", yAxisID: "y" },
+          { type: "line", label: "Charges (IOTA)", data: periods.map((row) => row.consumerCharges), borderColor: "#2563eb", yAxisID: "money" },
+        ],
+      },
+      options,
+    });
+  }
+
+  async function submitStatementChange(work) {
+    const result = $("#statement-result");
+    try {
+      result.textContent = await work();
+      result.className = "ok";
+      await refresh();
+    } catch (error) {
+      result.textContent = error.message;
+      result.className = "bad";
+    }
+  }
+
+  const loaders = { overview: loadOverview, entities: loadEntities, settlements: loadSettlements, payments: loadPayments, statements: loadStatements, node: loadNode };
 
   async function refresh() {
     try {
@@ -369,6 +478,27 @@
     $("#entity-type").addEventListener("change", (event) => { state.entities.type = event.target.value; state.entities.page = 0; refresh(); });
     $("#settlements-failed").addEventListener("change", (event) => { state.settlements.failed = event.target.checked; state.settlements.page = 0; refresh(); });
     $("#payment-kind").addEventListener("change", (event) => { state.payments.kind = event.target.value; state.payments.page = 0; refresh(); });
+    $("#statement-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.statements.period = $("#statement-period").value.trim() || null;
+      refresh();
+    });
+    $("#statement-finalise").addEventListener("click", () => submitStatementChange(async () => {
+      const period = $("#statement-period").value.trim();
+      const done = await change("statements/finalise", { period });
+      return `Finalised ${done.period}: statements ${done.numbers.join(", ")}`;
+    }));
+    $("#credit-note-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      submitStatementChange(async () => {
+        const number = $("#credit-note-number").value.trim();
+        const amount = $("#credit-note-amount").value.trim();
+        const body = { reason: $("#credit-note-reason").value };
+        if (amount) body.amount = Number(amount);
+        const note = await change(`statements/${encodeURIComponent(number)}/credit-note`, body);
+        return `Credit note no. ${note.number} for statement no. ${note.refersTo}`;
+      });
+    });
     window.addEventListener("hashchange", route);
     route();
     state.timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
