@@ -37,12 +37,11 @@ import aiohttp
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 
-from .grid.config import ConfigError as GridConfigError
+from .config_loading import ConfigError
 from .grid.config import GridConfig, StatementPeriod, config_from_mapping
 from .grid.currency import CurrencyError, check_currency, parse_rate
 from .grid.settlement.pricing import DEFAULT_STRATEGY, STRATEGY_NAMES
-from .node.config import ConfigError as NodeConfigError
-from .node.config import check_secret, normalize_neighbor_url
+from .node.config import check_secret, default_database_url, normalize_neighbor_url
 from .node.config import config_from_mapping as node_config_from_mapping
 from .portal.auth import PasswordError, hash_password
 from .portal.config import (
@@ -133,7 +132,7 @@ def _secret_option(data: Mapping[str, Any], name: str) -> str | None:
         return None
     try:
         return check_secret(value, f"option {name}")
-    except NodeConfigError as err:
+    except ConfigError as err:
         raise AddonConfigError(str(err)) from err
 
 
@@ -165,7 +164,7 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
     for url in neighbors_raw:
         try:
             neighbors.append(normalize_neighbor_url(url))
-        except NodeConfigError as err:
+        except ConfigError as err:
             raise AddonConfigError(f"option neighbors: {err}") from err
     peering_secret = _secret_option(data, "node_peering_secret")
     api_token = _secret_option(data, "node_api_token")
@@ -324,7 +323,7 @@ def render_config(
     node: dict[str, Any] = {
         "host": "0.0.0.0",
         "port": node_port,
-        "database": f"sqlite:///{data_dir / 'node.sqlite3'}",
+        "database": default_database_url(data_dir),
         "min_weight_magnitude": options.min_weight_magnitude,
         "neighbors": list(options.neighbors),
         "coordinator": {"interval": options.milestone_interval},
@@ -364,7 +363,7 @@ def check_document(document: Mapping[str, Any]) -> None:
         config_from_mapping(document["grid"])
         node_config_from_mapping(document["node"])
         load_portal_config(document, environ={})
-    except (GridConfigError, NodeConfigError, PortalConfigError) as err:
+    except (ConfigError, PortalConfigError) as err:
         raise AddonConfigError(f"the rendered configuration is invalid: {err}") from err
 
 

@@ -11,14 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config_loading import ConfigError
 from .database_availability import DatabaseUnavailableError
 from .grid.main import add_grid_command
-from .node.config import (
-    ConfigError,
-    NodeConfig,
-    apply_environment,
-    load_config_file,
-)
+from .node.config import NodeConfig, load_config
 from .node.storage import StorageError
 from .simulator.demo import add_demo_command
 from .simulator.durable import add_households_command
@@ -64,10 +60,7 @@ def _add_node_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
-    config = NodeConfig()
-    if args.config is not None:
-        config = load_config_file(args.config, config)
-    config = apply_environment(config)
+    config = load_config(args.config)
     changes: dict[str, Any] = {}
     if args.host is not None:
         changes["host"] = args.host

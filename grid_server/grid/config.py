@@ -8,18 +8,23 @@ The same file may hold a ``[node]`` table for the node the grid starts in-proces
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..config_loading import (
+    ConfigError,
+    config_section,
+    default_data_dir,
+    load_layers,
+    read_config_document,
+    reject_unknown,
+)
 from .currency import CurrencyError, CurrencyRate, check_currency, parse_rate
 from .settlement.pricing import (
     DEFAULT_STRATEGY,
@@ -31,22 +36,15 @@ from .settlement.pricing import (
 )
 from .units import percent_to_ppm, price_to_micro
 
-DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 ENV_PREFIX: Final = "P2P_ENERGY_GRID_"
 _SEED_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 
 StorageAuth = Literal["token", "none"]
 LogFormat = Literal["json", "text"]
 StatementPeriod = Literal["month", "quarter", "year"]
-
-
-class ConfigError(ValueError):
-    """The grid configuration is invalid; the message names the setting."""
-
-
-def default_data_dir() -> Path:
-    """Where the grid keeps its files (shared with the node): ``$P2P_ENERGY_DATA_DIR`` or ./data."""
-    return Path(os.environ.get(DATA_DIR_ENV, "data"))
 
 
 @dataclass(frozen=True)
@@ -374,9 +372,7 @@ def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
 
 def config_from_mapping(data: Mapping[str, Any], base: GridConfig | None = None) -> GridConfig:
     """Apply the ``[grid]`` table of a configuration file on top of ``base``."""
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(f"unknown grid setting(s): {', '.join(unknown)}")
+    reject_unknown(data, _FIELDS, "the grid configuration")
     changes = {name: _coerce(name, value, from_text=False) for name, value in data.items()}
     return replace(base if base is not None else GridConfig(), **changes)
 
@@ -392,27 +388,9 @@ def apply_environment(config: GridConfig, environ: Mapping[str, str] | None = No
     return replace(config, **changes) if changes else config
 
 
-def read_config_document(path: Path) -> Mapping[str, Any]:
-    """The parsed contents of a ``.toml`` or ``.json`` configuration file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"cannot read configuration file {path}: {err.strerror}") from err
-    try:
-        data = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(f"configuration file {path} is not valid: {err}") from err
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"configuration file {path} must hold a table/object")
-    return data
-
-
 def grid_section(document: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``[grid]`` table of a configuration document (empty when absent)."""
-    section = document.get("grid", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("[grid] must be a table/object")
-    return section
+    return config_section(document, "grid")
 
 
 def load_config(
@@ -421,10 +399,12 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> GridConfig:
     """Defaults, then the file's ``[grid]`` table, then the environment, then ``overrides``."""
-    config = GridConfig()
-    if path is not None:
-        config = config_from_mapping(grid_section(read_config_document(path)), config)
-    config = apply_environment(config, environ)
+    config = load_layers(
+        GridConfig(),
+        None if path is None else grid_section(read_config_document(path)),
+        config_from_mapping,
+        lambda config: apply_environment(config, environ),
+    )
     if overrides:
         config = config_from_mapping(
             {name: value for name, value in overrides.items() if value is not None}, config

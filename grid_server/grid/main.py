@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config_loading import ConfigError, config_section, read_config_document
 from ..database_availability import DatabaseUnavailableError
-from .config import ConfigError, GridConfig, load_config, read_config_document
+from .config import GridConfig, load_config
 from .db.engine import DatabaseError
 from .logs import configure_logging
 
@@ -70,10 +71,7 @@ def config_from_args(
     document: Mapping[str, Any] = {}
     if args.config is not None:
         document = read_config_document(args.config)
-        section = document.get("node", {})
-        if not isinstance(section, dict):
-            raise ConfigError("[node] must be a table/object")
-        node_document = section
+        node_document = config_section(document, "node")
     overrides = {
         "host": args.host,
         "port": args.port,

@@ -32,13 +32,13 @@ from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 from sqlalchemy import func, select
 
+from ..config_loading import ConfigError
 from ..database_availability import database_unavailable, wait_for_database
 from ..http_safety import GuardedAppRunner, HttpTimeouts
 from .api.context import GridServices
 from .app import create_app
 from .billing import PaymentMonitor, PaymentRequests
 from .clock import system_clock
-from .config import ConfigError
 from .db.engine import Database
 from .db.models import GridSetting, Settlement
 from .follower import BulkMamReader, ChannelFollower
@@ -273,12 +273,16 @@ class GridServer:
 
     async def _start_node(self, treasury: str) -> str:
         from grid_server.node.app import NodeServer
-        from grid_server.node.config import NodeConfig, config_from_mapping
+        from grid_server.node.config import (
+            NodeConfig,
+            config_from_mapping,
+            default_database_url,
+        )
 
         node_config: NodeConfig = config_from_mapping(self._node_document, NodeConfig())
         if "database" not in self._node_document:
             node_config = replace(
-                node_config, database_url=f"sqlite:///{self.config.data_dir / 'node.sqlite3'}"
+                node_config, database_url=default_database_url(self.config.data_dir)
             )
         if not node_config.genesis and self.config.wallet_genesis_balance > 0:
             node_config = replace(

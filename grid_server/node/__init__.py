@@ -6,8 +6,9 @@ Run it with ``p2p-energy node`` or in-process::
         ...  # node.url
 """
 
+from ..config_loading import ConfigError
 from .app import NodeServer, create_node_app
-from .config import ApiLimits, ConfigError, CoordinatorConfig, NodeConfig, load_config_file
+from .config import ApiLimits, CoordinatorConfig, NodeConfig, load_config_file
 from .errors import CommandError
 from .runtime import NodeRuntime
 

@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING, Final
 
-from .config import ConfigError
+from ..config_loading import ConfigError
 from .errors import CommandError
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 from p2p_energy_protocol.address import validate_address
 from p2p_energy_protocol.errors import ProofOfWorkError, ProtocolError
 
-from .config import ApiLimits, ConfigError, normalize_neighbor_url
+from ..config_loading import ConfigError
+from .config import ApiLimits, normalize_neighbor_url
 from .errors import CommandError
 from .storage import NULL_HASH
 

@@ -6,20 +6,28 @@ can come from the environment so that configuration files stay shareable.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from ..config_loading import (
+    ConfigError,
+    config_section,
+    default_data_dir,
+    load_layers,
+    read_config_document,
+    reject_unknown,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 14265
 DEFAULT_MIN_WEIGHT_MAGNITUDE: Final = 9
-DATA_DIR_ENV: Final = "P2P_ENERGY_DATA_DIR"
 COORDINATOR_SEED_ENV: Final = "P2P_ENERGY_NODE_COORDINATOR_SEED"
 DATABASE_ENV: Final = "P2P_ENERGY_NODE_DATABASE"
 PEERING_SECRET_ENV: Final = "P2P_ENERGY_NODE_PEERING_SECRET"
@@ -39,15 +47,6 @@ _ORIGIN_PATTERN: Final = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+")
 MAX_SUPPLY: Final = (3**33 - 1) // 2
 _HASH_PATTERN: Final = re.compile(r"[9A-Z]{81}")
 _SEED_PATTERN: Final = re.compile(r"[9A-Z]{1,81}")
-
-
-class ConfigError(ValueError):
-    """The node configuration is invalid; the message names the setting."""
-
-
-def default_data_dir() -> Path:
-    """Where the node keeps its files when no database URL is given."""
-    return Path(os.environ.get(DATA_DIR_ENV, "data"))
 
 
 def default_database_url(data_dir: Path | None = None) -> str:
@@ -291,12 +290,6 @@ def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _known_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
-
-
 def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None) -> NodeConfig:
     """Apply a parsed configuration document (file contents) on top of ``base``."""
     config = base if base is not None else NodeConfig()
@@ -319,7 +312,7 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
         "database_wait",
         "app_name",
     }
-    _known_keys(data, top, "the node configuration")
+    reject_unknown(data, top, "the node configuration")
     changes: dict[str, Any] = {}
     for key in (
         "host",
@@ -346,22 +339,19 @@ def config_from_mapping(data: Mapping[str, Any], base: NodeConfig | None = None)
             if not isinstance(value, list):
                 raise ConfigError(f"{key} must be a list")
             changes[key] = tuple(value)
-    for key, kind in (("peering", PeeringConfig), ("http", HttpConfig)):
+    tables: tuple[tuple[str, type], ...] = (
+        ("peering", PeeringConfig),
+        ("http", HttpConfig),
+        ("coordinator", CoordinatorConfig),
+        ("limits", ApiLimits),
+    )
+    for key, kind in tables:
         if key in data:
             section = _section(data, key)
-            _known_keys(section, {item.name for item in fields(kind)}, key)
+            reject_unknown(section, {item.name for item in fields(kind)}, key)
             changes[key] = replace(getattr(config, key), **section)
     if "genesis" in data:
         changes["genesis"] = dict(_section(data, "genesis"))
-    if "coordinator" in data:
-        section = _section(data, "coordinator")
-        allowed = {item.name for item in fields(CoordinatorConfig)}
-        _known_keys(section, allowed, "coordinator")
-        changes["coordinator"] = replace(config.coordinator, **section)
-    if "limits" in data:
-        section = _section(data, "limits")
-        _known_keys(section, {item.name for item in fields(ApiLimits)}, "limits")
-        changes["limits"] = replace(config.limits, **section)
     try:
         return replace(config, **changes)
     except TypeError as err:
@@ -376,7 +366,7 @@ def _neighbors(entries: object) -> tuple[tuple[str, ...], dict[str, str]]:
     own: dict[str, str] = {}
     for entry in entries:
         if isinstance(entry, Mapping):
-            _known_keys(entry, {"url", "secret"}, "a neighbour")
+            reject_unknown(entry, {"url", "secret"}, "a neighbour")
             url = entry.get("url")
             if not isinstance(url, str):
                 raise ConfigError("a neighbour table needs its url")
@@ -390,25 +380,25 @@ def _neighbors(entries: object) -> tuple[tuple[str, ...], dict[str, str]]:
     return tuple(urls), own
 
 
+def node_section(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``[node]`` table of a configuration document; a document without one is
+    the node's settings itself."""
+    return config_section(document, "node", default=document)
+
+
 def load_config_file(path: Path, base: NodeConfig | None = None) -> NodeConfig:
     """Read a ``.toml`` or ``.json`` configuration file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"cannot read configuration file {path}: {err.strerror}") from err
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(f"configuration file {path} is not valid: {err}") from err
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"configuration file {path} must hold a table/object")
-    node_section = data.get("node", data)
-    if not isinstance(node_section, Mapping):
-        raise ConfigError(f"[node] in {path} must be a table/object")
-    return config_from_mapping(node_section, base)
+    return config_from_mapping(node_section(read_config_document(path)), base)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Defaults, then the file's ``[node]`` table, then ``P2P_ENERGY_NODE_*`` variables."""
+    return load_layers(
+        NodeConfig(),
+        None if path is None else node_section(read_config_document(path)),
+        config_from_mapping,
+        lambda config: apply_environment(config, environ),
+    )
 
 
 def apply_environment(config: NodeConfig, environ: Mapping[str, str] | None = None) -> NodeConfig:

@@ -19,7 +19,8 @@ from p2p_energy_protocol.grid_client import GridClient
 from p2p_energy_protocol.pow import transaction_weight
 from p2p_energy_protocol.transaction import Transaction
 
-from grid_server.grid.config import ConfigError, GridConfig, load_config
+from grid_server.config_loading import ConfigError
+from grid_server.grid.config import GridConfig, load_config
 from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.server import GridServer
 from tests.node.helpers import count_remote_attaches

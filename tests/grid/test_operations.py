@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from p2p_energy_protocol.grid_client import GridClient
 
+from grid_server.config_loading import ConfigError
 from grid_server.grid.config import (
-    ConfigError,
     GridConfig,
     apply_environment,
     config_from_mapping,
@@ -88,7 +88,7 @@ def test_command_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"colour": "blue"}, "unknown grid setting"),
+        ({"colour": "blue"}, "unknown setting\\(s\\) in the grid configuration: colour"),
         ({"port": "eighty"}, "wrong type"),
         ({"port": 70000}, "port"),
         ({"slot_seconds": 0}, "slot_seconds"),

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from grid_server.cli import build_parser, node_config_from_args
+from grid_server.config_loading import ConfigError
 from grid_server.node.config import (
     ApiLimits,
-    ConfigError,
     CoordinatorConfig,
     NodeConfig,
     apply_environment,
