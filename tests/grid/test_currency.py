@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from grid_server.grid.config import ConfigError, GridConfig, apply_environment, config_from_mapping
+from grid_server.config_loading import ConfigError
+from grid_server.grid.config import GridConfig, apply_environment, config_from_mapping
 from grid_server.grid.currency import CurrencyRate, parse_rate
 
 
