@@ -91,6 +91,11 @@ def _local_time(document: dict[str, Any], moment_ms: int) -> str:
     return datetime.fromtimestamp(moment_ms / 1000, tz=zone).strftime("%Y-%m-%d %H:%M")
 
 
+def _text(value: str) -> str:
+    """Participant-given text, never read as a formula by a spreadsheet opening the CSV."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def rows(document: dict[str, Any]) -> list[list[str]]:
     """The document as table rows (section, item, value, unit, value in the currency,
     note): the CSV holds them, and the PDF prints the same figures."""
@@ -171,7 +176,9 @@ def to_csv(document: dict[str, Any]) -> str:
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\r\n")
     writer.writerow(["section", "item", "value", "unit", currency, "note"])
-    writer.writerows(rows(document))
+    for section, item, value, *rest in rows(document):
+        # The document section holds the participant's own words (name, reason).
+        writer.writerow([section, item, _text(value) if section == "document" else value, *rest])
     return output.getvalue()
 
 

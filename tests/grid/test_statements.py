@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from p2p_energy_protocol.trinary import int_to_trytes
+from pypdf import PdfReader
 from sqlalchemy import func, select, update
 
 from grid_server.grid.config import GridConfig
@@ -22,12 +25,14 @@ from grid_server.grid.db.models import (
     IncomingPayment,
     Payout,
     Reading,
+    Registration,
     Settlement,
     Statement,
 )
 from grid_server.grid.errors import RequestError
 from grid_server.grid.settlement.service import SettlementService
 from grid_server.grid.statements import StatementService, parse_period, period_containing
+from grid_server.grid.statements_render import to_csv, to_pdf
 
 from .dbhelpers import add_registration
 from .fakes import ManualClock
@@ -365,3 +370,22 @@ def test_periods_follow_the_configured_length_and_time_zone() -> None:
         with pytest.raises(RequestError, match="period") as error:
             parse_period(label, length, utc)  # type: ignore[arg-type]
         assert error.value.status == 400
+
+
+async def test_downloads_never_hand_a_spreadsheet_a_formula(db: Database) -> None:
+    """A participant's name is its own text: the CSV quotes it so no formula runs."""
+    add_registration(db, "consumer-z", "consumer", None)
+    with db.write() as session:
+        session.execute(
+            update(Registration)
+            .where(Registration.registration_id == "consumer-z")
+            .values(item_name='=HYPERLINK("http://example.invalid","pay here")')
+        )
+    service = StatementService(db, CONFIG, ManualClock(DECEMBER + DAY))
+    document = await service.preview("consumer-z", "2026-11")
+    table = list(csv.reader(io.StringIO(to_csv(document))))
+    assert ["document", "name", "'" + document["itemName"], "", "", ""] in table
+    assert ["balance", "Change in this document", "25", "IOTA", "0.00", ""] in table
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(to_pdf(document))).pages)
+    assert "Statement preview 2026-11" in text
+    assert '=HYPERLINK("http://example.invalid","pay here")' in text

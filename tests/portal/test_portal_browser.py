@@ -165,6 +165,16 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     )
     assert downloaded[0] == 200
     assert "meter fault" in downloaded[1]
+    # Each participant's page lists its statements.
+    await page.goto(portal_url + "#entities/consumer-maple-01")
+    await wait_until(
+        page,
+        """() => document.querySelector("#entity-name").textContent === "Maple Street 1"
+          && [...document.querySelectorAll("#entity-tables section")].some(
+            (s) => s.querySelector("h2").textContent === "Statements"
+              && s.querySelector("tbody").textContent.includes("2026-09"))""",
+    )
+    await page.click("a[data-view=statements]")
     painted, data = await chart_points(page, "totals-chart")
     assert painted
     assert data[3] == [300]  # the month's charges

@@ -253,6 +253,12 @@
       tables.push(detailTable("Payments", ["Seen", "Amount", "Status", "Bundle", "Address"],
         item.payments.map((p) => el("tr", {}, el("td", { text: time(p.seenAt) }), el("td", { class: "num", text: iota(p.amount) }), el("td", {}, status(p.status, p.problem)), el("td", {}, explorerLink("bundle", p.bundle)), el("td", {}, explorerLink("address", p.address))))));
     }
+    const statements = await api(`statements?${new URLSearchParams({ registrationId: item.id, pageSize: "12" })}`);
+    tables.push(detailTable("Statements", ["No.", "Kind", "Period", "Carried over", "Change", "Balance", "Download"],
+      statements.items.map((d) => el("tr", {}, el("td", { class: "num", text: String(d.number) }),
+        el("td", { text: d.kind === "credit_note" ? `credit note for no. ${d.refersTo}` : "statement" }), el("td", { text: d.period }),
+        el("td", { class: "num", text: iota(d.openingBalance) }), el("td", { class: "num", text: iota(d.balanceChange) }),
+        el("td", { class: "num", text: iota(d.closingBalance) }), el("td", {}, downloads(`statements/${d.number}`))))));
     tables.push(detailTable("Channels followed", ["Role", "Root", "Messages read", "Hello", "Skipped", "Last read", "Last error"],
       item.channels.map((c) => el("tr", {}, el("td", { text: c.role }), el("td", { class: "hash", text: c.root }), el("td", { class: "num", text: integer.format(c.messagesRead) }), el("td", { text: c.helloSeen ? "seen" : "not yet" }), el("td", { class: "num", text: integer.format(c.skippedMessages) }), el("td", { text: time(c.lastReadAt) }), el("td", { text: c.lastError || "–" })))));
     $("#entity-tables").replaceChildren(...tables);
