@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlalchemy.sql.elements import ColumnElement
 
 NULL_HASH: Final = "9" * 81
 CONNECT_TIMEOUT_SECONDS: Final = 10
@@ -223,6 +224,17 @@ _UNSOLID: Final = (transactions.c.approved.in_([False, True]), transactions.c.so
 def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _update_hashes(
+    conn: Connection, hashes: Sequence[str], *conditions: ColumnElement[bool], **values: Any
+) -> None:
+    """Set ``values`` on the transactions among ``hashes`` that meet ``conditions``
+    (updated in chunks of IN lists)."""
+    for chunk in _chunks(hashes):
+        conn.execute(
+            update(transactions).where(transactions.c.hash.in_(chunk), *conditions).values(**values)
+        )
 
 
 def _existing(conn: Connection, column: Column[str], values: Iterable[str]) -> set[str]:
@@ -426,12 +438,7 @@ class TangleStore:
             ],
         )
         approvees = sorted({h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH})
-        for chunk in _chunks(approvees):
-            conn.execute(
-                update(transactions)
-                .where(transactions.c.hash.in_(chunk), transactions.c.approved.is_(False))
-                .values(approved=True)
-            )
+        _update_hashes(conn, approvees, transactions.c.approved.is_(False), approved=True)
 
     @staticmethod
     def has_unsolid(conn: Connection) -> bool:
@@ -454,10 +461,7 @@ class TangleStore:
 
     @staticmethod
     def mark_solid(conn: Connection, hashes: Sequence[str]) -> None:
-        for chunk in _chunks(hashes):
-            conn.execute(
-                update(transactions).where(transactions.c.hash.in_(chunk)).values(solid=True)
-            )
+        _update_hashes(conn, hashes, solid=True)
 
     @staticmethod
     def missing_parents(conn: Connection, limit: int) -> list[str]:
@@ -560,12 +564,7 @@ class TangleStore:
 
     @staticmethod
     def mark_confirmed(conn: Connection, hashes: Sequence[str], milestone_index: int) -> None:
-        for chunk in _chunks(hashes):
-            conn.execute(
-                update(transactions)
-                .where(transactions.c.hash.in_(chunk), transactions.c.confirmed.is_(None))
-                .values(confirmed=milestone_index)
-            )
+        _update_hashes(conn, hashes, transactions.c.confirmed.is_(None), confirmed=milestone_index)
 
     @staticmethod
     def has_pending_spends(conn: Connection) -> bool:

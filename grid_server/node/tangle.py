@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from p2p_energy_protocol.client import EMPTY_TRYTES
 from p2p_energy_protocol.transaction import transactions_from_trytes
 
 from . import ledger
@@ -409,8 +410,7 @@ class Tangle:
     def get_trytes(self, hashes: Sequence[str]) -> list[str]:
         with self.store.connect() as conn:
             found = TangleStore.trytes_of(conn, hashes)
-        empty = "9" * 2673
-        return [found.get(h, empty) for h in hashes]
+        return [found.get(h, EMPTY_TRYTES) for h in hashes]
 
     def tips(self) -> list[str]:
         with self.store.connect() as conn:
