@@ -46,18 +46,19 @@ from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.trinary import random_trytes
 
 from grid_server.grid.billing import PaymentRequests
+from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import (
     Bill,
     GridChannel,
     OutboxMessage,
     Registration,
-    Settlement,
     WalletAddress,
 )
 from grid_server.grid.pipeline import PUBLISH_BATCH
 from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.return_channels import DEFAULT_PUBLISH_CONCURRENCY, ReturnChannels
+from grid_server.grid.settlement.service import SettlementService
 from grid_server.grid.tangle import MamTangle
 from grid_server.grid.wallet import GridWallet
 from grid_server.node import NodeConfig, NodeServer
@@ -74,41 +75,10 @@ def populate(db: Database, tangle: MamTangle, consumers: int) -> None:
     channels = [tangle.new_channel() for _ in range(consumers)]
     hellos = tangle.create_messages([(channel.state, {"command": "hello"}) for channel in channels])
     with db.write() as session:
-        settlement = Settlement(
-            slot_start=NOW,
-            slot_end=NOW + 900_000,
-            strategy="bench",
-            consensus_price_micro=None,
-            import_price_micro=0,
-            export_price_micro=0,
-            grid_cut_ppm=0,
-            **dict.fromkeys(
-                [
-                    "produced_milliwh",
-                    "consumed_milliwh",
-                    "local_milliwh",
-                    "imported_milliwh",
-                    "exported_milliwh",
-                    "local_value",
-                    "consumer_charges",
-                    "producer_payouts",
-                    "import_cost",
-                    "export_revenue",
-                    "grid_cut",
-                    "readings_count",
-                    "adjustment_readings",
-                    "producers_count",
-                    "consumers_count",
-                    "settled_at",
-                ],
-                0,
-            ),
-            energy_balanced=True,
-            money_balanced=True,
-            invariant_report="{}",
-            settled_by="bench",
+        # An empty slot settled by the grid's own code: the bills below hang on it.
+        settlement = SettlementService(db, GridConfig(), lambda: NOW, "bench").settle_slot(
+            session, NOW, NOW + 900_000
         )
-        session.add(settlement)
         session.add(
             WalletAddress(
                 key_index=0, address="T" * 81, purpose="treasury", spent=False, created_at=NOW
