@@ -47,6 +47,44 @@ LogFormat = Literal["json", "text"]
 StatementPeriod = Literal["month", "quarter", "year"]
 
 
+# Settings checked by their bounds alone (inclusive); the error names the setting.
+_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "slot_seconds": (1, 86_400),
+    "grid_cut_percent": (0, 100),
+    "hello_search_limit": (1, 100),
+    "min_weight_magnitude": (1, 81),
+    "depth": (1, 15),
+    "payout_batch_size": (1, 100),
+    "max_item_bytes": (1, 10_000_000),
+    "max_page_size": (1, 10_000),
+}
+_NON_NEGATIVE: Final = (
+    "settlement_delay_seconds",
+    "statement_fee",
+    "max_future_seconds",
+    "database_wait",
+    "wallet_genesis_balance",
+    "registrations_per_minute",
+    "registration_quota",
+)
+_POSITIVE: Final = (
+    "follow_interval",
+    "publish_interval",
+    "payments_interval",
+    "payout_interval",
+    "lease_seconds",
+    "reattach_seconds",
+    "payment_unconfirmable_seconds",
+    "payment_pending_expiry",
+    "shutdown_timeout",
+    "node_timeout",
+    "max_reading_kwh",
+    "max_price",
+    "max_items_per_registration",
+    "registration_burst",
+)
+
+
 @dataclass(frozen=True)
 class GridConfig:
     """Everything the grid server needs to run. Prices are IOTA per kWh."""
@@ -143,17 +181,18 @@ class GridConfig:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         if self.node_url is not None and not re.fullmatch(r"https?://[^\s/]+/?", self.node_url):
             raise ConfigError(f"node_url must look like http://host:port, got {self.node_url!r}")
-        if not 1 <= self.slot_seconds <= 86_400:
-            raise ConfigError("slot_seconds must be between 1 and 86400")
-        _non_negative("settlement_delay_seconds", self.settlement_delay_seconds)
+        for name, (low, high) in _RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be between {low} and {high}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
         for name in ("import_price", "export_price"):
             value = getattr(self, name)
             if not 0 <= value <= self.max_price:
                 raise ConfigError(f"{name} must be between 0 and max_price ({self.max_price})")
         if self.export_price > self.import_price:
             raise ConfigError("export_price (feed-in) must not exceed import_price (retail)")
-        if not 0 <= self.grid_cut_percent <= 100:
-            raise ConfigError("grid_cut_percent must be between 0 and 100")
         _check_currency(self.currency, self.currency_per_million_iota)
         try:
             ZoneInfo(self.statement_timezone)
@@ -162,59 +201,24 @@ class GridConfig:
                 f"statement_timezone must be an IANA time zone such as Europe/Vienna, "
                 f"got {self.statement_timezone!r}"
             ) from err
-        _non_negative("statement_fee", self.statement_fee)
         try:
             check_strategy(self.pricing_strategy, self.tariff)
         except PricingError as err:
             raise ConfigError(f"pricing_strategy: {err}") from err
-        for name in (
-            "follow_interval",
-            "publish_interval",
-            "payments_interval",
-            "payout_interval",
-            "lease_seconds",
-            "reattach_seconds",
-            "payment_unconfirmable_seconds",
-            "payment_pending_expiry",
-            "shutdown_timeout",
-            "node_timeout",
-            "max_reading_kwh",
-            "max_price",
-        ):
+        for name in _POSITIVE:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         for name in ("http_idle_timeout", "http_request_timeout"):
             if not 0.1 <= getattr(self, name) <= 3_600:
                 raise ConfigError(f"{name} must be between 0.1 and 3600 seconds")
-        _non_negative("max_future_seconds", self.max_future_seconds)
-        _non_negative("database_wait", self.database_wait)
-        if not 1 <= self.hello_search_limit <= 100:
-            raise ConfigError("hello_search_limit must be between 1 and 100")
-        if not 1 <= self.min_weight_magnitude <= 81:
-            raise ConfigError("min_weight_magnitude must be between 1 and 81")
         if not 0 <= self.local_pow_workers <= 64:
             raise ConfigError(
                 "local_pow_workers must be between 0 (proof of work on the node) and 64"
             )
-        if not 1 <= self.depth <= 15:
-            raise ConfigError("depth must be between 1 and 15")
         if self.wallet_seed is not None and not _SEED_PATTERN.fullmatch(self.wallet_seed):
             raise ConfigError("wallet_seed must be 81 trytes (9 and A-Z)")
         if self.wallet_security not in (1, 2, 3):
             raise ConfigError("wallet_security must be 1, 2 or 3")
-        _non_negative("wallet_genesis_balance", self.wallet_genesis_balance)
-        if not 1 <= self.payout_batch_size <= 100:
-            raise ConfigError("payout_batch_size must be between 1 and 100")
-        if not 1 <= self.max_item_bytes <= 10_000_000:
-            raise ConfigError("max_item_bytes must be between 1 and 10000000")
-        if not 1 <= self.max_page_size <= 10_000:
-            raise ConfigError("max_page_size must be between 1 and 10000")
-        if self.max_items_per_registration < 1:
-            raise ConfigError("max_items_per_registration must be positive")
-        if self.registration_burst < 1:
-            raise ConfigError("registration_burst must be positive")
-        _non_negative("registrations_per_minute", self.registrations_per_minute)
-        _non_negative("registration_quota", self.registration_quota)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log_level {self.log_level!r} is not a logging level")
 
@@ -329,11 +333,6 @@ _INT_FIELDS: Final = frozenset(
         "statement_fee",
     }
 )
-
-
-def _non_negative(name: str, value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
 
 
 def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
