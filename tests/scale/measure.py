@@ -7,6 +7,7 @@ latency under a loopback load generator. Only 127.0.0.1 is ever contacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -49,6 +50,7 @@ from grid_server.grid.db.models import (
     Reading,
     Registration,
     Settlement,
+    WalletTransfer,
 )
 from grid_server.grid.settlement.service import SettlementService
 from tests.reliability.processes import (
@@ -540,6 +542,45 @@ def load_average() -> float:
 
 
 @dataclass
+class Timeline:
+    """Seconds from the last reading reaching the node until each step was done for
+    the whole slot (``None``: not within the wait); includes the grid's start."""
+
+    readings_stored: float
+    settled: float
+    requests_stored: float | None
+    payouts_stored: float | None
+
+    @property
+    def whole_slot(self) -> float | None:
+        """Until the last of them: the slot ingested, settled, billed and paid."""
+        if self.requests_stored is None or self.payouts_stored is None:
+            return None
+        return max(self.readings_stored, self.settled, self.requests_stored, self.payouts_stored)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM, Linux /proc)."""
+    return _status_kib(pid, "VmHWM")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children.extend(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+@dataclass
 class SlotFigures:
     slot_start: int
     transactions: int
@@ -561,6 +602,16 @@ class SlotFigures:
     grid_rss: int
     load_before: float
     load_after: float
+    since_last_reading: Timeline
+    """From the last reading stored on the node (wall clock)."""
+    node_peak_rss: int
+    grid_peak_rss: int
+    workers_peak_rss: int
+    """The grid's proof-of-work worker processes together."""
+    workers_cpu: float
+    """CPU of the grid's worker processes (started with the grid for this slot)."""
+    payouts: int
+    payouts_on_tangle: int
 
     @property
     def store_rate(self) -> float:
@@ -575,7 +626,12 @@ class SlotFigures:
 
     @property
     def cpu_share(self) -> float:
-        return (self.node_cpu + self.grid_cpu) / (E2E_SLOT_MS / 1000)
+        return self.cpu / (E2E_SLOT_MS / 1000)
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of the node, the grid and its workers in the slot's window."""
+        return self.node_cpu + self.grid_cpu + self.workers_cpu
 
 
 @dataclass
@@ -612,8 +668,9 @@ class EndToEnd:
         grid_min_weight_magnitude: int = 9,
         slot_seconds: int = 900,
         api_seconds: float = 20.0,
-        publish_wait: float = 60.0,
+        publish_wait: float = 900.0,
         database: str | None = None,
+        grid_pow_workers: int = 2,
     ) -> None:
         self.directory = directory
         self.households = households
@@ -643,6 +700,7 @@ class EndToEnd:
             "storage_auth": "none",
             # The generator registers every household from one address.
             "registrations_per_minute": 0,
+            "local_pow_workers": grid_pow_workers,
         }
         self.grid_database = database
         self.grid: GridProcess | None = None
@@ -781,6 +839,7 @@ class EndToEnd:
         assert self.node.process is not None
         node_cpu = cpu_seconds(self.node.process.pid)
         store_seconds = self.store(trytes)
+        last_reading = time.time()  # every reading is on the node now
         grid_start_seconds = self.start_grid()
         assert self.grid is not None
         assert self.grid.process is not None
@@ -813,12 +872,15 @@ class EndToEnd:
                     select(func.count()).where(OutboxMessage.sent_at.is_(None))
                 ).scalar_one()
                 connection.rollback()
+                until = seen + self.publish_wait
                 created, last_created, published, last_sent = _wait_requests(
-                    connection, settlement_id, settled_at, consumers, seen + self.publish_wait
+                    connection, settlement_id, settled_at, consumers, until
                 )
+                payouts, on_tangle, payouts_done = _wait_payouts(connection, settlement_id, until)
         finally:
             engine.dispose()
         loader.join()
+        workers = child_pids(grid_pid)
         return SlotFigures(
             slot_start=window,
             transactions=len(trytes),
@@ -839,6 +901,18 @@ class EndToEnd:
             grid_rss=self.grid.rss_bytes(),
             load_before=load_before,
             load_after=load_average(),
+            since_last_reading=Timeline(
+                readings_stored=ingested - last_reading,
+                settled=settled_at / 1000 - last_reading,
+                requests_stored=last_sent - last_reading if published >= consumers else None,
+                payouts_stored=payouts_done - last_reading if payouts_done is not None else None,
+            ),
+            node_peak_rss=peak_rss(self.node.process.pid),
+            grid_peak_rss=peak_rss(grid_pid),
+            workers_peak_rss=sum(peak_rss(pid) for pid in workers),
+            workers_cpu=sum(cpu_seconds(pid) for pid in workers),
+            payouts=payouts,
+            payouts_on_tangle=on_tangle,
         )
 
 
@@ -900,4 +974,34 @@ def _wait_requests(
                 int(sent),
                 last_sent / 1000 if last_sent else now,
             )
+        time.sleep(POLL * 4)
+
+
+def _wait_payouts(
+    connection: Connection, settlement_id: int, until: float
+) -> tuple[int, int, float | None]:
+    """A settlement's payouts: (count, how many are IOTA transfers, wall time when none
+    was pending any more: each transfer's bundle stored on the node, the others
+    recorded), polled until then or until the wall clock reaches ``until``."""
+    unsent = (Payout.status == "pending") | (
+        (Payout.status == "in_transfer") & WalletTransfer.sent_at.is_(None)
+    )
+    query = (
+        select(
+            func.count(),
+            func.count().filter(Payout.method == "tangle"),
+            func.count().filter(unsent),
+            func.max(func.coalesce(WalletTransfer.sent_at, Payout.updated_at)),
+        )
+        .select_from(Payout)
+        .outerjoin(WalletTransfer, WalletTransfer.id == Payout.transfer_id)
+        .where(Payout.settlement_id == settlement_id)
+    )
+    while True:
+        total, on_tangle, pending, last = connection.execute(query).one()
+        connection.rollback()
+        if not pending:
+            return int(total), int(on_tangle), last / 1000 if last else time.time()
+        if time.time() >= until:
+            return int(total), int(on_tangle), None
         time.sleep(POLL * 4)

@@ -40,12 +40,23 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
             # 60-s slots: the grid looks for due slots every 15 s rather than 30 s.
             slot_seconds=60,
             api_seconds=2.0,
-            publish_wait=0.0,
+            publish_wait=120.0,  # at most: it ends once every request and payout is stored
         )
         figures = run.run()
     (slot,) = figures.slots
     assert slot.api.server_errors == 0
     assert slot.requests_expected == HOUSEHOLDS - len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    # Every step of the slot was seen, in order, from the last reading on the node on.
+    assert slot.requests_published == slot.requests_expected
+    timeline = slot.since_last_reading
+    assert timeline.requests_stored is not None
+    assert timeline.payouts_stored is not None
+    assert 0 < timeline.readings_stored <= timeline.settled <= timeline.requests_stored
+    assert timeline.whole_slot == max(timeline.requests_stored, timeline.payouts_stored)
+    assert slot.payouts == len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    # The grid's payment requests were attached by its two worker processes.
+    assert slot.workers_cpu > 0
+    assert min(slot.grid_peak_rss, slot.workers_peak_rss, slot.node_peak_rss) > 0
     assert run.grid_database is not None
     engine = create_engine(run.grid_database)
     try:
