@@ -240,6 +240,9 @@ async def end_to_end(
                     sent = 0
                     while (done := await channels.publish_pending(PUBLISH_BATCH)) > 0:
                         sent += done
+                elif mode == "windowed":  # created first, then published in windows
+                    await create_all()
+                    sent = await channels.publish_all()
                 else:
                     creating = asyncio.ensure_future(create_all())
                     sent = await channels.publish_all(creating)
@@ -271,8 +274,8 @@ async def compare(arguments: argparse.Namespace, template: Path, directory: Path
     await warm_up(pool)
     results = []
     try:
-        for mode in arguments.modes.split(","):
-            folder = directory / mode
+        for number, mode in enumerate(arguments.modes.split(",")):
+            folder = directory / f"{number}-{mode}"
             folder.mkdir()
             shutil.copy(template, folder / "grid.sqlite3")
             result = await end_to_end(
@@ -290,8 +293,17 @@ async def compare(arguments: argparse.Namespace, template: Path, directory: Path
             )
     finally:
         await pool.close()
-    if len(results) == 2:
-        print(f"speed-up: {results[0]['seconds'] / results[1]['seconds']:.2f}x")
+    for mode in dict.fromkeys(result["mode"] for result in results):
+        runs = [result for result in results if result["mode"] == mode]
+        seconds = sum(result["seconds"] for result in runs)
+        cpu = sum(
+            result["cpu_grid"] + result["cpu_workers"] + result["cpu_node"] for result in runs
+        )
+        sent = sum(result["sent"] for result in runs)
+        print(
+            f"{mode} ({len(runs)} runs): {sent / seconds:.1f} requests/s, "
+            f"{cpu / sent * 1000:.1f} ms CPU per request, {cpu / seconds:.2f} cores busy"
+        )
     if arguments.json:
         arguments.json.write_text(json.dumps(results, indent=2))
 
@@ -318,7 +330,11 @@ async def main() -> None:
         action="store_true",
         help="bills to every request stored on a node process: sequential vs pipelined",
     )
-    parser.add_argument("--modes", default="sequential,pipelined", help="with --end-to-end")
+    parser.add_argument(
+        "--modes",
+        default="sequential,pipelined",
+        help="with --end-to-end, in this order (repeat them to alternate: a,b,a,b)",
+    )
     parser.add_argument(
         "--e2e-concurrency",
         type=int,

@@ -413,16 +413,27 @@ class ReturnChannels:
                         except TangleUnavailableError as err:
                             failed.extend((row_id, str(err)) for row_id, _ in group)
                             return
+                        # Recorded alongside: the next group goes on while this one's
+                        # mark waits for the database (a batch being created holds it).
                         ids = [row_id for row_id, _ in group]
-                        await self._db.run_write(
-                            functools.partial(_record, sent=ids, failed=[], now=self._clock())
+                        records.append(
+                            asyncio.ensure_future(
+                                self._db.run_write(
+                                    functools.partial(
+                                        _record, sent=ids, failed=[], now=self._clock()
+                                    )
+                                )
+                            )
                         )
                         sent += len(ids)
 
             workers = min(self._publish_concurrency, len(queue))
+            records: list[asyncio.Future[None]] = []
             try:
                 await asyncio.gather(*(worker() for _ in range(workers)))
             finally:
+                # Marked even when a worker raised: what went out is not sent again.
+                await asyncio.gather(*records)
                 if failed:
                     await self._db.run_write(
                         functools.partial(_record, sent=[], failed=failed, now=self._clock())
