@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .db.models import Bill, IncomingPayment, Payout, Registration, Settlement, Statement
+from .db.models import (
+    Bill,
+    IncomingPayment,
+    Payout,
+    Reading,
+    Registration,
+    Settlement,
+    Statement,
+)
 from .errors import RequestError
 from .units import MICRO_PER_IOTA, MILLIWH_PER_KWH
 
@@ -54,6 +62,9 @@ CREDIT_NOTE: Final = "credit_note"
 PREVIEW: Final = "preview"
 MAX_REASON_LENGTH: Final = 500
 MAX_CORRECTION: Final = 2_779_530_283_277_761
+# Finalising a period corrects (credit notes) the participant's final statements of this
+# many earlier periods when late readings or late slots changed them.
+CORRECTED_PERIODS: Final = 12
 # The money lines of a document, in the order the CSV and PDF print them.
 AMOUNT_FIELDS: Final = (
     "localPurchases",
@@ -165,13 +176,14 @@ class _Day:
     energy: int = 0
     adjustment: int = 0
     local_energy: Fraction = Fraction(0)
-    amount: int = 0
+    amount: Fraction = Fraction(0)
     local_money: Fraction = Fraction(0)
     cut: Fraction = Fraction(0)
 
     def close(self, day: date, consumer: bool) -> dict[str, Any]:
         local_energy = _round(self.local_energy)
         local_money = _round(self.local_money)
+        amount = _round(self.amount)
         line: dict[str, Any] = {"date": day.isoformat(), "slots": self.slots}
         if consumer:
             line.update(
@@ -179,8 +191,8 @@ class _Day:
                 importedMilliwh=self.energy - local_energy,
                 adjustmentMilliwh=self.adjustment,
                 localPurchases=local_money,
-                imports=self.amount - local_money,
-                charges=self.amount,
+                imports=amount - local_money,
+                charges=amount,
             )
         else:
             cut = _round(self.cut)
@@ -191,8 +203,8 @@ class _Day:
                 localSalesGross=local_money + cut,
                 gridCut=cut,
                 localSalesNet=local_money,
-                exports=self.amount - local_money,
-                credits=self.amount,
+                exports=amount - local_money,
+                credits=amount,
             )
         return line
 
@@ -201,14 +213,72 @@ def _ratio(part: int, whole: int) -> Fraction:
     return Fraction(part, whole) if whole else Fraction(0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Late:
+    """A late reading (billed in a slot after its own) and the period it belongs to."""
+
+    settlement_id: int
+    end_time: int
+    energy: int
+    period: str
+
+
+def _late_readings(
+    session: Session, registration_id: str, period: Period, config: GridConfig
+) -> list[_Late]:
+    """The participant's late readings billed in the period's slots or belonging to it.
+
+    A reading belongs to the slot its period ends in, so to that slot's statement period,
+    whichever later slot billed it.
+    """
+    slot_ms = config.slot_ms
+    rows = session.execute(
+        select(Reading.settlement_id, Reading.end_time, Reading.energy_milliwh)
+        .join(Settlement, Settlement.id == Reading.settlement_id)
+        .where(
+            Reading.registration_id == registration_id,
+            Reading.end_time <= Settlement.slot_start,
+            or_(
+                (Settlement.slot_start >= period.start_ms)
+                & (Settlement.slot_start < period.end_ms),
+                (Reading.end_time > period.start_ms - slot_ms)
+                & (Reading.end_time <= period.end_ms + slot_ms),
+            ),
+        )
+    ).all()
+    zone = config.statement_zone
+    return [
+        _Late(
+            settlement_id=int(row.settlement_id),
+            end_time=int(row.end_time),
+            energy=int(row.energy_milliwh),
+            period=period_containing(
+                (row.end_time - 1) // slot_ms * slot_ms, config.statement_period, zone
+            ).label,
+        )
+        for row in rows
+    ]
+
+
 def _days(
-    session: Session, registration: Registration, period: Period, zone: ZoneInfo
+    session: Session, registration: Registration, period: Period, config: GridConfig
 ) -> list[dict[str, Any]]:
+    """The participant's daily lines: its bills (or payouts) of the period's slots, less
+    the late readings of earlier periods they include, plus the share of later slots'
+    bills that is late readings of this period (in proportion to energy, exactly)."""
+    zone = config.statement_zone
     consumer = registration.item_type == "consumer"
     line = Bill if consumer else Payout
     energy = Bill.usage_milliwh if consumer else Payout.energy_milliwh
+    late = _late_readings(session, registration.registration_id, period, config)
+    late_by_slot: dict[int, list[_Late]] = defaultdict(list)
+    for reading in late:
+        late_by_slot[reading.settlement_id].append(reading)
+    borrowed = {reading.settlement_id for reading in late if reading.period == period.label}
+    in_period = (Settlement.slot_start >= period.start_ms) & (Settlement.slot_start < period.end_ms)
     rows = session.execute(
         select(
+            Settlement.id,
             Settlement.slot_start,
             energy.label("energy"),
             line.adjustment_milliwh,
@@ -220,32 +290,42 @@ def _days(
             Settlement.grid_cut,
             Settlement.consumer_charges,
             Settlement.producer_payouts,
-            Settlement.export_revenue,
         )
         .join(Settlement, Settlement.id == line.settlement_id)
         .where(
             line.registration_id == registration.registration_id,
-            Settlement.slot_start >= period.start_ms,
-            Settlement.slot_start < period.end_ms,
+            or_(in_period, Settlement.id.in_(borrowed)) if borrowed else in_period,
         )
         .order_by(Settlement.slot_start)
     ).all()
     days: dict[date, _Day] = defaultdict(_Day)
     for row in rows:
-        day = days[datetime.fromtimestamp(row.slot_start / 1000, tz=zone).date()]
-        day.slots += 1
-        day.energy += row.energy
-        day.adjustment += row.adjustment_milliwh
-        day.amount += row.amount
-        if consumer:
-            day.local_energy += row.energy * _ratio(row.local_milliwh, row.consumed_milliwh)
-            day.local_money += row.amount * _ratio(row.local_value, row.consumer_charges)
+        own = period.start_ms <= row.slot_start < period.end_ms
+        readings = late_by_slot.get(row.id, [])
+        if own:
+            moved = sum(r.energy for r in readings if r.period != period.label)
+            share = row.energy - moved
+            adjustment = row.adjustment_milliwh - moved
+            moment = row.slot_start
         else:
-            day.local_energy += row.energy * _ratio(row.local_milliwh, row.produced_milliwh)
+            mine = [r for r in readings if r.period == period.label]
+            share = adjustment = sum(r.energy for r in mine)
+            moment = max(r.end_time for r in mine) - 1
+        fraction = _ratio(share, row.energy) if row.energy else Fraction(int(own))
+        day = days[datetime.fromtimestamp(moment / 1000, tz=zone).date()]
+        day.slots += int(own)
+        day.energy += share
+        day.adjustment += adjustment
+        day.amount += row.amount * fraction
+        if consumer:
+            day.local_energy += share * _ratio(row.local_milliwh, row.consumed_milliwh)
+            day.local_money += row.amount * fraction * _ratio(row.local_value, row.consumer_charges)
+        else:
+            day.local_energy += share * _ratio(row.local_milliwh, row.produced_milliwh)
             # The payout is the local value net of the cut plus the export revenue.
             net_local = row.local_value - row.grid_cut
-            day.local_money += row.amount * _ratio(net_local, row.producer_payouts)
-            day.cut += row.grid_cut * _ratio(row.energy, row.produced_milliwh)
+            day.local_money += row.amount * fraction * _ratio(net_local, row.producer_payouts)
+            day.cut += row.grid_cut * _ratio(share, row.produced_milliwh)
     return [days[day].close(day, consumer) for day in sorted(days)]
 
 
@@ -313,8 +393,7 @@ def compute(
 ) -> dict[str, Any]:
     """The statement of ``registration`` for ``period`` as it stands now (a preview)."""
     consumer = registration.item_type == "consumer"
-    zone = config.statement_zone
-    days = _days(session, registration, period, zone)
+    days = _days(session, registration, period, config)
     payments = _payments(session, registration.registration_id, period) if consumer else []
     amounts = {name: _sum_lines(days, name) for name in AMOUNT_FIELDS}
     amounts["fixedFee"] = config.statement_fee if consumer else 0
@@ -464,6 +543,97 @@ def _store(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Difference:
+    """What a credit note changes: figures and the balance (IOTA owed to the grid)."""
+
+    amounts: dict[str, int]
+    energy: dict[str, int]
+    change: int
+
+
+def _difference(
+    session: Session, original: Statement, config: GridConfig, now_ms: int
+) -> _Difference | None:
+    """What recomputing ``original``'s period gives now, less the statement and its credit
+    notes so far (None: nothing changed)."""
+    issued = json.loads(original.document_json)
+    notes = [
+        json.loads(text)
+        for text in session.scalars(
+            select(Statement.document_json).where(Statement.refers_to == original.id)
+        )
+    ]
+    registration = _registration(session, original.registration_id)
+    period = Period(original.period, original.period_start, original.period_end)
+    now = compute(session, registration, period, config, now_ms)
+
+    def delta(section: str, name: str) -> int:
+        before = issued[section][name] + sum(note[section][name] for note in notes)
+        return int(now[section][name] - before)
+
+    amounts = {name: delta("amounts", name) for name in AMOUNT_FIELDS}
+    # The fee is charged once per statement, whatever the fee is today.
+    amounts["fixedFee"] = 0
+    energy = {name: delta("energy", name) for name in ENERGY_FIELDS}
+    if not any(amounts.values()) and not any(energy.values()):
+        return None
+    change = (
+        amounts["charges"]
+        - amounts["paymentsReceived"]
+        - amounts["credits"]
+        + amounts["payoutsSent"]
+    )
+    return _Difference(amounts, energy, change)
+
+
+def _issue_credit_note(
+    session: Session,
+    original: Statement,
+    difference: _Difference,
+    *,
+    reason: str,
+    correction: str,
+    config: GridConfig,
+    now_ms: int,
+    by: str,
+) -> dict[str, Any]:
+    issued = json.loads(original.document_json)
+    opening = _carried(session, original.registration_id, None)
+    change = difference.change
+    balance = {"opening": opening, "change": change, "closing": opening + change}
+    document = {
+        **{key: issued[key] for key in ("registrationId", "itemName", "itemType")},
+        **{key: issued[key] for key in ("period", "periodStart", "periodEnd", "timeZone")},
+        "computedAt": now_ms,
+        "refersTo": original.number,
+        "reason": reason,
+        "correction": correction,
+        "slots": 0,
+        "energy": difference.energy,
+        "energyKwh": {
+            name.removesuffix("Milliwh"): kwh_text(value)
+            for name, value in difference.energy.items()
+        },
+        "prices": issued["prices"],
+        "amounts": difference.amounts,
+        "balance": balance,
+        "currency": _currency_figures(config.currency_rate, difference.amounts, balance),
+        "days": [],
+        "payments": [],
+    }
+    _store(
+        session,
+        document,
+        kind=CREDIT_NOTE,
+        number=_next_number(session),
+        now_ms=now_ms,
+        by=by,
+        refers_to=original,
+    )
+    return document
+
+
 class StatementService:
     """Previews, final statements and credit notes (the API and the portal use it)."""
 
@@ -559,11 +729,44 @@ class StatementService:
                     "credit note.",
                     409,
                 )
-            number = _next_number(session)
+            # Late readings (or slots settled late) of an earlier final period become its
+            # credit notes first, so this period's carried balance includes them.
+            for registration in pending:
+                earlier = session.scalars(
+                    select(Statement)
+                    .where(
+                        Statement.registration_id == registration.registration_id,
+                        Statement.kind == STATEMENT,
+                        Statement.period_start < period.start_ms,
+                    )
+                    .order_by(Statement.period_start.desc())
+                    .limit(CORRECTED_PERIODS)
+                )
+                for original in list(earlier)[::-1]:
+                    difference = _difference(session, original, self.config, now)
+                    if difference is not None:
+                        _issue_credit_note(
+                            session,
+                            original,
+                            difference,
+                            reason=f"Found when finalising {period.label}: readings or slots "
+                            f"of {original.period} settled after statement {original.number}.",
+                            correction="recomputed",
+                            config=self.config,
+                            now_ms=now,
+                            by=by,
+                        )
             issued = []
-            for offset, registration in enumerate(pending):
+            for registration in pending:
                 document = compute(session, registration, period, self.config, now)
-                _store(session, document, kind=STATEMENT, number=number + offset, now_ms=now, by=by)
+                _store(
+                    session,
+                    document,
+                    kind=STATEMENT,
+                    number=_next_number(session),
+                    now_ms=now,
+                    by=by,
+                )
                 issued.append(document)
             return issued
 
@@ -598,78 +801,28 @@ class StatementService:
                     f"Document {number} is a credit note; correct the statement it refers to.",
                     409,
                 )
-            issued = json.loads(original.document_json)
-            earlier = [
-                json.loads(row.document_json)
-                for row in session.scalars(
-                    select(Statement).where(Statement.refers_to == original.id)
-                )
-            ]
             if amount is None:
-                registration = _registration(session, original.registration_id)
-                period = Period(original.period, original.period_start, original.period_end)
-                now_document = compute(session, registration, period, self.config, now)
-                amounts = {
-                    name: now_document["amounts"][name]
-                    - issued["amounts"][name]
-                    - sum(note["amounts"][name] for note in earlier)
-                    for name in AMOUNT_FIELDS
-                }
-                # The fee is charged once per statement, whatever the fee is today.
-                amounts["fixedFee"] = 0
-                energy = {
-                    name: now_document["energy"][name]
-                    - issued["energy"][name]
-                    - sum(note["energy"][name] for note in earlier)
-                    for name in ENERGY_FIELDS
-                }
-                change = (
-                    amounts["charges"]
-                    - amounts["paymentsReceived"]
-                    - amounts["credits"]
-                    + amounts["payoutsSent"]
-                )
-                if change == 0 and not any(amounts.values()) and not any(energy.values()):
+                difference = _difference(session, original, self.config, now)
+                if difference is None:
                     raise RequestError(
                         f"Nothing changed in statement {number}'s period since it was issued; "
                         "give an 'amount' to correct it by hand.",
                         409,
                     )
             else:
-                amounts = dict.fromkeys(AMOUNT_FIELDS, 0)
-                energy = dict.fromkeys(ENERGY_FIELDS, 0)
-                change = amount
-            opening = _carried(session, original.registration_id, None)
-            balance = {"opening": opening, "change": change, "closing": opening + change}
-            document = {
-                **{key: issued[key] for key in ("registrationId", "itemName", "itemType")},
-                **{key: issued[key] for key in ("period", "periodStart", "periodEnd", "timeZone")},
-                "computedAt": now,
-                "refersTo": number,
-                "reason": reason,
-                "correction": "manual" if amount is not None else "recomputed",
-                "slots": 0,
-                "energy": energy,
-                "energyKwh": {
-                    name.removesuffix("Milliwh"): kwh_text(value) for name, value in energy.items()
-                },
-                "prices": issued["prices"],
-                "amounts": amounts,
-                "balance": balance,
-                "currency": _currency_figures(self.config.currency_rate, amounts, balance),
-                "days": [],
-                "payments": [],
-            }
-            _store(
+                difference = _Difference(
+                    dict.fromkeys(AMOUNT_FIELDS, 0), dict.fromkeys(ENERGY_FIELDS, 0), amount
+                )
+            return _issue_credit_note(
                 session,
-                document,
-                kind=CREDIT_NOTE,
-                number=_next_number(session),
+                original,
+                difference,
+                reason=reason,
+                correction="manual" if amount is not None else "recomputed",
+                config=self.config,
                 now_ms=now,
                 by=by,
-                refers_to=original,
             )
-            return document
 
         return await self._write(run)
 

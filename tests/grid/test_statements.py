@@ -335,16 +335,29 @@ async def test_final_statements_are_numbered_immutable_and_corrected_by_credit_n
     clock.now = JANUARY + DAY
     december = await service.preview("consumer-x", "2026-12")
     assert december["balance"]["opening"] == (original["balance"]["closing"] + late_charge - 50)
-    [*_, last] = await service.finalise("2026-12", None, by="test")
-    assert last["number"] == 10
+    december_statements = await service.finalise("2026-12", None, by="test")
+    # The other three participants' last November slot settled late too: finalising December
+    # corrects their November statements first (7-9), then issues December's (10-13).
+    assert [d["number"] for d in december_statements] == [10, 11, 12, 13]
+    with db.read() as session:
+        notes = session.execute(
+            select(Statement.number, Statement.registration_id)
+            .where(Statement.kind == "credit_note", Statement.number > 6)
+            .order_by(Statement.number)
+        ).all()
+    assert [tuple(row) for row in notes] == [
+        (7, "consumer-y"),
+        (8, "producer-a"),
+        (9, "producer-b"),
+    ]
     # A later period is final: November cannot be finalised for anybody now.
     with pytest.raises(RequestError, match="final already"):
         await service.finalise("2026-11", "consumer-x", by="test")
     with db.read() as session:
         numbers = list(session.scalars(select(Statement.number).order_by(Statement.number)))
-    assert numbers == list(range(1, 11))
+    assert numbers == list(range(1, 14))
     listing = await service.list(registration_id="consumer-x")
-    assert [item["number"] for item in listing["items"]] == [7, 6, 5, 1]
+    assert [item["number"] for item in listing["items"]] == [10, 6, 5, 1]
     assert listing["items"][0]["openingBalance"] == december["balance"]["opening"]
 
 
@@ -389,3 +402,75 @@ async def test_downloads_never_hand_a_spreadsheet_a_formula(db: Database) -> Non
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(to_pdf(document))).pages)
     assert "Statement preview 2026-11" in text
     assert '=HYPERLINK("http://example.invalid","pay here")' in text
+
+
+async def test_a_late_reading_after_finalising_becomes_a_credit_note(db: Database) -> None:
+    """A reading of November that arrives in December is billed in a December slot, but
+    it is November's: November's statement gets a credit note, December's leaves it out."""
+    clock = await month_of_slots(db, through=DECEMBER + DAY)
+    clock.now = DECEMBER + 2 * DAY
+    service = StatementService(db, CONFIG, clock)
+    issued = await service.finalise("2026-11", None, by="test")
+    november = issued[0]
+    assert november["registrationId"] == "consumer-x"
+
+    # 2.5 kWh of consumer-x's in the last slot of 5 November, read now: billed in the next
+    # slot to settle.
+    with db.write() as session:
+        channel = session.scalars(
+            select(FollowedChannel).where(FollowedChannel.registration_id == "consumer-x")
+        ).one()
+        session.add(
+            Reading(
+                channel_id=channel.id,
+                registration_id="consumer-x",
+                kind="usage",
+                position=100_000,
+                message_root=int_to_trytes(100_000, 81),
+                start_time=NOVEMBER + 5 * DAY - SLOT,
+                end_time=NOVEMBER + 5 * DAY,
+                energy_milliwh=2_500_000,
+                received_at=clock(),
+            )
+        )
+    await _settle(db, clock)
+    with db.read() as session:
+        bill = session.execute(
+            select(Bill.amount, Bill.adjustment_milliwh, Settlement.slot_start)
+            .join(Settlement, Settlement.id == Bill.settlement_id)
+            .where(Bill.registration_id == "consumer-x", Bill.adjustment_milliwh > 0)
+        ).one()
+    late_charge = bill.amount
+    assert bill.slot_start >= DECEMBER  # billed in December
+    assert (bill.adjustment_milliwh, late_charge) == (2_500_000, 250)  # imported at 100/kWh
+
+    again = await service.preview("consumer-x", "2026-11")
+    assert again["amounts"]["charges"] == november["amounts"]["charges"] + late_charge
+    assert again["energy"]["adjustmentMilliwh"] == november["energy"]["adjustmentMilliwh"] + (
+        2_500_000
+    )
+    day = next(line for line in again["days"] if line["date"] == "2026-11-05")
+    assert day["adjustmentMilliwh"] >= 2_500_000  # on the reading's own day
+    december_charges, _ = _bills(db, "consumer-x", DECEMBER, JANUARY)
+    december = await service.preview("consumer-x", "2026-12")
+    assert december["amounts"]["charges"] == december_charges - late_charge
+
+    # Finalising December corrects November first, so December carries the correction.
+    clock.now = JANUARY + DAY
+    documents = await service.finalise("2026-12", None, by="test")
+    with db.read() as session:
+        note_json = session.scalar(
+            select(Statement.document_json).where(Statement.kind == "credit_note")
+        )
+    note = json.loads(note_json or "")
+    assert (note["number"], note["refersTo"], note["correction"]) == (5, 1, "recomputed")
+    assert note["amounts"]["charges"] == late_charge
+    assert note["energy"]["importedMilliwh"] == 2_500_000
+    assert "finalising 2026-12" in note["reason"]
+    assert [d["number"] for d in documents] == [6, 7, 8, 9]
+    x = documents[0]
+    assert x["balance"]["opening"] == november["balance"]["closing"] + late_charge
+    # Every IOTA billed to consumer-x in the two months is on exactly one document.
+    all_charges, _ = _bills(db, "consumer-x", NOVEMBER, JANUARY)
+    on_documents = november["amounts"]["charges"] + note["amounts"]["charges"]
+    assert on_documents + x["amounts"]["charges"] == all_charges
