@@ -7,6 +7,7 @@ bundle or a half-applied milestone behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,14 +26,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     delete,
     event,
     func,
     insert,
     inspect,
+    literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -42,10 +46,10 @@ from sqlalchemy.pool import NullPool
 from ..db_migrations import MigrationChain, sqlite_transactions
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
+    from sqlalchemy import ColumnElement, Row, Select
     from sqlalchemy.pool import ConnectionPoolEntry
-    from sqlalchemy.sql.elements import ColumnElement
 
 NULL_HASH: Final = "9" * 81
 CONNECT_TIMEOUT_SECONDS: Final = 10
@@ -54,30 +58,73 @@ _CHUNK: Final = 500
 
 metadata = MetaData()
 
+_SEQ_TYPE: Final = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def lookup_key(value: str) -> int:
+    """The indexed stand-in of an 81- or 27-tryte value: the first 8 bytes of its SHA-256
+    as a signed 64-bit integer. Keys may collide, so every lookup also compares the value."""
+    return int.from_bytes(hashlib.sha256(value.encode("ascii")).digest()[:8], "big", signed=True)
+
+
+# The narrow row of a transaction: its fields, each looked-up value beside its compact
+# key (only keys are indexed). Neither the payload nor approval lives here, so an index
+# entry is ~20 bytes instead of ~95 and storing an approver rewrites no row.
 transactions = Table(
     "node_transactions",
     metadata,
     # Arrival order on this node; neighbours page through it to catch up.
-    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Column("hash", String(81), nullable=False, unique=True),
-    Column("address", String(81), nullable=False, index=True),
-    Column("bundle", String(81), nullable=False, index=True),
-    Column("tag", String(27), nullable=False, index=True),
+    Column("seq", _SEQ_TYPE, primary_key=True),
+    Column("hash", String(81), nullable=False),
+    Column("hash_key", BigInteger(), nullable=False, index=True),
+    Column("address", String(81), nullable=False),
+    Column("address_key", BigInteger(), nullable=False, index=True),
+    Column("bundle", String(81), nullable=False),
+    Column("bundle_key", BigInteger(), nullable=False, index=True),
+    Column("tag", String(27), nullable=False),
+    Column("tag_key", BigInteger(), nullable=False, index=True),
     Column("value", BigInteger(), nullable=False),
     Column("current_index", Integer(), nullable=False),
     Column("last_index", Integer(), nullable=False),
     Column("timestamp", BigInteger(), nullable=False),
     Column("attachment_timestamp", BigInteger(), nullable=False),
-    Column("trunk", String(81), nullable=False, index=True),
-    Column("branch", String(81), nullable=False, index=True),
-    Column("trytes", Text(), nullable=False),
+    Column("trunk", String(81), nullable=False),
+    Column("trunk_key", BigInteger(), nullable=False, index=True),
+    Column("branch", String(81), nullable=False),
+    Column("branch_key", BigInteger(), nullable=False, index=True),
     Column("arrival", BigInteger(), nullable=False),
-    # Solid: the whole past cone is stored. Approved: some stored transaction references it.
-    Column("solid", Boolean(), nullable=False),
-    Column("approved", Boolean(), nullable=False, default=False),
     # Index of the milestone that confirmed it, NULL while unconfirmed.
-    Column("confirmed", Integer(), nullable=True, index=True),
-    Index("ix_node_transactions_tips", "approved", "solid"),
+    Column("confirmed", Integer(), nullable=True),
+    # Only the few unconfirmed spends: what consistency checks look for first.
+    Index(
+        "ix_node_transactions_pending_spends",
+        "seq",
+        sqlite_where=text("value < 0 AND confirmed IS NULL"),
+        postgresql_where=text("value < 0 AND confirmed IS NULL"),
+    ),
+)
+
+# The 2,673-tryte payload, read only by getTrytes, bundle assembly and neighbours.
+payloads = Table(
+    "node_trytes",
+    metadata,
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=False),
+    Column("trytes", Text(), nullable=False),
+)
+
+# Transactions no stored transaction approves yet (tips, once solid): a row per tip,
+# deleted when an approver arrives.
+unapproved = Table(
+    "node_unapproved",
+    metadata,
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=False),
+)
+
+# Transactions whose past cone is not all stored yet: a row each until it is.
+unsolid = Table(
+    "node_unsolid",
+    metadata,
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=False),
 )
 
 milestones = Table(
@@ -210,15 +257,60 @@ _INFO_COLUMNS: Final = (
     transactions.c.attachment_timestamp,
     transactions.c.trunk,
     transactions.c.branch,
-    transactions.c.solid,
+    unsolid.c.seq.is_(None).label("solid"),
     transactions.c.confirmed,
     transactions.c.seq,
 )
+_WITH_SOLIDITY: Final = transactions.outerjoin(unsolid, unsolid.c.seq == transactions.c.seq)
+_KEYS: Final = {
+    transactions.c.hash: transactions.c.hash_key,
+    transactions.c.address: transactions.c.address_key,
+    transactions.c.bundle: transactions.c.bundle_key,
+    transactions.c.tag: transactions.c.tag_key,
+    transactions.c.trunk: transactions.c.trunk_key,
+    transactions.c.branch: transactions.c.branch_key,
+}
 
 
-# "approved is either value" lets SQLite seek the (approved, solid) index for unsolid
-# rows instead of scanning every row: these run on every store and getNodeInfo.
-_UNSOLID: Final = (transactions.c.approved.in_([False, True]), transactions.c.solid.is_(False))
+def _info(row: Row[Any]) -> TransactionInfo:
+    # The outer join's "no unsolid row" is 0/1 on SQLite.
+    return TransactionInfo(
+        hash=row.hash,
+        address=row.address,
+        bundle=row.bundle,
+        value=row.value,
+        current_index=row.current_index,
+        last_index=row.last_index,
+        timestamp=row.timestamp,
+        attachment_timestamp=row.attachment_timestamp,
+        trunk=row.trunk,
+        branch=row.branch,
+        solid=bool(row.solid),
+        confirmed=row.confirmed,
+        seq=row.seq,
+    )
+
+
+def _infos_where(*conditions: ColumnElement[bool]) -> Select[Any]:
+    return select(*_INFO_COLUMNS).select_from(_WITH_SOLIDITY).where(*conditions)
+
+
+def _among(column: Column[str], values: Collection[str]) -> ColumnElement[bool]:
+    """``column IN values``, found through the column's indexed key."""
+    return and_(_KEYS[column].in_([lookup_key(v) for v in values]), column.in_(values))
+
+
+def _equals(column: Column[str], value: str) -> ColumnElement[bool]:
+    return and_(_KEYS[column] == lookup_key(value), column == value)
+
+
+def _approving(values: Collection[str]) -> ColumnElement[bool]:
+    """Transactions whose trunk or branch is one of ``values``."""
+    return or_(_among(transactions.c.trunk, values), _among(transactions.c.branch, values))
+
+
+def _seqs_of(hashes: Collection[str]) -> Select[Any]:
+    return select(transactions.c.seq).where(_among(transactions.c.hash, hashes))
 
 
 def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -226,15 +318,11 @@ def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _update_hashes(
-    conn: Connection, hashes: Sequence[str], *conditions: ColumnElement[bool], **values: Any
-) -> None:
-    """Set ``values`` on the transactions among ``hashes`` that meet ``conditions``
-    (updated in chunks of IN lists)."""
+def _delete_rows_of(conn: Connection, table: Table, hashes: Sequence[str]) -> None:
+    """Delete the rows of ``table`` (keyed by ``seq``) of the transactions among ``hashes``
+    (in chunks of IN lists): approval and solidity are such rows going."""
     for chunk in _chunks(hashes):
-        conn.execute(
-            update(transactions).where(transactions.c.hash.in_(chunk), *conditions).values(**values)
-        )
+        conn.execute(delete(table).where(table.c.seq.in_(_seqs_of(chunk))))
 
 
 def _existing(conn: Connection, column: Column[str], values: Iterable[str]) -> set[str]:
@@ -242,6 +330,17 @@ def _existing(conn: Connection, column: Column[str], values: Iterable[str]) -> s
     found: set[str] = set()
     for chunk in _chunks(list(set(values))):
         found.update(conn.execute(select(column).where(column.in_(chunk))).scalars().all())
+    return found
+
+
+def _stored_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(list(set(hashes))):
+        found.update(
+            conn.execute(
+                select(transactions.c.hash).where(_among(transactions.c.hash, chunk))
+            ).scalars()
+        )
     return found
 
 
@@ -376,23 +475,22 @@ class TangleStore:
 
     @staticmethod
     def existing_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
-        return _existing(conn, transactions.c.hash, hashes)
+        return _stored_hashes(conn, hashes)
 
     @staticmethod
     def infos(conn: Connection, hashes: Iterable[str]) -> dict[str, TransactionInfo]:
         found: dict[str, TransactionInfo] = {}
         for chunk in _chunks(list(set(hashes))):
-            rows = conn.execute(select(*_INFO_COLUMNS).where(transactions.c.hash.in_(chunk)))
-            for row in rows:
-                found[row.hash] = TransactionInfo(*row)
+            for row in conn.execute(_infos_where(_among(transactions.c.hash, chunk))):
+                found[row.hash] = _info(row)
         return found
 
     @staticmethod
     def infos_by_bundle(conn: Connection, bundles: Iterable[str]) -> list[TransactionInfo]:
         found: list[TransactionInfo] = []
         for chunk in _chunks(list(set(bundles))):
-            rows = conn.execute(select(*_INFO_COLUMNS).where(transactions.c.bundle.in_(chunk)))
-            found.extend(TransactionInfo(*row) for row in rows)
+            rows = conn.execute(_infos_where(_among(transactions.c.bundle, chunk)))
+            found.extend(_info(row) for row in rows)
         return found
 
     @staticmethod
@@ -400,9 +498,9 @@ class TangleStore:
         found: dict[str, str] = {}
         for chunk in _chunks(list(set(hashes))):
             rows = conn.execute(
-                select(transactions.c.hash, transactions.c.trytes).where(
-                    transactions.c.hash.in_(chunk)
-                )
+                select(transactions.c.hash, payloads.c.trytes)
+                .join_from(transactions, payloads, payloads.c.seq == transactions.c.seq)
+                .where(_among(transactions.c.hash, chunk))
             )
             found.update({row.hash: row.trytes for row in rows})
         return found
@@ -413,62 +511,66 @@ class TangleStore:
     ) -> None:
         if not records:
             return
-        conn.execute(
-            insert(transactions),
+        inserted = conn.execute(
+            insert(transactions).returning(transactions.c.hash, transactions.c.seq),
             [
                 {
                     "hash": r.hash,
+                    "hash_key": lookup_key(r.hash),
                     "address": r.address,
+                    "address_key": lookup_key(r.address),
                     "bundle": r.bundle,
+                    "bundle_key": lookup_key(r.bundle),
                     "tag": r.tag,
+                    "tag_key": lookup_key(r.tag),
                     "value": r.value,
                     "current_index": r.current_index,
                     "last_index": r.last_index,
                     "timestamp": r.timestamp,
                     "attachment_timestamp": r.attachment_timestamp,
                     "trunk": r.trunk,
+                    "trunk_key": lookup_key(r.trunk),
                     "branch": r.branch,
-                    "trytes": r.trytes,
+                    "branch_key": lookup_key(r.branch),
                     "arrival": now,
-                    "solid": solid[r.hash],
-                    "approved": False,
                     "confirmed": None,
                 }
                 for r in records
             ],
         )
+        seqs: dict[str, int] = {row.hash: row.seq for row in inserted}
+        conn.execute(insert(payloads), [{"seq": seqs[r.hash], "trytes": r.trytes} for r in records])
+        conn.execute(insert(unapproved), [{"seq": seqs[r.hash]} for r in records])
+        not_solid = [{"seq": seqs[r.hash]} for r in records if not solid[r.hash]]
+        if not_solid:
+            conn.execute(insert(unsolid), not_solid)
         approvees = sorted({h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH})
-        _update_hashes(conn, approvees, transactions.c.approved.is_(False), approved=True)
+        _delete_rows_of(conn, unapproved, approvees)
 
     @staticmethod
     def has_unsolid(conn: Connection) -> bool:
-        return (
-            conn.execute(select(transactions.c.seq).where(*_UNSOLID).limit(1)).first() is not None
-        )
+        return conn.execute(select(unsolid.c.seq).limit(1)).first() is not None
 
     @staticmethod
     def unsolid_approvers(conn: Connection, hashes: Sequence[str]) -> list[TransactionInfo]:
         found: list[TransactionInfo] = []
         for chunk in _chunks(hashes):
-            rows = conn.execute(
-                select(*_INFO_COLUMNS).where(
-                    transactions.c.solid.is_(False),
-                    or_(transactions.c.trunk.in_(chunk), transactions.c.branch.in_(chunk)),
-                )
-            )
-            found.extend(TransactionInfo(*row) for row in rows)
+            rows = conn.execute(_infos_where(unsolid.c.seq.is_not(None), _approving(chunk)))
+            found.extend(_info(row) for row in rows)
         return found
 
     @staticmethod
     def mark_solid(conn: Connection, hashes: Sequence[str]) -> None:
-        _update_hashes(conn, hashes, solid=True)
+        _delete_rows_of(conn, unsolid, hashes)
 
     @staticmethod
     def missing_parents(conn: Connection, limit: int) -> list[str]:
         """Hashes referenced by unsolid transactions but not stored (to ask neighbours)."""
         parents: set[str] = set()
         rows = conn.execute(
-            select(transactions.c.trunk, transactions.c.branch).where(*_UNSOLID).limit(limit * 4)
+            select(transactions.c.trunk, transactions.c.branch)
+            .join_from(unsolid, transactions, transactions.c.seq == unsolid.c.seq)
+            .limit(limit * 4)
         )
         for row in rows:
             parents.update((row.trunk, row.branch))
@@ -487,25 +589,25 @@ class TangleStore:
         )
 
     @staticmethod
-    def tips(conn: Connection, limit: int, oldest_first: bool = False) -> list[str]:
-        order = transactions.c.seq.asc() if oldest_first else transactions.c.seq.desc()
-        rows = conn.execute(
+    def _solid_tips() -> Select[Any]:
+        # Driven by the small unapproved table; unsolid ones are not tips yet.
+        return (
             select(transactions.c.hash)
-            .where(transactions.c.approved.is_(False), transactions.c.solid.is_(True))
-            .order_by(order)
-            .limit(limit)
+            .select_from(unapproved)
+            .join(transactions, transactions.c.seq == unapproved.c.seq)
+            .where(unapproved.c.seq.not_in(select(unsolid.c.seq)))
         )
+
+    @staticmethod
+    def tips(conn: Connection, limit: int, oldest_first: bool = False) -> list[str]:
+        order = unapproved.c.seq.asc() if oldest_first else unapproved.c.seq.desc()
+        rows = conn.execute(TangleStore._solid_tips().order_by(order).limit(limit))
         return list(rows.scalars().all())
 
     @staticmethod
     def count_tips(conn: Connection) -> int:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(transactions)
-                .where(transactions.c.approved.is_(False), transactions.c.solid.is_(True))
-            ).scalar_one()
-        )
+        tips = TangleStore._solid_tips().subquery()
+        return int(conn.execute(select(func.count()).select_from(tips)).scalar_one())
 
     @staticmethod
     def find_hashes(
@@ -517,19 +619,16 @@ class TangleStore:
         limit: int,
     ) -> list[str] | None:
         """Hashes matching every given field (OR within a field); None if over ``limit``."""
-        conditions: list[Any] = []
+        conditions: list[ColumnElement[bool]] = []
         for column, values in (
             (transactions.c.address, addresses),
             (transactions.c.bundle, bundles),
             (transactions.c.tag, tags),
         ):
             if values is not None:
-                conditions.append(column.in_(sorted(set(values))))
+                conditions.append(_among(column, sorted(set(values))))
         if approvees is not None:
-            wanted = sorted(set(approvees))
-            conditions.append(
-                or_(transactions.c.trunk.in_(wanted), transactions.c.branch.in_(wanted))
-            )
+            conditions.append(_approving(sorted(set(approvees))))
         query = (
             select(transactions.c.hash)
             .where(*conditions)
@@ -543,7 +642,8 @@ class TangleStore:
     def page_since(conn: Connection, since: int, limit: int) -> list[tuple[int, str, str]]:
         """``(seq, bundle, trytes)`` after ``since`` in arrival order."""
         rows = conn.execute(
-            select(transactions.c.seq, transactions.c.bundle, transactions.c.trytes)
+            select(transactions.c.seq, transactions.c.bundle, payloads.c.trytes)
+            .join_from(transactions, payloads, payloads.c.seq == transactions.c.seq)
             .where(transactions.c.seq > since)
             .order_by(transactions.c.seq)
             .limit(limit)
@@ -554,24 +654,25 @@ class TangleStore:
     def approvers(conn: Connection, hashes: Sequence[str]) -> list[TransactionInfo]:
         found: list[TransactionInfo] = []
         for chunk in _chunks(hashes):
-            rows = conn.execute(
-                select(*_INFO_COLUMNS).where(
-                    or_(transactions.c.trunk.in_(chunk), transactions.c.branch.in_(chunk))
-                )
-            )
-            found.extend(TransactionInfo(*row) for row in rows)
+            found.extend(_info(row) for row in conn.execute(_infos_where(_approving(chunk))))
         return found
 
     @staticmethod
     def mark_confirmed(conn: Connection, hashes: Sequence[str], milestone_index: int) -> None:
-        _update_hashes(conn, hashes, transactions.c.confirmed.is_(None), confirmed=milestone_index)
+        for chunk in _chunks(hashes):
+            conn.execute(
+                update(transactions)
+                .where(_among(transactions.c.hash, chunk), transactions.c.confirmed.is_(None))
+                .values(confirmed=milestone_index)
+            )
 
     @staticmethod
     def has_pending_spends(conn: Connection) -> bool:
         """Whether any unconfirmed transaction spends (fast path for consistency checks)."""
+        # Spelled as the partial index's condition (a literal 0), so it is used.
         row = conn.execute(
             select(transactions.c.seq)
-            .where(transactions.c.value < 0, transactions.c.confirmed.is_(None))
+            .where(transactions.c.value < literal_column("0"), transactions.c.confirmed.is_(None))
             .limit(1)
         ).first()
         return row is not None
@@ -587,7 +688,7 @@ class TangleStore:
                     transactions.c.current_index,
                     transactions.c.address,
                     transactions.c.value,
-                ).where(transactions.c.bundle.in_(chunk), transactions.c.value != 0)
+                ).where(_among(transactions.c.bundle, chunk), transactions.c.value != 0)
             )
             for row in rows:
                 found.setdefault(row.bundle, {})[row.current_index] = (row.address, row.value)
@@ -608,7 +709,7 @@ class TangleStore:
                     transactions.c.address,
                     transactions.c.value,
                 ).where(
-                    transactions.c.address.in_(chunk),
+                    _among(transactions.c.address, chunk),
                     transactions.c.value < 0,
                     transactions.c.bundle.not_in(select(applied_bundles.c.bundle)),
                 )
@@ -714,15 +815,13 @@ class TangleStore:
     @staticmethod
     def tails_at(conn: Connection, address: str, tag: str) -> list[TransactionInfo]:
         rows = conn.execute(
-            select(*_INFO_COLUMNS)
-            .where(
-                transactions.c.address == address,
-                transactions.c.tag == tag,
+            _infos_where(
+                _equals(transactions.c.address, address),
+                _equals(transactions.c.tag, tag),
                 transactions.c.current_index == 0,
-            )
-            .order_by(transactions.c.seq)
+            ).order_by(transactions.c.seq)
         )
-        return [TransactionInfo(*row) for row in rows]
+        return [_info(row) for row in rows]
 
     # -- neighbours --------------------------------------------------------------
 
