@@ -69,8 +69,11 @@ async def every_answer(
     found["included_by_tips"] = await answer(
         session, url, command="getInclusionStates", transactions=hashes, tips=tips
     )
-    tails = [h for h, tx in zip(hashes, await trytes_fields(session, url, hashes), strict=True)
-             if tx["current_index"] == 0 and tx["trunk"] != UNKNOWN_PARENT]
+    tails = [
+        h
+        for h, tx in zip(hashes, await trytes_fields(session, url, hashes), strict=True)
+        if tx["current_index"] == 0 and tx["trunk"] != UNKNOWN_PARENT
+    ]
     found["consistent"] = await answer(session, url, command="checkConsistency", tails=tails)
     with node.runtime.store.connect() as conn:
         found["page"] = TangleStore.page_since(conn, 0, 10_000)

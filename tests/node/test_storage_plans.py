@@ -41,16 +41,11 @@ def store(tmp_path: Path) -> Iterator[TangleStore]:
     first, second = record("A"), record("B")
     child = record("C", first.hash, "MISSING".ljust(81, "9"))
     with store.begin() as conn:
-        TangleStore.insert_transactions(
-            conn, [first, second, child], {first.hash: True, second.hash: True, child.hash: False}, 1
-        )
+        solid = {first.hash: True, second.hash: True, child.hash: False}
+        TangleStore.insert_transactions(conn, [first, second, child], solid, 1)
         # Enough rows that a scan would be a plan SQLite considers.
-        TangleStore.insert_transactions(
-            conn,
-            [record(f"FILL{i:05}".replace("0", "Z")) for i in range(200)],
-            {record(f"FILL{i:05}".replace("0", "Z")).hash: True for i in range(200)},
-            2,
-        )
+        filler = [record(f"FILL{i:05}".replace("0", "Z")) for i in range(200)]
+        TangleStore.insert_transactions(conn, filler, {r.hash: True for r in filler}, 2)
     yield store
     store.close()
 
