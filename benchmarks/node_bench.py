@@ -8,6 +8,15 @@ valid zero-value transactions (each a one-transaction bundle approving the two
 before it, proof of work at weight 9) in storeTransactions requests and
 reports the sustained rate, then measures remote proof of work. Generating
 the transactions takes a while, so they are cached in ``.benchmarks/``.
+
+``--stored 0 200000 1000000`` measures instead how storing grows with the Tangle,
+side by side with a reference (``--reference main``, its ``grid_server`` taken
+with ``git archive``, so both run the same protocol library): for each size, each
+schema's database is first filled directly through that version's own
+``TangleStore.insert_transactions`` (not through the API) with that many synthetic
+transactions (random hashes and 2,673-tryte payloads, 10,000 addresses, each
+approving the two before it, all confirmed), then the node starts on it and the
+same storeTransactions stream is measured.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import argparse
 import json
 import os
 import platform
+import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -80,6 +91,149 @@ def make_transactions(count: int) -> list[str]:
     return trytes
 
 
+_RUN_CLI = "import sys; from grid_server.cli import main; sys.exit(main())"
+_TRYTES = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TO_TRYTES = bytes(ord(_TRYTES[byte % 27]) for byte in range(256))
+PREFILL_BATCH = 20_000
+
+
+def _with_code(code: Path | None) -> dict[str, str]:
+    """The environment that makes Python import ``grid_server`` from ``code``."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    return env
+
+
+def random_trytes(length: int) -> str:
+    return os.urandom(length).translate(_TO_TRYTES).decode()
+
+
+def prefill(url: str, count: int) -> None:
+    """Store ``count`` synthetic transactions through the storage layer of whichever
+    ``grid_server`` this process imports (bulk inserts, no validation, no API)."""
+    from grid_server.node.storage import TangleStore, TransactionRecord
+
+    store = TangleStore.open(url)
+    # A bulk load: no fsync per commit and a larger page cache, for this process only.
+    with store.connect() as conn:
+        conn.exec_driver_sql("PRAGMA synchronous=OFF")
+        conn.exec_driver_sql("PRAGMA cache_size=-262144")
+    chooser = random.Random(7)
+    addresses = [random_trytes(81) for _ in range(10_000)]
+    tags = [f"BENCH9PREFILL9{index}".ljust(27, "9") for index in range(100)]
+    previous = [NULL_HASH, NULL_HASH]
+    now = int(time.time())
+    done = 0
+    while done < count:
+        records = []
+        for _ in range(min(PREFILL_BATCH, count - done)):
+            transaction_hash = random_trytes(81)
+            records.append(
+                TransactionRecord(
+                    hash=transaction_hash,
+                    address=chooser.choice(addresses),
+                    bundle=random_trytes(81),
+                    tag=chooser.choice(tags),
+                    value=0,
+                    current_index=0,
+                    last_index=0,
+                    timestamp=now,
+                    attachment_timestamp=now * 1000,
+                    trunk=previous[-1],
+                    branch=previous[-2],
+                    trytes=random_trytes(2673),
+                )
+            )
+            previous = [previous[-1], transaction_hash]
+        hashes = [record.hash for record in records]
+        with store.begin() as conn:
+            TangleStore.insert_transactions(conn, records, dict.fromkeys(hashes, True), now)
+            # Confirmed (by a milestone before the benchmark's), as on a node in service:
+            # the coordinator's cone walks stop at them.
+            TangleStore.mark_confirmed(conn, hashes, 0)
+        done += len(records)
+    store.close()
+
+
+def reference_code(revision: str, directory: Path) -> Path:
+    """``grid_server`` of ``revision`` (e.g. main) unpacked into ``directory``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "grid_server"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory
+
+
+def bench_growth(
+    sizes: list[int], revision: str, trytes: list[str], batch: int, core: int
+) -> list[dict[str, Any]]:
+    """storeTransactions on databases already holding each of ``sizes`` transactions,
+    the reference's schema and this tree's side by side (interleaved, so both see
+    the same machine load)."""
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = reference_code(revision, Path(scratch))
+        for stored in sizes:
+            for name, code in ((revision, reference), ("this tree", None)):
+                directory = Path(tempfile.mkdtemp(prefix="node_bench_"))
+                try:
+                    database = f"sqlite:///{directory / 'node.sqlite3'}"
+                    started = time.perf_counter()
+                    subprocess.run(
+                        [sys.executable, __file__, "--prefill", database, str(stored)],
+                        check=True,
+                        env=_with_code(code),
+                    )
+                    filled = time.perf_counter() - started
+                    size = sum(f.stat().st_size for f in directory.glob("node.sqlite3*"))
+                    process, url = start_node(directory, core, code)
+                    try:
+                        store: dict[str, Any] = dict(bench_store(url, process.pid, trytes, batch))
+                    finally:
+                        process.terminate()
+                        process.wait(30)
+                    store.update(
+                        schema=name,
+                        stored=stored,
+                        prefill_seconds=filled,
+                        database_bytes=size,
+                        load=os.getloadavg()[0],
+                    )
+                    results.append(store)
+                    print(
+                        f"  {stored:>9,} stored, {name}: {store['rate']:,.0f} tx/s "
+                        f"(prefill {filled:.0f} s, load {store['load']:.1f})",
+                        flush=True,
+                    )
+                finally:
+                    shutil.rmtree(directory, ignore_errors=True)
+    return results
+
+
+def print_growth(results: list[dict[str, Any]], batch: int, core: int) -> None:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(
+        f"\nstoreTransactions as the Tangle grows, {when}, {platform.machine()} with "
+        f"{os.cpu_count()} cores; the node pinned to core {core}, SQLite, weight {WEIGHT}; "
+        f"{results[0]['transactions']:,} transactions in requests of {batch}.\n"
+    )
+    print(
+        "| stored before | schema | tx/s wall clock | tx/s per CPU second | slowest request "
+        "| database | prefill | load average |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for item in results:
+        print(
+            f"| {item['stored']:,} | {item['schema']} | **{item['rate']:,.0f}** | "
+            f"{item['cpu_rate']:,.0f} | {item['slowest_batch_rate']:,.0f} tx/s | "
+            f"{item['database_bytes'] / 2**30:.2f} GiB | {item['prefill_seconds']:.0f} s | "
+            f"{item['load']:.1f} |"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,13 +254,17 @@ def command(url: str, body: dict[str, Any], timeout: float = 300.0) -> dict[str,
         raise RuntimeError(f"{body['command']} failed: {err.read().decode()}") from err
 
 
-def start_node(directory: Path, core: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_node(
+    directory: Path, core: int, code: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A node on ``directory``'s database; ``code``: run the ``grid_server`` found there."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (directory / "node.log").open("wb")
+    program = [str(CONSOLE_SCRIPT)] if code is None else [sys.executable, "-P", "-c", _RUN_CLI]
     process = subprocess.Popen(
         [
-            str(CONSOLE_SCRIPT),
+            *program,
             "node",
             "--port",
             str(port),
@@ -117,6 +275,7 @@ def start_node(directory: Path, core: int) -> tuple[subprocess.Popen[bytes], str
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=_with_code(code),
     )
     # Threads the node starts later inherit this.
     os.sched_setaffinity(process.pid, {core})
@@ -206,10 +365,28 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=300, help="transactions per request")
     parser.add_argument("--attach", type=int, default=20, help="attachToTangle requests")
     parser.add_argument("--quick", action="store_true", help="1,000 transactions, 5 attaches")
+    parser.add_argument(
+        "--stored",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="measure storing on databases already holding N transactions (no attaches)",
+    )
+    parser.add_argument(
+        "--reference", default="main", help="the git revision --stored compares with"
+    )
+    parser.add_argument("--prefill", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prefill:
+        prefill(args.prefill[0], int(args.prefill[1]))
+        return 0
     count, attaches = (1000, 5) if args.quick else (args.transactions, args.attach)
     trytes = make_transactions(count)
     core = sorted(os.sched_getaffinity(0))[0]
+    if args.stored:
+        results = bench_growth(args.stored, args.reference, trytes, args.batch, core)
+        print_growth(results, args.batch, core)
+        return 0
     with tempfile.TemporaryDirectory() as directory:
         process, url = start_node(Path(directory), core)
         try:
