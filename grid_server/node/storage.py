@@ -274,21 +274,7 @@ _KEYS: Final = {
 
 def _info(row: Row[Any]) -> TransactionInfo:
     # The outer join's "no unsolid row" is 0/1 on SQLite.
-    return TransactionInfo(
-        hash=row.hash,
-        address=row.address,
-        bundle=row.bundle,
-        value=row.value,
-        current_index=row.current_index,
-        last_index=row.last_index,
-        timestamp=row.timestamp,
-        attachment_timestamp=row.attachment_timestamp,
-        trunk=row.trunk,
-        branch=row.branch,
-        solid=bool(row.solid),
-        confirmed=row.confirmed,
-        seq=row.seq,
-    )
+    return TransactionInfo(**{**row._mapping, "solid": bool(row.solid)})
 
 
 def _infos_where(*conditions: ColumnElement[bool]) -> Select[Any]:

@@ -90,6 +90,17 @@ def _continue_sequence(table: str) -> None:
         )
 
 
+def _numbers() -> list[sa.Column[Any]]:
+    """The transaction's numeric fields, the same in both revisions."""
+    return [
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.Column("current_index", sa.Integer(), nullable=False),
+        sa.Column("last_index", sa.Integer(), nullable=False),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("attachment_timestamp", sa.BigInteger(), nullable=False),
+    ]
+
+
 def _seq_table(name: str) -> None:
     op.create_table(
         name,
@@ -117,11 +128,7 @@ def upgrade() -> None:
         "node_transactions",
         sa.Column("seq", _SEQ, nullable=False),
         *keyed_columns[:8],
-        sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.Column("current_index", sa.Integer(), nullable=False),
-        sa.Column("last_index", sa.Integer(), nullable=False),
-        sa.Column("timestamp", sa.BigInteger(), nullable=False),
-        sa.Column("attachment_timestamp", sa.BigInteger(), nullable=False),
+        *_numbers(),
         *keyed_columns[8:],
         sa.Column("arrival", sa.BigInteger(), nullable=False),
         sa.Column("confirmed", sa.Integer(), nullable=True),
@@ -189,11 +196,7 @@ def downgrade() -> None:
             sa.Column(name, sa.String(length=27 if name == "tag" else 81), nullable=False)
             for name in ("hash", "address", "bundle", "tag")
         ),
-        sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.Column("current_index", sa.Integer(), nullable=False),
-        sa.Column("last_index", sa.Integer(), nullable=False),
-        sa.Column("timestamp", sa.BigInteger(), nullable=False),
-        sa.Column("attachment_timestamp", sa.BigInteger(), nullable=False),
+        *_numbers(),
         sa.Column("trunk", sa.String(length=81), nullable=False),
         sa.Column("branch", sa.String(length=81), nullable=False),
         sa.Column("trytes", sa.Text(), nullable=False),
