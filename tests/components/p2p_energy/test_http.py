@@ -99,6 +99,7 @@ async def test_register_follow_and_deregister(
     response = await client.delete(f"{BASE}/remote-source-1/{REMOTE_KEY}")
     assert response.status == 200
     assert producer.state.remote_sources == {}
+    assert hass.states.get("sensor.inverter_registered_sources").state == "1"
     assert all(channel.registration_id != "remote-source-1" for channel in producer.state.followed)
     response = await client.delete(f"{BASE}/remote-source-1/{REMOTE_KEY}")
     assert response.status == 404

@@ -10,8 +10,9 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
 
 from custom_components.p2p_energy.compat import device_owners
+from custom_components.p2p_energy.const import DOMAIN
 
-from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, find_device
+from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, find_device, state
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -59,3 +60,19 @@ async def test_registration_api_disabled_by_default(
     entity = entity_registry.async_get("sensor.inverter_registration_api")
     assert entity is not None
     assert entity.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+
+
+async def test_registered_sources_drop_when_a_source_deregisters(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A deregistered source is no longer counted by its producer; rotating brings it back."""
+    assert state(hass, "sensor.inverter_registered_sources") == "1"
+    source = find_device(hass, SOURCE_ID)
+    await hass.services.async_call(
+        DOMAIN, "deregister", {"device_id": source.id}, blocking=True
+    )
+    assert state(hass, "sensor.inverter_registered_sources") == "0"
+    await hass.services.async_call(
+        DOMAIN, "rotate_channel", {"device_id": source.id}, blocking=True
+    )
+    assert state(hass, "sensor.inverter_registered_sources") == "1"

@@ -92,8 +92,9 @@ class Producer(GridMember):
 
     @property
     def registered_sources(self) -> int:
-        """Local sources plus sources registered through the API."""
-        return len(self.local_source_ids) + len(self.state.remote_sources)
+        """Local sources still registered plus sources registered through the API
+        (a deregistered source no longer counts)."""
+        return len(self._source_items())
 
     async def prepare(self) -> None:
         """Also derive the payment address (index 0 of the producer's wallet)."""
