@@ -47,20 +47,32 @@
     return { ...config };
   }
 
-  // The integration's sensors by translation key, preferring one device's set.
+  // The integration's sensors for one participant (the device with the most of the card's
+  // sensors: a consumer's bills, not a source's energy next to them) and the grid's price.
   function findEntities(hass) {
-    const found = {};
-    const entities = (hass && hass.entities) || {};
-    let device = null;
+    const entities = Object.values((hass && hass.entities) || {}).filter(
+      (entry) => entry.platform === DOMAIN && !entry.hidden,
+    );
+    const byDevice = new Map();
     for (const field of FIELDS) {
-      const matches = Object.values(entities).filter(
-        (entry) => entry.platform === DOMAIN && entry.translation_key === field.translationKey && !entry.hidden,
-      );
-      if (!matches.length) continue;
-      const sameDevice = device ? matches.find((entry) => entry.device_id === device) : null;
-      const chosen = sameDevice || matches[0];
-      if (field.key !== "price" && !device) device = chosen.device_id || null;
-      found[field.key] = chosen.entity_id;
+      for (const entry of entities) {
+        if (entry.translation_key !== field.translationKey) continue;
+        const key = field.key === "price" ? "price" : entry.device_id || entry.entity_id;
+        if (!byDevice.has(key)) byDevice.set(key, {});
+        const fields = byDevice.get(key);
+        if (!fields[field.key]) fields[field.key] = entry.entity_id;
+      }
+    }
+    const price = byDevice.get("price");
+    byDevice.delete("price");
+    let best = {};
+    for (const fields of byDevice.values()) {
+      if (Object.keys(fields).length > Object.keys(best).length) best = fields;
+    }
+    const found = {};
+    for (const field of FIELDS) {
+      const entityId = field.key === "price" ? price && price.price : best[field.key];
+      if (entityId) found[field.key] = entityId;
     }
     return found;
   }

@@ -78,6 +78,10 @@ STATES = {
     "sensor.other_amount_owed": {"state": "5", "unit": "IOTA"},
 }
 REGISTRY = {
+    # A source and a producer listed first: the stub must not mix their sensors in.
+    "sensor.roof_energy_published": ("energy_published", "roof"),
+    "sensor.inverter_energy_published": ("energy_published", "inverter"),
+    "sensor.inverter_payments_received": ("payments_received", "inverter"),
     "sensor.home_energy_published": ("energy_published", "home"),
     "sensor.other_amount_owed": ("amount_owed", "other"),
     "sensor.home_amount_owed": ("amount_owed", "home"),
@@ -196,6 +200,19 @@ async def test_stub_config_picks_one_homes_sensors(page: Page) -> None:
         "owed": "sensor.home_amount_owed",
         "paid": "sensor.home_amount_paid",
         "balance": "sensor.home_wallet_balance",
+        "price": "sensor.grid_consensus_price",
+    }
+    # Without a consumer: the producer's sensors (more of the card's than the source's).
+    producer_only = await page.evaluate(
+        """() => {
+          const entities = Object.fromEntries(Object.entries(window.fakeHass.entities)
+            .filter(([, entry]) => !["home", "other"].includes(entry.device_id)));
+          return customElements.get('p2p-energy-card').getStubConfig({ entities });
+        }"""
+    )
+    assert producer_only == {
+        "published": "sensor.inverter_energy_published",
+        "received": "sensor.inverter_payments_received",
         "price": "sensor.grid_consensus_price",
     }
     empty = await page.evaluate(
