@@ -19,11 +19,15 @@ MODELS = {"source": "Source", "producer": "Producer", "consumer": "Consumer"}
 
 
 def grid_device_info(coordinator: P2PEnergyCoordinator) -> DeviceInfo:
-    """The device of the grid connection itself."""
+    """The device of the grid connection itself.
+
+    Named "Grid" (translated), not after the entry's title (the grid's host and port),
+    so its entities are ``sensor.grid_…``; which grid it is shows on its entry.
+    """
     entry = coordinator.config_entry
     return DeviceInfo(
         identifiers={(DOMAIN, entry.entry_id)},
-        name=entry.title,
+        translation_key="grid",
         manufacturer=MANUFACTURER,
         model="Grid",
         entry_type=DeviceEntryType.SERVICE,

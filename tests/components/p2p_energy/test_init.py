@@ -77,7 +77,7 @@ async def test_setup_while_grid_is_down(
     assert await hass.config_entries.async_setup(trading_entry.entry_id)
     await hass.async_block_till_done()
     assert trading_entry.state is ConfigEntryState.LOADED
-    assert hass.states.get("sensor.grid_example_8080_consensus_price").state == "unavailable"
+    assert hass.states.get("sensor.grid_consensus_price").state == "unavailable"
     assert hass.states.get("sensor.roof_pv_queued_messages").state == "1"
     assert fake_network.registrations == {}
 

@@ -219,7 +219,7 @@ async def test_network_sensors_unavailable_and_repair_issue(
         await poll(hass, freezer)
     assert state(hass, "sensor.house_wallet_balance") == STATE_UNAVAILABLE
     assert state(hass, "sensor.house_amount_owed") == STATE_UNAVAILABLE
-    assert state(hass, "sensor.grid_example_8080_consensus_price") == STATE_UNAVAILABLE
+    assert state(hass, "sensor.grid_consensus_price") == STATE_UNAVAILABLE
     # Local figures stay.
     assert state(hass, "sensor.house_energy_published") == "0.0"
     # One log line (counted by message: Home Assistant 2026.x adds the traceback at debug level).
@@ -376,7 +376,7 @@ async def test_consensus_price_from_the_grid(
     """The grid's health answer carries the last slot's consensus price."""
     fake_network.health["consensusPrice"] = reported
     await poll(hass, freezer)
-    assert state(hass, "sensor.grid_example_8080_consensus_price") == shown
+    assert state(hass, "sensor.grid_consensus_price") == shown
 
 
 async def test_registration_outages(

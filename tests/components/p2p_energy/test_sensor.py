@@ -76,3 +76,30 @@ async def test_registered_sources_drop_when_a_source_deregisters(
         DOMAIN, "rotate_channel", {"device_id": source.id}, blocking=True
     )
     assert state(hass, "sensor.inverter_registered_sources") == "1"
+
+
+async def test_grid_entities_are_named_after_the_grid_device(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """The grid's device is "Grid", not the grid's host and port: sensor.grid_…"""
+    assert find_device(hass, ENTRY_ID).name == "Grid"
+    assert hass.states.get("sensor.grid_consensus_price") is not None
+
+
+@pytest.mark.usefixtures("fake_network", "meters")
+async def test_existing_entity_ids_stay(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry, trading_entry: MockConfigEntry
+) -> None:
+    """An install whose ids came from the host and port keeps them (the registry's ids)."""
+    old = entity_registry.async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{ENTRY_ID}_consensus_price",
+        config_entry=trading_entry,
+        suggested_object_id="grid_example_8080_consensus_price",
+    )
+    assert old.entity_id == "sensor.grid_example_8080_consensus_price"
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert hass.states.get("sensor.grid_example_8080_consensus_price") is not None
+    assert hass.states.get("sensor.grid_consensus_price") is None
