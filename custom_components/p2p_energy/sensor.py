@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 # Entities only change when the coordinator or a participant says so.
 PARALLEL_UPDATES = 0
 
+ATTR_ADDRESS = "address"
+ATTR_ROOT = "root"
+ATTR_LAST_PUBLISH = "last_publish"
+ABBREVIATED_LENGTH = 19
+
 ALL_KINDS = frozenset({SUBENTRY_SOURCE, SUBENTRY_PRODUCER, SUBENTRY_CONSUMER})
 
 
@@ -47,6 +52,7 @@ class ParticipantSensorDescription(SensorEntityDescription):
 
     kinds: frozenset[str]
     value_fn: Callable[[Participant], StateType | datetime]
+    attributes_fn: Callable[[Participant], dict[str, Any]] | None = None
     needs_network: bool = False
     """Unavailable while the grid or node cannot be reached (the value comes from them)."""
 
@@ -85,6 +91,19 @@ def _wallet_address(participant: Participant) -> str | None:
     return participant.wallet_address
 
 
+def abbreviated(value: str | None) -> str | None:
+    """An 81-tryte root or address as its first and last nine trytes: the full value
+    does not fit an entity row (it overflowed the device page); it is an attribute."""
+    if value is None or len(value) <= ABBREVIATED_LENGTH:
+        return value
+    return f"{value[:9]}…{value[-9:]}"
+
+
+def _last_publish_attributes(participant: Participant) -> dict[str, Any]:
+    last = participant.state.last_publish
+    return {ATTR_LAST_PUBLISH: last.isoformat() if last else None}
+
+
 def _registration_api(participant: Participant) -> str:
     assert isinstance(participant, Producer)
     return PRODUCER_API_BASE.format(token=participant.api_token)
@@ -100,6 +119,9 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
         value_fn=lambda participant: participant.state.energy_published_kwh,
+        # When the participant last published: here, on a sensor with a unit, it stays out
+        # of the logbook (a timestamp sensor of its own put one entry there per period).
+        attributes_fn=_last_publish_attributes,
     ),
     ParticipantSensorDescription(
         key="amount_owed",
@@ -169,6 +191,9 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
         kinds=ALL_KINDS,
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
+        # Changes every period, so each publication would be a logbook entry: off unless
+        # wanted; the time is the "last_publish" attribute of Energy published.
+        entity_registry_enabled_default=False,
         value_fn=lambda participant: participant.state.last_publish,
     ),
     ParticipantSensorDescription(
@@ -176,7 +201,8 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
         translation_key="channel_root",
         kinds=ALL_KINDS,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda participant: participant.channel_root,
+        value_fn=lambda participant: abbreviated(participant.channel_root),
+        attributes_fn=lambda participant: {ATTR_ROOT: participant.channel_root},
     ),
     ParticipantSensorDescription(
         key="queued_messages",
@@ -191,7 +217,8 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
         translation_key="wallet_address",
         kinds=frozenset({SUBENTRY_PRODUCER, SUBENTRY_CONSUMER}),
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=_wallet_address,
+        value_fn=lambda participant: abbreviated(_wallet_address(participant)),
+        attributes_fn=lambda participant: {ATTR_ADDRESS: _wallet_address(participant)},
     ),
     ParticipantSensorDescription(
         key="registration_api",
@@ -275,6 +302,8 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
     """A figure of one source, producer or consumer."""
 
     entity_description: ParticipantSensorDescription
+    # Changes every period: kept out of the recorder's attribute table.
+    _unrecorded_attributes = frozenset({ATTR_LAST_PUBLISH})
 
     def __init__(
         self,
@@ -302,3 +331,9 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
     def native_value(self) -> StateType | datetime:
         """The participant's current figure."""
         return self.entity_description.value_fn(self.participant)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """What the state does not show (the full root or address, the last publication)."""
+        attributes_fn = self.entity_description.attributes_fn
+        return None if attributes_fn is None else attributes_fn(self.participant)

@@ -71,6 +71,11 @@ class Household:
         state = self.hass.state(self.entity(participant, key))
         return None if state is None else str(state["state"])
 
+    def attribute(self, participant: str, key: str, name: str) -> str | None:
+        state = self.hass.state(self.entity(participant, key))
+        value = None if state is None else state["attributes"].get(name)
+        return None if value is None else str(value)
+
     def set_meters(self, pv: float, inverter: float, house: float) -> None:
         for entity_id, reading in zip(METERS, (pv, inverter, house), strict=True):
             name, attributes = METERS[entity_id]
@@ -94,10 +99,13 @@ class Household:
         participants = (self.source, self.producer, self.consumer)
 
         def published() -> bool:
-            times = [self.value(participant, "last_publish") for participant in participants]
+            # When each last published: an attribute of its Energy published sensor.
+            times = [
+                self.attribute(participant, "energy_published", "last_publish")
+                for participant in participants
+            ]
             return all(
-                value not in (None, "unknown", "unavailable")
-                and datetime.fromisoformat(str(value)).timestamp() >= boundary
+                value is not None and datetime.fromisoformat(value).timestamp() >= boundary
                 for value in times
             )
 

@@ -99,7 +99,7 @@ def test_pay_bill_pays_the_grid_and_the_grid_pays_the_producer(household: Househ
     after("bill")
     hass, grid, consumer = household.hass, household.grid, household.consumer
     bill, payout = expected_bill_and_payout(INVERTER_KWH, PV_KWH, HOUSE_KWH)
-    address = household.value(consumer, "wallet_address")
+    address = household.attribute(consumer, "wallet_address", "address")
     assert address is not None
     assert len(address) == 81
     grid.fund(address, CONSUMER_FUNDS)
@@ -129,7 +129,7 @@ def test_pay_bill_pays_the_grid_and_the_grid_pays_the_producer(household: Househ
 
     household.wait_until(settled, "the payment confirmed, the bill cleared, the producer paid", 120)
     # On the ledger itself: the producer's payout address holds the payout.
-    producer_address = household.value(household.producer, "wallet_address")
+    producer_address = household.attribute(household.producer, "wallet_address", "address")
     assert producer_address is not None
     assert grid.balance(producer_address) == payout
     # The bill is paid: calling again (as the frontend does, over the websocket) is refused

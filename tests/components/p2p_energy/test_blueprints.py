@@ -262,25 +262,57 @@ async def test_flexible_load_can_ride_out_an_unknown_price(blueprint_hass: HomeA
     assert hass.states.get(LOAD).state == STATE_OFF
 
 
+@pytest.fixture
+def roof_pv_sensor(hass: HomeAssistant) -> str:
+    """The "Energy published" sensor of a source device named Roof PV."""
+    entry = MockConfigEntry(domain=DOMAIN, title="Grid")
+    entry.add_to_hass(hass)
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, "source-roof")},
+        name="Roof PV",
+        model="Source",
+    )
+    return (
+        er.async_get(hass)
+        .async_get_or_create(
+            "sensor",
+            DOMAIN,
+            "source-roof-energy_published",
+            suggested_object_id="roof_pv_energy_published",
+            config_entry=entry,
+            device_id=device.id,
+        )
+        .entity_id
+    )
+
+
 async def test_warn_when_a_source_goes_silent(
-    blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory
+    blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory, roof_pv_sensor: str
 ) -> None:
+    """The time comes from Energy published's attribute; the warning names the device."""
     hass = blueprint_hass
     freezer.move_to("2026-11-27 10:00:00+00:00")
     warnings = async_mock_service(hass, "test", "warn")
     published = dt_util.utcnow()
-    await set_state(
-        hass,
-        LAST_PUBLISH,
-        published.isoformat(),
-        device_class="timestamp",
-        friendly_name="Roof PV Last publish",
-    )
+
+    async def publish(energy: float) -> None:
+        await set_state(
+            hass,
+            roof_pv_sensor,
+            energy,
+            device_class="energy",
+            unit_of_measurement="kWh",
+            friendly_name="Roof PV Energy published",
+            last_publish=dt_util.utcnow().isoformat(),
+        )
+
+    await publish(1.5)
     await use_blueprint(
         hass,
         "source_stopped.yaml",
         {
-            "last_publish_entity": LAST_PUBLISH,
+            "last_publish_entity": roof_pv_sensor,
             "silence_minutes": 30,
             "actions": [
                 {"action": "test.warn", "data": {"text": "{{ name }}|{{ minutes }}"}},
@@ -295,16 +327,45 @@ async def test_warn_when_a_source_goes_silent(
     freezer.move_to(published + timedelta(minutes=31))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
-    assert [call.data["text"] for call in warnings] == ["Roof PV Last publish|30"]
+    assert [call.data["text"] for call in warnings] == ["Roof PV|30"]
     # It publishes again: the warning can come back after the next silence.
-    await set_state(hass, LAST_PUBLISH, dt_util.utcnow().isoformat(), device_class="timestamp")
+    await publish(1.75)
     freezer.move_to(published + timedelta(minutes=45))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
     assert len(warnings) == 1
 
 
-async def test_warn_when_a_source_stays_unavailable(
+async def test_default_warning_names_the_device(
+    blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory, roof_pv_sensor: str
+) -> None:
+    """The default notification reads "Roof PV has not published since …"."""
+    hass = blueprint_hass
+    freezer.move_to("2026-11-27 10:00:00+00:00")
+    created = async_mock_service(hass, "persistent_notification", "create")
+    published = dt_util.utcnow()
+    await set_state(
+        hass,
+        roof_pv_sensor,
+        1.5,
+        device_class="energy",
+        unit_of_measurement="kWh",
+        friendly_name="Roof PV Energy published",
+        last_publish=published.isoformat(),
+    )
+    await use_blueprint(
+        hass, "source_stopped.yaml", {"last_publish_entity": roof_pv_sensor, "silence_minutes": 15}
+    )
+    freezer.move_to(published + timedelta(minutes=16))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    local = dt_util.as_local(published).strftime("%Y-%m-%d %H:%M")
+    assert [call.data["message"] for call in created] == [
+        f"Roof PV has not published since {local}."
+    ]
+
+
+async def test_warn_when_a_last_publish_sensor_stays_unavailable(
     blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory
 ) -> None:
     hass = blueprint_hass

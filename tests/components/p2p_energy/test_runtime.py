@@ -108,7 +108,9 @@ async def test_periods_publish_deltas(
     assert state(hass, "sensor.roof_pv_energy_published") == "0.5"
     assert state(hass, "sensor.inverter_energy_published") == "1.5"
     assert state(hass, "sensor.house_energy_published") == "0.5"
-    assert state(hass, "sensor.house_last_publish") == "2025-03-01T12:02:00+00:00"
+    published = hass.states.get("sensor.house_energy_published")
+    assert published is not None
+    assert published.attributes["last_publish"] == "2025-03-01T12:02:00+00:00"
 
     # A meter that is unavailable publishes nothing; its energy arrives later.
     hass.states.async_set("sensor.house_energy", STATE_UNAVAILABLE)
@@ -302,8 +304,16 @@ async def test_wallet_and_payments_received(
     assert state(hass, "sensor.house_wallet_balance") == "1000"
     assert state(hass, "sensor.inverter_payments_received") == "250"
     assert state(hass, "sensor.inverter_registered_sources") == "1"
-    assert state(hass, "sensor.house_wallet_address") == consumer.wallet_address
-    assert state(hass, "sensor.inverter_wallet_address") == producer.payment_address
+    for entity_id, address in (
+        ("sensor.house_wallet_address", consumer.wallet_address),
+        ("sensor.inverter_wallet_address", producer.payment_address),
+    ):
+        # The device page shows it shortened; the attribute holds all 81 trytes.
+        wallet = hass.states.get(entity_id)
+        assert wallet is not None
+        assert address is not None
+        assert wallet.attributes["address"] == address
+        assert wallet.state == f"{address[:9]}…{address[-9:]}"
 
 
 async def test_registration_refused_then_accepted(

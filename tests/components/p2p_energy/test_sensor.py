@@ -12,7 +12,14 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, snapsh
 from custom_components.p2p_energy.compat import device_owners
 from custom_components.p2p_energy.const import DOMAIN
 
-from .conftest import CONSUMER_ID, ENTRY_ID, PRODUCER_ID, SOURCE_ID, find_device, state
+from .conftest import (
+    CONSUMER_ID,
+    ENTRY_ID,
+    PRODUCER_ID,
+    SOURCE_ID,
+    find_device,
+    state,
+)
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -68,9 +75,7 @@ async def test_registered_sources_drop_when_a_source_deregisters(
     """A deregistered source is no longer counted by its producer; rotating brings it back."""
     assert state(hass, "sensor.inverter_registered_sources") == "1"
     source = find_device(hass, SOURCE_ID)
-    await hass.services.async_call(
-        DOMAIN, "deregister", {"device_id": source.id}, blocking=True
-    )
+    await hass.services.async_call(DOMAIN, "deregister", {"device_id": source.id}, blocking=True)
     assert state(hass, "sensor.inverter_registered_sources") == "0"
     await hass.services.async_call(
         DOMAIN, "rotate_channel", {"device_id": source.id}, blocking=True

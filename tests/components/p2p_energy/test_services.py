@@ -86,7 +86,9 @@ async def test_pay_bill(
     assert transfer.remainder == consumer.wallet_address != first_address
     assert state(hass, "sensor.house_amount_paid") == "345"
     assert state(hass, "sensor.house_wallet_balance") == "655"
-    assert state(hass, "sensor.house_wallet_address") == consumer.wallet_address
+    wallet = hass.states.get("sensor.house_wallet_address")
+    assert wallet is not None
+    assert wallet.attributes["address"] == consumer.wallet_address
 
     with pytest.raises(ServiceValidationError) as refusal:
         await call(hass, "pay_bill", CONSUMER_ID)
