@@ -44,26 +44,35 @@ async def blueprint_hass(hass: HomeAssistant, tmp_path: Path) -> HomeAssistant:
     return hass
 
 
-@pytest.fixture
-def consumer_device(hass: HomeAssistant) -> str:
-    """A consumer device of the integration owning the "Amount owed" sensor."""
+def participant_sensor(
+    hass: HomeAssistant, name: str, model: str, key: str, object_id: str
+) -> er.RegistryEntry:
+    """A sensor of the integration on a participant device named ``name``."""
     entry = MockConfigEntry(domain=DOMAIN, title="Grid")
     entry.add_to_hass(hass)
+    identifier = f"{model.lower()}-{name.lower().replace(' ', '-')}"
     device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,
-        identifiers={(DOMAIN, "consumer-home")},
-        name="Home",
-        model="Consumer",
+        identifiers={(DOMAIN, identifier)},
+        name=name,
+        model=model,
     )
-    er.async_get(hass).async_get_or_create(
+    return er.async_get(hass).async_get_or_create(
         "sensor",
         DOMAIN,
-        "consumer-home-amount_owed",
-        suggested_object_id="home_amount_owed",
+        f"{identifier}-{key}",
+        suggested_object_id=object_id,
         config_entry=entry,
         device_id=device.id,
     )
-    return device.id
+
+
+@pytest.fixture
+def consumer_device(hass: HomeAssistant) -> str:
+    """A consumer device of the integration owning the "Amount owed" sensor."""
+    sensor = participant_sensor(hass, "Home", "Consumer", "amount_owed", "home_amount_owed")
+    assert sensor.device_id is not None
+    return sensor.device_id
 
 
 async def use_blueprint(hass: HomeAssistant, path: str, inputs: dict[str, Any]) -> None:
@@ -265,104 +274,56 @@ async def test_flexible_load_can_ride_out_an_unknown_price(blueprint_hass: HomeA
 @pytest.fixture
 def roof_pv_sensor(hass: HomeAssistant) -> str:
     """The "Energy published" sensor of a source device named Roof PV."""
-    entry = MockConfigEntry(domain=DOMAIN, title="Grid")
-    entry.add_to_hass(hass)
-    device = dr.async_get(hass).async_get_or_create(
-        config_entry_id=entry.entry_id,
-        identifiers={(DOMAIN, "source-roof")},
-        name="Roof PV",
-        model="Source",
+    sensor = participant_sensor(
+        hass, "Roof PV", "Source", "energy_published", "roof_pv_energy_published"
     )
-    return (
-        er.async_get(hass)
-        .async_get_or_create(
-            "sensor",
-            DOMAIN,
-            "source-roof-energy_published",
-            suggested_object_id="roof_pv_energy_published",
-            config_entry=entry,
-            device_id=device.id,
-        )
-        .entity_id
+    return sensor.entity_id
+
+
+async def publish_energy(hass: HomeAssistant, entity_id: str, energy: float) -> None:
+    """The "Energy published" sensor after a publication now."""
+    await set_state(
+        hass,
+        entity_id,
+        energy,
+        device_class="energy",
+        unit_of_measurement="kWh",
+        friendly_name="Roof PV Energy published",
+        last_publish=dt_util.utcnow().isoformat(),
     )
 
 
 async def test_warn_when_a_source_goes_silent(
     blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory, roof_pv_sensor: str
 ) -> None:
-    """The time comes from Energy published's attribute; the warning names the device."""
+    """The time comes from Energy published's attribute; the default warning names the
+    device: "Roof PV has not published since …"."""
     hass = blueprint_hass
     freezer.move_to("2026-11-27 10:00:00+00:00")
-    warnings = async_mock_service(hass, "test", "warn")
+    created = async_mock_service(hass, "persistent_notification", "create")
     published = dt_util.utcnow()
-
-    async def publish(energy: float) -> None:
-        await set_state(
-            hass,
-            roof_pv_sensor,
-            energy,
-            device_class="energy",
-            unit_of_measurement="kWh",
-            friendly_name="Roof PV Energy published",
-            last_publish=dt_util.utcnow().isoformat(),
-        )
-
-    await publish(1.5)
+    await publish_energy(hass, roof_pv_sensor, 1.5)
     await use_blueprint(
-        hass,
-        "source_stopped.yaml",
-        {
-            "last_publish_entity": roof_pv_sensor,
-            "silence_minutes": 30,
-            "actions": [
-                {"action": "test.warn", "data": {"text": "{{ name }}|{{ minutes }}"}},
-            ],
-        },
+        hass, "source_stopped.yaml", {"last_publish_entity": roof_pv_sensor, "silence_minutes": 30}
     )
     for minute in (10, 20, 29):
         freezer.move_to(published + timedelta(minutes=minute))
         async_fire_time_changed(hass)
         await hass.async_block_till_done()
-    assert warnings == []
+    assert created == []
     freezer.move_to(published + timedelta(minutes=31))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-    assert [call.data["text"] for call in warnings] == ["Roof PV|30"]
-    # It publishes again: the warning can come back after the next silence.
-    await publish(1.75)
-    freezer.move_to(published + timedelta(minutes=45))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-    assert len(warnings) == 1
-
-
-async def test_default_warning_names_the_device(
-    blueprint_hass: HomeAssistant, freezer: FrozenDateTimeFactory, roof_pv_sensor: str
-) -> None:
-    """The default notification reads "Roof PV has not published since …"."""
-    hass = blueprint_hass
-    freezer.move_to("2026-11-27 10:00:00+00:00")
-    created = async_mock_service(hass, "persistent_notification", "create")
-    published = dt_util.utcnow()
-    await set_state(
-        hass,
-        roof_pv_sensor,
-        1.5,
-        device_class="energy",
-        unit_of_measurement="kWh",
-        friendly_name="Roof PV Energy published",
-        last_publish=published.isoformat(),
-    )
-    await use_blueprint(
-        hass, "source_stopped.yaml", {"last_publish_entity": roof_pv_sensor, "silence_minutes": 15}
-    )
-    freezer.move_to(published + timedelta(minutes=16))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
     local = dt_util.as_local(published).strftime("%Y-%m-%d %H:%M")
     assert [call.data["message"] for call in created] == [
         f"Roof PV has not published since {local}."
     ]
+    # It publishes again: the warning can come back after the next silence.
+    await publish_energy(hass, roof_pv_sensor, 1.75)
+    freezer.move_to(published + timedelta(minutes=45))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert len(created) == 1
 
 
 async def test_warn_when_a_last_publish_sensor_stays_unavailable(
