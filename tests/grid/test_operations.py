@@ -178,6 +178,7 @@ async def test_health_degrades_without_the_node(tmp_path: Path, database_url: st
         node_url=f"http://127.0.0.1:{free_port()}",
         node_timeout=2.0,
         log_format="text",
+        slot_seconds=60,
     )
     async with GridServer(config) as grid, aiohttp.ClientSession() as session:
         async with session.get(grid.url + "/health") as response:
@@ -190,6 +191,8 @@ async def test_health_degrades_without_the_node(tmp_path: Path, database_url: st
         )
         assert health["schemaRevision"] == Database.head_revision()
         assert health["consensusPrice"] is None  # nothing settled yet
+        # Households take their publishing period from the grid's slot.
+        assert health["slotSeconds"] == 60
         client = GridClient(session, grid.url)
         # Registering a channel needs the node: a clear 503, nothing stored.
         with pytest.raises(Exception, match="Tangle node is unavailable") as caught:

@@ -1,4 +1,4 @@
-"""``GET /health``: is the grid serving, and are its database and node reachable."""
+"""``GET /health``: is the grid serving, are its database and node reachable, and its slot."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from .context import services
 
 
 async def get_health(request: web.Request) -> web.Response:
-    healthy, details = await services(request).health()
+    grid = services(request)
+    healthy, details = await grid.health()
     return web.json_response(
         {
             "success": healthy,
             "message": "OK" if healthy else "The database is unavailable.",
             **details,
+            # Households publish once per slot (Home Assistant takes its period from here).
+            "slotSeconds": grid.config.slot_seconds,
         },
         status=200 if healthy else 503,
     )

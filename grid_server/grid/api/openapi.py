@@ -215,9 +215,15 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                 _ref("Result"),
                 {
                     "type": "object",
-                    "required": ["status", "database", "node"],
+                    "required": ["status", "database", "node", "slotSeconds"],
                     "properties": {
                         "status": {"type": "string", "enum": ["ok", "degraded", "error"]},
+                        "slotSeconds": {
+                            "type": "integer",
+                            "enum": [config.slot_seconds],
+                            "description": "Length of a settlement slot in seconds: "
+                            "households publish their readings once per slot.",
+                        },
                         "database": {"type": "string"},
                         "node": {"type": "string"},
                         "leader": {"type": "boolean"},
