@@ -15,6 +15,7 @@ import voluptuous as vol
 from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import (
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryFlow,
@@ -268,20 +269,21 @@ class P2PEnergyOptionsFlow(OptionsFlow):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and save the options."""
         if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_PUBLISH_INTERVAL: int(user_input[CONF_PUBLISH_INTERVAL]),
-                    CONF_MAX_POWER: float(user_input[CONF_MAX_POWER]),
-                    CONF_MIN_WEIGHT_MAGNITUDE: int(user_input[CONF_MIN_WEIGHT_MAGNITUDE]),
-                    CONF_PROOF_OF_WORK: user_input[CONF_PROOF_OF_WORK],
-                }
-            )
-        options = self.config_entry.options
+            options: dict[str, Any] = {
+                CONF_MAX_POWER: float(user_input[CONF_MAX_POWER]),
+                CONF_MIN_WEIGHT_MAGNITUDE: int(user_input[CONF_MIN_WEIGHT_MAGNITUDE]),
+                CONF_PROOF_OF_WORK: user_input[CONF_PROOF_OF_WORK],
+            }
+            # Left empty, the period follows the grid's slot length.
+            if user_input.get(CONF_PUBLISH_INTERVAL) is not None:
+                options[CONF_PUBLISH_INTERVAL] = int(user_input[CONF_PUBLISH_INTERVAL])
+            return self.async_create_entry(data=options)
+        current = self.config_entry.options
         schema = vol.Schema(
             {
-                vol.Required(
+                vol.Optional(
                     CONF_PUBLISH_INTERVAL,
-                    default=options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL),
+                    description={"suggested_value": current.get(CONF_PUBLISH_INTERVAL)},
                 ): NumberSelector(
                     NumberSelectorConfig(
                         min=MIN_PUBLISH_INTERVAL,
@@ -292,7 +294,7 @@ class P2PEnergyOptionsFlow(OptionsFlow):
                     )
                 ),
                 vol.Required(
-                    CONF_MAX_POWER, default=options.get(CONF_MAX_POWER, DEFAULT_MAX_POWER)
+                    CONF_MAX_POWER, default=current.get(CONF_MAX_POWER, DEFAULT_MAX_POWER)
                 ): NumberSelector(
                     NumberSelectorConfig(
                         min=0.1,
@@ -304,13 +306,13 @@ class P2PEnergyOptionsFlow(OptionsFlow):
                 ),
                 vol.Required(
                     CONF_MIN_WEIGHT_MAGNITUDE,
-                    default=options.get(CONF_MIN_WEIGHT_MAGNITUDE, DEFAULT_MIN_WEIGHT_MAGNITUDE),
+                    default=current.get(CONF_MIN_WEIGHT_MAGNITUDE, DEFAULT_MIN_WEIGHT_MAGNITUDE),
                 ): NumberSelector(
                     NumberSelectorConfig(min=1, max=27, step=1, mode=NumberSelectorMode.BOX)
                 ),
                 vol.Required(
                     CONF_PROOF_OF_WORK,
-                    default=options.get(CONF_PROOF_OF_WORK, DEFAULT_PROOF_OF_WORK),
+                    default=current.get(CONF_PROOF_OF_WORK, DEFAULT_PROOF_OF_WORK),
                 ): SelectSelector(
                     SelectSelectorConfig(
                         options=list(PROOF_OF_WORK_CHOICES), translation_key=CONF_PROOF_OF_WORK
@@ -318,7 +320,18 @@ class P2PEnergyOptionsFlow(OptionsFlow):
                 ),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=schema,
+            description_placeholders={"grid_period": self._grid_period()},
+        )
+
+    def _grid_period(self) -> str:
+        """The period without an override (15 minutes while the entry is not loaded)."""
+        entry = self.config_entry
+        if entry.state is ConfigEntryState.LOADED:
+            return str(entry.runtime_data.grid_period)
+        return str(DEFAULT_PUBLISH_INTERVAL)
 
 
 class _ParticipantSubentryFlow(ConfigSubentryFlow):

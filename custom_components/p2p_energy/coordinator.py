@@ -36,6 +36,7 @@ from .const import (
     DOMAIN,
     ISSUE_GRID_UNREACHABLE,
     LOGGER,
+    MAX_PUBLISH_INTERVAL,
     POW_LOCAL,
     UNREACHABLE_ISSUE_AFTER,
     UPDATE_INTERVAL,
@@ -45,7 +46,7 @@ from .participants import participant_config, save_keys
 from .protocol.client import LocalProofOfWork
 from .protocol.errors import GridApiError, NodeError
 from .protocol.household import GridConnection, Household, HouseholdStore
-from .store import EntryStoreBackend
+from .store import EntryStoreBackend, connection_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -77,6 +78,15 @@ def consensus_price_of(health: Mapping[str, Any]) -> float | None:
     return float(price)
 
 
+def slot_seconds_of(health: Mapping[str, Any]) -> int | None:
+    """The grid's settlement slot in seconds (``slotSeconds`` of its health answer);
+    None when it does not say (an older grid) or says something unusable."""
+    slot = health.get("slotSeconds")
+    if isinstance(slot, bool) or not isinstance(slot, int):
+        return None
+    return slot if 1 <= slot <= MAX_PUBLISH_INTERVAL else None
+
+
 def next_period_boundary(now: datetime, interval_seconds: int) -> datetime:
     """The next wall-clock multiple of the period, so periods line up with grid slots."""
     epoch = now.timestamp()
@@ -99,7 +109,11 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             update_interval=UPDATE_INTERVAL,
         )
         options = entry.options
-        self.publish_interval = int(options.get(CONF_PUBLISH_INTERVAL, DEFAULT_PUBLISH_INTERVAL))
+        override = options.get(CONF_PUBLISH_INTERVAL)
+        self._interval_override = None if override is None else int(override)
+        # What the grid said its slot is, kept (with when an outage began) across restarts.
+        self._grid_slot_seconds: int | None = None
+        self._facts = connection_store(hass, entry.entry_id)
         # Local proof of work runs in the loop's default executor: Home Assistant's.
         local_pow = options.get(CONF_PROOF_OF_WORK, DEFAULT_PROOF_OF_WORK) == POW_LOCAL
         self.connection = GridConnection(
@@ -123,6 +137,18 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         self._unsub_period: CALLBACK_TYPE | None = None
 
     @property
+    def publish_interval(self) -> int:
+        """Seconds per period: the user's override, else the grid's slot, else 15 minutes."""
+        if self._interval_override is not None:
+            return self._interval_override
+        return self.grid_period
+
+    @property
+    def grid_period(self) -> int:
+        """The period without an override: the grid's slot as it last reported it."""
+        return self._grid_slot_seconds or DEFAULT_PUBLISH_INTERVAL
+
+    @property
     def participants(self) -> dict[str, Participant]:
         """The participants by subentry id."""
         return self.household.participants
@@ -133,6 +159,11 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
 
     async def async_prepare(self) -> None:
         """Load the durable state and open every participant's channel."""
+        facts = await self._facts.async_load() or {}
+        if isinstance(slot := facts.get("grid_slot_seconds"), int):
+            self._grid_slot_seconds = slot
+        if isinstance(since := facts.get("unreachable_since"), str):
+            self._unreachable_since = dt_util.parse_datetime(since)
         members = []
         for subentry in self.config_entry.subentries.values():
             config = participant_config(subentry)
@@ -146,6 +177,13 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
     def async_start_periods(self) -> None:
         """Start the period timer."""
         self._schedule_period()
+
+    @callback
+    def _reschedule_period(self) -> None:
+        """The period changed: the next boundary is one of the new period."""
+        if self._unsub_period is not None:
+            self._unsub_period()
+            self._schedule_period()
 
     @callback
     def _schedule_period(self) -> None:
@@ -178,29 +216,51 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             node_info = await self.connection.node_info()
             await self.household.sync()
         except GridApiError as err:
-            self._note_unreachable()
+            await self._note_unreachable()
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="grid_unreachable",
                 translation_placeholders=placeholders | {"error": str(err)},
             ) from err
         except NodeError as err:
-            self._note_unreachable()
+            await self._note_unreachable()
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="node_unreachable",
                 translation_placeholders=placeholders | {"error": str(err)},
             ) from err
-        self._note_reachable()
+        await self._note_reachable()
+        await self._note_grid_slot(slot_seconds_of(health))
         return GridStatus(
             milestone_index=node_info.latest_solid_milestone_index,
             consensus_price=consensus_price_of(health),
         )
 
-    def _note_unreachable(self) -> None:
+    async def _save_facts(self) -> None:
+        since = self._unreachable_since
+        await self._facts.async_save(
+            {
+                "grid_slot_seconds": self._grid_slot_seconds,
+                "unreachable_since": since.isoformat() if since else None,
+            }
+        )
+
+    async def _note_grid_slot(self, slot: int | None) -> None:
+        if slot is None or slot == self._grid_slot_seconds:
+            return
+        LOGGER.debug("%s: the grid's slot is %s s", self.config_entry.title, slot)
+        before = self.publish_interval
+        self._grid_slot_seconds = slot
+        await self._save_facts()
+        if self.publish_interval != before:
+            self._reschedule_period()
+
+    async def _note_unreachable(self) -> None:
         now = dt_util.utcnow()
         if self._unreachable_since is None:
+            # Kept, so the repair issue's 15 minutes do not start again after a restart.
             self._unreachable_since = now
+            await self._save_facts()
         if now - self._unreachable_since >= UNREACHABLE_ISSUE_AFTER:
             ir.async_create_issue(
                 self.hass,
@@ -217,9 +277,10 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
                 },
             )
 
-    def _note_reachable(self) -> None:
+    async def _note_reachable(self) -> None:
         if self._unreachable_since is not None:
             self._unreachable_since = None
+            await self._save_facts()
             ir.async_delete_issue(
                 self.hass, DOMAIN, f"{ISSUE_GRID_UNREACHABLE}_{self.config_entry.entry_id}"
             )
@@ -228,6 +289,7 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         """Runtime facts for the diagnostics download."""
         return {
             "publish_interval": self.publish_interval,
+            "grid_slot_seconds": self._grid_slot_seconds,
             "max_power_kw": self.household.max_power_kw,
             "min_weight_magnitude": self.connection.min_weight_magnitude,
             "local_proof_of_work": self.connection.local_proof_of_work,

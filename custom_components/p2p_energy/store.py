@@ -21,11 +21,18 @@ if TYPE_CHECKING:
 STORAGE_VERSION = 1
 
 
+def connection_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
+    """What the integration keeps about a grid connection across restarts (the grid's slot
+    length, when an outage began): ``.storage/p2p_energy.<entry id>.connection``."""
+    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.connection", atomic_writes=True)
+
+
 class EntryStoreBackend:
     """A config entry's ``Store`` as the engine's state backend."""
 
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         """Bind the store to its config entry."""
+        self._connection = connection_store(hass, entry_id)
         self._store: Store[dict[str, Any]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}", atomic_writes=True
         )
@@ -39,5 +46,6 @@ class EntryStoreBackend:
         await self._store.async_save(data)
 
     async def remove(self) -> None:
-        """Delete the file when the config entry is removed."""
+        """Delete the entry's files (the household's and the connection's) with the entry."""
         await self._store.async_remove()
+        await self._connection.async_remove()

@@ -362,38 +362,45 @@ async def test_reconfigure_same_url_and_addon_entry(
 
 
 async def test_options_flow(hass: HomeAssistant, config_entry: MockConfigEntry) -> None:
-    """Defaults are offered and the chosen options saved with proper types."""
+    """Defaults are offered and the chosen options saved with proper types; the period is
+    empty (the grid's slot) unless the user sets one."""
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     schema = result["data_schema"].schema
-    defaults = {str(key): key.default() for key in schema}
+    defaults = {str(key): key.default() for key in schema if str(key) != CONF_PUBLISH_INTERVAL}
     assert defaults == {
-        CONF_PUBLISH_INTERVAL: 900,
         CONF_MAX_POWER: 250.0,
         CONF_MIN_WEIGHT_MAGNITUDE: 9,
         CONF_PROOF_OF_WORK: POW_LOCAL,
     }
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            CONF_PUBLISH_INTERVAL: 60.0,
-            CONF_MAX_POWER: 12.5,
-            CONF_MIN_WEIGHT_MAGNITUDE: 3.0,
-            CONF_PROOF_OF_WORK: POW_NODE,
-        },
-    )
+    assert suggested(schema, CONF_PUBLISH_INTERVAL) is None
+    assert result["description_placeholders"] == {"grid_period": "900"}
+    chosen = {CONF_MAX_POWER: 12.5, CONF_MIN_WEIGHT_MAGNITUDE: 3.0, CONF_PROOF_OF_WORK: POW_NODE}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], chosen)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert config_entry.options == {
-        CONF_PUBLISH_INTERVAL: 60,
         CONF_MAX_POWER: 12.5,
         CONF_MIN_WEIGHT_MAGNITUDE: 3,
         CONF_PROOF_OF_WORK: POW_NODE,
     }
 
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
-    defaults = {str(key): key.default() for key in result["data_schema"].schema}
-    assert defaults[CONF_PUBLISH_INTERVAL] == 60
-    assert defaults[CONF_PROOF_OF_WORK] == POW_NODE
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**chosen, CONF_PUBLISH_INTERVAL: 60.0}
+    )
+    assert config_entry.options[CONF_PUBLISH_INTERVAL] == 60
+
+    result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    schema = result["data_schema"].schema
+    assert suggested(schema, CONF_PUBLISH_INTERVAL) == 60
+    (proof_of_work,) = [key for key in schema if str(key) == CONF_PROOF_OF_WORK]
+    assert proof_of_work.default() == POW_NODE
+
+
+def suggested(schema: dict[Any, Any], name: str) -> Any:
+    """The suggested value of a form field."""
+    (key,) = [key for key in schema if str(key) == name]
+    return (key.description or {}).get("suggested_value")
 
 
 async def test_options_flow_refuses_an_unknown_proof_of_work(

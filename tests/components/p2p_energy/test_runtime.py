@@ -442,3 +442,110 @@ async def test_new_meter_starts_from_a_new_baseline(
     hass.states.async_set("sensor.other_house_energy", "10.5", ENERGY_ATTRIBUTES)
     await next_period(hass, freezer, "2025-03-01T12:03:00+00:00")
     assert channel_bodies(loaded_entry, fake_network, CONSUMER_ID)[1]["usage"] == 0.5
+
+
+async def test_repair_issue_counts_the_outage_from_before_a_restart(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    loaded_entry: MockConfigEntry,
+    fake_network: FakeNetwork,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """The 15 minutes before the repair issue run from when the outage began, also when
+    Home Assistant restarted in between."""
+    issue_id = f"grid_unreachable_{ENTRY_ID}"
+    fake_network.grid_up = False
+    await poll(hass, freezer)
+    freezer.tick(timedelta(minutes=10))
+    await poll(hass, freezer)
+    assert not issue_registry.async_get_issue(DOMAIN, issue_id)
+
+    assert await hass.config_entries.async_reload(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    freezer.tick(timedelta(minutes=4))
+    await poll(hass, freezer)
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+
+    fake_network.grid_up = True
+    await poll(hass, freezer)
+    assert not issue_registry.async_get_issue(DOMAIN, issue_id)
+    # Back: a later outage starts its own 15 minutes, after a restart too.
+    assert await hass.config_entries.async_reload(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    fake_network.grid_up = False
+    await poll(hass, freezer)
+    assert not issue_registry.async_get_issue(DOMAIN, issue_id)
+
+
+async def test_period_follows_the_grids_slot(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+) -> None:
+    """Without an override the period is the slot length from the grid's health answer:
+    followed when it changes, kept for a restart while the grid is away."""
+    options = {k: v for k, v in trading_entry.options.items() if k != "publish_interval"}
+    hass.config_entries.async_update_entry(trading_entry, options=options)
+    fake_network.health["slotSeconds"] = 120
+    freezer.move_to("2025-03-01T12:00:10+00:00")
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert trading_entry.runtime_data.publish_interval == 120
+
+    await next_period(hass, freezer, "2025-03-01T12:02:00+00:00")  # the baselines
+    set_meters(hass, pv=121.0, inverter=231.0, house=5000.75)
+    await next_period(hass, freezer, "2025-03-01T12:03:00+00:00")
+    assert channel_bodies(trading_entry, fake_network, CONSUMER_ID)[1:] == []
+    await next_period(hass, freezer, "2025-03-01T12:04:00+00:00")
+    assert channel_bodies(trading_entry, fake_network, CONSUMER_ID)[1:] == [
+        {
+            "command": "usage",
+            "startTime": ms("2025-03-01T12:02:00+00:00"),
+            "endTime": ms("2025-03-01T12:04:00+00:00"),
+            "usage": 0.5,
+        }
+    ]
+
+    # The grid's slot changes: the next period is one of the new length.
+    fake_network.health["slotSeconds"] = 60
+    await poll(hass, freezer)
+    assert trading_entry.runtime_data.publish_interval == 60
+    set_meters(hass, pv=121.0, inverter=231.0, house=5001.0)
+    await next_period(hass, freezer, "2025-03-01T12:05:00+00:00")
+    assert channel_bodies(trading_entry, fake_network, CONSUMER_ID)[-1]["endTime"] == ms(
+        "2025-03-01T12:05:00+00:00"
+    )
+
+    # A restart while the grid is away keeps the grid's last slot.
+    fake_network.grid_up = False
+    assert await hass.config_entries.async_reload(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert trading_entry.runtime_data.publish_interval == 60
+
+    # The options form says which period an empty field means.
+    result = await hass.config_entries.options.async_init(trading_entry.entry_id)
+    assert result["description_placeholders"] == {"grid_period": "60"}
+    # The user's period overrides the grid's.
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, "publish_interval": 300}
+    )
+    await hass.async_block_till_done()
+    assert trading_entry.runtime_data.publish_interval == 300
+    assert trading_entry.runtime_data.grid_period == 60
+
+
+async def test_period_without_a_slot_from_the_grid(
+    hass: HomeAssistant,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+) -> None:
+    """A grid that does not say its slot (or says nonsense) leaves the 15-minute default."""
+    options = {k: v for k, v in trading_entry.options.items() if k != "publish_interval"}
+    hass.config_entries.async_update_entry(trading_entry, options=options)
+    fake_network.health["slotSeconds"] = True
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert trading_entry.runtime_data.publish_interval == 900
