@@ -41,7 +41,7 @@ PARALLEL_UPDATES = 0
 ATTR_ADDRESS = "address"
 ATTR_ROOT = "root"
 ATTR_LAST_PUBLISH = "last_publish"
-ABBREVIATED_LENGTH = 19
+ABBREVIATED_TRYTES = 9  # shown at either end of a shortened root or address
 
 ALL_KINDS = frozenset({SUBENTRY_SOURCE, SUBENTRY_PRODUCER, SUBENTRY_CONSUMER})
 
@@ -94,9 +94,9 @@ def _wallet_address(participant: Participant) -> str | None:
 def abbreviated(value: str | None) -> str | None:
     """An 81-tryte root or address as its first and last nine trytes: the full value
     does not fit an entity row (it overflowed the device page); it is an attribute."""
-    if value is None or len(value) <= ABBREVIATED_LENGTH:
+    if value is None or len(value) <= 2 * ABBREVIATED_TRYTES + 1:
         return value
-    return f"{value[:9]}…{value[-9:]}"
+    return f"{value[:ABBREVIATED_TRYTES]}…{value[-ABBREVIATED_TRYTES:]}"
 
 
 def _last_publish_attributes(participant: Participant) -> dict[str, Any]:
