@@ -55,6 +55,11 @@ async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
     await hass.async_block_till_done(wait_background_tasks=True)
 
 
+def usage_body(start: str, end: str, usage: float) -> dict[str, Any]:
+    """A consumer's usage message for the period from ``start`` to ``end``."""
+    return {"command": "usage", "startTime": ms(start), "endTime": ms(end), "usage": usage}
+
+
 def set_meters(hass: HomeAssistant, pv: float, inverter: float, house: float) -> None:
     """New meter states."""
     hass.states.async_set("sensor.pv_energy", str(pv), ENERGY_ATTRIBUTES)
@@ -119,12 +124,7 @@ async def test_periods_publish_deltas(
     hass.states.async_set("sensor.house_energy", "5001.75", ENERGY_ATTRIBUTES)
     await next_period(hass, freezer, "2025-03-01T12:04:00+00:00")
     assert channel_bodies(loaded_entry, fake_network, CONSUMER_ID)[2:] == [
-        {
-            "command": "usage",
-            "startTime": ms("2025-03-01T12:02:00+00:00"),
-            "endTime": ms("2025-03-01T12:04:00+00:00"),
-            "usage": 1.0,
-        }
+        usage_body("2025-03-01T12:02:00+00:00", "2025-03-01T12:04:00+00:00", 1.0)
     ]
 
 
@@ -477,12 +477,12 @@ async def test_repair_issue_counts_the_outage_from_before_a_restart(
     assert not issue_registry.async_get_issue(DOMAIN, issue_id)
 
 
+@pytest.mark.usefixtures("meters")
 async def test_period_follows_the_grids_slot(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
     fake_network: FakeNetwork,
     trading_entry: MockConfigEntry,
-    meters: dict[str, str],
 ) -> None:
     """Without an override the period is the slot length from the grid's health answer:
     followed when it changes, kept for a restart while the grid is away."""
@@ -500,12 +500,7 @@ async def test_period_follows_the_grids_slot(
     assert channel_bodies(trading_entry, fake_network, CONSUMER_ID)[1:] == []
     await next_period(hass, freezer, "2025-03-01T12:04:00+00:00")
     assert channel_bodies(trading_entry, fake_network, CONSUMER_ID)[1:] == [
-        {
-            "command": "usage",
-            "startTime": ms("2025-03-01T12:02:00+00:00"),
-            "endTime": ms("2025-03-01T12:04:00+00:00"),
-            "usage": 0.5,
-        }
+        usage_body("2025-03-01T12:02:00+00:00", "2025-03-01T12:04:00+00:00", 0.5)
     ]
 
     # The grid's slot changes: the next period is one of the new length.
@@ -536,11 +531,9 @@ async def test_period_follows_the_grids_slot(
     assert trading_entry.runtime_data.grid_period == 60
 
 
+@pytest.mark.usefixtures("meters")
 async def test_period_without_a_slot_from_the_grid(
-    hass: HomeAssistant,
-    fake_network: FakeNetwork,
-    trading_entry: MockConfigEntry,
-    meters: dict[str, str],
+    hass: HomeAssistant, fake_network: FakeNetwork, trading_entry: MockConfigEntry
 ) -> None:
     """A grid that does not say its slot (or says nonsense) leaves the 15-minute default."""
     options = {k: v for k, v in trading_entry.options.items() if k != "publish_interval"}
