@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from p2p_energy_protocol.bundle_validation import bundle_errors
+from p2p_energy_protocol.bundle_validation import bundle_errors, bundle_from_tail
 from p2p_energy_protocol.errors import ProtocolError
 from p2p_energy_protocol.pow import transaction_weight
 from p2p_energy_protocol.transaction import Transaction, transactions_from_trytes
@@ -19,7 +19,7 @@ from .errors import CommandError
 from .storage import NULL_HASH, TransactionRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 TRANSACTION_TRYTES: Final = 2673
 # Attachment timestamps are milliseconds; the upper bound clients set is (3^27 - 1) / 2.
@@ -123,24 +123,8 @@ def check_transaction(
         )
 
 
-def _walk(
-    tail: ParsedTransaction, pool: Mapping[str, ParsedTransaction]
-) -> list[ParsedTransaction]:
-    """The bundle instance from ``tail`` along trunks, or [] if a member is missing."""
-    chain = [tail]
-    last_index = tail.transaction.last_index
-    while chain[-1].transaction.current_index < last_index:
-        current = chain[-1].transaction
-        following = pool.get(current.trunk_transaction)
-        if (
-            following is None
-            or following.bundle != tail.bundle
-            or following.transaction.current_index != current.current_index + 1
-            or following.transaction.last_index != last_index
-        ):
-            return []
-        chain.append(following)
-    return chain
+def _transaction(parsed: ParsedTransaction) -> Transaction:
+    return parsed.transaction
 
 
 def assemble_bundles(
@@ -161,7 +145,7 @@ def assemble_bundles(
         for parsed in candidates:
             if parsed.transaction.current_index != 0:
                 continue
-            chain = _walk(parsed, pool)
+            chain = bundle_from_tail(parsed, pool, _transaction) or []
             hashes = {member.hash for member in chain}
             if chain and not hashes <= covered and any(h in new_hashes for h in hashes):
                 instances.append(chain)

@@ -17,7 +17,7 @@ from p2p_energy_protocol.bundle import (
     increment_tag,
     is_secure_bundle_hash,
 )
-from p2p_energy_protocol.bundle_validation import bundle_errors, validate_bundle
+from p2p_energy_protocol.bundle_validation import bundle_errors, bundle_from_tail, validate_bundle
 from p2p_energy_protocol.errors import (
     InvalidAddressError,
     InvalidBundleError,
@@ -519,3 +519,28 @@ def test_candidate_tags_count_up_like_increment_tag(tag: str) -> None:
     for row in _tags_from(tag, 64):
         assert trits_to_trytes(row) == expected
         expected = increment_tag(expected)
+
+
+def test_bundle_from_tail_follows_trunks_and_stops_where_the_chain_breaks() -> None:
+    bundle = zero_value_bundle(random.Random(7), 3)
+    keys = ["A" * 81, "B" * 81, "C" * 81]
+    linked = [
+        transaction.replace(trunk_transaction=keys[position + 1] if position < 2 else NULL_HASH)
+        for position, transaction in enumerate(bundle)
+    ]
+    members = dict(zip(keys, linked, strict=True))
+    assert bundle_from_tail(linked[0], members, lambda t: t) == linked
+    # Wrapped members (as the node's parsed transactions) come back wrapped.
+    wrapped = {key: (key, transaction) for key, transaction in members.items()}
+    chain = bundle_from_tail(wrapped[keys[0]], wrapped, lambda member: member[1])
+    assert chain is not None
+    assert [key for key, _ in chain] == keys
+    # A missing member, another bundle's transaction, a wrong index or last index: no bundle.
+    assert bundle_from_tail(linked[0], {keys[1]: linked[1]}, lambda t: t) is None
+    other = zero_value_bundle(random.Random(8), 3)[2]
+    for broken in (
+        other.replace(trunk_transaction=NULL_HASH),
+        linked[2].replace(current_index=1),
+        linked[2].replace(last_index=3),
+    ):
+        assert bundle_from_tail(linked[0], {**members, keys[2]: broken}, lambda t: t) is None

@@ -16,7 +16,33 @@ from .signing import validate_signature
 from .transaction import NULL_HASH, Transaction, hashes_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
+
+
+def bundle_from_tail[T](
+    tail: T, members: Mapping[str, T], transaction_of: Callable[[T], Transaction]
+) -> list[T] | None:
+    """The attached bundle instance from ``tail`` along trunks through ``members`` (by
+    hash), tail first, or ``None`` where it breaks off: a member missing, of another
+    bundle, out of index order or with another last index. ``transaction_of`` reads a
+    member's transaction (a member may carry more, as the node's parsed ones do)."""
+    first = transaction_of(tail)
+    chain = [tail]
+    current = first
+    while current.current_index < first.last_index:
+        following = members.get(current.trunk_transaction)
+        if following is None:
+            return None
+        candidate = transaction_of(following)
+        if (
+            candidate.bundle != first.bundle
+            or candidate.current_index != current.current_index + 1
+            or candidate.last_index != first.last_index
+        ):
+            return None
+        chain.append(following)
+        current = candidate
+    return chain
 
 
 def validate_bundle(transactions: Sequence[Transaction], *, attached: bool | None = None) -> None:

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..bundle import BundleBuilder, finalize_bundles
+from ..bundle_validation import bundle_from_tail
 from ..errors import ProtocolError
 from ..transaction import Transaction
 
@@ -51,21 +52,8 @@ def messages_to_transactions(
     return [builder.transactions for builder in builders]
 
 
-def _chain_from(tail: Transaction, members: dict[str, Transaction]) -> list[Transaction] | None:
-    """The bundle from ``tail`` following trunks, or ``None`` if it breaks off."""
-    chain = [tail]
-    current = tail
-    while current.current_index < current.last_index:
-        following = members.get(current.trunk_transaction)
-        if (
-            following is None
-            or following.current_index != current.current_index + 1
-            or following.last_index != tail.last_index
-        ):
-            return None
-        chain.append(following)
-        current = following
-    return chain
+def _itself(transaction: Transaction) -> Transaction:
+    return transaction
 
 
 def _chain_by_index(members: dict[str, Transaction]) -> list[Transaction] | None:
@@ -103,7 +91,8 @@ def payload_from_transactions(transactions: Iterable[Transaction]) -> list[str]:
         chains = [
             chain
             for tail in members.values()
-            if tail.current_index == 0 and (chain := _chain_from(tail, members)) is not None
+            if tail.current_index == 0
+            and (chain := bundle_from_tail(tail, members, _itself)) is not None
         ]
         if not chains and (by_index := _chain_by_index(members)) is not None:
             chains = [by_index]
