@@ -64,6 +64,14 @@ def reject_unknown(data: Mapping[str, Any], allowed: Iterable[str], where: str) 
         raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
 
 
+def check_seconds(name: str, value: object, low: float, high: float) -> None:
+    """A duration setting: a number of seconds from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high} seconds")
+
+
 def load_layers[ConfigT](
     defaults: ConfigT,
     section: Mapping[str, Any] | None,

@@ -9,6 +9,7 @@ import pytest
 
 from grid_server.config_loading import (
     ConfigError,
+    check_seconds,
     config_section,
     default_data_dir,
     load_layers,
@@ -73,6 +74,16 @@ def test_unknown_settings_are_named_sorted() -> None:
     reject_unknown({"a": 1}, {"a", "b"}, "x")
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) in x: c, d$"):
         reject_unknown({"d": 1, "a": 1, "c": 2}, {"a"}, "x")
+
+
+def test_durations_are_numbers_within_bounds() -> None:
+    check_seconds("http.timeout", 0.1, 0.1, 3_600)
+    check_seconds("http.timeout", 3_600, 0.1, 3_600)
+    with pytest.raises(ConfigError, match=r"^http.timeout must be between 0.1 and 3600 seconds$"):
+        check_seconds("http.timeout", 0.05, 0.1, 3_600)
+    for value in (True, "30", None):
+        with pytest.raises(ConfigError, match="must be a number of seconds"):
+            check_seconds("http.timeout", value, 0.1, 3_600)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config_loading import (
     ConfigError,
+    check_seconds,
     config_section,
     default_data_dir,
     load_layers,
@@ -209,8 +210,7 @@ class GridConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         for name in ("http_idle_timeout", "http_request_timeout"):
-            if not 0.1 <= getattr(self, name) <= 3_600:
-                raise ConfigError(f"{name} must be between 0.1 and 3600 seconds")
+            check_seconds(name, getattr(self, name), 0.1, 3_600)
         if not 0 <= self.local_pow_workers <= 64:
             raise ConfigError(
                 "local_pow_workers must be between 0 (proof of work on the node) and 64"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..config_loading import (
     ConfigError,
+    check_seconds,
     config_section,
     default_data_dir,
     load_layers,
@@ -112,13 +113,6 @@ class CoordinatorConfig:
         return self.seed is not None or self.address is None
 
 
-def _check_seconds(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number of seconds")
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high} seconds")
-
-
 def check_secret(value: object, name: str) -> str:
     """A peering secret or API token: 24 to 256 printable ASCII characters, no spaces."""
     if not isinstance(value, str) or not _SECRET_PATTERN.fullmatch(value):
@@ -154,7 +148,7 @@ class PeeringConfig:
         if self.secret is not None:
             check_secret(self.secret, "peering.secret")
         for name in ("replay_window", "timeout", "max_backoff"):
-            _check_seconds(f"peering.{name}", getattr(self, name), 1, 86_400)
+            check_seconds(f"peering.{name}", getattr(self, name), 1, 86_400)
         for name, low in (("max_response_bytes", 100_000), ("max_transactions_per_round", 10)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -172,7 +166,7 @@ class HttpConfig:
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "request_timeout"):
-            _check_seconds(f"http.{name}", getattr(self, name), 0.1, 3_600)
+            check_seconds(f"http.{name}", getattr(self, name), 0.1, 3_600)
 
 
 @dataclass(frozen=True)
