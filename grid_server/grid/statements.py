@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
@@ -164,26 +165,41 @@ def _price_text(iota: int, milliwh: int) -> str | None:
     return f"{exact.quantize(Decimal('0.000001'), ROUND_HALF_EVEN)}"
 
 
-def _round(value: Fraction) -> int:
-    return round(value)
+# Shares of a slot's figures are summed in units of 1/SCALE (each rounded to the nearest
+# such unit: exact rationals grow huge denominators over a month of slots) and rounded to
+# whole IOTA or mWh once per day.
+SCALE: Final = 10**12
+
+
+def _share(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` in units of 1/SCALE (0 for an empty denominator)."""
+    if denominator == 0:
+        return 0
+    quotient, remainder = divmod(numerator * SCALE, denominator)
+    return quotient + (2 * remainder >= denominator)
+
+
+def _whole(scaled: int) -> int:
+    """A sum of shares rounded half-even to a whole unit."""
+    return round(Fraction(scaled, SCALE))
 
 
 @dataclass
 class _Day:
-    """One local day's figures of one participant, kept exact until the day is closed."""
+    """One local day's figures of one participant, summed in 1/SCALE units."""
 
     slots: int = 0
     energy: int = 0
     adjustment: int = 0
-    local_energy: Fraction = Fraction(0)
-    amount: Fraction = Fraction(0)
-    local_money: Fraction = Fraction(0)
-    cut: Fraction = Fraction(0)
+    local_energy: int = 0
+    amount: int = 0
+    local_money: int = 0
+    cut: int = 0
 
     def close(self, day: date, consumer: bool) -> dict[str, Any]:
-        local_energy = _round(self.local_energy)
-        local_money = _round(self.local_money)
-        amount = _round(self.amount)
+        local_energy = _whole(self.local_energy)
+        local_money = _whole(self.local_money)
+        amount = _whole(self.amount)
         line: dict[str, Any] = {"date": day.isoformat(), "slots": self.slots}
         if consumer:
             line.update(
@@ -195,7 +211,7 @@ class _Day:
                 charges=amount,
             )
         else:
-            cut = _round(self.cut)
+            cut = _whole(self.cut)
             line.update(
                 soldLocallyMilliwh=local_energy,
                 exportedMilliwh=self.energy - local_energy,
@@ -207,10 +223,6 @@ class _Day:
                 credits=amount,
             )
         return line
-
-
-def _ratio(part: int, whole: int) -> Fraction:
-    return Fraction(part, whole) if whole else Fraction(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +272,21 @@ def _late_readings(
     ]
 
 
+def _local_days(period: Period, zone: ZoneInfo) -> tuple[list[int], list[date]]:
+    """The local midnights (ms) of the period's days, and those days."""
+    first = datetime.fromtimestamp(period.start_ms / 1000, tz=zone).date()
+    midnights: list[int] = []
+    dates: list[date] = []
+    day = first
+    while True:
+        midnight = int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
+        if midnight >= period.end_ms:
+            return midnights, dates
+        midnights.append(midnight)
+        dates.append(day)
+        day += timedelta(days=1)
+
+
 def _days(
     session: Session, registration: Registration, period: Period, config: GridConfig
 ) -> list[dict[str, Any]]:
@@ -298,34 +325,49 @@ def _days(
         )
         .order_by(Settlement.slot_start)
     ).all()
+    midnights, dates = _local_days(period, zone)
     days: dict[date, _Day] = defaultdict(_Day)
-    for row in rows:
-        own = period.start_ms <= row.slot_start < period.end_ms
-        readings = late_by_slot.get(row.id, [])
+    for (
+        settlement_id,
+        slot_start,
+        energy_milliwh,
+        adjustment_milliwh,
+        amount,
+        local_milliwh,
+        consumed_milliwh,
+        produced_milliwh,
+        local_value,
+        grid_cut,
+        consumer_charges,
+        producer_payouts,
+    ) in rows:
+        own = period.start_ms <= slot_start < period.end_ms
+        readings = late_by_slot.get(settlement_id)
         if own:
-            moved = sum(r.energy for r in readings if r.period != period.label)
-            share = row.energy - moved
-            adjustment = row.adjustment_milliwh - moved
-            moment = row.slot_start
+            moved = sum(r.energy for r in readings if r.period != period.label) if readings else 0
+            share = energy_milliwh - moved
+            adjustment = adjustment_milliwh - moved
+            moment = slot_start
         else:
-            mine = [r for r in readings if r.period == period.label]
+            mine = [r for r in readings or () if r.period == period.label]
             share = adjustment = sum(r.energy for r in mine)
             moment = max(r.end_time for r in mine) - 1
-        fraction = _ratio(share, row.energy) if row.energy else Fraction(int(own))
-        day = days[datetime.fromtimestamp(moment / 1000, tz=zone).date()]
-        day.slots += int(own)
+        # This period's part of the row: all of it, or the energy share of late readings.
+        part, whole = (share, energy_milliwh) if energy_milliwh else (int(own), 1)
+        day = days[dates[max(0, bisect_right(midnights, moment) - 1)]]
+        day.slots += own
         day.energy += share
         day.adjustment += adjustment
-        day.amount += row.amount * fraction
+        day.amount += _share(amount * part, whole)
         if consumer:
-            day.local_energy += share * _ratio(row.local_milliwh, row.consumed_milliwh)
-            day.local_money += row.amount * fraction * _ratio(row.local_value, row.consumer_charges)
+            day.local_energy += _share(share * local_milliwh, consumed_milliwh)
+            day.local_money += _share(amount * part * local_value, whole * consumer_charges)
         else:
-            day.local_energy += share * _ratio(row.local_milliwh, row.produced_milliwh)
+            day.local_energy += _share(share * local_milliwh, produced_milliwh)
             # The payout is the local value net of the cut plus the export revenue.
-            net_local = row.local_value - row.grid_cut
-            day.local_money += row.amount * fraction * _ratio(net_local, row.producer_payouts)
-            day.cut += row.grid_cut * _ratio(share, row.produced_milliwh)
+            net_local = local_value - grid_cut
+            day.local_money += _share(amount * part * net_local, whole * producer_payouts)
+            day.cut += _share(grid_cut * share, produced_milliwh)
     return [days[day].close(day, consumer) for day in sorted(days)]
 
 
@@ -634,6 +676,29 @@ def _issue_credit_note(
     return document
 
 
+@dataclass(slots=True)
+class _Planned:
+    """A statement to issue, the credit notes to issue before it, and what they assumed."""
+
+    document: dict[str, Any]
+    carried: int
+    corrections: list[tuple[int, _Difference]]
+    note_counts: dict[int, int]
+
+
+def _note_counts(session: Session, statement_ids: Sequence[int]) -> dict[int, int]:
+    if not statement_ids:
+        return {}
+    rows = session.execute(
+        select(Statement.refers_to, func.count())
+        .where(Statement.refers_to.in_(statement_ids))
+        .group_by(Statement.refers_to)
+    ).all()
+    counts = dict.fromkeys(statement_ids, 0)
+    counts.update({int(refers_to): int(count) for refers_to, count in rows})
+    return counts
+
+
 class StatementService:
     """Previews, final statements and credit notes (the API and the portal use it)."""
 
@@ -699,40 +764,87 @@ class StatementService:
                 409,
             )
 
-        def run(session: Session) -> list[dict[str, Any]]:
-            if registration_id is not None:
-                _registration(session, registration_id)
-            participants = _participants(session, period, registration_id)
-            final = {
-                row.registration_id: row
-                for row in session.scalars(
-                    select(Statement).where(
-                        Statement.kind == STATEMENT,
-                        Statement.period_end > period.start_ms,
-                        Statement.registration_id.in_(
-                            [item.registration_id for item in participants]
-                        ),
+        # Computing takes a while for many participants; it reads, and only storing the
+        # result writes (a short transaction that first checks nothing changed meanwhile).
+        plan = await self.db.run_read(
+            lambda session: self._finalise_plan(session, period, registration_id, now)
+        )
+
+        def store(session: Session) -> list[dict[str, Any]]:
+            for item in plan:
+                rid = item.document["registrationId"]
+                carried = _carried(session, rid, period.start_ms)
+                notes = _note_counts(session, [original for original, _ in item.corrections])
+                if carried != item.carried or notes != item.note_counts:
+                    raise RequestError(
+                        f"The statements of '{rid}' changed while {period.label} was being "
+                        "finalised; try again.",
+                        409,
                     )
+            for item in plan:
+                for original_id, difference in item.corrections:
+                    original = session.get(Statement, original_id)
+                    assert original is not None
+                    _issue_credit_note(
+                        session,
+                        original,
+                        difference,
+                        reason=f"Found when finalising {period.label}: readings or slots "
+                        f"of {original.period} settled after statement {original.number}.",
+                        correction="recomputed",
+                        config=self.config,
+                        now_ms=now,
+                        by=by,
+                    )
+            for item in plan:
+                _store(
+                    session,
+                    item.document,
+                    kind=STATEMENT,
+                    number=_next_number(session),
+                    now_ms=now,
+                    by=by,
                 )
-            }
-            if registration_id is not None and registration_id in final:
-                existing = final[registration_id]
-                raise RequestError(
-                    f"The statement of '{registration_id}' for {existing.period} is final "
-                    f"already (number {existing.number}); correct it with a credit note.",
-                    409,
+            return [item.document for item in plan]
+
+        return await self._write(store)
+
+    def _finalise_plan(
+        self, session: Session, period: Period, registration_id: str | None, now: int
+    ) -> list[_Planned]:
+        if registration_id is not None:
+            _registration(session, registration_id)
+        participants = _participants(session, period, registration_id)
+        final = {
+            row.registration_id: row
+            for row in session.scalars(
+                select(Statement).where(
+                    Statement.kind == STATEMENT,
+                    Statement.period_end > period.start_ms,
+                    Statement.registration_id.in_([item.registration_id for item in participants]),
                 )
-            pending = [item for item in participants if item.registration_id not in final]
-            if not pending:
-                raise RequestError(
-                    f"Every statement for {period.label} is final already; correct one with a "
-                    "credit note.",
-                    409,
-                )
+            )
+        }
+        if registration_id is not None and registration_id in final:
+            existing = final[registration_id]
+            raise RequestError(
+                f"The statement of '{registration_id}' for {existing.period} is final "
+                f"already (number {existing.number}); correct it with a credit note.",
+                409,
+            )
+        pending = [item for item in participants if item.registration_id not in final]
+        if not pending:
+            raise RequestError(
+                f"Every statement for {period.label} is final already; correct one with a "
+                "credit note.",
+                409,
+            )
+        plan = []
+        for registration in pending:
             # Late readings (or slots settled late) of an earlier final period become its
             # credit notes first, so this period's carried balance includes them.
-            for registration in pending:
-                earlier = session.scalars(
+            earlier = list(
+                session.scalars(
                     select(Statement)
                     .where(
                         Statement.registration_id == registration.registration_id,
@@ -742,35 +854,31 @@ class StatementService:
                     .order_by(Statement.period_start.desc())
                     .limit(CORRECTED_PERIODS)
                 )
-                for original in list(earlier)[::-1]:
-                    difference = _difference(session, original, self.config, now)
-                    if difference is not None:
-                        _issue_credit_note(
-                            session,
-                            original,
-                            difference,
-                            reason=f"Found when finalising {period.label}: readings or slots "
-                            f"of {original.period} settled after statement {original.number}.",
-                            correction="recomputed",
-                            config=self.config,
-                            now_ms=now,
-                            by=by,
-                        )
-            issued = []
-            for registration in pending:
-                document = compute(session, registration, period, self.config, now)
-                _store(
-                    session,
-                    document,
-                    kind=STATEMENT,
-                    number=_next_number(session),
-                    now_ms=now,
-                    by=by,
+            )[::-1]
+            corrections = [
+                (original.id, difference)
+                for original in earlier
+                if (difference := _difference(session, original, self.config, now)) is not None
+            ]
+            document = compute(session, registration, period, self.config, now)
+            carried = document["balance"]["opening"]
+            corrected = sum(difference.change for _, difference in corrections)
+            if corrected:
+                balance = document["balance"]
+                balance["opening"] += corrected
+                balance["closing"] += corrected
+                document["currency"] = _currency_figures(
+                    self.config.currency_rate, document["amounts"], balance
                 )
-                issued.append(document)
-            return issued
-
-        return await self._write(run)
+            plan.append(
+                _Planned(
+                    document=document,
+                    carried=carried,
+                    corrections=corrections,
+                    note_counts=_note_counts(session, [original for original, _ in corrections]),
+                )
+            )
+        return plan
 
     async def credit_note(
         self, number: int, reason: str, amount: int | None, *, by: str

@@ -507,7 +507,8 @@
     });
     window.addEventListener("hashchange", route);
     route();
-    state.timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+    // Statements are recomputed on request only: a period's previews read every slot.
+    state.timer = setInterval(() => { if (!document.hidden && state.view !== "statements") refresh(); }, REFRESH_MS);
   }
 
   document.addEventListener("DOMContentLoaded", start);
