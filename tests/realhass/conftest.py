@@ -135,7 +135,11 @@ class Household:
 
 
 def connect_grid(hass: HassProcess, grid: GridWithNode) -> str:
-    """The config flow for the grid, then the options a short test needs; the entry id."""
+    """The config flow for the grid, then the options a short test needs; the entry id.
+
+    The period is left to the grid (its /health says its slot of SLOT seconds): the
+    periods the tests wait for come only if the integration takes it from there.
+    """
     result = hass.flow("config", DOMAIN, {"grid_url": grid.url, "node_url": grid.node_url})
     assert result["type"] == "create_entry", result
     entry_id = str(result["result"]["entry_id"])
@@ -143,7 +147,6 @@ def connect_grid(hass: HassProcess, grid: GridWithNode) -> str:
         "options",
         entry_id,
         {
-            "publish_interval": SLOT,
             "max_power": 10_000,
             "min_weight_magnitude": MWM,
             "proof_of_work": "local",
