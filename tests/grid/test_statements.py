@@ -474,3 +474,49 @@ async def test_a_late_reading_after_finalising_becomes_a_credit_note(db: Databas
     all_charges, _ = _bills(db, "consumer-x", NOVEMBER, JANUARY)
     on_documents = november["amounts"]["charges"] + note["amounts"]["charges"]
     assert on_documents + x["amounts"]["charges"] == all_charges
+
+
+async def test_finalising_refuses_when_the_statements_changed_meanwhile(db: Database) -> None:
+    """Finalising computes in a read and stores in a write that checks its assumptions."""
+    clock = await month_of_slots(db, through=DECEMBER + DAY)
+    clock.now = JANUARY + DAY
+    service = StatementService(db, CONFIG, clock)
+    await service.finalise("2026-11", "consumer-x", by="test")
+    plan = service._finalise_plan
+
+    def plan_then_correct(*args: Any) -> Any:
+        planned = plan(*args)
+        # Another operator's credit note lands between the computation and the write.
+        with db.write() as session:
+            original = session.scalars(select(Statement)).one()
+            session.add(
+                Statement(
+                    **{
+                        column: getattr(original, column)
+                        for column in ("registration_id", "period", "period_start", "period_end")
+                    },
+                    number=2,
+                    kind="credit_note",
+                    statement_key=None,
+                    refers_to=original.id,
+                    opening_balance=0,
+                    balance_change=-5,
+                    closing_balance=-5,
+                    document_json=original.document_json,
+                    created_by="other",
+                    created_at=clock(),
+                )
+            )
+        return planned
+
+    service._finalise_plan = plan_then_correct  # type: ignore[method-assign]
+    with pytest.raises(RequestError, match="changed while 2026-12") as refused:
+        await service.finalise("2026-12", "consumer-x", by="test")
+    assert refused.value.status == 409
+    del service._finalise_plan
+    [december] = await service.finalise("2026-12", "consumer-x", by="test")
+    # The stand-in note repeated the statement's figures: credit note 3 takes them back.
+    assert december["number"] == 4
+    with db.read() as session:
+        numbers = list(session.scalars(select(Statement.number).order_by(Statement.number)))
+    assert numbers == [1, 2, 3, 4]
