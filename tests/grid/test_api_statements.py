@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 from pypdf import PdfReader
@@ -37,7 +37,7 @@ async def test_a_participant_reads_its_own_statements(db: Database) -> None:
     async with running_api(db, **settings) as api:
         tokens = {}
         for name in (*CONSUMERS, *PRODUCERS):
-            kind = "consumer" if name in CONSUMERS else "producer"
+            kind: Literal["consumer", "producer"] = "consumer" if name in CONSUMERS else "producer"
             tokens[name] = (await api.client.register(name, name, kind)).token or ""
         token, other = tokens["consumer-x"], tokens["consumer-y"]
         clock: ManualClock = await month_of_slots(db, through=DECEMBER + DAY, register=False)

@@ -249,10 +249,13 @@ async def test_a_month_of_slots_sums_to_the_settled_figures(db: Database) -> Non
         assert change == amounts["payoutsSent"] - amounts["credits"]
     # producer-a was paid for its first ten days in November.
     with db.read() as session:
-        paid = session.scalar(
-            select(func.sum(Payout.amount)).where(
-                Payout.registration_id == "producer-a", Payout.status == "confirmed"
+        paid = int(
+            session.scalar(
+                select(func.sum(Payout.amount)).where(
+                    Payout.registration_id == "producer-a", Payout.status == "confirmed"
+                )
             )
+            or 0
         )
     assert documents["producer-a"]["amounts"]["payoutsSent"] == paid > 0
     # The currency figures are the IOTA figures at the configured rate.
@@ -476,7 +479,9 @@ async def test_a_late_reading_after_finalising_becomes_a_credit_note(db: Databas
     assert on_documents + x["amounts"]["charges"] == all_charges
 
 
-async def test_finalising_refuses_when_the_statements_changed_meanwhile(db: Database) -> None:
+async def test_finalising_refuses_when_the_statements_changed_meanwhile(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finalising computes in a read and stores in a write that checks its assumptions."""
     clock = await month_of_slots(db, through=DECEMBER + DAY)
     clock.now = JANUARY + DAY
@@ -509,11 +514,11 @@ async def test_finalising_refuses_when_the_statements_changed_meanwhile(db: Data
             )
         return planned
 
-    service._finalise_plan = plan_then_correct  # type: ignore[method-assign]
+    monkeypatch.setattr(service, "_finalise_plan", plan_then_correct)
     with pytest.raises(RequestError, match="changed while 2026-12") as refused:
         await service.finalise("2026-12", "consumer-x", by="test")
     assert refused.value.status == 409
-    del service._finalise_plan
+    monkeypatch.undo()
     [december] = await service.finalise("2026-12", "consumer-x", by="test")
     # The stand-in note repeated the statement's figures: credit note 3 takes them back.
     assert december["number"] == 4

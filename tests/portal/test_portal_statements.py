@@ -112,9 +112,14 @@ async def test_operators_finalise_and_correct_statements(
             client, f"{maple['number']}/credit-note", {"reason": "nothing"}, csrf=csrf
         )
         assert status == 409  # nothing changed since it was issued
-        for body in ({"amount": 5}, {"reason": "x", "amount": "5"}, {"reason": "x", "amount": 0}):
-            status, _ = await post(client, f"{maple['number']}/credit-note", body, csrf=csrf)
-            assert status == 400, body
+        bad: list[dict[str, object]] = [
+            {"amount": 5},
+            {"reason": "x", "amount": "5"},
+            {"reason": "x", "amount": 0},
+        ]
+        for wrong in bad:
+            status, _ = await post(client, f"{maple['number']}/credit-note", wrong, csrf=csrf)
+            assert status == 400, wrong
         status, answer = await post(
             client,
             f"{maple['number']}/credit-note",
