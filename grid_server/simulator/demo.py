@@ -34,6 +34,7 @@ from ..portal.auth import hash_password
 from .curves import SimulationError
 from .runner import (
     DEFAULT_SOURCES_PER_PRODUCER,
+    MAX_MIN_WEIGHT_MAGNITUDE,
     PeriodReport,
     Simulation,
     SimulationPlan,
@@ -386,8 +387,8 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         raise DemoError("--port and --node-port must differ")
     if args.slot_seconds is not None and not 5 <= args.slot_seconds <= 3600:
         raise DemoError("--slot-seconds must be between 5 and 3600")
-    if not 1 <= args.min_weight_magnitude <= 14:
-        raise DemoError("--min-weight-magnitude must be between 1 and 14")
+    if not 1 <= args.min_weight_magnitude <= MAX_MIN_WEIGHT_MAGNITUDE:
+        raise DemoError(f"--min-weight-magnitude must be between 1 and {MAX_MIN_WEIGHT_MAGNITUDE}")
     if not 0 <= args.start_hour < 24:
         raise DemoError("--start-hour must be from 0 to 23.99")
     if not 1 <= args.speed <= 100_000:

@@ -54,7 +54,14 @@ from p2p_energy_protocol.trinary import random_trytes
 from ..grid.units import MILLIWH_PER_KWH
 from .curves import CloudCover, CurveMeter, SimulatedClock, SimulationError, SolarPanel, solar_power
 from .curves import Household as Home
-from .runner import Period, SimulationPlan, TangleSettings, connection_for, simulated_max_power
+from .runner import (
+    MAX_MIN_WEIGHT_MAGNITUDE,
+    Period,
+    SimulationPlan,
+    TangleSettings,
+    connection_for,
+    simulated_max_power,
+)
 from .state import StateFileError, exclusive_lock, read_state, write_atomic
 
 if TYPE_CHECKING:
@@ -488,8 +495,10 @@ def add_households_command(
 
 
 def plan_from_args(args: argparse.Namespace) -> SimulationPlan:
-    if not 1 <= args.min_weight_magnitude <= 14:
-        raise SimulationError("--min-weight-magnitude must be between 1 and 14")
+    if not 1 <= args.min_weight_magnitude <= MAX_MIN_WEIGHT_MAGNITUDE:
+        raise SimulationError(
+            f"--min-weight-magnitude must be between 1 and {MAX_MIN_WEIGHT_MAGNITUDE}"
+        )
     return SimulationPlan(
         producers=args.producers,
         sources_per_producer=args.sources_per_producer,

@@ -40,6 +40,7 @@ from p2p_energy_protocol.household.producer_api import producer_routes
 from p2p_energy_protocol.signing import generate_address
 from p2p_energy_protocol.trinary import random_trytes
 
+from ..node.config import ApiLimits
 from .curves import (
     CloudCover,
     CurveMeter,
@@ -65,6 +66,9 @@ DEFAULT_SOURCES_PER_PRODUCER: Final = 3
 # Households doing network work at once (keeps a large market from flooding the node).
 _CONCURRENCY: Final = 8
 SIMULATION_TAG: Final = "ENERGYSIM"
+# Simulated households attach remotely, and a node does proof of work for a caller up
+# to its max_attach_weight (14 by default): a heavier weight could never publish.
+MAX_MIN_WEIGHT_MAGNITUDE: Final = ApiLimits.max_attach_weight
 
 
 @dataclass(frozen=True)
