@@ -33,6 +33,12 @@ ENERGY_LABELS: Final = {
     "exported": "Exported",
     "adjustment": "Of which late readings (adjustments)",
 }
+PRICE_LABELS: Final = {
+    "averageLocalPrice": "Average local price",
+    "importPrice": "Import price (retail)",
+    "exportPrice": "Export price (feed-in)",
+    "gridCutPercent": "The grid's cut",
+}
 BALANCE_LABELS: Final = {
     "opening": "Balance carried over",
     "change": "Change in this document",
@@ -118,7 +124,7 @@ def rows(document: dict[str, Any]) -> list[list[str]]:
     for name, value in document["prices"].items():
         if value is not None:
             unit = "%" if name == "gridCutPercent" else "IOTA/kWh"
-            table.append(["price", name, str(value), unit, "", ""])
+            table.append(["price", PRICE_LABELS.get(name, name), str(value), unit, "", ""])
     for name in _amount_names(document):
         table.append(
             [
