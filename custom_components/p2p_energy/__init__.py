@@ -15,6 +15,7 @@ from .const import CONF_SEED, CONF_SIDE_KEY, DOMAIN
 from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
 from .frontend import async_register_card
 from .http import ProducerRegistrationView, ProducerSourceRemovalView
+from .removal import async_participants_leave, async_retry_departures, async_update_wallet_issues
 from .services import async_setup_services
 from .store import EntryStoreBackend
 
@@ -35,6 +36,9 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     hass.http.register_view(ProducerRegistrationView())
     hass.http.register_view(ProducerSourceRemovalView())
     await async_register_card(hass)
+    hass.async_create_background_task(
+        async_retry_departures(hass), f"{DOMAIN} deregister removed participants"
+    )
     return True
 
 
@@ -69,10 +73,22 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) ->
     entry.runtime_data = coordinator
 
     async def _async_entry_updated(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -> None:
-        if configuration_fingerprint(entry) != fingerprint:
-            hass.config_entries.async_schedule_reload(entry.entry_id)
+        current = configuration_fingerprint(entry)
+        if current == fingerprint:
+            return
+        # A removed subentry's participant leaves the grid before the reload forgets it.
+        removed = fingerprint["subentries"].keys() - current["subentries"].keys()
+        leaving = [
+            coordinator.participants[key] for key in removed if key in coordinator.participants
+        ]
+        if leaving:
+            await async_participants_leave(hass, entry, leaving)
+        hass.config_entries.async_schedule_reload(entry.entry_id)
 
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    entry.async_on_unload(
+        coordinator.async_add_listener(lambda: async_update_wallet_issues(hass, coordinator))
+    )
     if configuration_fingerprint(entry) != fingerprint:
         # Changed during setup, before the listener was there to see it.
         hass.config_entries.async_schedule_reload(entry.entry_id)
@@ -88,5 +104,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) -> None:
-    """Delete the durable state with the entry."""
+    """Leave the grid, keep any wallet that may hold IOTA, then delete the durable state."""
+    household = P2PEnergyCoordinator(hass, entry)
+    await household.async_prepare()
+    await async_participants_leave(hass, entry, household.participants.values())
     await EntryStoreBackend(hass, entry.entry_id).remove()

@@ -23,7 +23,7 @@ from .const import (
     UNIT_IOTA_PER_KWH,
 )
 from .entity import P2PEnergyEntity, grid_device_info, participant_device_info
-from .protocol.household import Consumer, Participant, Producer
+from .protocol.household import Consumer, Participant, Producer, WalletMember
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,7 +70,7 @@ def _pending(participant: Participant) -> int | None:
 
 
 def _wallet_balance(participant: Participant) -> int | None:
-    assert isinstance(participant, Consumer)
+    assert isinstance(participant, WalletMember)
     return participant.wallet_balance
 
 
@@ -159,7 +159,7 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
     ParticipantSensorDescription(
         key="wallet_balance",
         translation_key="wallet_balance",
-        kinds=frozenset({SUBENTRY_CONSUMER}),
+        kinds=frozenset({SUBENTRY_PRODUCER, SUBENTRY_CONSUMER}),
         device_class=SensorDeviceClass.MONETARY,
         state_class=SensorStateClass.TOTAL,
         native_unit_of_measurement=UNIT_IOTA,

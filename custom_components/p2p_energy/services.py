@@ -1,4 +1,5 @@
-"""Services: pay the bill, publish now, rotate a channel, deregister."""
+"""Services: pay the bill, send IOTA, export the wallet seed, publish now, rotate a
+channel, deregister."""
 
 from __future__ import annotations
 
@@ -20,26 +21,45 @@ from homeassistant.util import dt as dt_util
 
 from .compat import device_owners
 from .const import (
+    ATTR_ADDRESS,
+    ATTR_AMOUNT,
     ATTR_DEVICE_ID,
     DOMAIN,
+    LOGGER,
     SERVICE_DEREGISTER,
+    SERVICE_EXPORT_SEED,
     SERVICE_PAY_BILL,
     SERVICE_PUBLISH_NOW,
     SERVICE_ROTATE_CHANNEL,
+    SERVICE_SEND_IOTA,
 )
 from .protocol.errors import (
     GridApiError,
+    GridUnavailableError,
     InsufficientBalanceError,
+    IriApiError,
     NodeError,
     ProofOfWorkError,
 )
-from .protocol.household import Consumer, PaymentRefusedError, PaymentUncertainError
+from .protocol.household import (
+    Consumer,
+    PaymentRefusedError,
+    PaymentUncertainError,
+    WalletMember,
+)
+from .protocol.household.connection import WALLET_SECURITY
 
 if TYPE_CHECKING:
     from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
-    from .protocol.household import Participant
+    from .protocol.household import Participant, PaymentOutcome
 
 SERVICE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+SEND_IOTA_SCHEMA = SERVICE_SCHEMA.extend(
+    {
+        vol.Required(ATTR_ADDRESS): cv.string,
+        vol.Required(ATTR_AMOUNT): vol.All(vol.Coerce(int), vol.Range(min=1)),
+    }
+)
 
 
 def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[P2PEnergyCoordinator, Participant]:
@@ -83,20 +103,96 @@ def _refuse_if_deregistered(participant: Participant) -> None:
         )
 
 
-def _node_error(err: NodeError) -> HomeAssistantError:
-    return HomeAssistantError(
-        translation_domain=DOMAIN,
-        translation_key="node_error",
-        translation_placeholders={"error": str(err)},
-    )
-
-
-def _grid_error(err: GridApiError) -> HomeAssistantError:
+def _grid_error(err: GridApiError, grid_url: str) -> HomeAssistantError:
+    """A translated error for a grid that refused or did not answer."""
+    if isinstance(err, GridUnavailableError):  # its text is the network library's
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="grid_unavailable",
+            translation_placeholders={"grid_url": grid_url},
+        )
     return HomeAssistantError(
         translation_domain=DOMAIN,
         translation_key="grid_error",
         translation_placeholders={"error": err.message},
     )
+
+
+def _wallet_error(
+    err: Exception, participant: Participant, coordinator: P2PEnergyCoordinator
+) -> HomeAssistantError:
+    """A translated error for a failed wallet operation (never the network library's text)."""
+    name = participant.name
+    node_url = coordinator.connection.node_url
+    if isinstance(err, PaymentRefusedError):
+        return ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key=err.reason,
+            translation_placeholders={"name": name, **err.placeholders},
+        )
+    if isinstance(err, InsufficientBalanceError):
+        return ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="insufficient_balance",
+            translation_placeholders={"name": name, "error": str(err)},
+        )
+    if isinstance(err, PaymentUncertainError):
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="payment_pending",
+            translation_placeholders={
+                "name": name,
+                "amount": str(err.amount),
+                "node_url": node_url,
+            },
+        )
+    if isinstance(err, IriApiError):  # the node answered: its own explanation
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="node_error",
+            translation_placeholders={"node_url": node_url, "error": err.message},
+        )
+    if isinstance(err, ProofOfWorkError):  # local proof of work: nothing was sent
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="proof_of_work_failed",
+            translation_placeholders={"name": name, "error": str(err)},
+        )
+    return HomeAssistantError(  # unreachable, timed out, or not an IOTA node
+        translation_domain=DOMAIN,
+        translation_key="node_unavailable",
+        translation_placeholders={"node_url": node_url},
+    )
+
+
+WALLET_ERRORS = (
+    PaymentRefusedError,
+    InsufficientBalanceError,
+    PaymentUncertainError,
+    NodeError,
+    ProofOfWorkError,
+)
+
+
+def _wallet_holder(participant: Participant) -> WalletMember:
+    """The participant as a wallet holder (producers and consumers with a wallet seed)."""
+    if not isinstance(participant, WalletMember) or not participant.has_wallet:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_wallet",
+            translation_placeholders={"name": participant.name},
+        )
+    return participant
+
+
+def _transfer_response(outcome: PaymentOutcome) -> ServiceResponse:
+    payment = outcome.payment
+    return {
+        "amount": payment.amount,
+        "address": payment.address,
+        "bundle": payment.bundle,
+        "status": "confirmed" if outcome.confirmed else "pending",
+    }
 
 
 async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
@@ -109,43 +205,35 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
         )
     try:
         outcome = await participant.pay_bill()
-    except PaymentRefusedError as err:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key=err.reason,
-            translation_placeholders={"name": participant.name, **err.placeholders},
-        ) from err
-    except InsufficientBalanceError as err:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="insufficient_balance",
-            translation_placeholders={"name": participant.name, "error": str(err)},
-        ) from err
-    except PaymentUncertainError as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="payment_pending",
-            translation_placeholders={
-                "name": participant.name,
-                "amount": str(err.amount),
-                "error": str(err.error),
-            },
-        ) from err
-    except NodeError as err:
-        raise _node_error(err) from err
-    except ProofOfWorkError as err:  # local proof of work: nothing was sent
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="proof_of_work_failed",
-            translation_placeholders={"name": participant.name, "error": str(err)},
-        ) from err
+    except WALLET_ERRORS as err:
+        LOGGER.debug("%s: paying the bill failed: %r", participant.name, err)
+        raise _wallet_error(err, participant, coordinator) from err
     await coordinator.async_request_refresh()
-    payment = outcome.payment
+    return _transfer_response(outcome)
+
+
+async def _async_send_iota(call: ServiceCall) -> ServiceResponse:
+    coordinator, participant = _resolve(call.hass, call)
+    wallet = _wallet_holder(participant)
+    address: str = call.data[ATTR_ADDRESS].strip().upper()
+    amount: int = call.data[ATTR_AMOUNT]
+    try:
+        outcome = await wallet.send(address, amount)
+    except WALLET_ERRORS as err:
+        LOGGER.debug("%s: sending %d IOTA failed: %r", participant.name, amount, err)
+        raise _wallet_error(err, participant, coordinator) from err
+    await coordinator.async_request_refresh()
+    return _transfer_response(outcome)
+
+
+async def _async_export_seed(call: ServiceCall) -> ServiceResponse:
+    _, participant = _resolve(call.hass, call)
+    wallet = _wallet_holder(participant)
+    # Only in the response: never logged, never in diagnostics.
     return {
-        "amount": payment.amount,
-        "address": payment.address,
-        "bundle": payment.bundle,
-        "status": "confirmed" if outcome.confirmed else "pending",
+        "seed": wallet.wallet_seed,
+        "security": WALLET_SECURITY,
+        "addresses": list(wallet.state.wallet_addresses),
     }
 
 
@@ -162,12 +250,12 @@ async def _async_rotate_channel(call: ServiceCall) -> None:
 
 
 async def _async_deregister(call: ServiceCall) -> None:
-    _, participant = _resolve(call.hass, call)
+    coordinator, participant = _resolve(call.hass, call)
     _refuse_if_deregistered(participant)
     try:
         await participant.deregister()
     except GridApiError as err:
-        raise _grid_error(err) from err
+        raise _grid_error(err, coordinator.connection.grid_url) from err
 
 
 @callback
@@ -179,6 +267,20 @@ def async_setup_services(hass: HomeAssistant) -> None:
         _async_pay_bill,
         schema=SERVICE_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_SEND_IOTA,
+        _async_send_iota,
+        schema=SEND_IOTA_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_EXPORT_SEED,
+        _async_export_seed,
+        schema=SERVICE_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
     )
     hass.services.async_register(
         DOMAIN, SERVICE_PUBLISH_NOW, _async_publish_now, schema=SERVICE_SCHEMA

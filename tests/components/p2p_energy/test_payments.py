@@ -77,7 +77,7 @@ async def test_lost_answer_does_not_pay_twice(
     assert failure.value.translation_placeholders == {
         "name": "House",
         "amount": "345",
-        "error": "connection reset",
+        "node_url": "http://grid.example:14265",
     }
     pending = consumer.state.pending_payment
     assert pending is not None
@@ -282,7 +282,7 @@ async def test_pending_payment_retries_that_fail(
     fake_network.node_up = False
     with pytest.raises(HomeAssistantError) as failure:
         await call(hass, "pay_bill", CONSUMER_ID)
-    assert failure.value.translation_key == "node_error"
+    assert failure.value.translation_key == "node_unavailable"
     assert consumer.state.pending_payment is not None
     assert len(fake_network.transfers) == 1
 

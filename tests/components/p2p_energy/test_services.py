@@ -117,7 +117,7 @@ async def test_pay_bill(
     fake_network.transfer_error = NodeUnavailableError("timeout")
     with pytest.raises(HomeAssistantError) as failure:
         await call(hass, "pay_bill", CONSUMER_ID)
-    assert failure.value.translation_key == "node_error"
+    assert failure.value.translation_key == "node_unavailable"
     assert len(fake_network.transfers) == 1
 
 
@@ -248,7 +248,7 @@ async def test_deregister_and_rejoin(
     fake_network.grid_up = False
     with pytest.raises(HomeAssistantError) as failure:
         await call(hass, "deregister", CONSUMER_ID)
-    assert failure.value.translation_key == "grid_error"
+    assert failure.value.translation_key == "grid_unavailable"
     assert not consumer.state.deregistered
     fake_network.grid_up = True
 

@@ -10,7 +10,7 @@ aiohttp session), the state backend, the meters, a clock and an executor.
 """
 
 from .connection import GridConnection
-from .consumer import Consumer, PaymentOutcome, PaymentRefusedError, PaymentUncertainError
+from .consumer import Consumer
 from .household import DEFAULT_MAX_POWER_KW, Household, utc_now
 from .meter import Meter, MeterKind, MeterReading, MeterReference
 from .participant import (
@@ -23,6 +23,7 @@ from .participant import (
 from .producer import Producer, RegistrationRefusedError
 from .roles import Source
 from .state import HouseholdStore, MemoryBackend, ParticipantState, StateBackend
+from .wallet import PaymentOutcome, PaymentRefusedError, PaymentUncertainError, WalletMember
 
 __all__ = [
     "DEFAULT_MAX_POWER_KW",
@@ -47,6 +48,7 @@ __all__ = [
     "RegistrationRefusedError",
     "Source",
     "StateBackend",
+    "WalletMember",
     "is_participant_kind",
     "utc_now",
 ]

@@ -30,12 +30,11 @@ from ..payloads import (
     has_hello,
     parse_source_message,
 )
-from ..signing import generate_address
-from .connection import WALLET_SECURITY
 from .meter import ENERGY_DECIMALS
 from .participant import unix_ms
-from .roles import GridMember, Source
+from .roles import Source
 from .state import FollowedChannel, OpenPeriod, SourceReading, SourceRegistration
+from .wallet import WalletMember
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -58,15 +57,19 @@ class RegistrationRefusedError(Exception):
         self.message = message
 
 
-class Producer(GridMember):
+class Producer(WalletMember):
     """An inverter selling its and its sources' output to the grid."""
 
     kind = "producer"
     item_type = "producer"
-    payment_address: str | None = None
-    """Index 0 of the producer's wallet (None without a wallet seed)."""
     payments_received: int | None = None
     """Confirmed IOTA at the payment address, as of the last sync."""
+
+    @property
+    def payment_address(self) -> str | None:
+        """Where the grid pays: the wallet's newest address (key index 0 until IOTA was
+        sent from the wallet; then the transfer's fresh change address)."""
+        return self.wallet_address
 
     @property
     def api_token(self) -> str | None:
@@ -95,14 +98,6 @@ class Producer(GridMember):
         """Local sources still registered plus sources registered through the API
         (a deregistered source no longer counts)."""
         return len(self._source_items())
-
-    async def prepare(self) -> None:
-        """Also derive the payment address (index 0 of the producer's wallet)."""
-        await super().prepare()
-        if self.config.wallet_seed is not None:
-            self.payment_address = await self.household.run(
-                generate_address, self.config.wallet_seed, 0, WALLET_SECURITY
-            )
 
     # Periods ----------------------------------------------------------------
 
@@ -225,10 +220,8 @@ class Producer(GridMember):
                 await self._publish_due_locked(self.household.clock()) is not None
             ):
                 await self._flush_locked()
-        if self.payment_address is not None:
-            (self.payments_received,) = await self.household.connection.balances(
-                [self.payment_address]
-            )
+        if self.address_balances:
+            self.payments_received = self.address_balances[-1]
 
     async def _store_source_list(self) -> None:
         """Keep the sources' names in the grid's storage API (context ``sources``), as
@@ -427,13 +420,17 @@ class Producer(GridMember):
 
     def diagnostics(self) -> dict[str, Any]:
         """Also the sources and what is pending from them."""
-        return super().diagnostics() | {
-            "local_sources": self.local_source_ids,
-            "remote_sources": sorted(self.state.remote_sources),
-            "followed_channels": [
-                {"root": channel.root, "name": channel.name, "ended": channel.ended}
-                for channel in self.state.followed
-            ],
-            "pending_source_readings": len(self.state.source_readings),
-            "open_periods": len(self.state.open_periods),
-        }
+        return (
+            super().diagnostics()
+            | self.wallet_diagnostics()
+            | {
+                "local_sources": self.local_source_ids,
+                "remote_sources": sorted(self.state.remote_sources),
+                "followed_channels": [
+                    {"root": channel.root, "name": channel.name, "ended": channel.ended}
+                    for channel in self.state.followed
+                ],
+                "pending_source_readings": len(self.state.source_readings),
+                "open_periods": len(self.state.open_periods),
+            }
+        )

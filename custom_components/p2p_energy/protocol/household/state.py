@@ -192,9 +192,10 @@ class ReceivedRequest:
 
 @dataclass(slots=True)
 class Payment:
-    """A value transfer made to pay a payment request."""
+    """A value transfer from a wallet: a bill's payment, or a send to an address."""
 
-    request_root: str
+    request_root: str | None
+    """The payment request it pays (None for a send to an address)."""
     amount: int
     address: str
     bundle: str
@@ -213,8 +214,9 @@ class Payment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Payment:
         """Load the stored form."""
+        request_root = data.get("request_root")
         return cls(
-            request_root=str(data["request_root"]),
+            request_root=None if request_root is None else str(request_root),
             amount=int(data["amount"]),
             address=str(data["address"]),
             bundle=str(data["bundle"]),
@@ -224,14 +226,14 @@ class Payment:
 
 @dataclass(slots=True)
 class PendingPayment:
-    """A signed payment recorded before it is broadcast, until the Tangle settles it.
+    """A signed transfer recorded before it is broadcast, until the Tangle settles it.
 
     While it exists no other transfer is signed: a new attempt attaches these
-    same trytes again, so the bill cannot be paid twice, whatever happened to
+    same trytes again, so nothing is paid or sent twice, whatever happened to
     an earlier attempt (a lost answer, a restart half-way).
     """
 
-    request_root: str
+    request_root: str | None
     amount: int
     address: str
     bundle: str
@@ -289,7 +291,11 @@ class ParticipantState:
     payment_request: ReceivedRequest | None = None
     payments: list[Payment] = field(default_factory=list)
     """Confirmed payments."""
+    # Producer and consumer: the wallet (addresses by key index) and its transfers.
     pending_payment: PendingPayment | None = None
+    """The one transfer from the wallet signed but not yet confirmed (a bill or a send)."""
+    sent: list[Payment] = field(default_factory=list)
+    """Confirmed sends from the wallet to an address (not bill payments)."""
     wallet_addresses: list[str] = field(default_factory=list)
     # Producer: the sources it follows, what they reported, its periods not out yet.
     remote_sources: dict[str, SourceRegistration] = field(default_factory=dict)
@@ -330,6 +336,7 @@ class ParticipantState:
             "payment_request": self.payment_request.to_dict() if self.payment_request else None,
             "payments": [payment.to_dict() for payment in self.payments],
             "pending_payment": self.pending_payment.to_dict() if self.pending_payment else None,
+            "sent": [payment.to_dict() for payment in self.sent],
             "wallet_addresses": list(self.wallet_addresses),
             "remote_sources": {
                 key: source.to_dict() for key, source in self.remote_sources.items()
@@ -361,6 +368,7 @@ class ParticipantState:
             payment_request=_optional(data, "payment_request", ReceivedRequest.from_dict),
             payments=[Payment.from_dict(item) for item in data.get("payments", [])],
             pending_payment=_optional(data, "pending_payment", PendingPayment.from_dict),
+            sent=[Payment.from_dict(item) for item in data.get("sent", [])],
             wallet_addresses=[str(item) for item in data.get("wallet_addresses", [])],
             remote_sources={
                 key: SourceRegistration.from_dict(value)
