@@ -89,6 +89,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) ->
     entry.async_on_unload(
         coordinator.async_add_listener(lambda: async_update_wallet_issues(hass, coordinator))
     )
+    async_update_wallet_issues(hass, coordinator)  # the first refresh came before the listener
     if configuration_fingerprint(entry) != fingerprint:
         # Changed during setup, before the listener was there to see it.
         hass.config_entries.async_schedule_reload(entry.entry_id)

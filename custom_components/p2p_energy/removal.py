@@ -60,6 +60,8 @@ def async_update_wallet_issues(hass: HomeAssistant, coordinator: P2PEnergyCoordi
     for participant in coordinator.participants.values():
         if not isinstance(participant, WalletMember) or not participant.has_wallet:
             continue
+        if participant.participant_id not in entry.subentries:
+            continue  # removed, leaving: async_participants_leave settles its issues
         spare = participant.spare_balance
         if spare is None:
             continue  # unknown: keep whatever was last said
@@ -125,6 +127,10 @@ async def async_participants_leave(
                     participant.registration_id,
                     _counterpart(entry, participant),
                 )
+        # Gone with its subentry: the warning about it is over (a kept wallet has its own).
+        ir.async_delete_issue(
+            hass, DOMAIN, f"{ISSUE_WALLET_HOLDS_IOTA}_{participant.participant_id}"
+        )
     await store.async_save(retained)
 
 
