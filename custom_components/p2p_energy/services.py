@@ -3,7 +3,7 @@ channel, deregister."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
@@ -50,6 +50,8 @@ from .protocol.household import (
 from .protocol.household.connection import WALLET_SECURITY
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
     from .protocol.household import Participant, PaymentOutcome
 
@@ -185,7 +187,18 @@ def _wallet_holder(participant: Participant) -> WalletMember:
     return participant
 
 
-def _transfer_response(outcome: PaymentOutcome) -> ServiceResponse:
+async def _async_transfer(
+    coordinator: P2PEnergyCoordinator,
+    participant: Participant,
+    transfer: Coroutine[Any, Any, PaymentOutcome],
+) -> ServiceResponse:
+    """Run a transfer from the wallet; its outcome as the response, failures translated."""
+    try:
+        outcome = await transfer
+    except WALLET_ERRORS as err:
+        LOGGER.debug("%s: the transfer failed: %r", participant.name, err)
+        raise _wallet_error(err, participant, coordinator) from err
+    await coordinator.async_request_refresh()
     payment = outcome.payment
     return {
         "amount": payment.amount,
@@ -203,27 +216,15 @@ async def _async_pay_bill(call: ServiceCall) -> ServiceResponse:
             translation_key="not_a_consumer",
             translation_placeholders={"name": participant.name},
         )
-    try:
-        outcome = await participant.pay_bill()
-    except WALLET_ERRORS as err:
-        LOGGER.debug("%s: paying the bill failed: %r", participant.name, err)
-        raise _wallet_error(err, participant, coordinator) from err
-    await coordinator.async_request_refresh()
-    return _transfer_response(outcome)
+    return await _async_transfer(coordinator, participant, participant.pay_bill())
 
 
 async def _async_send_iota(call: ServiceCall) -> ServiceResponse:
     coordinator, participant = _resolve(call.hass, call)
     wallet = _wallet_holder(participant)
     address: str = call.data[ATTR_ADDRESS].strip().upper()
-    amount: int = call.data[ATTR_AMOUNT]
-    try:
-        outcome = await wallet.send(address, amount)
-    except WALLET_ERRORS as err:
-        LOGGER.debug("%s: sending %d IOTA failed: %r", participant.name, amount, err)
-        raise _wallet_error(err, participant, coordinator) from err
-    await coordinator.async_request_refresh()
-    return _transfer_response(outcome)
+    transfer = wallet.send(address, call.data[ATTR_AMOUNT])
+    return await _async_transfer(coordinator, participant, transfer)
 
 
 async def _async_export_seed(call: ServiceCall) -> ServiceResponse:

@@ -14,7 +14,6 @@ from unittest.mock import patch
 import pytest
 import voluptuous as vol
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import issue_registry as ir
 
 from custom_components.p2p_energy import removal
 from custom_components.p2p_energy.const import CONF_WALLET_SEED, DOMAIN
@@ -30,6 +29,7 @@ from .test_services import device_id, poll, request
 if TYPE_CHECKING:
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
+    from homeassistant.helpers import issue_registry as ir
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
     from tests.engine.fake_network import FakeNetwork
@@ -51,19 +51,24 @@ def producer_of(entry: MockConfigEntry) -> Producer:
     return producer
 
 
-async def send(
-    hass: HomeAssistant, identifier: str, address: str, amount: int | str
-) -> dict[str, Any]:
-    """Call send_iota and return its response."""
+async def act(hass: HomeAssistant, service: str, identifier: str, **data: Any) -> dict[str, Any]:
+    """Call a service on a participant's device and return its response."""
     response = await hass.services.async_call(
         DOMAIN,
-        "send_iota",
-        {"device_id": device_id(hass, identifier), "address": address, "amount": amount},
+        service,
+        {"device_id": device_id(hass, identifier), **data},
         blocking=True,
         return_response=True,
     )
     assert response is not None
     return dict(response)
+
+
+async def send(
+    hass: HomeAssistant, identifier: str, address: str, amount: int | str
+) -> dict[str, Any]:
+    """Call send_iota and return its response."""
+    return await act(hass, "send_iota", identifier, address=address, amount=amount)
 
 
 async def refused(hass: HomeAssistant, identifier: str, address: str, amount: int) -> str:
@@ -223,25 +228,12 @@ async def test_bill_waits_for_a_pending_send(
     fake_network.confirm_transfers = False
     await send(hass, CONSUMER_ID, TARGET, 100)
     with pytest.raises(ServiceValidationError) as refusal:
-        await hass.services.async_call(
-            DOMAIN,
-            "pay_bill",
-            {"device_id": device_id(hass, CONSUMER_ID)},
-            blocking=True,
-            return_response=True,
-        )
+        await act(hass, "pay_bill", CONSUMER_ID)
     assert refusal.value.translation_key == "transfer_pending"
     fake_network.confirm("A" * 81)
     fake_network.balances_by_address[TARGET] = 0  # not the consumer's: the fake signs from all
     fake_network.confirm_transfers = True
-    response = await hass.services.async_call(
-        DOMAIN,
-        "pay_bill",
-        {"device_id": device_id(hass, CONSUMER_ID)},
-        blocking=True,
-        return_response=True,
-    )
-    assert response is not None
+    response = await act(hass, "pay_bill", CONSUMER_ID)
     assert response["amount"] == 345
     await poll(hass, freezer)
     assert state(hass, "sensor.house_amount_paid") == "345"
@@ -326,13 +318,7 @@ async def test_seed_export_is_deliberate_and_never_in_diagnostics_or_logs(
             DOMAIN, "export_seed", {"device_id": device_id(hass, PRODUCER_ID)}, blocking=True
         )
     for identifier in (PRODUCER_ID, CONSUMER_ID):
-        response = await hass.services.async_call(
-            DOMAIN,
-            "export_seed",
-            {"device_id": device_id(hass, identifier)},
-            blocking=True,
-            return_response=True,
-        )
+        response = await act(hass, "export_seed", identifier)
         participant = loaded_entry.runtime_data.participants[identifier]
         assert isinstance(participant, WalletMember)
         assert response == {
@@ -341,13 +327,7 @@ async def test_seed_export_is_deliberate_and_never_in_diagnostics_or_logs(
             "addresses": participant.state.wallet_addresses,
         }
     with pytest.raises(ServiceValidationError) as refusal:
-        await hass.services.async_call(
-            DOMAIN,
-            "export_seed",
-            {"device_id": device_id(hass, SOURCE_ID)},
-            blocking=True,
-            return_response=True,
-        )
+        await act(hass, "export_seed", SOURCE_ID)
     assert refusal.value.translation_key == "no_wallet"
     await poll(hass, freezer)
     text = json.dumps(await async_get_config_entry_diagnostics(hass, loaded_entry))
@@ -489,3 +469,64 @@ async def test_leaving_is_bounded_in_time(caplog: pytest.LogCaptureFixture) -> N
         done, result = await removal._bounded("leaving the grid", "House", asyncio.Event().wait())
     assert (done, result) == (False, None)
     assert "House: leaving the grid did not finish within" in caplog.text
+
+
+async def test_departures_kept_until_the_grid_answers(
+    hass: HomeAssistant,
+    fake_network: FakeNetwork,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A kept departure is retried at start: removed when the grid takes it, dropped when
+    the registration is gone already, kept while the grid or producer stays away."""
+    departure = {
+        "name": "House",
+        "grid_url": fake_network.grid_url,
+        "node_url": fake_network.node_url,
+        "producer_url": "",
+        "kind": "consumer",
+        "registration_id": "consumer-registration-9",
+        "side_key": "SIDEKEY",
+        "token": None,
+        "removed": "2025-03-01T12:00:00+00:00",
+    }
+    source = departure | {
+        "name": "Roof PV",
+        "producer_url": "http://producer.example/api",
+        "kind": "source",
+        "registration_id": "source-registration-9",
+    }
+    gone = departure | {"name": "Shed", "registration_id": "unknown-registration"}
+    fake_network.registrations["consumer-registration-9"] = {"side_key": "SIDEKEY"}
+    fake_network.producer_registrations["http://producer.example/api"]["source-registration-9"] = {
+        "side_key": "SIDEKEY"
+    }
+    hass_storage[RETAINED] = {
+        "version": 1,
+        "key": RETAINED,
+        "data": {"wallets": [], "departures": [departure, source, gone]},
+    }
+    fake_network.grid_up = False
+    fake_network.remote_producer_up = False
+    with patch.object(removal, "GridConnection", fake_network):
+        await removal.async_retry_departures(hass)
+        assert hass_storage[RETAINED]["data"]["departures"] == [departure, source, gone]
+        fake_network.grid_up = True
+        fake_network.remote_producer_up = True
+        await removal.async_retry_departures(hass)
+        assert hass_storage[RETAINED]["data"]["departures"] == []
+        await removal.async_retry_departures(hass)  # nothing left: nothing asked
+    assert "consumer-registration-9" not in fake_network.registrations
+    assert fake_network.producer_registrations["http://producer.example/api"] == {}
+
+
+async def test_deregister_refused_by_the_grid_says_why(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_network: FakeNetwork
+) -> None:
+    """A grid that answers with a refusal is quoted (its words, not a library's)."""
+    fake_network.registrations["consumer-registration-1"]["side_key"] = "OTHER"
+    with pytest.raises(HomeAssistantError) as failure:
+        await hass.services.async_call(
+            DOMAIN, "deregister", {"device_id": device_id(hass, CONSUMER_ID)}, blocking=True
+        )
+    assert failure.value.translation_key == "grid_error"
+    assert failure.value.translation_placeholders == {"error": "The side key does not match."}

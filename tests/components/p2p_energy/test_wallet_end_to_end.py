@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.p2p_energy.const import (
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from homeassistant.core import HomeAssistant
+    from homeassistant.helpers import issue_registry as ir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
