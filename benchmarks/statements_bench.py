@@ -120,7 +120,7 @@ async def measure(db: Database, config: GridConfig, consumers: int) -> None:
     sums = await db.run(reference)
     reference_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    previews = await service.previews("2026-11")
+    previews, _ = await service.previews("2026-11")
     preview_seconds = time.perf_counter() - started
     started = time.perf_counter()
     issued = await service.finalise("2026-11", None, by="bench")

@@ -735,16 +735,24 @@ class StatementService:
 
         return await self.db.run_read(run)
 
-    async def previews(self, label: str | None) -> list[dict[str, Any]]:
-        """Every participant's preview of one period."""
+    async def previews(
+        self, label: str | None, *, page: int = 0, page_size: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The participants' previews of one period (a page of them), and how many there are."""
         period = self.period(label)
         now = self._clock()
 
-        def run(session: Session) -> list[dict[str, Any]]:
-            return [
-                compute(session, registration, period, self.config, now)
-                for registration in _participants(session, period, None)
+        def run(session: Session) -> tuple[list[dict[str, Any]], int]:
+            participants = _participants(session, period, None)
+            chosen = (
+                participants
+                if page_size is None
+                else participants[page * page_size : (page + 1) * page_size]
+            )
+            documents = [
+                compute(session, registration, period, self.config, now) for registration in chosen
             ]
+            return documents, len(participants)
 
         return await self.db.run_read(run)
 

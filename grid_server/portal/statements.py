@@ -123,8 +123,10 @@ async def _previews(request: web.Request, _via: str) -> dict[str, Any]:
     service = statement_service(request)
     label = request.query.get("period", "").strip() or service.last_complete_period().label
     period = service.period(label)
-    documents = await service.previews(period.label)
-    final = await service.list(period=period.label, page_size=10_000)
+    page = _int_param(request, "page", 0, 10_000_000)
+    page_size = max(1, _int_param(request, "pageSize", 25, 500))
+    documents, total = await service.previews(period.label, page=page, page_size=page_size)
+    final = await service.list(period=period.label, page_size=100_000)
     numbers = {
         item["registrationId"]: item["number"]
         for item in final["items"]
@@ -133,6 +135,9 @@ async def _previews(request: web.Request, _via: str) -> dict[str, Any]:
     return {
         "period": period.label,
         "statementPeriod": service.period(None).label,
+        "page": page,
+        "totalPages": -(-total // page_size),
+        "total": total,
         "items": [
             {
                 "registrationId": document["registrationId"],

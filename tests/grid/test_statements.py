@@ -196,7 +196,11 @@ def _bills(db: Database, registration_id: str, start: int, end: int) -> tuple[in
 async def test_a_month_of_slots_sums_to_the_settled_figures(db: Database) -> None:
     clock = await month_of_slots(db, through=DECEMBER + 2 * DAY)
     service = StatementService(db, CONFIG, clock)
-    documents = {doc["registrationId"]: doc for doc in await service.previews("2026-11")}
+    previews, total = await service.previews("2026-11")
+    assert total == 4
+    documents = {doc["registrationId"]: doc for doc in previews}
+    page, _ = await service.previews("2026-11", page=1, page_size=3)
+    assert [doc["registrationId"] for doc in page] == ["producer-b"]
     assert set(documents) == {*CONSUMERS, *PRODUCERS}
     settled = _settled(db, NOVEMBER, DECEMBER)
     assert settled["slots"] == 120  # 30 days of 6-hour slots; October's and December's apart

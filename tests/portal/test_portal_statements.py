@@ -51,6 +51,11 @@ async def test_operators_finalise_and_correct_statements(
         assert sum(item["amounts"]["charges"] for item in consumers) == expected.billed
         assert items["consumer-maple-01"]["amounts"]["charges"] == 180
         assert all(item["final"] is None for item in items.values())
+        paged = await get_data(
+            client, "statements/previews", params={"period": PERIOD, "page": "1", "pageSize": "4"}
+        )
+        assert (paged["total"], paged["totalPages"]) == (len(items), 2)
+        assert [item["registrationId"] for item in paged["items"]] == sorted(items)[4:]
 
         # Changes need the session's CSRF token and a JSON body.
         status, _ = await post(client, "finalise", {"period": PERIOD}, csrf=None)

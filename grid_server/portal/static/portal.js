@@ -13,7 +13,7 @@
     entities: { page: 0, q: "", type: "all", selected: null },
     settlements: { page: 0, failed: false },
     payments: { page: 0, kind: "payouts" },
-    statements: { page: 0, period: null },
+    statements: { page: 0, previewPage: 0, period: null },
     timer: null,
   };
 
@@ -364,7 +364,9 @@
 
   async function loadStatements() {
     const s = state.statements;
-    const previews = await api(`statements/previews${s.period ? `?period=${encodeURIComponent(s.period)}` : ""}`);
+    const wanted = new URLSearchParams({ page: String(s.previewPage), pageSize: String(PAGE_SIZE) });
+    if (s.period) wanted.set("period", s.period);
+    const previews = await api(`statements/previews?${wanted}`);
     if (!s.period) {
       s.period = previews.period;
       // The operator may have typed a period while this loaded.
@@ -388,6 +390,8 @@
       );
     });
     fillTable($("#statement-preview-table"), rows, 8);
+    pager($("#statement-preview-pager"), { page: previews.page, totalPages: previews.totalPages, totalItems: previews.total },
+      (next) => { s.previewPage = next; refresh(); });
 
     const page = await api(`statements?${new URLSearchParams({ page: String(s.page), pageSize: String(PAGE_SIZE) })}`);
     const listed = page.items.map((item) => el("tr", { "data-number": String(item.number) },
@@ -487,6 +491,7 @@
     $("#statement-form").addEventListener("submit", (event) => {
       event.preventDefault();
       state.statements.period = $("#statement-period").value.trim() || null;
+      state.statements.previewPage = 0;
       refresh();
     });
     $("#statement-finalise").addEventListener("click", () => submitStatementChange(async () => {
