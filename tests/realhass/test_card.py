@@ -127,3 +127,59 @@ async def test_card_renders_on_every_first_load(
         f"{len(failures)} of {FIRST_LOADS + LEGACY_LOADS} first loads failed "
         f"(Home Assistant {release.version}, frontend {release.frontend_version}): {failures}"
     )
+
+
+# Where each text node holding ``prefix`` is laid out, through every shadow root.
+TEXT_EXTENTS = """(prefix) => {
+  const found = [];
+  const walk = (root) => {
+    const nodes = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+    for (let node = nodes.currentNode; node; node = nodes.nextNode()) {
+      if (node.nodeType === Node.TEXT_NODE && node.textContent.includes(prefix)) {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        const box = range.getBoundingClientRect();
+        found.push({ text: node.textContent.trim(), left: box.left, right: box.right });
+      }
+      if (node.shadowRoot) walk(node.shadowRoot);
+    }
+  };
+  walk(document.documentElement);
+  return found;
+}"""
+
+
+async def test_device_page_fits_the_long_identifiers(
+    household: Household, browser: Browser
+) -> None:
+    """The consumer's device page on a phone-sized screen: the wallet address and channel
+    root (81 trytes each) show shortened inside the page, not running off its edge."""
+    hass, consumer = household.hass, household.consumer
+    width = 420
+    # Tall enough for the whole page: the frontend scrolls inside its own panel.
+    context = await browser.new_context(viewport={"width": width, "height": 1500})
+    tokens = json.dumps(json.dumps(hass.browser_tokens()))
+    await context.add_init_script(f"localStorage.setItem('hassTokens', {tokens});")
+    try:
+        page = await context.new_page()
+        await page.goto(f"{hass.url}/config/devices/device/{household.devices[consumer]}")
+        await page.get_by_text("Wallet address").first.wait_for(timeout=60_000)
+        for key in ("channel_root", "wallet_address"):
+            shown = household.value(consumer, key)
+            assert shown is not None
+            assert len(shown) == 19, shown  # nine trytes, an ellipsis, nine trytes
+            # The text as laid out (a range's box includes what overflows its element).
+            texts = await page.evaluate(TEXT_EXTENTS, shown[:9])
+            for _ in range(60):  # the states arrive after the labels
+                if texts:
+                    break
+                await page.wait_for_timeout(500)
+                texts = await page.evaluate(TEXT_EXTENTS, shown[:9])
+            assert [text["text"] for text in texts] == [shown], (key, texts)
+            assert all(text["left"] >= 0 and text["right"] <= width for text in texts), texts
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(
+            path=str(ARTIFACTS / f"realhass-device-page-{hass.release.version}.png")
+        )
+    finally:
+        await context.close()
