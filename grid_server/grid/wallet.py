@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from p2p_energy_protocol.bundle import BundleBuilder
 from p2p_energy_protocol.errors import IriApiError, NodeError, ProtocolError
-from p2p_energy_protocol.signing import generate_address
+from p2p_energy_protocol.signing import generate_address, generate_addresses
 from p2p_energy_protocol.transaction import Transaction
 from p2p_energy_protocol.transfers import (
     TransferLifecycle,
@@ -137,17 +137,64 @@ class GridWallet:
 
     async def payment_addresses(self, registration_ids: Sequence[str]) -> list[str]:
         """:meth:`payment_address` for many consumers: one read for those that have an
-        open address (the usual case every slot), an allocation each for the others."""
+        open address (the usual case every slot), and the others' new addresses derived
+        in one batch and recorded in one write (a slot's first bills, for every consumer)."""
         ids = list(registration_ids)
         found = await self._db.run_read(
             functools.partial(_open_consumer_addresses, registration_ids=ids)
         )
-        return [
-            found[registration_id]
-            if registration_id in found
-            else await self.payment_address(registration_id)
-            for registration_id in ids
-        ]
+        missing = list(dict.fromkeys(i for i in ids if i not in found))
+        if missing:
+            found.update(await self._allocate_consumers(missing))
+        return [found[registration_id] for registration_id in ids]
+
+    async def _allocate_consumers(self, registration_ids: list[str]) -> dict[str, str]:
+        """Fresh addresses for consumers, at consecutive key indexes, under the allocation
+        lock; each consumer still gets at most one (see :func:`_record_address`)."""
+        async with self._allocation_lock:
+            if await self._db.run_read(lambda s: s.get(WalletAddress, 0)) is None:
+                await self._record_treasury()
+            loop = asyncio.get_running_loop()
+            while True:
+                found = await self._db.run_read(
+                    functools.partial(_open_consumer_addresses, registration_ids=registration_ids)
+                )
+                missing = [i for i in registration_ids if i not in found]
+                if not missing:
+                    return found
+                first = await self._db.run_read(
+                    lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
+                )
+                addresses = await loop.run_in_executor(
+                    self._cpu,
+                    functools.partial(
+                        generate_addresses, self._seed, first, len(missing), self._security
+                    ),
+                )
+                try:
+                    await self._db.run_write(
+                        functools.partial(
+                            _record_consumer_addresses,
+                            allocations=list(
+                                zip(
+                                    missing,
+                                    range(first, first + len(missing)),
+                                    addresses,
+                                    strict=True,
+                                )
+                            ),
+                            now=self._clock(),
+                        )
+                    )
+                except (AddressInUseError, IntegrityError):
+                    # Another grid process took an index or gave one of them an address:
+                    # nothing of this batch was recorded; look again.
+                    _LOGGER.debug(
+                        "key indexes from %d were taken meanwhile; allocating again", first
+                    )
+                    continue
+                found.update(zip(missing, addresses, strict=True))
+                return found
 
     async def _allocate(self, purpose: str, registration_id: str | None) -> str:
         """A fresh key index for ``purpose``; one at a time so no index is handed out twice."""
@@ -385,6 +432,20 @@ def _record_address(
             created_at=now,
         )
     )
+
+
+def _record_consumer_addresses(
+    session: Session, allocations: list[tuple[str, int, str]], now: int
+) -> None:
+    """Record fresh consumer addresses ``(registration id, key index, address)``, all
+    of them or (raising) none."""
+    # Every consumer's row locked first, in one order: two processes allocating for
+    # overlapping consumers then wait for each other before either inserts anything
+    # (locking while inserting could deadlock on PostgreSQL).
+    for registration_id in sorted({registration_id for registration_id, _, _ in allocations}):
+        session.get(Registration, registration_id, with_for_update=True)
+    for registration_id, key_index, address in allocations:
+        _record_address(session, key_index, address, "consumer", registration_id, now, fresh=True)
 
 
 def _open_consumer_addresses(session: Session, registration_ids: Sequence[str]) -> dict[str, str]:

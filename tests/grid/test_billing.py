@@ -234,3 +234,35 @@ async def test_payment_addresses_of_many_consumers_equal_one_by_one(db: Database
         assert renewed[0] not in batch
         assert await wallet.payment_addresses(["c2", "c3"]) == [renewed[0], batch[2]]
         assert await wallet.payment_addresses([]) == []
+
+
+async def test_batched_allocations_of_two_grid_processes_never_share_an_address(
+    db: Database,
+) -> None:
+    """Two wallets on one database allocate overlapping consumers' addresses in batches."""
+    import asyncio
+
+    names = [f"c{n}" for n in range(12)]
+    for name in names:
+        add_registration(db, name, "consumer", None)
+    with ThreadPoolExecutor(2) as cpu:
+        first, second = (
+            GridWallet(db, NoNode(), SEED, ManualClock(S0), cpu)  # type: ignore[arg-type]
+            for _ in range(2)
+        )
+        one, other, single = await asyncio.gather(
+            first.payment_addresses(names[:8]),
+            second.payment_addresses(names[4:]),
+            first.payment_address(names[6]),
+        )
+    by_name = dict(zip(names[:8], one, strict=True))
+    for name, address in zip(names[4:], other, strict=True):
+        assert by_name.setdefault(name, address) == address  # one address per consumer
+    assert by_name[names[6]] == single
+    assert len(set(by_name.values())) == len(names)
+    with db.read() as session:
+        rows = session.execute(select(WalletAddress.key_index, WalletAddress.address)).all()
+    assert sorted(index for index, _ in rows) == list(range(len(names) + 1))  # and the treasury
+    assert {address for _, address in rows} == {
+        generate_address(SEED, i, 2) for i in range(len(names) + 1)
+    }
