@@ -861,6 +861,11 @@ class EndToEnd:
                 ingested = _wait_for(
                     connection, readings.where(Reading.start_time == window), self.households
                 )
+                # When the grid stored the last one (its clock, not this poll's).
+                last_stored = connection.execute(
+                    select(func.max(Reading.received_at)).where(Reading.start_time == window)
+                ).scalar_one()
+                connection.rollback()
                 settlement_id, settled_at = _wait_for_row(
                     connection,
                     select(Settlement.id, Settlement.settled_at).where(
@@ -902,7 +907,7 @@ class EndToEnd:
             load_before=load_before,
             load_after=load_average(),
             since_last_reading=Timeline(
-                readings_stored=ingested - last_reading,
+                readings_stored=last_stored / 1000 - last_reading,
                 settled=settled_at / 1000 - last_reading,
                 requests_stored=last_sent - last_reading if published >= consumers else None,
                 payouts_stored=payouts_done - last_reading if payouts_done is not None else None,
