@@ -163,62 +163,89 @@ def reference_code(revision: str, directory: Path) -> Path:
         check=True,
         capture_output=True,
     ).stdout
+    directory.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
     return directory
 
 
 def bench_growth(
-    sizes: list[int], revision: str, trytes: list[str], batch: int, core: int
+    sizes: list[int], revision: str, trytes: list[str], batch: int, core: int, rounds: int
 ) -> list[dict[str, Any]]:
     """storeTransactions on databases already holding each of ``sizes`` transactions,
-    the reference's schema and this tree's side by side (interleaved, so both see
-    the same machine load)."""
+    the reference's schema and this tree's side by side: each is filled once, then each
+    round stores the stream into a fresh copy of each in turn (interleaved, so both see
+    the same machine load); the median round counts."""
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        reference = reference_code(revision, Path(scratch))
+        reference = reference_code(revision, Path(scratch) / "code")
+        variants = ((revision, reference), ("this tree", None))
         for stored in sizes:
-            for name, code in ((revision, reference), ("this tree", None)):
-                directory = Path(tempfile.mkdtemp(prefix="node_bench_"))
-                try:
-                    database = f"sqlite:///{directory / 'node.sqlite3'}"
+            filled: dict[str, tuple[Path, float, int]] = {}
+            try:
+                for name, code in variants:
+                    template = Path(tempfile.mkdtemp(prefix="node_bench_"))
                     started = time.perf_counter()
+                    database = f"sqlite:///{template / 'node.sqlite3'}"
                     subprocess.run(
                         [sys.executable, __file__, "--prefill", database, str(stored)],
                         check=True,
                         env=_with_code(code),
                     )
-                    filled = time.perf_counter() - started
-                    size = sum(f.stat().st_size for f in directory.glob("node.sqlite3*"))
-                    process, url = start_node(directory, core, code)
-                    try:
-                        store: dict[str, Any] = dict(bench_store(url, process.pid, trytes, batch))
-                    finally:
-                        process.terminate()
-                        process.wait(30)
-                    store.update(
-                        schema=name,
-                        stored=stored,
-                        prefill_seconds=filled,
-                        database_bytes=size,
-                        load=os.getloadavg()[0],
-                    )
-                    results.append(store)
-                    print(
-                        f"  {stored:>9,} stored, {name}: {store['rate']:,.0f} tx/s "
-                        f"(prefill {filled:.0f} s, load {store['load']:.1f})",
-                        flush=True,
-                    )
-                finally:
-                    shutil.rmtree(directory, ignore_errors=True)
+                    size = sum(f.stat().st_size for f in template.glob("node.sqlite3*"))
+                    filled[name] = (template, time.perf_counter() - started, size)
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _code in variants}
+                for _round in range(rounds):
+                    for name, code in variants:
+                        template, seconds, size = filled[name]
+                        run = store_on_copy(template, code, trytes, batch, core)
+                        run.update(
+                            schema=name, stored=stored, prefill_seconds=seconds, database_bytes=size
+                        )
+                        runs[name].append(run)
+                        print(
+                            f"  {stored:>9,} stored, {name}: {run['rate']:,.0f} tx/s "
+                            f"(load {run['load']:.1f})",
+                            flush=True,
+                        )
+                for name, _code in variants:
+                    ordered = sorted(runs[name], key=lambda run: run["rate"])
+                    median = dict(ordered[len(ordered) // 2])
+                    median["rates"] = [run["rate"] for run in ordered]
+                    median["loads"] = [run["load"] for run in runs[name]]
+                    results.append(median)
+            finally:
+                for template, _seconds, _size in filled.values():
+                    shutil.rmtree(template, ignore_errors=True)
     return results
 
 
-def print_growth(results: list[dict[str, Any]], batch: int, core: int) -> None:
+def store_on_copy(
+    template: Path, code: Path | None, trytes: list[str], batch: int, core: int
+) -> dict[str, Any]:
+    """Run the node on a copy of ``template``'s database and store ``trytes`` into it."""
+    directory = Path(tempfile.mkdtemp(prefix="node_bench_run_"))
+    try:
+        for file in template.glob("node.sqlite3*"):
+            shutil.copy(file, directory / file.name)
+        process, url = start_node(directory, core, code)
+        try:
+            run: dict[str, Any] = dict(bench_store(url, process.pid, trytes, batch))
+        finally:
+            process.terminate()
+            process.wait(30)
+        run["load"] = os.getloadavg()[0]
+        return run
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def print_growth(results: list[dict[str, Any]], batch: int, core: int, rounds: int) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\nstoreTransactions as the Tangle grows, {when}, {platform.machine()} with "
         f"{os.cpu_count()} cores; the node pinned to core {core}, SQLite, weight {WEIGHT}; "
-        f"{results[0]['transactions']:,} transactions in requests of {batch}.\n"
+        f"{results[0]['transactions']:,} transactions in requests of {batch}; the median "
+        f"of {rounds} rounds (all rounds' rates in brackets).\n"
     )
     print(
         "| stored before | schema | tx/s wall clock | tx/s per CPU second | slowest request "
@@ -226,11 +253,13 @@ def print_growth(results: list[dict[str, Any]], batch: int, core: int) -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for item in results:
+        rates = ", ".join(f"{rate:,.0f}" for rate in item["rates"])
+        loads = "–".join(f"{load:.1f}" for load in (min(item["loads"]), max(item["loads"])))
         print(
-            f"| {item['stored']:,} | {item['schema']} | **{item['rate']:,.0f}** | "
+            f"| {item['stored']:,} | {item['schema']} | **{item['rate']:,.0f}** ({rates}) | "
             f"{item['cpu_rate']:,.0f} | {item['slowest_batch_rate']:,.0f} tx/s | "
             f"{item['database_bytes'] / 2**30:.2f} GiB | {item['prefill_seconds']:.0f} s | "
-            f"{item['load']:.1f} |"
+            f"{loads} |"
         )
 
 
@@ -375,6 +404,7 @@ def main() -> int:
     parser.add_argument(
         "--reference", default="main", help="the git revision --stored compares with"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="--stored rounds per size")
     parser.add_argument("--prefill", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prefill:
@@ -384,8 +414,8 @@ def main() -> int:
     trytes = make_transactions(count)
     core = sorted(os.sched_getaffinity(0))[0]
     if args.stored:
-        results = bench_growth(args.stored, args.reference, trytes, args.batch, core)
-        print_growth(results, args.batch, core)
+        results = bench_growth(args.stored, args.reference, trytes, args.batch, core, args.rounds)
+        print_growth(results, args.batch, core, args.rounds)
         return 0
     with tempfile.TemporaryDirectory() as directory:
         process, url = start_node(Path(directory), core)
