@@ -12,6 +12,7 @@ from .api.context import SERVICES_KEY
 from .api.health import get_health
 from .api.openapi import get_openapi
 from .api.registration import delete_registration, put_registration
+from .api.settled_slots import list_settled_slots
 from .api.statements import get_statement, list_statements, preview_statement
 from .api.storage import delete_items, get_item, list_items, put_item
 
@@ -24,6 +25,7 @@ ITEM_PREFIXED = "/storage/item/{registrationId}/{context}/{itemId}"
 CONTEXT = "/storage/{registrationId}/{context}"
 FOLDER = "/storage/{registrationId}"
 STATEMENTS = "/statements/{registrationId}"
+SETTLEMENTS = "/settlements/{registrationId}"
 
 
 def create_app(grid: GridServices) -> web.Application:
@@ -56,6 +58,7 @@ def create_app(grid: GridServices) -> web.Application:
         web.get(STATEMENTS, list_statements, allow_head=False),
         web.get(STATEMENTS + "/preview", preview_statement, allow_head=False),
         web.get(STATEMENTS + "/{number}", get_statement, allow_head=False),
+        web.get(SETTLEMENTS, list_settled_slots, allow_head=False),
         web.get("/health", get_health, allow_head=False),
         web.get("/api/openapi.json", get_openapi, allow_head=False),
     ]

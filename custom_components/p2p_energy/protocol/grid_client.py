@@ -1,7 +1,8 @@
 """Async clients for the blueprint's web APIs: the grid's and a producer's.
 
 * :class:`GridClient`: the grid's registration API (producers and consumers) and
-  storage API, plus its health endpoint.
+  storage API, a participant's statements and settled slots, plus its health endpoint
+  (with the operator's currency rate, :class:`CurrencyRate`).
 * :class:`ProducerClient`: a producer's registration API, where sources register.
 
 Both take an injected :class:`aiohttp.ClientSession` (Home Assistant passes its
@@ -13,7 +14,9 @@ failure, timeout, 5xx or non-API answer raises :class:`GridUnavailableError`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -25,6 +28,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ItemType = Literal["producer", "consumer"]
+IOTA_PER_RATE_UNIT = 1_000_000
+MILLIWH_PER_KWH = 1_000_000
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+_RATE = re.compile(r"[0-9]{1,13}(\.[0-9]{1,18})?")
+_CENTS = Decimal("0.01")
 # Marks "no request body" so that a JSON null item can still be sent.
 _NO_BODY: Any = object()
 
@@ -52,6 +60,80 @@ class StoragePage:
     total_items: int
     page_size: int
     page: int
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyRate:
+    """The grid operator's fixed rate: ``per_million_iota`` of ``currency`` buy 1,000,000 IOTA.
+
+    Conversions are exact decimals, as the grid's statements compute them.
+    """
+
+    currency: str
+    """ISO 4217 code, e.g. EUR."""
+    per_million_iota: Decimal
+
+    def value(self, iota: int | float) -> Decimal:
+        """``iota`` in the currency, exactly (a sum of many slots is rounded once, later)."""
+        return Decimal(repr(iota) if isinstance(iota, float) else iota) * (
+            self.per_million_iota / IOTA_PER_RATE_UNIT
+        )
+
+    def amount(self, iota: int) -> Decimal:
+        """``iota`` in the currency rounded half-even to the cent, as on a statement."""
+        return self.value(iota).quantize(_CENTS, ROUND_HALF_EVEN)
+
+
+def currency_rate_of(answer: Mapping[str, Any]) -> CurrencyRate | None:
+    """The rate a grid's answer carries (``currency``, ``currencyPerMillionIota``);
+    None when it has none or an unusable one."""
+    code, rate = answer.get("currency"), answer.get("currencyPerMillionIota")
+    if not isinstance(code, str) or not isinstance(rate, str):
+        return None
+    if not _CURRENCY_CODE.fullmatch(code) or not _RATE.fullmatch(rate):
+        return None
+    try:
+        value = Decimal(rate)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+        return None
+    return CurrencyRate(code, value) if value > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementPage:
+    """One page of a participant's final statements and credit notes, newest first."""
+
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettledSlot:
+    """What the grid billed (consumer) or paid (producer) one participant in one slot."""
+
+    start_ms: int
+    end_ms: int
+    energy_milliwh: int
+    amount: int
+    """IOTA."""
+
+    @property
+    def energy_kwh(self) -> Decimal:
+        return Decimal(self.energy_milliwh) / MILLIWH_PER_KWH
+
+
+@dataclass(frozen=True, slots=True)
+class SettledSlots:
+    """A page of a participant's settled slots, oldest first."""
+
+    slots: list[SettledSlot]
+    settled_until: int | None
+    """End (ms) of the grid's last settled slot: no earlier slot is still to come."""
+    next_from: int | None
+    """Where the next page starts; None on the last page."""
+    rate: CurrencyRate | None
 
 
 class _ApiClient:
@@ -235,6 +317,97 @@ class GridClient(_ApiClient):
         """The grid's health report (raises GridUnavailableError when it is unhealthy)."""
         return await self._request("GET", self._url("health"))
 
+    async def currency_rate(self) -> CurrencyRate | None:
+        """The operator's currency rate from the health report (None without one)."""
+        return currency_rate_of(await self.health())
+
+    async def list_statements(
+        self, registration_id: str, *, page: int = 0, page_size: int = 50, token: str | None = None
+    ) -> StatementPage:
+        """A page of the participant's final statements and credit notes, newest first."""
+        answer = await self._request(
+            "GET",
+            self._url("statements", registration_id),
+            token=token,
+            params={"page": str(page), "pageSize": str(page_size)},
+        )
+        items = _list(answer, "items")
+        if not all(isinstance(item, dict) for item in items):
+            raise GridUnavailableError("the answer's 'items' are not objects")
+        return StatementPage(
+            items=items,
+            total=_int(answer, "total"),
+            page=_int(answer, "page"),
+            page_size=_int(answer, "pageSize"),
+        )
+
+    async def statement(
+        self, registration_id: str, number: int, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """Final statement or credit note ``number`` of the participant, as issued."""
+        answer = await self._request(
+            "GET", self._url("statements", registration_id, str(number)), token=token
+        )
+        return _object(answer, "statement")
+
+    async def statement_preview(
+        self, registration_id: str, period: str | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """The statement of ``period`` (the current one without it) as it stands now."""
+        answer = await self._request(
+            "GET",
+            self._url("statements", registration_id, "preview"),
+            token=token,
+            params={"period": period} if period else None,
+        )
+        return _object(answer, "statement")
+
+    async def latest_statement(
+        self, registration_id: str, *, token: str | None = None
+    ) -> dict[str, Any] | None:
+        """The participant's newest final document (None before the first)."""
+        page = await self.list_statements(registration_id, page_size=1, token=token)
+        if not page.items:
+            return None
+        number = page.items[0].get("number")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise GridUnavailableError("the statement list has no number")
+        return await self.statement(registration_id, number, token=token)
+
+    async def settled_slots(
+        self,
+        registration_id: str,
+        since_ms: int = 0,
+        *,
+        page_size: int = 500,
+        token: str | None = None,
+    ) -> SettledSlots:
+        """A page of the participant's bills or payouts per settled slot, from ``since_ms``."""
+        answer = await self._request(
+            "GET",
+            self._url("settlements", registration_id),
+            token=token,
+            params={"from": str(since_ms), "pageSize": str(page_size)},
+        )
+        slots = []
+        for row in _list(answer, "slots"):
+            if not isinstance(row, dict):
+                raise GridUnavailableError("a settled slot is not an object")
+            slots.append(
+                SettledSlot(
+                    start_ms=_int(row, "slotStart"),
+                    end_ms=_int(row, "slotEnd"),
+                    energy_milliwh=_int(row, "energyMilliwh"),
+                    amount=_int(row, "amount"),
+                )
+            )
+        return SettledSlots(
+            slots=slots,
+            settled_until=_optional_int(answer, "settledUntil"),
+            next_from=_optional_int(answer, "next"),
+            rate=currency_rate_of(answer),
+        )
+
 
 class ProducerClient(_ApiClient):
     """A producer's registration API (``PUT/DELETE {url}/registration/...``)."""
@@ -282,6 +455,17 @@ def _list(answer: Mapping[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise GridUnavailableError(f"the answer has no {key!r} list")
     return value
+
+
+def _object(answer: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = answer.get(key)
+    if not isinstance(value, dict):
+        raise GridUnavailableError(f"the answer has no {key!r} object")
+    return value
+
+
+def _optional_int(answer: Mapping[str, Any], key: str) -> int | None:
+    return None if answer.get(key) is None else _int(answer, key)
 
 
 def _int(answer: Mapping[str, Any], key: str) -> int:

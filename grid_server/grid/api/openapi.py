@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import __doc__ as _grid_doc
 from .common import REGISTRATION_ID_PATTERN, SEGMENT_PATTERN, TRYTES_81_PATTERN
 from .context import services
+from .settled_slots import SETTLED_SLOTS_SCHEMA, settled_slot_paths
 
 if TYPE_CHECKING:
     from ..config import GridConfig
@@ -210,6 +211,7 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                 },
             ]
         },
+        "SettledSlots": {"allOf": [_ref("Result"), SETTLED_SLOTS_SCHEMA]},
         "Health": {
             "allOf": [
                 _ref("Result"),
@@ -530,6 +532,12 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                 **folder_operations("Registration", "a registration (every context)"),
             },
             **_statement_paths(secured, auth_errors, config.max_page_size),
+            **settled_slot_paths(
+                REGISTRATION_ID,
+                secured,
+                _errors(400, *auth_errors, 404, 503),
+                _response("The settled slots.", "SettledSlots"),
+            ),
             "/health": {
                 "get": {
                     "operationId": "health",
