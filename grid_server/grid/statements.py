@@ -419,10 +419,15 @@ def _currency_figures(
 ) -> dict[str, Any] | None:
     if rate is None:
         return None
+
+    def text(iota: int) -> str:
+        # A few IOTA owed to a participant round to 0.00, never to "-0.00".
+        return f"{rate.amount(iota) + 0}"
+
     return {
         **rate.to_json(),
-        "amounts": {name: f"{rate.amount(value)}" for name, value in amounts.items()},
-        "balance": {name: f"{rate.amount(value)}" for name, value in balance.items()},
+        "amounts": {name: text(value) for name, value in amounts.items()},
+        "balance": {name: text(value) for name, value in balance.items()},
     }
 
 
