@@ -40,7 +40,6 @@ from homeassistant.helpers.selector import (
 
 from .connection import async_test_connection, default_node_url, normalize_url
 from .const import (
-    CONF_API_TOKEN,
     CONF_GRID_URL,
     CONF_MAX_POWER,
     CONF_METER,
@@ -50,11 +49,7 @@ from .const import (
     CONF_PRODUCER_URL,
     CONF_PROOF_OF_WORK,
     CONF_PUBLISH_INTERVAL,
-    CONF_REGISTRATION_ID,
-    CONF_SEED,
-    CONF_SIDE_KEY,
     CONF_SOURCES,
-    CONF_WALLET_SEED,
     DEFAULT_MAX_POWER,
     DEFAULT_MIN_WEIGHT_MAGNITUDE,
     DEFAULT_PROOF_OF_WORK,
@@ -68,14 +63,10 @@ from .const import (
     SUBENTRY_PRODUCER,
     SUBENTRY_SOURCE,
 )
-from .credentials import (
-    generate_api_token,
-    generate_registration_id,
-    generate_seed,
-    generate_side_key,
-)
+from .household_flow import SUBENTRY_HOUSEHOLD, HouseholdSubentryFlow
 from .meter import meter_problem
 from .protocol.errors import GridUnavailableError, NodeUnavailableError
+from .subentries import PRICE_SELECTOR, meters_in_use, new_subentry_data
 
 if TYPE_CHECKING:
     from homeassistant.helpers.service_info.hassio import HassioServiceInfo
@@ -84,15 +75,6 @@ URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 NAME_SELECTOR = TextSelector()
 METER_SELECTOR = EntitySelector(
     EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.ENERGY)
-)
-PRICE_SELECTOR = NumberSelector(
-    NumberSelectorConfig(
-        min=0,
-        max=1_000_000_000,
-        step=1,
-        mode=NumberSelectorMode.BOX,
-        unit_of_measurement="IOTA/kWh",
-    )
 )
 
 
@@ -116,11 +98,13 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        """Sources, producers and consumers are subentries of a grid connection."""
+        """Sources, producers and consumers are subentries of a grid connection; a
+        household flow creates them in one step from the Energy dashboard's meters."""
         return {
             SUBENTRY_SOURCE: SourceSubentryFlow,
             SUBENTRY_PRODUCER: ProducerSubentryFlow,
             SUBENTRY_CONSUMER: ConsumerSubentryFlow,
+            SUBENTRY_HOUSEHOLD: HouseholdSubentryFlow,
         }
 
     async def _async_test(self, grid_url: str, node_url: str) -> dict[str, str]:
@@ -348,26 +332,12 @@ class _ParticipantSubentryFlow(ConfigSubentryFlow):
             vol.Required(CONF_METER): METER_SELECTOR,
         }
 
-    def _secrets(self) -> dict[str, Any]:
-        """Keys generated for a new subentry."""
-        return {
-            CONF_SEED: generate_seed(),
-            CONF_SIDE_KEY: generate_side_key(),
-            CONF_REGISTRATION_ID: generate_registration_id(),
-        }
-
     def _settings(
         self, user_input: dict[str, Any], own_id: str | None
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Validate the form; return (subentry data without keys, errors)."""
-        entry = self._get_entry()
-        in_use = {
-            str(subentry.data[CONF_METER])
-            for subentry_id, subentry in entry.subentries.items()
-            if subentry_id != own_id and CONF_METER in subentry.data
-        }
         meter = user_input[CONF_METER]
-        if problem := meter_problem(self.hass, meter, in_use):
+        if problem := meter_problem(self.hass, meter, meters_in_use(self._get_entry(), own_id)):
             return {}, {CONF_METER: problem}
         return {CONF_METER: meter}, {}
 
@@ -378,7 +348,8 @@ class _ParticipantSubentryFlow(ConfigSubentryFlow):
             settings, errors = self._settings(user_input, None)
             if not errors:
                 return self.async_create_entry(
-                    title=user_input[CONF_NAME].strip(), data=self._secrets() | settings
+                    title=user_input[CONF_NAME].strip(),
+                    data=new_subentry_data(self.handler[1], settings),
                 )
         return self.async_show_form(
             step_id="user",
@@ -452,12 +423,6 @@ class ProducerSubentryFlow(_ParticipantSubentryFlow):
             ),
         }
 
-    def _secrets(self) -> dict[str, Any]:
-        return super()._secrets() | {
-            CONF_WALLET_SEED: generate_seed(),
-            CONF_API_TOKEN: generate_api_token(),
-        }
-
     def _settings(
         self, user_input: dict[str, Any], own_id: str | None
     ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -484,6 +449,3 @@ class ProducerSubentryFlow(_ParticipantSubentryFlow):
 
 class ConsumerSubentryFlow(_ParticipantSubentryFlow):
     """A consumer: a household meter billed by the grid, paying from its wallet."""
-
-    def _secrets(self) -> dict[str, Any]:
-        return super()._secrets() | {CONF_WALLET_SEED: generate_seed()}

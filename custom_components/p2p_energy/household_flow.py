@@ -1,0 +1,275 @@
+"""A household in one step, from the meters the Energy dashboard already knows.
+
+A home with solar panels behind one grid connection trades what crosses that
+connection: its grid import meter becomes a consumer (billed for what it draws)
+and its return-to-grid meter a producer (paid for the surplus it feeds in, at
+the asking price the user enters). The solar production meters become sources
+that publish the panels' production on their own channels, but the producer
+does not follow them: the part of that production the grid received is already
+in the export meter, and the part the house used itself was never delivered to
+anyone. Selling both would count the exported energy twice.
+
+Meters that cannot be wrapped (not a sensor, not a running energy total, already
+wrapped by a subentry) are left out and listed in the preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import voluptuous as vol
+from homeassistant.components.energy.data import async_get_manager
+from homeassistant.config_entries import ConfigSubentry, ConfigSubentryFlow, SubentryFlowResult
+from homeassistant.core import split_entity_id
+from homeassistant.helpers import entity_registry as er
+
+from .const import (
+    CONF_METER,
+    CONF_PRICE,
+    CONF_PRODUCER_URL,
+    CONF_SOURCES,
+    SUBENTRY_CONSUMER,
+    SUBENTRY_PRODUCER,
+    SUBENTRY_SOURCE,
+)
+from .meter import meter_problem
+from .subentries import PRICE_SELECTOR, meters_in_use, new_subentry_data
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from homeassistant.core import HomeAssistant
+
+SUBENTRY_HOUSEHOLD: Final = "household"
+"""The flow's type; it creates sources, producers and consumers, never a subentry of its own."""
+
+NOTHING: Final = "—"
+"""What the preview shows for an empty list."""
+
+
+@dataclass(frozen=True)
+class EnergyDashboardMeters:
+    """The statistics the Energy dashboard uses for the grid connection and the panels."""
+
+    grid_import: tuple[str, ...] = ()
+    grid_export: tuple[str, ...] = ()
+    solar: tuple[str, ...] = ()
+
+
+def energy_dashboard_meters(preferences: Mapping[str, Any]) -> EnergyDashboardMeters:
+    """The grid and solar meters of the Energy dashboard's preferences, each once.
+
+    Home Assistant up to 2025 keeps one grid source with lists of import
+    (``flow_from``) and export (``flow_to``) meters; later releases keep one grid
+    source per connection with one import and one export statistic, either unset.
+    """
+    grid_import: list[str] = []
+    grid_export: list[str] = []
+    solar: list[str] = []
+    for source in preferences.get("energy_sources", []):
+        if source.get("type") == "grid":
+            if "flow_from" in source or "flow_to" in source:
+                grid_import += [flow["stat_energy_from"] for flow in source.get("flow_from", [])]
+                grid_export += [flow["stat_energy_to"] for flow in source.get("flow_to", [])]
+            else:
+                if statistic := source.get("stat_energy_from"):
+                    grid_import.append(statistic)
+                if statistic := source.get("stat_energy_to"):
+                    grid_export.append(statistic)
+        elif source.get("type") == "solar":
+            solar.append(source["stat_energy_from"])
+    return EnergyDashboardMeters(
+        tuple(dict.fromkeys(grid_import)),
+        tuple(dict.fromkeys(grid_export)),
+        tuple(dict.fromkeys(solar)),
+    )
+
+
+@dataclass(frozen=True)
+class PlannedParticipant:
+    """A subentry the set-up will create."""
+
+    subentry_type: str
+    title: str
+    meter: str
+
+
+@dataclass
+class HouseholdPlan:
+    """What the set-up creates, and which of the dashboard's meters it leaves out."""
+
+    participants: list[PlannedParticipant] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)
+    """Meters a subentry of this grid connection wraps already."""
+    unusable: list[str] = field(default_factory=list)
+    """Statistics that are no sensor, or no running energy total in Wh, kWh or MWh."""
+
+    def of_type(self, subentry_type: str) -> list[PlannedParticipant]:
+        """The planned participants of one type."""
+        return [p for p in self.participants if p.subentry_type == subentry_type]
+
+
+def meter_name(hass: HomeAssistant, entity_id: str) -> str:
+    """How the meter is called in Home Assistant: its state's name, else the registry's."""
+    if (state := hass.states.get(entity_id)) is not None:
+        return state.name
+    entry = er.async_get(hass).async_get(entity_id)
+    return (entry.name or entry.original_name or entity_id) if entry else entity_id
+
+
+def plan_household(
+    hass: HomeAssistant,
+    meters: EnergyDashboardMeters,
+    in_use: Iterable[str],
+    titles: Iterable[str],
+) -> HouseholdPlan:
+    """Decide which subentries the dashboard's meters become.
+
+    ``in_use`` are the meters the grid connection's subentries wrap, ``titles``
+    their names: a new subentry is called like its meter, numbered when the name
+    is taken.
+    """
+    plan = HouseholdPlan()
+    wrapped = set(in_use)
+    taken = set(titles)
+    for subentry_type, statistics in (
+        (SUBENTRY_CONSUMER, meters.grid_import),
+        (SUBENTRY_PRODUCER, meters.grid_export),
+        (SUBENTRY_SOURCE, meters.solar),
+    ):
+        for statistic in statistics:
+            # External statistics (domain:name) are no entity a participant could read.
+            problem = (
+                meter_problem(hass, statistic, wrapped)
+                if _is_sensor(statistic)
+                else "meter_not_found"
+            )
+            if problem == "meter_in_use":
+                plan.in_use.append(statistic)
+                continue
+            if problem is not None:
+                plan.unusable.append(statistic)
+                continue
+            title = base = meter_name(hass, statistic)
+            number = 2
+            while title in taken:
+                title, number = f"{base} {number}", number + 1
+            taken.add(title)
+            # A meter the dashboard lists twice is wrapped once.
+            wrapped.add(statistic)
+            plan.participants.append(PlannedParticipant(subentry_type, title, statistic))
+    return plan
+
+
+def _is_sensor(statistic: str) -> bool:
+    try:
+        return split_entity_id(statistic)[0] == "sensor"
+    except ValueError:
+        return False
+
+
+def participant_settings(planned: PlannedParticipant, price: int | None) -> dict[str, Any]:
+    """What the manual subentry flows would store for the same meter (keys aside)."""
+    settings: dict[str, Any] = {CONF_METER: planned.meter}
+    if planned.subentry_type == SUBENTRY_PRODUCER:
+        # Only the surplus through the export meter: no sources (see the module's docstring).
+        settings |= {CONF_PRICE: price, CONF_SOURCES: []}
+    elif planned.subentry_type == SUBENTRY_SOURCE:
+        settings[CONF_PRODUCER_URL] = ""
+    return settings
+
+
+class HouseholdSubentryFlow(ConfigSubentryFlow):
+    """Consumer, producer and sources from the Energy dashboard's meters, with a preview."""
+
+    _shown: list[PlannedParticipant]
+
+    async def _async_plan(self) -> HouseholdPlan | SubentryFlowResult:
+        """The plan for the dashboard's meters now, or why there is none."""
+        preferences = (await async_get_manager(self.hass)).data
+        if preferences is None:
+            return self.async_abort(reason="energy_not_configured")
+        meters = energy_dashboard_meters(preferences)
+        if not meters.grid_import and not meters.grid_export:
+            return self.async_abort(reason="no_grid_meter")
+        entry = self._get_entry()
+        plan = plan_household(
+            self.hass,
+            meters,
+            meters_in_use(entry),
+            (subentry.title for subentry in entry.subentries.values()),
+        )
+        if not plan.of_type(SUBENTRY_CONSUMER) and not plan.of_type(SUBENTRY_PRODUCER):
+            # Sources alone would trade nothing.
+            return self.async_abort(
+                reason="nothing_to_set_up", description_placeholders=_skipped(plan)
+            )
+        return plan
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Preview what the dashboard's meters become; create it on confirmation."""
+        plan = await self._async_plan()
+        if not isinstance(plan, HouseholdPlan):
+            return plan
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if plan.participants != self._shown:
+                # A meter or subentry changed while the preview was open: show the new one.
+                errors["base"] = "plan_changed"
+            else:
+                return self._async_create(plan, user_input.get(CONF_PRICE))
+        self._shown = plan.participants
+        schema: dict[vol.Marker, Any] = {}
+        if plan.of_type(SUBENTRY_PRODUCER):
+            schema[vol.Required(CONF_PRICE)] = PRICE_SELECTOR
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(vol.Schema(schema), user_input),
+            description_placeholders=_preview(plan),
+            errors=errors,
+        )
+
+    def _async_create(self, plan: HouseholdPlan, price: float | None) -> SubentryFlowResult:
+        """Add each subentry as the subentry flows' manager adds a created one."""
+        entry = self._get_entry()
+        asking = None if price is None else int(price)
+        for planned in plan.participants:
+            self.hass.config_entries.async_add_subentry(
+                entry,
+                ConfigSubentry(
+                    data=MappingProxyType(
+                        new_subentry_data(
+                            planned.subentry_type, participant_settings(planned, asking)
+                        )
+                    ),
+                    subentry_type=planned.subentry_type,
+                    title=planned.title,
+                    unique_id=None,
+                ),
+            )
+        return self.async_abort(
+            reason="household_created",
+            description_placeholders={"created": _names(plan.participants)},
+        )
+
+
+def _names(participants: Iterable[PlannedParticipant]) -> str:
+    return ", ".join(f"{p.title} ({p.meter})" for p in participants) or NOTHING
+
+
+def _skipped(plan: HouseholdPlan) -> dict[str, str]:
+    return {
+        "in_use": ", ".join(plan.in_use) or NOTHING,
+        "unusable": ", ".join(plan.unusable) or NOTHING,
+    }
+
+
+def _preview(plan: HouseholdPlan) -> dict[str, str]:
+    """The preview's placeholders: names and entity ids only, the words are translated."""
+    return {
+        "consumers": _names(plan.of_type(SUBENTRY_CONSUMER)),
+        "producers": _names(plan.of_type(SUBENTRY_PRODUCER)),
+        "sources": _names(plan.of_type(SUBENTRY_SOURCE)),
+    } | _skipped(plan)
