@@ -80,6 +80,10 @@ class AddonOptions:
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
+    community_price: float | None = None
+    # "consumer-id=share" and "consumer-id=producer-id,producer-id" entries.
+    allocation_shares: tuple[tuple[str, int], ...] = ()
+    preferences: tuple[tuple[str, tuple[str, ...]], ...] = ()
     currency: str | None = None
     currency_per_million_iota: float | None = None
     statement_period: StatementPeriod = "month"
@@ -187,12 +191,21 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
     export_price = _number(data, "export_price", 20.0, 0, 1e9)
     if export_price > import_price:
         raise AddonConfigError("option export_price (feed-in) must not exceed import_price")
+    community_price = (
+        None
+        if data.get("community_price") is None
+        else _number(data, "community_price", 0.0, export_price, import_price)
+    )
+    shares, preferences = _market_options(data)
     return AddonOptions(
         slot_seconds=_integer(data, "slot_seconds", 900, 10, 86_400),
         pricing_strategy=str(strategy),
         import_price=import_price,
         export_price=export_price,
         grid_cut_percent=_number(data, "grid_cut_percent", 10.0, 0, 100),
+        community_price=community_price,
+        allocation_shares=shares,
+        preferences=preferences,
         currency=currency,
         currency_per_million_iota=rate,
         statement_period=period,
@@ -211,6 +224,38 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
         milestone_interval=_number(data, "milestone_interval", 10.0, 1, 3600),
         log_level=str(log_level),
     )
+
+
+def _entries(data: Mapping[str, Any], name: str) -> list[tuple[str, str]]:
+    """A list option of ``registration-id=value`` texts as (id, value) pairs."""
+    raw = data.get(name, [])
+    if not isinstance(raw, list) or not all(isinstance(entry, str) for entry in raw):
+        raise AddonConfigError(f"option {name} must be a list of registration-id=value entries")
+    pairs: list[tuple[str, str]] = []
+    for entry in raw:
+        key, sign, value = entry.partition("=")
+        if not sign or not key.strip() or not value.strip():
+            raise AddonConfigError(f"option {name}: {entry!r} is not registration-id=value")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _market_options(
+    data: Mapping[str, Any],
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+    """The allocation shares and the preferences (see the grid's configuration)."""
+    shares: dict[str, int] = {}
+    for consumer, share in _entries(data, "allocation_shares"):
+        if not share.isdigit():
+            raise AddonConfigError(
+                f"option allocation_shares: the share of {consumer} must be a whole number"
+            )
+        shares[consumer] = int(share)
+    preferences = {
+        consumer: tuple(p.strip() for p in producers.split(",") if p.strip())
+        for consumer, producers in _entries(data, "preferences")
+    }
+    return tuple(sorted(shares.items())), tuple(sorted(preferences.items()))
 
 
 def _currency_options(data: Mapping[str, Any]) -> tuple[str | None, float | None]:
@@ -313,6 +358,12 @@ def render_config(
         "log_level": options.log_level.upper(),
         "log_format": "text",
     }
+    if options.community_price is not None:
+        grid["community_price"] = options.community_price
+    if options.allocation_shares:
+        grid["allocation_shares"] = dict(options.allocation_shares)
+    if options.preferences:
+        grid["preferences"] = {c: list(p) for c, p in options.preferences}
     if options.database_url is not None:
         grid["database"] = options.database_url
     if options.currency is not None:

@@ -127,3 +127,36 @@ def test_node_and_grid_load_their_tables_of_one_file(tmp_path: Path) -> None:
         load_grid_config(bad, environ={})
     with pytest.raises(ConfigError, match="in the node configuration: colour"):
         load_node_config(bad, environ={})
+
+
+def test_market_settings_come_from_tables_and_json() -> None:
+    from grid_server.grid.config import GridConfig, apply_environment, config_from_mapping
+
+    config = config_from_mapping(
+        {
+            "pricing_strategy": "allocation-static",
+            "community_price": 50,
+            "allocation_shares": {"c-b": 1, "c-a": 3},
+        }
+    )
+    assert config.allocation_shares == (("c-a", 3), ("c-b", 1))
+    assert config.market_parameters.community_price_micro == 50_000_000
+    environ = {
+        "P2P_ENERGY_GRID_PRICING_STRATEGY": "pay-as-bid",
+        "P2P_ENERGY_GRID_ALLOCATION_SHARES": "",
+        "P2P_ENERGY_GRID_COMMUNITY_PRICE": "",
+        "P2P_ENERGY_GRID_PREFERENCES": '{"c-a": ["p-1", "p-2"]}',
+    }
+    bidding = apply_environment(config, environ)
+    assert bidding.preferences == (("c-a", ("p-1", "p-2")),)
+    assert bidding.market_parameters.shares == ()
+    with pytest.raises(ConfigError, match="needs the consumers' allocation shares"):
+        config_from_mapping({"pricing_strategy": "allocation-static"}, GridConfig())
+    with pytest.raises(ConfigError, match="only used by pay-as-bid"):
+        config_from_mapping({"preferences": {"c": ["p"]}}, GridConfig())
+    with pytest.raises(ConfigError, match="whole number"):
+        config_from_mapping({"allocation_shares": {"c": 1.5}})
+    with pytest.raises(ConfigError, match="JSON object"):
+        apply_environment(GridConfig(), {"P2P_ENERGY_GRID_PREFERENCES": "{"})
+    with pytest.raises(ConfigError, match="between the export and import"):
+        config_from_mapping({"pricing_strategy": "allocation-dynamic", "community_price": 500})

@@ -8,6 +8,7 @@ The same file may hold a ``[node]`` table for the node the grid starts in-proces
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -27,6 +28,7 @@ from ..config_loading import (
     reject_unknown,
 )
 from .currency import CurrencyError, CurrencyRate, check_currency, parse_rate
+from .settlement.mechanisms import MarketParameters
 from .settlement.pricing import (
     DEFAULT_STRATEGY,
     STRATEGY_NAMES,
@@ -105,6 +107,13 @@ class GridConfig:
     import_price: float = 100.0
     export_price: float = 20.0
     grid_cut_percent: float = 10.0
+    # The mechanisms' settings (see docs/mechanisms.md): the allocation keys' fixed price
+    # (IOTA per kWh; None: midway between import and export price), the static key's
+    # shares per consumer registration id, and pay-as-bid's preferred producers per
+    # consumer. A file gives them as tables, the environment as JSON objects.
+    community_price: float | None = None
+    allocation_shares: tuple[tuple[str, int], ...] = ()
+    preferences: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     # The community's IOTA in a currency (ISO 4217): currency_per_million_iota units buy
     # 1,000,000 IOTA. Both or neither; without them amounts are in IOTA only.
@@ -202,8 +211,10 @@ class GridConfig:
                 f"statement_timezone must be an IANA time zone such as Europe/Vienna, "
                 f"got {self.statement_timezone!r}"
             ) from err
+        if self.community_price is not None and not 0 <= self.community_price <= self.max_price:
+            raise ConfigError(f"community_price must be between 0 and max_price ({self.max_price})")
         try:
-            check_strategy(self.pricing_strategy, self.tariff)
+            check_strategy(self.pricing_strategy, self.tariff, self.market_parameters)
         except PricingError as err:
             raise ConfigError(f"pricing_strategy: {err}") from err
         for name in _POSITIVE:
@@ -236,6 +247,17 @@ class GridConfig:
             import_price_micro=price_to_micro(self.import_price),
             export_price_micro=price_to_micro(self.export_price),
             grid_cut_ppm=percent_to_ppm(self.grid_cut_percent),
+        )
+
+    @property
+    def market_parameters(self) -> MarketParameters:
+        """The mechanisms' settings in the settlement's units."""
+        return MarketParameters(
+            community_price_micro=None
+            if self.community_price is None
+            else price_to_micro(self.community_price),
+            shares=self.allocation_shares,
+            preferences=self.preferences,
         )
 
     @property
@@ -281,6 +303,9 @@ _TYPES: Final[dict[str, Any]] = {
     "currency": (str, type(None)),
     "currency_per_million_iota": (Decimal, type(None)),
     "statement_timezone": str,
+    "community_price": (float, int, type(None)),
+    "allocation_shares": tuple,
+    "preferences": tuple,
 }
 
 
@@ -335,8 +360,46 @@ _INT_FIELDS: Final = frozenset(
 )
 
 
+def _market_table(name: str, value: Any, *, from_text: bool) -> Any:
+    """A table of the mechanisms' settings as a sorted tuple of (registration id, value)."""
+    if from_text:
+        text = str(value).strip()
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError as err:
+            raise ConfigError(f"{name} must be a JSON object: {err}") from err
+    if isinstance(value, tuple):
+        return value
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(f"{name} must be a table of registration ids")
+    entries: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        if name == "allocation_shares":
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise ConfigError(f"{name}: the share of {key!r} must be a whole number >= 0")
+            entries.append((key, item))
+        else:
+            if not isinstance(item, list) or not all(isinstance(p, str) for p in item):
+                raise ConfigError(f"{name}: {key!r} needs a list of producer registration ids")
+            entries.append((key, tuple(item)))
+    return tuple(sorted(entries))
+
+
 def _coerce(name: str, value: Any, *, from_text: bool) -> Any:
     """Convert a file or environment value to the setting's type."""
+    if name in ("allocation_shares", "preferences"):
+        return _market_table(name, value, from_text=from_text)
+    if name == "community_price":
+        if value is None or (from_text and not str(value).strip()):
+            return None
+        if from_text:
+            try:
+                return float(str(value).strip())
+            except ValueError as err:
+                raise ConfigError(f"{name} must be a number, got {value!r}") from err
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
     if name == "data_dir":
         return Path(value) if isinstance(value, str) else value
     if name == "currency_per_million_iota":

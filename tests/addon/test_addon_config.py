@@ -115,6 +115,10 @@ def test_options_are_parsed() -> None:
         ({"local_pow_workers": 1.5}, "local_pow_workers must be a whole number"),
         ({"milestone_interval": 0.5}, "milestone_interval must be between 1 and 3600"),
         ({"log_level": "trace"}, "log_level must be one of"),
+        ({"community_price": 500}, "community_price must be between 20 and 100"),
+        ({"allocation_shares": ["c-1"]}, "'c-1' is not registration-id=value"),
+        ({"allocation_shares": ["c-1=half"]}, "the share of c-1 must be a whole number"),
+        ({"preferences": "c-1=p-1"}, "preferences must be a list"),
     ],
 )
 def test_bad_options_name_the_option(options: dict[str, object], message: str) -> None:
@@ -345,3 +349,21 @@ def test_checkpoint_folds_the_write_ahead_log(tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     copy.write_bytes(path.read_bytes())
     assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM t").fetchone() == (500,)
+
+
+def test_market_options_reach_the_grid(tmp_path: Path) -> None:
+    options = parse_options(
+        {
+            "pricing_strategy": "allocation-static",
+            "community_price": 60,
+            "allocation_shares": ["c-1=3", " c-2 = 1 "],
+        }
+    )
+    document = render_config(options, tmp_path, seed=SEED)
+    grid = config_from_mapping(document["grid"])
+    assert grid.pricing_strategy == "allocation-static"
+    assert grid.allocation_shares == (("c-1", 3), ("c-2", 1))
+    assert grid.market_parameters.community_price_micro == 60_000_000
+    bidding = parse_options({"pricing_strategy": "pay-as-bid", "preferences": ["c-1=p-2, p-1"]})
+    grid = config_from_mapping(render_config(bidding, tmp_path, seed=SEED)["grid"])
+    assert grid.preferences == (("c-1", ("p-2", "p-1")),)

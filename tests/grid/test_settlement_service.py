@@ -15,6 +15,7 @@ from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import Database
 from grid_server.grid.db.models import Bill, FollowedChannel, Payout, Reading, Settlement
 from grid_server.grid.settlement.engine import SettlementError
+from grid_server.grid.settlement.pricing import StrategyInfo
 from grid_server.grid.settlement.service import (
     SettlementService,
     payment_method,
@@ -301,7 +302,7 @@ async def test_a_failing_settlement_rolls_back(db: Database) -> None:
     add_reading(db, "producer-a", S0 + SLOT, 1.0, price=40, destination=ADDRESS)
     add_reading(db, "consumer-x", S0 + SLOT, 1.0)
     service = SettlementService(db, CONFIG, ManualClock(S0 + 2 * SLOT), "test")
-    service._strategy = lambda offers, demand, tariff: -5  # type: ignore[assignment]
+    service._mechanism = StrategyInfo(lambda offers, demand, tariff: -5)
     with pytest.raises(SettlementError, match="negative price"):
         await service.settle_due()
     with db.read() as session:

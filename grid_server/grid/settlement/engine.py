@@ -16,6 +16,12 @@ Money, all in whole IOTA (each total rounded half-even once):
 hence ``consumer_charges = producer_payouts + import_cost - export_revenue + grid_cut``
 exactly. Shares are allocated by the largest-remainder method so they add up to
 the totals to the last IOTA; ties go to the smaller registration id.
+
+The matching mechanisms (:mod:`.mechanisms`, :func:`settle_clearing`) keep the same
+totals and invariants, but share them by what each participant actually traded:
+a consumer's weight is its local energy at its own price(s) plus its import at the
+retail price, a producer's its local sales (less the grid's cut) plus its export, so
+each bill and payout is its exact value to within one IOTA of rounding.
 """
 
 from __future__ import annotations
@@ -24,15 +30,29 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from ..units import PPM, energy_value, round_iota
-from .pricing import Offer, PricingStrategy, Tariff
+from ..units import MICRO_PER_IOTA, MILLIWH_PER_KWH, PPM, energy_value, round_iota
+from .mechanisms import Bid, Clearing, MarketParameters
+from .pricing import Offer, PricingStrategy, StrategyInfo, Tariff
+from .split import SettlementError, allocate
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+__all__ = [  # SettlementError and allocate live in .split
+    "BillLine",
+    "ConsumerDemand",
+    "PayoutLine",
+    "ProducerSupply",
+    "SettlementError",
+    "SettlementOutcome",
+    "allocate",
+    "invariant_report",
+    "settle",
+    "settle_clearing",
+    "settle_with",
+]
 
-class SettlementError(RuntimeError):
-    """A settlement could not be computed or broke one of its invariants."""
+_VALUE_UNIT = MILLIWH_PER_KWH * MICRO_PER_IOTA  # mWh x micro-IOTA per kWh in one IOTA
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,8 @@ class ConsumerDemand:
     registration_id: str
     energy_milliwh: int
     adjustment_milliwh: int = 0
+    bid_micro: int | None = None
+    """The most it pays per kWh of local energy (None: no bid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,23 +179,6 @@ def invariant_report(
     }
 
 
-def allocate(total: int, weights: Sequence[int], keys: Sequence[str]) -> list[int]:
-    """Split ``total`` in proportion to ``weights`` exactly (largest remainder)."""
-    weight = sum(weights)
-    if weight == 0:
-        if total:
-            raise SettlementError(f"cannot share {total} IOTA among zero weights")
-        return [0] * len(weights)
-    shares = [total * w // weight for w in weights]
-    left = total - sum(shares)
-    if left:
-        remainders = [total * w % weight for w in weights]
-        order = sorted(range(len(weights)), key=lambda i: (-remainders[i], keys[i]))
-        for index in order[:left]:
-            shares[index] += 1
-    return shares
-
-
 def settle(
     producers: Sequence[ProducerSupply],
     consumers: Sequence[ConsumerDemand],
@@ -181,12 +186,7 @@ def settle(
     tariff: Tariff,
 ) -> SettlementOutcome:
     """Compute one settlement; raises SettlementError on inconsistent input."""
-    for entity_id, energy in [
-        *((p.registration_id, p.energy_milliwh) for p in producers),
-        *((c.registration_id, c.energy_milliwh) for c in consumers),
-    ]:
-        if energy < 0:
-            raise SettlementError(f"{entity_id} has negative energy")
+    _check_energies(producers, consumers)
     produced = sum(p.energy_milliwh for p in producers)
     consumed = sum(c.energy_milliwh for c in consumers)
     local = min(produced, consumed)
@@ -211,6 +211,101 @@ def settle(
     payout_amounts = allocate(
         payouts_total, [p.energy_milliwh for p in producers], [p.registration_id for p in producers]
     )
+    return _outcome(
+        price,
+        producers,
+        consumers,
+        (produced, consumed, local, imported, exported),
+        (local_value, import_cost, export_revenue, grid_cut, charges, payouts_total),
+        bill_amounts,
+        payout_amounts,
+    )
+
+
+def _check_energies(
+    producers: Sequence[ProducerSupply], consumers: Sequence[ConsumerDemand]
+) -> None:
+    for entity_id, energy in [
+        *((p.registration_id, p.energy_milliwh) for p in producers),
+        *((c.registration_id, c.energy_milliwh) for c in consumers),
+    ]:
+        if energy < 0:
+            raise SettlementError(f"{entity_id} has negative energy")
+
+
+def _check_clearing(
+    clearing: Clearing, producers: Sequence[ProducerSupply], consumers: Sequence[ConsumerDemand]
+) -> int:
+    """The local energy of a consistent clearing; SettlementError if it is not."""
+    used = {c.registration_id: c.energy_milliwh for c in consumers}
+    output = {p.registration_id: p.energy_milliwh for p in producers}
+    for side, limits in ((clearing.bought, used), (clearing.sold, output)):
+        for entity_id, (energy, value) in side.items():
+            if not 0 <= energy <= limits.get(entity_id, 0) or value < 0:
+                raise SettlementError(f"the clearing trades {energy} mWh for {entity_id}")
+    local = sum(energy for energy, _ in clearing.bought.values())
+    if local != sum(energy for energy, _ in clearing.sold.values()):
+        raise SettlementError("the clearing sells another amount of energy than it buys")
+    if sum(v for _, v in clearing.bought.values()) != sum(v for _, v in clearing.sold.values()):
+        raise SettlementError("the clearing's buyers pay another value than its sellers get")
+    return local
+
+
+def settle_clearing(
+    producers: Sequence[ProducerSupply],
+    consumers: Sequence[ConsumerDemand],
+    clearing: Clearing,
+    tariff: Tariff,
+) -> SettlementOutcome:
+    """The money of a matching mechanism's clearing (see the module documentation)."""
+    _check_energies(producers, consumers)
+    local = _check_clearing(clearing, producers, consumers)
+    produced = sum(p.energy_milliwh for p in producers)
+    consumed = sum(c.energy_milliwh for c in consumers)
+    imported, exported = consumed - local, produced - local
+    local_units = sum(v for _, v in clearing.sold.values())
+    local_value = round_iota(Fraction(local_units, _VALUE_UNIT))
+    import_cost = round_iota(energy_value(imported, tariff.import_price_micro))
+    export_revenue = round_iota(energy_value(exported, tariff.export_price_micro))
+    grid_cut = round_iota(Fraction(local_value * tariff.grid_cut_ppm, PPM))
+    charges = local_value + import_cost
+    payouts_total = local_value - grid_cut + export_revenue
+
+    consumer_weights = []
+    for c in consumers:
+        energy, value = clearing.bought.get(c.registration_id, (0, 0))
+        consumer_weights.append(value + (c.energy_milliwh - energy) * tariff.import_price_micro)
+    producer_weights = []
+    for p in producers:
+        energy, value = clearing.sold.get(p.registration_id, (0, 0))
+        unsold = (p.energy_milliwh - energy) * tariff.export_price_micro
+        producer_weights.append(value * (PPM - tariff.grid_cut_ppm) + unsold * PPM)
+    bill_amounts = allocate(charges, consumer_weights, [c.registration_id for c in consumers])
+    payout_amounts = allocate(
+        payouts_total, producer_weights, [p.registration_id for p in producers]
+    )
+    return _outcome(
+        clearing.price_micro,
+        producers,
+        consumers,
+        (produced, consumed, local, imported, exported),
+        (local_value, import_cost, export_revenue, grid_cut, charges, payouts_total),
+        bill_amounts,
+        payout_amounts,
+    )
+
+
+def _outcome(
+    price: int | None,
+    producers: Sequence[ProducerSupply],
+    consumers: Sequence[ConsumerDemand],
+    energies: tuple[int, int, int, int, int],
+    money: tuple[int, int, int, int, int, int],
+    bill_amounts: Sequence[int],
+    payout_amounts: Sequence[int],
+) -> SettlementOutcome:
+    produced, consumed, local, imported, exported = energies
+    local_value, import_cost, export_revenue, grid_cut, charges, payouts_total = money
     outcome = SettlementOutcome(
         consensus_price_micro=price,
         produced_milliwh=produced,
@@ -239,3 +334,21 @@ def settle(
     if not (report["energyBalanced"] and report["moneyBalanced"]):
         raise SettlementError(f"settlement breaks its invariants: {report}")
     return outcome
+
+
+def settle_with(
+    producers: Sequence[ProducerSupply],
+    consumers: Sequence[ConsumerDemand],
+    mechanism: StrategyInfo,
+    tariff: Tariff,
+    params: MarketParameters | None = None,
+) -> SettlementOutcome:
+    """Settle one slot under ``mechanism`` (a uniform strategy or a matching mechanism)."""
+    if mechanism.price is not None:
+        return settle(producers, consumers, mechanism.price, tariff)
+    if mechanism.clear is None:
+        raise SettlementError("the mechanism neither prices nor clears")
+    offers = [Offer(p.registration_id, p.energy_milliwh, p.price_micro) for p in producers]
+    bids = [Bid(c.registration_id, c.energy_milliwh, c.bid_micro) for c in consumers]
+    clearing = mechanism.clear(offers, bids, tariff, params or MarketParameters())
+    return settle_clearing(producers, consumers, clearing, tariff)

@@ -18,9 +18,11 @@ with energy and a price take part.
   import price (no supply) to the feed-in export price (supply meets demand); for
   ``SDR >= 1`` it is the export price. Asking prices are not used.
 
-:data:`STRATEGIES` is the one list of strategies: the grid's configuration validates
-against it and the add-on's options are derived from it (its ``config.yaml`` schema
-is checked against it by the tests).
+:data:`STRATEGIES` is the one list of a grid's market mechanisms: these uniform
+strategies and the matching mechanisms of :mod:`.mechanisms` (``pay-as-clear``,
+``pay-as-bid``, ``allocation-static``, ``allocation-dynamic``). The grid's
+configuration validates against it and the add-on's options are derived from it (its
+``config.yaml`` schema is checked against it by the tests).
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal, get_args
+
+from .mechanisms import (
+    ClearingMechanism,
+    MarketParameters,
+    allocation_dynamic,
+    allocation_static,
+    pay_as_bid,
+    pay_as_clear,
+)
 
 
 class PricingError(ValueError):
@@ -119,16 +130,36 @@ def supply_demand_price(offers: Sequence[Offer], demand_milliwh: int, tariff: Ta
     return round(Fraction(buy * sell) / ((buy - sell) * ratio + sell))
 
 
-PricingStrategyName = Literal["mean", "weighted-mean", "merit-order", "supply-demand"]
+PricingStrategyName = Literal[
+    "mean",
+    "weighted-mean",
+    "merit-order",
+    "supply-demand",
+    "pay-as-clear",
+    "pay-as-bid",
+    "allocation-static",
+    "allocation-dynamic",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class StrategyInfo:
-    """A strategy with what its configuration needs."""
+    """A mechanism: a uniform price strategy or a matching mechanism, and its needs."""
 
-    price: PricingStrategy
+    price: PricingStrategy | None = None
+    """Uniform strategies: the one price of all local energy."""
+    clear: ClearingMechanism | None = None
+    """Matching mechanisms: who buys how much from whom at what price."""
     needs_export_price: bool = False
     """The strategy divides by the export price, so it must be positive."""
+    needs_shares: bool = False
+    """Static allocation keys: the consumers' shares must be configured."""
+    uses_preferences: bool = False
+    """Consumers' preferred producers are matched first."""
+    uses_community_price: bool = False
+    """Local energy is at the grid's fixed community price."""
+    bids_respected: bool = False
+    """No consumer pays above its bid, no producer gets below its ask for local energy."""
 
 
 STRATEGIES: Final[Mapping[PricingStrategyName, StrategyInfo]] = {
@@ -136,6 +167,12 @@ STRATEGIES: Final[Mapping[PricingStrategyName, StrategyInfo]] = {
     "weighted-mean": StrategyInfo(weighted_mean_price),
     "merit-order": StrategyInfo(merit_order_price),
     "supply-demand": StrategyInfo(supply_demand_price, needs_export_price=True),
+    "pay-as-clear": StrategyInfo(clear=pay_as_clear, bids_respected=True),
+    "pay-as-bid": StrategyInfo(clear=pay_as_bid, uses_preferences=True, bids_respected=True),
+    "allocation-static": StrategyInfo(
+        clear=allocation_static, needs_shares=True, uses_community_price=True
+    ),
+    "allocation-dynamic": StrategyInfo(clear=allocation_dynamic, uses_community_price=True),
 }
 STRATEGY_NAMES: Final[tuple[PricingStrategyName, ...]] = get_args(PricingStrategyName)
 DEFAULT_STRATEGY: Final[PricingStrategyName] = "weighted-mean"
@@ -151,9 +188,40 @@ def strategy_by_name(name: str) -> StrategyInfo:
     raise PricingError(f"unknown pricing strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-def check_strategy(name: str, tariff: Tariff) -> StrategyInfo:
-    """The strategy called ``name`` if it can price with ``tariff``, else :class:`PricingError`."""
+def check_strategy(
+    name: str, tariff: Tariff, params: MarketParameters | None = None
+) -> StrategyInfo:
+    """The mechanism called ``name`` if it can settle with ``tariff`` and ``params``.
+
+    Raises :class:`PricingError` naming what is missing or does not fit.
+    """
     strategy = strategy_by_name(name)
+    params = params or MarketParameters()
     if strategy.needs_export_price and tariff.export_price_micro <= 0:
         raise PricingError(f"the {name} strategy needs a positive export price")
+    if strategy.needs_shares and not any(share > 0 for _, share in params.shares):
+        raise PricingError(f"the {name} mechanism needs the consumers' allocation shares")
+    if params.shares and not strategy.needs_shares:
+        raise PricingError(f"allocation shares are only used by allocation-static, not {name}")
+    if any(share < 0 for _, share in params.shares):
+        raise PricingError("allocation shares must not be negative")
+    if params.preferences and not strategy.uses_preferences:
+        raise PricingError(f"preferences are only used by pay-as-bid, not {name}")
+    price = params.community_price_micro
+    if price is not None:
+        if not strategy.uses_community_price:
+            raise PricingError(f"a community price is only used by allocation keys, not {name}")
+        if not tariff.export_price_micro <= price <= tariff.import_price_micro:
+            raise PricingError("the community price must lie between the export and import prices")
     return strategy
+
+
+def relevant_parameters(strategy: StrategyInfo, params: MarketParameters) -> MarketParameters:
+    """``params`` without what ``strategy`` does not use (a replay under another mechanism)."""
+    return MarketParameters(
+        community_price_micro=params.community_price_micro
+        if strategy.uses_community_price
+        else None,
+        shares=params.shares if strategy.needs_shares else (),
+        preferences=params.preferences if strategy.uses_preferences else (),
+    )

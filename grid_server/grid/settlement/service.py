@@ -43,9 +43,9 @@ from .engine import (
     SettlementError,
     SettlementOutcome,
     invariant_report,
-    settle,
+    settle_with,
 )
-from .pricing import Tariff, check_strategy
+from .pricing import Tariff, check_strategy, relevant_parameters
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -142,7 +142,10 @@ class SettlementService:
         self._clock = clock
         self._holder = holder
         self._tariff = config.tariff
-        self._strategy = check_strategy(config.pricing_strategy, self._tariff).price
+        self._mechanism = check_strategy(
+            config.pricing_strategy, self._tariff, config.market_parameters
+        )
+        self._params = relevant_parameters(self._mechanism, config.market_parameters)
 
     @property
     def tariff(self) -> Tariff:
@@ -250,7 +253,7 @@ class SettlementService:
             .values(settlement_id=settlement_id)
         ).rowcount
         producers, consumers, adjustments = self._entities(session, settlement_id, slot_start)
-        outcome = settle(producers, consumers, self._strategy, tariff)
+        outcome = settle_with(producers, consumers, self._mechanism, tariff, self._params)
         self._store_lines(session, settlement_id, outcome, now)
         report = self._check(session, settlement_id, outcome)
         row.consensus_price_micro = outcome.consensus_price_micro
