@@ -1,8 +1,9 @@
 """Consumers' bills on their return channels, and the payments that settle them.
 
-Money counts when the ledger says so. What a consumer owes is everything billed
-minus its payments that a milestone confirmed (:func:`accounts`, the one place
-"owed" is computed: payment requests, the portal and the tests all use it).
+Money counts when the ledger says so. What a consumer owes is everything billed,
+plus what its final statements charge beyond the bills (the fixed fee, hand-given
+credit notes), minus its payments that a milestone confirmed (:func:`accounts`, the
+one place "owed" is computed: payment requests, the portal and the tests all use it).
 Payments seen on the Tangle but not confirmed yet are *pending*: payment requests
 carry them in their optional ``pending`` field so a consumer does not pay twice,
 but they never lower what is owed.
@@ -30,7 +31,7 @@ from p2p_energy_protocol.errors import IriApiError, NodeError
 from p2p_energy_protocol.payloads import PaymentRequest, payload_to_json
 from sqlalchemy import and_, case, func, or_, select, update
 
-from .db.models import Bill, GridChannel, IncomingPayment, Registration, WalletAddress
+from .db.models import Bill, GridChannel, IncomingPayment, Registration, Statement, WalletAddress
 from .node_client import InclusionLookup, TransactionLookup
 from .return_channels import Append
 from .units import milliwh_to_kwh
@@ -68,26 +69,33 @@ class Account:
     """A consumer's money with the grid, in IOTA."""
 
     billed: int = 0
+    charged: int = 0
+    """Owed beyond the bills by final statements: fixed fees and hand-given credit notes."""
     paid: int = 0
     """Payments the ledger confirmed."""
     pending: int = 0
     """Payments seen on the Tangle, not confirmed yet (and not dropped)."""
     owed: int = 0
-    """``billed - paid``, never below zero: pending payments do not lower it."""
+    """``billed + charged - paid``, never below zero: pending payments do not lower it."""
     dropped: int = 0
     """Payments that could not confirm and were dropped."""
 
 
 def _owed(billed: ColumnElement[Any], paid: ColumnElement[Any]) -> ColumnElement[int]:
-    """The definition of "owed": billed minus confirmed payments, never below zero."""
+    """The definition of "owed": billed (and charged) minus confirmed payments, never
+    below zero."""
     return case((billed > paid, billed - paid), else_=0)
 
 
 def _accounts(registration_ids: Sequence[str] | None) -> Select[Any]:
-    """One row per consumer: id, billed, paid, pending, owed, dropped."""
+    """One row per consumer: id, billed, charged, paid, pending, owed, dropped."""
     billed_query = select(
         Bill.registration_id.label("registration_id"), func.sum(Bill.amount).label("amount")
     ).group_by(Bill.registration_id)
+    charged_query = select(
+        Statement.registration_id.label("registration_id"),
+        func.sum(Statement.account_charge).label("amount"),
+    ).group_by(Statement.registration_id)
     payments_query = select(
         IncomingPayment.registration_id.label("registration_id"),
         *(
@@ -100,23 +108,28 @@ def _accounts(registration_ids: Sequence[str] | None) -> Select[Any]:
     consumers = Registration.item_type == "consumer"
     if registration_ids is not None:
         billed_query = billed_query.where(Bill.registration_id.in_(registration_ids))
+        charged_query = charged_query.where(Statement.registration_id.in_(registration_ids))
         payments_query = payments_query.where(IncomingPayment.registration_id.in_(registration_ids))
         consumers = consumers & Registration.registration_id.in_(registration_ids)
     billed_rows = billed_query.subquery()
+    charged_rows = charged_query.subquery()
     payment_rows = payments_query.subquery()
     billed = func.coalesce(billed_rows.c.amount, 0)
+    charged = func.coalesce(charged_rows.c.amount, 0)
     paid = func.coalesce(payment_rows.c.confirmed, 0)
     return (
         select(
             Registration.registration_id,
             billed.label("billed"),
+            charged.label("charged"),
             paid.label("paid"),
             func.coalesce(payment_rows.c.pending, 0).label("pending"),
-            _owed(billed, paid).label("owed"),
+            _owed(billed + charged, paid).label("owed"),
             func.coalesce(payment_rows.c.dropped, 0).label("dropped"),
         )
         .select_from(Registration)
         .outerjoin(billed_rows, billed_rows.c.registration_id == Registration.registration_id)
+        .outerjoin(charged_rows, charged_rows.c.registration_id == Registration.registration_id)
         .outerjoin(payment_rows, payment_rows.c.registration_id == Registration.registration_id)
         .where(consumers)
     )
@@ -125,6 +138,7 @@ def _accounts(registration_ids: Sequence[str] | None) -> Select[Any]:
 def _account(row: Any) -> Account:
     return Account(
         billed=int(row.billed or 0),
+        charged=int(row.charged or 0),
         paid=int(row.paid or 0),
         pending=int(row.pending or 0),
         owed=int(row.owed or 0),

@@ -14,6 +14,13 @@ participant). A statement's opening balance is the sum of the changes of every f
 document of the participant for earlier periods (statements and their credit notes),
 so each opening balance carries the previous closing balance and any correction.
 
+A consumer's fixed fee (``statement_fee``, once per final statement) and a hand-given
+credit note of a consumer are owed beyond its bills: once the document is final they are
+in the consumer's account (``billing.accounts``), so its next payment request's ``owed``
+includes them and Home Assistant pays them with the bills. A preview charges nothing.
+Producers pay no fee; a hand-given credit note of a producer stays on its statements (the
+operator settles it outside the slots' payouts).
+
 Money is whole IOTA; a consumer's charges are split into the local purchases and the
 imports (and a producer's credits into the local sales, the grid's cut and the
 exports) in proportion to each slot's totals, exactly, rounded once per day. Currency
@@ -580,6 +587,7 @@ def _store(
         opening_balance=document["balance"]["opening"],
         balance_change=document["balance"]["change"],
         closing_balance=document["balance"]["closing"],
+        account_charge=account_charge(kind, document),
         document_json=json.dumps(document, separators=(",", ":"), sort_keys=True),
         reason=document.get("reason"),
         created_by=by[:64],
@@ -588,6 +596,17 @@ def _store(
     session.add(row)
     session.flush()
     return row
+
+
+def account_charge(kind: str, document: dict[str, Any]) -> int:
+    """What a final document adds to the consumer's account beyond its bills: the fixed
+    fee of a statement, the amount of a hand-given credit note (a recomputed one corrects
+    bills the account holds already)."""
+    if document["itemType"] != "consumer":
+        return 0
+    if kind == STATEMENT:
+        return int(document["amounts"]["fixedFee"])
+    return int(document["balance"]["change"]) if document.get("correction") == "manual" else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -182,5 +182,65 @@ async def test_statements_table_joins_an_existing_database(empty_database_url: s
         assert (statement["number"], statement["balance"]["closing"]) == (1, 0)
         _migrate(db, "0004", downgrade=True)
         assert "statements" not in sa.inspect(db.engine).get_table_names()
+    finally:
+        db.close()
+
+
+async def test_final_statements_issued_before_0006_charge_their_fee(
+    empty_database_url: str,
+) -> None:
+    """0006: a consumer's fee and hand-given credit notes issued before the revision are
+    owed from then on; a producer's statement and a recomputed note charge nothing."""
+    db = Database(empty_database_url, threads=1)
+    try:
+        _migrate(db, "0005")
+        documents = [
+            (1, "statement", None, {"itemType": "consumer", "amounts": {"fixedFee": 25}}),
+            (
+                2,
+                "credit_note",
+                1,
+                {"itemType": "consumer", "correction": "manual", "balance": {"change": -7}},
+            ),
+            (
+                3,
+                "credit_note",
+                1,
+                {"itemType": "consumer", "correction": "recomputed", "balance": {"change": 90}},
+            ),
+            (4, "statement", None, {"itemType": "producer", "amounts": {"fixedFee": 0}}),
+        ]
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO registrations (registration_id, item_name, item_type, active,"
+                    " created_at, updated_at) VALUES ('consumer-1', 'Flat', 'consumer', true,"
+                    " 0, 0)"
+                )
+            )
+            for number, kind, refers_to, document in documents:
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO statements (id, number, kind, registration_id, period,"
+                        " period_start, period_end, statement_key, refers_to, opening_balance,"
+                        " balance_change, closing_balance, document_json, created_by,"
+                        " created_at) VALUES (:n, :n, :kind, 'consumer-1', '2026-11', 0, 1,"
+                        " :key, :refers_to, 0, 0, 0, :document, 'test', 0)"
+                    ),
+                    {
+                        "n": number,
+                        "kind": kind,
+                        "key": f"consumer-1/{number}" if kind == "statement" else None,
+                        "refers_to": refers_to,
+                        "document": json.dumps(document),
+                    },
+                )
+        db.migrate()
+        with db.read() as session:
+            charges = session.execute(
+                sa.text("SELECT number, account_charge FROM statements ORDER BY number")
+            ).all()
+        assert [tuple(row) for row in charges] == [(1, 25), (2, -7), (3, 0), (4, 0)]
+        _migrate(db, "0005", downgrade=True)
     finally:
         db.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from random import Random
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +16,7 @@ from p2p_energy_protocol.trinary import int_to_trytes
 from pypdf import PdfReader
 from sqlalchemy import func, select, update
 
+from grid_server.grid.billing import Account, PaymentRequests, account
 from grid_server.grid.db.models import (
     FollowedChannel,
     IncomingPayment,
@@ -22,10 +25,17 @@ from grid_server.grid.db.models import (
     Registration,
     Statement,
 )
+from grid_server.grid.return_channels import ReturnChannels
+from grid_server.grid.settlement.service import SettlementService
 from grid_server.grid.statements import AMOUNT_FIELDS, StatementService, _currency_figures
 from grid_server.grid.statements_render import AMOUNT_LABELS, BALANCE_LABELS, ENERGY_LABELS
+from grid_server.grid.wallet import GridWallet
 
+from .dbhelpers import add_reading, add_registration
+from .fakes import FakeChannels, ManualClock
 from .harness import running_api
+from .test_billing import CONFIG as BILLING_CONFIG
+from .test_billing import SEED, NoNode, payment_requests
 from .test_statements import (
     CONFIG,
     CONSUMERS,
@@ -254,6 +264,10 @@ async def test_a_settled_month_gives_final_statements_that_add_up(db: Database) 
         # The final statement is unchanged; the note is downloadable like it.
         assert await service.document(y["number"]) == y
         await _assert_downloads_match(api, note, tokens["consumer-y"])
+        # The note corrects bills the consumer's account holds already; only the fee is
+        # owed beyond them.
+        with db.read() as session:
+            assert account(session, "consumer-y").charged == CONFIG.statement_fee
         with db.read() as session:
             numbers = list(session.scalars(select(Statement.number).order_by(Statement.number)))
         assert numbers == [1, 2, 3, 4, 5]
@@ -266,3 +280,44 @@ def test_amounts_too_small_for_a_cent_print_as_zero() -> None:
     assert figures is not None
     assert figures["amounts"] == {"credits": "0.00", "charges": "0.01"}
     assert figures["balance"] == {"closing": "0.00"}
+
+
+async def test_the_fixed_fee_is_collected_with_the_next_payment_request(db: Database) -> None:
+    """A final statement's fee (and a hand-given credit note) is owed like a bill: the
+    consumer's account and its next payment request include it; a preview charges nothing."""
+    config = replace(BILLING_CONFIG, statement_fee=25, settlement_delay_seconds=60.0)
+    slot = config.slot_ms
+    clock = ManualClock(DECEMBER + 2 * slot)
+    with ThreadPoolExecutor(1) as cpu:
+        channels = ReturnChannels(db, FakeChannels(), cpu, clock)
+        add_registration(db, "consumer-x", "consumer", None, now=NOVEMBER)
+        prepared = await channels.prepare()
+        with db.write() as session:
+            channels.store(session, "consumer-x", prepared)
+        wallet = GridWallet(db, NoNode(), SEED, clock, cpu)  # type: ignore[arg-type]
+        requests = PaymentRequests(db, channels, wallet, clock)
+        add_reading(db, "consumer-x", DECEMBER - slot, 1.5)
+        add_reading(db, "consumer-x", DECEMBER, 0.5)
+        await SettlementService(db, config, clock, "t").settle_due()
+        assert await requests.publish_due() == 1
+        # 2 kWh imported at 100 IOTA per kWh; November's preview shows the fee, owes it not.
+        assert payment_requests(db)[-1].owed == 200
+        service = StatementService(db, config, clock)
+        preview = await service.preview("consumer-x", "2026-11")
+        assert (preview["amounts"]["fixedFee"], preview["balance"]["closing"]) == (25, 225)
+        with db.read() as session:
+            assert account(session, "consumer-x") == Account(billed=200, owed=200)
+
+        [november] = await service.finalise("2026-11", None, by="test")
+        assert november["balance"]["closing"] == 225
+        goodwill = await service.credit_note(november["number"], "goodwill", -10, by="test")
+        assert goodwill["balance"]["closing"] == 215
+        with db.read() as session:
+            assert account(session, "consumer-x") == Account(billed=200, charged=15, owed=215)
+
+        # December's first bill goes out with November's fee and credit note in "owed".
+        add_reading(db, "consumer-x", DECEMBER + 3 * slot, 1.0)
+        clock.now = DECEMBER + 5 * slot
+        await SettlementService(db, config, clock, "t").settle_due()
+        assert await requests.publish_due() == 1
+        assert payment_requests(db)[-1].owed == 200 + 100 + 25 - 10

@@ -383,6 +383,9 @@ class Statement(Base):
     opening_balance: Mapped[int] = mapped_column(BigInteger)
     balance_change: Mapped[int] = mapped_column(BigInteger)
     closing_balance: Mapped[int] = mapped_column(BigInteger)
+    # IOTA owed beyond the consumer's bills (its fixed fee, a hand-given correction):
+    # the consumer's account (``billing.accounts``) and so its payment requests include it.
+    account_charge: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     document_json: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(64))
