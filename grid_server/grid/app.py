@@ -9,6 +9,7 @@ from aiohttp import web
 from ..http_safety import connection_guard_middleware
 from .api.common import body_limit, error_middleware
 from .api.context import SERVICES_KEY
+from .api.forecast import get_forecast
 from .api.health import get_health
 from .api.openapi import get_openapi
 from .api.registration import delete_registration, put_registration
@@ -60,6 +61,7 @@ def create_app(grid: GridServices) -> web.Application:
         web.get(STATEMENTS + "/{number}", get_statement, allow_head=False),
         web.get(SETTLEMENTS, list_settled_slots, allow_head=False),
         web.get("/health", get_health, allow_head=False),
+        web.get("/forecast", get_forecast, allow_head=False),
         web.get("/api/openapi.json", get_openapi, allow_head=False),
     ]
     app.add_routes(routes)

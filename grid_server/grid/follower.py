@@ -18,6 +18,7 @@ so spam cannot block a channel.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -37,7 +38,7 @@ from p2p_energy_protocol.transaction import Transaction, transactions_from_tryte
 from sqlalchemy import Table, bindparam, select, update
 
 from .channels import TangleUnavailableError
-from .db.models import FollowedChannel, Reading
+from .db.models import ExpectedOutputAnnouncement, FollowedChannel, Reading
 from .db.upsert import insert_ignoring_duplicates
 from .units import kwh_to_milliwh, price_to_micro
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 READINGS: Table = Reading.__table__  # type: ignore[assignment]
 CHANNELS: Table = FollowedChannel.__table__  # type: ignore[assignment]
+ANNOUNCEMENTS: Table = ExpectedOutputAnnouncement.__table__  # type: ignore[assignment]
 ID_CHUNK = 500
 """Channel ids per IN list (well under SQLite's bound-parameter limit)."""
 
@@ -170,6 +172,8 @@ class FollowStats:
 @dataclass
 class _Batch:
     readings: list[dict[str, Any]] = field(default_factory=list)
+    announcements: list[dict[str, Any]] = field(default_factory=list)
+    """Producers' expected output (the price forecast's input), one per message."""
     hello: bool = False
     goodbye: bool = False
     skipped: int = 0
@@ -285,6 +289,24 @@ class ChannelFollower:
                     break
                 else:
                     batch.readings.append(self._reading(channel, position, entry, message, now))
+                    expected = (
+                        message.expected_output if isinstance(message, ProducerOutput) else None
+                    )
+                    if expected is not None:
+                        batch.announcements.append(
+                            {
+                                "channel_id": channel.id,
+                                "position": position,
+                                "registration_id": channel.registration_id,
+                                "start_time": expected.start_time,
+                                "end_time": expected.end_time,
+                                "step_ms": expected.step_ms,
+                                "outputs_json": json.dumps(
+                                    [kwh_to_milliwh(kwh) for kwh in expected.outputs]
+                                ),
+                                "received_at": now,
+                            }
+                        )
             except (PayloadError, TypeError) as err:
                 batch.skipped += 1
                 _LOGGER.warning(
@@ -356,6 +378,7 @@ class ChannelFollower:
             )
         kinds: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         readings: list[dict[str, Any]] = []
+        announcements: list[dict[str, Any]] = []
         for channel, batch in batches:
             if where.get(channel.id) != (channel.next_position, True):
                 continue
@@ -375,6 +398,7 @@ class ChannelFollower:
                 }
             )
             readings.extend(batch.readings)
+            announcements.extend(batch.announcements)
         for (hello, goodbye), rows in kinds.items():
             values: dict[str, Any] = {
                 "last_read_at": bindparam("b_now"),
@@ -399,4 +423,7 @@ class ChannelFollower:
                 .values(**values),
                 rows,
             )
+        insert_ignoring_duplicates(
+            session, ANNOUNCEMENTS, announcements, ("channel_id", "position")
+        )
         return insert_ignoring_duplicates(session, READINGS, readings, ("channel_id", "position"))

@@ -143,6 +143,41 @@ class SimulationPlan:
         return cls(producers=producers, consumers=consumers, **options)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class SimulatedMarket:
+    """What a plan's random seed draws: the producers' prices, their arrays, the homes."""
+
+    prices: tuple[float, ...]
+    """Each producer's asking price (IOTA per kWh)."""
+    arrays: tuple[tuple[int, SolarPanel, CloudCover], ...]
+    """Each source: its producer's index, its panel and its sky."""
+    homes: tuple[Home, ...]
+    """Each consumer's home."""
+
+    @classmethod
+    def draw(cls, plan: SimulationPlan) -> SimulatedMarket:
+        """The market of ``plan`` (the same seed draws the same market)."""
+        rng = random.Random(plan.random_seed)
+        prices: list[float] = []
+        arrays: list[tuple[int, SolarPanel, CloudCover]] = []
+        for index in range(plan.producers):
+            prices.append(round(rng.uniform(18.0, 40.0), 1))
+            for _number in range(plan.sources_per_producer):
+                panel = SolarPanel(
+                    peak_kw=round(rng.uniform(2.5, 9.0), 1), latitude_deg=plan.latitude_deg
+                )
+                clouds = CloudCover(random.Random(rng.random()), rng.uniform(0.55, 0.95))
+                arrays.append((index, panel, clouds))
+        homes = tuple(
+            Home(
+                daily_kwh=round(rng.uniform(6.0, 16.0), 1),
+                routine_shift_hours=round(rng.uniform(-1.0, 1.0), 2),
+            )
+            for _ in range(plan.consumers)
+        )
+        return cls(tuple(prices), tuple(arrays), homes)
+
+
 def new_wallets(count: int) -> tuple[str, ...]:
     return tuple(random_trytes() for _ in range(count))
 
@@ -222,7 +257,7 @@ class Simulation:
         self.plan = plan
         self.clock = clock or SimulatedClock.starting_at_hour(plan.start_hour, plan.speed)
         self.connection = connection_for(session, node_url, grid_url, plan.tangle)
-        rng = random.Random(plan.random_seed)
+        market = SimulatedMarket.draw(plan)
         wallets = plan.consumer_wallets or new_wallets(plan.consumers)
         run = random_trytes(6).lower()
         origin = datetime.now(UTC)
@@ -234,7 +269,7 @@ class Simulation:
         )
         self._members: list[tuple[ParticipantConfig, Meter]] = []
         self._sources: list[tuple[int, ParticipantConfig, Meter]] = []
-        for index in range(1, plan.producers + 1):
+        for index, price in enumerate(market.prices, start=1):
             registration_id = f"producer-{index:05d}-{run}"
             self._members.append(
                 (
@@ -243,28 +278,22 @@ class Simulation:
                         registration_id,
                         f"Producer {index}",
                         wallet_seed=random_trytes(),
-                        price=round(rng.uniform(18.0, 40.0), 1),
+                        price=price,
                     ),
                     CurveMeter(lambda _when: 0.0, self.clock, origin),  # its arrays are sources
                 )
             )
-            for number in range(1, plan.sources_per_producer + 1):
-                panel = SolarPanel(
-                    peak_kw=round(rng.uniform(2.5, 9.0), 1), latitude_deg=plan.latitude_deg
-                )
-                clouds = CloudCover(random.Random(rng.random()), rng.uniform(0.55, 0.95))
-                config = simulated_config(
-                    "source",
-                    f"source-{index:05d}-{number:02d}-{run}",
-                    f"Producer {index} PV {number}",
-                )
-                meter = CurveMeter(solar_power((panel,), clouds), self.clock, origin)
-                self._sources.append((index - 1, config, meter))
-        for index in range(1, plan.consumers + 1):
-            home = Home(
-                daily_kwh=round(rng.uniform(6.0, 16.0), 1),
-                routine_shift_hours=round(rng.uniform(-1.0, 1.0), 2),
+        numbers: dict[int, int] = {}
+        for owner, panel, clouds in market.arrays:
+            number = numbers[owner] = numbers.get(owner, 0) + 1
+            config = simulated_config(
+                "source",
+                f"source-{owner + 1:05d}-{number:02d}-{run}",
+                f"Producer {owner + 1} PV {number}",
             )
+            meter = CurveMeter(solar_power((panel,), clouds), self.clock, origin)
+            self._sources.append((owner, config, meter))
+        for index, home in enumerate(market.homes, start=1):
             self._members.append(
                 (
                     simulated_config(

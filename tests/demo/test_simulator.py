@@ -12,7 +12,13 @@ import pytest
 from p2p_energy_protocol.signing import generate_address
 
 from grid_server.simulator.curves import SimulationError
-from grid_server.simulator.runner import Period, Simulation, SimulationPlan, genesis_for
+from grid_server.simulator.runner import (
+    Period,
+    SimulatedMarket,
+    Simulation,
+    SimulationPlan,
+    genesis_for,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +75,18 @@ async def test_periods_are_aligned_to_the_slot_length() -> None:
         for config in roster:
             assert 8 <= len(config.registration_id or "") <= 128
         assert len({config.seed for config in roster}) == len(roster)
+
+
+def test_a_seed_draws_the_same_market() -> None:
+    plan = SimulationPlan(producers=2, consumers=3, sources_per_producer=2, random_seed=7)
+    market, again = SimulatedMarket.draw(plan), SimulatedMarket.draw(plan)
+    assert (market.prices, market.homes) == (again.prices, again.homes)
+    assert [(panel, clouds.waves) for _, panel, clouds in market.arrays] == [
+        (panel, clouds.waves) for _, panel, clouds in again.arrays
+    ]
+    assert len(market.prices) == 2
+    assert all(18.0 <= price <= 40.0 for price in market.prices)
+    assert [owner for owner, _panel, _clouds in market.arrays] == [0, 0, 1, 1]
+    assert len(market.homes) == 3
+    other = SimulatedMarket.draw(SimulationPlan(producers=2, consumers=3, random_seed=8))
+    assert other.prices != market.prices

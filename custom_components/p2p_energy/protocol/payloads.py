@@ -3,7 +3,8 @@
 Every channel carries ``hello`` first and ``goodbye`` last; in between:
 
 * a source's channel: :class:`SourceOutput` (kWh over a period),
-* a producer's channel: :class:`ProducerOutput` (kWh, asking price, payment address),
+* a producer's channel: :class:`ProducerOutput` (kWh, asking price, payment address,
+  optionally its expected output for coming periods, :mod:`.expected_output`),
 * a consumer's channel: :class:`ConsumerUsage` (kWh over a period),
 * the grid's return channel to a consumer: :class:`PaymentRequest`.
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .errors import InvalidAsciiError, InvalidTrytesError, PayloadError
+from .expected_output import ExpectedOutput, optional_expected_output
 from .trinary import text_to_trytes, trytes_to_ascii
 
 # Largest accepted timestamp: 9999-12-31T23:59:59.999Z in Unix milliseconds.
@@ -92,6 +94,8 @@ class ProducerOutput:
     total came with zero output, so no per-kWh price can be derived."""
     payment_id_or_address: str
     """An IOTA address (81 or 90 trytes) or a reference for another way of paying."""
+    expected_output: ExpectedOutput | None = None
+    """Announced output of coming periods (optional, emitted only when present)."""
 
     def __post_init__(self) -> None:
         _check_period(self.start_time, self.end_time)
@@ -168,7 +172,7 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
         case ProducerOutput():
             if payload.producer_price is None:
                 raise PayloadError("a producer output needs a producerPrice to be published")
-            return {
+            output: dict[str, Any] = {
                 "command": "output",
                 "startTime": payload.start_time,
                 "endTime": payload.end_time,
@@ -176,6 +180,9 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
                 "producerPrice": payload.producer_price,
                 "paymentIdOrAddress": payload.payment_id_or_address,
             }
+            if payload.expected_output is not None:
+                output["expectedOutput"] = payload.expected_output.to_json()
+            return output
         case ConsumerUsage():
             return {
                 "command": "usage",
@@ -335,6 +342,7 @@ def _parse_producer_output(obj: Mapping[str, Any]) -> ProducerOutput:
         output=output,
         producer_price=price,
         payment_id_or_address=_string(obj, "paymentIdOrAddress"),
+        expected_output=optional_expected_output(obj),
     )
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from ..config import GridConfig
     from ..db.engine import Database
+    from ..forecast import ForecastService
     from ..registrations import RegistrationService
     from ..statements import StatementService
     from ..storage import StorageService
@@ -27,6 +28,8 @@ class GridServices:
     """Returns (healthy, details) for the health endpoint."""
     statements: StatementService | None = None
     """Statements (made on first use with the system clock when None)."""
+    forecasts: ForecastService | None = None
+    """The price forecast (made on first use with the system clock when None)."""
 
 
 SERVICES_KEY: web.AppKey[GridServices] = web.AppKey("grid_services", GridServices)

@@ -13,6 +13,8 @@ from aiohttp import web
 from .. import __doc__ as _grid_doc
 from .common import REGISTRATION_ID_PATTERN, SEGMENT_PATTERN, TRYTES_81_PATTERN
 from .context import services
+from .forecast import OPENAPI_PATHS as FORECAST_PATHS
+from .forecast import OPENAPI_SCHEMAS as FORECAST_SCHEMAS
 from .settled_slots import SETTLED_SLOTS_SCHEMA, settled_slot_paths
 
 if TYPE_CHECKING:
@@ -538,6 +540,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                 _errors(400, *auth_errors, 404, 503),
                 _response("The settled slots.", "SettledSlots"),
             ),
+            **FORECAST_PATHS,
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -563,7 +566,7 @@ def build_openapi(config: GridConfig) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _schemas(config)},
+        "components": {"schemas": _schemas(config) | FORECAST_SCHEMAS},
     }
     if secured:
         document["components"]["securitySchemes"] = {

@@ -390,3 +390,27 @@ class Statement(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExpectedOutputAnnouncement(Base):
+    """A producer's announced output for coming periods (the price forecast's input).
+
+    Stored exactly once per message, like its reading; ``outputs_json`` holds the
+    announced mWh per step. Indicative only: nothing is billed from it.
+    """
+
+    __tablename__ = "expected_outputs"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "position"),
+        Index("ix_expected_outputs_end", "end_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("followed_channels.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.registration_id"))
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int] = mapped_column(BigInteger)
+    step_ms: Mapped[int] = mapped_column(BigInteger)
+    outputs_json: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[int] = mapped_column(BigInteger)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
+    from ..expected_output import ExpectedOutput
     from ..mam import ChannelEntry
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,6 +65,16 @@ class Producer(WalletMember):
     item_type = "producer"
     payments_received: int | None = None
     """Confirmed IOTA at the payment address, as of the last sync."""
+    expected_output: ExpectedOutput | None = None
+    """An announcement of coming output waiting for the next output message."""
+
+    def announce_expected_output(self, expected: ExpectedOutput | None) -> None:
+        """Send ``expected`` once, with the next output published (None: nothing).
+
+        The grid keeps the newest announcement per period, so only a changed
+        forecast needs announcing again; one that has ended by then is dropped.
+        """
+        self.expected_output = expected
 
     @property
     def payment_address(self) -> str | None:
@@ -189,16 +200,20 @@ class Producer(WalletMember):
         readings and the period leave the state in the same save."""
         own = period.energy_kwh if period is not None and period.energy_kwh is not None else 0.0
         output = round(own + sum(reading.output_kwh for reading in readings), ENERGY_DECIMALS)
+        expected = self.expected_output
         payload = ProducerOutput(
             start_time=min(start_ms, end_ms),
             end_time=end_ms,
             output=output,
             producer_price=self.price,
             payment_id_or_address=self.payment_id_or_address,
+            expected_output=expected if expected and expected.end_time > end_ms else None,
         )
         taken = {id(reading) for reading in readings}
 
         def consume() -> None:
+            if self.expected_output is expected:
+                self.expected_output = None
             self.state.source_readings = [
                 reading for reading in self.state.source_readings if id(reading) not in taken
             ]
