@@ -30,11 +30,11 @@ from grid_server.grid.forecast import (
     DAY_MS,
     Announcement,
     ForecastInputs,
+    Market,
     consumer_price_micro,
     forecast,
 )
-from grid_server.grid.settlement.engine import ConsumerDemand, ProducerSupply, settle
-from grid_server.grid.settlement.pricing import check_strategy
+from grid_server.grid.settlement.engine import ConsumerDemand, ProducerSupply, settle_with
 from grid_server.grid.units import kwh_to_milliwh, price_to_micro
 from grid_server.simulator.curves import CurveMeter, SimulatedClock, solar_power
 from grid_server.simulator.demo import DEFAULT_HOUSEHOLDS
@@ -82,7 +82,7 @@ def run(seed: int, start: datetime, days: int, slot_minutes: int) -> dict[str, E
     )
     config = GridConfig()
     tariff = config.tariff
-    strategy = check_strategy(config.pricing_strategy, tariff).price
+    pricing = Market.of(config)
     clock = SimulatedClock(start=start, real_start=start, speed=1)
     names = [f"producer-{index + 1}" for index in range(len(market.prices))]
     asks = {name: price_to_micro(price) for name, price in zip(names, market.prices, strict=True)}
@@ -106,11 +106,12 @@ def run(seed: int, start: datetime, days: int, slot_minutes: int) -> dict[str, E
         for name, meter in arrays:
             supply[name] += energy(meter, begin)
         usage = [energy(meter, begin) for meter in homes]
-        outcome = settle(
+        outcome = settle_with(
             [ProducerSupply(name, supply[name], asks[name], None) for name in names],
             [ConsumerDemand(f"home-{i}", used) for i, used in enumerate(usage)],
-            strategy,
+            pricing.mechanism,
             tariff,
+            pricing.params,
         )
         settled.demand[key] = outcome.consumed_milliwh
         for name in names:
@@ -151,7 +152,7 @@ def run(seed: int, start: datetime, days: int, slot_minutes: int) -> dict[str, E
         announced = {name: [announcement(name, issued)] for name in names}
         for label, announcements in (("full model", announced), ("without announcements", {})):
             inputs = ForecastInputs(history.demand, history.outputs, asks, announcements)
-            for slot_forecast in forecast(inputs, now, slot_ms, strategy, tariff):
+            for slot_forecast in forecast(inputs, now, slot_ms, pricing):
                 if slot_forecast.start_ms >= end:
                     break
                 results[label].add(

@@ -12,8 +12,10 @@ The model is deliberately simple, so a household can follow it:
    :mod:`p2p_energy_protocol.expected_output`), else its typical output at that time
    of day by the same rule as demand.
 3. **Price**: the slot is settled as the grid will settle it, by the settlement's own
-   :func:`~.settlement.engine.settle` with the grid's strategy and tariff, each
-   producer at its latest asking price and the whole community as one consumer. The
+   :func:`~.settlement.engine.settle_with` with the grid's mechanism, tariff and
+   parameters, each producer at its latest asking price and the whole community as one
+   consumer without a bid (so it bids the import price; under static allocation keys
+   it holds every share). The
    forecast ``price`` is what a consumer pays per kWh in that slot (local energy at
    the consensus price, the rest imported), ``localPrice`` the consensus price. A
    slot without demand is priced for the first kWh used: the consensus price if
@@ -34,7 +36,9 @@ from sqlalchemy import select
 
 from .clock import system_clock
 from .db.models import ExpectedOutputAnnouncement, Payout, Reading, Settlement
-from .settlement.engine import ConsumerDemand, ProducerSupply, SettlementOutcome, settle
+from .settlement.engine import ConsumerDemand, ProducerSupply, SettlementOutcome, settle_with
+from .settlement.mechanisms import MarketParameters
+from .settlement.pricing import StrategyInfo, Tariff, check_strategy, relevant_parameters
 from .units import MILLIWH_PER_KWH, micro_to_price
 
 if TYPE_CHECKING:
@@ -45,7 +49,6 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .config import GridConfig
     from .db.engine import Database
-    from .settlement.pricing import PricingStrategy, Tariff
 
 DAY_MS: Final = 86_400_000
 WEEK_MS: Final = 7 * DAY_MS
@@ -79,6 +82,31 @@ class Announcement:
             overlap = min(end_ms, step_start + self.step_ms) - max(start_ms, step_start)
             total += Fraction(self.outputs_milliwh[index] * overlap, self.step_ms)
         return round(total)
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """How the grid settles: its mechanism, tariff and the parameters a forecast uses."""
+
+    mechanism: StrategyInfo
+    tariff: Tariff
+    params: MarketParameters
+
+    @classmethod
+    def of(cls, config: GridConfig) -> Market:
+        tariff = config.tariff
+        mechanism = check_strategy(config.pricing_strategy, tariff, config.market_parameters)
+        params = relevant_parameters(mechanism, config.market_parameters)
+        # The community is one consumer: it holds every static share; preferences are
+        # per consumer and do not apply.
+        return cls(
+            mechanism,
+            tariff,
+            MarketParameters(
+                community_price_micro=params.community_price_micro,
+                shares=((COMMUNITY, 1),) if params.shares else (),
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +190,7 @@ def forecast_slot(
     inputs: ForecastInputs,
     start_ms: int,
     end_ms: int,
-    strategy: PricingStrategy,
-    tariff: Tariff,
+    market: Market,
     issued_ms: int,
 ) -> SlotForecast:
     """One slot's forecast (see the module documentation for the model)."""
@@ -182,11 +209,17 @@ def forecast_slot(
         if energy is None:
             energy = typical(inputs.output_history.get(producer, {}), start_ms) or 0
         supplies.append(ProducerSupply(producer, energy, ask, None))
-    outcome = settle(supplies, [ConsumerDemand(COMMUNITY, demand)], strategy, tariff)
+    outcome = settle_with(
+        supplies,
+        [ConsumerDemand(COMMUNITY, demand)],
+        market.mechanism,
+        market.tariff,
+        market.params,
+    )
     return SlotForecast(
         start_ms,
         end_ms,
-        consumer_price_micro(outcome, tariff),
+        consumer_price_micro(outcome, market.tariff),
         outcome.consensus_price_micro,
         demand,
         outcome.produced_milliwh,
@@ -198,16 +231,13 @@ def forecast(
     inputs: ForecastInputs,
     now_ms: int,
     slot_ms: int,
-    strategy: PricingStrategy,
-    tariff: Tariff,
+    market: Market,
 ) -> list[SlotForecast]:
     """The forecast of every slot from the current one to 24 hours ahead."""
     first = now_ms // slot_ms * slot_ms
     count = min(MAX_SLOTS, max(1, -(-HORIZON_MS // slot_ms)))
     return [
-        forecast_slot(
-            inputs, first + i * slot_ms, first + (i + 1) * slot_ms, strategy, tariff, now_ms
-        )
+        forecast_slot(inputs, first + i * slot_ms, first + (i + 1) * slot_ms, market, now_ms)
         for i in range(count)
     ]
 
@@ -263,12 +293,11 @@ class ForecastService:
         self,
         db: Database,
         config: GridConfig,
-        strategy: PricingStrategy,
         clock: Clock = system_clock,
     ) -> None:
         self._db = db
         self._config = config
-        self._strategy = strategy
+        self._market = Market.of(config)
         self._clock = clock
         self._cached: tuple[int, list[SlotForecast]] | None = None
 
@@ -278,6 +307,6 @@ class ForecastService:
         if self._cached is not None and self._cached[0] == slot:
             return self._cached[1]
         inputs = await self._db.run_read(lambda session: load_inputs(session, now))
-        result = forecast(inputs, now, self._config.slot_ms, self._strategy, self._config.tariff)
+        result = forecast(inputs, now, self._config.slot_ms, self._market)
         self._cached = (slot, result)
         return result

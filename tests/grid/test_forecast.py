@@ -16,12 +16,12 @@ from grid_server.grid.forecast import (
     Announcement,
     ForecastInputs,
     ForecastService,
+    Market,
     forecast,
     forecast_slot,
     load_inputs,
     typical,
 )
-from grid_server.grid.settlement.pricing import STRATEGIES
 from grid_server.grid.settlement.service import SettlementService
 
 from .dbhelpers import add_reading, add_registration
@@ -32,8 +32,7 @@ SLOT = 900_000
 HOUR = 3_600_000
 S0 = 1_888_888 * SLOT
 CONFIG = replace(GridConfig(), import_price=100.0, export_price=20.0, grid_cut_percent=10.0)
-TARIFF = CONFIG.tariff
-WEIGHTED = STRATEGIES["weighted-mean"].price
+WEIGHTED = Market.of(CONFIG)
 
 
 def inputs(**changes: object) -> ForecastInputs:
@@ -66,7 +65,7 @@ def test_an_announcement_counts_only_where_it_covers_the_whole_slot() -> None:
 def test_a_slot_is_priced_by_the_settlement_by_hand() -> None:
     # Demand 3 kWh (mean of 2 and 4); producer-a typically 0.5 kWh at 30, producer-b
     # announced 0.5 kWh at 60: local 1 kWh at the weighted mean 45, 2 kWh imported at 100.
-    slot = forecast_slot(inputs(), S0, S0 + SLOT, WEIGHTED, TARIFF, S0)
+    slot = forecast_slot(inputs(), S0, S0 + SLOT, WEIGHTED, S0)
     assert (slot.demand_milliwh, slot.supply_milliwh, slot.announced_milliwh) == (
         3_000_000,
         1_000_000,
@@ -84,28 +83,28 @@ def test_a_slot_is_priced_by_the_settlement_by_hand() -> None:
             ]
         }
     )
-    slot = forecast_slot(newer, S0, S0 + SLOT, WEIGHTED, TARIFF, S0)
+    slot = forecast_slot(newer, S0, S0 + SLOT, WEIGHTED, S0)
     assert (slot.supply_milliwh, slot.local_price_micro) == (3_000_000, 55_000_000)
     assert slot.price_micro == 55_000_000
 
 
 def test_without_demand_the_first_kwh_is_priced() -> None:
     empty = inputs(demand_history={})
-    slot = forecast_slot(empty, S0, S0 + SLOT, WEIGHTED, TARIFF, S0)
+    slot = forecast_slot(empty, S0, S0 + SLOT, WEIGHTED, S0)
     assert (slot.demand_milliwh, slot.price_micro) == (0, slot.local_price_micro)
     nothing = inputs(demand_history={}, asks={})
-    slot = forecast_slot(nothing, S0, S0 + SLOT, WEIGHTED, TARIFF, S0)
+    slot = forecast_slot(nothing, S0, S0 + SLOT, WEIGHTED, S0)
     assert (slot.price_micro, slot.local_price_micro) == (100_000_000, None)
 
 
 def test_a_time_without_history_falls_back_to_last_weeks_mean() -> None:
     history = {S0 - SLOT: 1_000_000, S0 - 2 * SLOT: 3_000_000, S0 - 2 * WEEK_MS: 50_000_000}
-    slot = forecast_slot(inputs(demand_history=history), S0, S0 + SLOT, WEIGHTED, TARIFF, S0)
+    slot = forecast_slot(inputs(demand_history=history), S0, S0 + SLOT, WEIGHTED, S0)
     assert slot.demand_milliwh == 2_000_000
 
 
 def test_the_forecast_covers_24_hours_from_the_current_slot() -> None:
-    slots = forecast(inputs(), S0 + 5, HOUR, WEIGHTED, TARIFF)
+    slots = forecast(inputs(), S0 + 5, HOUR, WEIGHTED)
     assert len(slots) == 24
     assert slots[0].start_ms == S0 // HOUR * HOUR
     assert slots[-1].end_ms == slots[0].start_ms + DAY_MS
@@ -153,7 +152,7 @@ async def test_announcements_are_stored_once_and_read_back(db: object) -> None:
     add_reading(db, "producer-a", S0 + 2 * SLOT - DAY_MS, 0.5, price=40, destination="ref")
     settler = SettlementService(db, CONFIG, ManualClock(now), "test")
     assert len(await settler.settle_due()) == 1
-    service = ForecastService(db, CONFIG, WEIGHTED, ManualClock(now))
+    service = ForecastService(db, CONFIG, ManualClock(now))
     [first, *_] = await service.slots()
     # 1.5 kWh per hour announced: 0.375 kWh in the 15-minute slot, 2 kWh typical demand.
     assert (first.start_ms, first.supply_milliwh, first.demand_milliwh) == (
@@ -194,5 +193,27 @@ async def test_the_api_serves_the_forecast_and_refuses_bad_input(db: object) -> 
 
 
 def test_very_short_slots_are_capped() -> None:
-    slots = forecast(inputs(), S0, 10_000, WEIGHTED, TARIFF)
+    slots = forecast(inputs(), S0, 10_000, WEIGHTED)
     assert len(slots) == 1_440
+
+
+def test_under_allocation_keys_the_community_holds_every_share() -> None:
+    config = replace(
+        CONFIG,
+        pricing_strategy="allocation-static",
+        allocation_shares=(("consumer-x", 1), ("consumer-y", 3)),
+        community_price=50.0,
+    )
+    market = Market.of(config)
+    assert market.params.shares == (("community", 1),)
+    # 1 kWh shared locally at the community price, 2 kWh imported at 100.
+    slot = forecast_slot(inputs(), S0, S0 + SLOT, market, S0)
+    assert slot.local_price_micro == 50_000_000
+    assert slot.price_micro == round((50_000_000 + 2 * 100_000_000) / 3)
+
+
+def test_a_double_auction_clears_the_community_at_its_import_bid() -> None:
+    market = Market.of(replace(CONFIG, pricing_strategy="pay-as-clear"))
+    slot = forecast_slot(inputs(), S0, S0 + SLOT, market, S0)
+    # The last match is producer-b's ask of 60 with the community's bid of 100.
+    assert slot.local_price_micro == 80_000_000

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..forecast import HORIZON_MS, ForecastService
-from ..settlement.pricing import check_strategy
 from .common import ok, query_int
 from .context import services
 
@@ -23,8 +22,7 @@ def forecast_service(request: web.Request) -> ForecastService:
     """The grid's forecast service (made on first use)."""
     grid = services(request)
     if grid.forecasts is None:
-        strategy = check_strategy(grid.config.pricing_strategy, grid.config.tariff).price
-        grid.forecasts = ForecastService(grid.db, grid.config, strategy)
+        grid.forecasts = ForecastService(grid.db, grid.config)
     return grid.forecasts
 
 
