@@ -88,6 +88,9 @@ class AddonOptions:
     currency_per_million_iota: float | None = None
     statement_period: StatementPeriod = "month"
     statement_timezone: str | None = None
+    # IOTA charged on each consumer's final statement and collected with its next
+    # payment request.
+    statement_fee: int = 0
     wallet_seed: str | None = None
     wallet_genesis_balance: int = 1_000_000_000
     neighbors: tuple[str, ...] = ()
@@ -210,6 +213,7 @@ def parse_options(data: Mapping[str, Any]) -> AddonOptions:
         currency_per_million_iota=rate,
         statement_period=period,
         statement_timezone=_optional_text(data, "statement_timezone"),
+        statement_fee=_integer(data, "statement_fee", 0, 0, (3**33 - 1) // 2),
         wallet_seed=seed,
         wallet_genesis_balance=_integer(
             data, "wallet_genesis_balance", 1_000_000_000, 0, (3**33 - 1) // 2
@@ -351,6 +355,7 @@ def render_config(
         "export_price": options.export_price,
         "grid_cut_percent": options.grid_cut_percent,
         "statement_period": options.statement_period,
+        "statement_fee": options.statement_fee,
         "wallet_seed": seed,
         "wallet_genesis_balance": options.wallet_genesis_balance,
         "min_weight_magnitude": options.min_weight_magnitude,

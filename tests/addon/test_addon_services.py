@@ -417,12 +417,16 @@ def test_currency_and_statement_options_reach_the_grid_configuration(tmp_path: P
             "currency_per_million_iota": 0.25,
             "statement_period": "quarter",
             "statement_timezone": "Europe/Vienna",
+            "statement_fee": 250,
         }
     )
+    assert schema["statement_fee"] == "int(0,)"
+    assert config["options"]["statement_fee"] == GridConfig().statement_fee == 0
     document = render_config(options, tmp_path, seed="A" * 81)
     grid = config_from_mapping(document["grid"])
     assert grid.currency_rate == CurrencyRate("EUR", Decimal("0.25"))
     assert (grid.statement_period, grid.statement_timezone) == ("quarter", "Europe/Vienna")
+    assert grid.statement_fee == 250
     plain = render_config(parse_options({}), tmp_path, seed="A" * 81)
     assert config_from_mapping(plain["grid"]).currency_rate is None
     for bad, named in (
@@ -431,6 +435,7 @@ def test_currency_and_statement_options_reach_the_grid_configuration(tmp_path: P
         ({"currency": "ABC", "currency_per_million_iota": 1.0}, "option currency:"),
         ({"currency": "EUR", "currency_per_million_iota": 0}, "currency_per_million_iota"),
         ({"statement_period": "week"}, "statement_period"),
+        ({"statement_fee": -1}, "statement_fee"),
     ):
         with pytest.raises(AddonConfigError, match=named):
             parse_options(bad)
