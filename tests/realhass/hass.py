@@ -41,6 +41,8 @@ http:
   server_host: {host}
   server_port: {port}
 frontend:
+# The Energy dashboard's preferences (it brings the recorder and history along).
+energy:
 lovelace:
   dashboards:
     {dashboard}:
