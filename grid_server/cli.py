@@ -109,6 +109,72 @@ def _run_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .grid.settlement.pricing import STRATEGY_NAMES
+
+    parser = subparsers.add_parser(
+        "replay",
+        help="recompute a settled slot from its stored inputs (or under another mechanism)",
+        description=(
+            "Settle a slot again from the inputs stored with it (readings, asks, bids, "
+            "mechanism and parameters) and compare with what was settled, to the last IOTA; "
+            "with --mechanism, show what the slot would have cost under another mechanism. "
+            "The grid's database comes from --database, else the grid's configuration "
+            "(--config, P2P_ENERGY_GRID_* variables, the data folder)."
+        ),
+    )
+    parser.add_argument(
+        "--slot",
+        required=True,
+        help="'latest', or a time in the slot: Unix milliseconds or ISO 8601 "
+        "(2026-12-07T10:05Z; UTC without a zone)",
+    )
+    parser.add_argument(
+        "--mechanism", choices=STRATEGY_NAMES, help="settle the slot's inputs under this one"
+    )
+    parser.add_argument("--database", help="the grid's SQLAlchemy URL")
+    parser.add_argument("--config", type=Path, help="the grid's configuration file")
+    parser.add_argument("--data-dir", type=Path, help="the grid's data folder")
+    parser.add_argument("--json", action="store_true", help="print the replay as JSON")
+    parser.set_defaults(handler=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from .grid.config import load_config as load_grid_config
+    from .grid.db.engine import Database
+    from .grid.settlement.replay import ReplayError, load_slot, render_text, replay, report
+
+    try:
+        config = load_grid_config(
+            args.config, overrides={"database": args.database, "data_dir": args.data_dir}
+        )
+    except ConfigError as err:
+        print(f"p2p-energy replay: configuration error: {err}", file=sys.stderr)
+        return 2
+    db = Database(config.database_url, threads=1)
+    try:
+        if db.schema_revision() != Database.head_revision():
+            print(
+                "p2p-energy replay: the database is not at this version's schema; "
+                "start the grid once to migrate it",
+                file=sys.stderr,
+            )
+            return 1
+        with db.read() as session:
+            stored = load_slot(session, args.slot, config.market_parameters)
+        outcome = replay(stored.inputs, args.mechanism)
+    except ReplayError as err:
+        print(f"p2p-energy replay: {err}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    data = report(stored, outcome, args.mechanism or stored.inputs.mechanism)
+    print(json.dumps(data, indent=2) if args.json else render_text(data))
+    return 1 if data["differences"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="p2p-energy", description="P2P Energy Grid: the grid's services"
@@ -118,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_command(subparsers)
     add_demo_command(subparsers)
     add_households_command(subparsers)
+    _add_replay_command(subparsers)
     return parser
 
 

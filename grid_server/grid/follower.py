@@ -335,7 +335,12 @@ class ChannelFollower:
         if message.end_time > now + self._config.max_future_seconds * 1000:
             raise PayloadError(f"the period ends in the future ({message.end_time})")
         price_micro = None
+        bid_micro = None
         destination = None
+        bid = message.max_price if isinstance(message, ConsumerUsage) else None
+        # An implausible bid is dropped, not the usage: the energy is still billed.
+        if bid is not None and bid <= self._config.max_price:
+            bid_micro = price_to_micro(bid)
         if isinstance(message, ProducerOutput):
             if message.producer_price is not None:
                 if message.producer_price > self._config.max_price:
@@ -355,6 +360,7 @@ class ChannelFollower:
             "end_time": message.end_time,
             "energy_milliwh": kwh_to_milliwh(energy),
             "price_micro": price_micro,
+            "bid_micro": bid_micro,
             "payment_id_or_address": destination,
             "received_at": now,
             "settlement_id": None,

@@ -52,6 +52,8 @@ class RegistrationInput:
     item_type: ItemType
     root: str | None
     side_key: str | None
+    max_price_micro: int | None = None
+    """A consumer's standing bid; each registration states it anew (None: no bid)."""
 
 
 class RegistrationRateError(RequestError):
@@ -262,6 +264,7 @@ class RegistrationService:
         row.item_type = request.item_type
         row.root = root
         row.side_key = side_key
+        row.max_price_micro = request.max_price_micro
         row.active = True
         row.removed_at = None
         row.updated_at = now

@@ -157,6 +157,7 @@ class FakeNetwork:
         root: str,
         side_key: str,
         token: str | None,
+        max_price: float | None = None,
     ) -> Any:
         """Register a producer or consumer after finding its hello."""
         self._grid()
@@ -179,6 +180,7 @@ class FakeNetwork:
             "root": root,
             "side_key": side_key,
             "token": issued or (known or {}).get("token"),
+            "max_price": max_price,
         }
         if item_type != "consumer":
             return self.p.grid_client.RegistrationReply(None, None, issued)

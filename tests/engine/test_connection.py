@@ -214,7 +214,7 @@ async def test_registration_calls(clients: SimpleNamespace) -> None:
         RegistrationReply(ROOT, KEY, "t")
     )
     clients.grid.register.assert_awaited_once_with(
-        "reg-123456", "House", "consumer", root=ROOT, side_key=KEY, token=None
+        "reg-123456", "House", "consumer", root=ROOT, side_key=KEY, token=None, max_price=None
     )
     await connection.deregister("reg-123456", KEY, "t")
     clients.grid.deregister.assert_awaited_once_with("reg-123456", KEY, token="t")

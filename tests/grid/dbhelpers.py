@@ -60,6 +60,7 @@ def add_reading(
     price: float | None = None,
     destination: str | None = None,
     duration_ms: int = 900_000,
+    bid: float | None = None,
 ) -> None:
     """A reading on the registration's channel (created on first use), as the follower stores it."""
     from p2p_energy_protocol.trinary import int_to_trytes
@@ -110,6 +111,7 @@ def add_reading(
                 end_time=end_time,
                 energy_milliwh=kwh_to_milliwh(kwh),
                 price_micro=price_to_micro(price) if price is not None else None,
+                bid_micro=price_to_micro(bid) if bid is not None else None,
                 payment_id_or_address=destination,
                 received_at=end_time,
                 settlement_id=None,

@@ -115,6 +115,17 @@ async def test_consumer_gets_a_return_channel_with_hello(db: Database) -> None:
         assert (again.root, again.side_key, again.token) == (reply.root, reply.side_key, None)
 
 
+async def test_a_consumer_registration_states_its_standing_bid(db: Database) -> None:
+    async with running_api(db) as api:
+        reply = await api.client.register("consumer-1", "Flat 3", "consumer", max_price=42.5)
+        with db.read() as session:
+            assert session.get(Registration, "consumer-1").max_price_micro == 42_500_000  # type: ignore[union-attr]
+        # Each registration states the bid anew: one without a bid removes it.
+        await api.client.register("consumer-1", "Flat 3", "consumer", token=reply.token)
+        with db.read() as session:
+            assert session.get(Registration, "consumer-1").max_price_micro is None  # type: ignore[union-attr]
+
+
 async def test_consumer_without_channel_still_gets_its_return_channel(db: Database) -> None:
     async with running_api(db) as api:
         reply = await api.client.register("consumer-1", "Flat 3", "consumer")
@@ -258,6 +269,21 @@ async def test_unauthenticated_mode_accepts_anyone(db: Database) -> None:
             "'sideKey'",
         ),
         ("/registration/producer-1", ["itemName"], "JSON object"),
+        (
+            "/registration/producer-1",
+            {"itemName": "a", "itemType": "producer", "maxPrice": 10},
+            "'maxPrice'",
+        ),
+        (
+            "/registration/consumer-1",
+            {"itemName": "a", "itemType": "consumer", "maxPrice": -1},
+            "'maxPrice'",
+        ),
+        (
+            "/registration/consumer-1",
+            {"itemName": "a", "itemType": "consumer", "maxPrice": "10"},
+            "'maxPrice'",
+        ),
     ],
 )
 async def test_bad_registrations_are_400(

@@ -91,6 +91,25 @@ async def test_readings_are_stored_exactly_once(db: Database) -> None:
         assert reading.end_time == NOW
 
 
+async def test_a_usage_is_stored_with_its_bid(db: Database) -> None:
+    fake = FakeChannels()
+    start = NOW - 2_700_000
+    consumer = fake.stream(
+        [
+            HELLO,
+            {**usage(start, 1.0), "maxPrice": 45.5},
+            usage(start + 900_000, 1.0),
+            {**usage(start + 1_800_000, 1.0), "maxPrice": 1e12},  # beyond max_price
+        ]
+    )
+    add_registration(db, "consumer-1", "consumer", consumer)
+    stats = await ChannelFollower(db, fake, ManualClock(NOW), CONFIG).follow_once()
+    assert (stats.readings, stats.skipped) == (3, 0)
+    with db.read() as session:
+        bids = session.scalars(select(Reading.bid_micro).order_by(Reading.position)).all()
+    assert bids == [45_500_000, None, None]
+
+
 async def test_goodbye_closes_the_channel(db: Database) -> None:
     fake = FakeChannels()
     clock = ManualClock(NOW)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:

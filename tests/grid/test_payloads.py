@@ -106,6 +106,23 @@ def test_producer_price_wins_over_price() -> None:
     assert parsed.producer_price == 7.0
 
 
+def test_consumer_bids_are_optional_and_old_usages_unchanged() -> None:
+    old = ConsumerUsage(1542267468229, 1542267469229, 1.234)
+    # Without a bid the text is the blueprint's, byte for byte.
+    assert encode_payload(old) == (
+        '{"command":"usage","startTime":1542267468229,"endTime":1542267469229,"usage":1.234}'
+    )
+    bid = ConsumerUsage(1542267468229, 1542267469229, 1.234, max_price=55.5)
+    assert encode_payload(bid).endswith(',"usage":1.234,"maxPrice":55.5}')
+    assert parse_consumer_message(encode_payload(bid)) == bid
+    # A malformed bid is no bid; the usage is still read.
+    for malformed in (-1, "55", True, 1e300, None):
+        parsed = parse_consumer_message({**PERIOD, "usage": 1.234, "maxPrice": malformed})
+        assert parsed == old
+    with pytest.raises(PayloadError, match="maxPrice"):
+        ConsumerUsage(1542267468229, 1542267469229, 1.0, max_price=-2)
+
+
 def test_consumer_usage_with_and_without_command() -> None:
     expected = ConsumerUsage(1542267468229, 1542267469229, 1.234)
     assert parse_consumer_message({**PERIOD, "usage": 1.234}) == expected

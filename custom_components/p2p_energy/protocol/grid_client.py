@@ -220,13 +220,20 @@ class GridClient(_ApiClient):
         root: str | None = None,
         side_key: str | None = None,
         token: str | None = None,
+        max_price: float | None = None,
     ) -> RegistrationReply:
-        """Register or update a producer or consumer (with its channel's root/side key)."""
+        """Register or update a producer or consumer (with its channel's root/side key).
+
+        A consumer's ``max_price`` (IOTA per kWh) is its standing bid for local energy;
+        a registration without one has no bid (the field is then not sent at all).
+        """
         body: dict[str, Any] = {"itemName": item_name, "itemType": item_type}
         if root is not None:
             body["root"] = root
         if side_key is not None:
             body["sideKey"] = side_key
+        if max_price is not None:
+            body["maxPrice"] = max_price
         answer = await self._request(
             "PUT", self._url("registration", registration_id), body=body, token=token
         )

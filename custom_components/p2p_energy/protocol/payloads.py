@@ -21,7 +21,10 @@ differ:
   as that total and converted to IOTA per kWh by dividing by ``output``. When both
   are present ``producerPrice`` wins. Only ``producerPrice`` is emitted.
 * Consumer usage: accepted with or without ``"command": "usage"`` (the blueprint
-  omits it); emitted with it, as the original code did.
+  omits it); emitted with it, as the original code did. An optional ``maxPrice``
+  (IOTA per kWh) is the consumer's bid for the period's local energy; it is emitted
+  only when set, so a usage without a bid is byte for byte the blueprint's, and a
+  malformed one is read as no bid (the usage itself is never lost over it).
 """
 
 from __future__ import annotations
@@ -113,10 +116,14 @@ class ConsumerUsage:
     end_time: int
     usage: float
     """kWh."""
+    max_price: float | None = None
+    """The most the consumer pays per kWh of local energy (IOTA per kWh; None: no bid)."""
 
     def __post_init__(self) -> None:
         _check_period(self.start_time, self.end_time)
         _check_energy("usage", self.usage)
+        if self.max_price is not None:
+            _check_price("maxPrice", self.max_price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +191,15 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
                 output["expectedOutput"] = payload.expected_output.to_json()
             return output
         case ConsumerUsage():
-            return {
+            usage: dict[str, Any] = {
                 "command": "usage",
                 "startTime": payload.start_time,
                 "endTime": payload.end_time,
                 "usage": payload.usage,
             }
+            if payload.max_price is not None:
+                usage["maxPrice"] = payload.max_price
+            return usage
         case PaymentRequest():
             request: dict[str, Any] = {
                 "command": "payment-request",
@@ -271,6 +281,7 @@ def parse_consumer_message(data: Mapping[str, Any] | str) -> ConsumerMessage:
             start_time=_timestamp(obj, "startTime"),
             end_time=_timestamp(obj, "endTime"),
             usage=_number(obj, "usage"),
+            max_price=optional_price(obj.get("maxPrice")),
         )
     return _hello_or_goodbye(command, "consumer")
 
@@ -289,6 +300,16 @@ def parse_grid_message(data: Mapping[str, Any] | str) -> GridMessage:
             currency_per_million_iota=rate,
         )
     return _hello_or_goodbye(command, "grid")
+
+
+def optional_price(value: Any) -> float | None:
+    """An optional price (IOTA per kWh) such as a bid; anything but a plausible one is None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    price = float(value)
+    if not math.isfinite(price) or not 0 <= price <= MAX_PRICE_IOTA_PER_KWH:
+        return None
+    return price
 
 
 def has_hello(messages: Iterable[Any]) -> bool:

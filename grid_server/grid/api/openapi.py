@@ -123,6 +123,14 @@ def _schemas(config: GridConfig) -> dict[str, Any]:
                     **trytes,
                     "description": "Side key of a restricted channel (needs `root`).",
                 },
+                "maxPrice": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "A consumer's standing bid: the most it pays per kWh of "
+                    "local energy, in IOTA (optional; each registration states it anew, "
+                    "a usage's own `maxPrice` wins for its period). Used by the pay-as-clear "
+                    "and pay-as-bid mechanisms.",
+                },
             },
         },
         "RegistrationResult": {

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
+
+from p2p_energy_protocol.payloads import MAX_PRICE_IOTA_PER_KWH
 
 from ..errors import RequestError
 from ..registrations import RegistrationInput, RegistrationRateError
+from ..units import price_to_micro
 from .common import (
     MAX_NAME_LENGTH,
     bearer_token,
@@ -41,6 +45,17 @@ def parse_registration(registration: str, body: Any) -> RegistrationInput:
         kind = "consumer"
     else:
         raise invalid("itemType", "It must be 'producer' or 'consumer'.")
+    max_price = body.get("maxPrice")
+    if max_price is not None:
+        if kind != "consumer":
+            raise invalid("maxPrice", "Only a consumer bids a maximum price.")
+        if (
+            isinstance(max_price, bool)
+            or not isinstance(max_price, int | float)
+            or not math.isfinite(max_price)
+            or not 0 <= max_price <= MAX_PRICE_IOTA_PER_KWH
+        ):
+            raise invalid("maxPrice", "It must be a non-negative number of IOTA per kWh.")
     root = body.get("root")
     side_key = body.get("sideKey")
     if root is not None:
@@ -49,7 +64,14 @@ def parse_registration(registration: str, body: Any) -> RegistrationInput:
         side_key = trytes_81(side_key, "sideKey")
         if root is None:
             raise invalid("sideKey", "A side key needs the channel's 'root'.")
-    return RegistrationInput(registration, name.strip(), kind, root, side_key)
+    return RegistrationInput(
+        registration,
+        name.strip(),
+        kind,
+        root,
+        side_key,
+        None if max_price is None else price_to_micro(max_price),
+    )
 
 
 async def put_registration(request: web.Request) -> web.Response:

@@ -50,6 +50,8 @@ class Registration(Base):
     side_key: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
     # SHA-256 (hex) of the token issued at registration; the token itself is never stored.
     token_hash: Mapped[str | None] = mapped_column(String(64))
+    # A consumer's standing bid in micro-IOTA per kWh (None: no bid).
+    max_price_micro: Mapped[int | None] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
@@ -105,6 +107,8 @@ class Reading(Base):
     end_time: Mapped[int] = mapped_column(BigInteger)
     energy_milliwh: Mapped[int] = mapped_column(BigInteger)
     price_micro: Mapped[int | None] = mapped_column(BigInteger)
+    # A usage's bid (maxPrice) in micro-IOTA per kWh; None: the registration's, if any.
+    bid_micro: Mapped[int | None] = mapped_column(BigInteger)
     payment_id_or_address: Mapped[str | None] = mapped_column(String(256))
     received_at: Mapped[int] = mapped_column(BigInteger)
     settlement_id: Mapped[int | None] = mapped_column(ForeignKey("settlements.id"))
@@ -182,6 +186,9 @@ class Settlement(Base):
     energy_balanced: Mapped[bool] = mapped_column(Boolean)
     money_balanced: Mapped[bool] = mapped_column(Boolean)
     invariant_report: Mapped[str] = mapped_column(Text)
+    # What the slot was settled from (mechanism, parameters, tariff, each participant's
+    # energy, ask or bid) as JSON, so `p2p-energy replay` recomputes it; None before 0006.
+    inputs_json: Mapped[str | None] = mapped_column(Text)
     settled_by: Mapped[str] = mapped_column(String(128))
     settled_at: Mapped[int] = mapped_column(BigInteger)
 

@@ -45,6 +45,7 @@ from .engine import (
     invariant_report,
     settle_with,
 )
+from .inputs import SlotInputs
 from .pricing import Tariff, check_strategy, relevant_parameters
 
 if TYPE_CHECKING:
@@ -133,6 +134,106 @@ def waiting_for(session: Session, slot_end: int) -> list[str]:
             .order_by(participant)
         )
     )
+
+
+def slot_entities(
+    session: Session, settlement_id: int, slot_start: int
+) -> tuple[list[ProducerSupply], list[ConsumerDemand], int]:
+    """The producers and consumers of the settlement's readings, and how many were late."""
+    late = case((Reading.end_time <= slot_start, 1), else_=0)
+    totals = session.execute(
+        select(
+            Reading.registration_id,
+            Reading.kind,
+            func.sum(Reading.energy_milliwh),
+            func.sum(late * Reading.energy_milliwh),
+            func.sum(late),
+        )
+        .where(Reading.settlement_id == settlement_id)
+        .group_by(Reading.registration_id, Reading.kind)
+        .order_by(Reading.registration_id)
+    ).all()
+    terms = _producer_terms(session, settlement_id)
+    bids = _consumer_bids(session, settlement_id)
+    producers: list[ProducerSupply] = []
+    consumers: list[ConsumerDemand] = []
+    adjustments = 0
+    for registration_id, kind, energy, adjustment, late_count in totals:
+        adjustments += int(late_count or 0)
+        if kind == "output":
+            price, destination = terms.get(registration_id, (None, None))
+            producers.append(
+                ProducerSupply(
+                    registration_id, int(energy), price, destination, int(adjustment or 0)
+                )
+            )
+        else:
+            consumers.append(
+                ConsumerDemand(
+                    registration_id,
+                    int(energy),
+                    int(adjustment or 0),
+                    bids.get(registration_id),
+                )
+            )
+    return producers, consumers, adjustments
+
+
+def _consumer_bids(session: Session, settlement_id: int) -> dict[str, int]:
+    """Each bidding consumer's bid: its usages' bids (else its standing bid) by energy.
+
+    Usages without any bid do not count; a consumer with none has no bid.
+    """
+    bid = func.coalesce(Reading.bid_micro, Registration.max_price_micro)
+    rows = session.execute(
+        select(Reading.registration_id, Reading.energy_milliwh, bid)
+        .join(Registration, Registration.registration_id == Reading.registration_id)
+        .where(Reading.settlement_id == settlement_id, Reading.kind == "usage", bid.is_not(None))
+        .order_by(Reading.registration_id, Reading.end_time, Reading.position)
+    ).all()
+    weighted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    last: dict[str, int] = {}
+    for registration_id, energy, price in rows:
+        last[registration_id] = int(price)
+        weighted[registration_id][0] += energy * int(price)
+        weighted[registration_id][1] += energy
+    return {
+        registration_id: round(Fraction(value, weight)) if weight else last[registration_id]
+        for registration_id, (value, weight) in weighted.items()
+    }
+
+
+def _producer_terms(
+    session: Session, settlement_id: int
+) -> dict[str, tuple[int | None, str | None]]:
+    """Each producer's output-weighted asking price and its latest payment address."""
+    rows = session.execute(
+        select(
+            Reading.registration_id,
+            Reading.energy_milliwh,
+            Reading.price_micro,
+            Reading.payment_id_or_address,
+        )
+        .where(Reading.settlement_id == settlement_id, Reading.kind == "output")
+        .order_by(Reading.registration_id, Reading.end_time, Reading.position)
+    ).all()
+    weighted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    last_price: dict[str, int | None] = {}
+    destination: dict[str, str | None] = {}
+    for registration_id, energy, price, address in rows:
+        if price is not None:
+            last_price[registration_id] = price
+            if energy > 0:
+                weighted[registration_id][0] += energy * price
+                weighted[registration_id][1] += energy
+        if address is not None:
+            destination[registration_id] = address
+    terms: dict[str, tuple[int | None, str | None]] = {}
+    for registration_id in {row[0] for row in rows}:
+        value, weight = weighted.get(registration_id, (0, 0))
+        price = round(Fraction(value, weight)) if weight else last_price.get(registration_id)
+        terms[registration_id] = (price, destination.get(registration_id))
+    return terms
 
 
 class SettlementService:
@@ -252,8 +353,11 @@ class SettlementService:
             .where(Reading.settlement_id.is_(None), Reading.end_time <= slot_end)
             .values(settlement_id=settlement_id)
         ).rowcount
-        producers, consumers, adjustments = self._entities(session, settlement_id, slot_start)
+        producers, consumers, adjustments = slot_entities(session, settlement_id, slot_start)
         outcome = settle_with(producers, consumers, self._mechanism, tariff, self._params)
+        row.inputs_json = SlotInputs(
+            self._config.pricing_strategy, self._params, tariff, tuple(producers), tuple(consumers)
+        ).to_text()
         self._store_lines(session, settlement_id, outcome, now)
         report = self._check(session, settlement_id, outcome)
         row.consensus_price_micro = outcome.consensus_price_micro
@@ -277,72 +381,6 @@ class SettlementService:
             readings=readings_count,
             adjustments=adjustments,
         )
-
-    def _entities(
-        self, session: Session, settlement_id: int, slot_start: int
-    ) -> tuple[list[ProducerSupply], list[ConsumerDemand], int]:
-        late = case((Reading.end_time <= slot_start, 1), else_=0)
-        totals = session.execute(
-            select(
-                Reading.registration_id,
-                Reading.kind,
-                func.sum(Reading.energy_milliwh),
-                func.sum(late * Reading.energy_milliwh),
-                func.sum(late),
-            )
-            .where(Reading.settlement_id == settlement_id)
-            .group_by(Reading.registration_id, Reading.kind)
-            .order_by(Reading.registration_id)
-        ).all()
-        terms = self._producer_terms(session, settlement_id)
-        producers: list[ProducerSupply] = []
-        consumers: list[ConsumerDemand] = []
-        adjustments = 0
-        for registration_id, kind, energy, adjustment, late_count in totals:
-            adjustments += int(late_count or 0)
-            if kind == "output":
-                price, destination = terms.get(registration_id, (None, None))
-                producers.append(
-                    ProducerSupply(
-                        registration_id, int(energy), price, destination, int(adjustment or 0)
-                    )
-                )
-            else:
-                consumers.append(ConsumerDemand(registration_id, int(energy), int(adjustment or 0)))
-        return producers, consumers, adjustments
-
-    @staticmethod
-    def _producer_terms(
-        session: Session, settlement_id: int
-    ) -> dict[str, tuple[int | None, str | None]]:
-        """Each producer's output-weighted asking price and its latest payment address."""
-        rows = session.execute(
-            select(
-                Reading.registration_id,
-                Reading.energy_milliwh,
-                Reading.price_micro,
-                Reading.payment_id_or_address,
-            )
-            .where(Reading.settlement_id == settlement_id, Reading.kind == "output")
-            .order_by(Reading.registration_id, Reading.end_time, Reading.position)
-        ).all()
-        weighted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        last_price: dict[str, int | None] = {}
-        destination: dict[str, str | None] = {}
-        for registration_id, energy, price, address in rows:
-            if price is not None:
-                last_price[registration_id] = price
-                if energy > 0:
-                    weighted[registration_id][0] += energy * price
-                    weighted[registration_id][1] += energy
-            if address is not None:
-                destination[registration_id] = address
-        terms: dict[str, tuple[int | None, str | None]] = {}
-        for registration_id in {row[0] for row in rows}:
-            value, weight = weighted.get(registration_id, (0, 0))
-            price = round(Fraction(value, weight)) if weight else last_price.get(registration_id)
-            terms[registration_id] = (price, destination.get(registration_id))
-        return terms
 
     @staticmethod
     def _store_lines(

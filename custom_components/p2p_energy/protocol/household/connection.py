@@ -90,10 +90,20 @@ class GridConnection:
         root: str,
         side_key: str,
         token: str | None,
+        max_price: float | None = None,
     ) -> RegistrationReply:
-        """Register (or re-register) a producer or consumer channel with the grid."""
+        """Register (or re-register) a producer or consumer channel with the grid.
+
+        ``max_price`` is a consumer's standing bid (IOTA per kWh; None: no bid).
+        """
         return await self.grid.register(
-            registration_id, item_name, item_type, root=root, side_key=side_key, token=token
+            registration_id,
+            item_name,
+            item_type,
+            root=root,
+            side_key=side_key,
+            token=token,
+            max_price=max_price,
         )
 
     async def deregister(self, registration_id: str, side_key: str, token: str | None) -> None:

@@ -32,13 +32,18 @@ class Consumer(WalletMember):
     item_type = "consumer"
 
     async def _take_period_locked(self, now: datetime) -> float | None:
-        """A consumer reports its usage."""
+        """A consumer reports its usage (with its bid, when it has one)."""
+        bid = self.config.max_price
         return await self._queue_delta_locked(
-            now, lambda start, end, kwh: ConsumerUsage(start_time=start, end_time=end, usage=kwh)
+            now,
+            lambda start, end, kwh: ConsumerUsage(
+                start_time=start, end_time=end, usage=kwh, max_price=bid
+            ),
         )
 
     async def _register_locked(self, root: str) -> None:
-        reply = await self._grid_register(root)
+        # The registration carries the standing bid; each usage repeats it for its period.
+        reply = await self._grid_register(root, self.config.max_price)
         if reply.root and reply.side_key:
             current = self.state.return_channel
             if current is None or current.root != reply.root:

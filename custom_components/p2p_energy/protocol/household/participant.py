@@ -70,6 +70,8 @@ class ParticipantConfig:
     """Producer: where it is paid (key index 0); consumer: what it pays from."""
     price: float | None = None
     """Producer: asking price in IOTA per kWh."""
+    max_price: float | None = None
+    """Consumer: its bid, the most it pays per kWh of local energy (None: no bid)."""
     payment_id: str | None = None
     """Producer: a payment reference to publish instead of its wallet address."""
     api_token: str | None = None

@@ -47,7 +47,7 @@ class GridMember(Participant):
     item_type: ClassVar[ItemType]
     registers_with_grid = True
 
-    async def _grid_register(self, root: str) -> RegistrationReply:
+    async def _grid_register(self, root: str, max_price: float | None = None) -> RegistrationReply:
         reply = await self.household.connection.register(
             self.registration_id,
             self.name,
@@ -55,6 +55,7 @@ class GridMember(Participant):
             root,
             self.side_key,
             self.state.registration_token,
+            max_price=max_price,
         )
         if reply.token is not None:
             self.state.registration_token = reply.token

@@ -1,0 +1,24 @@
+"""A consumer's optional bid: in its registration and with every usage; none by default."""
+
+from __future__ import annotations
+
+from .households import Home, config
+
+BIDDING = config("consumer", "flat", max_price=42.5)
+PLAIN = config("consumer", "house")
+
+
+async def test_a_bidding_consumer_states_its_bid_everywhere() -> None:
+    home = Home()
+    await home.open(BIDDING, PLAIN)
+    await home.period(1, consumer_flat=5.0, consumer_house=7.0)  # baselines
+    await home.period(2, consumer_flat=5.5, consumer_house=7.25)
+    await home.sync()
+    registrations = home.network.registrations
+    assert registrations[BIDDING.registration_id]["max_price"] == 42.5
+    assert registrations[PLAIN.registration_id]["max_price"] is None
+    [bid_usage] = [b for b in home.bodies("consumer-flat") if b.get("command") == "usage"]
+    assert (bid_usage["usage"], bid_usage["maxPrice"]) == (0.5, 42.5)
+    # Without a bid the usage is the blueprint's message, with no maxPrice at all.
+    [plain_usage] = [b for b in home.bodies("consumer-house") if b.get("command") == "usage"]
+    assert set(plain_usage) == {"command", "startTime", "endTime", "usage"}
