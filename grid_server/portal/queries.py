@@ -233,6 +233,7 @@ def _empty_totals() -> dict[str, Any]:
         "energyKwh": 0.0,
         "lastReadingAt": None,
         "billed": 0,
+        "charged": 0,
         "paid": 0,
         "pending": 0,
         "dropped": 0,
@@ -257,6 +258,8 @@ def _entity_totals(session: Session, ids: Sequence[str]) -> dict[str, dict[str, 
     for registration_id, consumer in accounts(session, ids).items():
         totals[registration_id].update(
             billed=consumer.billed,
+            # Fixed fees and hand-given credit notes of its final statements.
+            charged=consumer.charged,
             paid=consumer.paid,
             pending=consumer.pending,
             dropped=consumer.dropped,

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..grid.api.common import json_body
 from ..grid.api.statements import download, output_format, statement_number, statement_service
-from ..grid.db.models import ID_LENGTH, Settlement
+from ..grid.db.models import ID_LENGTH, Settlement, Statement
 from ..grid.errors import RequestError
-from ..grid.statements import period_containing
+from ..grid.statements import STATEMENT, period_containing
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -203,9 +203,11 @@ async def _credit_note(request: web.Request, via: str) -> dict[str, Any]:
 
 
 def community_totals(session: Session, config: GridConfig) -> list[dict[str, Any]]:
-    """The community's settled figures per statement period, oldest first."""
+    """The community's settled figures per statement period, oldest first, and the fixed
+    fees its final statements charged."""
     zone = config.statement_zone
     totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_TOTALS, 0))
+    fees: dict[str, int] = {}
     rows = session.execute(
         select(Settlement.slot_start, *(getattr(Settlement, n) for n in _TOTALS))
     )
@@ -216,12 +218,22 @@ def community_totals(session: Session, config: GridConfig) -> list[dict[str, Any
         figures = totals[period.label]
         for name in _TOTALS:
             figures[name] += int(getattr(row, name))
+    for label, start, charged in session.execute(
+        select(Statement.period, Statement.period_start, func.sum(Statement.account_charge))
+        .where(Statement.kind == STATEMENT)
+        .group_by(Statement.period, Statement.period_start)
+    ):
+        # Statements of an earlier statement_period setting keep their own periods.
+        starts.setdefault(label, start)
+        totals.setdefault(label, dict.fromkeys(_TOTALS, 0))
+        fees[label] = fees.get(label, 0) + int(charged or 0)
     return [
         {
             "period": label,
             "periodStart": starts[label],
             "label": datetime.fromtimestamp(starts[label] / 1000, tz=zone).strftime("%Y-%m"),
             **{_camel(name): value for name, value in totals[label].items()},
+            "fixedFees": fees.get(label, 0),
         }
         for label in sorted(totals, key=lambda label: starts[label])
     ]

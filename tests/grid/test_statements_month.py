@@ -321,3 +321,25 @@ async def test_the_fixed_fee_is_collected_with_the_next_payment_request(db: Data
         await SettlementService(db, config, clock, "t").settle_due()
         assert await requests.publish_due() == 1
         assert payment_requests(db)[-1].owed == 200 + 100 + 25 - 10
+
+
+async def test_quarterly_and_yearly_statements_cover_their_months(db: Database) -> None:
+    """statement_period quarter or year: one statement covers every slot of the months in
+    it, the same charges as the monthly statements of those months together."""
+    clock = await month_of_slots(db, through=DECEMBER + 2 * DAY)
+    monthly = StatementService(db, CONFIG, clock)
+    months = [await monthly.preview("consumer-x", label) for label in ("2026-10", "2026-11")]
+    months.append(await monthly.preview("consumer-x", "2026-12"))
+    charges, _ = _bills(db, "consumer-x", NOVEMBER - 2 * DAY, DECEMBER + 2 * DAY)
+    assert sum(month["amounts"]["charges"] for month in months) == charges
+    for length, label in (("quarter", "2026-Q4"), ("year", "2026")):
+        service = StatementService(db, replace(CONFIG, statement_period=length), clock)
+        document = await service.preview("consumer-x", None if length == "year" else label)
+        assert document["period"] == label
+        assert document["amounts"]["charges"] == charges
+        assert document["slots"] == sum(month["slots"] for month in months)
+        assert document["amounts"]["paymentsReceived"] == sum(
+            month["amounts"]["paymentsReceived"] for month in months
+        )
+        # One fee per statement, whatever it covers.
+        assert document["amounts"]["fixedFee"] == CONFIG.statement_fee

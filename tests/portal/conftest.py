@@ -58,7 +58,7 @@ def grid_services(db: Database, tmp_path: Path) -> GridServices:
     # The portal reads the database and the health check only; the API services
     # are not exercised by these tests.
     return GridServices(
-        config=GridConfig(data_dir=tmp_path, slot_seconds=60),
+        config=GridConfig(data_dir=tmp_path, slot_seconds=60, statement_fee=15),
         db=db,
         registrations=cast("Any", None),
         storage=cast("Any", None),

@@ -178,6 +178,19 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
     painted, data = await chart_points(page, "totals-chart")
     assert painted
     assert data[3] == [300]  # the month's charges
+    # Payouts, the grid's cut and the final statements' fixed fees: the totals API's figures.
+    totals = await page.evaluate(
+        """async () => (await (await fetch("api/statements/totals")).json()).data.periods"""
+    )
+    assert [period["period"] for period in totals] == ["2026-09"]
+    assert data[4:] == [
+        [totals[0]["producerPayouts"]],
+        [totals[0]["gridCut"]],
+        [totals[0]["fixedFees"]],
+    ]
+    assert totals[0]["fixedFees"] > 0
+    fees_cell = page.locator("#totals-table tbody tr td").nth(9)
+    assert await fees_cell.inner_text() == f"{totals[0]['fixedFees']} i"
     await screenshot(page, "portal-statements")
 
     await page.click("a[data-view=node]")

@@ -76,6 +76,8 @@ async def test_operators_finalise_and_correct_statements(
             status, answer = await post(client, "finalise", body, csrf=csrf)
             assert status in (400, 409), answer
             assert message in answer["message"], answer
+        before = await get_data(client, "entities/consumer-maple-01")
+        assert before["charged"] == 0
         status, answer = await post(client, "finalise", {"period": PERIOD}, csrf=csrf)
         assert status == 200, answer
         numbers = answer["data"]["numbers"]
@@ -139,6 +141,11 @@ async def test_operators_finalise_and_correct_statements(
             -30,
         )
         assert note["number"] == len(items) + 1
+        # The fee and the hand-given note are owed from now on, like bills.
+        after = await get_data(client, "entities/consumer-maple-01")
+        assert after["charged"] == 15 - 30
+        assert after["outstanding"] == max(0, after["billed"] + after["charged"] - after["paid"])
+        assert after["outstanding"] == max(0, before["billed"] - 15 - before["paid"])
         status, _ = await post(client, "999/credit-note", {"reason": "x", "amount": 1}, csrf=csrf)
         assert status == 404
 
@@ -159,6 +166,7 @@ async def test_operators_finalise_and_correct_statements(
         assert september["period"] == PERIOD
         assert september["consumerCharges"] == expected.billed
         assert september["gridCut"] == expected.grid_cut
+        assert september["fixedFees"] == 15 * len(consumers)
 
 
 async def test_ingress_changes_need_no_csrf_header(

@@ -420,7 +420,8 @@
       el("td", { class: "num", text: iota(row.consumerCharges) }),
       el("td", { class: "num", text: iota(row.producerPayouts) }),
       el("td", { class: "num", text: iota(row.gridCut) }),
-    )), 9);
+      el("td", { class: "num", text: iota(row.fixedFees) }),
+    )), 10);
     const options = chartOptions("kWh");
     options.scales.money = { position: "right", beginAtZero: true, title: { display: true, text: "IOTA" }, grid: { drawOnChartArea: false } };
     drawChart("totals-chart", {
@@ -432,6 +433,9 @@
           { label: "Imported", data: periods.map((row) => row.importedMilliwh / 1e6), backgroundColor: "#b91c1c", yAxisID: "y" },
           { label: "Exported", data: periods.map((row) => row.exportedMilliwh / 1e6), backgroundColor: "#b45309", yAxisID: "y" },
           { type: "line", label: "Charges (IOTA)", data: periods.map((row) => row.consumerCharges), borderColor: "#2563eb", yAxisID: "money" },
+          { type: "line", label: "Payouts (IOTA)", data: periods.map((row) => row.producerPayouts), borderColor: "#7c3aed", yAxisID: "money" },
+          { type: "line", label: "Grid's cut (IOTA)", data: periods.map((row) => row.gridCut), borderColor: "#0f766e", yAxisID: "money" },
+          { type: "line", label: "Fixed fees (IOTA)", data: periods.map((row) => row.fixedFees), borderColor: "#6b7280", yAxisID: "money" },
         ],
       },
       options,
