@@ -5,7 +5,8 @@ grid import meter, a return-to-grid meter and a solar meter over the websocket c
 settings page uses (``energy/save_prefs``). The household subentry flow, run over the REST
 API as the frontend runs it, previews and then creates a consumer, a producer of the surplus
 and a source; the entry reloads with them, and their next period carries each meter's energy:
-the producer publishes what the export meter counted, not the panels' production.
+the producer publishes what the export meter counted, not the panels' production, and the
+grid bills the new consumer for that period.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.components.p2p_energy.test_end_to_end import expected_bill_and_payout
 
 from .conftest import ENERGY, PRICE, SLOT, registries, wait_for_next_period
 from .hass import HassError
@@ -136,3 +139,19 @@ def test_household_from_the_energy_dashboard_publishes_its_meters(household: Hou
         "each meter's energy on its participant's 'energy published' sensor",
         timeout=SLOT * 4,
     )
+
+    # The grid bills the new consumer for what the import meter counted, the new producer's
+    # surplus first at its price (every producer asks PRICE, so that is the consensus price).
+    bill, _payout = expected_bill_and_payout(DELTAS[EXPORT], 0.0, DELTAS[IMPORT])
+    assert bill == 55
+    consumer = participants[IMPORT]
+
+    def billed() -> bool:
+        hass.call_service(
+            "homeassistant",
+            "update_entity",
+            {"entity_id": household.entity(consumer, "amount_owed")},
+        )
+        return household.value(consumer, "amount_owed") == str(bill)
+
+    household.wait_until(billed, "the grid's bill on the new consumer's sensor", timeout=120)
