@@ -130,7 +130,10 @@ def _add_replay_command(subparsers: argparse._SubParsersAction[argparse.Argument
         "(2026-12-07T10:05Z; UTC without a zone)",
     )
     parser.add_argument(
-        "--mechanism", choices=STRATEGY_NAMES, help="settle the slot's inputs under this one"
+        "--mechanism",
+        choices=STRATEGY_NAMES,
+        help="settle the slot's inputs under this one (parameters the slot's grid did not "
+        "set, such as allocation shares, come from the grid's configuration)",
     )
     parser.add_argument("--database", help="the grid's SQLAlchemy URL")
     parser.add_argument("--config", type=Path, help="the grid's configuration file")
@@ -164,7 +167,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             return 1
         with db.read() as session:
             stored = load_slot(session, args.slot, config.market_parameters)
-        outcome = replay(stored.inputs, args.mechanism)
+        outcome = replay(stored.inputs, args.mechanism, config.market_parameters)
     except ReplayError as err:
         print(f"p2p-energy replay: {err}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from grid_server.cli import main
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.models import Bill, Registration, Settlement
+from grid_server.grid.settlement.mechanisms import MarketParameters
 from grid_server.grid.settlement.pricing import STRATEGY_NAMES
 from grid_server.grid.settlement.replay import ReplayError, load_slot, replay, report
 from grid_server.grid.settlement.service import SettlementService
@@ -102,6 +103,10 @@ async def test_what_the_slot_would_have_cost_under_another_mechanism(db: Databas
     # A mechanism that needs what the slot's grid did not configure is refused.
     with pytest.raises(ReplayError, match="allocation shares"):
         replay(stored.inputs, "allocation-static")
+    # ... unless the grid's configuration gives it (the replay command's fallback).
+    shares = MarketParameters(shares=(("c-keen", 3), ("c-mid", 1)))
+    static = replay(stored.inputs, "allocation-static", shares)
+    assert static.local_milliwh == 3_250_000
 
 
 async def test_a_tampered_slot_is_reported_and_the_command_line_agrees(

@@ -32,16 +32,29 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def replay(inputs: SlotInputs, mechanism: str | None = None) -> SettlementOutcome:
+def replay(
+    inputs: SlotInputs, mechanism: str | None = None, fallback: MarketParameters | None = None
+) -> SettlementOutcome:
     """Settle ``inputs`` again: under their own mechanism, or under ``mechanism``.
 
     Another mechanism keeps the slot's tariff and whatever of its parameters it uses;
-    one that needs a parameter the slot does not have (allocation shares) is refused.
+    what the slot's grid did not set (say, allocation shares for a slot settled by
+    pay-as-clear) comes from ``fallback`` (the grid's configuration), and a mechanism
+    still missing a parameter it needs is refused.
     """
     name = inputs.mechanism if mechanism is None else mechanism
+    params = inputs.params
+    if fallback is not None:
+        params = MarketParameters(
+            community_price_micro=params.community_price_micro
+            if params.community_price_micro is not None
+            else fallback.community_price_micro,
+            shares=params.shares or fallback.shares,
+            preferences=params.preferences or fallback.preferences,
+        )
     try:
         info = strategy_by_name(name)
-        params = relevant_parameters(info, inputs.params)
+        params = relevant_parameters(info, params)
         check_strategy(name, inputs.tariff, params)
     except ValueError as err:
         raise ReplayError(str(err)) from err
