@@ -44,6 +44,8 @@ BALANCE_LABELS: Final = {
     "change": "Change in this document",
     "closing": "Balance (owed to the grid; negative: owed to you)",
 }
+# How the fee reaches the grid (statements.account_charge): said where it is charged.
+FEE_NOTE: Final = "collected with the next payment request"
 _CONSUMER_AMOUNTS: Final = ("localPurchases", "imports", "charges", "fixedFee", "paymentsReceived")
 _PRODUCER_AMOUNTS: Final = (
     "localSalesGross",
@@ -126,14 +128,15 @@ def rows(document: dict[str, Any]) -> list[list[str]]:
             unit = "%" if name == "gridCutPercent" else "IOTA/kWh"
             table.append(["price", PRICE_LABELS.get(name, name), str(value), unit, "", ""])
     for name in _amount_names(document):
+        value = document["amounts"][name]
         table.append(
             [
                 "amount",
                 AMOUNT_LABELS[name],
-                str(document["amounts"][name]),
+                str(value),
                 "IOTA",
                 _currency(document, "amounts", name),
-                "",
+                FEE_NOTE if name == "fixedFee" and value and document["kind"] != PREVIEW else "",
             ]
         )
     for name, label in BALANCE_LABELS.items():
@@ -213,7 +216,7 @@ def to_pdf(document: dict[str, Any]) -> bytes:
             pdf.cell(0, 6, section.capitalize(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.set_font("Helvetica", size=9)
         item, value, unit, in_currency, note = row[1:]
-        extra = f"{in_currency} {currency}" if in_currency else note
+        extra = f"{in_currency} {currency}  {note}" if in_currency else note
         pdf.cell(70, 5, _latin1(item))
         pdf.cell(45, 5, _latin1(value), align="R")
         pdf.cell(25, 5, _latin1(" " + unit))

@@ -28,7 +28,12 @@ from grid_server.grid.db.models import (
 from grid_server.grid.return_channels import ReturnChannels
 from grid_server.grid.settlement.service import SettlementService
 from grid_server.grid.statements import AMOUNT_FIELDS, StatementService, _currency_figures
-from grid_server.grid.statements_render import AMOUNT_LABELS, BALANCE_LABELS, ENERGY_LABELS
+from grid_server.grid.statements_render import (
+    AMOUNT_LABELS,
+    BALANCE_LABELS,
+    ENERGY_LABELS,
+    FEE_NOTE,
+)
 from grid_server.grid.wallet import GridWallet
 
 from .dbhelpers import add_reading, add_registration
@@ -110,8 +115,9 @@ async def _assert_downloads_match(api: ApiHarness, document: dict[str, Any], tok
     for name, value in document["amounts"].items():
         in_eur = document["currency"]["amounts"][name]
         if (row := rows.get(("amount", AMOUNT_LABELS[name]))) is not None:
-            assert row == [str(value), "IOTA", in_eur, ""], name
-            expected[("amount", AMOUNT_LABELS[name])] = [str(value), f"{in_eur} EUR"]
+            note = FEE_NOTE if name == "fixedFee" and value else ""
+            assert row == [str(value), "IOTA", in_eur, note], name
+            expected[("amount", AMOUNT_LABELS[name])] = [str(value), f"{in_eur} EUR {note}".strip()]
         else:
             # A line left out of the document is one that does not apply to it.
             assert value == 0, name
