@@ -298,7 +298,13 @@ _STATEMENT_DOCUMENT: dict[str, Any] = {
         "periodStart": {"type": "integer"},
         "periodEnd": {"type": "integer"},
         "energy": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "amounts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "amounts": {
+            "type": "object",
+            "description": "IOTA per line. fixedFee: a consumer's fee for the period; once "
+            "the statement is final the consumer's next payment request collects it (its "
+            "owed includes it), as it does a hand-given credit note's amount.",
+            "additionalProperties": {"type": "integer"},
+        },
         "balance": {
             "type": "object",
             "required": ["opening", "change", "closing"],
