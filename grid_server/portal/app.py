@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..grid.api.context import SERVICES_KEY, GridServices
 from ..http_safety import SECURITY_HEADERS
-from . import queries
+from . import queries, whatif
 from .auth import verify_password
 from .queries import PageRequest
 from .sessions import PortalSessions
@@ -117,6 +117,7 @@ def setup_portal(
             web.get(f"{api}/settlements", _api(_settlements), allow_head=False),
             web.get(f"{api}/payments", _api(_payments), allow_head=False),
             web.get(f"{api}/node", _api(_node), allow_head=False),
+            web.get(f"{api}/replay", _api(_what_if), allow_head=False),
             *statement_routes(api, authentication, _change_allowed, _secure),
             web.static(f"{PREFIX}/static", STATIC_DIR, append_version=False),
         ]
@@ -434,6 +435,14 @@ async def _settlements(request: web.Request, state: PortalState) -> dict[str, An
     page = _page_request(request, state)
     failed = request.query.get("failed", "") in ("1", "true")
     return await _read(state, lambda session: queries.settlements(session, page, failed))
+
+
+async def _what_if(request: web.Request, state: PortalState) -> dict[str, Any]:
+    """A settled slot replayed under another mechanism (see :mod:`.whatif`)."""
+    slot = request.query.get("slot") or "latest"
+    mechanism = request.query.get("mechanism") or None
+    configured = state.grid.config.market_parameters
+    return await _read(state, lambda session: whatif.what_if(session, slot, mechanism, configured))
 
 
 async def _payments(request: web.Request, state: PortalState) -> dict[str, Any]:
