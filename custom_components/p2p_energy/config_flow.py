@@ -16,7 +16,6 @@ from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigEntryState,
-    ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryFlow,
     OptionsFlow,
@@ -63,7 +62,7 @@ from .const import (
     SUBENTRY_PRODUCER,
     SUBENTRY_SOURCE,
 )
-from .household_flow import SUBENTRY_HOUSEHOLD, HouseholdSubentryFlow
+from .household_flow import SUBENTRY_HOUSEHOLD, EnergyDashboardConfigFlow, HouseholdSubentryFlow
 from .meter import meter_problem
 from .protocol.errors import GridUnavailableError, NodeUnavailableError
 from .subentries import PRICE_SELECTOR, meters_in_use, new_subentry_data
@@ -78,8 +77,8 @@ METER_SELECTOR = EntitySelector(
 )
 
 
-class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Connect Home Assistant to a P2P energy grid."""
+class P2PEnergyConfigFlow(EnergyDashboardConfigFlow, domain=DOMAIN):
+    """Connect Home Assistant to a P2P energy grid (and offer the Energy dashboard's household)."""
 
     VERSION = 1
     MINOR_VERSION = 1
@@ -160,8 +159,8 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 await self.async_set_unique_id(data[CONF_GRID_URL])
                 self._abort_if_unique_id_configured()
-                return self.async_create_entry(
-                    title=urlsplit(data[CONF_GRID_URL]).netloc, data=data
+                return await self.async_create_connection(
+                    urlsplit(data[CONF_GRID_URL]).netloc, data
                 )
         return self.async_show_form(
             step_id="user",
@@ -210,7 +209,7 @@ class P2PEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._discovered[CONF_GRID_URL], self._discovered[CONF_NODE_URL]
             )
             if not errors:
-                return self.async_create_entry(title=self._addon_name, data=self._discovered)
+                return await self.async_create_connection(self._addon_name, self._discovered)
         return self.async_show_form(
             step_id="hassio_confirm",
             description_placeholders={"addon": self._addon_name, **self._discovered},

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import voluptuous as vol
 from homeassistant.components.energy.data import async_get_manager
-from homeassistant.config_entries import ConfigSubentry, ConfigSubentryFlow, SubentryFlowResult
+from homeassistant.config_entries import (
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentry,
+    ConfigSubentryData,
+    ConfigSubentryFlow,
+    SubentryFlowResult,
+)
 from homeassistant.core import split_entity_id
 from homeassistant.helpers import entity_registry as er
 
@@ -181,77 +188,160 @@ def participant_settings(planned: PlannedParticipant, price: int | None) -> dict
     return settings
 
 
+@dataclass(frozen=True)
+class NoHousehold:
+    """Why the Energy dashboard's meters make no household: an abort reason."""
+
+    reason: str
+    placeholders: dict[str, str] | None = None
+
+
+async def async_household_plan(
+    hass: HomeAssistant, in_use: Iterable[str] = (), titles: Iterable[str] = ()
+) -> HouseholdPlan | NoHousehold:
+    """The plan for the dashboard's meters now (see :func:`plan_household`), or why none."""
+    preferences = (await async_get_manager(hass)).data
+    if preferences is None:
+        return NoHousehold("energy_not_configured")
+    meters = energy_dashboard_meters(preferences)
+    if not meters.grid_import and not meters.grid_export:
+        return NoHousehold("no_grid_meter")
+    plan = plan_household(hass, meters, in_use, titles)
+    if not plan.of_type(SUBENTRY_CONSUMER) and not plan.of_type(SUBENTRY_PRODUCER):
+        # Sources alone would trade nothing.
+        return NoHousehold("nothing_to_set_up", _skipped(plan))
+    return plan
+
+
+def household_subentries(plan: HouseholdPlan, price: float | None) -> list[ConfigSubentryData]:
+    """The planned participants as new subentries, keys generated as for the manual flows."""
+    asking = None if price is None else int(price)
+    return [
+        ConfigSubentryData(
+            data=new_subentry_data(planned.subentry_type, participant_settings(planned, asking)),
+            subentry_type=planned.subentry_type,
+            title=planned.title,
+            unique_id=None,
+        )
+        for planned in plan.participants
+    ]
+
+
+def _household_schema(plan: HouseholdPlan) -> vol.Schema:
+    """The asking price, when there is a producer to ask it."""
+    if plan.of_type(SUBENTRY_PRODUCER):
+        return vol.Schema({vol.Required(CONF_PRICE): PRICE_SELECTOR})
+    return vol.Schema({})
+
+
 class HouseholdSubentryFlow(ConfigSubentryFlow):
     """Consumer, producer and sources from the Energy dashboard's meters, with a preview."""
 
     _shown: list[PlannedParticipant]
 
-    async def _async_plan(self) -> HouseholdPlan | SubentryFlowResult:
-        """The plan for the dashboard's meters now, or why there is none."""
-        preferences = (await async_get_manager(self.hass)).data
-        if preferences is None:
-            return self.async_abort(reason="energy_not_configured")
-        meters = energy_dashboard_meters(preferences)
-        if not meters.grid_import and not meters.grid_export:
-            return self.async_abort(reason="no_grid_meter")
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Preview what the dashboard's meters become; create it on confirmation."""
         entry = self._get_entry()
-        plan = plan_household(
+        plan = await async_household_plan(
             self.hass,
-            meters,
             meters_in_use(entry),
             (subentry.title for subentry in entry.subentries.values()),
         )
-        if not plan.of_type(SUBENTRY_CONSUMER) and not plan.of_type(SUBENTRY_PRODUCER):
-            # Sources alone would trade nothing.
-            return self.async_abort(
-                reason="nothing_to_set_up", description_placeholders=_skipped(plan)
-            )
-        return plan
-
-    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        """Preview what the dashboard's meters become; create it on confirmation."""
-        plan = await self._async_plan()
-        if not isinstance(plan, HouseholdPlan):
-            return plan
+        if isinstance(plan, NoHousehold):
+            return self.async_abort(reason=plan.reason, description_placeholders=plan.placeholders)
         errors: dict[str, str] = {}
         if user_input is not None:
             if plan.participants != self._shown:
                 # A meter or subentry changed while the preview was open: show the new one.
                 errors["base"] = "plan_changed"
             else:
-                return self._async_create(plan, user_input.get(CONF_PRICE))
+                for subentry in household_subentries(plan, user_input.get(CONF_PRICE)):
+                    # As the subentry flows' manager adds the subentry a flow created.
+                    self.hass.config_entries.async_add_subentry(
+                        entry,
+                        ConfigSubentry(
+                            data=MappingProxyType(subentry["data"]),
+                            subentry_type=subentry["subentry_type"],
+                            title=subentry["title"],
+                            unique_id=subentry["unique_id"],
+                        ),
+                    )
+                return self.async_abort(
+                    reason="household_created",
+                    description_placeholders={"created": _names(plan.participants)},
+                )
         self._shown = plan.participants
-        schema: dict[vol.Marker, Any] = {}
-        if plan.of_type(SUBENTRY_PRODUCER):
-            schema[vol.Required(CONF_PRICE)] = PRICE_SELECTOR
         return self.async_show_form(
             step_id="user",
-            data_schema=self.add_suggested_values_to_schema(vol.Schema(schema), user_input),
-            description_placeholders=_preview(plan),
+            data_schema=self.add_suggested_values_to_schema(_household_schema(plan), user_input),
+            description_placeholders=household_preview(plan),
             errors=errors,
         )
 
-    def _async_create(self, plan: HouseholdPlan, price: float | None) -> SubentryFlowResult:
-        """Add each subentry as the subentry flows' manager adds a created one."""
-        entry = self._get_entry()
-        asking = None if price is None else int(price)
-        for planned in plan.participants:
-            self.hass.config_entries.async_add_subentry(
-                entry,
-                ConfigSubentry(
-                    data=MappingProxyType(
-                        new_subentry_data(
-                            planned.subentry_type, participant_settings(planned, asking)
-                        )
-                    ),
-                    subentry_type=planned.subentry_type,
-                    title=planned.title,
-                    unique_id=None,
-                ),
-            )
-        return self.async_abort(
-            reason="household_created",
-            description_placeholders={"created": _names(plan.participants)},
+
+class EnergyDashboardConfigFlow(ConfigFlow):
+    """A grid connection that, once it works, offers the Energy dashboard's household.
+
+    The subclass calls :meth:`async_create_connection` instead of creating its entry;
+    the entry is then created with the household's subentries, or without any.
+    """
+
+    _connection: tuple[str, dict[str, str]]
+    _plan: HouseholdPlan
+
+    async def async_create_connection(self, title: str, data: dict[str, str]) -> ConfigFlowResult:
+        """Create the entry, or first offer the household when the dashboard has one."""
+        plan = await async_household_plan(self.hass)
+        if isinstance(plan, NoHousehold):
+            return self.async_create_entry(title=title, data=data)
+        self._connection, self._plan = (title, data), plan
+        return await self.async_step_energy_dashboard()
+
+    async def async_step_energy_dashboard(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up the household now, or only connect."""
+        return self.async_show_menu(
+            step_id="energy_dashboard",
+            menu_options=["energy_household", "connect_only"],
+            description_placeholders=household_preview(self._plan),
+        )
+
+    async def async_step_connect_only(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The connection without participants."""
+        title, data = self._connection
+        return self.async_create_entry(title=title, data=data)
+
+    async def async_step_energy_household(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The connection with the household's participants, after the preview."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            plan = await async_household_plan(self.hass)
+            if isinstance(plan, NoHousehold):
+                return self.async_abort(
+                    reason=plan.reason, description_placeholders=plan.placeholders
+                )
+            if plan.participants != self._plan.participants:
+                errors["base"] = "plan_changed"
+            else:
+                title, data = self._connection
+                return self.async_create_entry(
+                    title=title,
+                    data=data,
+                    subentries=household_subentries(plan, user_input.get(CONF_PRICE)),
+                )
+            self._plan = plan
+        return self.async_show_form(
+            step_id="energy_household",
+            data_schema=self.add_suggested_values_to_schema(
+                _household_schema(self._plan), user_input
+            ),
+            description_placeholders=household_preview(self._plan),
+            errors=errors,
         )
 
 
@@ -266,7 +356,7 @@ def _skipped(plan: HouseholdPlan) -> dict[str, str]:
     }
 
 
-def _preview(plan: HouseholdPlan) -> dict[str, str]:
+def household_preview(plan: HouseholdPlan) -> dict[str, str]:
     """The preview's placeholders: names and entity ids only, the words are translated."""
     return {
         "consumers": _names(plan.of_type(SUBENTRY_CONSUMER)),

@@ -6,13 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from homeassistant.components.energy.data import async_get_manager
-from homeassistant.config_entries import SOURCE_USER, ConfigSubentry
+from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER, ConfigSubentry
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
 from custom_components.p2p_energy.config_flow import P2PEnergyConfigFlow
 from custom_components.p2p_energy.const import (
     CONF_API_TOKEN,
+    CONF_GRID_URL,
     CONF_METER,
+    CONF_NODE_URL,
     CONF_PRICE,
     CONF_PRODUCER_URL,
     CONF_REGISTRATION_ID,
@@ -20,6 +23,7 @@ from custom_components.p2p_energy.const import (
     CONF_SIDE_KEY,
     CONF_SOURCES,
     CONF_WALLET_SEED,
+    DOMAIN,
 )
 from custom_components.p2p_energy.credentials import is_trytes_81
 from custom_components.p2p_energy.household_flow import (
@@ -28,7 +32,7 @@ from custom_components.p2p_energy.household_flow import (
     energy_dashboard_meters,
 )
 
-from .conftest import ENERGY_ATTRIBUTES
+from .conftest import ENERGY_ATTRIBUTES, GRID_URL, NODE_URL
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -406,3 +410,117 @@ def test_energy_dashboard_meters_of_both_formats() -> None:
         ("sensor.a",), ("sensor.b",), ("sensor.c",)
     )
     assert energy_dashboard_meters({}) == EnergyDashboardMeters()
+
+
+# While connecting a grid ------------------------------------------------------------------
+
+
+async def connect(hass: HomeAssistant) -> Any:
+    """The main flow up to its answer after a working connection."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_GRID_URL: GRID_URL}
+    )
+
+
+@pytest.mark.usefixtures("dashboard_meters", "mock_test_connection")
+async def test_connecting_a_grid_sets_up_the_household_in_the_same_step(
+    hass: HomeAssistant,
+) -> None:
+    """The new entry comes with its participants: no subentry added later, no reload."""
+    await set_energy_sources(hass, [legacy_grid([GRID_IMPORT], [GRID_EXPORT]), solar(SOLAR)])
+    result = await connect(hass)
+    assert result["type"] is FlowResultType.MENU
+    assert result["step_id"] == "energy_dashboard"
+    assert result["menu_options"] == ["energy_household", "connect_only"]
+    assert result["description_placeholders"]["producers"] == f"Grid export ({GRID_EXPORT})"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "energy_household"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "energy_household"
+    assert list(result["data_schema"].schema) == [CONF_PRICE]
+    assert result["description_placeholders"]["sources"] == f"Roof solar ({SOLAR})"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PRICE: 33})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+    assert entry.data == {CONF_GRID_URL: GRID_URL, CONF_NODE_URL: NODE_URL}
+    created = by_title(entry)
+    assert {title: s.subentry_type for title, s in created.items()} == {
+        "Grid import": "consumer",
+        "Grid export": "producer",
+        "Roof solar": "source",
+    }
+    assert created["Grid export"].data[CONF_PRICE] == 33
+    assert created["Grid export"].data[CONF_SOURCES] == []
+    assert is_trytes_81(created["Grid import"].data[CONF_WALLET_SEED])
+
+
+@pytest.mark.usefixtures("dashboard_meters", "mock_test_connection")
+async def test_connecting_a_grid_only(hass: HomeAssistant) -> None:
+    await set_energy_sources(hass, [legacy_grid([GRID_IMPORT], [])])
+    result = await connect(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "connect_only"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "grid.example:8080"
+    assert result["result"].subentries == {}
+
+
+@pytest.mark.usefixtures("mock_test_connection")
+async def test_connecting_without_a_usable_dashboard_creates_the_entry_at_once(
+    hass: HomeAssistant,
+) -> None:
+    hass.states.async_set("sensor.grid_power", "300", {"unit_of_measurement": "W"})
+    await set_energy_sources(hass, [legacy_grid(["sensor.grid_power"], [])])
+    result = await connect(hass)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].subentries == {}
+
+
+@pytest.mark.usefixtures("dashboard_meters", "mock_test_connection")
+async def test_connecting_while_the_dashboard_changes(hass: HomeAssistant) -> None:
+    """A changed plan is shown again before anything is created; a vanished one aborts."""
+    await set_energy_sources(hass, [legacy_grid([GRID_IMPORT], [GRID_EXPORT])])
+    result = await connect(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "energy_household"}
+    )
+    set_meter(hass, GRID_EXPORT, "Grid export", unit_of_measurement="W")
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PRICE: 5})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "plan_changed"}
+    assert result["description_placeholders"]["unusable"] == GRID_EXPORT
+    assert list(result["data_schema"].schema) == []  # no producer left to ask a price
+
+    await set_energy_sources(hass, [])
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "no_grid_meter"
+    assert hass.config_entries.async_entries(DOMAIN) == []
+
+
+@pytest.mark.usefixtures("dashboard_meters", "mock_test_connection")
+async def test_discovered_add_on_offers_the_household(hass: HomeAssistant) -> None:
+    await set_energy_sources(hass, [legacy_grid([GRID_IMPORT], [])])
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_HASSIO},
+        data=HassioServiceInfo(
+            config={"host": "grid-addon", "port": 8080},
+            name="P2P Energy Grid",
+            slug="abcd1234_p2p_energy_grid",
+            uuid="1234",
+        ),
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.MENU
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "energy_household"}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "P2P Energy Grid"
+    assert [s.title for s in result["result"].subentries.values()] == ["Grid import"]
