@@ -61,6 +61,9 @@ UNREACHABLE_ISSUE_AFTER: Final = timedelta(minutes=15)
 PRODUCER_API_BASE: Final = "/api/p2p_energy/producer/{token}"
 
 ISSUE_GRID_UNREACHABLE: Final = "grid_unreachable"
+ISSUE_CURRENCY_MISMATCH: Final = "currency_mismatch"
+# Kept with the connection's facts: the grid's last published currency rate.
+CONF_CURRENCY_RATE: Final = "currency_rate"
 
 ATTR_DEVICE_ID: Final = "device_id"
 SERVICE_PAY_BILL: Final = "pay_bill"
@@ -69,6 +72,7 @@ SERVICE_ROTATE_CHANNEL: Final = "rotate_channel"
 SERVICE_DEREGISTER: Final = "deregister"
 SERVICE_SEND_IOTA: Final = "send_iota"
 SERVICE_EXPORT_SEED: Final = "export_seed"
+SERVICE_GET_STATEMENT: Final = "get_statement"
 ATTR_ADDRESS: Final = "address"
 ATTR_AMOUNT: Final = "amount"
 

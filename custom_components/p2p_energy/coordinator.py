@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -23,6 +23,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from homeassistant.util import dt as dt_util
 
 from .const import (
+    CONF_CURRENCY_RATE,
     CONF_GRID_URL,
     CONF_MAX_POWER,
     CONF_MIN_WEIGHT_MAGNITUDE,
@@ -34,6 +35,7 @@ from .const import (
     DEFAULT_PROOF_OF_WORK,
     DEFAULT_PUBLISH_INTERVAL,
     DOMAIN,
+    ISSUE_CURRENCY_MISMATCH,
     ISSUE_GRID_UNREACHABLE,
     LOGGER,
     MAX_PUBLISH_INTERVAL,
@@ -45,7 +47,9 @@ from .meter import EntityMeter
 from .participants import participant_config, save_keys
 from .protocol.client import LocalProofOfWork
 from .protocol.errors import GridApiError, NodeError
+from .protocol.grid_client import CurrencyRate, GridClient, currency_rate_of
 from .protocol.household import GridConnection, Household, HouseholdStore
+from .statistics import StatisticsImporter
 from .store import EntryStoreBackend, connection_store
 
 if TYPE_CHECKING:
@@ -62,6 +66,10 @@ class GridStatus:
 
     milestone_index: int | None
     consensus_price: float | None
+    currency_rate: CurrencyRate | None = None
+    """The grid operator's rate of IOTA in a currency (None: the grid has none)."""
+    last_settled_slot: int | None = None
+    """Start (ms) of the grid's last settled slot."""
 
 
 def consensus_price_of(health: Mapping[str, Any]) -> float | None:
@@ -76,6 +84,12 @@ def consensus_price_of(health: Mapping[str, Any]) -> float | None:
     if not math.isfinite(price) or price < 0:
         return None
     return float(price)
+
+
+def last_settled_slot_of(health: Mapping[str, Any]) -> int | None:
+    """The start (ms) of the grid's last settled slot (``lastSettledSlot``), if any."""
+    slot = health.get("lastSettledSlot")
+    return slot if isinstance(slot, int) and not isinstance(slot, bool) else None
 
 
 def slot_seconds_of(health: Mapping[str, Any]) -> int | None:
@@ -135,6 +149,26 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
         )
         self._unreachable_since: datetime | None = None
         self._unsub_period: CALLBACK_TYPE | None = None
+        # The rate the grid last published, kept so the currency sensors exist after a
+        # restart while the grid is away.
+        self.known_rate: CurrencyRate | None = None
+        # Statements and settled slots are read with the participants' registration tokens.
+        self.grid = GridClient(async_get_clientsession(hass), entry.data[CONF_GRID_URL])
+        self.statistics = StatisticsImporter(hass, self)
+
+    @property
+    def portal_url(self) -> str:
+        """The grid's portal, where its operator keeps the statements."""
+        return f"{self.connection.grid_url.rstrip('/')}/portal/"
+
+    def participant_portal_url(self, registration_id: str) -> str:
+        """The portal page of one participant, with its statements."""
+        return f"{self.portal_url}#entities/{registration_id}"
+
+    def home_currency_rate(self) -> CurrencyRate | None:
+        """The grid's rate when it is in Home Assistant's currency (no conversion invented)."""
+        rate = self.data.currency_rate if self.data is not None else None
+        return rate if rate is not None and rate.currency == self.hass.config.currency else None
 
     @property
     def publish_interval(self) -> int:
@@ -164,6 +198,8 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             self._grid_slot_seconds = slot
         if isinstance(since := facts.get("unreachable_since"), str):
             self._unreachable_since = dt_util.parse_datetime(since)
+        if isinstance(rate := facts.get(CONF_CURRENCY_RATE), dict):
+            self.known_rate = currency_rate_of(rate)
         members = []
         for subentry in self.config_entry.subentries.values():
             config = participant_config(subentry)
@@ -231,19 +267,61 @@ class P2PEnergyCoordinator(DataUpdateCoordinator[GridStatus]):
             ) from err
         await self._note_reachable()
         await self._note_grid_slot(slot_seconds_of(health))
-        return GridStatus(
+        rate = currency_rate_of(health)
+        await self._note_currency_rate(rate)
+        status = GridStatus(
             milestone_index=node_info.latest_solid_milestone_index,
             consensus_price=consensus_price_of(health),
+            currency_rate=rate,
+            last_settled_slot=last_settled_slot_of(health),
         )
+        self.statistics.async_schedule(status)
+        return status
 
     async def _save_facts(self) -> None:
         since = self._unreachable_since
+        rate = self.known_rate
         await self._facts.async_save(
             {
                 "grid_slot_seconds": self._grid_slot_seconds,
                 "unreachable_since": since.isoformat() if since else None,
+                CONF_CURRENCY_RATE: {
+                    "currency": rate.currency,
+                    "currencyPerMillionIota": f"{rate.per_million_iota:f}",
+                }
+                if rate
+                else None,
             }
         )
+
+    async def _note_currency_rate(self, rate: CurrencyRate | None) -> None:
+        """Keep the grid's rate; tell the user when it is not in Home Assistant's currency."""
+        issue_id = f"{ISSUE_CURRENCY_MISMATCH}_{self.config_entry.entry_id}"
+        home = self.hass.config.currency
+        if rate is not None and rate.currency != home:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_CURRENCY_MISMATCH,
+                translation_placeholders={
+                    "title": self.config_entry.title,
+                    "grid_currency": rate.currency,
+                    "home_currency": home,
+                },
+            )
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        if rate == self.known_rate:
+            return
+        first = self.known_rate is None
+        self.known_rate = rate
+        await self._save_facts()
+        if first and self.config_entry.state is ConfigEntryState.LOADED:
+            # The currency sensors are made at setup when a rate is known: now there is one.
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
 
     async def _note_grid_slot(self, slot: int | None) -> None:
         if slot is None or slot == self._grid_slot_seconds:

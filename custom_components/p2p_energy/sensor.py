@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.sensor import (
@@ -55,6 +56,8 @@ class ParticipantSensorDescription(SensorEntityDescription):
     attributes_fn: Callable[[Participant], dict[str, Any]] | None = None
     needs_network: bool = False
     """Unavailable while the grid or node cannot be reached (the value comes from them)."""
+    in_currency: bool = False
+    """The IOTA figure in Home Assistant's currency, at the grid's rate."""
 
 
 def _owed(participant: Participant) -> int | None:
@@ -231,11 +234,37 @@ PARTICIPANT_SENSORS: tuple[ParticipantSensorDescription, ...] = (
 )
 
 
+def _in_currency(description: ParticipantSensorDescription) -> ParticipantSensorDescription:
+    """The currency twin of an IOTA sensor (its unit is Home Assistant's currency)."""
+    return replace(
+        description,
+        key=f"{description.key}_currency",
+        translation_key=f"{description.key}_currency",
+        native_unit_of_measurement=None,
+        suggested_display_precision=2,
+        in_currency=True,
+    )
+
+
+# The currency twins are made when the grid publishes a rate of IOTA in a currency.
+PARTICIPANT_SENSORS += tuple(
+    _in_currency(description)
+    for description in PARTICIPANT_SENSORS
+    if description.native_unit_of_measurement == UNIT_IOTA
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GridSensorDescription(SensorEntityDescription):
     """A sensor of the grid connection."""
 
     value_fn: Callable[[GridStatus], StateType]
+    in_currency: bool = False
+    """A price per kWh in Home Assistant's currency, at the grid's rate."""
+
+
+def _consensus_price(status: GridStatus) -> float | None:
+    return status.consensus_price
 
 
 GRID_SENSORS: tuple[GridSensorDescription, ...] = (
@@ -245,7 +274,16 @@ GRID_SENSORS: tuple[GridSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UNIT_IOTA_PER_KWH,
         suggested_display_precision=2,
-        value_fn=lambda status: status.consensus_price,
+        value_fn=_consensus_price,
+    ),
+    # The price entity for the Energy dashboard (grid consumption and return to grid).
+    GridSensorDescription(
+        key="consensus_price_currency",
+        translation_key="consensus_price_currency",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=4,
+        value_fn=_consensus_price,
+        in_currency=True,
     ),
 )
 
@@ -261,19 +299,58 @@ async def async_setup_entry(
     grid_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id, **grid_device_info(coordinator)
     )
-    async_add_entities(GridSensor(coordinator, description) for description in GRID_SENSORS)
+    # Figures in a currency exist once the grid has published a rate.
+    in_currency = coordinator.known_rate is not None
+    async_add_entities(
+        GridSensor(coordinator, description)
+        for description in GRID_SENSORS
+        if in_currency or not description.in_currency
+    )
     for subentry_id, participant in coordinator.participants.items():
         async_add_entities(
             (
                 ParticipantSensor(coordinator, participant, description, grid_device)
                 for description in PARTICIPANT_SENSORS
                 if participant.kind in description.kinds
+                and (in_currency or not description.in_currency)
             ),
             config_subentry_id=subentry_id,
         )
 
 
-class GridSensor(P2PEnergyEntity, SensorEntity):
+class CurrencyMixin(P2PEnergyEntity, SensorEntity):
+    """A figure in Home Assistant's currency: only while the grid's rate is in it."""
+
+    entity_description: GridSensorDescription | ParticipantSensorDescription
+
+    def _set_currency(self, coordinator: P2PEnergyCoordinator) -> None:
+        if self.entity_description.in_currency:
+            currency = coordinator.hass.config.currency
+            self._attr_translation_placeholders = {"currency": currency}
+            per_kwh = isinstance(self.entity_description, GridSensorDescription)
+            self._attr_native_unit_of_measurement = f"{currency}/kWh" if per_kwh else currency
+            if not per_kwh:
+                self._attr_device_class = SensorDeviceClass.MONETARY
+
+    def _currency_available(self) -> bool:
+        return (
+            not self.entity_description.in_currency
+            or self.coordinator.home_currency_rate() is not None
+        )
+
+    def _in_currency(self, iota: Any, *, price: bool = False) -> Any:
+        """``iota`` (IOTA, or IOTA per kWh) in Home Assistant's currency."""
+        rate = self.coordinator.home_currency_rate()
+        if not self.entity_description.in_currency or iota is None:
+            return iota
+        if rate is None:
+            return None
+        if price:  # six places: a cent per kWh would hide most prices of the grid
+            return rate.value(float(iota)).quantize(Decimal("0.000001"))
+        return rate.amount(int(iota))
+
+
+class GridSensor(CurrencyMixin):
     """A figure the grid publishes for everybody."""
 
     entity_description: GridSensorDescription
@@ -286,19 +363,23 @@ class GridSensor(P2PEnergyEntity, SensorEntity):
         self.entity_description = description
         self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{description.key}"
         self._attr_device_info = grid_device_info(coordinator)
+        self._set_currency(coordinator)
 
     @property
     def available(self) -> bool:
         """Available once the grid has answered (setup does not wait for it)."""
-        return super().available and self.coordinator.data is not None
+        return (
+            super().available and self.coordinator.data is not None and self._currency_available()
+        )
 
     @property
-    def native_value(self) -> StateType:
+    def native_value(self) -> StateType | Decimal:
         """The figure from the last successful poll."""
-        return self.entity_description.value_fn(self.coordinator.data)
+        value = self.entity_description.value_fn(self.coordinator.data)
+        return self._in_currency(value, price=True)  # type: ignore[no-any-return]
 
 
-class ParticipantSensor(P2PEnergyEntity, SensorEntity):
+class ParticipantSensor(CurrencyMixin):
     """A figure of one source, producer or consumer."""
 
     entity_description: ParticipantSensorDescription
@@ -318,19 +399,28 @@ class ParticipantSensor(P2PEnergyEntity, SensorEntity):
         self.entity_description = description
         # The subentry id never changes, so neither does the unique id.
         self._attr_unique_id = f"{participant.participant_id}_{description.key}"
-        self._attr_device_info = participant_device_info(participant, grid_device)
+        device = participant_device_info(participant, grid_device)
+        if isinstance(participant, Producer | Consumer):
+            # Its statements: the participant's page of the grid's portal.
+            device["configuration_url"] = coordinator.participant_portal_url(
+                participant.registration_id
+            )
+        self._attr_device_info = device
+        self._set_currency(coordinator)
 
     @property
     def available(self) -> bool:
         """Local figures stay available; network figures need the grid."""
+        if not self._currency_available():
+            return False
         if self.entity_description.needs_network:
             return super().available
         return True
 
     @property
-    def native_value(self) -> StateType | datetime:
+    def native_value(self) -> StateType | datetime | Decimal:
         """The participant's current figure."""
-        return self.entity_description.value_fn(self.participant)
+        return self._in_currency(self.entity_description.value_fn(self.participant))  # type: ignore[no-any-return]
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:

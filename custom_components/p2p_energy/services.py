@@ -1,5 +1,5 @@
-"""Services: pay the bill, send IOTA, export the wallet seed, publish now, rotate a
-channel, deregister."""
+"""Services: pay the bill, send IOTA, export the wallet seed, get the latest statement,
+publish now, rotate a channel, deregister."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .const import (
     LOGGER,
     SERVICE_DEREGISTER,
     SERVICE_EXPORT_SEED,
+    SERVICE_GET_STATEMENT,
     SERVICE_PAY_BILL,
     SERVICE_PUBLISH_NOW,
     SERVICE_ROTATE_CHANNEL,
@@ -45,6 +46,7 @@ from .protocol.household import (
     Consumer,
     PaymentRefusedError,
     PaymentUncertainError,
+    Producer,
     WalletMember,
 )
 from .protocol.household.connection import WALLET_SECURITY
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from .protocol.household import Participant, PaymentOutcome
 
 SERVICE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+ATTR_PREVIEW = "preview"
+STATEMENT_SCHEMA = SERVICE_SCHEMA.extend({vol.Optional(ATTR_PREVIEW, default=False): cv.boolean})
 SEND_IOTA_SCHEMA = SERVICE_SCHEMA.extend(
     {
         vol.Required(ATTR_ADDRESS): cv.string,
@@ -238,6 +242,40 @@ async def _async_export_seed(call: ServiceCall) -> ServiceResponse:
     }
 
 
+async def _async_get_statement(call: ServiceCall) -> ServiceResponse:
+    """The participant's latest final statement (or its current period's preview) and
+    the portal page where its statements are."""
+    coordinator, participant = _resolve(call.hass, call)
+    if not isinstance(participant, Producer | Consumer):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_statements",
+            translation_placeholders={"name": participant.name},
+        )
+    _refuse_if_deregistered(participant)
+    if not participant.registered:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="not_registered",
+            translation_placeholders={"name": participant.name},
+        )
+    grid = coordinator.grid
+    registration_id = participant.registration_id
+    token = participant.state.registration_token
+    statement: dict[str, Any] | None
+    try:
+        if call.data[ATTR_PREVIEW]:
+            statement = await grid.statement_preview(registration_id, token=token)
+        else:
+            statement = await grid.latest_statement(registration_id, token=token)
+    except GridApiError as err:
+        raise _grid_error(err, coordinator.connection.grid_url) from err
+    return {
+        "statement": statement,
+        "portal_url": coordinator.participant_portal_url(registration_id),
+    }
+
+
 async def _async_publish_now(call: ServiceCall) -> None:
     coordinator, participant = _resolve(call.hass, call)
     _refuse_if_deregistered(participant)
@@ -281,6 +319,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_EXPORT_SEED,
         _async_export_seed,
         schema=SERVICE_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_GET_STATEMENT,
+        _async_get_statement,
+        schema=STATEMENT_SCHEMA,
         supports_response=SupportsResponse.ONLY,
     )
     hass.services.async_register(
