@@ -39,14 +39,14 @@ class SlotInputs:
                     "exportPriceMicro": self.tariff.export_price_micro,
                     "gridCutPpm": self.tariff.grid_cut_ppm,
                 },
-                # [id, mWh, adjustment mWh, ask, payment destination]
+                # [id, mWh, adjustment mWh, ask]: where a payout goes does not change any
+                # amount (it is in the payouts table), so it is not repeated here.
                 "producers": [
                     [
                         p.registration_id,
                         p.energy_milliwh,
                         p.adjustment_milliwh,
                         p.price_micro,
-                        p.destination,
                     ]
                     for p in self.producers
                 ],
@@ -75,7 +75,7 @@ class SlotInputs:
                     int(tariff["gridCutPpm"]),
                 ),
                 producers=tuple(
-                    ProducerSupply(str(p[0]), int(p[1]), _optional_int(p[3]), p[4], int(p[2]))
+                    ProducerSupply(str(p[0]), int(p[1]), _optional_int(p[3]), None, int(p[2]))
                     for p in data["producers"]
                 ),
                 consumers=tuple(
