@@ -500,6 +500,66 @@ def compare_kernels(settings: Settings) -> dict[str, Any]:
     return result
 
 
+def compare_instructions(rounds: int) -> list[str]:
+    """The compiled kernel's instruction sets against each other (``best``: AVX-512VL on
+    128-lane blocks where the CPU has it; ``avx2``: 256-lane blocks, as before it), in
+    turns on the same inputs, in CPU seconds of this process: the nonce search (same
+    nonces required) and the batched transform that MAM creation and hashing use."""
+    from p2p_energy_protocol import kernel
+    from p2p_energy_protocol.curl import CurlBatch
+    from p2p_energy_protocol.pow import DEFAULT_LANES, find_nonce
+
+    compiled = kernel.compiled()
+    if compiled is None:
+        raise SystemExit("--instructions needs the compiled kernel")
+    names = []
+    for name in ("best", "avx2", "portable"):
+        try:
+            names.append((name, compiled.use_instructions(name)))
+        except ValueError:  # no AVX2 here
+            continue
+    rng = random.Random(20_181_118)
+    spent = {name: 0.0 for name, _ in names}
+    candidates = {name: 0 for name, _ in names}
+    transforms = {name: 0.0 for name, _ in names}
+    load_before = os.getloadavg()[0]
+    try:
+        with kernel.using("native"):
+            for _ in range(rounds):
+                transaction = random_transaction(rng)
+                nonces = set()
+                for name, _label in names:
+                    compiled.use_instructions(name)
+                    start = time.process_time()
+                    nonce = find_nonce(transaction, 9)
+                    spent[name] += time.process_time() - start
+                    candidates[name] += candidates_tried(nonce, DEFAULT_LANES)
+                    nonces.add(nonce)
+                    batch = CurlBatch(DEFAULT_LANES)
+                    transforms[name] = max(
+                        transforms[name], cpu_rate(batch.transform, DEFAULT_LANES, 0.05)
+                    )
+                if len(nonces) != 1:
+                    raise RuntimeError("the instruction sets found different nonces")
+    finally:
+        compiled.use_instructions("best")
+    reference = names[0][0]
+    lines = [
+        f"Load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"{rounds} MWM 9 searches per instruction set, in turns.",
+        "",
+        "| instructions | PoW search, candidates/s | vs best | Curl-P-81 batched, transforms/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, label in names:
+        search = candidates[name] / spent[name]
+        ratio = (candidates[reference] / spent[reference]) / search
+        lines.append(
+            f"| {name} ({label}) | {search:,.0f} | {ratio:.2f}× | {transforms[name]:,.0f} |"
+        )
+    return lines
+
+
 def kernel_rows(result: dict[str, Any]) -> list[str]:
     """The comparison table, with issue 14's targets."""
     native, numpy = result["native"], result["numpy"]
@@ -657,8 +717,18 @@ def main() -> None:
         action="store_true",
         help="only the side-by-side table of the compiled kernel and the numpy path",
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        metavar="N",
+        help="only the compiled kernel's instruction sets side by side (N searches each)",
+    )
     arguments = parser.parse_args()
     settings = QUICK if arguments.quick else FULL
+    if arguments.instructions:
+        print(f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine()}.")
+        print("\n".join(compare_instructions(arguments.instructions)))
+        return
     if arguments.kernels_only:
         comparison = compare_kernels(settings)
         load = comparison["load"]

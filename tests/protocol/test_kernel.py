@@ -42,17 +42,28 @@ def _compiled_kernel() -> None:
     require_compiled()
 
 
-@pytest.fixture(params=["best", "portable"])
+@pytest.fixture(params=["best", "avx2", "portable"])
 def instructions(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each comparison with AVX2 (where the CPU has it) and with the portable build
-    that CPUs without it and ARM boards run."""
+    """Each comparison with the best instructions the CPU has (AVX-512VL on 128-lane
+    blocks, or AVX2), with AVX2 alone (256-lane blocks) where the CPU has it, and with
+    the portable build that other CPUs and ARM boards run."""
     compiled = kernel.compiled()
     assert compiled is not None
+    if request.param == "avx2" and _cpu_lacks("avx2"):
+        pytest.skip("this CPU has no AVX2")
     name = compiled.use_instructions(request.param)
     try:
         yield name
     finally:
         compiled.use_instructions("best")
+
+
+def _cpu_lacks(flag: str) -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return f" {flag} " not in cpuinfo.replace("\n", " ")
 
 
 def run_both(action):  # type: ignore[no-untyped-def]
@@ -324,7 +335,7 @@ def test_instruction_sets_are_named(instructions: str) -> None:
     compiled = kernel.compiled()
     assert compiled is not None
     assert instructions == compiled.KERNEL
-    assert instructions in {"avx2", "sse2", "neon", "generic", "portable"}
+    assert instructions in {"avx512", "avx2", "sse2", "neon", "generic", "portable"}
     with pytest.raises(ValueError, match="best"):
         compiled.use_instructions("fastest")
 

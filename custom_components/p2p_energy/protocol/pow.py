@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Final
 
 import numpy as np
 
 from . import kernel
-from .curl import ALL_ONES, HASH_LENGTH, Curl, CurlBatch, pack_lanes
+from .curl import ALL_ONES, HASH_LENGTH, Curl, CurlBatch, Planes, pack_lanes
 from .errors import (
     InvalidBundleError,
     InvalidTransactionError,
@@ -182,10 +183,8 @@ def _search(
 ) -> Trits:
     """Nonce trits (81) that give a transaction at least ``weight`` trailing zero trits;
     ``sponge`` has absorbed its first 32 blocks, ``last_block`` is its last one."""
-    lane_trits = 1
-    while 3**lane_trits < lanes:
-        lane_trits += 1
-    counter_row = _NONCE_ROW + lane_trits
+    lane_numbers, lane_low, lane_high = _lane_planes(lanes)
+    counter_row = _NONCE_ROW + lane_numbers.shape[1]
     last_block = last_block.copy()
     last_block[_NONCE_ROW:] = 0
     if weight == 0:
@@ -196,8 +195,6 @@ def _search(
     words = lanes // 64
     base_low = np.where(start != 1, ALL_ONES, np.uint64(0))[:, None].repeat(words, axis=1)
     base_high = np.where(start != -1, ALL_ONES, np.uint64(0))[:, None].repeat(words, axis=1)
-    lane_numbers = _lane_numbers(lanes, lane_trits)
-    lane_low, lane_high = pack_lanes(lane_numbers, words)
     base_low[_NONCE_ROW:counter_row] = lane_low
     base_high[_NONCE_ROW:counter_row] = lane_high
 
@@ -251,10 +248,20 @@ def _nonce(lane_digits: Trits, counter_digits: Trits) -> Trits:
     return nonce
 
 
-def _lane_numbers(lanes: int, lane_trits: int) -> Trits:
-    """Lane ``i``'s base-3 digits as trits: a distinct nonce prefix per lane."""
+@cache
+def _lane_planes(lanes: int) -> tuple[Trits, Planes, Planes]:
+    """Lane ``i``'s base-3 digits as trits (a distinct nonce prefix per lane), as rows
+    and bit-sliced; the same for every transaction, so made once per lane count (they
+    are read-only)."""
+    lane_trits = 1
+    while 3**lane_trits < lanes:
+        lane_trits += 1
     powers = 3 ** np.arange(lane_trits, dtype=np.int64)
-    return (np.arange(lanes, dtype=np.int64)[:, None] // powers % 3).astype(np.int8) - 1
+    numbers: Trits = (np.arange(lanes, dtype=np.int64)[:, None] // powers % 3).astype(np.int8) - 1
+    low, high = pack_lanes(numbers, lanes // 64)
+    for array in (numbers, low, high):
+        array.setflags(write=False)
+    return numbers, low, high
 
 
 def _check_head_first_order(transactions: list[Transaction]) -> None:

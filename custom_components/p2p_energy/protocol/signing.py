@@ -305,23 +305,28 @@ def normalize_hash(hash_value: str | TritsLike) -> list[int]:
     return [int(value) for value in normalize_hashes(trits.reshape(1, HASH_LENGTH))[0]]
 
 
-def normalize_hashes(hashes: TritMatrix) -> npt.NDArray[np.int64]:
+def normalize_hashes(hashes: TritMatrix) -> npt.NDArray[np.int16]:
     """:func:`normalize_hash` of every row of ``(n, 243)`` trits, as ``(n, 81)`` values.
 
     Lowering values from the front until the sum is gone takes from each value
     its whole room (down to -13) until what is left of the sum is smaller, so
     each step is the chunk's sum minus the room before it, clipped to the room.
+    Small integer types throughout (a chunk's sum and rooms stay within ±729): a
+    bundle's secure-tag search normalizes thousands of candidate hashes at once.
     """
     rows = hashes.shape[0]
-    values = hashes.reshape(rows, DIGITS_LENGTH, 3).astype(np.int64) @ _TRYTE_WEIGHTS
-    chunks = values.reshape(rows, -1, CHUNKS_PER_FRAGMENT)
-    sums = chunks.sum(axis=2, keepdims=True)
+    trits = hashes.reshape(rows, DIGITS_LENGTH, 3).astype(np.int8, copy=False)
+    values = trits[:, :, 0] + 3 * trits[:, :, 1] + 9 * trits[:, :, 2]
+    chunks = values.reshape(rows, -1, CHUNKS_PER_FRAGMENT).astype(np.int16)
+    sums = chunks.sum(axis=2, keepdims=True, dtype=np.int16)
     room_down = chunks - MIN_TRYTE_VALUE
     room_up = MAX_TRYTE_VALUE - chunks
-    down = np.clip(sums - (np.cumsum(room_down, axis=2) - room_down), 0, room_down)
-    up = np.clip(-sums - (np.cumsum(room_up, axis=2) - room_up), 0, room_up)
+    before_down = np.cumsum(room_down, axis=2, dtype=np.int16) - room_down
+    before_up = np.cumsum(room_up, axis=2, dtype=np.int16) - room_up
+    down = np.clip(sums - before_down, 0, room_down)
+    up = np.clip(-sums - before_up, 0, room_up)
     normalized = chunks - np.where(sums > 0, down, 0) + np.where(sums < 0, up, 0)
-    return cast("npt.NDArray[np.int64]", normalized.reshape(rows, DIGITS_LENGTH))
+    return cast("npt.NDArray[np.int16]", normalized.reshape(rows, DIGITS_LENGTH).astype(np.int16))
 
 
 def hash_digits(hash_value: str | TritsLike, kind: HashKind) -> list[int]:
