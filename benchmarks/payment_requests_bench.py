@@ -23,6 +23,12 @@ request, then publish the outbox in rounds of 100, each round waiting for its la
 group), ``pipelined`` is today's (``GridPipeline.bill``: publishing starts on the
 first batch while the next are created, rounds of ``PUBLISH_WINDOW``). CPU seconds
 of the grid side, its workers and the node are reported with the load average.
+
+``--end-to-end --reference main`` runs the pipelined bill stage of this tree and of the
+git revision in turns (``--rounds`` each), each run a process of its own: the
+reference's ``grid_server``, protocol library and compiled Curl kernel are unpacked and
+built in a scratch folder and put first on ``PYTHONPATH`` (for the grid side, its
+proof-of-work workers and the node process), so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +71,10 @@ from grid_server.grid.tangle import MamTangle
 from grid_server.grid.wallet import GridWallet
 from grid_server.node import NodeConfig, NodeServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# For tests.reliability; a --reference run has the repository on PYTHONPATH already, after
+# the reference's code, which must come first (spawned workers inherit this path).
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.reliability.processes import NodeProcess
 
 SEED = "BENCH9GRID9SEED".ljust(81, "9")
@@ -308,6 +319,90 @@ async def compare(arguments: argparse.Namespace, template: Path, directory: Path
         arguments.json.write_text(json.dumps(results, indent=2))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_code(revision: str, directory: Path) -> dict[str, str]:
+    """``grid_server``, the protocol library and the Curl kernel of ``revision``, unpacked
+    into ``directory`` with the kernel compiled there; the environment that runs them."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "grid_server", "custom_components", "native"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    (directory / "p2p_energy_protocol").symlink_to(
+        directory / "custom_components/p2p_energy/protocol"
+    )
+    compiler = sysconfig.get_config_var("CC") or "cc"
+    flags = (sysconfig.get_config_var("CFLAGS") or "-O3").split()
+    subprocess.run(
+        [
+            *compiler.split(),
+            *flags,
+            "-fPIC",
+            "-shared",
+            f"-I{sysconfig.get_paths()['include']}",
+            str(directory / "native/p2p_energy_curl.c"),
+            "-o",
+            str(directory / f"p2p_energy_curl{sysconfig.get_config_var('EXT_SUFFIX')}"),
+        ],
+        check=True,
+    )
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)])}
+
+
+def compare_with_reference(arguments: argparse.Namespace) -> None:
+    """``--reference``: this tree's pipelined bill stage and the revision's, in turns."""
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        environments = {
+            "this tree": dict(os.environ),
+            arguments.reference: reference_code(arguments.reference, Path(scratch)),
+        }
+        for number in range(arguments.rounds):
+            for name, environment in environments.items():
+                output = Path(scratch) / f"{number}-{len(runs)}.json"
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--end-to-end",
+                    "--modes",
+                    "pipelined",
+                    "--consumers",
+                    str(arguments.consumers),
+                    "--mwm",
+                    str(arguments.mwm),
+                    "--local-pow-workers",
+                    str(arguments.local_pow_workers or 2),
+                    "--json",
+                    str(output),
+                ]
+                print(f"[{name}, round {number + 1}]", flush=True)
+                subprocess.run(command, check=True, env=environment)
+                (result,) = json.loads(output.read_text())
+                runs.append({**result, "tree": name})
+    print()
+    print("| code | runs | requests/s | CPU ms per request: grid + workers + node = all | load |")
+    print("| --- | ---: | ---: | --- | --- |")
+    for name in environments:
+        mine = [run for run in runs if run["tree"] == name]
+        sent = sum(run["sent"] for run in mine)
+        seconds = sum(run["seconds"] for run in mine)
+        parts = [sum(run[key] for run in mine) / sent * 1000 for key in CPU_KEYS]
+        loads = [run["load_before"] for run in mine] + [run["load_after"] for run in mine]
+        print(
+            f"| {name} | {len(mine)} | {sent / seconds:.1f} | "
+            f"{' + '.join(f'{part:.1f}' for part in parts)} = {sum(parts):.1f} | "
+            f"{min(loads):.1f}-{max(loads):.1f} |"
+        )
+    if arguments.json:
+        arguments.json.write_text(json.dumps(runs, indent=2))
+
+
+CPU_KEYS = ("cpu_grid", "cpu_workers", "cpu_node")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--consumers", type=int, default=1000)
@@ -342,7 +437,17 @@ async def main() -> None:
         help="groups in flight with --end-to-end (the grid's default)",
     )
     parser.add_argument("--json", type=Path, help="--end-to-end figures as JSON")
+    parser.add_argument(
+        "--reference",
+        help="with --end-to-end: this tree's pipelined bill stage against this git revision's",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="turns each with --reference")
     arguments = parser.parse_args()
+    if arguments.reference:
+        if not arguments.end_to_end:
+            parser.error("--reference compares --end-to-end runs")
+        compare_with_reference(arguments)
+        return
     if arguments.local_pow_workers < 0:
         parser.error("--local-pow-workers must not be negative")
     if arguments.end_to_end and arguments.database_url:

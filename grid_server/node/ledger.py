@@ -32,24 +32,8 @@ class Cone:
 
 
 def unconfirmed_cone(conn: Connection, starts: Iterable[str]) -> Cone:
-    """Breadth-first over trunk/branch, stopping at confirmed transactions."""
-    members: dict[str, TransactionInfo] = {}
-    missing: set[str] = set()
-    frontier = {start for start in starts if start != NULL_HASH}
-    seen = set(frontier)
-    while frontier:
-        found = TangleStore.infos(conn, frontier)
-        missing.update(frontier - found.keys())
-        following: set[str] = set()
-        for info in found.values():
-            if info.confirmed is not None:
-                continue
-            members[info.hash] = info
-            for parent in (info.trunk, info.branch):
-                if parent != NULL_HASH and parent not in seen:
-                    seen.add(parent)
-                    following.add(parent)
-        frontier = following
+    """Trunk/branch closure of ``starts``, stopping at confirmed transactions."""
+    members, missing = TangleStore.unconfirmed_cone(conn, starts)
     return Cone(members, frozenset(missing))
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -319,6 +321,40 @@ def _existing(conn: Connection, column: Column[str], values: Iterable[str]) -> s
     return found
 
 
+def _cone_query(starts: Collection[str]) -> Select[Any]:
+    """``starts`` that are stored, then their trunks and branches, recursively, without
+    passing a confirmed transaction; each hash reached (``wanted``) with its info, or
+    NULLs where it is not stored."""
+    walked = transactions.alias("walked")
+    cone = (
+        select(transactions.c.hash, transactions.c.hash_key)
+        .where(_among(transactions.c.hash, starts))
+        .cte("cone", recursive=True)
+    )
+    sides = (
+        select(literal_column("0").label("side"))
+        .union_all(select(literal_column("1").label("side")))
+        .subquery("cone_sides")
+    )
+    parent = case((sides.c.side == 0, walked.c.trunk), else_=walked.c.branch)
+    parent_key = case((sides.c.side == 0, walked.c.trunk_key), else_=walked.c.branch_key)
+    cone = cone.union(
+        select(parent, parent_key)
+        .select_from(
+            walked.join(
+                cone, and_(walked.c.hash_key == cone.c.hash_key, walked.c.hash == cone.c.hash)
+            ).join(sides, true())
+        )
+        .where(walked.c.confirmed.is_(None), parent != NULL_HASH)
+    )
+    return select(cone.c.hash.label("wanted"), *_INFO_COLUMNS).select_from(
+        cone.outerjoin(
+            transactions,
+            and_(transactions.c.hash_key == cone.c.hash_key, transactions.c.hash == cone.c.hash),
+        ).outerjoin(unsolid, unsolid.c.seq == transactions.c.seq)
+    )
+
+
 def _stored_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(list(set(hashes))):
@@ -468,6 +504,34 @@ class TangleStore:
     @staticmethod
     def existing_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
         return _stored_hashes(conn, hashes)
+
+    @staticmethod
+    def unconfirmed_cone(
+        conn: Connection, starts: Iterable[str]
+    ) -> tuple[dict[str, TransactionInfo], set[str]]:
+        """The unconfirmed transactions reachable from ``starts`` over trunk and branch
+        without passing a confirmed one, and the hashes on the way that are not stored.
+
+        One recursive query instead of one query per step back: the grid's bundles
+        chain their transactions, so a milestone's cone was walked in as many round
+        trips as the longest chain since the last milestone.
+        """
+        seeds = sorted({start for start in starts if start != NULL_HASH})
+        members: dict[str, TransactionInfo] = {}
+        missing: set[str] = set()
+        for chunk in _chunks(seeds):
+            reached: set[str] = set()
+            for row in conn.execute(_cone_query(chunk)):
+                reached.add(row.wanted)
+                if row.hash is None:
+                    missing.add(row.wanted)
+                elif row.confirmed is None:
+                    members[row.hash] = TransactionInfo(
+                        **{key: value for key, value in row._mapping.items() if key != "wanted"}
+                        | {"solid": bool(row.solid)}
+                    )
+            missing.update(set(chunk) - reached)  # starts that are not stored
+        return members, missing
 
     @staticmethod
     def infos(conn: Connection, hashes: Iterable[str]) -> dict[str, TransactionInfo]:

@@ -88,6 +88,8 @@ def test_every_lookup_seeks_an_index(store: TangleStore) -> None:
         assert TangleStore.value_entries(conn, ["BA".ljust(81, "9")]) == {}
         assert TangleStore.pending_spends(conn, ["ADDRESS".ljust(81, "9")], []) == {}
         assert TangleStore.tails_at(conn, "ADDRESS".ljust(81, "9"), "TAG".ljust(27, "9"))
+        members, missing = TangleStore.unconfirmed_cone(conn, [c, NULL_HASH])
+        assert (set(members), missing) == ({a, c}, {"MISSING".ljust(81, "9")})
         assert len(TangleStore.page_since(conn, 1, 2)) == 2
         TangleStore.mark_solid(conn, [c])
         TangleStore.mark_confirmed(conn, [a], 1)
@@ -100,7 +102,8 @@ def test_every_lookup_seeks_an_index(store: TangleStore) -> None:
         scans = [
             d
             for d in details
-            if d.startswith("SCAN node_transactions") and "pending_spends" not in d
+            # "walked": the transactions as the recursive cone query names them
+            if d.startswith(("SCAN node_transactions", "SCAN walked")) and "pending_spends" not in d
         ]
         assert not scans, (statement, details)
     pending = next(d for s, d in found_plans.items() if "value < 0 AND" in s)
