@@ -405,6 +405,14 @@ class Curl:
         self._low = _bits_to_int(array != 1)
         self._high = _bits_to_int(array != -1)
 
+    def bit_planes(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The state's low and high bits (729 each, 0 or 1, writable copies): what a
+        bit-sliced batch starts from without going through trits."""
+        return (
+            _int_to_bits(self._low, STATE_LENGTH).copy(),
+            _int_to_bits(self._high, STATE_LENGTH).copy(),
+        )
+
 
 def curl_hash(trits: TritsLike, rounds: int = 81, length: int = HASH_LENGTH) -> Trits:
     """Absorb ``trits`` into a fresh sponge and squeeze ``length`` trits."""

@@ -30,7 +30,14 @@ from .errors import (
     PowInterruptedError,
     ProofOfWorkError,
 )
-from .transaction import NONCE_LENGTH, NULL_TAG, TRANSACTION_LENGTH, TRANSACTION_TRITS, Transaction
+from .transaction import (
+    FRAGMENT_LENGTH,
+    NONCE_LENGTH,
+    NULL_TAG,
+    TRANSACTION_LENGTH,
+    TRANSACTION_TRITS,
+    Transaction,
+)
 from .trinary import (
     Trits,
     TritsLike,
@@ -51,6 +58,7 @@ DEFAULT_LANES: Final = 1024
 MAX_LANES: Final = 65536
 
 _LAST_BLOCK_START: Final = TRANSACTION_TRITS - HASH_LENGTH
+_FRAGMENT_TRITS: Final = 3 * FRAGMENT_LENGTH  # 27 blocks of 243
 _NONCE_ROW: Final = HASH_LENGTH - NONCE_TRITS  # nonce position within the last block
 _COUNTER_TRITS: Final = 27
 _COUNTER_POWERS: Final = 3 ** np.arange(_COUNTER_TRITS, dtype=np.int64)
@@ -140,9 +148,10 @@ def attach_to_tangle(
         raise ProofOfWorkError(f"now_ms {timestamp} is outside 0..{MAX_TIMESTAMP_VALUE}")
     _check_head_first_order(transactions)
 
+    fragment_states = _fragment_states(transactions)
     attached: list[str] = []
     previous_hash: str | None = None
-    for transaction in transactions:
+    for transaction, fragment_state in zip(transactions, fragment_states, strict=True):
         prepared = transaction.replace(
             trunk_transaction=trunk if previous_hash is None else previous_hash,
             branch_transaction=branch if previous_hash is None else trunk,
@@ -151,24 +160,47 @@ def attach_to_tangle(
             attachment_timestamp_lower_bound=0,
             attachment_timestamp_upper_bound=MAX_TIMESTAMP_VALUE,
         ).to_trytes()
-        nonce, hash_trits = _nonce_and_hash(trytes_to_trits(prepared), weight, should_stop, lanes)
+        nonce, hash_trits = _nonce_and_hash(
+            trytes_to_trits(prepared), weight, should_stop, lanes, fragment_state
+        )
         attached.append(prepared[:-NONCE_LENGTH] + trits_to_trytes(nonce))
         previous_hash = trits_to_trytes(hash_trits)
     attached.reverse()
     return attached
 
 
+def _fragment_states(transactions: Sequence[Transaction]) -> list[Trits]:
+    """Each transaction's sponge state after its signature or message fragment (its first
+    27 blocks), which attaching does not change: absorbed for all of them at once in
+    the lanes of one batch instead of one sponge after another."""
+    fragments = np.stack(
+        [trytes_to_trits(transaction.signature_message_fragment) for transaction in transactions]
+    )
+    batch = CurlBatch(len(transactions), 81)
+    batch.absorb(fragments)
+    return list(batch.state())
+
+
 def _nonce_and_hash(
-    trits: Trits, weight: int, should_stop: StopCheck | None, lanes: int
+    trits: Trits,
+    weight: int,
+    should_stop: StopCheck | None,
+    lanes: int,
+    fragment_state: Trits | None = None,
 ) -> tuple[Trits, Trits]:
     """The nonce (81 trits) for a transaction's trits and the hash it gives.
 
-    The sponge absorbs the first 32 blocks once: the search starts from that state,
-    and the hash is that state absorbing the last block with the nonce (which also
-    guards the bit-sliced search: a wrong nonce fails the weight check).
+    The sponge absorbs the first 32 blocks once (from ``fragment_state``, the state
+    after the first 27, when given): the search starts from that state, and the hash
+    is that state absorbing the last block with the nonce (which also guards the
+    bit-sliced search: a wrong nonce fails the weight check).
     """
     sponge = Curl(81)
-    sponge.absorb(trits[:_LAST_BLOCK_START])
+    if fragment_state is None:
+        sponge.absorb(trits[:_LAST_BLOCK_START])
+    else:
+        sponge.state = fragment_state
+        sponge.absorb(trits[_FRAGMENT_TRITS:_LAST_BLOCK_START])
     last_block = trits[_LAST_BLOCK_START:].copy()
     last_block[_NONCE_ROW:] = _search(sponge, last_block, weight, should_stop, lanes)
     sponge.absorb(last_block)
@@ -190,11 +222,14 @@ def _search(
     if weight == 0:
         return last_block[_NONCE_ROW:]
 
-    start = sponge.state
-    start[:HASH_LENGTH] = last_block
+    # Every lane starts from the sponge's state with the last block in its first rows:
+    # a set bit is a full word of ones (-1 as uint64).
+    low_bits, high_bits = sponge.bit_planes()
+    low_bits[:HASH_LENGTH] = last_block != 1
+    high_bits[:HASH_LENGTH] = last_block != -1
     words = lanes // 64
-    base_low = np.where(start != 1, ALL_ONES, np.uint64(0))[:, None].repeat(words, axis=1)
-    base_high = np.where(start != -1, ALL_ONES, np.uint64(0))[:, None].repeat(words, axis=1)
+    base_low = np.repeat((-low_bits.astype(np.int64)).view(np.uint64)[:, None], words, axis=1)
+    base_high = np.repeat((-high_bits.astype(np.int64)).view(np.uint64)[:, None], words, axis=1)
     base_low[_NONCE_ROW:counter_row] = lane_low
     base_high[_NONCE_ROW:counter_row] = lane_high
 
