@@ -11,6 +11,10 @@ anyone. Selling both would count the exported energy twice.
 
 Meters that cannot be wrapped (not a sensor, not a running energy total, already
 wrapped by a subentry) are left out and listed in the preview.
+
+Two ways in: the ``household`` subentry flow on an existing grid connection, and a
+step of the main config flow right after the connection test, which creates the
+entry with its participants at once.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ class HouseholdPlan:
 
     participants: list[PlannedParticipant] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)
-    """Meters a subentry of this grid connection wraps already."""
+    """Meters a subentry of this grid connection wraps already (or the plan, when the
+    dashboard lists a meter twice)."""
     unusable: list[str] = field(default_factory=list)
     """Statistics that are no sensor, or no running energy total in Wh, kWh or MWh."""
 
