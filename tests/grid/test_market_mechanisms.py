@@ -17,7 +17,13 @@ from grid_server.grid.settlement.engine import (
     settle_clearing,
     settle_with,
 )
-from grid_server.grid.settlement.mechanisms import Bid, Clearing, MarketParameters
+from grid_server.grid.settlement.mechanisms import (
+    Bid,
+    Clearing,
+    MarketParameters,
+    ask_price,
+    bid_price,
+)
 from grid_server.grid.settlement.pricing import (
     STRATEGIES,
     Offer,
@@ -136,6 +142,16 @@ def test_bids_are_not_used_by_the_uniform_strategies() -> None:
             continue
         with_bids = settle_with(producers_case(), consumers_case(), info, TARIFF)
         assert with_bids == settle_with(producers_case(), without, info, TARIFF), name
+
+
+def test_bids_and_asks_beyond_the_main_grid_prices_are_capped() -> None:
+    # A bid above retail is taken at retail; an ask below feed-in at feed-in.
+    producers = [ProducerSupply("p", 2 * KWH, 5 * IOTA, None)]
+    consumers = [ConsumerDemand("c", 2 * KWH, bid_micro=500 * IOTA)]
+    outcome = settle_with(producers, consumers, strategy_by_name("pay-as-bid"), TARIFF)
+    assert outcome.consensus_price_micro == 100 * IOTA
+    clear = settle_with(producers, consumers, strategy_by_name("pay-as-clear"), TARIFF)
+    assert clear.consensus_price_micro == 60 * IOTA  # midway between 100 and 20
 
 
 def test_configuration_checks() -> None:
@@ -261,6 +277,8 @@ def test_nobody_pays_above_its_bid_or_gets_below_its_ask(
         limit = tariff.import_price_micro if bid is None else bid
         if info.bids_respected:
             assert value <= energy * limit  # the clearing itself, exactly
+        # Local energy never costs more than importing it.
+        assert value <= energy * tariff.import_price_micro
         exact = Fraction(value + (line.energy_milliwh - energy) * tariff.import_price_micro)
         # The bill is its exact value to within the rounding of whole IOTA.
         assert line.amount <= math.ceil(exact / VALUE_UNIT) + 1
@@ -271,6 +289,8 @@ def test_nobody_pays_above_its_bid_or_gets_below_its_ask(
         floor_price = tariff.export_price_micro if ask is None else ask
         if info.bids_respected:
             assert value >= energy * floor_price
+        # ... nor earns less than exporting it.
+        assert value >= energy * tariff.export_price_micro
         exact = value * cut + (line.energy_milliwh - energy) * tariff.export_price_micro
         assert line.amount >= math.floor(exact / VALUE_UNIT) - 2
         assert line.amount <= math.ceil(exact / VALUE_UNIT) + 2
@@ -312,12 +332,12 @@ def test_pay_as_clear_trades_as_much_as_any_feasible_price_would(
         MarketParameters(),
     )
     left_bids = [
-        tariff.import_price_micro if c.bid_micro is None else c.bid_micro
+        bid_price(_bid(c), tariff)
         for c in consumers
         if c.energy_milliwh > clearing.bought.get(c.registration_id, (0, 0))[0]
     ]
     left_asks = [
-        tariff.export_price_micro if p.price_micro is None else p.price_micro
+        ask_price(_offer(p), tariff)
         for p in producers
         if p.energy_milliwh > clearing.sold.get(p.registration_id, (0, 0))[0]
     ]

@@ -8,7 +8,9 @@ feed-in price (:func:`.engine.settle_clearing` does the money).
 
 A consumer's bid is the most it pays per kWh of local energy; without one it bids
 the retail import price (what it pays anyway). A producer's ask is the least it
-takes; without one it asks the feed-in export price (what it gets anyway).
+takes; without one it asks the feed-in export price (what it gets anyway). Bids are
+taken at most at the import price and asks at least at the export price, so local
+trade never leaves anybody worse off than trading with the main grid.
 
 * ``pay-as-clear``: a double auction. Bids from the highest, asks from the lowest,
   are matched while the bid covers the ask; everybody trades at one clearing price,
@@ -101,13 +103,17 @@ ClearingMechanism = Callable[
 
 
 def bid_price(bid: Bid, tariff: Tariff) -> int:
-    """The consumer's bid, or the retail import price without one."""
-    return tariff.import_price_micro if bid.bid_micro is None else bid.bid_micro
+    """The consumer's bid (at most the retail import price), or that price without one."""
+    if bid.bid_micro is None:
+        return tariff.import_price_micro
+    return min(bid.bid_micro, tariff.import_price_micro)
 
 
 def ask_price(offer: Offer, tariff: Tariff) -> int:
-    """The producer's ask, or the feed-in export price without one."""
-    return tariff.export_price_micro if offer.price_micro is None else offer.price_micro
+    """The producer's ask (at least the feed-in export price), or that price without one."""
+    if offer.price_micro is None:
+        return tariff.export_price_micro
+    return max(offer.price_micro, tariff.export_price_micro)
 
 
 def _bid_order(bids: Sequence[Bid], tariff: Tariff) -> list[tuple[str, int, int]]:
