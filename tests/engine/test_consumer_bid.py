@@ -22,3 +22,14 @@ async def test_a_bidding_consumer_states_its_bid_everywhere() -> None:
     # Without a bid the usage is the blueprint's message, with no maxPrice at all.
     [plain_usage] = [b for b in home.bodies("consumer-house") if b.get("command") == "usage"]
     assert set(plain_usage) == {"command", "startTime", "endTime", "usage"}
+
+
+async def test_an_invalid_bid_is_no_bid() -> None:
+    home = Home()
+    await home.open(config("consumer", "odd", max_price=-3.0))
+    await home.period(1, consumer_odd=1.0)
+    await home.period(2, consumer_odd=1.5)
+    await home.sync()
+    [usage] = [b for b in home.bodies("consumer-odd") if b.get("command") == "usage"]
+    assert "maxPrice" not in usage
+    assert home["consumer-odd"].registered

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..address import validate_address
 from ..errors import InvalidAddressError, PayloadError
-from ..payloads import ConsumerUsage, Goodbye, PaymentRequest, parse_grid_message
+from ..payloads import (
+    ConsumerUsage,
+    Goodbye,
+    PaymentRequest,
+    optional_price,
+    parse_grid_message,
+)
 from ..transfers import TransferState
 from .state import FollowedChannel, ReceivedRequest
 from .wallet import PaymentOutcome, PaymentRefusedError, WalletMember
@@ -31,9 +37,14 @@ class Consumer(WalletMember):
     kind = "consumer"
     item_type = "consumer"
 
+    @property
+    def bid(self) -> float | None:
+        """The most it pays per kWh of local energy (IOTA), None without a (valid) bid."""
+        return optional_price(self.config.max_price)
+
     async def _take_period_locked(self, now: datetime) -> float | None:
         """A consumer reports its usage (with its bid, when it has one)."""
-        bid = self.config.max_price
+        bid = self.bid
         return await self._queue_delta_locked(
             now,
             lambda start, end, kwh: ConsumerUsage(
@@ -43,7 +54,7 @@ class Consumer(WalletMember):
 
     async def _register_locked(self, root: str) -> None:
         # The registration carries the standing bid; each usage repeats it for its period.
-        reply = await self._grid_register(root, self.config.max_price)
+        reply = await self._grid_register(root, self.bid)
         if reply.root and reply.side_key:
             current = self.state.return_channel
             if current is None or current.root != reply.root:
