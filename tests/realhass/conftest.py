@@ -37,6 +37,8 @@ SLOT = 10  # seconds: the grid's slot and the household's trading period (the sh
 # runs raises its repair issue after this long instead.
 REPAIR_AFTER_SECONDS = 20
 
+# The grid values IOTA in EUR, Home Assistant's currency: the currency sensors and statistics.
+CURRENCY_PER_MILLION_IOTA = "2500"
 ENERGY = {"unit_of_measurement": "kWh", "state_class": "total_increasing", "device_class": "energy"}
 INVERTER = ENERGY | {"state_class": "total", "last_reset": None}
 METERS = {
@@ -203,6 +205,8 @@ def household(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Household]:
             "import_price": IMPORT_PRICE,
             "export_price": EXPORT_PRICE,
             "grid_cut_percent": round(GRID_CUT * 100),
+            "currency": "EUR",
+            "currency_per_million_iota": CURRENCY_PER_MILLION_IOTA,
         },
     )
     hass = HassProcess(release, directory)
