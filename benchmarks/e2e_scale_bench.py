@@ -30,10 +30,12 @@ realistic value.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import multiprocessing
 import os
 import sys
+import sysconfig
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -48,6 +50,19 @@ from tests.scale.measure import (
 )
 
 MIB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode() -> None:
+    """Byte-compile the project and its installed packages once, as ``pip install`` and
+    the add-on image leave them. Each slot starts the grid inside the measured window; a
+    checkout run with PYTHONDONTWRITEBYTECODE set (as on the development machines) would
+    otherwise compile every module it imports at each start (2.6 of 3.9 CPU seconds of
+    importing the grid server, measured once each way)."""
+    paths = sysconfig.get_paths()
+    folders = [Path(paths["purelib"]), Path(paths["platlib"])]
+    for folder in dict.fromkeys([*folders, ROOT / "grid_server", ROOT / "custom_components"]):
+        compileall.compile_dir(folder, quiet=2)
 
 
 def measure(size: int, args: argparse.Namespace, pool: ProcessPoolExecutor) -> E2EFigures:
@@ -212,7 +227,15 @@ def main() -> int:
         help="the grid's local_pow_workers (proof of work for its own bundles)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="leave Python modules uncompiled (grid start-ups then include compiling them)",
+    )
     args = parser.parse_args()
+    if args.compile:
+        compile_bytecode()
     results: list[E2EFigures] = []
     context = multiprocessing.get_context("spawn")  # the load generator runs threads
     with ProcessPoolExecutor(os.cpu_count() or 2, context) as pool:
