@@ -192,7 +192,8 @@ def test_grid_outage_raises_a_repair_issue_and_catches_up(household: Household) 
     after("restarted")
     grid, consumer = household.grid, household.consumer
     issue = f"grid_unreachable_{household.entry_id}"
-    assert repair_issues(household) == []
+    # Earlier tests leave IOTA in the wallets, which has its own standing notice.
+    assert [i for i in repair_issues(household) if not i.startswith("wallet_holds_iota_")] == []
     grid.stop()
 
     def queued_and_unavailable() -> bool:
