@@ -13,6 +13,7 @@ from homeassistant.helpers import config_validation as cv
 
 from .const import CONF_SEED, CONF_SIDE_KEY, DOMAIN
 from .coordinator import P2PEnergyConfigEntry, P2PEnergyCoordinator
+from .expected_output import async_follow_forecasts
 from .frontend import async_register_card
 from .http import ProducerRegistrationView, ProducerSourceRemovalView
 from .removal import async_participants_leave, async_retry_departures, async_update_wallet_issues
@@ -94,6 +95,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PEnergyConfigEntry) ->
         # Changed during setup, before the listener was there to see it.
         hass.config_entries.async_schedule_reload(entry.entry_id)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    async_follow_forecasts(hass, entry)
     # The coordinator stops its timer in async_shutdown, which unloading calls.
     coordinator.async_start_periods()
     return True

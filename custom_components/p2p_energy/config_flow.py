@@ -39,6 +39,7 @@ from homeassistant.helpers.selector import (
 
 from .connection import async_test_connection, default_node_url, normalize_url
 from .const import (
+    CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_MAX_POWER,
     CONF_METER,
@@ -420,6 +421,9 @@ class ProducerSubentryFlow(_ParticipantSubentryFlow):
             vol.Optional(CONF_SOURCES, default=[]): SelectSelector(
                 SelectSelectorConfig(options=sources, multiple=True)
             ),
+            vol.Optional(CONF_FORECAST_ENTITY): EntitySelector(
+                EntitySelectorConfig(domain="sensor")
+            ),
         }
 
     def _settings(
@@ -443,7 +447,11 @@ class ProducerSubentryFlow(_ParticipantSubentryFlow):
             if source in taken:
                 # Two producers selling the same source would sell its energy twice.
                 return {}, {CONF_SOURCES: "source_in_use"}
-        return settings | {CONF_SOURCES: sources, CONF_PRICE: int(user_input[CONF_PRICE])}, {}
+        return settings | {
+            CONF_SOURCES: sources,
+            CONF_PRICE: int(user_input[CONF_PRICE]),
+            CONF_FORECAST_ENTITY: user_input.get(CONF_FORECAST_ENTITY),
+        }, {}
 
 
 class ConsumerSubentryFlow(_ParticipantSubentryFlow):

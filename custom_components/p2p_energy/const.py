@@ -40,6 +40,7 @@ CONF_ITEM_TYPE: Final = "item_type"
 CONF_PRODUCER_URL: Final = "producer_url"
 CONF_SOURCES: Final = "sources"
 CONF_PRICE: Final = "price"
+CONF_FORECAST_ENTITY: Final = "forecast_entity"
 CONF_API_TOKEN: Final = "api_token"
 
 DEFAULT_NODE_PORT: Final = 14265

@@ -24,6 +24,7 @@ from .const import (
     UNIT_IOTA_PER_KWH,
 )
 from .entity import P2PEnergyEntity, grid_device_info, participant_device_info
+from .forecast import forecast_sensors
 from .protocol.household import Consumer, Participant, Producer, WalletMember
 
 if TYPE_CHECKING:
@@ -306,6 +307,7 @@ async def async_setup_entry(
         for description in GRID_SENSORS
         if in_currency or not description.in_currency
     )
+    async_add_entities(forecast_sensors(hass, entry))
     for subentry_id, participant in coordinator.participants.items():
         async_add_entities(
             (

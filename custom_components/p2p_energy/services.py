@@ -34,6 +34,7 @@ from .const import (
     SERVICE_ROTATE_CHANNEL,
     SERVICE_SEND_IOTA,
 )
+from .forecast import async_setup_forecast_service
 from .protocol.errors import (
     GridApiError,
     GridUnavailableError,
@@ -337,3 +338,4 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_DEREGISTER, _async_deregister, schema=SERVICE_SCHEMA
     )
+    async_setup_forecast_service(hass)

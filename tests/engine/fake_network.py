@@ -95,6 +95,8 @@ class FakeNetwork:
         """What the runtime passed as the connection's proof of work."""
         self.storage: dict[tuple[str, str, str], Any] = {}
         """The grid's storage API: (registration id, context, item id) -> item."""
+        self.forecast: dict[str, Any] = {"success": True, "slotSeconds": 900, "slots": []}
+        """The grid's answer to GET /forecast."""
 
     def __call__(self, *args: Any) -> FakeNetwork:
         """Stand in for the GridConnection constructor (keeping its proof of work)."""
@@ -125,6 +127,11 @@ class FakeNetwork:
         """Fails when the grid is down."""
         self._grid()
         return dict(self.health)
+
+    async def price_forecast(self) -> Any:
+        """The grid's price forecast (``forecast``); fails when the grid is down."""
+        self._grid()
+        return self.p.price_forecast.parse_price_forecast(self.forecast)
 
     async def publish(self, message: Any) -> None:
         """Attach the payload at its address."""
@@ -344,9 +351,10 @@ class _Protocol:
     errors: Any
     grid_client: Any
     mam: Any
+    price_forecast: Any
     transfers: Any
 
     def __init__(self, package: str) -> None:
         self.package = package
-        for name in ("client", "errors", "grid_client", "mam", "transfers"):
+        for name in ("client", "errors", "grid_client", "mam", "price_forecast", "transfers"):
             setattr(self, name, importlib.import_module(f"{package}.{name}"))

@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 from .errors import GridApiError, GridUnavailableError
+from .price_forecast import PriceForecast, parse_price_forecast
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -414,6 +415,12 @@ class GridClient(_ApiClient):
             next_from=_optional_int(answer, "next"),
             rate=currency_rate_of(answer),
         )
+
+    # The price forecast (issue 16) --------------------------------------------------
+
+    async def price_forecast(self) -> PriceForecast:
+        """The grid's indicative price of each slot of the next 24 hours (public)."""
+        return parse_price_forecast(await self._request("GET", self._url("forecast")))
 
 
 class ProducerClient(_ApiClient):

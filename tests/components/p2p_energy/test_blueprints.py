@@ -110,8 +110,9 @@ def test_blueprints_are_valid(path: str) -> None:
         assert spec.get("name"), f"{path}: input {name} has no name"
 
 
-def test_there_are_the_four_blueprints() -> None:
+def test_there_are_the_five_blueprints() -> None:
     assert sorted(p.name for p in BLUEPRINTS.glob("*.yaml")) == [
+        "cheapest_window.yaml",
         "flexible_load.yaml",
         "notify_bill.yaml",
         "pay_bill.yaml",

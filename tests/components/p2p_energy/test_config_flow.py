@@ -19,6 +19,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.p2p_energy.connection import default_node_url, normalize_url
 from custom_components.p2p_energy.const import (
     CONF_API_TOKEN,
+    CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_MAX_POWER,
     CONF_METER,
@@ -696,4 +697,5 @@ async def test_reconfigure_producer_sources(
         CONF_SOURCES: [pv],
         CONF_PRICE: 7,
         CONF_SEED: "A" * 81,
+        CONF_FORECAST_ENTITY: None,
     }

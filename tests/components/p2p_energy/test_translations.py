@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from custom_components.p2p_energy.forecast import PRICE_FORECAST
 from custom_components.p2p_energy.sensor import GRID_SENSORS, PARTICIPANT_SENSORS
 
 PACKAGE = Path(__file__).parents[3] / "custom_components" / "p2p_energy"
@@ -64,7 +65,7 @@ def test_subentry_strings() -> None:
 
 
 def test_entities_have_names_and_icons() -> None:
-    keys = {d.translation_key for d in (*PARTICIPANT_SENSORS, *GRID_SENSORS)}
+    keys = {d.translation_key for d in (*PARTICIPANT_SENSORS, *GRID_SENSORS, PRICE_FORECAST)}
     assert keys == set(STRINGS["entity"]["sensor"])
     assert keys == set(ICONS["entity"]["sensor"])
 
@@ -82,6 +83,7 @@ def test_services_are_described() -> None:
         ("exceptions", "already_paid", {"name", "amount"}),
         ("exceptions", "payment_reference", {"name", "reference"}),
         ("exceptions", "grid_unreachable", {"grid_url", "error"}),
+        ("exceptions", "forecast_unavailable", {"grid_url", "error"}),
         ("issues", "grid_unreachable", {"title", "grid_url", "node_url", "minutes"}),
     ],
 )

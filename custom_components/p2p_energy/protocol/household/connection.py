@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from ..mam import ChannelEntry, MamMessage
+    from ..price_forecast import PriceForecast
     from ..proof_of_work import ProofOfWork
 
 MAM_MODE: Final = "restricted"
@@ -69,6 +70,10 @@ class GridConnection:
     async def grid_health(self) -> dict[str, Any]:
         """The grid's health answer; raises GridApiError when it does not answer."""
         return await self.grid.health()
+
+    async def price_forecast(self) -> PriceForecast:
+        """The grid's price forecast; raises GridApiError when it does not answer."""
+        return await self.grid.price_forecast()
 
     async def publish(self, message: MamMessage) -> None:
         """Attach a MAM message (local or remote proof of work) and store it on the node."""
