@@ -134,3 +134,50 @@ async def test_a_producer_announces_its_forecast_and_its_changes(
     await hass.async_block_till_done()
     # Its start moved with the clock, so it is a new announcement.
     assert producer.expected_output is not None
+
+
+def test_an_implausible_forecast_is_not_announced() -> None:
+    assert from_wh_periods({"2025-03-01T12:00:00+00:00": 1e13}, NOW) is None
+
+
+async def test_an_integration_without_an_energy_platform_falls_back_to_the_state(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(NOW)
+    other = MockConfigEntry(domain="not_an_integration")
+    other.add_to_hass(hass)
+    entity = er.async_get(hass).async_get_or_create(
+        "sensor", "not_an_integration", "next_hour", config_entry=other
+    )
+    hass.states.async_set(entity.entity_id, "500", {"unit_of_measurement": "Wh"})
+    expected = await async_read_forecast(hass, entity.entity_id)
+    assert expected is not None
+    assert expected.outputs == (0.5,)
+
+
+async def test_a_failing_forecast_platform_announces_nothing(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    fake_network: FakeNetwork,
+    trading_entry: MockConfigEntry,
+    meters: dict[str, str],
+) -> None:
+    freezer.move_to(NOW)
+    solar = MockConfigEntry(domain="forecast_solar")
+    solar.add_to_hass(hass)
+
+    async def broken(_hass: HomeAssistant, _entry_id: str) -> dict[str, Any]:
+        raise RuntimeError("the forecast service is down")
+
+    mock_platform(hass, "forecast_solar.energy", SimpleNamespace(async_get_solar_forecast=broken))
+    entity = er.async_get(hass).async_get_or_create(
+        "sensor", "forecast_solar", "today", config_entry=solar
+    )
+    hass.states.async_set(entity.entity_id, "9.5", {"unit_of_measurement": "kWh"})
+    subentry = trading_entry.subentries[PRODUCER_ID]
+    hass.config_entries.async_update_subentry(
+        trading_entry, subentry, data={**subentry.data, CONF_FORECAST_ENTITY: entity.entity_id}
+    )
+    assert await hass.config_entries.async_setup(trading_entry.entry_id)
+    await hass.async_block_till_done()
+    assert trading_entry.runtime_data.participants[PRODUCER_ID].expected_output is None
