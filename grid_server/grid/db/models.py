@@ -371,7 +371,11 @@ class Statement(Base):
     """
 
     __tablename__ = "statements"
-    __table_args__ = (Index("ix_statements_registration", "registration_id", "period_start"),)
+    __table_args__ = (
+        Index("ix_statements_registration", "registration_id", "period_start"),
+        # Covers the accounts' sum of account_charge without reading the (large) documents.
+        Index("ix_statements_account_charge", "registration_id", "account_charge"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # Sequential per grid (statements and credit notes share the sequence), no gaps.

@@ -42,6 +42,10 @@ def upgrade() -> None:
         "statements",
         sa.Column("account_charge", sa.BigInteger(), nullable=False, server_default="0"),
     )
+    # Every payment request sums a consumer's charges: from the index, not the documents.
+    op.create_index(
+        "ix_statements_account_charge", "statements", ["registration_id", "account_charge"]
+    )
     connection = op.get_bind()
     statements = sa.table(
         "statements",
@@ -62,4 +66,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_statements_account_charge", table_name="statements")
     op.drop_column("statements", "account_charge")
