@@ -6,8 +6,11 @@ statistics (``p2p_energy:…``), one row per hour: the energy a consumer was bil
 Home Assistant's currency, the same money in that currency. The figures are the grid's
 bills and payouts of each settled slot (``GET /settlements/{registrationId}`` with the
 registration token), summed per hour of the slot's start, so the dashboard's costs add
-up to the grid's bills. Only complete hours are imported (every slot of them settled),
-and each run resumes after the last imported hour, also after a restart.
+up to the grid's bills. The current hour is imported as its slots settle, so a slot's
+cost shows soon after it settles: each run resumes at the last imported hour (also after
+a restart) and imports it again with its sum continued from the hour before. The recorder
+replaces a statistic's row of the same start, and no later row exists then, so the sums
+of the hours after it stay consistent.
 """
 
 from __future__ import annotations
@@ -82,12 +85,13 @@ class _Series:
     name: str
     unit: str
     total: float
-    after: float | None
-    """Start (UTC seconds) of its last imported hour."""
+    """Its sum before its last imported hour."""
+    last: float | None
+    """Start (UTC seconds) of its last imported hour, imported again (it may have grown)."""
     rows: list[StatisticData] = field(default_factory=list)
 
     def add(self, start: datetime, value: float) -> None:
-        if self.after is not None and start.timestamp() <= self.after:
+        if self.last is not None and start.timestamp() < self.last:
             return
         self.total += value
         self.rows.append(StatisticData(start=start, state=value, sum=self.total))
@@ -112,14 +116,11 @@ def _metadata(series: _Series) -> StatisticMetaData:
     return metadata
 
 
-def hours(slots: list[SettledSlot], complete_until_ms: int) -> dict[int, _Hour]:
-    """The slots' figures summed per hour of their start, complete hours only."""
+def hours(slots: list[SettledSlot]) -> dict[int, _Hour]:
+    """The slots' figures summed per hour of their start."""
     summed: dict[int, _Hour] = {}
     for slot in slots:
-        hour = slot.start_ms // HOUR_MS * HOUR_MS
-        if hour + HOUR_MS > complete_until_ms:
-            continue
-        figures = summed.setdefault(hour, _Hour())
+        figures = summed.setdefault(slot.start_ms // HOUR_MS * HOUR_MS, _Hour())
         figures.energy_milliwh += slot.energy_milliwh
         figures.amount += slot.amount
     return summed
@@ -148,7 +149,7 @@ class StatisticsImporter:
         )
 
     async def async_import(self, status: GridStatus) -> None:
-        """Import the complete hours not imported yet, for every trading participant."""
+        """Import the hours settled since the last run, for every trading participant."""
         async with self._lock:
             rate = status.currency_rate
             if rate is not None and rate.currency != self._hass.config.currency:
@@ -170,19 +171,22 @@ class StatisticsImporter:
                 self._imported_for = status.last_settled_slot
 
     async def _last(self, statistic_id: str) -> tuple[float, float | None]:
-        """The last sum of a statistic and the start of its hour (0 and None: none yet)."""
+        """A statistic's sum before its last hour, and that hour's start (0 and None: no
+        rows yet). Sums are cumulative, so the row before is the base even across a gap."""
         last = await get_instance(self._hass).async_add_executor_job(
-            get_last_statistics, self._hass, 1, statistic_id, True, {"sum"}
+            get_last_statistics, self._hass, 2, statistic_id, True, {"sum"}
         )
         rows = last.get(statistic_id)
         if not rows:
             return 0.0, None
-        return float(rows[0].get("sum") or 0.0), float(rows[0]["start"])
+        before = float(rows[1].get("sum") or 0.0) if len(rows) > 1 else 0.0
+        return before, float(rows[0]["start"])
 
     async def _import_participant(
         self, participant: Producer | Consumer, rate: CurrencyRate | None
     ) -> bool:
-        """Import one participant's new complete hours; whether every page was read."""
+        """Import one participant's hours from its last imported one; whether every page
+        was read."""
         ids = statistic_ids(participant)
         consumer = isinstance(participant, Consumer)
         name = participant.name
@@ -209,12 +213,11 @@ class StatisticsImporter:
                     *await self._last(ids.money),
                 )
             )
-        after = [item.after for item in series if item.after is not None]
-        since_ms = int(min(after) * 1000) + HOUR_MS if len(after) == len(series) else 0
-        slots, settled_until, complete = await self._read(participant, since_ms)
-        if settled_until is None:
-            return complete
-        by_hour = hours(slots, settled_until // HOUR_MS * HOUR_MS)
+        last = [item.last for item in series if item.last is not None]
+        since_ms = int(min(last) * 1000) if len(last) == len(series) else 0
+        slots, complete = await self._read(participant, since_ms)
+        # Every hour read, the last one possibly partial: the next run reads it again.
+        by_hour = hours(slots)
         for hour in sorted(by_hour):
             figures = by_hour[hour]
             start = dt_util.utc_from_timestamp(hour / 1000)
@@ -229,13 +232,13 @@ class StatisticsImporter:
 
     async def _read(
         self, participant: Producer | Consumer, since_ms: int
-    ) -> tuple[list[SettledSlot], int | None, bool]:
-        """The settled slots from ``since_ms`` (up to MAX_PAGES pages), the grid's end of
-        settlement for them, and whether that was all."""
+    ) -> tuple[list[SettledSlot], bool]:
+        """The settled slots from ``since_ms`` (up to MAX_PAGES pages, far more than an
+        hour's slots, so each run gets past the hour it starts at), and whether that was
+        all of them."""
         grid = self._coordinator.grid
         token = participant.state.registration_token
         slots: list[SettledSlot] = []
-        settled_until: int | None = None
         start: int | None = since_ms
         for _ in range(MAX_PAGES):
             assert start is not None
@@ -243,11 +246,7 @@ class StatisticsImporter:
                 participant.registration_id, start, page_size=PAGE_SIZE, token=token
             )
             slots += page.slots
-            if settled_until is None:
-                settled_until = page.settled_until
             start = page.next_from
             if start is None:
-                return slots, settled_until, True
-        # Not all read: the hours of the last slot read may go on in the next page.
-        last_hour = slots[-1].start_ms // HOUR_MS * HOUR_MS
-        return slots, last_hour, False
+                return slots, True
+        return slots, False

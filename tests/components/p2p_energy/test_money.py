@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from custom_components.p2p_energy import statistics as money_statistics
 from custom_components.p2p_energy.const import (
@@ -41,7 +41,7 @@ from grid_server.grid.clock import system_clock
 from grid_server.grid.config import GridConfig
 from grid_server.grid.currency import CurrencyRate
 from grid_server.grid.db.engine import Database
-from grid_server.grid.db.models import Registration
+from grid_server.grid.db.models import Bill, Registration, Settlement
 from grid_server.grid.registrations import RegistrationService
 from grid_server.grid.return_channels import ReturnChannels
 from grid_server.grid.settlement.service import SettlementService
@@ -159,6 +159,20 @@ class Grid:
             "currencyPerMillionIota": "2500",
         }
 
+    def billed(self, registration_id: str, start_ms: int, end_ms: int) -> int:
+        """The grid's bills to the consumer for the slots starting in [start_ms, end_ms)."""
+        with self.db.read() as session:
+            total = session.scalar(
+                select(func.sum(Bill.amount))
+                .join(Settlement, Settlement.id == Bill.settlement_id)
+                .where(
+                    Bill.registration_id == registration_id,
+                    Settlement.slot_start >= start_ms,
+                    Settlement.slot_start < end_ms,
+                )
+            )
+        return int(total or 0)
+
     async def day_line(self, registration_id: str) -> dict[str, Any]:
         """The statement's line of DAY for the participant (the grid's own figures)."""
         preview = await StatementService(self.db, CONFIG, self.clock).preview(
@@ -223,7 +237,7 @@ async def test_energy_dashboard_statistics_equal_the_grids_bills(
     """A day of 15-minute slots: the recorder's hourly statistics of that day add up to
     the grid's settled slots of that day, for the consumer and for the producer."""
     hass.config.currency = "EUR"
-    # The day, and half an hour of the next: that hour is not complete, so not imported.
+    # The day, and half an hour of the next: that hour is imported so far (two slots).
     await grid.trade(range(DAY_MS + SLOT_MS, DAY_MS + 86_400_000 + 2 * SLOT_MS + 1, SLOT_MS))
     entry = await _set_up(hass, fake_network, grid)
     coordinator = entry.runtime_data
@@ -237,8 +251,8 @@ async def test_energy_dashboard_statistics_equal_the_grids_bills(
     ):
         ids = statistic_ids(participants[participant_id])
         line = await grid.day_line(registration_id)
-        stats = await _statistics(hass, {ids.energy, ids.iota, ids.money}, DAY, day_end + DAY_HOUR)
-        assert len(stats[ids.energy]) == 24, "one row per hour of the day, none after it"
+        stats = await _statistics(hass, {ids.energy, ids.iota, ids.money}, DAY, day_end)
+        assert len(stats[ids.energy]) == 24, "one row per hour of the day"
         energy = sum(row["state"] for row in stats[ids.energy])
         assert energy == pytest.approx(sum(line[name] for name in energy_fields) / 1e6, abs=1e-9)
         iota = sum(row["state"] for row in stats[ids.iota])
@@ -248,22 +262,38 @@ async def test_energy_dashboard_statistics_equal_the_grids_bills(
         assert money.quantize(Decimal("0.01")) == GRID_RATE.amount(line[money_field])
         assert stats[ids.money][-1]["sum"] == pytest.approx(iota * 2500 / 1_000_000)
 
-    # The rest of the next day's first hour settles; the import resumes after the last hour
-    # (also after a restart: here a reload) and carries the sums on.
+    # The next day's first hour so far: its two settled slots, not waiting for the hour.
+    next_hour_ms = DAY_MS + 86_400_000
+    ids = statistic_ids(participants[CONSUMER_ID])
+    stats = await _statistics(hass, {ids.iota}, DAY, day_end + DAY_HOUR)
+    partial = grid.billed(CONSUMER, next_hour_ms, next_hour_ms + HOUR_MS)
+    assert partial == grid.billed(CONSUMER, next_hour_ms, next_hour_ms + 2 * SLOT_MS) > 0
+    assert [row["state"] for row in stats[ids.iota][-1:]] == [partial]
+    assert stats[ids.iota][-1]["sum"] == grid.billed(CONSUMER, DAY_MS, next_hour_ms + HOUR_MS)
+
+    # The rest of that hour and a slot of the next settle; after a restart (here a reload)
+    # the import resumes at the partial hour: it grows in place (the recorder replaces the
+    # row of that start) and the next hour's sum carries on from the grown one.
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done(wait_background_tasks=True)
-    await grid.trade(
-        range(DAY_MS + 86_400_000 + 3 * SLOT_MS, DAY_MS + 86_400_000 + 5 * SLOT_MS + 1, SLOT_MS)
-    )
+    await grid.trade(range(next_hour_ms + 3 * SLOT_MS, next_hour_ms + 5 * SLOT_MS + 1, SLOT_MS))
     fake_network.health = grid.health()
     await entry.runtime_data.async_refresh()
     await hass.async_block_till_done(wait_background_tasks=True)
     ids = statistic_ids(entry.runtime_data.participants[CONSUMER_ID])
     stats = await _statistics(hass, {ids.iota}, DAY, day_end + 2 * DAY_HOUR)
     rows = stats[ids.iota]
-    assert len(rows) == 25
-    assert rows[-1]["sum"] == rows[-2]["sum"] + rows[-1]["state"]
-    assert rows[-2]["sum"] == sum(row["state"] for row in rows[:-1])
+    assert len(rows) == 26
+    states = [row["state"] for row in rows[-2:]]
+    assert states == [
+        grid.billed(CONSUMER, next_hour_ms, next_hour_ms + HOUR_MS),
+        grid.billed(CONSUMER, next_hour_ms + HOUR_MS, next_hour_ms + 2 * HOUR_MS),
+    ]
+    assert states[0] > partial
+    assert [row["sum"] for row in rows] == [
+        sum(row["state"] for row in rows[: number + 1]) for number in range(len(rows))
+    ]
+    assert rows[-1]["sum"] == grid.billed(CONSUMER, DAY_MS, next_hour_ms + 2 * HOUR_MS)
 
     # The currency sensors: the consensus price is the Energy dashboard's price entity.
     price = hass.states.get("sensor.grid_consensus_price_eur")
@@ -389,9 +419,9 @@ async def test_statistics_resume_by_pages_past_refusals_and_into_a_currency(
     grid: Grid,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One page per run: each run imports the complete hours read and the next goes on
-    from there; a refused token leaves the participant for the next run; the money
-    statistic starts when the grid's rate is in Home Assistant's currency."""
+    """One page per run: each run imports the hours read (the last one so far) and the
+    next goes on from that last one; a refused token leaves the participant for the next
+    run; the money statistic starts when the grid's rate is in Home Assistant's currency."""
     hass.config.currency = "USD"
     monkeypatch.setattr(money_statistics, "PAGE_SIZE", 5)
     monkeypatch.setattr(money_statistics, "MAX_PAGES", 1)
@@ -417,7 +447,8 @@ async def test_statistics_resume_by_pages_past_refusals_and_into_a_currency(
 
     stats = await refresh()
     assert ids.iota not in stats  # refused
-    assert len(stats[producer_ids.energy]) == 1  # five slots read: the first hour is complete
+    # Five slots read: the first hour and the next one's first slot (imported so far).
+    assert len(stats[producer_ids.energy]) == 2
     consumer.state.registration_token = token
     for _ in range(4):
         stats = await refresh()
