@@ -174,6 +174,9 @@ async def test_operator_signs_in_and_browses_every_view(browser: Browser, portal
             (s) => s.querySelector("h2").textContent === "Statements"
               && s.querySelector("tbody").textContent.includes("2026-09"))""",
     )
+    # Its final statement's fee (15) is owed like its bills.
+    billed = await page.locator("#entity-cards .card", has_text="Billed").inner_text()
+    assert billed.endswith("\n15 i more on final statements (fees, credit notes)")
     await page.click("a[data-view=statements]")
     painted, data = await chart_points(page, "totals-chart")
     assert painted

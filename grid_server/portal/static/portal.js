@@ -228,7 +228,8 @@
     $("#entity-meta").textContent = `${item.type} · registration ${item.id} · registered ${time(item.createdAt)}${item.active ? "" : ` · removed ${time(item.removedAt)}`}`;
     $("#entity-cards").replaceChildren(
       card(producer ? "Output" : "Usage", kwh(item.energyKwh), `last reading ${time(item.lastReadingAt)}`),
-      card(producer ? "Earned" : "Billed", iota(producer ? item.earned : item.billed)),
+      card(producer ? "Earned" : "Billed", iota(producer ? item.earned : item.billed),
+        !producer && item.charged ? `${iota(item.charged)} more on final statements (fees, credit notes)` : null),
       card("Paid", iota(item.paid), [item.pending ? `${iota(item.pending)} confirming` : "", item.dropped ? `${iota(item.dropped)} dropped` : ""].filter(Boolean).join(" · ") || null),
       producer ? card("Sources", integer.format(item.sources.length)) : card("Outstanding", iota(item.outstanding)),
     );
