@@ -42,6 +42,7 @@ from .const import (
     CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_MAX_POWER,
+    CONF_MAX_PRICE,
     CONF_METER,
     CONF_MIN_WEIGHT_MAGNITUDE,
     CONF_NODE_URL,
@@ -66,7 +67,13 @@ from .const import (
 from .household_flow import SUBENTRY_HOUSEHOLD, EnergyDashboardConfigFlow, HouseholdSubentryFlow
 from .meter import meter_problem
 from .protocol.errors import GridUnavailableError, NodeUnavailableError
-from .subentries import PRICE_SELECTOR, meters_in_use, new_subentry_data
+from .subentries import (
+    INVALID_BID,
+    PRICE_SELECTOR,
+    bid_from_form,
+    meters_in_use,
+    new_subentry_data,
+)
 
 if TYPE_CHECKING:
     from homeassistant.helpers.service_info.hassio import HassioServiceInfo
@@ -456,3 +463,20 @@ class ProducerSubentryFlow(_ParticipantSubentryFlow):
 
 class ConsumerSubentryFlow(_ParticipantSubentryFlow):
     """A consumer: a household meter billed by the grid, paying from its wallet."""
+
+    def _schema(self) -> dict[vol.Marker, Any]:
+        # Optional: without a bid the consumer buys at whatever the market clears.
+        return super()._schema() | {vol.Optional(CONF_MAX_PRICE): PRICE_SELECTOR}
+
+    def _settings(
+        self, user_input: dict[str, Any], own_id: str | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        settings, errors = super()._settings(user_input, own_id)
+        if errors:
+            return settings, errors
+        try:
+            bid = bid_from_form(user_input.get(CONF_MAX_PRICE))
+        except (TypeError, ValueError):
+            return {}, {CONF_MAX_PRICE: INVALID_BID}
+        # Stored even when None, so a reconfigure that clears the field removes the bid.
+        return settings | {CONF_MAX_PRICE: bid}, {}

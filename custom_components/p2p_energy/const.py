@@ -40,6 +40,8 @@ CONF_ITEM_TYPE: Final = "item_type"
 CONF_PRODUCER_URL: Final = "producer_url"
 CONF_SOURCES: Final = "sources"
 CONF_PRICE: Final = "price"
+# A consumer's bid: the most it pays per kWh of local energy (IOTA per kWh; absent: no bid).
+CONF_MAX_PRICE: Final = "max_price"
 CONF_FORECAST_ENTITY: Final = "forecast_entity"
 CONF_API_TOKEN: Final = "api_token"
 

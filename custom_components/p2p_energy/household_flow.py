@@ -37,6 +37,7 @@ from homeassistant.core import split_entity_id
 from homeassistant.helpers import entity_registry as er
 
 from .const import (
+    CONF_MAX_PRICE,
     CONF_METER,
     CONF_PRICE,
     CONF_PRODUCER_URL,
@@ -46,7 +47,13 @@ from .const import (
     SUBENTRY_SOURCE,
 )
 from .meter import meter_problem
-from .subentries import PRICE_SELECTOR, meters_in_use, new_subentry_data
+from .subentries import (
+    INVALID_BID,
+    PRICE_SELECTOR,
+    bid_from_form,
+    meters_in_use,
+    new_subentry_data,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -182,10 +189,14 @@ def _is_sensor(statistic: str) -> bool:
         return False
 
 
-def participant_settings(planned: PlannedParticipant, price: int | None) -> dict[str, Any]:
+def participant_settings(
+    planned: PlannedParticipant, price: int | None, bid: float | None = None
+) -> dict[str, Any]:
     """What the manual subentry flows would store for the same meter (keys aside)."""
     settings: dict[str, Any] = {CONF_METER: planned.meter}
-    if planned.subentry_type == SUBENTRY_PRODUCER:
+    if planned.subentry_type == SUBENTRY_CONSUMER:
+        settings[CONF_MAX_PRICE] = bid
+    elif planned.subentry_type == SUBENTRY_PRODUCER:
         # Only the surplus through the export meter: no sources (see the module's docstring).
         settings |= {CONF_PRICE: price, CONF_SOURCES: []}
     elif planned.subentry_type == SUBENTRY_SOURCE:
@@ -218,12 +229,16 @@ async def async_household_plan(
     return plan
 
 
-def household_subentries(plan: HouseholdPlan, price: float | None) -> list[ConfigSubentryData]:
+def household_subentries(
+    plan: HouseholdPlan, price: float | None, bid: float | None = None
+) -> list[ConfigSubentryData]:
     """The planned participants as new subentries, keys generated as for the manual flows."""
     asking = None if price is None else int(price)
     return [
         ConfigSubentryData(
-            data=new_subentry_data(planned.subentry_type, participant_settings(planned, asking)),
+            data=new_subentry_data(
+                planned.subentry_type, participant_settings(planned, asking, bid)
+            ),
             subentry_type=planned.subentry_type,
             title=planned.title,
             unique_id=None,
@@ -233,10 +248,24 @@ def household_subentries(plan: HouseholdPlan, price: float | None) -> list[Confi
 
 
 def _household_schema(plan: HouseholdPlan) -> vol.Schema:
-    """The asking price, when there is a producer to ask it."""
+    """The asking price when there is a producer to ask it, the optional bid when a consumer."""
+    fields: dict[vol.Marker, Any] = {}
     if plan.of_type(SUBENTRY_PRODUCER):
-        return vol.Schema({vol.Required(CONF_PRICE): PRICE_SELECTOR})
-    return vol.Schema({})
+        fields[vol.Required(CONF_PRICE)] = PRICE_SELECTOR
+    if plan.of_type(SUBENTRY_CONSUMER):
+        fields[vol.Optional(CONF_MAX_PRICE)] = PRICE_SELECTOR
+    return vol.Schema(fields)
+
+
+def _household_form(
+    plan: HouseholdPlan, user_input: Mapping[str, Any]
+) -> tuple[list[ConfigSubentryData], dict[str, str]]:
+    """The subentries a confirmed form creates, or its errors (the bid's)."""
+    try:
+        bid = bid_from_form(user_input.get(CONF_MAX_PRICE))
+    except (TypeError, ValueError):
+        return [], {CONF_MAX_PRICE: INVALID_BID}
+    return household_subentries(plan, user_input.get(CONF_PRICE), bid), {}
 
 
 class HouseholdSubentryFlow(ConfigSubentryFlow):
@@ -260,7 +289,9 @@ class HouseholdSubentryFlow(ConfigSubentryFlow):
                 # A meter or subentry changed while the preview was open: show the new one.
                 errors["base"] = "plan_changed"
             else:
-                for subentry in household_subentries(plan, user_input.get(CONF_PRICE)):
+                subentries, errors = _household_form(plan, user_input)
+            if not errors:
+                for subentry in subentries:
                     # As the subentry flows' manager adds the subentry a flow created.
                     self.hass.config_entries.async_add_subentry(
                         entry,
@@ -333,12 +364,10 @@ class EnergyDashboardConfigFlow(ConfigFlow):
             if plan.participants != self._plan.participants:
                 errors["base"] = "plan_changed"
             else:
+                subentries, errors = _household_form(plan, user_input)
+            if not errors:
                 title, data = self._connection
-                return self.async_create_entry(
-                    title=title,
-                    data=data,
-                    subentries=household_subentries(plan, user_input.get(CONF_PRICE)),
-                )
+                return self.async_create_entry(title=title, data=data, subentries=subentries)
             self._plan = plan
         return self.async_show_form(
             step_id="energy_household",

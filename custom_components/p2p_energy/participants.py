@@ -1,7 +1,7 @@
 """Config subentries as the household engine's participants, and back.
 
 Each subentry is one source, producer or consumer; its data (meter, seed, side
-key, registration id, wallet, price, sources) is the participant's
+key, registration id, wallet, price or bid, sources) is the participant's
 configuration. A channel rotation's new keys go back into the subentry.
 """
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .const import (
     CONF_API_TOKEN,
+    CONF_MAX_PRICE,
     CONF_METER,
     CONF_PRICE,
     CONF_PRODUCER_URL,
@@ -37,6 +38,7 @@ def participant_config(subentry: ConfigSubentry) -> ParticipantConfig | None:
     data = subentry.data
     wallet_seed = data.get(CONF_WALLET_SEED)
     price = data.get(CONF_PRICE)
+    bid = data.get(CONF_MAX_PRICE)
     return ParticipantConfig(
         participant_id=subentry.subentry_id,
         kind=kind,
@@ -47,6 +49,7 @@ def participant_config(subentry: ConfigSubentry) -> ParticipantConfig | None:
         meter_id=str(data[CONF_METER]),
         wallet_seed=None if wallet_seed is None else str(wallet_seed),
         price=None if price is None else float(price),
+        max_price=None if bid is None else float(bid),
         api_token=data.get(CONF_API_TOKEN),
         sources=tuple(data.get(CONF_SOURCES, ())),
         producer_url=str(data.get(CONF_PRODUCER_URL) or ""),

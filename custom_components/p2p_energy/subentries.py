@@ -7,6 +7,7 @@ against :func:`meters_in_use`, so a participant is the same however it was made.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.helpers.selector import (
@@ -47,7 +48,25 @@ PRICE_SELECTOR = NumberSelector(
         unit_of_measurement=UNIT_IOTA_PER_KWH,
     )
 )
-"""A producer's asking price."""
+"""A producer's asking price, and a consumer's bid (the same unit and range)."""
+
+INVALID_BID = "invalid_bid"
+"""The form error of a bid that is no plausible price."""
+
+
+def bid_from_form(value: Any) -> float | None:
+    """A consumer's bid as entered (None: left empty, no bid).
+
+    The selector checks the range in the browser; this also refuses what a form
+    posted past it (not finite, negative, beyond the asking prices' range) with
+    ValueError, so no implausible bid is stored and then silently dropped.
+    """
+    if value is None or value == "":
+        return None
+    bid = float(value)
+    if not math.isfinite(bid) or not 0 <= bid <= PRICE_SELECTOR.config["max"]:
+        raise ValueError(INVALID_BID)
+    return bid
 
 
 def new_subentry_data(subentry_type: str, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,3 +33,23 @@ async def test_an_invalid_bid_is_no_bid() -> None:
     [usage] = [b for b in home.bodies("consumer-odd") if b.get("command") == "usage"]
     assert "maxPrice" not in usage
     assert home["consumer-odd"].registered
+
+
+async def test_a_changed_bid_is_registered_again() -> None:
+    """A reconfigure restarts the household with the new bid; the grid's standing bid follows,
+    and a removed bid does not stay standing (the grid falls back to it for bidless usages)."""
+    home = Home()
+    await home.open(config("consumer", "flat", max_price=42.5))
+    await home.sync()
+    registration_id = BIDDING.registration_id
+    assert home.network.registrations[registration_id]["max_price"] == 42.5
+    for bid in (0.0, None, 30.0):
+        await home.open(config("consumer", "flat", max_price=bid))
+        await home.sync()
+        assert home.network.registrations[registration_id]["max_price"] == bid
+        assert home["consumer-flat"].state.registered_bid == bid
+    # Unchanged, it is not registered again.
+    del home.network.registrations[registration_id]
+    await home.open(config("consumer", "flat", max_price=30.0))
+    await home.sync()
+    assert registration_id not in home.network.registrations

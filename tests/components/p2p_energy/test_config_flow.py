@@ -22,6 +22,7 @@ from custom_components.p2p_energy.const import (
     CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_MAX_POWER,
+    CONF_MAX_PRICE,
     CONF_METER,
     CONF_MIN_WEIGHT_MAGNITUDE,
     CONF_NODE_URL,
@@ -574,12 +575,14 @@ async def test_add_consumer(hass: HomeAssistant, config_entry: MockConfigEntry) 
     (subentry,) = config_entry.subentries.values()
     assert subentry.subentry_type == "consumer"
     assert set(subentry.data) == {
+        CONF_MAX_PRICE,
         CONF_METER,
         CONF_SEED,
         CONF_SIDE_KEY,
         CONF_REGISTRATION_ID,
         CONF_WALLET_SEED,
     }
+    assert subentry.data[CONF_MAX_PRICE] is None  # left empty: no bid
     assert is_trytes_81(subentry.data[CONF_WALLET_SEED])
     assert subentry.data[CONF_WALLET_SEED] != subentry.data[CONF_SEED]
 

@@ -14,6 +14,7 @@ from custom_components.p2p_energy.config_flow import P2PEnergyConfigFlow
 from custom_components.p2p_energy.const import (
     CONF_API_TOKEN,
     CONF_GRID_URL,
+    CONF_MAX_PRICE,
     CONF_METER,
     CONF_NODE_URL,
     CONF_PRICE,
@@ -153,7 +154,7 @@ async def test_preview_then_consumer_producer_and_sources(
         "in_use": "—",
         "unusable": "sensor.grid_power, tibber:solar_production",
     }
-    assert list(result["data_schema"].schema) == [CONF_PRICE]
+    assert list(result["data_schema"].schema) == [CONF_PRICE, CONF_MAX_PRICE]
     assert config_entry.subentries == {}  # a preview creates nothing
 
     result = await hass.config_entries.subentries.async_configure(
@@ -180,6 +181,7 @@ async def test_preview_then_consumer_producer_and_sources(
     )
     # The same data the manual flows store, with fresh keys for each.
     assert set(consumer.data) == {
+        CONF_MAX_PRICE,
         CONF_METER,
         CONF_SEED,
         CONF_SIDE_KEY,
@@ -255,7 +257,7 @@ async def test_import_only_needs_no_price(
     """Without a return-to-grid meter the preview is a plain confirmation."""
     await set_energy_sources(hass, [legacy_grid([GRID_IMPORT], [])])
     result = await start(hass, config_entry)
-    assert list(result["data_schema"].schema) == []
+    assert list(result["data_schema"].schema) == [CONF_MAX_PRICE]
     assert result["description_placeholders"]["producers"] == "—"
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
     assert result["reason"] == "household_created"
@@ -440,7 +442,7 @@ async def test_connecting_a_grid_sets_up_the_household_in_the_same_step(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "energy_household"
-    assert list(result["data_schema"].schema) == [CONF_PRICE]
+    assert list(result["data_schema"].schema) == [CONF_PRICE, CONF_MAX_PRICE]
     assert result["description_placeholders"]["sources"] == f"Roof solar ({SOLAR})"
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PRICE: 33})
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -493,7 +495,7 @@ async def test_connecting_while_the_dashboard_changes(hass: HomeAssistant) -> No
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "plan_changed"}
     assert result["description_placeholders"]["unusable"] == GRID_EXPORT
-    assert list(result["data_schema"].schema) == []  # no producer left to ask a price
+    assert list(result["data_schema"].schema) == [CONF_MAX_PRICE]  # no producer left to ask
 
     await set_energy_sources(hass, [])
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..address import validate_address
-from ..errors import InvalidAddressError, PayloadError
+from ..errors import GridApiError, GridUnavailableError, InvalidAddressError, PayloadError
 from ..payloads import (
     ConsumerUsage,
     Goodbye,
@@ -54,7 +54,9 @@ class Consumer(WalletMember):
 
     async def _register_locked(self, root: str) -> None:
         # The registration carries the standing bid; each usage repeats it for its period.
-        reply = await self._grid_register(root, self.bid)
+        bid = self.bid
+        reply = await self._grid_register(root, bid)
+        self.state.registered_bid = bid
         if reply.root and reply.side_key:
             current = self.state.return_channel
             if current is None or current.root != reply.root:
@@ -63,9 +65,30 @@ class Consumer(WalletMember):
                 )
 
     async def sync(self) -> None:
-        """Also read the grid's payment requests."""
+        """Also restate a changed bid and read the grid's payment requests."""
         await super().sync()
+        await self._restate_bid()
         await self._read_return_channel()
+
+    async def _restate_bid(self) -> None:
+        """Register again when the bid changed since the registration (a reconfigure).
+
+        The grid falls back to the standing bid for usages without one, so a removed
+        bid must not stay standing there.
+        """
+        async with self.lock:
+            if not self.registered or self.state.registered_bid == self.bid:
+                return
+            assert self.channel_root is not None
+            try:
+                await self._register_locked(self.channel_root)
+            except GridUnavailableError:
+                raise  # the owner reports the grid unreachable; retried next sync
+            except GridApiError as err:
+                self._note_registration_problem(err.message)
+                return
+            self.registration_problem = None
+            await self.household.store.save()
 
     async def _read_return_channel(self) -> None:
         channel = self.state.return_channel

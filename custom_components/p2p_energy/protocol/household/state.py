@@ -285,6 +285,8 @@ class ParticipantState:
     last_publish: datetime | None = None
     registered_root: str | None = None
     registration_token: str | None = None
+    registered_bid: float | None = None
+    """Consumer: the standing bid its registration stated (a changed bid registers again)."""
     deregistered: bool = False
     # Consumer: the grid's return channel and what it asked for.
     return_channel: FollowedChannel | None = None
@@ -331,6 +333,7 @@ class ParticipantState:
             "last_publish": self.last_publish.isoformat() if self.last_publish else None,
             "registered_root": self.registered_root,
             "registration_token": self.registration_token,
+            "registered_bid": self.registered_bid,
             "deregistered": self.deregistered,
             "return_channel": self.return_channel.to_dict() if self.return_channel else None,
             "payment_request": self.payment_request.to_dict() if self.payment_request else None,
@@ -352,6 +355,7 @@ class ParticipantState:
     def from_dict(cls, data: Mapping[str, Any]) -> ParticipantState:
         """Load the stored form (KeyError, TypeError or ValueError when corrupt)."""
         published_until = data.get("published_until_ms")
+        registered_bid = data.get("registered_bid")  # 0 is a bid
         return cls(
             channel=data.get("channel"),
             channel_root=data.get("channel_root"),
@@ -363,6 +367,7 @@ class ParticipantState:
             last_publish=_optional(data, "last_publish", parse_time),
             registered_root=data.get("registered_root"),
             registration_token=data.get("registration_token"),
+            registered_bid=None if registered_bid is None else float(registered_bid),
             deregistered=bool(data.get("deregistered", False)),
             return_channel=_optional(data, "return_channel", FollowedChannel.from_dict),
             payment_request=_optional(data, "payment_request", ReceivedRequest.from_dict),
