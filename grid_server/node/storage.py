@@ -596,7 +596,15 @@ class TangleStore:
         )
         seqs: dict[str, int] = {row.hash: row.seq for row in inserted}
         conn.execute(insert(payloads), [{"seq": seqs[r.hash], "trytes": r.trytes} for r in records])
-        conn.execute(insert(unapproved), [{"seq": seqs[r.hash]} for r in records])
+        # A neighbour may deliver an approver before its parent: the approver is then
+        # unsolid (its parent was missing), so only unsolid rows can approve a new one.
+        approved_early: set[str] = set()
+        if TangleStore.has_unsolid(conn):
+            for info in TangleStore.unsolid_approvers(conn, list(seqs)):
+                approved_early.update((info.trunk, info.branch))
+        tips = [{"seq": seqs[r.hash]} for r in records if r.hash not in approved_early]
+        if tips:
+            conn.execute(insert(unapproved), tips)
         not_solid = [{"seq": seqs[r.hash]} for r in records if not solid[r.hash]]
         if not_solid:
             conn.execute(insert(unsolid), not_solid)

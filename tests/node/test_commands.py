@@ -278,6 +278,23 @@ async def test_non_solid_transaction_is_stored_but_not_consistent(
     assert (await client.get_node_info()).raw["transactionsToRequest"] == 1
 
 
+async def test_a_parent_arriving_after_its_approver_is_no_tip(
+    node: NodeServer, client: IriClient
+) -> None:
+    # Neighbours deliver out of order: the approver is stored first (unsolid), then its
+    # parent, which some stored transaction already approves.
+    pair = await client.get_transactions_to_approve(3)
+    parent = attach(zero_value_bundle(message="parent"), trunk=pair.trunk, branch=pair.branch)
+    parent_tail = Transaction.from_trytes(parent[-1]).hash
+    child = attach(zero_value_bundle(message="child"), trunk=parent_tail, branch=parent_tail)
+    child_tail = Transaction.from_trytes(child[-1]).hash
+    await client.store_transactions(child)
+    await client.store_transactions(parent)
+    tips = await client.get_tips()
+    assert parent_tail not in tips
+    assert child_tail in tips
+
+
 async def test_neighbors_commands(node: NodeServer, client: IriClient) -> None:
     assert await client.get_neighbors() == []
     assert await client.add_neighbors(["tcp://127.0.0.1:1", "http://localhost:2"]) == 2
