@@ -23,7 +23,8 @@ operator settles it outside the slots' payouts).
 
 Money is whole IOTA; a consumer's charges are split into the local purchases and the
 imports (and a producer's credits into the local sales, the grid's cut and the
-exports) in proportion to each slot's totals, exactly, rounded once per day. Currency
+exports) as the settlement recorded them with each bill and payout (what the mechanism
+matched for that participant), summed and rounded once per day. Currency
 figures use the rate configured when the document is computed.
 """
 
@@ -39,7 +40,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .db.models import (
@@ -52,6 +53,7 @@ from .db.models import (
     Statement,
 )
 from .errors import RequestError
+from .settlement.split import SHARE_SCALE, share_units
 from .units import MICRO_PER_IOTA, MILLIWH_PER_KWH
 
 if TYPE_CHECKING:
@@ -172,18 +174,17 @@ def _price_text(iota: int, milliwh: int) -> str | None:
     return f"{exact.quantize(Decimal('0.000001'), ROUND_HALF_EVEN)}"
 
 
-# Shares of a slot's figures are summed in units of 1/SCALE (each rounded to the nearest
-# such unit: exact rationals grow huge denominators over a month of slots) and rounded to
-# whole IOTA or mWh once per day.
-SCALE: Final = 10**12
+# Shares of a slot's figures are summed in units of 1/SHARE_SCALE (the unit in which each
+# bill and payout records its local part) and rounded to whole IOTA or mWh once per day.
+SCALE: Final = SHARE_SCALE
 
 
-def _share(numerator: int, denominator: int) -> int:
-    """``numerator / denominator`` in units of 1/SCALE (0 for an empty denominator)."""
-    if denominator == 0:
-        return 0
-    quotient, remainder = divmod(numerator * SCALE, denominator)
-    return quotient + (2 * remainder >= denominator)
+def _part(scaled: int, part: int, whole: int) -> int:
+    """``scaled x part / whole`` rounded half up (all of it when ``part == whole``)."""
+    if part == whole:
+        return scaled
+    quotient, remainder = divmod(scaled * part, whole)
+    return quotient + (2 * remainder >= whole)
 
 
 def _whole(scaled: int) -> int:
@@ -317,13 +318,9 @@ def _days(
             energy.label("energy"),
             line.adjustment_milliwh,
             line.amount,
-            Settlement.local_milliwh,
-            Settlement.consumed_milliwh,
-            Settlement.produced_milliwh,
-            Settlement.local_value,
-            Settlement.grid_cut,
-            Settlement.consumer_charges,
-            Settlement.producer_payouts,
+            line.local_energy_share,
+            line.local_amount_share,
+            literal(0).label("cut") if consumer else Payout.grid_cut_share,
         )
         .join(Settlement, Settlement.id == line.settlement_id)
         .where(
@@ -340,13 +337,9 @@ def _days(
         energy_milliwh,
         adjustment_milliwh,
         amount,
-        local_milliwh,
-        consumed_milliwh,
-        produced_milliwh,
-        local_value,
-        grid_cut,
-        consumer_charges,
-        producer_payouts,
+        local_energy_share,
+        local_amount_share,
+        grid_cut_share,
     ) in rows:
         own = period.start_ms <= slot_start < period.end_ms
         readings = late_by_slot.get(settlement_id)
@@ -365,16 +358,12 @@ def _days(
         day.slots += own
         day.energy += share
         day.adjustment += adjustment
-        day.amount += _share(amount * part, whole)
-        if consumer:
-            day.local_energy += _share(share * local_milliwh, consumed_milliwh)
-            day.local_money += _share(amount * part * local_value, whole * consumer_charges)
-        else:
-            day.local_energy += _share(share * local_milliwh, produced_milliwh)
-            # The payout is the local value net of the cut plus the export revenue.
-            net_local = local_value - grid_cut
-            day.local_money += _share(amount * part * net_local, whole * producer_payouts)
-            day.cut += _share(grid_cut * share, produced_milliwh)
+        day.amount += share_units(amount * part, whole)
+        # The local parts are what the settlement recorded with the bill or payout.
+        day.local_energy += _part(local_energy_share, part, whole)
+        day.local_money += _part(local_amount_share, part, whole)
+        if not consumer:
+            day.cut += _part(grid_cut_share, part, whole)
     return [days[day].close(day, consumer) for day in sorted(days)]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from random import Random
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,16 +15,19 @@ from alembic.runtime.migration import MigrationContext
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import MIGRATIONS, Database, DatabaseError, parse_database_url
 from grid_server.grid.db.models import Base, IncomingPayment
+from grid_server.grid.settlement.service import SettlementService
 from grid_server.grid.statements import StatementService
 
 from .conftest import create_postgres_database, drop_postgres_database
+from .fakes import ManualClock
+from .test_statement_split import CONSUMERS, DAY_START, PRODUCERS, SLOT, SLOTS, random_slots
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -242,5 +247,28 @@ async def test_final_statements_issued_before_0006_charge_their_fee(
             ).all()
         assert [tuple(row) for row in charges] == [(1, 25), (2, -7), (3, 0), (4, 0)]
         _migrate(db, "0005", downgrade=True)
+    finally:
+        db.close()
+
+
+async def test_bills_and_payouts_settled_before_0009_keep_their_statements(
+    empty_database_url: str,
+) -> None:
+    """0009: existing bills and payouts record the blended local split they implied, so
+    their statements read the same after the revision as before."""
+    db = Database(empty_database_url, threads=1)
+    try:
+        db.migrate()
+        random_slots(db, Random(9))
+        config = replace(GridConfig(), slot_seconds=900, grid_cut_percent=10.0)
+        clock = ManualClock(DAY_START + (SLOTS + 1) * SLOT)
+        assert len(await SettlementService(db, config, clock, "test").settle_due()) == SLOTS
+        service = StatementService(db, config, clock)
+        names = (*PRODUCERS, *CONSUMERS)
+        before = [await service.preview(name, None) for name in names]
+        assert any(document["amounts"].get("localPurchases") for document in before)
+        _migrate(db, "0008", downgrade=True)
+        db.migrate()
+        assert [await service.preview(name, None) for name in names] == before
     finally:
         db.close()

@@ -209,6 +209,11 @@ class Bill(Base):
     usage_milliwh: Mapped[int] = mapped_column(BigInteger)
     adjustment_milliwh: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
+    # What the settlement matched locally for this consumer, in 1/SHARE_SCALE units: the
+    # energy bought locally (mWh) and the part of ``amount`` it costs (IOTA); the rest of
+    # the usage and the amount is imported.
+    local_energy_share: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    local_amount_share: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # When the payment-request for this bill went into the consumer's return channel outbox.
     requested_at: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -250,6 +255,12 @@ class Payout(Base):
     energy_milliwh: Mapped[int] = mapped_column(BigInteger)
     adjustment_milliwh: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
+    # What the settlement matched locally for this producer, in 1/SHARE_SCALE units: the
+    # energy sold locally (mWh), the part of ``amount`` it earns net of the grid's cut and
+    # that cut (IOTA); the rest of the output and the amount is exported.
+    local_energy_share: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    local_amount_share: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    grid_cut_share: Mapped[int] = mapped_column(BigInteger, server_default="0")
     destination: Mapped[str | None] = mapped_column(String(256))
     # "tangle": an IOTA transfer to ``destination``; "off_tangle": a reference paid elsewhere.
     method: Mapped[str] = mapped_column(String(16))

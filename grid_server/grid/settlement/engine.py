@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..units import MICRO_PER_IOTA, MILLIWH_PER_KWH, PPM, energy_value, round_iota
 from .mechanisms import Bid, Clearing, MarketParameters
 from .pricing import Offer, PricingStrategy, StrategyInfo, Tariff
-from .split import SettlementError, allocate
+from .split import SHARE_SCALE, SettlementError, allocate, share_units
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -83,6 +83,10 @@ class BillLine:
     energy_milliwh: int
     adjustment_milliwh: int
     amount: int
+    # The part bought locally (1/SHARE_SCALE mWh) and the part of ``amount`` it costs
+    # (1/SHARE_SCALE IOTA); the rest is imported. Statements read these.
+    local_energy_share: int = 0
+    local_amount_share: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,11 @@ class PayoutLine:
     adjustment_milliwh: int
     amount: int
     destination: str | None
+    # The part sold locally (1/SHARE_SCALE mWh), the part of ``amount`` it earns net of
+    # the grid's cut and that cut (1/SHARE_SCALE IOTA); the rest is exported.
+    local_energy_share: int = 0
+    local_amount_share: int = 0
+    grid_cut_share: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +220,30 @@ def settle(
     payout_amounts = allocate(
         payouts_total, [p.energy_milliwh for p in producers], [p.registration_id for p in producers]
     )
+    # Everybody trades locally in proportion to its energy at the blended rate.
+    bill_local = [
+        (
+            share_units(c.energy_milliwh * local, consumed),
+            share_units(amount * local_value, charges),
+        )
+        for c, amount in zip(consumers, bill_amounts, strict=True)
+    ]
+    payout_local = [
+        (
+            share_units(p.energy_milliwh * local, produced),
+            share_units(amount * (local_value - grid_cut), payouts_total),
+            share_units(grid_cut * p.energy_milliwh, produced),
+        )
+        for p, amount in zip(producers, payout_amounts, strict=True)
+    ]
     return _outcome(
         price,
         producers,
         consumers,
         (produced, consumed, local, imported, exported),
         (local_value, import_cost, export_revenue, grid_cut, charges, payouts_total),
-        bill_amounts,
-        payout_amounts,
+        (bill_amounts, bill_local),
+        (payout_amounts, payout_local),
     )
 
 
@@ -284,14 +309,31 @@ def settle_clearing(
     payout_amounts = allocate(
         payouts_total, producer_weights, [p.registration_id for p in producers]
     )
+    # Each line's local part is what the clearing matched for it: its matched energy, and
+    # the part of its amount that the matched value weighs in the amount's split.
+    bill_local = []
+    for c, amount, weight in zip(consumers, bill_amounts, consumer_weights, strict=True):
+        energy, value = clearing.bought.get(c.registration_id, (0, 0))
+        bill_local.append((energy * SHARE_SCALE, share_units(amount * value, weight)))
+    payout_local = []
+    for p, amount, weight in zip(producers, payout_amounts, producer_weights, strict=True):
+        energy, value = clearing.sold.get(p.registration_id, (0, 0))
+        net_value = value * (PPM - tariff.grid_cut_ppm)
+        payout_local.append(
+            (
+                energy * SHARE_SCALE,
+                share_units(amount * net_value, weight),
+                share_units(grid_cut * value, local_units),
+            )
+        )
     return _outcome(
         clearing.price_micro,
         producers,
         consumers,
         (produced, consumed, local, imported, exported),
         (local_value, import_cost, export_revenue, grid_cut, charges, payouts_total),
-        bill_amounts,
-        payout_amounts,
+        (bill_amounts, bill_local),
+        (payout_amounts, payout_local),
     )
 
 
@@ -301,9 +343,12 @@ def _outcome(
     consumers: Sequence[ConsumerDemand],
     energies: tuple[int, int, int, int, int],
     money: tuple[int, int, int, int, int, int],
-    bill_amounts: Sequence[int],
-    payout_amounts: Sequence[int],
+    bills: tuple[Sequence[int], Sequence[tuple[int, int]]],
+    payouts: tuple[Sequence[int], Sequence[tuple[int, int, int]]],
 ) -> SettlementOutcome:
+    """The outcome; ``bills`` and ``payouts`` are the amounts and the local parts."""
+    bill_amounts, bill_local = bills
+    payout_amounts, payout_local = payouts
     produced, consumed, local, imported, exported = energies
     local_value, import_cost, export_revenue, grid_cut, charges, payouts_total = money
     outcome = SettlementOutcome(
@@ -320,14 +365,19 @@ def _outcome(
         consumer_charges=charges,
         producer_payouts=payouts_total,
         bills=tuple(
-            BillLine(c.registration_id, c.energy_milliwh, c.adjustment_milliwh, amount)
-            for c, amount in zip(consumers, bill_amounts, strict=True)
+            BillLine(c.registration_id, c.energy_milliwh, c.adjustment_milliwh, amount, *part)
+            for c, amount, part in zip(consumers, bill_amounts, bill_local, strict=True)
         ),
         payouts=tuple(
             PayoutLine(
-                p.registration_id, p.energy_milliwh, p.adjustment_milliwh, amount, p.destination
+                p.registration_id,
+                p.energy_milliwh,
+                p.adjustment_milliwh,
+                amount,
+                p.destination,
+                *part,
             )
-            for p, amount in zip(producers, payout_amounts, strict=True)
+            for p, amount, part in zip(producers, payout_amounts, payout_local, strict=True)
         ),
     )
     report = outcome.invariant_report()

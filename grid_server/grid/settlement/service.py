@@ -396,6 +396,8 @@ class SettlementService:
                         "usage_milliwh": line.energy_milliwh,
                         "adjustment_milliwh": line.adjustment_milliwh,
                         "amount": line.amount,
+                        "local_energy_share": line.local_energy_share,
+                        "local_amount_share": line.local_amount_share,
                         "requested_at": None,
                     }
                     for line in outcome.bills
@@ -414,6 +416,9 @@ class SettlementService:
                         "energy_milliwh": line.energy_milliwh,
                         "adjustment_milliwh": line.adjustment_milliwh,
                         "amount": line.amount,
+                        "local_energy_share": line.local_energy_share,
+                        "local_amount_share": line.local_amount_share,
+                        "grid_cut_share": line.grid_cut_share,
                         "destination": destination,
                         "method": method,
                         "status": status,

@@ -27,3 +27,18 @@ def allocate(total: int, weights: Sequence[int], keys: Sequence[str]) -> list[in
         for index in order[:left]:
             shares[index] += 1
     return shares
+
+
+# Each bill's and payout's local part (energy, value, the grid's cut) is recorded in units
+# of 1/SHARE_SCALE: exact enough that statements sum a month of slots and round once per
+# day, small enough that BigInteger holds any slot's figures.
+SHARE_SCALE = 10**6
+
+
+def share_units(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` in units of 1/SHARE_SCALE, rounded half up (0 for an
+    empty denominator)."""
+    if denominator == 0:
+        return 0
+    quotient, remainder = divmod(numerator * SHARE_SCALE, denominator)
+    return quotient + (2 * remainder >= denominator)
