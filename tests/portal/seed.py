@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from grid_server.grid.db.models import (
     Bill,
     FollowedChannel,
@@ -17,6 +19,7 @@ from grid_server.grid.db.models import (
     StorageItem,
     WalletTransfer,
 )
+from grid_server.grid.settlement.split import share_units
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -354,4 +357,29 @@ def seed_market(session: Session) -> Expected:
             updated_at=T0,
         )
     )
+    session.flush()
+    _record_local_parts(session)
     return Expected()
+
+
+def _record_local_parts(session: Session) -> None:
+    """The local part of each seeded bill and payout, as a uniform (weighted-mean)
+    settlement records it: the slot's blended split."""
+    settlements = {row.id: row for row in session.scalars(select(Settlement))}
+    for bill in session.scalars(select(Bill)):
+        slot = settlements[bill.settlement_id]
+        bill.local_energy_share = share_units(
+            bill.usage_milliwh * slot.local_milliwh, slot.consumed_milliwh
+        )
+        bill.local_amount_share = share_units(bill.amount * slot.local_value, slot.consumer_charges)
+    for payout in session.scalars(select(Payout)):
+        slot = settlements[payout.settlement_id]
+        payout.local_energy_share = share_units(
+            payout.energy_milliwh * slot.local_milliwh, slot.produced_milliwh
+        )
+        payout.local_amount_share = share_units(
+            payout.amount * (slot.local_value - slot.grid_cut), slot.producer_payouts
+        )
+        payout.grid_cut_share = share_units(
+            slot.grid_cut * payout.energy_milliwh, slot.produced_milliwh
+        )
