@@ -10,6 +10,7 @@ the consumer again without one.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
@@ -111,7 +112,7 @@ def _bidding_household(grid_url: str, node_url: str) -> MockConfigEntry:
 
 def _grid_rows(database: Path, query: str, *params: object) -> list[tuple[object, ...]]:
     """Rows of the grid's own database (what it stored, not what it answers)."""
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection:
         return connection.execute(query, params).fetchall()
 
 

@@ -12,6 +12,7 @@ network library's.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
@@ -106,7 +107,7 @@ def _entry(grid_url: str, node_url: str) -> MockConfigEntry:
 
 def registration(database: Path, registration_id: str) -> tuple[Any, ...]:
     """(active, removed_at) of a registration in the grid's database."""
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         row = db.execute(
             "SELECT active, removed_at FROM registrations WHERE registration_id = ?",
             (registration_id,),
