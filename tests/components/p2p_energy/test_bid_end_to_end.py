@@ -49,13 +49,12 @@ from tests.grid.processes import (
 
 from .conftest import ENERGY_ATTRIBUTES, state
 from .test_end_to_end import (
-    EXPORT_PRICE,
     GRID_WALLET,
-    IMPORT_PRICE,
     INVERTER_ATTRIBUTES,
     MWM,
     SLOT,
     eventually,
+    grid_settings,
     wait_for_period_boundary,
 )
 
@@ -132,20 +131,7 @@ async def test_a_bid_reaches_a_pay_as_clear_grid_and_limits_the_price(
         env,
         database=f"sqlite:///{database}",
         node_url=node_url,
-        settings={
-            "slot_seconds": SLOT,
-            "settlement_delay_seconds": 8.0,
-            "follow_interval": 0.5,
-            "publish_interval": 0.5,
-            "payments_interval": 0.5,
-            "payout_interval": 0.5,
-            "min_weight_magnitude": MWM,
-            "wallet_seed": GRID_WALLET,
-            "import_price": IMPORT_PRICE,
-            "export_price": EXPORT_PRICE,
-            "pricing_strategy": "pay-as-clear",
-            "log_format": "text",
-        },
+        settings=grid_settings(pricing_strategy="pay-as-clear"),
     )
     with services(tmp_path) as running:
         running.extend([node, grid])

@@ -100,6 +100,26 @@ async def wait_for_period_boundary() -> None:
     await asyncio.sleep((int(now // SLOT) + 1) * SLOT - now + 0.3)
 
 
+def grid_settings(**extra: object) -> dict[str, object]:
+    """The real grid's settings for these tests (this file's slot, prices and wallet)."""
+    return {
+        "slot_seconds": SLOT,
+        # A period's readings are sent when it ends; on a busy machine the
+        # remote proof of work for three channels can take a few seconds.
+        "settlement_delay_seconds": 8.0,
+        "follow_interval": 0.5,
+        "publish_interval": 0.5,
+        "payments_interval": 0.5,
+        "payout_interval": 0.5,
+        "min_weight_magnitude": MWM,
+        "wallet_seed": GRID_WALLET,
+        "import_price": IMPORT_PRICE,
+        "export_price": EXPORT_PRICE,
+        "log_format": "text",
+        **extra,
+    }
+
+
 @pytest.fixture
 def grid_processes(tmp_path: Path, socket_enabled: None) -> tuple[str, str, list[Service]]:
     """A node and a grid process on free loopback ports (real sockets, loopback only)."""
@@ -118,22 +138,7 @@ def grid_processes(tmp_path: Path, socket_enabled: None) -> tuple[str, str, list
         env,
         database=f"sqlite:///{tmp_path / 'grid.sqlite3'}",
         node_url=node_url,
-        settings={
-            "slot_seconds": SLOT,
-            # A period's readings are sent when it ends; on a busy machine the
-            # remote proof of work for three channels can take a few seconds.
-            "settlement_delay_seconds": 8.0,
-            "follow_interval": 0.5,
-            "publish_interval": 0.5,
-            "payments_interval": 0.5,
-            "payout_interval": 0.5,
-            "min_weight_magnitude": MWM,
-            "wallet_seed": GRID_WALLET,
-            "import_price": IMPORT_PRICE,
-            "export_price": EXPORT_PRICE,
-            "grid_cut_percent": GRID_CUT * 100,
-            "log_format": "text",
-        },
+        settings=grid_settings(grid_cut_percent=GRID_CUT * 100),
     )
     return node_url, grid_url, [node, grid]
 
