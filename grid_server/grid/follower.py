@@ -208,7 +208,9 @@ class ChannelFollower:
         """One round over the channels that are due; returns what happened."""
         now = self._clock()
         due = await self._db.run_read(lambda session: self._due(session, now))
-        stats = FollowStats(backlog=len(due) >= self._channels_per_round)
+        # One row beyond the round's share tells whether more was due than it takes.
+        stats = FollowStats(backlog=len(due) > self._channels_per_round)
+        del due[self._channels_per_round :]
         if not due:
             return stats
         try:
@@ -253,6 +255,7 @@ class ChannelFollower:
             )
 
     def _due(self, session: Session, now: int) -> list[_Due]:
+        """The due channels, oldest first: one more than a round takes if there are more."""
         rows = session.execute(
             select(
                 FollowedChannel.id,
@@ -265,7 +268,7 @@ class ChannelFollower:
             )
             .where(FollowedChannel.active, FollowedChannel.next_read_at <= now)
             .order_by(FollowedChannel.next_read_at, FollowedChannel.id)
-            .limit(self._channels_per_round)
+            .limit(self._channels_per_round + 1)
         ).all()
         return [_Due(*row) for row in rows]
 

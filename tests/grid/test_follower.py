@@ -202,3 +202,31 @@ async def test_a_backlog_is_read_in_consecutive_rounds(db: Database) -> None:
         counts.append((stats.messages, stats.caught_up))
     assert counts == [(50, False), (50, False), (20, True), (0, True)]
     assert len(readings(db)) == 119
+
+
+async def test_a_round_that_takes_every_due_channel_is_caught_up(db: Database) -> None:
+    # Exactly channels_per_round due channels: nothing is left for another round.
+    fake = FakeChannels()
+    clock = ManualClock(NOW)
+    for n in range(3):
+        stream = fake.stream([HELLO, usage(NOW - 1_800_000, 0.1 + n / 10)])
+        add_registration(db, f"consumer-{n}", "consumer", stream)
+    exact = ChannelFollower(db, fake, clock, CONFIG, channels_per_round=3)
+    stats = await exact.follow_once()
+    assert (stats.channels, stats.caught_up) == (3, True)
+
+
+async def test_more_due_channels_than_a_round_takes_is_a_backlog(db: Database) -> None:
+    fake = FakeChannels()
+    clock = ManualClock(NOW)
+    for n in range(3):
+        stream = fake.stream([HELLO, usage(NOW - 1_800_000, 0.1 + n / 10)])
+        add_registration(db, f"consumer-{n}", "consumer", stream)
+    follower = ChannelFollower(db, fake, clock, CONFIG, channels_per_round=2)
+    first = await follower.follow_once()
+    second = await follower.follow_once()
+    assert [(first.channels, first.caught_up), (second.channels, second.caught_up)] == [
+        (2, False),
+        (1, True),
+    ]
+    assert len(readings(db)) == 3
