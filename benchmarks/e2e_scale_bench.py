@@ -2,20 +2,36 @@
 
     .venv/bin/python benchmarks/e2e_scale_bench.py [--sizes 1000 10000] [--slots 2]
         [--mwm 5] [--grid-mwm 9] [--grid-pow-workers 2] [--json results.json]
+        [--profile DIR] [--restart-grid]
 
 For each size: a node process and a grid process on loopback; every household
-(20 % producers, 80 % consumers) publishes its hello, registers over HTTP, then
-publishes one MAM reading per slot. The households' side (MAM creation and proof of
-work) runs in a process pool standing for N separate machines and hands the node
-finished transactions in large storeTransactions/broadcastTransactions batches, so
-the figures are the node's and the grid's. Per slot, from the moment the last reading
-is stored on the node (the grid starts then, so its start-up counts): every reading
-stored by the grid, the slot settled, every payment request stored on the node and
-every payout stored on the node (or recorded, for payouts paid off the Tangle); node
-storeTransactions tx/s, grid API latency under a loopback load, peak RSS of the grid,
-its proof-of-work workers and the node, and CPU seconds of all three per slot and per
-household. Across sizes: growth and the cost ratio per household. See
+(20 % producers, 80 % consumers) publishes its hello and registers over HTTP; the grid
+sends every hello of registration (its outbox empties) before the first slot, as
+registration takes days, not a slot. Then each household publishes one MAM reading
+per slot. The grid starts once, before registration, and keeps running, as users run
+it: it follows the channels while a slot's readings arrive and settles the slot when
+every participant's reading is in (each slot's settlement is checked to hold all N
+readings and no late one: never settled half read). The households' side (MAM
+creation and proof of work) runs in a process pool standing for N separate machines
+and hands the node finished transactions in large storeTransactions/
+broadcastTransactions batches, so the figures are the node's and the grid's. Per
+slot, from the moment the last reading is stored on the node: every reading stored by
+the grid, the slot settled, every payment request stored on the node and every payout
+stored on the node (or recorded, for payouts paid off the Tangle); node
+storeTransactions tx/s, grid API latency under a loopback load, peak RSS in the slot
+of the grid, its proof-of-work workers and the node, and CPU seconds of all three per
+slot and per household. Across sizes: growth and the cost ratio per household. See
 tests.scale.measure.EndToEnd for the procedure.
+
+``--restart-grid``: the earlier procedure, the grid stopped while each slot's readings
+arrive and started after them inside the measured window (its start-up and its rule
+of settling nothing before it followed every channel up to now once then count).
+
+``--profile DIR``: py-spy (installed into this interpreter's environment if missing)
+samples the grid with its proof-of-work workers and the node during each measured
+slot; folded stacks (``DIR/<size>-slot<k>-grid.folded``, ``-node.folded``: flamegraph
+and speedscope read them) and a text summary of the top functions by self and total
+time per process (``DIR/<size>-slot<k>-summary.txt``, also printed).
 
 MWM: the node accepts weight 5 by default. The node's cost per transaction (one
 Curl-P-81 hash and a weight check) does not depend on the MWM; the MWM only sets the
@@ -34,6 +50,7 @@ import compileall
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -47,6 +64,10 @@ from tests.scale.measure import (
     E2E_SLOT_MS,
     E2EFigures,
     EndToEnd,
+    Profiler,
+    profile_report,
+    py_spy_executable,
+    summarise_profile,
 )
 
 MIB = 1024 * 1024
@@ -55,17 +76,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def compile_bytecode() -> None:
     """Byte-compile the project and its installed packages once, as ``pip install`` and
-    the add-on image leave them. Each slot starts the grid inside the measured window; a
-    checkout run with PYTHONDONTWRITEBYTECODE set (as on the development machines) would
-    otherwise compile every module it imports at each start (2.6 of 3.9 CPU seconds of
-    importing the grid server, measured once each way)."""
+    the add-on image leave them. With ``--restart-grid`` each slot starts the grid inside
+    the measured window; a checkout run with PYTHONDONTWRITEBYTECODE set (as on the
+    development machines) would otherwise compile every module it imports at each start
+    (2.6 of 3.9 CPU seconds of importing the grid server, measured once each way)."""
     paths = sysconfig.get_paths()
     folders = [Path(paths["purelib"]), Path(paths["platlib"])]
     for folder in dict.fromkeys([*folders, ROOT / "grid_server", ROOT / "custom_components"]):
         compileall.compile_dir(folder, quiet=2)
 
 
-def measure(size: int, args: argparse.Namespace, pool: ProcessPoolExecutor) -> E2EFigures:
+def measure(
+    size: int, args: argparse.Namespace, pool: ProcessPoolExecutor, profiler: Profiler | None
+) -> E2EFigures:
     with tempfile.TemporaryDirectory(prefix=f"e2e-{size}-") as folder:
         run = EndToEnd(
             Path(folder),
@@ -77,10 +100,50 @@ def measure(size: int, args: argparse.Namespace, pool: ProcessPoolExecutor) -> E
             api_seconds=args.api_seconds,
             publish_wait=args.publish_wait,
             grid_pow_workers=args.grid_pow_workers,
+            restart_grid=args.restart_grid,
+            profiler=profiler,
         )
         figures = run.run()
     print_size(figures)
+    if profiler is not None:
+        print_profiles(figures, profiler.directory)
     return figures
+
+
+def ensure_py_spy() -> Path:
+    """py-spy for ``--profile``: installed into this interpreter's environment if missing."""
+    found = py_spy_executable()
+    if found is None:
+        print("--profile: installing py-spy into this environment (pip install py-spy)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "py-spy"], check=False)
+        found = py_spy_executable()
+    if found is None:
+        raise SystemExit(
+            f"--profile needs py-spy and installing it failed: run "
+            f"`{sys.executable} -m pip install py-spy` (or put py-spy on PATH) and try again"
+        )
+    return found
+
+
+def print_profiles(figures: E2EFigures, directory: Path) -> None:
+    """Where CPU went in each measured slot: top functions per process, printed and
+    written next to the folded stacks."""
+    for number, slot in enumerate(figures.slots, start=1):
+        profiles = [
+            profile
+            for path in slot.profiles
+            for profile in summarise_profile(Path(path), Path(path).stem.rsplit("-", 1)[1])
+        ]
+        header = (
+            f"{figures.households:,} households, slot {number}: py-spy samples of the grid, "
+            f"its workers and the node (CPU from /proc: grid {slot.grid_cpu:.1f} s, workers "
+            f"{slot.workers_cpu:.1f} s, node {slot.node_cpu:.1f} s; load average "
+            f"{slot.load_before:.1f} before, {slot.load_after:.1f} after)"
+        )
+        cpu = {"grid": slot.grid_cpu, "grid workers": slot.workers_cpu, "node": slot.node_cpu}
+        text = f"{header}\n{profile_report(profiles, cpu)}\n"
+        (directory / f"{figures.households}-slot{number}-summary.txt").write_text(text)
+        print(f"\n{text}", flush=True)
 
 
 def print_size(figures: E2EFigures) -> None:
@@ -89,7 +152,15 @@ def print_size(figures: E2EFigures) -> None:
         f"\n{n:,} households: generator {figures.generate_seconds:.0f} s, "
         f"registration {figures.register_seconds:.0f} s "
         f"({n / figures.register_seconds:,.0f}/s), hellos stored at "
-        f"{figures.hello_store_rate:,.0f} tx/s",
+        f"{figures.hello_store_rate:,.0f} tx/s; grid "
+        + (
+            "restarted in every slot"
+            if figures.restart_grid
+            else (
+                f"started once ({figures.grid_start_seconds:.1f} s), its registration "
+                f"hellos sent {figures.outbox_drain_seconds:.0f} s after registration"
+            )
+        ),
         flush=True,
     )
 
@@ -123,9 +194,13 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
     )
     add("... the whole slot (s)", lambda s, r: since(s.since_last_reading.whole_slot))
     add("grid start-up within that (s)", lambda s, r: f"{s.grid_start_seconds:.1f}")
+    add(
+        "readings the settlement took (of N; late ones of an earlier slot)",
+        lambda s, r: f"{s.settled_readings:,}/{r.households:,}; {s.settled_adjustments}",
+    )
     add("node storeTransactions (tx/s)", lambda s, r: f"{s.store_rate:,.0f}")
     add(
-        "readings ingested per second (grid ready -> all N stored)",
+        "readings ingested per second (first reading sent / restarted grid ready -> all N)",
         lambda s, r: f"{s.ingest_rate(r.households):,.0f} ({s.ingest_seconds:.1f} s)",
     )
     add("grid outbox backlog when settled (messages)", lambda s, r: f"{s.outbox_backlog:,}")
@@ -145,7 +220,7 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
     )
     add("grid API 4xx+5xx", lambda s, r: f"{s.api.errors + s.api.server_errors}")
     add(
-        "peak RSS grid / its PoW workers / node (MiB)",
+        "peak RSS in the slot: grid / its PoW workers / node (MiB)",
         lambda s, r: "/".join(
             f"{rss / MIB:.0f}" for rss in (s.grid_peak_rss, s.workers_peak_rss, s.node_peak_rss)
         ),
@@ -228,19 +303,33 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument(
+        "--restart-grid",
+        action="store_true",
+        help="stop the grid while each slot's readings arrive and start it after them "
+        "(the earlier procedure; by default the grid starts once and keeps running)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy the grid, its workers and the node during each measured slot; "
+        "folded stacks and top-function summaries go to DIR",
+    )
+    parser.add_argument(
         "--no-compile",
         dest="compile",
         action="store_false",
         help="leave Python modules uncompiled (grid start-ups then include compiling them)",
     )
     args = parser.parse_args()
+    profiler = Profiler(ensure_py_spy(), args.profile) if args.profile else None
     if args.compile:
         compile_bytecode()
     results: list[E2EFigures] = []
     context = multiprocessing.get_context("spawn")  # the load generator runs threads
     with ProcessPoolExecutor(os.cpu_count() or 2, context) as pool:
         for size in args.sizes:
-            results.append(measure(size, args, pool))
+            results.append(measure(size, args, pool, profiler))
             # After each size, so a long run that fails later keeps what it measured.
             print_table(results)
             if args.json:

@@ -10,12 +10,17 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import resource
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +43,7 @@ from p2p_energy_protocol.mam import (
 from p2p_energy_protocol.pow import MAX_TIMESTAMP_VALUE, attach_to_tangle
 from p2p_energy_protocol.transaction import NULL_TAG, TRANSACTION_TRITS, Transaction
 from p2p_energy_protocol.trinary import int_to_trytes, trits_to_trytes
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, update
 
 from grid_server.grid.config import GridConfig
 from grid_server.grid.db.engine import Database
@@ -65,7 +70,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from concurrent.futures import Executor
 
-    from sqlalchemy import Connection, Select
+    from sqlalchemy import Connection, Engine, Select
 
 SLOT_MS = 900_000  # the default 15-minute slot
 SLOT_START = 1_888_888 * SLOT_MS
@@ -544,7 +549,8 @@ def load_average() -> float:
 @dataclass
 class Timeline:
     """Seconds from the last reading reaching the node until each step was done for
-    the whole slot (``None``: not within the wait); includes the grid's start."""
+    the whole slot (``None``: not within the wait); includes the grid's start when the
+    grid is restarted for the slot (``restart_grid``)."""
 
     readings_stored: float
     settled: float
@@ -571,6 +577,13 @@ def peak_rss(pid: int) -> int:
     return _status_kib(pid, "VmHWM")
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's VmHWM again from its current RSS (Linux clear_refs "5"), so a
+    process that keeps running reports the peak of the window that follows."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def child_pids(pid: int) -> list[int]:
     """The direct children of a process (Linux /proc)."""
     children: list[int] = []
@@ -580,13 +593,195 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    found: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a child that ended in between
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+# -- sampling profiles of the measured processes (py-spy) --------------------------------
+
+PROFILE_RATE = 50
+"""py-spy samples per second and process: enough for a slot's top functions, little
+enough that the sampler itself stays a few percent of a core."""
+
+
+def py_spy_executable() -> Path | None:
+    """py-spy next to this interpreter (the venv) or on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return beside
+    found = shutil.which("py-spy")
+    return Path(found) if found else None
+
+
+class Profiler:
+    """``py-spy record`` of running processes over one measured window: one raw
+    (folded-stack, one ``frame;frame;... count`` line per stack) file per process
+    tree, aggregated by function (``--function``). Speedscope and flamegraph tools
+    read the folded format; :func:`summarise_profile` reads it for a text summary."""
+
+    def __init__(self, executable: Path, directory: Path, rate: int = PROFILE_RATE) -> None:
+        self.executable = executable
+        self.directory = directory
+        self.rate = rate
+        self.recording: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, pid: int, *, subprocesses: bool = False) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        output = self.directory / f"{name}.folded"
+        log = self.directory / f"{name}.py-spy.log"
+        command = [
+            str(self.executable),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(self.rate),
+            "--format",
+            "raw",
+            "--function",
+            "--output",
+            str(output),
+            *(["--subprocesses"] if subprocesses else []),
+        ]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        self.recording.append((process, output))
+        return output
+
+    def stop(self) -> list[Path]:
+        """Stop every recording (SIGINT: py-spy writes its file) and return the files."""
+        for process, _ in self.recording:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        written: list[Path] = []
+        for process, output in self.recording:
+            try:
+                process.wait(120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if output.exists():
+                written.append(output)
+        self.recording = []
+        return written
+
+
+@dataclass
+class ProcessProfile:
+    """Samples of one process (or of a group, such as the grid's workers) by function."""
+
+    process: str
+    samples: int
+    self_samples: Counter[str]
+    """Samples with the function at the top of the stack (its own code running)."""
+    total_samples: Counter[str]
+    """Samples with the function anywhere on the stack (it or what it called)."""
+    idle_samples: int = 0
+    """Samples of threads waiting for work (:data:`IDLE_LEAVES`), left out of the rest."""
+
+    def top(self, count: int, *, by_total: bool = False) -> list[tuple[str, int]]:
+        return (self.total_samples if by_total else self.self_samples).most_common(count)
+
+
+_PROCESS_FRAMES = re.compile(r'((?:process \d+:"[^"]*";)*)(.*)')
+IDLE_LEAVES = frozenset(
+    {
+        "_worker (concurrent/futures/thread.py",
+        "Condition.wait (threading.py",
+        "Event.wait (threading.py",
+        "EpollSelector.select (selectors.py",
+        "_PollLikeSelector.select (selectors.py",
+        "Connection._recv (multiprocessing/connection.py",
+        "wait (multiprocessing/connection.py",
+        "_ChannelShutdownManager._run_safe_shutdown_loop (pycares/__init__.py",
+    }
+)
+"""Leaf frames of threads waiting for work: py-spy counts a waiting thread now and then
+(about 2 % of an idle thread's samples here, caught as it wakes), which in processes
+with many idle threads adds up; the summary leaves them out and says how many."""
+_PLUMBING = ("threading.py", "multiprocessing/", "concurrent/futures/", "asyncio/", "selectors.py")
+
+
+def _frame_key(frame: str) -> str:
+    """``name (file:line)`` without the line."""
+    return frame.rpartition(":")[0] if frame.endswith(")") else frame
+
+
+def _plumbing(frame: str) -> bool:
+    """Thread, process and event-loop frames under everything: not worth a line."""
+    name, _, place = frame.partition(" (")
+    return name == "<module>" or place.startswith(_PLUMBING)
+
+
+def summarise_profile(path: Path, name: str) -> list[ProcessProfile]:
+    """Per process: a folded file of one process tree (``--subprocesses``) starts each
+    stack with ``process PID:"command line"`` frames; the first process is ``name``,
+    the ones below it are grouped as ``name workers``."""
+    profiles: dict[str, ProcessProfile] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        match = _PROCESS_FRAMES.match(stack)
+        assert match is not None  # the pattern matches every string
+        processes = match.group(1).count("process ")
+        label = name if processes <= 1 else f"{name} workers"
+        functions = match.group(2).split(";") if match.group(2) else []
+        if not functions:
+            continue
+        profile = profiles.setdefault(label, ProcessProfile(label, 0, Counter(), Counter()))
+        if _frame_key(functions[-1]) in IDLE_LEAVES:
+            profile.idle_samples += count
+            continue
+        profile.samples += count
+        profile.self_samples[functions[-1]] += count
+        for function in set(functions):
+            if not _plumbing(function):
+                profile.total_samples[function] += count
+    return sorted(profiles.values(), key=lambda profile: profile.process)
+
+
+def profile_report(
+    profiles: list[ProcessProfile],
+    cpu: dict[str, float] | None = None,
+    rate: int = PROFILE_RATE,
+    top: int = 12,
+) -> str:
+    """The top functions of each process by self time and by total time, as text; with
+    the process's CPU seconds (``cpu``, from /proc), each share is also given as CPU
+    seconds (samples count a thread that is runnable, also while it waits for a core)."""
+    lines: list[str] = []
+    for profile in profiles:
+        seconds = (cpu or {}).get(profile.process)
+        lines.append(
+            f"{profile.process}: {profile.samples:,} samples at {rate}/s "
+            f"({profile.idle_samples:,} of waiting threads left out)"
+            + ("" if seconds is None else f", {seconds:.1f} CPU s from /proc")
+        )
+        for title, by_total in (("self", False), ("total", True)):
+            lines.append(f"  top by {title} time (share of samples, ~CPU s):")
+            for function, samples in profile.top(top, by_total=by_total):
+                share = samples / max(profile.samples, 1)
+                estimate = "" if seconds is None else f"{share * seconds:7.1f} s"
+                lines.append(f"    {share:6.1%} {estimate}  {function}")
+    return "\n".join(lines)
+
+
 @dataclass
 class SlotFigures:
     slot_start: int
     transactions: int
     store_seconds: float
     grid_start_seconds: float
+    """The grid's start-up inside the slot (0 when it keeps running)."""
     ingest_seconds: float
+    """Until the grid stored all N readings: from its start (``restart_grid``) or from
+    the first reading sent to the node (a running grid follows while they arrive)."""
     settle_seconds: float
     outbox_backlog: int
     """The grid's unsent outbox messages when the slot was settled."""
@@ -609,9 +804,15 @@ class SlotFigures:
     workers_peak_rss: int
     """The grid's proof-of-work worker processes together."""
     workers_cpu: float
-    """CPU of the grid's worker processes (started with the grid for this slot)."""
+    """CPU of the grid's worker processes in the slot."""
     payouts: int
     payouts_on_tangle: int
+    settled_readings: int = 0
+    """Readings the slot's settlement took (N: it waited for every one)."""
+    settled_adjustments: int = 0
+    """Late readings of an earlier slot it took (0: no slot was settled half read)."""
+    profiles: list[str] = field(default_factory=list)
+    """py-spy folded-stack files of the slot (``profile_dir``)."""
 
     @property
     def store_rate(self) -> float:
@@ -644,17 +845,42 @@ class E2EFigures:
     hello_store_rate: float
     slots: list[SlotFigures]
     load_average: tuple[float, float, float]
+    restart_grid: bool = False
+    """True: the grid was stopped while each slot's readings arrived and started after."""
+    grid_start_seconds: float = 0.0
+    """The grid's start-up before registration."""
+    outbox_drain_seconds: float = 0.0
+    """After registration, until the grid had sent every hello (before the first slot)."""
+    registration_peak_rss: tuple[int, int] = (0, 0)
+    """Peak RSS of the grid and the node from their start through registration."""
+
+
+REGISTERED_BEFORE_MS = 86_400_000
+"""The households registered a day before the first measured slot (registration takes
+days, not a slot): their channels are then followed before the slot ends, so the grid
+waits for their readings instead of settling the slot at its first reading."""
+RUNNING_GRID_SETTLEMENT_DELAY = 86_400.0
+"""A running grid's settlement delay (s): longer than a whole run, so a slot is settled
+when every participant's reading is in and never half read (the benchmark's slot
+windows lie in the past, so a short delay would already have expired)."""
 
 
 class EndToEnd:
     """N households, one node process, one grid process; readings every slot.
 
-    Each slot: stop the grid, let the households store their readings on the node
-    (measured: storeTransactions tx/s), start the grid and measure how long it
-    takes to ingest all N readings, settle the slot and create (and publish) the
-    payment requests, with the API under a loopback load and CPU from /proc. The
-    slot windows lie in the past, so the grid settles as soon as it has caught up;
-    stopping it while readings arrive keeps a slot from being settled half read.
+    The grid starts once, before registration, and keeps running, as users run it; the
+    hellos of registration are sent before the first slot. Each slot: the households
+    store their readings on the node (measured: storeTransactions tx/s) while the grid
+    follows the channels; the grid settles the slot when every participant's reading is
+    in, then creates and publishes the payment requests and payouts. Measured from the
+    last reading on the node until each of those is done, with the API under a loopback
+    load and CPU and peak RSS of every process from /proc. The slot windows lie in the
+    past and the settlement delay is longer than the run, so only the readings being in
+    settle a slot; each slot's settlement is checked to hold every reading.
+
+    ``restart_grid``: the earlier procedure, the grid stopped while the readings arrive
+    and started after them, inside the measured window (with its start-up and its rule
+    of settling nothing before it has followed every channel up to now once).
     """
 
     def __init__(
@@ -671,6 +897,8 @@ class EndToEnd:
         publish_wait: float = 900.0,
         database: str | None = None,
         grid_pow_workers: int = 2,
+        restart_grid: bool = False,
+        profiler: Profiler | None = None,
     ) -> None:
         self.directory = directory
         self.households = households
@@ -681,8 +909,10 @@ class EndToEnd:
         self.slot_ms = slot_seconds * 1000
         self.api_seconds = api_seconds
         self.publish_wait = publish_wait
+        self.restart_grid = restart_grid
+        self.profiler = profiler
         now = int(time.time() * 1000)
-        # Past windows, oldest first, ending before now: due as soon as caught up.
+        # Past windows, oldest first, ending before now: due as soon as the readings are in.
         first = (now // self.slot_ms - slots - 1) * self.slot_ms
         self.windows = [first + k * self.slot_ms for k in range(slots)]
         self.node = NodeProcess(
@@ -694,7 +924,7 @@ class EndToEnd:
         )
         self.grid_settings: dict[str, Any] = {
             "slot_seconds": slot_seconds,
-            "settlement_delay_seconds": 1.0,
+            "settlement_delay_seconds": 1.0 if restart_grid else RUNNING_GRID_SETTLEMENT_DELAY,
             "follow_interval": 1.0,
             "min_weight_magnitude": grid_min_weight_magnitude,
             "storage_auth": "none",
@@ -738,25 +968,30 @@ class EndToEnd:
         ]
         return [trytes for job in jobs for bundle in job.result() for trytes in bundle]
 
-    def store(self, trytes: list[str]) -> float:
-        """storeTransactions + broadcastTransactions in large batches, two at a time."""
+    def store(self, trytes: list[str]) -> tuple[float, float]:
+        """storeTransactions + broadcastTransactions in large batches, two at a time:
+        (seconds it took, wall time when the node had stored the last transaction)."""
+        stored_at = 0.0
 
         async def send_all() -> None:
+            nonlocal stored_at
             async with aiohttp.ClientSession() as session:
                 client = IriClient(session, self.node.url, timeout=300)
                 batches = [trytes[n : n + STORE_BATCH] for n in range(0, len(trytes), STORE_BATCH)]
                 queue = iter(batches)
 
                 async def sender() -> None:
+                    nonlocal stored_at
                     for batch in queue:
                         await client.store_transactions(batch)
+                        stored_at = max(stored_at, time.time())
                         await client.broadcast_transactions(batch)
 
                 await asyncio.gather(sender(), sender())
 
         started = time.perf_counter()
         asyncio.run(send_all())
-        return time.perf_counter() - started
+        return time.perf_counter() - started, stored_at
 
     def register(self) -> float:
         """Real registration over HTTP, 16 at a time (the grid checks each hello)."""
@@ -788,6 +1023,46 @@ class EndToEnd:
         asyncio.run(register_all())
         return time.perf_counter() - started
 
+    def _grid_engine(self) -> Engine:
+        database = self.grid_database or ""
+        # SQLite: wait for the running grid's write lock rather than fail.
+        arguments = {"timeout": 60} if database.startswith("sqlite") else {}
+        return create_engine(database, connect_args=arguments)
+
+    def backdate_registrations(self) -> None:
+        """Registration takes days, not a slot: move the households' registrations and
+        channels to a day before the first slot, so the grid counts them as participants
+        of every measured slot and waits for their readings."""
+        since = self.windows[0] - REGISTERED_BEFORE_MS
+        engine = self._grid_engine()
+        try:
+            with engine.begin() as connection:
+                connection.execute(update(Registration).values(created_at=since))
+                connection.execute(update(FollowedChannel).values(created_at=since))
+        finally:
+            engine.dispose()
+
+    def drain_outbox(self, timeout: float) -> float:
+        """Wait until the grid has sent every outbox message (the registration hellos);
+        returns the seconds it took."""
+        started = time.perf_counter()
+        engine = self._grid_engine()
+        try:
+            with engine.connect() as connection:
+                unsent = select(func.count()).where(OutboxMessage.sent_at.is_(None))
+                deadline = time.monotonic() + timeout
+                while True:
+                    left = connection.execute(unsent).scalar_one()
+                    connection.rollback()
+                    if not left:
+                        break
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{left} outbox messages unsent after {timeout} s")
+                    time.sleep(POLL * 4)
+        finally:
+            engine.dispose()
+        return time.perf_counter() - started
+
     # -- the measured processes ------------------------------------------------------
 
     @property
@@ -813,11 +1088,22 @@ class EndToEnd:
         self.node.start()
         try:
             hellos = self.attach(self.phases[0])
-            hello_seconds = self.store(hellos)
-            self.start_grid()
+            hello_seconds, _ = self.store(hellos)
+            grid_start_seconds = self.start_grid()
             register_seconds = self.register()
+            self.backdate_registrations()
+            drain_seconds = self.drain_outbox(timeout=max(self.publish_wait, 3600.0))
+            assert self.grid is not None
+            assert self.grid.process is not None
+            assert self.node.process is not None
+            registration_peak = (
+                peak_rss(self.grid.process.pid),
+                peak_rss(self.node.process.pid),
+            )
             slots = [self.run_slot(k) for k in range(self.slots)]
         finally:
+            if self.profiler is not None:
+                self.profiler.stop()
             self.stop_grid()
             self.node.stop()
         return E2EFigures(
@@ -829,32 +1115,54 @@ class EndToEnd:
             len(hellos) / hello_seconds,
             slots,
             os.getloadavg(),
+            restart_grid=self.restart_grid,
+            grid_start_seconds=grid_start_seconds,
+            outbox_drain_seconds=drain_seconds,
+            registration_peak_rss=registration_peak,
         )
+
+    def _profile(self, k: int, grid_pid: int, node_pid: int) -> None:
+        if self.profiler is None:
+            return
+        prefix = f"{self.households}-slot{k + 1}"
+        self.profiler.start(f"{prefix}-grid", grid_pid, subprocesses=True)
+        self.profiler.start(f"{prefix}-node", node_pid)
 
     def run_slot(self, k: int) -> SlotFigures:
         window = self.windows[k]
-        self.stop_grid()
+        if self.restart_grid:
+            self.stop_grid()
         trytes = self.attach(self.phases[k + 1])
-        load_before = load_average()
         assert self.node.process is not None
-        node_cpu = cpu_seconds(self.node.process.pid)
-        store_seconds = self.store(trytes)
-        last_reading = time.time()  # every reading is on the node now
-        grid_start_seconds = self.start_grid()
+        node_pid = self.node.process.pid
+        load_before = load_average()
+        node_cpu = cpu_seconds(node_pid)
+        reset_peak_rss(node_pid)
+        api: list[LoadFigures] = []
+        grid_start_seconds = 0.0
+        if self.restart_grid:
+            store_seconds, last_reading = self.store(trytes)
+            grid_start_seconds = self.start_grid()
         assert self.grid is not None
         assert self.grid.process is not None
         grid_pid = self.grid.process.pid
         grid_cpu = cpu_seconds(grid_pid)
+        workers_cpu = _cpu_of(child_pids(grid_pid))
+        for pid in (grid_pid, *workers_cpu):
+            reset_peak_rss(pid)
+        self._profile(k, grid_pid, node_pid)
         ready = time.time()
-        api: list[LoadFigures] = []
         loader = threading.Thread(
             target=lambda: api.append(
                 grid_api_load(self.grid_url, self.api_seconds, 8, owner=self.ids[0])
             )
         )
         loader.start()
+        if not self.restart_grid:
+            # The running grid follows the channels while the readings arrive.
+            store_seconds, last_reading = self.store(trytes)
         consumers = self.households - len(range(0, self.households, PRODUCER_EVERY))
-        engine = create_engine(self.grid_database or "")
+        engine = self._grid_engine()
         try:
             with engine.connect() as connection:
                 readings = select(func.count()).select_from(Reading)
@@ -866,11 +1174,14 @@ class EndToEnd:
                     select(func.max(Reading.received_at)).where(Reading.start_time == window)
                 ).scalar_one()
                 connection.rollback()
-                settlement_id, settled_at = _wait_for_row(
+                settlement_id, settled_at, settled_readings, adjustments = _wait_for_row(
                     connection,
-                    select(Settlement.id, Settlement.settled_at).where(
-                        Settlement.slot_start == window
-                    ),
+                    select(
+                        Settlement.id,
+                        Settlement.settled_at,
+                        Settlement.readings_count,
+                        Settlement.adjustment_readings,
+                    ).where(Settlement.slot_start == window),
                 )
                 seen = time.time()
                 backlog = connection.execute(
@@ -884,8 +1195,14 @@ class EndToEnd:
                 payouts, on_tangle, payouts_done = _wait_payouts(connection, settlement_id, until)
         finally:
             engine.dispose()
+        profiles = [str(path) for path in self.profiler.stop()] if self.profiler else []
         loader.join()
         workers = child_pids(grid_pid)
+        if settled_readings != self.households or adjustments:
+            raise AssertionError(
+                f"slot {window} was settled with {settled_readings} of {self.households} "
+                f"readings ({adjustments} late ones of an earlier slot): settled half read"
+            )
         return SlotFigures(
             slot_start=window,
             transactions=len(trytes),
@@ -900,7 +1217,7 @@ class EndToEnd:
             requests_expected=consumers,
             requests_publish_seconds=max(last_sent - seen, 0.0),
             api=api[0],
-            node_cpu=cpu_seconds(self.node.process.pid) - node_cpu,
+            node_cpu=cpu_seconds(node_pid) - node_cpu,
             grid_cpu=cpu_seconds(grid_pid) - grid_cpu,
             node_rss=self.node.rss_bytes(),
             grid_rss=self.grid.rss_bytes(),
@@ -912,12 +1229,17 @@ class EndToEnd:
                 requests_stored=last_sent - last_reading if published >= consumers else None,
                 payouts_stored=payouts_done - last_reading if payouts_done is not None else None,
             ),
-            node_peak_rss=peak_rss(self.node.process.pid),
+            node_peak_rss=peak_rss(node_pid),
             grid_peak_rss=peak_rss(grid_pid),
             workers_peak_rss=sum(peak_rss(pid) for pid in workers),
-            workers_cpu=sum(cpu_seconds(pid) for pid in workers),
+            workers_cpu=sum(
+                cpu - workers_cpu.get(pid, 0.0) for pid, cpu in _cpu_of(workers).items()
+            ),
             payouts=payouts,
             payouts_on_tangle=on_tangle,
+            settled_readings=int(settled_readings),
+            settled_adjustments=int(adjustments),
+            profiles=profiles,
         )
 
 

@@ -2,8 +2,9 @@
 
 ``benchmarks/e2e_scale_bench.py`` runs the same procedure (tests.scale.measure.EndToEnd)
 at 1,000 and 10,000 households and reports the timings; this test checks only that
-the result is right: every reading ingested exactly once, the slot settled and
-balanced, a bill per consumer and a payout per producer.
+the result is right: every reading ingested exactly once by a grid that kept running
+from registration on, the slot settled (with all its readings) and balanced, a bill per
+consumer and a payout per producer.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
         figures = run.run()
     (slot,) = figures.slots
     assert slot.api.server_errors == 0
+    # One grid for the whole run: no start-up in the slot, the hellos sent before it.
+    assert not figures.restart_grid
+    assert slot.grid_start_seconds == 0
+    assert figures.grid_start_seconds > 0
+    # It followed while the readings arrived and waited for every one before settling.
+    assert (slot.settled_readings, slot.settled_adjustments) == (HOUSEHOLDS, 0)
     assert slot.requests_expected == HOUSEHOLDS - len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
     # Every step of the slot was seen, in order, from the last reading on the node on.
     assert slot.requests_published == slot.requests_expected
