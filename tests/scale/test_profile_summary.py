@@ -24,7 +24,7 @@ def test_samples_split_by_process_with_self_and_total_time(tmp_path: Path) -> No
                 f"{GRID};<module> (main.py:1);bill (pipeline.py:119);execute (engine.py:9) 20",
                 # A thread waiting for work, caught as it woke: left out, and counted.
                 f"{GRID};Thread.run (threading.py:981);_worker (concurrent/futures/thread.py:69) 7",
-                f"{GRID};{WORKER};<module> (<string>:1);attach (pow.py:108);_search (pow.py:213) 40",
+                f"{GRID};{WORKER};<module> (<string>:1);attach (pow.py:108);_search (pow.py:2) 40",
                 f"{GRID};{WORKER};<module> (<string>:1);attach (pow.py:108) 5",
                 "not a stack line",
             )
@@ -40,12 +40,12 @@ def test_samples_split_by_process_with_self_and_total_time(tmp_path: Path) -> No
         ("bill (pipeline.py:119)", 20),
     ]
     assert (workers.process, workers.samples) == ("grid workers", 45)
-    assert workers.top(1) == [("_search (pow.py:213)", 40)]
+    assert workers.top(1) == [("_search (pow.py:2)", 40)]
     assert workers.top(1, by_total=True) == [("attach (pow.py:108)", 45)]
     report = profile_report([grid, workers], {"grid": 6.0}, top=1)
     # Shares of the samples, turned into CPU seconds where /proc gave the process's CPU.
     assert "83.3%     5.0 s  execute (engine.py:9)" in report
-    assert "88.9%   _search (pow.py:213)" in report
+    assert "88.9%   _search (pow.py:2)" in report
 
 
 def test_a_single_process_file_has_no_process_frames(tmp_path: Path) -> None:
