@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 from p2p_energy_protocol.proof_of_work import LocalProofOfWork
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from p2p_energy_protocol.mam import MamMessage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,9 +80,30 @@ class ProcessPoolProofOfWork:
         self, trunk: str, branch: str, min_weight_magnitude: int, trytes: Sequence[str]
     ) -> list[str]:
         """``attachToTangle`` in a worker process; see ``ProofOfWork``."""
+        return await self._in_worker(
+            lambda local: local.attach(trunk, branch, min_weight_magnitude, trytes)
+        )
+
+    async def attach_messages(
+        self,
+        trunk: str,
+        branch: str,
+        min_weight_magnitude: int,
+        messages: Sequence[MamMessage],
+        tag: str = "",
+    ) -> list[str]:
+        """MAM messages' bundles finalised and attached in a worker process (see
+        ``MessageProofOfWork``): the grid's event-loop process only stores them."""
+        return await self._in_worker(
+            lambda local: local.attach_messages(trunk, branch, min_weight_magnitude, messages, tag)
+        )
+
+    async def _in_worker(
+        self, call: Callable[[LocalProofOfWork], Awaitable[list[str]]]
+    ) -> list[str]:
         pool = self._pool
         try:
-            return await LocalProofOfWork(pool).attach(trunk, branch, min_weight_magnitude, trytes)
+            return await call(LocalProofOfWork(pool))
         except BrokenProcessPool:
             if self._closed:
                 raise
@@ -88,9 +111,7 @@ class ProcessPoolProofOfWork:
                 _LOGGER.warning("a proof-of-work worker process died; starting a new pool")
                 pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
-            return await LocalProofOfWork(self._pool).attach(
-                trunk, branch, min_weight_magnitude, trytes
-            )
+            return await call(LocalProofOfWork(self._pool))
 
     async def close(self) -> None:
         """Stop the workers: queued searches are cancelled, a running one is waited

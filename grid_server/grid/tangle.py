@@ -43,7 +43,7 @@ class MamNode(TransactionLookup, Protocol):
         min_weight_magnitude: int = 9,
     ) -> Any: ...
 
-    async def publish_mams(
+    async def publish_mams_trytes(
         self,
         messages: Sequence[MamMessage],
         tag: str = "",
@@ -141,7 +141,7 @@ class MamTangle:
 
     async def publish_many(self, messages: Sequence[MamMessage]) -> None:
         try:
-            await self._node.publish_mams(
+            await self._node.publish_mams_trytes(
                 messages,
                 tag=GRID_TAG,
                 depth=self._depth,

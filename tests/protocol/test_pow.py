@@ -17,6 +17,7 @@ from p2p_energy_protocol.errors import (
     PowInterruptedError,
     ProofOfWorkError,
 )
+from p2p_energy_protocol.mam import create_channel, create_messages, messages_to_transactions
 from p2p_energy_protocol.pow import (
     MAX_LANES,
     MAX_TIMESTAMP_VALUE,
@@ -25,6 +26,7 @@ from p2p_energy_protocol.pow import (
     has_valid_pow,
     transaction_weight,
 )
+from p2p_energy_protocol.proof_of_work import attach_messages
 from p2p_energy_protocol.trinary import (
     TRYTE_ALPHABET,
     int_to_trytes,
@@ -336,3 +338,27 @@ def test_attach_can_be_interrupted() -> None:
         attach_to_tangle(
             bundle_head_first(rng, 2), TRUNK, BRANCH, 60, NOW_MS, should_stop=lambda: True
         )
+
+
+def test_attach_messages_is_publish_mams_bundles_attached() -> None:
+    """What a worker process builds and attaches for ``publish_mams`` is byte for byte
+    the bundles ``messages_to_transactions`` finalises, attached by ``attach_to_tangle``."""
+    channels = [create_channel(seed * 81, 2, "restricted", "KEY") for seed in "AB"]
+    messages = create_messages(
+        [(channel, {"command": "hello", "n": n}) for n, channel in enumerate(channels)]
+    )
+    timestamp = 1_700_000_000
+    expected = attach_to_tangle(
+        [
+            tx.to_trytes()
+            for bundle in messages_to_transactions(messages, "PEERENERGYGRID", timestamp)
+            for tx in reversed(bundle)
+        ],
+        TRUNK,
+        BRANCH,
+        5,
+        NOW_MS,
+    )
+    attached = attach_messages(messages, "PEERENERGYGRID", TRUNK, BRANCH, 5, timestamp, NOW_MS)
+    assert attached == expected
+    assert len(attached) == 6  # two 3-transaction bundles

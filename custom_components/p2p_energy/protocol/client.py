@@ -30,7 +30,7 @@ from .mam import (
     messages_to_transactions,
     walk_channels,
 )
-from .proof_of_work import LocalProofOfWork, ProofOfWork
+from .proof_of_work import LocalProofOfWork, MessageProofOfWork, ProofOfWork
 from .transaction import TRANSACTION_LENGTH, Transaction
 from .wallet import SignedBundle, Transfer, WalletInput, WalletOperations, off_loop
 
@@ -375,17 +375,47 @@ class IriClient(WalletOperations):
         """Attach several MAM messages in one attachToTangle, storeTransactions and
         broadcastTransactions (each message is its own bundle; the node chains them as
         IRI does). Saves the round trips and per-call work of one publish per message;
-        keep a call within the node's request limits (about 100 transactions)."""
+        keep a call within the node's request limits (about 100 transactions).
+        Returns the attached transactions, tail first (:meth:`publish_mams_trytes`
+        leaves them unparsed)."""
+        attached = await self.publish_mams_trytes(messages, tag, depth, min_weight_magnitude)
+        return [Transaction.from_trytes(item) for item in attached]
 
-        def build() -> list[str]:
-            return [
-                tx.to_trytes()
-                for bundle in messages_to_transactions(messages, tag=tag)
-                for tx in sorted(bundle, key=lambda tx: -tx.current_index)
-            ]
+    async def publish_mams_trytes(
+        self,
+        messages: Sequence[MamMessage],
+        tag: str = "",
+        depth: int = 3,
+        min_weight_magnitude: int = 9,
+    ) -> list[str]:
+        """:meth:`publish_mams` returning the attached trytes as stored (for a publisher
+        that has no use for the parsed transactions: parsing is its largest cost after
+        proof of work). With a :class:`~.proof_of_work.MessageProofOfWork` strategy
+        (the grid's worker processes) the bundles are finalised there too, beside their
+        proof of work, rather than in this process."""
+        if not messages:
+            raise ProtocolError("publish_mams needs at least one message")
+        tips = await self.get_transactions_to_approve(depth)
+        strategy = self._proof_of_work
+        if isinstance(strategy, MessageProofOfWork):
+            attached = await strategy.attach_messages(
+                tips.trunk, tips.branch, min_weight_magnitude, messages, tag
+            )
+        else:
 
-        # Finalizing searches each bundle's tag with Kerl (one batch for all): off the loop.
-        return await self.send_trytes(await off_loop(build), depth, min_weight_magnitude)
+            def build() -> list[str]:
+                return [
+                    tx.to_trytes()
+                    for bundle in messages_to_transactions(messages, tag=tag)
+                    for tx in reversed(bundle)
+                ]
+
+            # Finalizing searches each bundle's tag with Kerl (one batch for all): off the loop.
+            trytes = await off_loop(build)
+            attached = await self.attach(tips.trunk, tips.branch, min_weight_magnitude, trytes)
+        await self.store_transactions(attached)
+        await self.broadcast_transactions(attached)
+        return attached
 
     async def fetch_mam(
         self,

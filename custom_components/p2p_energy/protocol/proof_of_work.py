@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Protocol
+import time
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from .mam.transport import messages_to_transactions
 from .pow import DEFAULT_LANES, attach_to_tangle
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from concurrent.futures import Executor
+
+    from .mam.channel import MamMessage
 
 
 class ProofOfWork(Protocol):
@@ -33,6 +37,50 @@ class ProofOfWork(Protocol):
     ) -> list[str]:
         """Chain ``trytes`` onto ``(trunk, branch)`` and do their proof of work."""
         ...
+
+
+@runtime_checkable
+class MessageProofOfWork(ProofOfWork, Protocol):
+    """A :class:`ProofOfWork` that also builds MAM messages' bundles where it attaches
+    them (:meth:`~.client.IriClient.publish_mams` uses it when the strategy has it):
+    finalising the bundles (Kerl, the secure-tag search) then runs in the strategy's
+    executor, beside the nonce search, instead of in the caller's process."""
+
+    async def attach_messages(
+        self,
+        trunk: str,
+        branch: str,
+        min_weight_magnitude: int,
+        messages: Sequence[MamMessage],
+        tag: str = "",
+    ) -> list[str]:
+        """Each message's zero-value bundle (see
+        :func:`~.mam.transport.messages_to_transactions`), chained onto ``(trunk,
+        branch)`` in the order given and attached: the trytes ``attach`` returns for the
+        same bundles, tail first."""
+        ...
+
+
+def attach_messages(
+    messages: Sequence[MamMessage],
+    tag: str,
+    trunk: str,
+    branch: str,
+    min_weight_magnitude: int,
+    timestamp: int | None = None,
+    now_ms: int | None = None,
+    *,
+    lanes: int = DEFAULT_LANES,
+) -> list[str]:
+    """Finalise the messages' bundles together and attach them in one call: what
+    ``publish_mams`` sends to ``attachToTangle``, done in one place (a worker process).
+    ``timestamp`` (Unix seconds) is the bundles', ``now_ms`` the attachment's (default:
+    now)."""
+    bundles = messages_to_transactions(
+        messages, tag, int(time.time()) if timestamp is None else timestamp
+    )
+    trytes = [tx.to_trytes() for bundle in bundles for tx in reversed(bundle)]
+    return attach_to_tangle(trytes, trunk, branch, min_weight_magnitude, now_ms, lanes=lanes)
 
 
 class LocalProofOfWork:
@@ -72,6 +120,27 @@ class LocalProofOfWork:
         call = functools.partial(
             attach_to_tangle,
             list(trytes),
+            trunk,
+            branch,
+            min_weight_magnitude,
+            lanes=self._lanes,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def attach_messages(
+        self,
+        trunk: str,
+        branch: str,
+        min_weight_magnitude: int,
+        messages: Sequence[MamMessage],
+        tag: str = "",
+    ) -> list[str]:
+        """Build, finalise and attach the messages' bundles in the executor; see
+        :class:`MessageProofOfWork`."""
+        call = functools.partial(
+            attach_messages,
+            list(messages),
+            tag,
             trunk,
             branch,
             min_weight_magnitude,
