@@ -25,11 +25,11 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from p2p_energy_protocol.errors import IriApiError, NodeError
 from p2p_energy_protocol.payloads import PaymentRequest, payload_to_json
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from .db.models import Bill, GridChannel, IncomingPayment, Registration, Statement, WalletAddress
 from .node_client import InclusionLookup, TransactionLookup
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from p2p_energy_protocol.transaction import Transaction
-    from sqlalchemy import ColumnElement, Select
+    from sqlalchemy import ColumnElement, Select, Table
     from sqlalchemy.orm import Session
 
     from .clock import Clock
@@ -233,18 +233,20 @@ class PaymentRequests:
             appends.append(Append(item.channel_id, payload_to_json(request), "payment-request"))
 
         def mark(session: Session, stored: list[Append]) -> None:
+            if not stored:
+                return
             now = self._clock()
-            for append in stored:
-                item = requests[append.channel_id][0]
-                session.execute(
-                    update(Bill)
-                    .where(
-                        Bill.registration_id == item.registration_id,
-                        Bill.requested_at.is_(None),
-                        Bill.id <= item.last_bill_id,
-                    )
-                    .values(requested_at=now)
-                )
+            session.execute(
+                _MARK_REQUESTED,
+                [
+                    {
+                        "b_registration": requests[append.channel_id][0].registration_id,
+                        "b_last_bill": requests[append.channel_id][0].last_bill_id,
+                        "b_now": now,
+                    }
+                    for append in stored
+                ],
+            )
 
         positions = await self._return_channels.append_many(appends, also=mark)
         created = 0
@@ -262,6 +264,20 @@ class PaymentRequests:
                 extra={"registration_id": item.registration_id, "owed": request.owed},
             )
         return created
+
+
+_BILLS = cast("Table", Bill.__table__)
+_MARK_REQUESTED = (
+    update(_BILLS)
+    .where(
+        _BILLS.c.registration_id == bindparam("b_registration"),
+        _BILLS.c.requested_at.is_(None),
+        _BILLS.c.id <= bindparam("b_last_bill"),
+    )
+    .values(requested_at=bindparam("b_now"))
+)
+"""A consumer's bills up to the last one a payment request covers, marked requested
+(one executemany for a whole batch of requests)."""
 
 
 def _due(session: Session, limit: int) -> list[_Due]:

@@ -21,11 +21,11 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from p2p_energy_protocol.mam import MamMessage
 from p2p_energy_protocol.payloads import Hello, payload_to_json
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from .channels import CreatedMessage, NewChannel, TangleUnavailableError
 from .db.models import GridChannel, OutboxMessage
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from concurrent.futures import Executor
 
+    from sqlalchemy import Table
     from sqlalchemy.orm import Session
 
     from .channels import ChannelWriter
@@ -277,20 +278,27 @@ class ReturnChannels:
                         )
                     )
                 except _ChannelsMovedError as moved:
-                    _LOGGER.warning(
-                        "grid channels %s changed concurrently; retrying", sorted(moved.ids)
-                    )
                     fresh = await self._db.run_read(
                         functools.partial(_channel_states, ids=sorted(moved.ids))
                     )
-                    # A channel closed meanwhile is skipped like one closed before.
+                    # A channel closed meanwhile is skipped like one closed before; one
+                    # whose position is still the same did not move, its message stands.
                     live = [
                         item
                         for item in live
                         if item.channel_id not in moved.ids or item.channel_id in fresh
                     ]
+                    stale = [
+                        item
+                        for item in live
+                        if item.channel_id in fresh
+                        and fresh[item.channel_id][1] != states[item.channel_id][1]
+                    ]
+                    _LOGGER.warning(
+                        "grid channels %s changed concurrently; retrying",
+                        sorted(item.channel_id for item in stale) or sorted(moved.ids - set(fresh)),
+                    )
                     states.update(fresh)
-                    stale = [item for item in live if item.channel_id in moved.ids]
                     continue
                 stored = {item.channel_id for item in live}
                 self._queued.set()
@@ -308,27 +316,31 @@ class ReturnChannels:
         created: dict[int, CreatedMessage],
         also: Callable[[Session, list[Append]], None] | None,
     ) -> None:
-        moved: set[int] = set()
+        if not appends:  # every channel closed or gone: nothing to write but ``also``
+            if also is not None:
+                also(session, appends)
+            return
         now = self._clock()
-        for item in appends:
-            position = states[item.channel_id][1]
-            message = created[item.channel_id]
-            changed = session.execute(
-                update(GridChannel)
-                .where(GridChannel.id == item.channel_id, GridChannel.next_position == position)
-                .values(
-                    state_json=json.dumps(message.state),
-                    next_position=position + 1,
-                    active=not item.close,
-                )
-            ).rowcount
-            if changed != 1:
-                moved.add(item.channel_id)
-        if moved:
-            raise _ChannelsMovedError(moved)  # rolls the whole transaction back
-        session.add_all(
+        # One executemany for the channels and one for the outbox (not a statement per
+        # message): each channel's update matches its row only at the position its
+        # message was created from, so a total short of the batch means some moved.
+        advance = [
+            {
+                "b_id": item.channel_id,
+                "b_position": states[item.channel_id][1],
+                "b_state": json.dumps(created[item.channel_id].state),
+                "b_next": states[item.channel_id][1] + 1,
+                "b_active": not item.close,
+            }
+            for item in appends
+        ]
+        changed = session.execute(_ADVANCE_CHANNEL, advance).rowcount
+        if changed != len(appends):
+            raise _ChannelsMovedError({item.channel_id for item in appends})  # rolls back
+        session.execute(
+            insert(_OUTBOX),
             [
-                _outbox_row(
+                _outbox_values(
                     item.channel_id,
                     states[item.channel_id][1],
                     item.kind,
@@ -337,7 +349,7 @@ class ReturnChannels:
                     now,
                 )
                 for item in appends
-            ]
+            ],
         )
         if also is not None:
             also(session, appends)
@@ -470,18 +482,46 @@ def _outbox_row(
     message: Mapping[str, Any],
     now: int,
 ) -> OutboxMessage:
-    return OutboxMessage(
-        channel_id=channel_id,
-        position=position,
-        kind=kind,
-        root=created.message.root,
-        address=created.message.address,
-        next_root=created.message.next_root,
-        payload=created.message.payload,
-        message_json=json.dumps(dict(message), separators=(",", ":")),
-        created_at=now,
-        attempts=0,
+    return OutboxMessage(**_outbox_values(channel_id, position, kind, created, message, now))
+
+
+def _outbox_values(
+    channel_id: int,
+    position: int,
+    kind: str,
+    created: CreatedMessage,
+    message: Mapping[str, Any],
+    now: int,
+) -> dict[str, Any]:
+    return {
+        "channel_id": channel_id,
+        "position": position,
+        "kind": kind,
+        "root": created.message.root,
+        "address": created.message.address,
+        "next_root": created.message.next_root,
+        "payload": created.message.payload,
+        "message_json": json.dumps(dict(message), separators=(",", ":")),
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
+_CHANNELS = cast("Table", GridChannel.__table__)
+_OUTBOX = cast("Table", OutboxMessage.__table__)
+_ADVANCE_CHANNEL = (
+    update(_CHANNELS)
+    .where(
+        _CHANNELS.c.id == bindparam("b_id"),
+        _CHANNELS.c.next_position == bindparam("b_position"),
     )
+    .values(
+        state_json=bindparam("b_state"),
+        next_position=bindparam("b_next"),
+        active=bindparam("b_active"),
+    )
+)
+"""A channel's new state after a message, guarded by the position it was created at."""
 
 
 def _channel_states(session: Session, ids: Sequence[int]) -> dict[int, tuple[dict[str, Any], int]]:
