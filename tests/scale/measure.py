@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -686,6 +687,16 @@ class ProcessProfile:
     def top(self, count: int, *, by_total: bool = False) -> list[tuple[str, int]]:
         return (self.total_samples if by_total else self.self_samples).most_common(count)
 
+    def top_project(self, count: int) -> list[tuple[str, int]]:
+        """By total time, only this project's functions: which of its code paths the
+        library frames (SQLAlchemy, numpy, aiohttp) ran under."""
+        found = (
+            (function, samples)
+            for function, samples in self.total_samples.most_common()
+            if function.partition(" (")[2].startswith(PROJECT_PACKAGES)
+        )
+        return list(itertools.islice(found, count))
+
 
 _PROCESS_FRAMES = re.compile(r'((?:process \d+:"[^"]*";)*)(.*)')
 IDLE_LEAVES = frozenset(
@@ -703,6 +714,7 @@ IDLE_LEAVES = frozenset(
 """Leaf frames of threads waiting for work: py-spy counts a waiting thread now and then
 (about 2 % of an idle thread's samples here, caught as it wakes), which in processes
 with many idle threads adds up; the summary leaves them out and says how many."""
+PROJECT_PACKAGES = ("grid_server/", "custom_components/")
 _PLUMBING = ("threading.py", "multiprocessing/", "concurrent/futures/", "asyncio/", "selectors.py")
 
 
@@ -763,9 +775,13 @@ def profile_report(
             f"({profile.idle_samples:,} of waiting threads left out)"
             + ("" if seconds is None else f", {seconds:.1f} CPU s from /proc")
         )
-        for title, by_total in (("self", False), ("total", True)):
-            lines.append(f"  top by {title} time (share of samples, ~CPU s):")
-            for function, samples in profile.top(top, by_total=by_total):
+        for title, found in (
+            ("self time", profile.top(top)),
+            ("total time", profile.top(top, by_total=True)),
+            ("total time, this project's functions", profile.top_project(top)),
+        ):
+            lines.append(f"  top by {title} (share of samples, ~CPU s):")
+            for function, samples in found:
                 share = samples / max(profile.samples, 1)
                 estimate = "" if seconds is None else f"{share * seconds:7.1f} s"
                 lines.append(f"    {share:6.1%} {estimate}  {function}")

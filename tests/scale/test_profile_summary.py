@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 GRID = 'process 10:"p2p-energy grid --port 1"'
 # A worker's command line holds a ';' (python -c "...; spawn_main(...)").
+SETTLE = "settle (grid_server/grid/pipeline.py:113)"  # a frame of the project's own code
 WORKER = 'process 11:"python -c from multiprocessing.spawn import spawn_main; spawn_main(fd=6)"'
 
 
@@ -19,8 +20,8 @@ def test_samples_split_by_process_with_self_and_total_time(tmp_path: Path) -> No
     folded.write_text(
         "\n".join(
             (
-                f"{GRID};<module> (main.py:1);settle (pipeline.py:113);execute (engine.py:9) 30",
-                f"{GRID};<module> (main.py:1);settle (pipeline.py:113) 10",
+                f"{GRID};<module> (main.py:1);{SETTLE};execute (engine.py:9) 30",
+                f"{GRID};<module> (main.py:1);{SETTLE} 10",
                 f"{GRID};<module> (main.py:1);bill (pipeline.py:119);execute (engine.py:9) 20",
                 # A thread waiting for work, caught as it woke: left out, and counted.
                 f"{GRID};Thread.run (threading.py:981);_worker (concurrent/futures/thread.py:69) 7",
@@ -32,13 +33,15 @@ def test_samples_split_by_process_with_self_and_total_time(tmp_path: Path) -> No
     )
     grid, workers = summarise_profile(folded, "grid")
     assert (grid.process, grid.samples, grid.idle_samples) == ("grid", 60, 7)
-    assert grid.top(2) == [("execute (engine.py:9)", 50), ("settle (pipeline.py:113)", 10)]
+    assert grid.top(2) == [("execute (engine.py:9)", 50), (SETTLE, 10)]
     # Total time: everything under a function; the <module> frame under all is left out.
     assert grid.top(3, by_total=True) == [
         ("execute (engine.py:9)", 50),
-        ("settle (pipeline.py:113)", 40),
+        (SETTLE, 40),
         ("bill (pipeline.py:119)", 20),
     ]
+    # The project's own functions by total time: library frames are left out.
+    assert grid.top_project(2) == [(SETTLE, 40)]
     assert (workers.process, workers.samples) == ("grid workers", 45)
     assert workers.top(1) == [("_search (pow.py:2)", 40)]
     assert workers.top(1, by_total=True) == [("attach (pow.py:108)", 45)]
