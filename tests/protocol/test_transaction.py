@@ -9,6 +9,7 @@ import pytest
 from p2p_energy_protocol.curl import curl_hash
 from p2p_energy_protocol.errors import InvalidTransactionError
 from p2p_energy_protocol.transaction import (
+    LANE_CHUNK,
     MAX_INT_FIELD,
     MAX_VALUE,
     TRANSACTION_LENGTH,
@@ -138,6 +139,25 @@ def test_transactions_from_trytes_names_the_bad_transaction() -> None:
     with pytest.raises(InvalidTransactionError, match="one string"):
         transactions_from_trytes(good)
     assert transactions_from_trytes([]) == []
+
+
+def test_many_transactions_are_read_in_chunks_with_positions_of_the_whole_list() -> None:
+    rng = random.Random(14)
+    distinct = [random_transaction(rng) for _ in range(7)]
+    count = LANE_CHUNK + 3  # past the first chunk
+    trytes = [distinct[n % 7].to_trytes() for n in range(count)]
+    parsed = transactions_from_trytes(trytes)
+    assert [t.hash for t in parsed] == [distinct[n % 7].hash for n in range(count)]
+    assert parsed == [distinct[n % 7] for n in range(count)]
+    assert transactions_hashes(trytes) == [t.hash for t in parsed]
+    value_field = "9" * 11 + "A" + "9" * 15  # trit 33 set
+    bad = trytes[-1][:2268] + value_field + trytes[-1][2295:]
+    with pytest.raises(InvalidTransactionError, match=f"transaction {count - 1}: the value"):
+        transactions_from_trytes([*trytes[:-1], bad])
+    with pytest.raises(InvalidTransactionError, match=f"transaction {count - 1} is not"):
+        transactions_hashes([*trytes[:-1], bad[:-1]])
+    with pytest.raises(InvalidTransactionError, match=f"transaction {count - 2} contains"):
+        transactions_from_trytes([*trytes[:-2], "a" + bad[1:], trytes[-1]])
 
 
 def test_is_tail_and_index_consistency() -> None:
