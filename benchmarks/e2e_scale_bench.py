@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/e2e_scale_bench.py [--sizes 1000 10000] [--slots 2]
         [--mwm 5] [--grid-mwm 9] [--grid-pow-workers 2] [--json results.json]
-        [--profile DIR] [--restart-grid]
+        [--profile DIR] [--restart-grid] [--follow-interval 1]
 
 For each size: a node process and a grid process on loopback; every household
 (20 % producers, 80 % consumers) publishes its hello and registers over HTTP; the grid
@@ -100,6 +100,7 @@ def measure(
             api_seconds=args.api_seconds,
             publish_wait=args.publish_wait,
             grid_pow_workers=args.grid_pow_workers,
+            follow_interval=args.follow_interval,
             restart_grid=args.restart_grid,
             profiler=profiler,
         )
@@ -300,6 +301,13 @@ def main() -> int:
         type=int,
         default=2,
         help="the grid's local_pow_workers (proof of work for its own bundles)",
+    )
+    parser.add_argument(
+        "--follow-interval",
+        type=float,
+        default=1.0,
+        help="the grid's follow_interval (s; its default is 10): how often a running grid "
+        "looks at each channel again, which costs a round over every channel",
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument(

@@ -869,6 +869,8 @@ class E2EFigures:
     """After registration, until the grid had sent every hello (before the first slot)."""
     registration_peak_rss: tuple[int, int] = (0, 0)
     """Peak RSS of the grid and the node from their start through registration."""
+    grid_settings: dict[str, Any] = field(default_factory=dict)
+    """The grid's configuration (follow interval, settlement delay, workers...)."""
 
 
 REGISTERED_BEFORE_MS = 86_400_000
@@ -913,6 +915,7 @@ class EndToEnd:
         publish_wait: float = 900.0,
         database: str | None = None,
         grid_pow_workers: int = 2,
+        follow_interval: float = 1.0,
         restart_grid: bool = False,
         profiler: Profiler | None = None,
     ) -> None:
@@ -941,7 +944,7 @@ class EndToEnd:
         self.grid_settings: dict[str, Any] = {
             "slot_seconds": slot_seconds,
             "settlement_delay_seconds": 1.0 if restart_grid else RUNNING_GRID_SETTLEMENT_DELAY,
-            "follow_interval": 1.0,
+            "follow_interval": follow_interval,
             "min_weight_magnitude": grid_min_weight_magnitude,
             "storage_auth": "none",
             # The generator registers every household from one address.
@@ -1135,6 +1138,7 @@ class EndToEnd:
             grid_start_seconds=grid_start_seconds,
             outbox_drain_seconds=drain_seconds,
             registration_peak_rss=registration_peak,
+            grid_settings=dict(self.grid_settings),
         )
 
     def _profile(self, k: int, grid_pid: int, node_pid: int) -> None:
