@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -232,8 +233,20 @@ async def end_to_end(
             tangle = MamTangle(client, min_weight_magnitude=arguments.mwm)
             with ThreadPoolExecutor(1) as cpu:
                 clock = lambda: NOW  # noqa: E731
+                # As the grid wires it: batched creation on the proof-of-work workers
+                # (a --reference revision without ``offload`` creates in ``cpu``).
+                offload = (
+                    {"offload": pool}
+                    if "offload" in inspect.signature(ReturnChannels).parameters
+                    else {}
+                )
                 channels = ReturnChannels(
-                    db, tangle, cpu, clock, publish_concurrency=arguments.e2e_concurrency
+                    db,
+                    tangle,
+                    cpu,
+                    clock,
+                    publish_concurrency=arguments.e2e_concurrency,
+                    **offload,
                 )
                 wallet = GridWallet(db, None, SEED, clock, cpu)  # type: ignore[arg-type]
                 requests = PaymentRequests(db, channels, wallet, clock)

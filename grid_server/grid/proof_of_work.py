@@ -11,6 +11,7 @@ in-process node, with the node).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -81,7 +82,7 @@ class ProcessPoolProofOfWork:
     ) -> list[str]:
         """``attachToTangle`` in a worker process; see ``ProofOfWork``."""
         return await self._in_worker(
-            lambda local: local.attach(trunk, branch, min_weight_magnitude, trytes)
+            lambda pool: LocalProofOfWork(pool).attach(trunk, branch, min_weight_magnitude, trytes)
         )
 
     async def attach_messages(
@@ -95,15 +96,26 @@ class ProcessPoolProofOfWork:
         """MAM messages' bundles finalised and attached in a worker process (see
         ``MessageProofOfWork``): the grid's event-loop process only stores them."""
         return await self._in_worker(
-            lambda local: local.attach_messages(trunk, branch, min_weight_magnitude, messages, tag)
+            lambda pool: LocalProofOfWork(pool).attach_messages(
+                trunk, branch, min_weight_magnitude, messages, tag
+            )
         )
 
-    async def _in_worker(
-        self, call: Callable[[LocalProofOfWork], Awaitable[list[str]]]
-    ) -> list[str]:
+    async def run[**P, R](self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Any other CPU-bound call in a worker (the grid's batched MAM creation), so it
+        runs beside the nonce searches instead of on the grid's event-loop process.
+        ``func`` and its arguments must pickle (a module-level function or static
+        method, plain data); the call must be safe to repeat (it is tried once more
+        on a new pool if a worker died)."""
+        call = functools.partial(func, *args, **kwargs)
+        return await self._in_worker(
+            lambda pool: asyncio.get_running_loop().run_in_executor(pool, call)
+        )
+
+    async def _in_worker[R](self, call: Callable[[ProcessPoolExecutor], Awaitable[R]]) -> R:
         pool = self._pool
         try:
-            return await call(LocalProofOfWork(pool))
+            return await call(pool)
         except BrokenProcessPool:
             if self._closed:
                 raise
@@ -111,7 +123,7 @@ class ProcessPoolProofOfWork:
                 _LOGGER.warning("a proof-of-work worker process died; starting a new pool")
                 pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
-            return await call(LocalProofOfWork(self._pool))
+            return await call(self._pool)
 
     async def close(self) -> None:
         """Stop the workers: queued searches are cancelled, a running one is waited

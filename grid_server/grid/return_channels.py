@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from p2p_energy_protocol.mam import MamMessage
 from p2p_energy_protocol.payloads import Hello, payload_to_json
@@ -55,6 +55,15 @@ PREPARE_BATCH = 100
 PUBLISH_WINDOW = 1000
 """Outbox messages read per round of :meth:`ReturnChannels.publish_all`: enough groups
 that the concurrent publishers rarely run out before the round ends."""
+
+
+class Offload(Protocol):
+    """Where batched MAM creation can run outside the grid's process (its pool of
+    proof-of-work workers: :meth:`~.proof_of_work.ProcessPoolProofOfWork.run`)."""
+
+    async def run[**P, R](self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``func(*args, **kwargs)`` elsewhere; ``func`` and its arguments pickle."""
+        ...
 
 
 class ChannelConflictError(RuntimeError):
@@ -98,9 +107,15 @@ class ReturnChannels:
         clock: Clock,
         *,
         publish_concurrency: int = DEFAULT_PUBLISH_CONCURRENCY,
+        offload: Offload | None = None,
     ) -> None:
+        """``cpu`` runs the writer's CPU work (creating messages) unless ``offload`` is
+        given: then batched creation (a slot's payment requests, hellos of channels
+        opened together) runs there, with the writer's ``create_messages`` and
+        ``open_channels``, which must then pickle (``MamTangle``'s are static)."""
         if publish_concurrency < 1:
             raise ValueError("publish_concurrency must be at least 1")
+        self._offload = offload
         self._publish_concurrency = publish_concurrency
         self._db = db
         self._writer = writer
@@ -126,8 +141,13 @@ class ReturnChannels:
             self._preparing = asyncio.ensure_future(self._prepare_waiting())
         return await waiter
 
+    async def _batched[T, R](self, create: Callable[[T], R], items: T) -> R:
+        """A batched creation off the event loop: in ``offload`` if given, else ``cpu``."""
+        if self._offload is not None:
+            return await self._offload.run(create, items)
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, create, items)
+
     async def _prepare_waiting(self) -> None:
-        loop = asyncio.get_running_loop()
         hello = payload_to_json(Hello())
         batch: list[asyncio.Future[PreparedChannel]] = []
         try:
@@ -137,9 +157,7 @@ class ReturnChannels:
                 if not batch:  # every one of them gave up
                     continue
                 try:
-                    opened = await loop.run_in_executor(
-                        self._cpu, self._writer.open_channels, [hello] * len(batch)
-                    )
+                    opened = await self._batched(self._writer.open_channels, [hello] * len(batch))
                 except Exception as err:  # each waiting registration gets the error
                     for waiter in batch:
                         if not waiter.done():
@@ -258,9 +276,7 @@ class ReturnChannels:
             created: dict[int, CreatedMessage] = {}
             stale = live
             for _attempt in range(5):
-                loop = asyncio.get_running_loop()
-                made = await loop.run_in_executor(
-                    self._cpu,
+                made = await self._batched(
                     self._writer.create_messages,
                     [(states[item.channel_id][0], dict(item.message)) for item in stale],
                 )

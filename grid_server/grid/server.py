@@ -207,7 +207,10 @@ class GridServer:
         tangle = MamTangle(
             node_client, depth=config.depth, min_weight_magnitude=config.min_weight_magnitude
         )
-        return_channels = ReturnChannels(db, tangle, self._cpu, self._clock)
+        # Batched MAM creation on the proof-of-work workers too: off the grid's GIL.
+        return_channels = ReturnChannels(
+            db, tangle, self._cpu, self._clock, offload=self._proof_of_work
+        )
         self.settlement = SettlementService(db, config, self._clock, self.holder)
         pipeline = GridPipeline(
             config,

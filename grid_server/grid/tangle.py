@@ -84,9 +84,12 @@ class MamTangle:
         channel = create_channel(random_trytes(), SECURITY, "restricted", side_key)
         return NewChannel(channel_root(channel), side_key, channel.to_json())
 
+    @staticmethod
     def open_channels(
-        self, first_messages: Sequence[Mapping[str, Any]]
+        first_messages: Sequence[Mapping[str, Any]],
     ) -> list[tuple[NewChannel, CreatedMessage]]:
+        """New channels with their first messages, batched (a plain function, so it can
+        run in a worker process: see ``ReturnChannels``' ``offload``)."""
         side_keys = [random_trytes() for _ in first_messages]
         channels = [
             create_channel(random_trytes(), SECURITY, "restricted", side_key)
@@ -113,9 +116,12 @@ class MamTangle:
         created = create_message(channel, dict(message))
         return CreatedMessage(channel.to_json(), created)
 
+    @staticmethod
     def create_messages(
-        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+        items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
     ) -> list[CreatedMessage]:
+        """The next message of each channel state, batched (a plain function, so it can
+        run in a worker process: see ``ReturnChannels``' ``offload``)."""
         channels = [MamChannel.from_json(state) for state, _ in items]
         created = create_messages(
             [

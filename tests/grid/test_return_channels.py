@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from grid_server.grid.channels import CreatedMessage, TangleUnavailableError
 from grid_server.grid.db.models import GridChannel, OutboxMessage
+from grid_server.grid.proof_of_work import ProcessPoolProofOfWork
 from grid_server.grid.return_channels import PUBLISH_GROUP, Append, ReturnChannels, _groups
 from grid_server.grid.tangle import MamTangle
 
@@ -30,7 +31,7 @@ from .fakes import FakeChannels, ManualClock
 from .nodes import MWM, running_node
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from sqlalchemy.orm import Session
@@ -103,12 +104,39 @@ async def test_registrations_arriving_together_share_one_creation(
     assert all(item.hello.message.root == item.channel.root for item in prepared)
 
 
+class CountingOffload:
+    """The grid's proof-of-work pool as ``offload``, counting the calls it ran."""
+
+    def __init__(self) -> None:
+        self.pool = ProcessPoolProofOfWork(1)
+        self.calls: list[str] = []
+
+    async def run[**P, R](self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        self.calls.append(func.__name__)
+        return await self.pool.run(func, *args, **kwargs)
+
+
+@pytest.mark.parametrize("offloaded", [False, True], ids=["in-process", "in-a-worker"])
 async def test_append_many_equals_appending_one_by_one(
-    db: Database, cpu: ThreadPoolExecutor
+    db: Database, cpu: ThreadPoolExecutor, offloaded: bool
 ) -> None:
-    """Real MAM: the batch stores the same payloads and states as single appends."""
+    """Real MAM: the batch stores the same payloads and states as single appends, also
+    when the batches are created in a proof-of-work worker process (``offload``)."""
     tangle = MamTangle(None)  # type: ignore[arg-type]  # creating needs no node
-    channels = ReturnChannels(db, tangle, cpu, ManualClock(NOW))
+    offload = CountingOffload() if offloaded else None
+    try:
+        await _append_many_equals_appending_one_by_one(db, cpu, tangle, offload)
+    finally:
+        if offload is not None:
+            await offload.pool.close()
+    if offload is not None:  # both batched creations ran in the worker
+        assert set(offload.calls) == {"open_channels", "create_messages"}
+
+
+async def _append_many_equals_appending_one_by_one(
+    db: Database, cpu: ThreadPoolExecutor, tangle: MamTangle, offload: CountingOffload | None
+) -> None:
+    channels = ReturnChannels(db, tangle, cpu, ManualClock(NOW), offload=offload)
     ids = await open_channels(db, channels, 12)
     with db.read() as session:
         states = {row.id: row.state_json for row in session.scalars(select(GridChannel))}
