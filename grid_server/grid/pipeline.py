@@ -7,6 +7,8 @@
 4. ``pay``: pay producers' payouts by value bundles; reattach and confirm them.
 5. ``collect``: find consumers' payments at their payment addresses and confirm
    them (what ``bill`` later asks for is what is still owed).
+6. ``addresses``: after the bill stage, derive the next slot's payment addresses
+   into the wallet's pool (:meth:`~.wallet.GridWallet.refill_address_pool`).
 
 Only the holder of the leader lease runs the stages (:class:`~.server.GridServer`
 repeats each one at its interval); the HTTP API runs in every grid process. Nothing
@@ -80,6 +82,8 @@ class GridPipeline:
         """Wakes the settle stage: readings were stored."""
         self.bill_due = asyncio.Event()
         """Wakes the bill stage: a slot was settled or a channel message was queued."""
+        self.addresses_due = asyncio.Event()
+        """Wakes the wallet's address pool refill: the bill stage is done for now."""
 
     def stages(self) -> tuple[Stage, ...]:
         config = self._config
@@ -91,6 +95,7 @@ class GridPipeline:
             Stage("bill", config.publish_interval, self.bill, self.bill_due),
             Stage("pay", config.payout_interval, self.pay),
             Stage("collect", config.payments_interval, self.collect),
+            Stage("addresses", config.payout_interval, self.addresses, self.addresses_due),
         )
 
     def became_leader(self) -> None:
@@ -130,6 +135,7 @@ class GridPipeline:
                 creating.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await creating
+        self.addresses_due.set()  # idle until the next slot: derive its addresses now
 
     async def _create_requests(self) -> None:
         while await self._requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
@@ -141,3 +147,6 @@ class GridPipeline:
 
     async def collect(self) -> None:
         await self._monitor.scan()
+
+    async def addresses(self) -> None:
+        await self._wallet.refill_address_pool()

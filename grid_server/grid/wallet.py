@@ -4,6 +4,13 @@ Addresses come from the wallet seed by key index: index 0 is the treasury (the
 genesis balance of an in-process node), later indexes are consumers' payment
 addresses and the remainders of payouts. An address is spent from at most once.
 
+Deriving an address is Kerl work (~1 ms each), so the wallet keeps a pool of
+derived, unused consumer addresses, refilled while the grid is idle (after a
+slot's bill stage): their key indexes are recorded as ``reserved`` rows, so an
+index is never handed out twice, even after a crash between reserving and
+using it. A slot's bills then only pick addresses from the pool. Addresses are
+public; the seed stays in this process.
+
 Payouts are crash-safe: pending producer payouts are gathered into one bundle,
 which is built and signed, then recorded (bundle trytes, inputs marked spent,
 payouts linked to it) in one transaction *before* anything is sent. Sending,
@@ -34,7 +41,7 @@ from p2p_energy_protocol.transfers import (
     TransferNotSentError,
     TransferState,
 )
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db.models import IncomingPayment, Payout, Registration, WalletAddress, WalletTransfer
@@ -52,6 +59,9 @@ _LOGGER = logging.getLogger(__name__)
 PAYOUT_TAG = "PEERENERGYGRIDPAYOUT"
 MAX_SEND_ATTEMPTS = 5
 _IN_CHUNK = 500
+RESERVED = "reserved"
+"""The purpose of a pool address: derived and recorded, not yet given to a consumer."""
+_REFILL_CHUNK = 250  # addresses derived per step of a refill (~0.3 s of the CPU thread)
 
 
 class WalletNode(TransferNode, Protocol):
@@ -88,7 +98,11 @@ class GridWallet:
         min_weight_magnitude: int = 9,
         batch_size: int = 10,
         reattach_seconds: float = 120.0,
+        address_pool: int | None = None,
     ) -> None:
+        """``address_pool``: how many unused addresses to keep derived in advance; by
+        default as many as there are consumers with an address (every consumer may need
+        a new one each slot), 0 for none."""
         self._db = db
         self._node = node
         self._seed = seed
@@ -102,6 +116,7 @@ class GridWallet:
         self._reattach_ms = int(reattach_seconds * 1000)
         self._allocation_lock = asyncio.Lock()
         self._payout_lock = asyncio.Lock()
+        self._address_pool = address_pool
 
     def address_at(self, key_index: int) -> str:
         """The wallet's address at ``key_index`` (CPU work: Kerl)."""
@@ -149,22 +164,28 @@ class GridWallet:
         return [found[registration_id] for registration_id in ids]
 
     async def _allocate_consumers(self, registration_ids: list[str]) -> dict[str, str]:
-        """Fresh addresses for consumers, at consecutive key indexes, under the allocation
-        lock; each consumer still gets at most one (see :func:`_record_address`)."""
+        """Fresh addresses for consumers: from the pool in one write, and those the pool
+        cannot cover derived at consecutive key indexes, under the allocation lock; each
+        consumer still gets at most one (see :func:`_record_address`)."""
         async with self._allocation_lock:
             if await self._db.run_read(lambda s: s.get(WalletAddress, 0)) is None:
                 await self._record_treasury()
             loop = asyncio.get_running_loop()
             while True:
-                found = await self._db.run_read(
-                    functools.partial(_open_consumer_addresses, registration_ids=registration_ids)
-                )
+                try:
+                    found = await self._db.run_write(
+                        functools.partial(
+                            _assign_reserved, registration_ids=registration_ids, now=self._clock()
+                        )
+                    )
+                except AddressInUseError:
+                    # Another grid process took some of these pool addresses: look again.
+                    _LOGGER.debug("pool addresses were taken meanwhile; assigning again")
+                    continue
                 missing = [i for i in registration_ids if i not in found]
                 if not missing:
                     return found
-                first = await self._db.run_read(
-                    lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
-                )
+                first = await self._db.run_read(_next_key_index)
                 addresses = await loop.run_in_executor(
                     self._cpu,
                     functools.partial(
@@ -196,6 +217,36 @@ class GridWallet:
                 found.update(zip(missing, addresses, strict=True))
                 return found
 
+    async def refill_address_pool(self) -> int:
+        """Derive and reserve addresses until the pool holds its target (see ``__init__``);
+        returns how many were added. Meant for idle time: it derives a few hundred at a
+        time and takes the allocation lock only to record them."""
+        loop = asyncio.get_running_loop()
+        added = 0
+        while True:
+            target, pooled = await self._db.run_read(
+                functools.partial(_pool_state, target=self._address_pool)
+            )
+            count = min(target - pooled, _REFILL_CHUNK)
+            if count <= 0:
+                return added
+            first = await self._db.run_read(_next_key_index)
+            addresses = await loop.run_in_executor(
+                self._cpu,
+                functools.partial(generate_addresses, self._seed, first, count, self._security),
+            )
+            async with self._allocation_lock:
+                try:
+                    await self._db.run_write(
+                        functools.partial(
+                            _record_reserved, first=first, addresses=addresses, now=self._clock()
+                        )
+                    )
+                except (AddressInUseError, IntegrityError):
+                    _LOGGER.debug("key indexes from %d were taken meanwhile; deriving again", first)
+                    continue
+            added += count
+
     async def _allocate(self, purpose: str, registration_id: str | None) -> str:
         """A fresh key index for ``purpose``; one at a time so no index is handed out twice."""
         async with self._allocation_lock:
@@ -209,9 +260,7 @@ class GridWallet:
                     )
                     if existing is not None:
                         return existing
-                index = await self._db.run_read(
-                    lambda s: int(s.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
-                )
+                index = await self._db.run_read(_next_key_index)
                 address = await loop.run_in_executor(self._cpu, self.address_at, index)
                 try:
                     await self._db.run_write(
@@ -438,14 +487,131 @@ def _record_consumer_addresses(
     session: Session, allocations: list[tuple[str, int, str]], now: int
 ) -> None:
     """Record fresh consumer addresses ``(registration id, key index, address)``, all
-    of them or (raising) none."""
-    # Every consumer's row locked first, in one order: two processes allocating for
-    # overlapping consumers then wait for each other before either inserts anything
-    # (locking while inserting could deadlock on PostgreSQL).
-    for registration_id in sorted({registration_id for registration_id, _, _ in allocations}):
-        session.get(Registration, registration_id, with_for_update=True)
-    for registration_id, key_index, address in allocations:
-        _record_address(session, key_index, address, "consumer", registration_id, now, fresh=True)
+    of them or (raising) none, with a few set-based statements: the guarantees of
+    :func:`_record_address` (one current address per consumer, no key index twice)."""
+    registration_ids = [registration_id for registration_id, _, _ in allocations]
+    _lock_registrations(session, registration_ids)
+    if _open_consumer_addresses(session, registration_ids):
+        raise AddressInUseError("a consumer was given an address meanwhile")
+    _check_unused(session, [key_index for _, key_index, _ in allocations])
+    session.execute(
+        insert(WalletAddress),
+        [
+            {
+                "key_index": key_index,
+                "address": address,
+                "purpose": "consumer",
+                "registration_id": registration_id,
+                "spent": False,
+                "created_at": now,
+            }
+            for registration_id, key_index, address in allocations
+        ],
+    )
+
+
+def _lock_registrations(session: Session, registration_ids: Sequence[str]) -> None:
+    """Lock the consumers' registration rows, in one order (PostgreSQL; SQLite writes one
+    at a time anyway): two processes allocating for overlapping consumers then wait for
+    each other before either inserts anything (locking while inserting could deadlock)."""
+    ordered = sorted(set(registration_ids))
+    for first in range(0, len(ordered), _IN_CHUNK):
+        session.execute(
+            select(Registration.registration_id)
+            .where(Registration.registration_id.in_(ordered[first : first + _IN_CHUNK]))
+            .order_by(Registration.registration_id)
+            .with_for_update()
+        ).all()
+
+
+def _check_unused(session: Session, key_indexes: Sequence[int]) -> None:
+    """Raise :class:`AddressInUseError` if any of ``key_indexes`` is recorded already."""
+    for first in range(0, len(key_indexes), _IN_CHUNK):
+        taken = session.scalars(
+            select(WalletAddress.key_index)
+            .where(WalletAddress.key_index.in_(key_indexes[first : first + _IN_CHUNK]))
+            .limit(1)
+        ).first()
+        if taken is not None:
+            raise AddressInUseError(f"key index {taken} is already in use")
+
+
+def _next_key_index(session: Session) -> int:
+    """The first key index after every recorded one (pool addresses included)."""
+    return int(session.scalar(select(func.max(WalletAddress.key_index))) or 0) + 1
+
+
+def _pool_state(session: Session, target: int | None) -> tuple[int, int]:
+    """The pool's target size (by default: consumers with an address) and its size."""
+    if target is None:
+        target = int(
+            session.scalar(
+                select(func.count(func.distinct(WalletAddress.registration_id))).where(
+                    WalletAddress.purpose == "consumer"
+                )
+            )
+            or 0
+        )
+    pooled = int(session.scalar(select(func.count()).where(WalletAddress.purpose == RESERVED)) or 0)
+    return target, pooled
+
+
+def _record_reserved(session: Session, first: int, addresses: Sequence[str], now: int) -> None:
+    """Reserve key indexes ``first ..`` with their derived addresses for the pool."""
+    indexes = list(range(first, first + len(addresses)))
+    _check_unused(session, indexes)
+    session.execute(
+        insert(WalletAddress),
+        [
+            {
+                "key_index": key_index,
+                "address": address,
+                "purpose": RESERVED,
+                "registration_id": None,
+                "spent": False,
+                "created_at": now,
+            }
+            for key_index, address in zip(indexes, addresses, strict=True)
+        ],
+    )
+
+
+def _assign_reserved(session: Session, registration_ids: Sequence[str], now: int) -> dict[str, str]:
+    """Every consumer's open address: those without one take pool addresses, oldest
+    first, in this write (consumers' rows locked first, as
+    :func:`_record_consumer_addresses` does). Returns only the consumers that have one."""
+    _lock_registrations(session, registration_ids)
+    found = _open_consumer_addresses(session, registration_ids)
+    missing = list(dict.fromkeys(i for i in registration_ids if i not in found))
+    if not missing:
+        return found
+    pool = session.execute(
+        select(WalletAddress.key_index, WalletAddress.address)
+        .where(WalletAddress.purpose == RESERVED)
+        .order_by(WalletAddress.key_index)
+        .limit(len(missing))
+        .with_for_update(skip_locked=True)
+    ).all()
+    assigned = list(zip(missing, pool, strict=False))
+    for first in range(0, len(assigned), _IN_CHUNK):
+        chunk = assigned[first : first + _IN_CHUNK]
+        owner = case(
+            {key_index: registration_id for registration_id, (key_index, _) in chunk},
+            value=WalletAddress.key_index,
+        )
+        updated = session.execute(
+            update(WalletAddress)
+            .where(
+                WalletAddress.key_index.in_([key_index for _, (key_index, _) in chunk]),
+                WalletAddress.purpose == RESERVED,
+            )
+            .values(purpose="consumer", registration_id=owner, created_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount != len(chunk):  # another process took some since they were read
+            raise AddressInUseError("pool addresses were taken meanwhile")
+    found.update((registration_id, str(address)) for registration_id, (_, address) in assigned)
+    return found
 
 
 def _open_consumer_addresses(session: Session, registration_ids: Sequence[str]) -> dict[str, str]:

@@ -83,6 +83,10 @@ class Wallet:
     async def pay_out(self) -> None:
         self.calls.log.append("pay")
 
+    async def refill_address_pool(self) -> int:
+        self.calls.log.append("addresses")
+        return 0
+
 
 class Monitor:
     def __init__(self, calls: Calls) -> None:
@@ -108,16 +112,38 @@ def pipeline(
     )
 
 
-async def test_the_stages_are_follow_settle_bill_pay_collect() -> None:
+async def test_the_stages_are_follow_settle_bill_pay_collect_addresses() -> None:
     calls = Calls(caught_up=True)
     grid = pipeline(calls, GridConfig(slot_seconds=60, follow_interval=4, publish_interval=2))
     stages = grid.stages()
-    assert [stage.name for stage in stages] == ["follow", "settle", "bill", "pay", "collect"]
+    assert [stage.name for stage in stages] == [
+        "follow",
+        "settle",
+        "bill",
+        "pay",
+        "collect",
+        "addresses",
+    ]
     assert [stage.interval for stage in stages[:3]] == [2.0, 15.0, 2.0]
-    assert (stages[1].wake, stages[2].wake) == (grid.settle_due, grid.bill_due)
+    assert (stages[1].wake, stages[2].wake, stages[5].wake) == (
+        grid.settle_due,
+        grid.bill_due,
+        grid.addresses_due,
+    )
+    assert not grid.addresses_due.is_set()
     for stage in stages:
         await stage.run()
-    assert calls.log == ["follow", "settle", "publish", "requests", "messages", "pay", "collect"]
+    assert grid.addresses_due.is_set()  # a finished bill stage wakes the pool refill
+    assert calls.log == [
+        "follow",
+        "settle",
+        "publish",
+        "requests",
+        "messages",
+        "pay",
+        "collect",
+        "addresses",
+    ]
 
 
 async def test_nothing_is_settled_before_the_channels_were_followed_up_to_now() -> None:
