@@ -340,7 +340,8 @@ def test_attach_can_be_interrupted() -> None:
         )
 
 
-def test_attach_messages_is_publish_mams_bundles_attached() -> None:
+@pytest.mark.parametrize("tag", ["PEERENERGYGRID", ""])
+def test_attach_messages_is_publish_mams_bundles_attached(tag: str) -> None:
     """What a worker process builds and attaches for ``publish_mams`` is byte for byte
     the bundles ``messages_to_transactions`` finalises, attached by ``attach_to_tangle``."""
     channels = [create_channel(seed * 81, 2, "restricted", "KEY") for seed in "AB"]
@@ -351,7 +352,7 @@ def test_attach_messages_is_publish_mams_bundles_attached() -> None:
     expected = attach_to_tangle(
         [
             tx.to_trytes()
-            for bundle in messages_to_transactions(messages, "PEERENERGYGRID", timestamp)
+            for bundle in messages_to_transactions(messages, tag, timestamp)
             for tx in reversed(bundle)
         ],
         TRUNK,
@@ -359,6 +360,6 @@ def test_attach_messages_is_publish_mams_bundles_attached() -> None:
         5,
         NOW_MS,
     )
-    attached = attach_messages(messages, "PEERENERGYGRID", TRUNK, BRANCH, 5, timestamp, NOW_MS)
+    attached = attach_messages(messages, tag, TRUNK, BRANCH, 5, timestamp, NOW_MS)
     assert attached == expected
     assert len(attached) == 6  # two 3-transaction bundles

@@ -137,6 +137,31 @@ def attach_to_tangle(
             transactions.append(Transaction.from_trytes(trytes))
         except InvalidTransactionError as err:
             raise InvalidTransactionError(f"transaction {position}: {err}") from err
+    return attach_transactions(
+        transactions,
+        trunk_transaction,
+        branch_transaction,
+        min_weight_magnitude,
+        now_ms,
+        should_stop=should_stop,
+        lanes=lanes,
+    )
+
+
+def attach_transactions(
+    transactions: list[Transaction],
+    trunk_transaction: str,
+    branch_transaction: str,
+    min_weight_magnitude: int,
+    now_ms: int | None = None,
+    *,
+    should_stop: StopCheck | None = None,
+    lanes: int = DEFAULT_LANES,
+) -> list[str]:
+    """:func:`attach_to_tangle` of transactions at hand (bundles just finalised, head
+    first), without their trytes parsed once more."""
+    if not transactions:
+        raise InvalidTransactionError("attachToTangle needs at least one transaction")
     trunk = validate_trytes(trunk_transaction, HASH_TRYTES, "trunk transaction")
     branch = validate_trytes(branch_transaction, HASH_TRYTES, "branch transaction")
     weight = _check_weight(min_weight_magnitude)

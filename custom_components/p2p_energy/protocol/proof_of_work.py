@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .mam.transport import messages_to_transactions
-from .pow import DEFAULT_LANES, attach_to_tangle
+from .pow import DEFAULT_LANES, attach_to_tangle, attach_transactions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -79,8 +79,8 @@ def attach_messages(
     bundles = messages_to_transactions(
         messages, tag, int(time.time()) if timestamp is None else timestamp
     )
-    trytes = [tx.to_trytes() for bundle in bundles for tx in reversed(bundle)]
-    return attach_to_tangle(trytes, trunk, branch, min_weight_magnitude, now_ms, lanes=lanes)
+    head_first = [tx for bundle in bundles for tx in reversed(bundle)]
+    return attach_transactions(head_first, trunk, branch, min_weight_magnitude, now_ms, lanes=lanes)
 
 
 class LocalProofOfWork:
