@@ -7,11 +7,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
+from p2p_energy_protocol.errors import InvalidTrytesError, MamError
 from p2p_energy_protocol.mam import (
     ChannelEntry,
     ChannelWalk,
     MamMessage,
     channel_address,
+    channel_addresses,
     channel_root,
     create_channel,
     create_message,
@@ -148,3 +150,28 @@ def test_entries_decode_text_and_json() -> None:
     assert ChannelEntry("R" * 81, "N" * 81, text_to_trytes("not JSON")).data is None
     assert channel_address("R" * 81, "public") == "R" * 81
     assert channel_address("R" * 81, "restricted") == mam_address("R" * 81, "restricted")
+
+
+def test_many_addresses_are_hashed_together_and_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from p2p_energy_protocol.mam import walk
+
+    roots = [
+        (chr(ord("A") + n % 26) * 80 + chr(ord("A") + n // 26), mode)
+        for n in range(30)
+        for mode in ("restricted", "private", "public")
+    ]
+    assert channel_addresses(roots) == [mam_address(root, mode) for root, mode in roots]
+    assert channel_addresses(roots[::-1]) == [mam_address(*key) for key in roots[::-1]]
+    # Beyond the cache's size the older half is forgotten; answers stay right.
+    monkeypatch.setattr(walk, "_addresses", {})
+    monkeypatch.setattr(walk, "ADDRESS_CACHE_SIZE", 40)
+    assert channel_addresses(roots[:30]) == [mam_address(*key) for key in roots[:30]]
+    assert channel_addresses(roots[30:]) == [mam_address(*key) for key in roots[30:]]
+    assert len(walk._addresses) <= 75
+    assert set(roots[30:]) <= set(walk._addresses)
+    with pytest.raises(InvalidTrytesError, match="root"):
+        channel_addresses([*roots[:10], ("a" * 81, "restricted")])
+    with pytest.raises(MamError, match="mode"):
+        channel_addresses([*roots[:10], ("B" * 81, "secret")])  # type: ignore[list-item]

@@ -29,6 +29,7 @@ from .walk import (
     ChannelStart,
     ChannelWalk,
     channel_address,
+    channel_addresses,
     walk_channels,
     walk_channels_sync,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ParseItem",
     "ParsedMamMessage",
     "channel_address",
+    "channel_addresses",
     "channel_root",
     "create_channel",
     "create_message",
