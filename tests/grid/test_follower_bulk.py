@@ -164,3 +164,21 @@ async def test_node_down_stores_nothing_and_reports(db: Database) -> None:
     node.available = True
     stats = await ChannelFollower(db, BulkMamReader(node), ManualClock(NOW), CONFIG).follow_once()
     assert (stats.channels, stats.messages) == (1, 1)
+
+
+class ShortNode(FakeNode):
+    """Answers getTrytes with one entry fewer than asked for."""
+
+    async def get_trytes(self, hashes: Sequence[str]) -> list[str]:
+        return (await super().get_trytes(hashes))[:-1]
+
+
+async def test_a_node_answering_fewer_trytes_than_hashes_is_unavailable(db: Database) -> None:
+    node = ShortNode()
+    channel = create_channel("S" * 81, 1, "restricted", "KEYS")
+    follow(db, "consumer-s", "consumer", channel)
+    publish(node, channel, {"command": "hello"})
+    stats = await ChannelFollower(db, BulkMamReader(node), ManualClock(NOW), CONFIG).follow_once()
+    assert stats.errors
+    assert "getTrytes answered" in stats.errors[0]
+    assert (stats.channels, stats.messages) == (0, 0)

@@ -160,6 +160,33 @@ def test_many_transactions_are_read_in_chunks_with_positions_of_the_whole_list()
         transactions_from_trytes([*trytes[:-2], "a" + bad[1:], trytes[-1]])
 
 
+def test_hashes_a_node_told_are_taken_and_the_fields_decoded_alike() -> None:
+    rng = random.Random(15)
+    transactions = [random_transaction(rng) for _ in range(LANE_CHUNK + 5)]
+    trytes = [t.to_trytes() for t in transactions]
+    told = ["A" * 81 if n == 3 else t.hash for n, t in enumerate(transactions)]
+    parsed = transactions_from_trytes(trytes, told)
+    assert parsed == transactions  # every field, integers included
+    assert [t.hash for t in parsed] == told  # not recomputed: the caller vouches
+    assert all(p.to_trytes() is t for p, t in zip(parsed, trytes, strict=True))
+    with pytest.raises(InvalidTransactionError, match="2 hashes given for 3"):
+        transactions_from_trytes(trytes[:3], told[:2])
+    # The same checks and messages as without hashes.
+    value_field = "9" * 11 + "A" + "9" * 15  # trit 33 set
+    last = len(trytes) - 1
+    bad_value = trytes[-1][:2268] + value_field + trytes[-1][2295:]
+    out_of_order = trytes[0][:2331] + int_to_trytes(5, 9) + int_to_trytes(4, 9) + trytes[0][2349:]
+    for broken, message in (
+        ([*trytes[:-1], bad_value], f"transaction {last}: the value field"),
+        ([*trytes[:-1], "a" + trytes[-1][1:]], f"transaction {last} contains 'a'"),
+        ([*trytes[:-1], trytes[-1][:-1]], f"transaction {last} is not a string"),
+        ([*trytes[:-1], out_of_order], f"transaction {last}: current_index 5"),
+    ):
+        for hashes in (None, told):
+            with pytest.raises(InvalidTransactionError, match=message):
+                transactions_from_trytes(broken, hashes)
+
+
 def test_is_tail_and_index_consistency() -> None:
     transaction = random_transaction(random.Random(6)).replace(current_index=0, last_index=2)
     assert transaction.is_tail
