@@ -303,6 +303,11 @@ def _due(session: Session, limit: int) -> list[_Due]:
 class PaymentMonitor:
     """Finds consumer payments at their payment addresses, confirms or drops them."""
 
+    SPENT_ADDRESSES_INTERVAL_MS = 300_000
+    """Spent payment addresses are looked at this often, the unspent ones every scan. A
+    consumer pays the address of its newest payment request, which is unspent; only a
+    payment made on an older request reaches an address spent since."""
+
     def __init__(
         self,
         db: Database,
@@ -318,12 +323,21 @@ class PaymentMonitor:
         self._unconfirmable_ms = int(unconfirmable_seconds * 1000)
         self._expiry_ms = int(pending_expiry_seconds * 1000)
         self._seen: set[str] | None = None
+        self._spent_scanned_at: int | None = None
+        """When the spent addresses were last asked about (None: not since the start)."""
 
     async def scan(self) -> dict[str, int]:
         """Record new payments, confirm pending ones, drop those that cannot confirm."""
         if self._seen is None:
             self._seen = await self._db.run_read(_known_hashes)
-        addresses = await self._db.run_read(_consumer_addresses)
+        now = self._clock()
+        with_spent = (
+            self._spent_scanned_at is None
+            or now - self._spent_scanned_at >= self.SPENT_ADDRESSES_INTERVAL_MS
+        )
+        addresses = await self._db.run_read(
+            functools.partial(_consumer_addresses, with_spent=with_spent)
+        )
         found = 0
         if addresses:
             try:
@@ -339,6 +353,8 @@ class PaymentMonitor:
                     lambda session: _record_payments(session, payments, addresses, self._clock())
                 )
             self._seen.update(tx.hash for tx in transactions)
+        if with_spent:
+            self._spent_scanned_at = now
         try:
             confirmed = await self._confirm()
             dropped = await self._drop_unconfirmable()
@@ -520,12 +536,18 @@ def _known_hashes(session: Session) -> set[str]:
     return seen
 
 
-def _consumer_addresses(session: Session) -> dict[str, str]:
-    rows = session.execute(
-        select(WalletAddress.address, WalletAddress.registration_id).where(
-            WalletAddress.purpose == "consumer", WalletAddress.registration_id.is_not(None)
-        )
-    ).all()
+def _consumer_addresses(session: Session, *, with_spent: bool = True) -> dict[str, str]:
+    """Consumers' payment addresses and whose they are: the unspent ones, or all.
+
+    The payouts spend addresses that were paid, and their consumers get new ones, so
+    spent addresses pile up with the grid's age (up to one per paying consumer per
+    slot): asking about all of them every scan would cost more every slot."""
+    query = select(WalletAddress.address, WalletAddress.registration_id).where(
+        WalletAddress.purpose == "consumer", WalletAddress.registration_id.is_not(None)
+    )
+    if not with_spent:
+        query = query.where(WalletAddress.spent.is_(False))
+    rows = session.execute(query).all()
     return {str(address): str(registration_id) for address, registration_id in rows}
 
 

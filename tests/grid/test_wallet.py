@@ -327,3 +327,33 @@ async def test_an_expired_payment_is_dropped_but_counts_if_it_confirms_later(
         assert await consumer.node.runtime.issue_milestone()
         assert await monitor.scan() == scanned(confirmed=1)
         assert account_of_cx(db).paid == 250
+
+
+async def test_spent_payment_addresses_are_scanned_less_often(db: Database, tmp_path: Path) -> None:
+    add_registration(db, "cx-registration", "consumer", None)
+    clock = ManualClock(S0)
+    async with paying_consumer(db, tmp_path, clock) as consumer:
+        monitor = consumer.monitor
+        assert await monitor.scan() == scanned()  # the first scan asks about every address
+        with db.write() as session:
+            session.get(WalletAddress, 1).spent = True  # type: ignore[union-attr]
+        # A payment on an old request reaches the address after a payout spent it.
+        await consumer.pay(120)
+        assert await monitor.scan() == scanned()
+        clock.advance(PaymentMonitor.SPENT_ADDRESSES_INTERVAL_MS / 1000 - 1)
+        assert await monitor.scan() == scanned()
+        clock.advance(1)
+        assert await monitor.scan() == scanned(found=1)
+        # The consumer's new address is asked about every scan.
+        with ThreadPoolExecutor(1) as cpu:
+            wallet = GridWallet(
+                db, consumer.client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM
+            )
+            consumer.address = await wallet.payment_address("cx-registration")
+        assert await consumer.node.runtime.issue_milestone()  # the remainder to pay from
+        await consumer.pay(80)
+        assert await monitor.scan() == scanned(found=1, confirmed=1)
+    with db.read() as session:
+        amounts = sorted(session.scalars(select(IncomingPayment.amount)))
+    assert amounts == [80, 120]
+    assert (account_of_cx(db).paid, account_of_cx(db).pending) == (120, 80)
