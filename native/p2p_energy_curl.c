@@ -934,6 +934,14 @@ static void kerl_plan(void) {
     limbs_divide_top(trit_offset, LIMBS, 2);
 }
 
+/* The 48 bytes Kerl absorbs for the chunk whose trits plus one are the digits of `number`
+ * (value + offset, below 3^242): value in two's complement, big-endian. Changes `number`. */
+static void residue_to_kerl_bytes(uint32_t *number, unsigned char *bytes) {
+    limbs_subtract(number, trit_offset); /* two's complement modulo 2^416 */
+    for (int i = 0; i < KERL_BYTES; i++) /* big-endian, the low 384 bits */
+        bytes[KERL_BYTES - 1 - i] = (unsigned char)(number[i >> 2] >> (8 * (i & 3)));
+}
+
 /* The 48 bytes Kerl absorbs for a chunk (its first 242 trits). */
 static void trits_to_kerl_bytes(const int8_t *trits, unsigned char *bytes) {
     uint32_t number[LIMBS] = {0}; /* the trits plus one, unsigned: value + offset */
@@ -948,14 +956,13 @@ static void trits_to_kerl_bytes(const int8_t *trits, unsigned char *bytes) {
         limbs_multiply_add(number, factor, group);
         trit -= count;
     }
-    limbs_subtract(number, trit_offset); /* two's complement modulo 2^416 */
-    for (int i = 0; i < KERL_BYTES; i++) /* big-endian, the low 384 bits */
-        bytes[KERL_BYTES - 1 - i] = (unsigned char)(number[i >> 2] >> (8 * (i & 3)));
+    residue_to_kerl_bytes(number, bytes);
 }
 
-/* A digest as 243 trits: the balanced residue of its signed value modulo 3^242, then 0. */
-static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
-    uint32_t number[LIMBS] = {0};
+/* A digest's balanced residue modulo 3^242 plus the offset (0 <= number < 3^242): the
+ * digits of the trits plus one of the chunk Kerl squeezes. */
+static void kerl_digest_residue(const unsigned char *bytes, uint32_t *number) {
+    memset(number, 0, LIMBS * sizeof *number);
     for (int i = 0; i < KERL_BYTES; i++)
         number[i >> 2] |= (uint32_t)bytes[KERL_BYTES - 1 - i] << (8 * (i & 3));
     limbs_add(number, trit_offset);
@@ -966,6 +973,10 @@ static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
         limbs_subtract(number, two_384);
     }
     while (limbs_compare(number, trit_modulus) >= 0) limbs_subtract(number, trit_modulus);
+}
+
+/* The 243 trits of a residue from kerl_digest_residue (the last one 0). Changes `number`. */
+static void residue_to_trits(uint32_t *number, int8_t *trits) {
     int top = LIMBS; /* limbs above `top` are zero: the number shrinks as it is divided */
     for (int first = 0; first < KERL_TRITS; first += GROUP_TRITS) {
         while (top > 0 && number[top - 1] == 0) top--;
@@ -976,6 +987,13 @@ static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
         }
     }
     trits[KERL_TRITS] = 0;
+}
+
+/* A digest as 243 trits: the balanced residue of its signed value modulo 3^242, then 0. */
+static void kerl_bytes_to_trits(const unsigned char *bytes, int8_t *trits) {
+    uint32_t number[LIMBS];
+    kerl_digest_residue(bytes, number);
+    residue_to_trits(number, trits);
 }
 
 /*
@@ -1090,9 +1108,21 @@ static PyObject *kerl_chains(PyObject *module, PyObject *args) {
         for (Py_ssize_t row = 0; row < rows; row++) {
             int8_t *chunk = target + row * HASH_LENGTH;
             memmove(chunk, source + row * HASH_LENGTH, HASH_LENGTH);
-            unsigned char encoded[KERL_BYTES];
-            for (int64_t step = 0; step < times[row]; step++)
-                kerl_hash_row(chunk, NULL, 1, 1, encoded, chunk);
+            if (times[row] == 0) continue;
+            /* Between links the chain stays in Kerl's byte domain (a residue re-encoded),
+             * exact as the trits in between are the residue's digits: no trit conversion. */
+            unsigned char bytes[KERL_BYTES], digest[KERL_BYTES];
+            uint32_t number[LIMBS];
+            trits_to_kerl_bytes(chunk, bytes);
+            for (int64_t step = 0; step < times[row]; step++) {
+                keccak_t sponge;
+                keccak_reset(&sponge);
+                keccak_absorb(&sponge, bytes, KERL_BYTES);
+                keccak_digest(&sponge, digest);
+                kerl_digest_residue(digest, number);
+                if (step + 1 < times[row]) residue_to_kerl_bytes(number, bytes);
+            }
+            residue_to_trits(number, chunk);
         }
         Py_END_ALLOW_THREADS
     }
