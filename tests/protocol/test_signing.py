@@ -22,7 +22,13 @@ from p2p_energy_protocol.signing import (
     normalize_hash,
     normalize_hashes,
 )
-from p2p_energy_protocol.trinary import TRYTE_ALPHABET, trits_to_trytes, trytes_to_trits
+from p2p_energy_protocol.trinary import (
+    TRYTE_ALPHABET,
+    int_to_trits,
+    trits_to_int,
+    trits_to_trytes,
+    trytes_to_trits,
+)
 
 KINDS: list[HashKind] = ["kerl", "curl27"]
 
@@ -81,6 +87,29 @@ def test_subseed_wraps_around_at_243_trits(kind: HashKind) -> None:
     highest = np.ones(HASH_LENGTH, dtype=np.int8)
     lowest = -np.ones(HASH_LENGTH, dtype=np.int8)
     assert np.array_equal(signing.subseed(highest, 1, kind), signing.subseed(lowest, 0, kind))
+
+
+def test_subseed_preimages_are_seed_plus_index_in_balanced_ternary() -> None:
+    """The batched conversion equals the one integer at a time, wrap-around included."""
+    rng = random.Random(12)
+    seeds = [
+        signing.seed_to_trits(random_trytes(rng, 81)),
+        np.ones(HASH_LENGTH, dtype=np.int8),
+        -np.ones(HASH_LENGTH, dtype=np.int8),
+    ]
+    indexes = [0, 1, 2, 26, 27, 3**27, 3**40 + 5, 2**64, *rng.sample(range(10**9), 20)]
+    modulus = 3**HASH_LENGTH
+    for seed in seeds:
+        value = trits_to_int(seed)
+        expected = np.stack(
+            [
+                int_to_trits((value + i + modulus // 2) % modulus - modulus // 2, HASH_LENGTH)
+                for i in indexes
+            ]
+        )
+        preimages = signing._subseed_preimages(seed, indexes)
+        assert preimages.dtype == np.int8
+        assert np.array_equal(preimages, expected)
 
 
 @pytest.mark.parametrize("index", [-1, True, 1.0])

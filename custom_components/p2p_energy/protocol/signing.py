@@ -37,7 +37,6 @@ from .kerl import kerl_hash_many, kerl_hash_repeated
 from .trinary import (
     Trits,
     TritsLike,
-    int_to_trits,
     trits_to_int,
     trits_to_trytes,
     trytes_to_trits,
@@ -64,6 +63,10 @@ CHAIN_LENGTH: Final = MAX_TRYTE_VALUE - MIN_TRYTE_VALUE  # 26 hashes from key to
 
 _CURL_ROUNDS: Final = 27
 _SEED_MODULUS: Final = 3**SEED_LENGTH
+_PREIMAGE_GROUP_TRITS: Final = 27  # 3^27 < 2^63: one int64 per group of digits
+_PREIMAGE_GROUPS: Final = 243 // _PREIMAGE_GROUP_TRITS
+_PREIMAGE_GROUP_MODULUS: Final = 3**_PREIMAGE_GROUP_TRITS
+_PREIMAGE_POWERS: Final = 3 ** np.arange(_PREIMAGE_GROUP_TRITS, dtype=np.int64)
 _SEED_OFFSET: Final = (_SEED_MODULUS - 1) // 2
 _TRYTE_WEIGHTS: Final = np.array([1, 3, 9], dtype=np.int64)
 
@@ -173,16 +176,20 @@ def seed_to_trits(seed: str) -> Trits:
 
 
 def _subseed_preimages(seed_trits: TritsLike, indexes: Sequence[int]) -> TritMatrix:
-    """Seed + index as balanced ternary, wrapping around at 243 trits."""
+    """Seed + index as balanced ternary, wrapping around at 243 trits.
+
+    Balanced digits are the plain base-3 digits of value + offset, minus one: taken
+    27 at a time with one ``divmod`` each, the digits of all rows at once in numpy
+    (digit by digit in Python took most of a batch's non-Kerl time).
+    """
     seed_value = trits_to_int(validate_trits(seed_trits, SEED_LENGTH, "seed"))
-    return np.stack(
-        [
-            int_to_trits(
-                (seed_value + index + _SEED_OFFSET) % _SEED_MODULUS - _SEED_OFFSET, SEED_LENGTH
-            )
-            for index in indexes
-        ]
-    )
+    groups = np.empty((len(indexes), _PREIMAGE_GROUPS), dtype=np.int64)
+    for row, index in enumerate(indexes):
+        remaining = (seed_value + index + _SEED_OFFSET) % _SEED_MODULUS
+        for group in range(_PREIMAGE_GROUPS):
+            remaining, groups[row, group] = divmod(remaining, _PREIMAGE_GROUP_MODULUS)
+    digits = (groups[:, :, np.newaxis] // _PREIMAGE_POWERS) % 3
+    return (digits.reshape(len(indexes), SEED_LENGTH) - 1).astype(np.int8)
 
 
 def subseeds_many(
