@@ -290,6 +290,7 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
     )
     clock = lambda: int(time.time() * 1000)  # noqa: E731
     db = Database(config.database_url)
+    db.migrate()  # the prepared database may predate a migration
     pool = ProcessPoolProofOfWork(arguments.pow_workers)
     stopping = asyncio.Event()
     rows: list[dict[str, Any]] = []
@@ -308,7 +309,8 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
                 )
                 await wallet.treasury_address()
                 tangle = MamTangle(client, min_weight_magnitude=GRID_MWM)
-                return_channels = ReturnChannels(db, tangle, cpu, clock)
+                # As the grid wires it: batched MAM creation on the proof-of-work workers.
+                return_channels = ReturnChannels(db, tangle, cpu, clock, offload=pool)
                 monitor = PaymentMonitor(
                     db,
                     client,
