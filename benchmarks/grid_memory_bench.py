@@ -335,6 +335,7 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
                     "bill": pipeline.bill,
                     "pay": pipeline.pay,
                     "collect": pipeline.collect,
+                    "addresses": pipeline.addresses,  # refills the payment address pool
                 }
                 plan = [
                     name
