@@ -101,8 +101,9 @@ class GridWallet:
         address_pool: int | None = None,
     ) -> None:
         """``address_pool``: how many unused addresses to keep derived in advance; by
-        default as many as there are consumers with an address (every consumer may need
-        a new one each slot), 0 for none."""
+        default as many as there are active consumers (each needs a new one in a slot
+        after its last was spent: in a grid whose consumers pay, nearly all of them),
+        0 for none."""
         self._db = db
         self._node = node
         self._seed = seed
@@ -542,12 +543,12 @@ def _next_key_index(session: Session) -> int:
 
 
 def _pool_state(session: Session, target: int | None) -> tuple[int, int]:
-    """The pool's target size (by default: consumers with an address) and its size."""
+    """The pool's target size (by default: the active consumers) and its size."""
     if target is None:
         target = int(
             session.scalar(
-                select(func.count(func.distinct(WalletAddress.registration_id))).where(
-                    WalletAddress.purpose == "consumer"
+                select(func.count()).where(
+                    Registration.item_type == "consumer", Registration.active.is_(True)
                 )
             )
             or 0

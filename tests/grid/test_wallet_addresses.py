@@ -78,7 +78,8 @@ async def test_a_refill_reserves_indexes_and_the_slot_only_picks_from_the_pool(
     picked = await wallet(db, NoDerivation()).payment_addresses([*names[2:], names[0]])
     assert picked == [generate_address(SEED, index, 2) for index in (3, 4, 5, 6)] + [first[0]]
     assert [row[2:] for row in rows(db)][3:] == [("consumer", name) for name in names[2:]]
-    # By default the pool is sized to the consumers that have an address.
+    # By default the pool is sized to the active consumers (producers need none).
+    add_registration(db, "producer", "producer", None)
     with ThreadPoolExecutor(1) as cpu:
         assert await wallet(db, cpu).refill_address_pool() == len(names)
         assert await wallet(db, cpu, pool=0).refill_address_pool() == 0
