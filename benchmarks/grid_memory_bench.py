@@ -275,6 +275,16 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
         },
     )
     node.start()
+    try:
+        await _drive(run_dir, node, prepared, arguments)
+    finally:
+        node.stop()
+
+
+async def _drive(
+    run_dir: Path, node: NodeProcess, prepared: dict[str, Any], arguments: argparse.Namespace
+) -> None:
+    """The grid's stages against the running ``node``, one after the other."""
     assert node.process is not None
     config = replace(
         GridConfig(),
@@ -434,7 +444,6 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
     finally:
         await pool.close()
         db.close()
-        node.stop()
     if arguments.json:
         arguments.json.write_text(json.dumps(rows, indent=2))
 
