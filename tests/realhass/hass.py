@@ -77,6 +77,7 @@ class HassProcess(ServiceProcess):
         self.client_id = f"{self.url}/"
         self.access_token = ""
         self.refresh_token = ""
+        self._token_expires = 0.0
         self._write_configuration()
 
     def _write_configuration(self) -> None:
@@ -191,7 +192,15 @@ class HassProcess(ServiceProcess):
             tokens: dict[str, Any] = json.loads(response.read())
         self.access_token = tokens["access_token"]
         self.refresh_token = tokens.get("refresh_token", self.refresh_token)
+        self._token_expires = time.monotonic() + float(tokens["expires_in"])
         return tokens
+
+    def _current_token(self) -> str:
+        """The access token, renewed a minute before it expires (it lives 30 minutes; a
+        module's tests under a loaded CI machine can take longer), as the frontend does."""
+        if self.refresh_token and time.monotonic() > self._token_expires - 60:
+            self.refresh_access_token()
+        return self.access_token
 
     def refresh_access_token(self) -> dict[str, Any]:
         """A fresh access token from the owner's refresh token (it survives restarts)."""
@@ -214,7 +223,7 @@ class HassProcess(ServiceProcess):
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         return request_json(
-            method, f"{self.url}{path}", body, {"Authorization": f"Bearer {self.access_token}"}
+            method, f"{self.url}{path}", body, {"Authorization": f"Bearer {self._current_token()}"}
         )
 
     def get(self, path: str) -> Any:
@@ -279,7 +288,7 @@ class HassProcess(ServiceProcess):
             session.ws_connect(f"{self.url}/api/websocket") as socket,
         ):
             await socket.receive_json()  # auth_required
-            await socket.send_json({"type": "auth", "access_token": self.access_token})
+            await socket.send_json({"type": "auth", "access_token": self._current_token()})
             if (answer := await socket.receive_json())["type"] != "auth_ok":
                 raise HassError(f"websocket authentication: {answer}")
             for number, command in enumerate(commands, start=1):

@@ -15,6 +15,8 @@
     payments: { page: 0, kind: "payouts" },
     statements: { page: 0, previewPage: 0, period: null },
     timer: null,
+    reads: new Set(), // refreshes in flight
+    leaving: false, // signing out
   };
 
   // ---- helpers ---------------------------------------------------------------
@@ -49,7 +51,7 @@
   async function api(path) {
     const response = await fetch(`api/${path}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401) {
-      window.location.href = "login";
+      if (!state.leaving) window.location.href = "login";
       throw new Error("signed out");
     }
     const body = await response.json();
@@ -458,11 +460,20 @@
   const loaders = { overview: loadOverview, entities: loadEntities, settlements: loadSettlements, payments: loadPayments, statements: loadStatements, node: loadNode };
 
   async function refresh() {
+    if (state.leaving) return;
+    const read = (async () => {
+      try {
+        await loaders[state.view]();
+        showError(null);
+      } catch (error) {
+        if (error.message !== "signed out") showError(error);
+      }
+    })();
+    state.reads.add(read);
     try {
-      await loaders[state.view]();
-      showError(null);
-    } catch (error) {
-      if (error.message !== "signed out") showError(error);
+      await read;
+    } finally {
+      state.reads.delete(read);
     }
   }
 
@@ -485,6 +496,17 @@
     // Signing out is a form post; it carries the session's CSRF token.
     $("#logout input[name=csrf]").value = state.session.csrfToken || "";
     $("#logout").hidden = state.session.via !== "password";
+    // Sign out once the reads in flight are answered: a refresh cut off by the session's
+    // end would otherwise be answered 401 and send the page to the login a second time,
+    // aborting the sign-out's own page load.
+    $("#logout").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (state.leaving) return;
+      state.leaving = true;
+      clearInterval(state.timer);
+      await Promise.allSettled([...state.reads]);
+      event.target.submit();
+    });
     let searchTimer = null;
     $("#entity-search").addEventListener("input", (event) => {
       clearTimeout(searchTimer);
