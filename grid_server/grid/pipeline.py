@@ -38,6 +38,23 @@ if TYPE_CHECKING:
 
 # Payment requests created, or outbox messages sent, per step of the bill stage.
 PUBLISH_BATCH = 100
+CREATE_AHEAD_BATCH = 400
+"""Payment requests created per step after the first (which is small, so that proof of
+work starts early): creation on the proof-of-work workers waits in their queue behind
+the groups being attached, so a step must create more than publishing sends meanwhile
+or the workers run out of messages between steps."""
+
+
+async def create_due_requests(
+    requests: PaymentRequests, stopping: asyncio.Event | None = None
+) -> None:
+    """Create every due payment request, :data:`PUBLISH_BATCH` first, then
+    :data:`CREATE_AHEAD_BATCH` at a time, until a step finds fewer due."""
+    limit = PUBLISH_BATCH
+    while await requests.publish_due(limit) == limit:
+        if stopping is not None and stopping.is_set():
+            return
+        limit = CREATE_AHEAD_BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +155,7 @@ class GridPipeline:
         self.addresses_due.set()  # idle until the next slot: derive its addresses now
 
     async def _create_requests(self) -> None:
-        while await self._requests.publish_due(PUBLISH_BATCH) == PUBLISH_BATCH:
-            if self._stopping.is_set():
-                return
+        await create_due_requests(self._requests, self._stopping)
 
     async def pay(self) -> None:
         await self._wallet.pay_out()

@@ -9,7 +9,7 @@ import pytest
 
 from grid_server.grid.config import GridConfig
 from grid_server.grid.follower import FollowStats
-from grid_server.grid.pipeline import PUBLISH_BATCH, GridPipeline
+from grid_server.grid.pipeline import CREATE_AHEAD_BATCH, PUBLISH_BATCH, GridPipeline
 
 from .fakes import ManualClock
 
@@ -24,6 +24,12 @@ class Calls:
     following_since: list[int | None] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
     creating_when_publishing: list[bool] = field(default_factory=list)
+    limits: list[int] = field(default_factory=list)
+    """The limit of each ``publish_due`` call."""
+
+
+FULL = 1_000_000_000
+"""A scripted ``publish_due`` step that creates as many requests as it was asked for."""
 
 
 class Follower:
@@ -58,7 +64,9 @@ class Requests:
         await asyncio.sleep(0)  # as a database round trip would: publishing runs meanwhile
         if self.calls.requests and self.calls.requests[0] < 0:
             raise ConnectionError("database gone (fake)")
-        return self.calls.requests.pop(0) if self.calls.requests else 0
+        self.calls.limits.append(limit)
+        due = self.calls.requests.pop(0) if self.calls.requests else 0
+        return limit if due == FULL else due
 
 
 class ReturnChannels:
@@ -206,19 +214,21 @@ async def test_a_failed_follow_round_stops_settling_until_caught_up_again() -> N
 
 
 async def test_bill_creates_every_full_batch_while_publishing() -> None:
-    calls = Calls(requests=[PUBLISH_BATCH, PUBLISH_BATCH, 3])
+    calls = Calls(requests=[FULL, FULL, 3])
     await pipeline(calls).bill()
     # Publishing starts on the first batch, while the others are still being created.
     assert calls.creating_when_publishing == [True]
     assert calls.log == ["publish", "requests", "requests", "requests", "messages"]
+    # A small first step, so proof of work starts early; larger ones to stay ahead.
+    assert calls.limits == [PUBLISH_BATCH, CREATE_AHEAD_BATCH, CREATE_AHEAD_BATCH]
 
 
 async def test_bill_ends_with_the_creation_error_and_stops_when_asked() -> None:
-    calls = Calls(requests=[PUBLISH_BATCH, -1])
+    calls = Calls(requests=[FULL, -1])
     with pytest.raises(ConnectionError):
         await pipeline(calls).bill()
     assert calls.log[-1] == "messages"
-    calls = Calls(requests=[PUBLISH_BATCH] * 5)
+    calls = Calls(requests=[FULL] * 5)
     grid = pipeline(calls)
     grid._stopping.set()
     await grid.bill()
