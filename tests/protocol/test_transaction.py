@@ -187,6 +187,26 @@ def test_hashes_a_node_told_are_taken_and_the_fields_decoded_alike() -> None:
                 transactions_from_trytes(broken, hashes)
 
 
+def test_integer_fields_out_of_range_are_refused_when_many_are_read() -> None:
+    rng = random.Random(16)
+    transactions = [random_transaction(rng) for _ in range(8)]
+    trytes = [t.to_trytes() for t in transactions]
+    parsed = transactions_from_trytes(trytes)
+    assert parsed == transactions
+    for fast, built in zip(parsed, transactions, strict=True):
+        assert vars(fast) == vars(built) | {"_hash": fast._hash, "_trytes": fast._trytes}
+    negative = trytes[5][:2322] + int_to_trytes(-5, 9) + trytes[5][2331:]
+    with pytest.raises(
+        InvalidTransactionError, match=r"transaction 5: timestamp must lie in 0\.\."
+    ):
+        transactions_from_trytes([*trytes[:5], negative, *trytes[6:]])
+    late = trytes[2][:2637] + int_to_trytes(-1, 9) + trytes[2][2646:]
+    with pytest.raises(InvalidTransactionError, match="attachment_timestamp_upper_bound must"):
+        transactions_from_trytes([*trytes[:2], late], [t.hash for t in transactions[:3]])
+    with pytest.raises(InvalidTransactionError, match=r"^timestamp must lie"):
+        Transaction.from_trytes(negative)
+
+
 def test_is_tail_and_index_consistency() -> None:
     transaction = random_transaction(random.Random(6)).replace(current_index=0, last_index=2)
     assert transaction.is_tail

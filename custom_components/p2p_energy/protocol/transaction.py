@@ -13,6 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .curl import LaneTrits, curl_hash, curl_hash_many
 from .errors import InvalidTransactionError, InvalidTrytesError
@@ -338,43 +339,55 @@ def _decode(
         raise InvalidTransactionError(
             f"{where(position)}the value field may only use its first {VALUE_USABLE_TRITS} trits"
         )
-    numbers = {name: _field_integers(matrix, starts[name], name) for name in _INT_FIELDS}
+    integers = {name: _field_integers(matrix, starts[name], name) for name in _INT_FIELDS}
+    # Every text field of checked trytes is trytes of its length and every integer
+    # within its trits' range, so only these checks of Transaction can fail here. Rows
+    # that fail them are built the checking way (which raises the error); the rest are
+    # built without repeating the per-field checks (~40 % of decoding a transaction).
+    failing = integers["current_index"] > integers["last_index"]
+    for name in _INT_FIELDS - {"value"}:
+        failing |= integers[name] < 0
+    checked = {int(position) for position in np.flatnonzero(failing)}
+    numbers = {name: cast("list[int]", column.tolist()) for name, column in integers.items()}
     transactions: list[Transaction] = []
     for position, trytes in enumerate(trytes_list):
-        try:
-            transaction = Transaction(
-                signature_message_fragment=trytes[_SLICES["signature_message_fragment"]],
-                address=trytes[_SLICES["address"]],
-                value=numbers["value"][position],
-                obsolete_tag=trytes[_SLICES["obsolete_tag"]],
-                timestamp=numbers["timestamp"][position],
-                current_index=numbers["current_index"][position],
-                last_index=numbers["last_index"][position],
-                bundle=trytes[_SLICES["bundle"]],
-                trunk_transaction=trytes[_SLICES["trunk_transaction"]],
-                branch_transaction=trytes[_SLICES["branch_transaction"]],
-                tag=trytes[_SLICES["tag"]],
-                attachment_timestamp=numbers["attachment_timestamp"][position],
-                attachment_timestamp_lower_bound=numbers["attachment_timestamp_lower_bound"][
-                    position
-                ],
-                attachment_timestamp_upper_bound=numbers["attachment_timestamp_upper_bound"][
-                    position
-                ],
-                nonce=trytes[_SLICES["nonce"]],
-            )
-        except InvalidTransactionError as err:
-            raise InvalidTransactionError(f"{where(position)}{err}") from err
-        object.__setattr__(transaction, "_trytes", trytes)
+        fields: dict[str, Any] = {
+            "signature_message_fragment": trytes[_SLICES["signature_message_fragment"]],
+            "address": trytes[_SLICES["address"]],
+            "value": numbers["value"][position],
+            "obsolete_tag": trytes[_SLICES["obsolete_tag"]],
+            "timestamp": numbers["timestamp"][position],
+            "current_index": numbers["current_index"][position],
+            "last_index": numbers["last_index"][position],
+            "bundle": trytes[_SLICES["bundle"]],
+            "trunk_transaction": trytes[_SLICES["trunk_transaction"]],
+            "branch_transaction": trytes[_SLICES["branch_transaction"]],
+            "tag": trytes[_SLICES["tag"]],
+            "attachment_timestamp": numbers["attachment_timestamp"][position],
+            "attachment_timestamp_lower_bound": numbers["attachment_timestamp_lower_bound"][
+                position
+            ],
+            "attachment_timestamp_upper_bound": numbers["attachment_timestamp_upper_bound"][
+                position
+            ],
+            "nonce": trytes[_SLICES["nonce"]],
+        }
+        if position in checked:
+            try:
+                Transaction(**fields)
+            except InvalidTransactionError as err:
+                raise InvalidTransactionError(f"{where(position)}{err}") from err
+        transaction = object.__new__(Transaction)
+        vars(transaction).update(fields, _hash=None, _trytes=trytes)
         transactions.append(transaction)
     return transactions
 
 
-def _field_integers(matrix: LaneTrits, start: int, name: str) -> list[int]:
+def _field_integers(matrix: LaneTrits, start: int, name: str) -> npt.NDArray[np.int64]:
     """The balanced-ternary integer field ``name`` of every row (from column ``start``)."""
     width = VALUE_USABLE_TRITS if name == "value" else 3 * INT_FIELD_LENGTH
     trits = matrix[:, start : start + width].astype(np.int64)
-    return cast("list[int]", (trits @ _POWERS_OF_THREE[:width]).tolist())
+    return cast("npt.NDArray[np.int64]", trits @ _POWERS_OF_THREE[:width])
 
 
 def hashes_of(transactions: Sequence[Transaction]) -> list[str]:
