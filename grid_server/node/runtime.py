@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
@@ -32,6 +33,9 @@ _LOGGER = logging.getLogger(__name__)
 _SEED_KEY: Final = "coordinator_seed"
 _ADDRESS_KEY: Final = "coordinator_address"
 _PEERING_SECRET_KEY: Final = "peering_secret"
+RECENTLY_STORED: Final = 4096
+"""Transactions remembered as stored (about 11 MB of trytes): a broadcast of a batch
+just stored, as clients send it, finds them all."""
 
 
 def resolve_coordinator(config: NodeConfig, store: TangleStore) -> tuple[str, str | None]:
@@ -128,6 +132,8 @@ class NodeRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         # Each key signs one milestone only: never build two milestones at once.
         self._milestone_lock = asyncio.Lock()
+        # The trytes of the latest transactions stored (see accept), oldest first.
+        self._recently_stored: OrderedDict[str, None] = OrderedDict()
 
     @property
     def issues_milestones(self) -> bool:
@@ -167,6 +173,10 @@ class NodeRuntime:
 
     async def accept(self, trytes: Sequence[object], *, peer: str | None) -> StoreOutcome:
         """Store transactions and pass what was new to the neighbours."""
+        if self._all_stored_lately(trytes):
+            # IRI clients store, then broadcast the same trytes: the second request finds
+            # them here instead of parsing, hashing and looking them up again.
+            return StoreOutcome()
         from_peer = peer is not None and peer in self.peering.urls()
 
         def run() -> StoreOutcome:
@@ -174,10 +184,24 @@ class NodeRuntime:
 
         outcome = await self.write(run)
         if outcome.stored:
+            self._remember_stored([item.trytes for item in outcome.stored])
             self.peering.broadcast([item.trytes for item in outcome.stored], exclude=peer)
         if from_peer and peer is not None and (outcome.invalid or outcome.incomplete_bundles):
             self.peering.note_problems(peer, outcome)
         return outcome
+
+    def _all_stored_lately(self, trytes: Sequence[object]) -> bool:
+        """Whether every item is, byte for byte, a transaction this process stored lately
+        (stored transactions are never deleted, so these need no check at all)."""
+        recent = self._recently_stored
+        return bool(trytes) and all(isinstance(item, str) and item in recent for item in trytes)
+
+    def _remember_stored(self, trytes: Sequence[str]) -> None:
+        recent = self._recently_stored
+        for item in trytes:
+            recent[item] = None
+        while len(recent) > RECENTLY_STORED:
+            recent.popitem(last=False)
 
     async def attach(
         self,

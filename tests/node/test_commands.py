@@ -154,6 +154,35 @@ async def test_store_find_and_get_trytes(node: NodeServer, client: IriClient) ->
     assert len(await client.find_transactions(addresses=[RECEIVER])) == 3
 
 
+async def test_a_broadcast_of_what_was_just_stored_is_not_stored_again(
+    node: NodeServer, client: IriClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grid_server.node import runtime
+
+    stores: list[int] = []
+    store = node.runtime.tangle.store_transactions
+
+    def counting(trytes: Any, *, from_peer: bool) -> Any:
+        stores.append(len(trytes))
+        return store(trytes, from_peer=from_peer)
+
+    monkeypatch.setattr(node.runtime.tangle, "store_transactions", counting)
+    sent = [tx.to_trytes() for tx in await client.send_trytes(zero_value_bundle(count=2), 3, MWM)]
+    assert stores == [2]  # send_trytes stores, then broadcasts the same trytes
+    await client.broadcast_transactions(sent)
+    assert stores == [2]
+    # Anything not stored lately takes the whole path (and is still a no-op when known).
+    other = attach(zero_value_bundle(message="other"))
+    await client.broadcast_transactions([*sent, *other])
+    assert stores == [2, 3]
+    assert len(await client.find_transactions(tags=["NODE9TEST"])) == 3
+    monkeypatch.setattr(runtime, "RECENTLY_STORED", 1)
+    await client.store_transactions(attach(zero_value_bundle(message="third")))
+    await client.store_transactions(sent)  # forgotten: looked up, known, nothing stored
+    assert stores == [2, 3, 1, 2]
+    assert len(await client.find_transactions(tags=["NODE9TEST"])) == 4
+
+
 async def test_find_transactions_over_the_limit_is_refused(
     start_node: Any, sqlite_url: str, session: aiohttp.ClientSession
 ) -> None:
