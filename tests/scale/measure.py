@@ -281,16 +281,22 @@ def register_load_owner(node_url: str, grid_url: str) -> None:
 
 
 def grid_api_load(
-    grid_url: str, seconds: float, concurrency: int, owner: str = LOAD_OWNER
+    grid_url: str,
+    seconds: float,
+    concurrency: int,
+    owner: str = LOAD_OWNER,
+    rate: float | None = None,
 ) -> LoadFigures:
     """PUT and GET storage items (open storage) from ``concurrency`` loopback clients
-    (call :func:`register_load_owner` first, or pass a registered ``owner``)."""
+    (call :func:`register_load_owner` first, or pass a registered ``owner``): as fast as
+    they are answered, or ``rate`` requests per second in all (the clients then start
+    them on a schedule, so a slow answer delays only its own client)."""
 
     def requests(number: int, sequence: int) -> list[tuple[str, str, Any]]:
         item = f"{grid_url}/storage/item/{owner}/c{number}/r{sequence % 50}"
         return [("PUT", item, {"kWh": sequence}), ("GET", item, None)]
 
-    return _load(requests, seconds, concurrency, {})
+    return _load(requests, seconds, concurrency, {}, rate)
 
 
 def node_api_load(node_url: str, seconds: float, concurrency: int) -> LoadFigures:
@@ -313,6 +319,7 @@ def _load(
     seconds: float,
     concurrency: int,
     headers: dict[str, str],
+    rate: float | None = None,
 ) -> LoadFigures:
     async def run() -> LoadFigures:
         latencies: list[float] = []
@@ -325,9 +332,16 @@ def _load(
             async def client(number: int) -> None:
                 nonlocal errors, server_errors
                 sequence = 0
+                start = time.monotonic()
                 while time.monotonic() < deadline:
                     sequence += 1
-                    for method, item, body in requests(number, sequence):
+                    batch = requests(number, sequence)
+                    if rate:  # this client's share of the rate, its batches evenly spaced
+                        due = start + (sequence - 1) * len(batch) * concurrency / rate
+                        await asyncio.sleep(max(0.0, due - time.monotonic()))
+                        if time.monotonic() >= deadline:
+                            break
+                    for method, item, body in batch:
                         started = time.perf_counter()
                         async with session.request(method, item, json=body) as response:
                             await response.read()
@@ -912,6 +926,7 @@ class EndToEnd:
         grid_min_weight_magnitude: int = 9,
         slot_seconds: int = 900,
         api_seconds: float = 20.0,
+        api_rate: float | None = 50.0,
         publish_wait: float = 900.0,
         database: str | None = None,
         grid_pow_workers: int = 2,
@@ -927,6 +942,7 @@ class EndToEnd:
         self.grid_mwm = grid_min_weight_magnitude
         self.slot_ms = slot_seconds * 1000
         self.api_seconds = api_seconds
+        self.api_rate = api_rate
         self.publish_wait = publish_wait
         self.restart_grid = restart_grid
         self.profiler = profiler
@@ -1174,7 +1190,9 @@ class EndToEnd:
         ready = time.time()
         loader = threading.Thread(
             target=lambda: api.append(
-                grid_api_load(self.grid_url, self.api_seconds, 8, owner=self.ids[0])
+                grid_api_load(
+                    self.grid_url, self.api_seconds, 8, owner=self.ids[0], rate=self.api_rate
+                )
             )
         )
         loader.start()

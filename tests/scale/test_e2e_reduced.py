@@ -46,6 +46,9 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
         figures = run.run()
     (slot,) = figures.slots
     assert slot.api.server_errors == 0
+    # The storage API load is paced (50 requests/s by default), not as fast as answered:
+    # at most one PUT+GET pair per client beyond the schedule.
+    assert 0 < slot.api.requests <= 50 * 2.0 + 2 * 8
     # One grid for the whole run: no start-up in the slot, the hellos sent before it.
     assert not figures.restart_grid
     assert slot.grid_start_seconds == 0
