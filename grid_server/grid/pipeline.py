@@ -150,8 +150,10 @@ class GridPipeline:
         finally:
             if not creating.done():
                 creating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await creating
+            # Retrieved either way: when publishing failed as well (a database outage
+            # fails both lanes), its error is the stage's and creation's goes with it.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await creating
         self.addresses_due.set()  # idle until the next slot: derive its addresses now
 
     async def _create_requests(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,6 +27,7 @@ class Calls:
     creating_when_publishing: list[bool] = field(default_factory=list)
     limits: list[int] = field(default_factory=list)
     """The limit of each ``publish_due`` call."""
+    publishing_fails: bool = False
 
 
 FULL = 1_000_000_000
@@ -80,6 +82,8 @@ class ReturnChannels:
         self.calls.creating_when_publishing.append(producing is not None and not producing.done())
         if producing is not None:
             await asyncio.wait({producing})
+        if self.calls.publishing_fails:
+            raise ConnectionError("database gone for publishing too (fake)")
         self.calls.log.append("messages")
         return 0
 
@@ -233,3 +237,20 @@ async def test_bill_ends_with_the_creation_error_and_stops_when_asked() -> None:
     grid._stopping.set()
     await grid.bill()
     assert calls.log.count("requests") == 1
+
+
+async def test_bill_retrieves_the_creation_error_when_publishing_failed_too() -> None:
+    # A database outage fails both lanes: the stage ends with publishing's error and
+    # creation's is retrieved, not left for asyncio to log as never retrieved.
+    unretrieved: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    try:
+        calls = Calls(requests=[FULL, -1], publishing_fails=True)
+        with pytest.raises(ConnectionError, match="publishing too"):
+            await pipeline(calls).bill()
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert unretrieved == []
