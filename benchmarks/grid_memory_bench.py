@@ -90,6 +90,18 @@ CHUNK = 100
 MAX_FOLLOW_ROUNDS = 10
 
 
+def _node(directory: Path) -> NodeProcess:
+    """The benchmark's node process on ``directory/node.sqlite3`` (households' MWM)."""
+    return NodeProcess(
+        directory,
+        database=f"sqlite:///{directory / 'node.sqlite3'}",
+        config={
+            "min_weight_magnitude": HOUSEHOLD_MWM,
+            "coordinator": {"seed": COORDINATOR_SEED, "interval": 10.0},
+        },
+    )
+
+
 def _trytes(prefix: str, number: int) -> str:
     from p2p_energy_protocol.trinary import int_to_trytes
 
@@ -141,14 +153,7 @@ def prepare(workdir: Path, households: int, window: int) -> None:
         ]
         homes = [home for job in jobs for home in job.result()]
         print(f"households' messages made in {time.perf_counter() - started:.0f} s", flush=True)
-        node = NodeProcess(
-            workdir,
-            database=f"sqlite:///{workdir / 'node.sqlite3'}",
-            config={
-                "min_weight_magnitude": HOUSEHOLD_MWM,
-                "coordinator": {"seed": COORDINATOR_SEED, "interval": 10.0},
-            },
-        )
+        node = _node(workdir)
         node.start()
         try:
             status, tips = iri(node.url, {"command": "getTransactionsToApprove", "depth": 3})
@@ -266,14 +271,7 @@ async def run(workdir: Path, arguments: argparse.Namespace) -> None:
     run_dir.mkdir()
     for name in ("node.sqlite3", "grid.sqlite3"):
         shutil.copy(workdir / name, run_dir / name)
-    node = NodeProcess(
-        run_dir,
-        database=f"sqlite:///{run_dir / 'node.sqlite3'}",
-        config={
-            "min_weight_magnitude": HOUSEHOLD_MWM,
-            "coordinator": {"seed": COORDINATOR_SEED, "interval": 10.0},
-        },
-    )
+    node = _node(run_dir)
     node.start()
     try:
         await _drive(run_dir, node, prepared, arguments)
