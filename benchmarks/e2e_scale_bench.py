@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/e2e_scale_bench.py [--sizes 1000 10000] [--slots 2]
         [--mwm 5] [--grid-mwm 9] [--grid-pow-workers 2] [--json results.json]
-        [--profile DIR] [--restart-grid] [--follow-interval 1]
+        [--profile DIR] [--restart-grid] [--follow-interval 1] [--off-tangle-payouts]
+        [--milestone-interval 10] [--grid-setting KEY=VALUE ...]
 
 For each size: a node process and a grid process on loopback; every household
 (20 % producers, 80 % consumers) publishes its hello and registers over HTTP; the grid
@@ -22,6 +23,18 @@ storeTransactions tx/s, grid API latency under a loopback load, peak RSS in the 
 of the grid, its proof-of-work workers and the node, and CPU seconds of all three per
 slot and per household. Across sizes: growth and the cost ratio per household. See
 tests.scale.measure.EndToEnd for the procedure.
+
+Payouts: every producer names an IOTA address (derived from the generator's own seed)
+and the grid pays it from its wallet, as real grids do: the grid runs with a fixed
+``wallet_seed`` and the node's genesis credits its treasury (key index 0). Per slot the
+payouts count as done when every payout's value bundle is stored on the node (in the
+whole slot); beside that, until a milestone (every ``--milestone-interval`` s, the
+node's coordinator) confirmed every one of them, with the number of value bundles and
+their transactions. ``--off-tangle-payouts``: producers name invoice references
+instead, recorded at settling and paid elsewhere (the earlier procedure).
+``--grid-setting KEY=VALUE`` (repeatable) sets any grid configuration key over the
+benchmark's own (VALUE read as a TOML value, else as text), e.g.
+``--grid-setting payout_batch_size=90``.
 
 ``--restart-grid``: the earlier procedure, the grid stopped while each slot's readings
 arrive and started after them inside the measured window (its start-up and its rule
@@ -54,9 +67,11 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,6 +80,7 @@ from tests.scale.measure import (
     E2EFigures,
     EndToEnd,
     Profiler,
+    SlotFigures,
     profile_report,
     py_spy_executable,
     summarise_profile,
@@ -104,12 +120,28 @@ def measure(
             follow_interval=args.follow_interval,
             restart_grid=args.restart_grid,
             profiler=profiler,
+            tangle_payouts=not args.off_tangle_payouts,
+            milestone_interval=args.milestone_interval,
+            grid_overrides=dict(args.grid_setting),
         )
         figures = run.run()
     print_size(figures)
     if profiler is not None:
         print_profiles(figures, profiler.directory)
     return figures
+
+
+def grid_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--grid-setting``: VALUE as a TOML value (90, 0.5, true,
+    "text"), or as plain text when it is none (a seed)."""
+    key, separator, value = text.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, tomllib.loads(f"value = {value.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
 
 
 def ensure_py_spy() -> Path:
@@ -162,7 +194,13 @@ def print_size(figures: E2EFigures) -> None:
                 f"started once ({figures.grid_start_seconds:.1f} s), its registration "
                 f"hellos sent {figures.outbox_drain_seconds:.0f} s after registration"
             )
-        ),
+        )
+        + (
+            f"; payouts in IOTA (milestones every {figures.milestone_interval:g} s)"
+            if figures.tangle_payouts
+            else "; payouts off the Tangle (invoice references)"
+        )
+        + f"; grid settings {figures.grid_settings}",
         flush=True,
     )
 
@@ -178,6 +216,21 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
 
     def since(value: float | None) -> str:
         return "not within the wait" if value is None else f"{value:.1f}"
+
+    def confirmation(slot: SlotFigures) -> str:
+        if not slot.payouts_on_tangle:
+            return "none paid in IOTA"
+        failed = f", {slot.payouts_failed:,} failed" if slot.payouts_failed else ""
+        return (
+            f"{since(slot.since_last_reading.payouts_confirmed)} "
+            f"({slot.payouts_confirmed:,}/{slot.payouts_on_tangle:,}{failed})"
+        )
+
+    def bundles(slot: SlotFigures) -> str:
+        sizes = slot.payout_bundles
+        if not sizes:
+            return "0"
+        return f"{len(sizes):,}; {min(sizes)}-{max(sizes)}, {sum(sizes):,}"
 
     add(
         "from the last reading on the node to: every reading stored (s)",
@@ -195,6 +248,11 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
         ),
     )
     add("... the whole slot (s)", lambda s, r: since(s.since_last_reading.whole_slot))
+    add(
+        "... every IOTA payout confirmed by a milestone (s; confirmed of IOTA payouts)",
+        lambda s, r: confirmation(s),
+    )
+    add("IOTA payout bundles (count; transactions min-max, total)", lambda s, r: bundles(s))
     add("grid start-up within that (s)", lambda s, r: f"{s.grid_start_seconds:.1f}")
     add(
         "readings the settlement took (of N; late ones of an earlier slot)",
@@ -321,6 +379,27 @@ def main() -> int:
         default=1.0,
         help="the grid's follow_interval (s; its default is 10): how often a running grid "
         "looks at each channel again, which costs a round over every channel",
+    )
+    parser.add_argument(
+        "--off-tangle-payouts",
+        action="store_true",
+        help="producers name invoice references (recorded at settling, paid elsewhere) "
+        "instead of IOTA addresses the grid's wallet pays with value bundles",
+    )
+    parser.add_argument(
+        "--milestone-interval",
+        type=float,
+        default=10.0,
+        help="the node coordinator's milestone interval (s): what confirms IOTA payouts",
+    )
+    parser.add_argument(
+        "--grid-setting",
+        type=grid_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a grid configuration key over the benchmark's own (repeatable), e.g. "
+        "payout_batch_size=90",
     )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument(

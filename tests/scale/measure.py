@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import random
 import re
@@ -42,6 +43,7 @@ from p2p_energy_protocol.mam import (
     parse_messages,
 )
 from p2p_energy_protocol.pow import MAX_TIMESTAMP_VALUE, attach_to_tangle
+from p2p_energy_protocol.signing import generate_address, generate_addresses
 from p2p_energy_protocol.transaction import NULL_TAG, TRANSACTION_TRITS, Transaction
 from p2p_energy_protocol.trinary import int_to_trytes, trits_to_trytes
 from sqlalchemy import create_engine, func, insert, select, update
@@ -61,6 +63,7 @@ from grid_server.grid.db.models import (
 from grid_server.grid.settlement.service import SettlementService
 from tests.reliability.processes import (
     COORDINATOR_SEED,
+    WALLET_SEED,
     GridProcess,
     NodeProcess,
     iri,
@@ -68,7 +71,7 @@ from tests.reliability.processes import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from concurrent.futures import Executor
 
     from sqlalchemy import Connection, Engine, Select
@@ -415,11 +418,35 @@ def _side_key(number: int) -> str:
     return ("KEY" + int_to_trytes(number, 12)).ljust(81, "9")
 
 
+PAYOUT_SEED = "PRODUCERS9PAYOUT9ADDRESSES".ljust(81, "9")
+"""The seed of the producers' IOTA payout addresses (the generator's, not the grid's)."""
+PAYOUT_ADDRESS_SECURITY = 1
+"""A destination's security does not matter to the payer; 1 is the cheapest to derive."""
+
+
+def payout_addresses(numbers: range) -> dict[int, str]:
+    """The IOTA payout address of each producer among households ``numbers``: key index
+    ``number // PRODUCER_EVERY`` of :data:`PAYOUT_SEED` (Kerl addresses end in a 0 trit,
+    so the node accepts value sent to them), derived in one batch."""
+    producers = [number for number in numbers if number % PRODUCER_EVERY == 0]
+    if not producers:
+        return {}
+    first, last = producers[0] // PRODUCER_EVERY, producers[-1] // PRODUCER_EVERY
+    derived = generate_addresses(PAYOUT_SEED, first, last - first + 1, PAYOUT_ADDRESS_SECURITY)
+    return {number: derived[number // PRODUCER_EVERY - first] for number in producers}
+
+
 def slot_reading(
-    role: str, number: int, slot_start: int, slot_ms: int = E2E_SLOT_MS
+    role: str,
+    number: int,
+    slot_start: int,
+    slot_ms: int = E2E_SLOT_MS,
+    payout_address: str | None = None,
 ) -> dict[str, object]:
     """One household's reading of the slot; the energy is derived from the household
-    and slot so the benchmark can check sums."""
+    and slot so the benchmark can check sums. A producer names ``payout_address`` (paid
+    in IOTA by the grid's wallet) or, without one, an invoice reference (paid off the
+    Tangle: only recorded)."""
     energy = reading_kwh(number, slot_start)
     reading: dict[str, object] = {"startTime": slot_start, "endTime": slot_start + slot_ms}
     if role == "consumer":
@@ -428,7 +455,7 @@ def slot_reading(
         "command": "output",
         "output": energy,
         "producerPrice": 30 + number % 40,
-        "paymentIdOrAddress": f"invoice-{number}",
+        "paymentIdOrAddress": payout_address or f"invoice-{number}",
     }
 
 
@@ -440,10 +467,14 @@ HOUSEHOLD_TAG = "PEERENERGYHOUSEHOLD"
 
 
 def make_messages(
-    numbers: range, channels: list[dict[str, Any]] | None, contents: list[str]
+    numbers: range,
+    channels: list[dict[str, Any]] | None,
+    contents: list[str],
+    tangle_payouts: bool = False,
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
     """Next messages of households ``numbers``: each of ``contents`` is "hello" or
-    "start:length" of a slot in ms.
+    "start:length" of a slot in ms. With ``tangle_payouts`` producers name their IOTA
+    payout address (:func:`payout_addresses`), otherwise an invoice reference.
 
     Returns the channels' states (to continue from next time) and each message as an
     unattached bundle, head first. Runs in a pool worker: MAM creation is the
@@ -451,6 +482,7 @@ def make_messages(
     """
     households: list[MamChannel] = []
     items: list[tuple[MamChannel, dict[str, object]]] = []
+    addresses = payout_addresses(numbers) if tangle_payouts else {}
     for offset, number in enumerate(numbers):
         if channels is None:
             channel = create_channel(_household_trytes(number), 2, "restricted", _side_key(number))
@@ -459,11 +491,10 @@ def make_messages(
         households.append(channel)
         role = "producer" if number % PRODUCER_EVERY == 0 else "consumer"
         for content in contents:
-            body: dict[str, object] = (
-                {"command": "hello"}
-                if content == "hello"
-                else slot_reading(role, number, *map(int, content.split(":")))
-            )
+            body: dict[str, object] = {"command": "hello"}
+            if content != "hello":
+                start, length = map(int, content.split(":"))
+                body = slot_reading(role, number, start, length, addresses.get(number))
             items.append((channel, body))
     # One batched creation (a channel listed again gets its next message).
     bundles = [
@@ -571,10 +602,15 @@ class Timeline:
     settled: float
     requests_stored: float | None
     payouts_stored: float | None
+    payouts_confirmed: float | None = None
+    """Until a milestone confirmed every IOTA payout of the slot (``None``: not within
+    the wait, or none was paid on the Tangle); reported beside the whole slot, not in
+    it: a confirmation waits for the coordinator's next milestone."""
 
     @property
     def whole_slot(self) -> float | None:
-        """Until the last of them: the slot ingested, settled, billed and paid."""
+        """Until the last of them: the slot ingested, settled, billed and paid (every
+        payout's bundle stored on the node)."""
         if self.requests_stored is None or self.payouts_stored is None:
             return None
         return max(self.readings_stored, self.settled, self.requests_stored, self.payouts_stored)
@@ -837,6 +873,12 @@ class SlotFigures:
     """CPU of the grid's worker processes in the slot."""
     payouts: int
     payouts_on_tangle: int
+    payouts_confirmed: int = 0
+    """IOTA payouts of the slot a milestone confirmed within the wait."""
+    payouts_failed: int = 0
+    """IOTA payouts of the slot the wallet gave up on (never confirmed)."""
+    payout_bundles: list[int] = field(default_factory=list)
+    """Transactions of each value bundle (wallet_transfers row) paying the slot's payouts."""
     settled_readings: int = 0
     """Readings the slot's settlement took (N: it waited for every one)."""
     settled_adjustments: int = 0
@@ -885,12 +927,21 @@ class E2EFigures:
     """Peak RSS of the grid and the node from their start through registration."""
     grid_settings: dict[str, Any] = field(default_factory=dict)
     """The grid's configuration (follow interval, settlement delay, workers...)."""
+    tangle_payouts: bool = False
+    """True: producers named IOTA addresses, paid by the grid wallet's value bundles."""
+    milestone_interval: float = 0.0
+    """The node's coordinator interval (s): how often a milestone can confirm payouts."""
 
 
 REGISTERED_BEFORE_MS = 86_400_000
 """The households registered a day before the first measured slot (registration takes
 days, not a slot): their channels are then followed before the slot ends, so the grid
 waits for their readings instead of settling the slot at its first reading."""
+TREASURY_GENESIS = 1_000_000_000_000
+"""IOTA on the grid treasury (key index 0 of its wallet seed) at the node's genesis: a
+slot's payouts are a few hundred IOTA per producer at most, so this pays any run."""
+MILESTONE_INTERVAL = 10.0
+"""The node's coordinator interval (s) in the benchmark, as a private network runs."""
 RUNNING_GRID_SETTLEMENT_DELAY = 86_400.0
 """A running grid's settlement delay (s): longer than a whole run, so a slot is settled
 when every participant's reading is in and never half read (the benchmark's slot
@@ -913,6 +964,13 @@ class EndToEnd:
     ``restart_grid``: the earlier procedure, the grid stopped while the readings arrive
     and started after them, inside the measured window (with its start-up and its rule
     of settling nothing before it has followed every channel up to now once).
+
+    ``tangle_payouts``: every producer names an IOTA address and the grid pays it from
+    its wallet (a fixed ``wallet_seed``; the node's genesis credits the treasury); each
+    slot is then also measured until a milestone confirmed every payout (after the CPU
+    and memory window, which ends with the whole slot). Without it producers name
+    invoice references, recorded at settling. ``grid_overrides`` go into the grid's
+    configuration over the benchmark's own settings.
     """
 
     def __init__(
@@ -933,6 +991,9 @@ class EndToEnd:
         follow_interval: float = 1.0,
         restart_grid: bool = False,
         profiler: Profiler | None = None,
+        tangle_payouts: bool = True,
+        milestone_interval: float = MILESTONE_INTERVAL,
+        grid_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.directory = directory
         self.households = households
@@ -950,13 +1011,8 @@ class EndToEnd:
         # Past windows, oldest first, ending before now: due as soon as the readings are in.
         first = (now // self.slot_ms - slots - 1) * self.slot_ms
         self.windows = [first + k * self.slot_ms for k in range(slots)]
-        self.node = NodeProcess(
-            directory,
-            config={
-                "min_weight_magnitude": min_weight_magnitude,
-                "coordinator": {"seed": COORDINATOR_SEED, "interval": 10.0},
-            },
-        )
+        self.tangle_payouts = tangle_payouts
+        self.milestone_interval = milestone_interval
         self.grid_settings: dict[str, Any] = {
             "slot_seconds": slot_seconds,
             "settlement_delay_seconds": 1.0 if restart_grid else RUNNING_GRID_SETTLEMENT_DELAY,
@@ -966,11 +1022,25 @@ class EndToEnd:
             # The generator registers every household from one address.
             "registrations_per_minute": 0,
             "local_pow_workers": grid_pow_workers,
+            "wallet_seed": WALLET_SEED,
+            **(grid_overrides or {}),
         }
+        node_config: dict[str, Any] = {
+            "min_weight_magnitude": min_weight_magnitude,
+            "coordinator": {"seed": COORDINATOR_SEED, "interval": milestone_interval},
+        }
+        if tangle_payouts:
+            node_config["genesis"] = {self.treasury_address(): TREASURY_GENESIS}
+        self.node = NodeProcess(directory, config=node_config)
         self.grid_database = database
         self.grid: GridProcess | None = None
         self.phases: list[list[list[str]]] = []
         self.ids = [f"e2e-{n:06}" for n in range(households)]
+
+    def treasury_address(self) -> str:
+        """The grid wallet's treasury: key index 0 of its seed at its security."""
+        security = int(self.grid_settings.get("wallet_security", GridConfig.wallet_security))
+        return generate_address(str(self.grid_settings["wallet_seed"]), 0, security)
 
     # -- household side (the generator: not measured) --------------------------------
 
@@ -984,7 +1054,10 @@ class EndToEnd:
         contents = ["hello", *(f"{window}:{self.slot_ms}" for window in self.windows)]
         per_message = len(contents)
         self.phases = [[] for _ in contents]
-        jobs = [self.pool.submit(make_messages, numbers, None, contents) for numbers in ranges]
+        jobs = [
+            self.pool.submit(make_messages, numbers, None, contents, self.tangle_payouts)
+            for numbers in ranges
+        ]
         for job in jobs:
             _, bundles = job.result()
             for offset, bundle in enumerate(bundles):
@@ -1154,7 +1227,10 @@ class EndToEnd:
             grid_start_seconds=grid_start_seconds,
             outbox_drain_seconds=drain_seconds,
             registration_peak_rss=registration_peak,
-            grid_settings=dict(self.grid_settings),
+            # The seed is the benchmark's published test seed; still, settings only.
+            grid_settings={k: v for k, v in self.grid_settings.items() if k != "wallet_seed"},
+            tangle_payouts=self.tangle_payouts,
+            milestone_interval=self.milestone_interval,
         )
 
     def _profile(self, k: int, grid_pid: int, node_pid: int) -> None:
@@ -1231,16 +1307,30 @@ class EndToEnd:
                     connection, settlement_id, settled_at, consumers, until
                 )
                 payouts, on_tangle, payouts_done = _wait_payouts(connection, settlement_id, until)
+                # The slot's window ends here: CPU, memory and profiles are the slot's.
+                profiles = [str(path) for path in self.profiler.stop()] if self.profiler else []
+                workers = child_pids(grid_pid)
+                node_used = cpu_seconds(node_pid) - node_cpu
+                grid_used = cpu_seconds(grid_pid) - grid_cpu
+                workers_used = sum(
+                    cpu - workers_cpu.get(pid, 0.0) for pid, cpu in _cpu_of(workers).items()
+                )
+                peaks = (peak_rss(node_pid), peak_rss(grid_pid), sum(map(peak_rss, workers)))
+                load_after = load_average()
+                confirmation = (
+                    _wait_payouts_confirmed(connection, settlement_id, until)
+                    if on_tangle
+                    else PayoutConfirmation(0, 0, None, [])
+                )
         finally:
             engine.dispose()
-        profiles = [str(path) for path in self.profiler.stop()] if self.profiler else []
         loader.join()
-        workers = child_pids(grid_pid)
         if settled_readings != self.households or adjustments:
             raise AssertionError(
                 f"slot {window} was settled with {settled_readings} of {self.households} "
                 f"readings ({adjustments} late ones of an earlier slot): settled half read"
             )
+        confirmed_at = confirmation.confirmed_at
         return SlotFigures(
             slot_start=window,
             transactions=len(trytes),
@@ -1255,26 +1345,28 @@ class EndToEnd:
             requests_expected=consumers,
             requests_publish_seconds=max(last_sent - seen, 0.0),
             api=api[0],
-            node_cpu=cpu_seconds(node_pid) - node_cpu,
-            grid_cpu=cpu_seconds(grid_pid) - grid_cpu,
             node_rss=self.node.rss_bytes(),
             grid_rss=self.grid.rss_bytes(),
             load_before=load_before,
-            load_after=load_average(),
+            load_after=load_after,
             since_last_reading=Timeline(
                 readings_stored=last_stored / 1000 - last_reading,
                 settled=settled_at / 1000 - last_reading,
                 requests_stored=last_sent - last_reading if published >= consumers else None,
                 payouts_stored=payouts_done - last_reading if payouts_done is not None else None,
+                payouts_confirmed=confirmed_at - last_reading if confirmed_at is not None else None,
             ),
-            node_peak_rss=peak_rss(node_pid),
-            grid_peak_rss=peak_rss(grid_pid),
-            workers_peak_rss=sum(peak_rss(pid) for pid in workers),
-            workers_cpu=sum(
-                cpu - workers_cpu.get(pid, 0.0) for pid, cpu in _cpu_of(workers).items()
-            ),
+            node_cpu=node_used,
+            grid_cpu=grid_used,
+            workers_cpu=workers_used,
+            node_peak_rss=peaks[0],
+            grid_peak_rss=peaks[1],
+            workers_peak_rss=peaks[2],
             payouts=payouts,
             payouts_on_tangle=on_tangle,
+            payouts_confirmed=confirmation.confirmed,
+            payouts_failed=confirmation.failed,
+            payout_bundles=confirmation.bundle_transactions,
             settled_readings=int(settled_readings),
             settled_adjustments=int(adjustments),
             profiles=profiles,
@@ -1370,3 +1462,53 @@ def _wait_payouts(
         if time.time() >= until:
             return int(total), int(on_tangle), None
         time.sleep(POLL * 4)
+
+
+@dataclass(frozen=True)
+class PayoutConfirmation:
+    """A settlement's IOTA payouts once none is waiting any more (or the wait ended)."""
+
+    confirmed: int
+    failed: int
+    confirmed_at: float | None
+    """Wall time of the last confirmation, when a milestone confirmed every one."""
+    bundle_transactions: list[int]
+    """Transactions of each value bundle that pays some of them."""
+
+
+def _wait_payouts_confirmed(
+    connection: Connection, settlement_id: int, until: float
+) -> PayoutConfirmation:
+    """Poll a settlement's IOTA payouts until none is pending or in a transfer any more
+    (each confirmed by a milestone, or given up) or the wall clock reaches ``until``."""
+    tangle = (Payout.settlement_id == settlement_id) & (Payout.method == "tangle")
+    status_query = (
+        select(
+            func.count().filter(Payout.status.in_(("pending", "in_transfer"))),
+            func.count().filter(Payout.status == "confirmed"),
+            func.count().filter(Payout.status == "failed"),
+            func.max(WalletTransfer.confirmed_at),
+        )
+        .select_from(Payout)
+        .outerjoin(WalletTransfer, WalletTransfer.id == Payout.transfer_id)
+        .where(tangle)
+    )
+    while True:
+        waiting, confirmed, failed, last = connection.execute(status_query).one()
+        connection.rollback()
+        if not waiting or time.time() >= until:
+            break
+        time.sleep(POLL * 4)
+    bundles = connection.execute(
+        select(WalletTransfer.trytes_json).where(
+            WalletTransfer.id.in_(select(Payout.transfer_id).where(tangle))
+        )
+    ).all()
+    connection.rollback()
+    done = not waiting and not failed and last is not None
+    return PayoutConfirmation(
+        int(confirmed),
+        int(failed),
+        last / 1000 if done else None,
+        sorted(len(json.loads(trytes)) for (trytes,) in bundles),
+    )

@@ -4,7 +4,8 @@
 at 1,000 and 10,000 households and reports the timings; this test checks only that
 the result is right: every reading ingested exactly once by a grid that kept running
 from registration on, the slot settled (with all its readings) and balanced, a bill per
-consumer and a payout per producer.
+consumer and a payout per producer, paid in IOTA to the producer's address by the grid
+wallet's value bundles and confirmed by a milestone.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from grid_server.grid.db.models import Bill, Payout, Settlement
+from grid_server.grid.db.models import Bill, Payout, Settlement, WalletTransfer
 from tests.reliability.households import check_settlements, stored_readings
+from tests.reliability.processes import iri
 
-from .measure import PRODUCER_EVERY, EndToEnd, reading_kwh
+from .measure import (
+    PRODUCER_EVERY,
+    EndToEnd,
+    payout_addresses,
+    reading_kwh,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,6 +49,10 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
             slot_seconds=60,
             api_seconds=2.0,
             publish_wait=120.0,  # at most: it ends once every request and payout is stored
+            # Milestones and payout rounds every half second; the 24 producers' payouts
+            # go out in 2 bundles of at most 12.
+            milestone_interval=0.5,
+            grid_overrides={"payout_interval": 0.5, "payout_batch_size": 12},
         )
         figures = run.run()
     (slot,) = figures.slots
@@ -63,7 +74,20 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
     assert timeline.payouts_stored is not None
     assert 0 < timeline.readings_stored <= timeline.settled <= timeline.requests_stored
     assert timeline.whole_slot == max(timeline.requests_stored, timeline.payouts_stored)
-    assert slot.payouts == len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    producers = len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
+    assert slot.payouts == producers
+    # Every payout was an IOTA transfer, in bundles of at most 12 payouts, each with an
+    # input (2 transactions at security 2), within the node's 100-transaction attach limit.
+    assert figures.tangle_payouts
+    assert (slot.payouts_on_tangle, slot.payouts_confirmed, slot.payouts_failed) == (
+        producers,
+        producers,
+        0,
+    )
+    assert len(slot.payout_bundles) >= 2
+    assert all(1 + 2 <= size <= 100 for size in slot.payout_bundles)
+    assert timeline.payouts_confirmed is not None
+    assert timeline.payouts_stored < timeline.payouts_confirmed
     # The grid's payment requests were attached by its two worker processes.
     assert slot.workers_cpu > 0
     assert min(slot.grid_peak_rss, slot.workers_peak_rss, slot.node_peak_rss) > 0
@@ -74,6 +98,12 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
             settlement = connection.execute(select(Settlement)).one()
             bills = connection.execute(select(func.count()).select_from(Bill)).scalar_one()
             payouts = connection.execute(select(func.count()).select_from(Payout)).scalar_one()
+            paid = connection.execute(
+                select(Payout.destination, Payout.amount, Payout.status, Payout.method)
+            ).all()
+            transfers = connection.execute(
+                select(WalletTransfer.status, WalletTransfer.total)
+            ).all()
     finally:
         engine.dispose()
     expected = {
@@ -88,3 +118,24 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
     assert bills == slot.requests_expected
     assert payouts == len(range(0, HOUSEHOLDS, PRODUCER_EVERY))
     check_settlements(run.grid_database)
+    # Each producer was paid at the address it named, and the node's ledger (started
+    # again on its database) holds exactly that; the treasury paid the rest.
+    addresses = payout_addresses(range(HOUSEHOLDS))
+    assert {destination for destination, *_ in paid} == set(addresses.values())
+    assert {(status, method) for *_, status, method in paid} == {("confirmed", "tangle")}
+    assert {status for status, _ in transfers} == {"confirmed"}
+    owed = {destination: amount for destination, amount, *_ in paid}
+    assert sum(owed.values()) == sum(total for _, total in transfers) > 0
+    run.node.start()
+    try:
+        status, body = iri(
+            run.node.url,
+            {"command": "getBalances", "addresses": [run.treasury_address(), *owed]},
+        )
+    finally:
+        run.node.stop()
+    assert status == 200, body
+    treasury, *balances = map(int, body["balances"])
+    assert dict(zip(owed, balances, strict=True)) == owed
+    # The treasury's remainder moved to a fresh wallet address; the key-0 address is spent.
+    assert treasury == 0
