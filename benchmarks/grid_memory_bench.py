@@ -314,6 +314,7 @@ async def _drive(
                     cpu,
                     min_weight_magnitude=GRID_MWM,
                     batch_size=config.payout_batch_size,
+                    bundles_in_flight=config.payout_bundles_in_flight,
                 )
                 await wallet.treasury_address()
                 tangle = MamTangle(client, min_weight_magnitude=GRID_MWM)

@@ -58,6 +58,7 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "min_weight_magnitude": (1, 81),
     "depth": (1, 15),
     "payout_batch_size": (1, 100),
+    "payout_bundles_in_flight": (1, 64),
     "max_item_bytes": (1, 10_000_000),
     "max_page_size": (1, 10_000),
 }
@@ -146,7 +147,10 @@ class GridConfig:
     wallet_security: int = 2
     # Genesis balance of the wallet's first address on an in-process node with no genesis.
     wallet_genesis_balance: int = 1_000_000_000
-    payout_batch_size: int = 10
+    # Payouts per value bundle at most (a bundle also stays within 100 transactions),
+    # and bundles sent but not yet confirmed at most: 2,000 producers in one round.
+    payout_batch_size: int = 90
+    payout_bundles_in_flight: int = 24
     reattach_seconds: float = 120.0
     # Only confirmed consumer payments reduce what is owed. A pending payment the node
     # says cannot confirm (spends beyond its inputs, conflicts with a confirmed spend)
@@ -350,6 +354,7 @@ _INT_FIELDS: Final = frozenset(
         "wallet_security",
         "wallet_genesis_balance",
         "payout_batch_size",
+        "payout_bundles_in_flight",
         "max_item_bytes",
         "max_page_size",
         "max_items_per_registration",

@@ -201,6 +201,7 @@ class GridServer:
             depth=config.depth,
             min_weight_magnitude=config.min_weight_magnitude,
             batch_size=config.payout_batch_size,
+            bundles_in_flight=config.payout_bundles_in_flight,
             reattach_seconds=config.reattach_seconds,
         )
         await wallet.treasury_address()

@@ -11,13 +11,22 @@ index is never handed out twice, even after a crash between reserving and
 using it. A slot's bills then only pick addresses from the pool. Addresses are
 public; the seed stays in this process.
 
-Payouts are crash-safe: pending producer payouts are gathered into one bundle,
-which is built and signed, then recorded (bundle trytes, inputs marked spent,
+Payouts are crash-safe: pending producer payouts are gathered into bundles,
+each built and signed, then recorded (bundle trytes, inputs marked spent,
 payouts linked to it) in one transaction *before* anything is sent. Sending,
 re-sending after a restart and reattaching all use those recorded trytes, so a
 payout can never be paid by two different bundles; whether any attachment is
 confirmed comes from the protocol library's transfer lifecycle, the same one a
 household's payments go through.
+
+Several payout bundles may be in flight at once (thousands of producers are paid
+within a slot, not one bundle per milestone): each spends its own inputs, which
+are confirmed balances marked spent when it is recorded, so no two bundles ever
+share an input, and a remainder only becomes an input once a milestone confirmed
+it. A bundle stays within the attach limit of IRI nodes (100 transactions), and
+its remainder is split over new addresses while the wallet holds fewer funded
+addresses than bundles it may have in flight, so the next round has inputs for
+all of them.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from sqlalchemy.exc import IntegrityError
 from .db.models import IncomingPayment, Payout, Registration, WalletAddress, WalletTransfer
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from concurrent.futures import Executor
 
     from sqlalchemy.orm import Session
@@ -62,19 +71,13 @@ _IN_CHUNK = 500
 RESERVED = "reserved"
 """The purpose of a pool address: derived and recorded, not yet given to a consumer."""
 _REFILL_CHUNK = 250  # addresses derived per step of a refill (~0.3 s of the CPU thread)
+_CONCURRENT_TRANSFERS = 4  # payout bundles attached or looked up at once
+MAX_BUNDLE_TRANSACTIONS = 100
+"""The most transactions a payout bundle has: IRI's (and this node's) attachToTangle limit."""
 
 
 class WalletNode(TransferNode, Protocol):
     """What the wallet needs of the node client (``IriClient`` provides it)."""
-
-
-@dataclass
-class PayoutRound:
-    confirmed: int = 0
-    sent: int = 0
-    new_transfer: int | None = None
-    waiting_for_funds: bool = False
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,35 @@ class _Candidate:
     key_index: int
     address: str
     purpose: str
+
+
+@dataclass
+class PayoutRound:
+    """What one :meth:`GridWallet.pay_out` did: bundles confirmed, attached, recorded."""
+
+    confirmed: int = 0
+    sent: int = 0
+    new_transfers: list[int] = field(default_factory=list)
+    waiting_for_funds: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _PlannedBundle:
+    """One payout bundle's contents, before it is signed."""
+
+    payouts: list[tuple[int, str, int]]  # (payout id, destination, amount)
+    amounts: dict[str, int]  # destination -> IOTA
+    inputs: list[tuple[_Candidate, int]]  # (address, its whole confirmed balance)
+    remainders: int  # how many new addresses the change is split over (0: no change)
+
+    @property
+    def needed(self) -> int:
+        return sum(self.amounts.values())
+
+    @property
+    def change(self) -> int:
+        return sum(balance for _, balance in self.inputs) - self.needed
 
 
 class GridWallet:
@@ -97,13 +129,15 @@ class GridWallet:
         depth: int = 3,
         min_weight_magnitude: int = 9,
         batch_size: int = 10,
+        bundles_in_flight: int = 1,
         reattach_seconds: float = 120.0,
         address_pool: int | None = None,
     ) -> None:
-        """``address_pool``: how many unused addresses to keep derived in advance; by
-        default as many as there are active consumers (each needs a new one in a slot
-        after its last was spent: in a grid whose consumers pay, nearly all of them),
-        0 for none."""
+        """``batch_size``: payouts per bundle at most; ``bundles_in_flight``: payout
+        bundles sent and not yet confirmed at most. ``address_pool``: how many unused
+        addresses to keep derived in advance; by default as many as there are active
+        consumers (each needs a new one in a slot after its last was spent: in a grid
+        whose consumers pay, nearly all of them), 0 for none."""
         self._db = db
         self._node = node
         self._seed = seed
@@ -114,6 +148,7 @@ class GridWallet:
             node, min_weight_magnitude=min_weight_magnitude, depth=depth
         )
         self._batch_size = batch_size
+        self._bundles_in_flight = bundles_in_flight
         self._reattach_ms = int(reattach_seconds * 1000)
         self._allocation_lock = asyncio.Lock()
         self._payout_lock = asyncio.Lock()
@@ -291,14 +326,15 @@ class GridWallet:
         return sum(balances.balances)
 
     async def pay_out(self) -> PayoutRound:
-        """Advance the transfer in flight, or start one for the pending payouts."""
+        """Advance the bundles in flight, then start new ones for the pending payouts
+        while fewer than ``bundles_in_flight`` are."""
         async with self._payout_lock:
             result = PayoutRound()
             in_flight = await self._db.run_read(_in_flight)
-            if in_flight is not None:
-                await self._advance(in_flight, result)
-                return result
-            await self._start_transfer(result)
+            await _each(in_flight, lambda transfer: self._advance(transfer, result))
+            still = await self._db.run_read(_in_flight_count)
+            if still < self._bundles_in_flight:
+                await self._start_transfers(self._bundles_in_flight - still, still, result)
             return result
 
     async def _advance(self, transfer: WalletTransfer, result: PayoutRound) -> None:
@@ -368,14 +404,15 @@ class GridWallet:
             extra={"transfer_id": transfer.id, "bundle": transfer.bundle_hash},
         )
 
-    async def _start_transfer(self, result: PayoutRound) -> None:
-        payouts = await self._db.run_read(lambda s: _pending_payouts(s, self._batch_size))
+    async def _start_transfers(self, count: int, in_flight: int, result: PayoutRound) -> None:
+        """Record up to ``count`` new bundles for the oldest pending payouts, each on its
+        own confirmed inputs, then send them (``in_flight``: bundles not yet confirmed,
+        whose change the wallet will have once they are)."""
+        payouts = await self._db.run_read(
+            functools.partial(_pending_payouts, limit=count * self._batch_size)
+        )
         if not payouts:
             return
-        amounts: dict[str, int] = defaultdict(int)
-        for _, destination, amount in payouts:
-            amounts[destination] += amount
-        needed = sum(amounts.values())
         await self.treasury_address()
         candidates = await self._db.run_read(_unspent)
         try:
@@ -383,67 +420,179 @@ class GridWallet:
         except NodeError as err:
             result.errors.append(str(err))
             return
-        inputs: list[tuple[_Candidate, int]] = []
-        total = 0
-        for candidate, balance in zip(candidates, balances, strict=True):
-            if balance > 0 and total < needed:
-                inputs.append((candidate, balance))
-                total += balance
-        if total < needed:
-            result.waiting_for_funds = True
-            _LOGGER.warning(
-                "the wallet holds %d confirmed IOTA, %d are needed for %d payouts; waiting",
-                total,
-                needed,
-                len(payouts),
-            )
-            return
-        remainder = await self._allocate("treasury", None) if total > needed else None
+        plan = plan_bundles(
+            payouts,
+            [(c, b) for c, b in zip(candidates, balances, strict=True) if b > 0],
+            count=count,
+            batch_size=self._batch_size,
+            security=self._security,
+            funded_target=self._bundles_in_flight,
+            awaiting=in_flight,
+        )
+        if plan.shortfall is not None:
+            if in_flight or plan.bundles:
+                # Their change is what the next bundles spend once a milestone confirms it.
+                _LOGGER.debug("payouts wait for the change of bundles in flight")
+            else:
+                result.waiting_for_funds = True
+                _LOGGER.warning(
+                    "the wallet holds %d confirmed IOTA, %d are needed for %d payouts; waiting",
+                    *plan.shortfall,
+                )
+        if plan.error is not None:
+            result.errors.append(plan.error)
+            _LOGGER.error("cannot pay out: %s", plan.error)
+        recorded: list[int] = []
+        for bundle in plan.bundles:
+            transfer_id = await self._record(bundle, result)
+            if transfer_id is None:
+                break
+            recorded.append(transfer_id)
+        transfers = await self._db.run_read(functools.partial(_transfers, ids=recorded))
+        await _each(transfers, lambda transfer: self._send(transfer, result))
+
+    async def _record(self, bundle: _PlannedBundle, result: PayoutRound) -> int | None:
+        """Sign ``bundle`` and record it (inputs spent, payouts claimed): its id, or
+        ``None`` when it cannot be built."""
+        remainders = [await self._allocate("treasury", None) for _ in range(bundle.remainders)]
         loop = asyncio.get_running_loop()
         try:
             bundle_hash, trytes = await loop.run_in_executor(
-                self._cpu, self._build, dict(amounts), inputs, remainder
+                self._cpu, self._build, bundle.amounts, bundle.inputs, remainders, bundle.change
             )
         except ProtocolError as err:
             result.errors.append(str(err))
             _LOGGER.error("cannot build the payout bundle: %s", err)
-            return
-        payout_ids = [payout_id for payout_id, _, _ in payouts]
-        spent = [candidate.key_index for candidate, _ in inputs]
+            return None
+        payout_ids = [payout_id for payout_id, _, _ in bundle.payouts]
+        spent = [candidate.key_index for candidate, _ in bundle.inputs]
+        needed = bundle.needed
         transfer_id = await self._db.run_write(
             lambda s: _record_transfer(
                 s, bundle_hash, trytes, needed, payout_ids, spent, self._clock()
             )
         )
-        result.new_transfer = transfer_id
+        result.new_transfers.append(transfer_id)
         _LOGGER.info(
             "payout bundle %s recorded: %d IOTA to %d addresses for %d payouts",
             bundle_hash,
             needed,
-            len(amounts),
-            len(payouts),
+            len(bundle.amounts),
+            len(bundle.payouts),
             extra={"transfer_id": transfer_id, "bundle": bundle_hash},
         )
-        transfer = await self._db.run_read(lambda s: s.get(WalletTransfer, transfer_id))
-        if transfer is not None:
-            await self._send(transfer, result)
+        return transfer_id
 
     def _build(
         self,
         amounts: dict[str, int],
         inputs: list[tuple[_Candidate, int]],
-        remainder: str | None,
+        remainders: list[str],
+        change: int,
     ) -> tuple[str, list[str]]:
+        """Sign a bundle paying ``amounts`` from ``inputs``; the ``change`` is split
+        evenly over the ``remainders`` (the last one takes what does not divide)."""
         builder = BundleBuilder()
         for destination, amount in sorted(amounts.items()):
             builder.add_transfer(destination, amount, tag=PAYOUT_TAG)
         for candidate, balance in inputs:
             builder.add_input(candidate.address, balance, candidate.key_index, self._security)
-        if remainder is not None:
-            builder.add_remainder(remainder, tag=PAYOUT_TAG)
+        if remainders:
+            share = change // len(remainders)
+            for address in remainders[:-1]:
+                builder.add_transfer(address, share, tag=PAYOUT_TAG)
+            builder.add_remainder(remainders[-1], tag=PAYOUT_TAG)
         builder.finalize(self._clock() // 1000)
         builder.sign(self._seed)
         return builder.bundle_hash, builder.to_trytes()
+
+
+@dataclass
+class PayoutPlan:
+    """The bundles :func:`plan_bundles` chose, and why it stopped short, if it did."""
+
+    bundles: list[_PlannedBundle] = field(default_factory=list)
+    shortfall: tuple[int, int, int] | None = None
+    """(confirmed IOTA left, IOTA needed, payouts) when the next bundle lacks funds."""
+    error: str | None = None
+
+
+def plan_bundles(
+    payouts: Sequence[tuple[int, str, int]],
+    funded: Sequence[tuple[_Candidate, int]],
+    *,
+    count: int,
+    batch_size: int,
+    security: int,
+    funded_target: int,
+    awaiting: int,
+) -> PayoutPlan:
+    """Up to ``count`` bundles for the oldest ``payouts`` (payout id, destination,
+    amount), each of at most ``batch_size`` payouts and :data:`MAX_BUNDLE_TRANSACTIONS`
+    transactions, on inputs of its own from ``funded`` (addresses with their confirmed
+    balance), largest first so a bundle needs few. A bundle's change is split over as
+    many new addresses as the wallet lacks to have ``funded_target`` funded ones
+    (counting one for each of the ``awaiting`` bundles not yet confirmed: their change
+    will be), so the next round can have that many bundles in flight. Payouts are paid
+    oldest first: planning stops at the first group the funds left cannot pay."""
+    plan = PayoutPlan()
+    available = sorted(funded, key=lambda item: (-item[1], item[0].key_index))
+    position = 0
+    while position < len(payouts) and len(plan.bundles) < count:
+        group = list(payouts[position : position + batch_size])
+        while group:
+            amounts: dict[str, int] = defaultdict(int)
+            for _, destination, amount in group:
+                amounts[destination] += amount
+            needed = sum(amounts.values())
+            inputs: list[tuple[_Candidate, int]] = []
+            total = 0
+            for candidate, balance in available:
+                if total >= needed:
+                    break
+                inputs.append((candidate, balance))
+                total += balance
+            if total < needed:
+                plan.shortfall = (total, needed, len(group))
+                return plan
+            fixed = len(amounts) + len(inputs) * security
+            if fixed + (total > needed) <= MAX_BUNDLE_TRANSACTIONS:
+                break
+            group.pop()  # too many transactions: one payout fewer
+        else:
+            plan.error = (
+                f"payout {payouts[position][0]} needs more inputs than a bundle of "
+                f"{MAX_BUNDLE_TRANSACTIONS} transactions holds"
+            )
+            return plan
+        used = {candidate.key_index for candidate, _ in inputs}
+        available = [item for item in available if item[0].key_index not in used]
+        remainders = 0
+        if total > needed:
+            lacking = funded_target - len(available) - awaiting
+            remainders = max(1, min(lacking, MAX_BUNDLE_TRANSACTIONS - fixed, total - needed))
+            awaiting += remainders
+        plan.bundles.append(_PlannedBundle(group, dict(amounts), inputs, remainders))
+        position += len(group)
+    return plan
+
+
+async def _each(
+    transfers: Sequence[WalletTransfer],
+    step: Callable[[WalletTransfer], Awaitable[None]],
+) -> None:
+    """``step`` for every transfer, :data:`_CONCURRENT_TRANSFERS` at a time (their proof
+    of work and node calls overlap); the first error is raised once all have ended."""
+    gate = asyncio.Semaphore(_CONCURRENT_TRANSFERS)
+
+    async def gated(transfer: WalletTransfer) -> None:
+        async with gate:
+            await step(transfer)
+
+    outcomes = await asyncio.gather(*map(gated, transfers), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 class AddressInUseError(RuntimeError):
@@ -660,13 +809,32 @@ def _unspent(session: Session) -> list[_Candidate]:
     return [_Candidate(*row) for row in rows]
 
 
-def _in_flight(session: Session) -> WalletTransfer | None:
-    return session.scalars(
-        select(WalletTransfer)
-        .where(WalletTransfer.status.in_(("signed", "sent")))
-        .order_by(WalletTransfer.id)
-        .limit(1)
-    ).first()
+_IN_FLIGHT = ("signed", "sent")
+
+
+def _in_flight(session: Session) -> list[WalletTransfer]:
+    """Payout bundles recorded and not yet confirmed (or given up), oldest first."""
+    return list(
+        session.scalars(
+            select(WalletTransfer)
+            .where(WalletTransfer.status.in_(_IN_FLIGHT))
+            .order_by(WalletTransfer.id)
+        )
+    )
+
+
+def _transfers(session: Session, ids: Sequence[int]) -> list[WalletTransfer]:
+    return list(
+        session.scalars(
+            select(WalletTransfer).where(WalletTransfer.id.in_(ids)).order_by(WalletTransfer.id)
+        )
+    )
+
+
+def _in_flight_count(session: Session) -> int:
+    return int(
+        session.scalar(select(func.count()).where(WalletTransfer.status.in_(_IN_FLIGHT))) or 0
+    )
 
 
 def _pending_payouts(session: Session, limit: int) -> list[tuple[int, str, int]]:
@@ -706,9 +874,13 @@ def _record_transfer(
     ).rowcount
     if claimed != len(payout_ids):
         raise RuntimeError("payouts changed while their bundle was built; not recording it")
-    session.execute(
-        update(WalletAddress).where(WalletAddress.key_index.in_(spent_indexes)).values(spent=True)
-    )
+    marked = session.execute(
+        update(WalletAddress)
+        .where(WalletAddress.key_index.in_(spent_indexes), WalletAddress.spent.is_(False))
+        .values(spent=True)
+    ).rowcount
+    if marked != len(spent_indexes):
+        raise RuntimeError("an input was spent while the bundle was built; not recording it")
     return transfer.id
 
 

@@ -99,10 +99,10 @@ async def test_payouts_are_paid_once_even_across_a_restart(db: Database, tmp_pat
             wallet = GridWallet(db, flaky, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)  # type: ignore[arg-type]
             first = await wallet.pay_out()
             # Recorded and signed, but the node was unreachable: nothing paid yet.
-            assert first.new_transfer is not None
+            assert first.new_transfers
             assert first.sent == 0
             with db.read() as session_:
-                transfer = session_.get(WalletTransfer, first.new_transfer)
+                transfer = session_.get(WalletTransfer, first.new_transfers[0])
                 assert transfer is not None
                 assert (transfer.status, transfer.total) == ("signed", 216)
                 spent = session_.scalars(
@@ -114,7 +114,7 @@ async def test_payouts_are_paid_once_even_across_a_restart(db: Database, tmp_pat
             # "Restart": a new wallet on the same database resends the recorded bundle.
             restarted = GridWallet(db, client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM)
             again = await restarted.pay_out()
-            assert (again.sent, again.new_transfer) == (1, None)
+            assert (again.sent, again.new_transfers) == (1, [])
             # Reattaching the same bundle cannot pay twice.
             clock.advance(600)
             assert (await restarted.pay_out()).sent == 1
@@ -131,13 +131,13 @@ async def test_payouts_are_paid_once_even_across_a_restart(db: Database, tmp_pat
                 "pc-registration": (54, "recorded"),
             }
             with db.read() as session_:
-                transfer = session_.get(WalletTransfer, first.new_transfer)
+                transfer = session_.get(WalletTransfer, first.new_transfers[0])
                 assert transfer is not None
                 assert transfer.status == "confirmed"
                 assert len(json.loads(transfer.tails_json)) == 2
             # Nothing left to do.
             idle = await restarted.pay_out()
-            assert (idle.sent, idle.new_transfer, idle.confirmed) == (0, None, 0)
+            assert (idle.sent, idle.new_transfers, idle.confirmed) == (0, [], 0)
             assert await restarted.confirmed_balance() == 10_000 - 216
 
 
@@ -158,7 +158,7 @@ async def test_payouts_wait_for_funds(db: Database, tmp_path: Path) -> None:
             )
             result = await wallet.pay_out()
             assert result.waiting_for_funds
-            assert result.new_transfer is None
+            assert result.new_transfers == []
             assert payout_states(db)["pa-registration"] == (162, "pending")
 
 
