@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -29,9 +30,11 @@ from .nodes import MWM, running_node
 from .test_wallet import CONFIG, GRID_SEED, S0, SLOT
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from grid_server.grid.db.engine import Database
+    from grid_server.node import NodeServer
 
 
 def funded(*balances: int) -> list[tuple[_Candidate, int]]:
@@ -120,6 +123,25 @@ def test_a_payout_that_needs_more_inputs_than_a_bundle_holds_is_an_error() -> No
     assert "needs more inputs" in result.error
 
 
+@contextlib.asynccontextmanager
+async def paying_wallet(
+    db: Database, directory: Path, genesis: int, **options: int
+) -> AsyncIterator[tuple[NodeServer, IriClient, GridWallet]]:
+    """A node whose genesis funds the grid's treasury, and the grid's wallet on it (the
+    node's attachToTangle does the proof of work)."""
+    async with (
+        running_node(directory, {generate_address(GRID_SEED, 0, 2): genesis}) as node,
+        aiohttp.ClientSession() as session,
+    ):
+        client = IriClient(session, node.url)
+        with ThreadPoolExecutor(1) as cpu:
+            clock = ManualClock(S0 + 2 * SLOT)
+            wallet = GridWallet(
+                db, client, GRID_SEED, clock, cpu, min_weight_magnitude=MWM, **options
+            )
+            yield node, client, wallet
+
+
 async def settle_producers(db: Database, addresses: list[str]) -> None:
     """One producer per address, all paid in one settlement, and one consumer."""
     add_registration(db, "cx-registration", "consumer", None)
@@ -139,43 +161,32 @@ async def test_many_producers_are_paid_by_bundles_in_flight_together(
     producers = [generate_address(f"PRODUCER{chr(65 + n)}".ljust(81, "P"), 0, 2) for n in range(15)]
     await settle_producers(db, producers)
     with db.read() as session:
-        owed = {p.destination: p.amount for p in session.scalars(select(Payout))}
+        owed = {str(p.destination): p.amount for p in session.scalars(select(Payout))}
     assert len(owed) == 15
     genesis = 1_000_000
-    async with (
-        running_node(tmp_path, {generate_address(GRID_SEED, 0, 2): genesis}) as node,
-        aiohttp.ClientSession() as session,
+    async with paying_wallet(db, tmp_path, genesis, batch_size=3, bundles_in_flight=3) as (
+        node,
+        client,
+        wallet,
     ):
-        client = IriClient(session, node.url)
-        with ThreadPoolExecutor(1) as cpu:
-            wallet = GridWallet(
-                db,
-                client,
-                GRID_SEED,
-                ManualClock(S0 + 2 * SLOT),
-                cpu,
-                min_weight_magnitude=MWM,
-                batch_size=3,
-                bundles_in_flight=3,
-            )
-            # Only the treasury is funded: one bundle, its change split over 3 addresses.
-            first = await wallet.pay_out()
-            assert (len(first.new_transfers), first.sent, first.waiting_for_funds) == (1, 1, False)
+        # Only the treasury is funded: one bundle, its change split over 3 addresses.
+        first = await wallet.pay_out()
+        assert (len(first.new_transfers), first.sent, first.waiting_for_funds) == (1, 1, False)
+        assert await node.runtime.issue_milestone()
+        # Its change confirmed: three bundles at once, one on each part of it.
+        second = await wallet.pay_out()
+        assert (second.confirmed, len(second.new_transfers), second.sent) == (1, 3, 3)
+        # Three in flight and three payouts pending: nothing new until one confirms.
+        assert (await wallet.pay_out()).new_transfers == []
+        rounds = 0
+        while any(status != "confirmed" for status in statuses(db)):
+            rounds += 1
+            assert rounds < 6, statuses(db)
             assert await node.runtime.issue_milestone()
-            # Its change confirmed: three bundles at once, one on each part of it.
-            second = await wallet.pay_out()
-            assert (second.confirmed, len(second.new_transfers), second.sent) == (1, 3, 3)
-            # Three in flight and three payouts pending: nothing new until one confirms.
-            assert (await wallet.pay_out()).new_transfers == []
-            rounds = 0
-            while any(status != "confirmed" for status in statuses(db)):
-                rounds += 1
-                assert rounds < 6, statuses(db)
-                assert await node.runtime.issue_milestone()
-                await wallet.pay_out()
-            paid = await client.get_balances(list(owed))
-            assert dict(zip(owed, paid.balances, strict=True)) == owed
-            assert await wallet.confirmed_balance() == genesis - sum(owed.values())
+            await wallet.pay_out()
+        paid = await client.get_balances(list(owed))
+        assert dict(zip(owed, paid.balances, strict=True)) == owed
+        assert await wallet.confirmed_balance() == genesis - sum(owed.values())
     with db.read() as session:
         bundles = [json.loads(t.trytes_json) for t in session.scalars(select(WalletTransfer))]
     assert len(bundles) == 5  # 15 payouts, 3 per bundle
@@ -198,28 +209,14 @@ async def test_a_full_bundle_is_within_the_nodes_attach_limit(db: Database, tmp_
     seeds = [f"PRODUCER{chr(65 + n // 26)}{chr(65 + n % 26)}".ljust(81, "Q") for n in range(98)]
     producers = [generate_address(seed, 0, 2) for seed in seeds]
     await settle_producers(db, producers)
-    async with (
-        running_node(tmp_path, {generate_address(GRID_SEED, 0, 2): 1_000_000}) as node,
-        aiohttp.ClientSession() as session,
-    ):
-        # No local proof of work: the node's attachToTangle takes 100 transactions at most.
-        client = IriClient(session, node.url)
+    # No local proof of work: the node's attachToTangle takes 100 transactions at most.
+    async with paying_wallet(db, tmp_path, 1_000_000, batch_size=100) as (node, _, wallet):
         assert node.config.limits.max_attach_transactions == MAX_BUNDLE_TRANSACTIONS
-        with ThreadPoolExecutor(1) as cpu:
-            wallet = GridWallet(
-                db,
-                client,
-                GRID_SEED,
-                ManualClock(S0 + 2 * SLOT),
-                cpu,
-                min_weight_magnitude=MWM,
-                batch_size=100,
-            )
-            first = await wallet.pay_out()
-            assert (len(first.new_transfers), first.sent, first.errors) == (1, 1, [])
-            assert await node.runtime.issue_milestone()
-            second = await wallet.pay_out()
-            assert (second.confirmed, len(second.new_transfers), second.sent) == (1, 1, 1)
+        first = await wallet.pay_out()
+        assert (len(first.new_transfers), first.sent, first.errors) == (1, 1, [])
+        assert await node.runtime.issue_milestone()
+        second = await wallet.pay_out()
+        assert (second.confirmed, len(second.new_transfers), second.sent) == (1, 1, 1)
     with db.read() as session_:
         sizes = [len(json.loads(t.trytes_json)) for t in session_.scalars(select(WalletTransfer))]
     assert sizes == [MAX_BUNDLE_TRANSACTIONS, 1 + 2 + 1]  # 97 payouts, then the 98th
