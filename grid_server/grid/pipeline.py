@@ -4,7 +4,8 @@
 2. ``settle``: settle every slot that is due, one database transaction per slot.
 3. ``bill``: publish payment requests for the new bills on the consumers' return
    channels, then the grid's other channel messages (hellos, goodbyes).
-4. ``pay``: pay producers' payouts by value bundles; reattach and confirm them.
+4. ``pay``: pay producers' payouts by value bundles (at once after settling); reattach
+   and confirm them.
 5. ``collect``: find consumers' payments at their payment addresses and confirm
    them (what ``bill`` later asks for is what is still owed).
 6. ``addresses``: after the bill stage, derive the next slot's payment addresses
@@ -99,6 +100,8 @@ class GridPipeline:
         """Wakes the settle stage: readings were stored."""
         self.bill_due = asyncio.Event()
         """Wakes the bill stage: a slot was settled or a channel message was queued."""
+        self.pay_due = asyncio.Event()
+        """Wakes the pay stage: a slot was settled, its payouts are due."""
         self.addresses_due = asyncio.Event()
         """Wakes the wallet's address pool refill: the bill stage is done for now."""
 
@@ -110,7 +113,7 @@ class GridPipeline:
                 "settle", max(0.5, min(config.slot_seconds / 4, 30.0)), self.settle, self.settle_due
             ),
             Stage("bill", config.publish_interval, self.bill, self.bill_due),
-            Stage("pay", config.payout_interval, self.pay),
+            Stage("pay", config.payout_interval, self.pay, self.pay_due),
             Stage("collect", config.payments_interval, self.collect),
             Stage("addresses", config.payout_interval, self.addresses, self.addresses_due),
         )
@@ -137,6 +140,7 @@ class GridPipeline:
             return
         if await self._settlement.settle_due(self.following_since):
             self.bill_due.set()
+            self.pay_due.set()
 
     async def bill(self) -> None:
         """Create the due payment requests and publish the outbox at the same time:

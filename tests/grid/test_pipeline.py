@@ -137,9 +137,10 @@ async def test_the_stages_are_follow_settle_bill_pay_collect_addresses() -> None
         "addresses",
     ]
     assert [stage.interval for stage in stages[:3]] == [2.0, 15.0, 2.0]
-    assert (stages[1].wake, stages[2].wake, stages[5].wake) == (
+    assert (stages[1].wake, stages[2].wake, stages[3].wake, stages[5].wake) == (
         grid.settle_due,
         grid.bill_due,
+        grid.pay_due,
         grid.addresses_due,
     )
     assert not grid.addresses_due.is_set()
@@ -167,6 +168,7 @@ async def test_nothing_is_settled_before_the_channels_were_followed_up_to_now() 
     await grid.settle()  # the follower is not caught up yet
     assert calls.log == ["follow"]
     assert not grid.bill_due.is_set()
+    assert not grid.pay_due.is_set()
 
     calls.caught_up = True
     clock.advance(2)
@@ -177,6 +179,7 @@ async def test_nothing_is_settled_before_the_channels_were_followed_up_to_now() 
     assert calls.log == ["follow"] * 3 + ["settle"]
     assert calls.following_since == [3_000]
     assert grid.bill_due.is_set()  # settled slots wake the bill stage
+    assert grid.pay_due.is_set()  # and the pay stage: their payouts are due
 
     grid.bill_due.clear()
     grid.became_leader()  # a new leader follows up to now again first
