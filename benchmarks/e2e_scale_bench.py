@@ -24,6 +24,11 @@ of the grid, its proof-of-work workers and the node, and CPU seconds of all thre
 slot and per household. Across sizes: growth and the cost ratio per household. See
 tests.scale.measure.EndToEnd for the procedure.
 
+Tips: registration leaves a tip per hello (the households attach side by side), which
+days of real traffic would approve; the generator approves them pairwise before the
+first slot. A milestone references the oldest tips (at most ``--milestone-references``
+less one), so a slot's payouts wait behind the tips its own readings left.
+
 Payouts: every producer names an IOTA address (derived from the generator's own seed)
 and the grid pays it from its wallet, as real grids do: the grid runs with a fixed
 ``wallet_seed`` and the node's genesis credits its treasury (key index 0). Per slot the
@@ -122,6 +127,7 @@ def measure(
             profiler=profiler,
             tangle_payouts=not args.off_tangle_payouts,
             milestone_interval=args.milestone_interval,
+            milestone_references=args.milestone_references,
             grid_overrides=dict(args.grid_setting),
         )
         figures = run.run()
@@ -196,7 +202,10 @@ def print_size(figures: E2EFigures) -> None:
             )
         )
         + (
-            f"; payouts in IOTA (milestones every {figures.milestone_interval:g} s)"
+            f"; payouts in IOTA (milestones every {figures.milestone_interval:g} s, "
+            f"at most {figures.milestone_references} references); registration's "
+            f"{figures.registration_tips[0]:,} tips approved down to "
+            f"{figures.registration_tips[1]:,}"
             if figures.tangle_payouts
             else "; payouts off the Tangle (invoice references)"
         )
@@ -253,6 +262,10 @@ def rows(figures: list[E2EFigures]) -> list[tuple[str, list[str]]]:
         lambda s, r: confirmation(s),
     )
     add("IOTA payout bundles (count; transactions min-max, total)", lambda s, r: bundles(s))
+    add(
+        "node tips before the readings / when the whole slot was done",
+        lambda s, r: f"{s.node_tips[0]:,}/{s.node_tips[1]:,}",
+    )
     add("grid start-up within that (s)", lambda s, r: f"{s.grid_start_seconds:.1f}")
     add(
         "readings the settlement took (of N; late ones of an earlier slot)",
@@ -391,6 +404,13 @@ def main() -> int:
         type=float,
         default=10.0,
         help="the node coordinator's milestone interval (s): what confirms IOTA payouts",
+    )
+    parser.add_argument(
+        "--milestone-references",
+        type=int,
+        default=16,
+        help="the node coordinator's max_references (2-64; its default 16): a milestone "
+        "confirms the cones of this many oldest tips, so a payout waits behind older tips",
     )
     parser.add_argument(
         "--grid-setting",

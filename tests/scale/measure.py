@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import numpy as np
 import numpy.typing as npt
-from p2p_energy_protocol.bundle import BundleBuilder
+from p2p_energy_protocol.bundle import BundleBuilder, finalize_bundles
 from p2p_energy_protocol.client import IriClient
 from p2p_energy_protocol.curl import HASH_LENGTH, CurlBatch, unpack_lanes
 from p2p_energy_protocol.mam import (
@@ -505,16 +505,44 @@ def make_messages(
     return states, bundles
 
 
+SWEEP_TAG = "PEERENERGYTIPSWEEP"
+
+
+def approve_tips(tips: list[str], min_weight_magnitude: int) -> list[str]:
+    """One zero-value transaction per pair of ``tips`` approving both (an odd last tip
+    pairs with the first): the traffic that approves a Tangle's tips in days of use,
+    halving their number. Attached trytes; runs in a pool worker."""
+    pairs = [(tips[n], tips[(n + 1) % len(tips)]) for n in range(0, len(tips), 2)]
+    builders = []
+    for n in range(len(pairs)):
+        builder = BundleBuilder()
+        builder.add_transfer(("SWEEP" + int_to_trytes(n, 9)).ljust(81, "9"), 0, SWEEP_TAG)
+        builders.append(builder)
+    finalize_bundles(builders)
+    bundles = [builder.to_trytes() for builder in builders]
+    return [
+        trytes
+        for bundle in attach_bundles(bundles, "", "", min_weight_magnitude, parents=pairs)
+        for trytes in bundle
+    ]
+
+
 def attach_bundles(
-    bundles: list[list[str]], trunk: str, branch: str, min_weight_magnitude: int
+    bundles: list[list[str]],
+    trunk: str,
+    branch: str,
+    min_weight_magnitude: int,
+    parents: list[tuple[str, str]] | None = None,
 ) -> list[list[str]]:
-    """attachToTangle for many bundles (each head first), tail first in the result.
+    """attachToTangle for many bundles (each head first), tail first in the result;
+    ``parents`` gives each bundle its own (trunk, branch) instead.
 
     Chaining is as in :func:`p2p_energy_protocol.pow.attach_to_tangle`; the nonce
     searches of the bundles' k-th transactions run side by side in Curl lanes, so a
     household's proof of work costs a fraction of a millisecond here instead of
     ~20 ms of per-call setup.
     """
+    approved = parents or [(trunk, branch)] * len(bundles)
     pending = [[Transaction.from_trytes(trytes) for trytes in bundle] for bundle in bundles]
     attached: list[list[str]] = [[] for _ in bundles]
     previous: list[str | None] = [None] * len(bundles)
@@ -525,10 +553,11 @@ def attach_bundles(
         for n in rows:
             transaction = pending[n][level]
             before = previous[n]
+            first_trunk, first_branch = approved[n]
             prepared.append(
                 transaction.replace(
-                    trunk_transaction=trunk if before is None else before,
-                    branch_transaction=branch if before is None else trunk,
+                    trunk_transaction=first_trunk if before is None else before,
+                    branch_transaction=first_branch if before is None else first_trunk,
                     tag=transaction.obsolete_tag
                     if transaction.tag == NULL_TAG
                     else transaction.tag,
@@ -879,6 +908,10 @@ class SlotFigures:
     """IOTA payouts of the slot the wallet gave up on (never confirmed)."""
     payout_bundles: list[int] = field(default_factory=list)
     """Transactions of each value bundle (wallet_transfers row) paying the slot's payouts."""
+    node_tips: tuple[int, int] = (0, 0)
+    """The node's tips before the slot's readings and when the whole slot was done: a
+    milestone references the oldest few (``milestone_references``), so a payout bundle
+    waits behind the tips older than it."""
     settled_readings: int = 0
     """Readings the slot's settlement took (N: it waited for every one)."""
     settled_adjustments: int = 0
@@ -931,6 +964,10 @@ class E2EFigures:
     """True: producers named IOTA addresses, paid by the grid wallet's value bundles."""
     milestone_interval: float = 0.0
     """The node's coordinator interval (s): how often a milestone can confirm payouts."""
+    milestone_references: int = 0
+    """Tips a milestone references at most (the node's coordinator.max_references)."""
+    registration_tips: tuple[int, int] = (0, 0)
+    """The node's tips after registration, and after the generator approved them."""
 
 
 REGISTERED_BEFORE_MS = 86_400_000
@@ -942,6 +979,11 @@ TREASURY_GENESIS = 1_000_000_000_000
 slot's payouts are a few hundred IOTA per producer at most, so this pays any run."""
 MILESTONE_INTERVAL = 10.0
 """The node's coordinator interval (s) in the benchmark, as a private network runs."""
+MILESTONE_REFERENCES = 16
+"""The node's coordinator.max_references default: a milestone confirms the cones of
+its 15 oldest tips besides the previous milestone."""
+SWEEP_CHUNK = 400
+"""Tips per pool job approving them."""
 RUNNING_GRID_SETTLEMENT_DELAY = 86_400.0
 """A running grid's settlement delay (s): longer than a whole run, so a slot is settled
 when every participant's reading is in and never half read (the benchmark's slot
@@ -971,6 +1013,12 @@ class EndToEnd:
     and memory window, which ends with the whole slot). Without it producers name
     invoice references, recorded at settling. ``grid_overrides`` go into the grid's
     configuration over the benchmark's own settings.
+
+    Registration leaves a tip per hello on the node (the households attach side by
+    side), which in days of real use other traffic approves and milestones confirm;
+    here the generator approves them (:func:`approve_tips`, pairwise until few are
+    left) before the first slot, so a slot's payouts wait behind that slot's own tips
+    only. ``milestone_references``: the node's coordinator.max_references.
     """
 
     def __init__(
@@ -993,6 +1041,7 @@ class EndToEnd:
         profiler: Profiler | None = None,
         tangle_payouts: bool = True,
         milestone_interval: float = MILESTONE_INTERVAL,
+        milestone_references: int = MILESTONE_REFERENCES,
         grid_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.directory = directory
@@ -1013,6 +1062,7 @@ class EndToEnd:
         self.windows = [first + k * self.slot_ms for k in range(slots)]
         self.tangle_payouts = tangle_payouts
         self.milestone_interval = milestone_interval
+        self.milestone_references = milestone_references
         self.grid_settings: dict[str, Any] = {
             "slot_seconds": slot_seconds,
             "settlement_delay_seconds": 1.0 if restart_grid else RUNNING_GRID_SETTLEMENT_DELAY,
@@ -1027,7 +1077,11 @@ class EndToEnd:
         }
         node_config: dict[str, Any] = {
             "min_weight_magnitude": min_weight_magnitude,
-            "coordinator": {"seed": COORDINATOR_SEED, "interval": milestone_interval},
+            "coordinator": {
+                "seed": COORDINATOR_SEED,
+                "interval": milestone_interval,
+                "max_references": milestone_references,
+            },
         }
         if tangle_payouts:
             node_config["genesis"] = {self.treasury_address(): TREASURY_GENESIS}
@@ -1137,6 +1191,29 @@ class EndToEnd:
         arguments = {"timeout": 60} if database.startswith("sqlite") else {}
         return create_engine(database, connect_args=arguments)
 
+    def node_tips(self) -> int:
+        status, info = iri(self.node.url, {"command": "getNodeInfo"})
+        assert status == 200, info
+        return int(info["tips"])
+
+    def approve_registration_tips(self, keep: int = MILESTONE_REFERENCES) -> tuple[int, int]:
+        """Approve the node's tips pairwise (pool) until at most ``keep`` are left, as
+        days of traffic after registration would: (tips before, tips after)."""
+        before = left = self.node_tips()
+        for _ in range(40):  # halves them each round: 40 rounds are 2**40 tips
+            if left <= keep:
+                break
+            status, body = iri(self.node.url, {"command": "getTips"})
+            assert status == 200, body
+            tips: list[str] = body["hashes"]
+            jobs = [
+                self.pool.submit(approve_tips, tips[n : n + SWEEP_CHUNK], self.mwm)
+                for n in range(0, len(tips), SWEEP_CHUNK)
+            ]
+            self.store([trytes for job in jobs for trytes in job.result()])
+            left = self.node_tips()
+        return before, left
+
     def backdate_registrations(self) -> None:
         """Registration takes days, not a slot: move the households' registrations and
         channels to a day before the first slot, so the grid counts them as participants
@@ -1208,6 +1285,7 @@ class EndToEnd:
                 peak_rss(self.grid.process.pid),
                 peak_rss(self.node.process.pid),
             )
+            registration_tips = self.approve_registration_tips()
             slots = [self.run_slot(k) for k in range(self.slots)]
         finally:
             if self.profiler is not None:
@@ -1231,6 +1309,8 @@ class EndToEnd:
             grid_settings={k: v for k, v in self.grid_settings.items() if k != "wallet_seed"},
             tangle_payouts=self.tangle_payouts,
             milestone_interval=self.milestone_interval,
+            milestone_references=self.milestone_references,
+            registration_tips=registration_tips,
         )
 
     def _profile(self, k: int, grid_pid: int, node_pid: int) -> None:
@@ -1245,6 +1325,7 @@ class EndToEnd:
         if self.restart_grid:
             self.stop_grid()
         trytes = self.attach(self.phases[k + 1])
+        tips_before = self.node_tips()
         assert self.node.process is not None
         node_pid = self.node.process.pid
         load_before = load_average()
@@ -1317,6 +1398,7 @@ class EndToEnd:
                 )
                 peaks = (peak_rss(node_pid), peak_rss(grid_pid), sum(map(peak_rss, workers)))
                 load_after = load_average()
+                tips_after = self.node_tips()
                 confirmation = (
                     _wait_payouts_confirmed(connection, settlement_id, until)
                     if on_tangle
@@ -1367,6 +1449,7 @@ class EndToEnd:
             payouts_confirmed=confirmation.confirmed,
             payouts_failed=confirmation.failed,
             payout_bundles=confirmation.bundle_transactions,
+            node_tips=(tips_before, tips_after),
             settled_readings=int(settled_readings),
             settled_adjustments=int(adjustments),
             profiles=profiles,

@@ -19,11 +19,12 @@ from sqlalchemy import create_engine, func, select
 
 from grid_server.grid.db.models import Bill, Payout, Settlement, WalletTransfer
 from tests.reliability.households import check_settlements, stored_readings
-from tests.reliability.processes import iri
+from tests.reliability.processes import COORDINATOR_SEED, NodeProcess, iri
 
 from .measure import (
     PRODUCER_EVERY,
     EndToEnd,
+    approve_tips,
     payout_addresses,
     reading_kwh,
 )
@@ -60,6 +61,9 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
     # The storage API load is paced (50 requests/s by default), not as fast as answered:
     # at most one PUT+GET pair per client beyond the schedule.
     assert 0 < slot.api.requests <= 50 * 2.0 + 2 * 8
+    # Registration's tips were approved (or confirmed: milestones come every half
+    # second here) down to what one milestone references.
+    assert figures.registration_tips[1] <= 16
     # One grid for the whole run: no start-up in the slot, the hellos sent before it.
     assert not figures.restart_grid
     assert slot.grid_start_seconds == 0
@@ -139,3 +143,35 @@ def test_every_reading_ingested_once_and_the_slot_settled(tmp_path: Path) -> Non
     assert dict(zip(owed, balances, strict=True)) == owed
     # The treasury's remainder moved to a fresh wallet address; the key-0 address is spent.
     assert treasury == 0
+
+
+def test_approving_tips_pairwise_halves_them(tmp_path: Path) -> None:
+    # No milestone after the first one: only the approvals change the tips.
+    config = {"coordinator": {"seed": COORDINATOR_SEED, "interval": 3600.0}}
+    node = NodeProcess(tmp_path, config=config)
+    node.start()
+    try:
+        status, body = iri(node.url, {"command": "getTips"})
+        assert status == 200, body
+        (milestone,) = body["hashes"]
+        # 40 distinct transactions on the milestone: 40 tips.
+        counts = [store(node.url, approve_tips([milestone] * 80, 1))]
+        for _ in range(3):
+            status, body = iri(node.url, {"command": "getTips"})
+            assert status == 200, body
+            counts.append(store(node.url, approve_tips(body["hashes"], 1)))
+    finally:
+        node.stop()
+    # Each round approves every tip, two by each new transaction (the odd one out
+    # shares the first tip's transaction).
+    assert counts == [40, 20, 10, 5]
+
+
+def store(node_url: str, trytes: list[str]) -> int:
+    """Store and broadcast ``trytes``; the node's tips afterwards."""
+    for command in ("storeTransactions", "broadcastTransactions"):
+        status, body = iri(node_url, {"command": command, "trytes": trytes})
+        assert status == 200, body
+    status, info = iri(node_url, {"command": "getNodeInfo"})
+    assert status == 200, info
+    return int(info["tips"])
