@@ -6,6 +6,7 @@ worker threads (all writes in one thread, so ledger checks never race).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
     from .config import NodeConfig
 
+TIP_WINDOW = 256
+"""Tips at each end (newest, oldest) that getTransactionsToApprove chooses among."""
+_TIP_TRIES = 16  # tips tried for a consistent pair before falling back
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -363,25 +367,36 @@ class Tangle:
     def milestone_plan(self, max_references: int) -> tuple[int, str, str, list[str]] | None:
         """What the coordinator's next milestone confirms, or None if nothing is new.
 
-        Returns (index, signing address, previous milestone, tips): oldest tips first,
-        each kept only if the cones chosen so far stay consistent with it.
+        Returns (index, signing address, previous milestone, tips): the newest and the
+        oldest tips in turn, so what was just attached (a payout, a payment) confirms
+        with the next milestone and nothing is left behind for long; all of them if
+        their cones are consistent together, else each kept only if the cones chosen
+        so far stay consistent with it.
         """
         with self.store.connect() as conn:
             latest = TangleStore.latest_milestone(conn)
             previous = latest.hash if latest else NULL_HASH
+            references = max_references - 1
+            newest = TangleStore.tips(conn, references * 4)
+            oldest = TangleStore.tips(conn, references * 4, oldest_first=True)
             candidates = [
                 tip
-                for tip in TangleStore.tips(conn, max_references * 8, oldest_first=True)
+                for tip in dict.fromkeys(
+                    tip for pair in itertools.zip_longest(newest, oldest) for tip in pair if tip
+                )
                 if tip != previous
             ]
             if latest is not None and not candidates:
                 return None
-            chosen: list[str] = []
-            for tip in candidates:
-                if len(chosen) >= max_references - 1:
-                    break
-                if ledger.is_consistent(conn, [previous, *chosen, tip]):
-                    chosen.append(tip)
+            chosen = candidates[:references]
+            # Usually the whole choice is consistent: one cone walk instead of one a tip.
+            if not ledger.is_consistent(conn, [previous, *chosen]):
+                chosen = []
+                for tip in candidates:
+                    if len(chosen) >= references:
+                        break
+                    if ledger.is_consistent(conn, [previous, *chosen, tip]):
+                        chosen.append(tip)
             if latest is not None and not chosen:
                 return None
             index = latest.index + 1 if latest else 1
@@ -552,25 +567,29 @@ class Tangle:
         return True, ""
 
     def transactions_to_approve(self, depth: int, reference: str | None) -> tuple[str, str]:
-        """Two consistent solid tips (trunk, branch); a trunk approving ``reference`` if given."""
+        """Two solid tips consistent together: a trunk among the newest tips (or one
+        approving ``reference`` if given) and a branch among the oldest, so every new
+        transaction also approves one left behind and a burst of tips (a slot's readings
+        attached at once) is approved by the traffic that follows it."""
         max_depth = self.config.limits.max_depth
         if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= max_depth:
             raise CommandError(f"Invalid depth input: depth must be an integer 0..{max_depth}")
         with self.store.connect() as conn:
             latest = TangleStore.latest_milestone(conn, applied_only=True)
             entry = latest.hash if latest else NULL_HASH
-            tips = TangleStore.tips(conn, 256)
-            self._random.shuffle(tips)
-            consistent = [tip for tip in tips[:16] if ledger.is_consistent(conn, [tip])]
+            newest = TangleStore.tips(conn, TIP_WINDOW)
+            oldest = TangleStore.tips(conn, TIP_WINDOW, oldest_first=True)
+            self._random.shuffle(newest)
+            self._random.shuffle(oldest)
             if reference is not None:
                 trunk = self._tip_approving(conn, reference, depth, latest)
-                branch = self._pick_partner(conn, trunk, consistent) or trunk
-                return trunk, branch
-            if not consistent:
-                return entry, entry
-            trunk = consistent[0]
-            branch = self._pick_partner(conn, trunk, consistent[1:]) or trunk
-            return trunk, branch
+                branch = self._pick_partner(conn, trunk, oldest[:_TIP_TRIES])
+                return trunk, branch or trunk
+            for trunk in newest[:_TIP_TRIES]:
+                # The pair is what the new transaction's cone holds (one check, usually).
+                if ledger.is_consistent(conn, [trunk]):
+                    return trunk, self._pick_partner(conn, trunk, oldest[:_TIP_TRIES]) or trunk
+            return entry, entry
 
     @staticmethod
     def _pick_partner(conn: Connection, trunk: str, candidates: Sequence[str]) -> str | None:
