@@ -77,7 +77,7 @@ def is_consistent(conn: Connection, starts: Iterable[str]) -> bool:
     # A solid transaction's whole past cone is stored, so checking the starts suffices.
     if len(known) < len(wanted) or not all(info.solid for info in known.values()):
         return False
-    if not TangleStore.has_pending_spends(conn):
+    if not TangleStore.has_pending_spends(conn) or TangleStore.pending_spends_covered(conn):
         return True
     cone = unconfirmed_cone(conn, wanted)
     delta = cone_delta(conn, cone)

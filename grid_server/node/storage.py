@@ -742,6 +742,31 @@ class TangleStore:
         return row is not None
 
     @staticmethod
+    def pending_spends_covered(conn: Connection) -> bool:
+        """Whether the ledger covers every pending spend at once: for each address, the
+        unconfirmed bundles spending from it that are not applied (a reattached bundle
+        counted once) together take at most its confirmed balance. Then every set of
+        them is consistent, whatever cone it lies in (credits only add), so consistency
+        checks need no cone walk. Wallets that spend only confirmed balances (the grid's
+        and the households') keep it so; a double spend or a spend of unconfirmed change
+        makes the checks walk cones again."""
+        # Spelled as the partial index's condition (a literal 0), so it is used.
+        rows = conn.execute(
+            select(transactions.c.address, transactions.c.bundle, transactions.c.value)
+            .where(transactions.c.value < literal_column("0"), transactions.c.confirmed.is_(None))
+            .distinct()
+        ).all()
+        if not rows:
+            return True
+        applied = TangleStore.applied(conn, {row.bundle for row in rows})
+        spends: dict[str, int] = {}
+        for address, bundle, value in rows:
+            if bundle not in applied:
+                spends[address] = spends.get(address, 0) - int(value)
+        held = TangleStore.balances_of(conn, spends)
+        return all(held.get(address, 0) >= spent for address, spent in spends.items())
+
+    @staticmethod
     def value_entries(conn: Connection, bundles: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
         """Per bundle, its ``(address, value)`` entries with a non-zero value (once per index)."""
         found: dict[str, dict[int, tuple[str, int]]] = {}

@@ -10,6 +10,9 @@ from p2p_energy_protocol.errors import InsufficientBalanceError, IriApiError
 from p2p_energy_protocol.pow import attach_to_tangle
 from p2p_energy_protocol.transaction import Transaction
 
+from grid_server.node import ledger
+from grid_server.node.storage import TangleStore
+
 from .helpers import (
     FUNDED_SEED,
     GENESIS_BALANCE,
@@ -102,6 +105,8 @@ async def test_conflicting_spends_from_neighbours_confirm_only_one(
     await node.runtime.accept(first, peer=peer)
     await node.runtime.accept(second, peer=peer)
     tails = [Transaction.from_trytes(first[0]).hash, Transaction.from_trytes(second[0]).hash]
+    with node.runtime.tangle.store.connect() as conn:
+        assert not TangleStore.pending_spends_covered(conn)  # consistency walks cones
     assert (await client.check_consistency(tails))[0] is False
     assert (await client.check_consistency(tails[:1]))[0] is True
     pair = await client.get_transactions_to_approve(3)
@@ -161,3 +166,29 @@ async def test_balance_tips_must_exist(client: IriClient) -> None:
     with pytest.raises(IriApiError, match="One of the tips is absent"):
         await client.get_balances([RECEIVER], tips=["T" * 81])
     assert (await client.get_balances([RECEIVER], tips=[NULL_HASH])).balances == [0]
+
+
+async def test_consistency_needs_no_cone_walk_while_the_ledger_covers_every_pending_spend(
+    node: NodeServer, client: IriClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = await client.send_transfer(
+        FUNDED_SEED, [Transfer(RECEIVER, 250, tag="PAYMENT")], min_weight_magnitude=MWM
+    )
+    # Attached once more (a reattachment: the same bundle on other tips) it counts once.
+    trytes = [tx.to_trytes() for tx in reversed(sent)]
+    again = attach_to_tangle(trytes, sent[0].hash, sent[0].hash, MWM)
+    await client.store_transactions(again)
+    with node.runtime.tangle.store.connect() as conn:
+        assert TangleStore.has_pending_spends(conn)
+        assert TangleStore.pending_spends_covered(conn)
+
+    def walk(*_: Any) -> None:
+        raise AssertionError("a cone was walked")
+
+    monkeypatch.setattr(ledger, "unconfirmed_cone", walk)
+    tails = [sent[0].hash, Transaction.from_trytes(again[0]).hash]
+    assert (await client.check_consistency(tails))[0] is True
+    await client.get_transactions_to_approve(3)
+    monkeypatch.undo()  # confirming a milestone walks its cone
+    assert await node.runtime.issue_milestone()
+    assert (await client.get_balances([RECEIVER])).balances == [250]
