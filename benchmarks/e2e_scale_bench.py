@@ -410,7 +410,7 @@ def main() -> int:
         type=int,
         default=16,
         help="the node coordinator's max_references (2-64; its default 16): a milestone "
-        "confirms the cones of this many oldest tips, so a payout waits behind older tips",
+        "confirms the cones of this many tips less one, the newest and the oldest in turn",
     )
     parser.add_argument(
         "--grid-setting",
