@@ -742,6 +742,40 @@ class TangleStore:
         return row is not None
 
     @staticmethod
+    def pending_value_tails(conn: Connection, limit: int) -> list[str]:
+        """A solid tail (the newest attachment's) of each of the ``limit`` oldest value
+        bundles that spend, are unconfirmed and not applied: what a milestone confirms
+        first, so payments do not wait behind a backlog of other tips."""
+        # Spelled as the partial index's condition (a literal 0), so it is used.
+        rows = conn.execute(
+            select(transactions.c.bundle)
+            .where(transactions.c.value < literal_column("0"), transactions.c.confirmed.is_(None))
+            .order_by(transactions.c.seq)
+        ).scalars()
+        pending = list(dict.fromkeys(rows))
+        applied = TangleStore.applied(conn, pending)
+        tails: list[str] = []
+        for bundle in pending:
+            if len(tails) >= limit:
+                break
+            if bundle in applied:
+                continue
+            tail = conn.execute(
+                select(transactions.c.hash)
+                .where(
+                    transactions.c.bundle_key == lookup_key(bundle),
+                    transactions.c.bundle == bundle,
+                    transactions.c.current_index == 0,
+                    transactions.c.seq.not_in(select(unsolid.c.seq)),
+                )
+                .order_by(transactions.c.seq.desc())
+                .limit(1)
+            ).scalar()
+            if tail is not None:
+                tails.append(tail)
+        return tails
+
+    @staticmethod
     def pending_spends_covered(conn: Connection) -> bool:
         """Whether the ledger covers every pending spend at once: for each address, the
         unconfirmed bundles spending from it that are not applied (a reattached bundle

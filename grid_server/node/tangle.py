@@ -367,24 +367,29 @@ class Tangle:
     def milestone_plan(self, max_references: int) -> tuple[int, str, str, list[str]] | None:
         """What the coordinator's next milestone confirms, or None if nothing is new.
 
-        Returns (index, signing address, previous milestone, tips): the newest and the
-        oldest tips in turn, so what was just attached (a payout, a payment) confirms
-        with the next milestone and nothing is left behind for long; all of them if
-        their cones are consistent together, else each kept only if the cones chosen
-        so far stay consistent with it.
+        Returns (index, signing address, previous milestone, references): first (up to
+        half of them) the tails of the oldest pending value bundles, so payments and
+        payouts confirm with the next milestones wherever they lie in the Tangle; then
+        the newest and the oldest tips in turn, so what was just attached confirms soon
+        and nothing is left behind for long. All of them if their cones are consistent
+        together, else each kept only if the cones chosen so far stay consistent with it.
         """
         with self.store.connect() as conn:
             latest = TangleStore.latest_milestone(conn)
             previous = latest.hash if latest else NULL_HASH
             references = max_references - 1
+            payments = TangleStore.pending_value_tails(conn, references // 2)
             newest = TangleStore.tips(conn, references * 4)
             oldest = TangleStore.tips(conn, references * 4, oldest_first=True)
             candidates = [
                 tip
                 for tip in dict.fromkeys(
-                    tip for pair in itertools.zip_longest(newest, oldest) for tip in pair if tip
+                    [
+                        *payments,
+                        *(tip for pair in itertools.zip_longest(newest, oldest) for tip in pair),
+                    ]
                 )
-                if tip != previous
+                if tip and tip != previous
             ]
             if latest is not None and not candidates:
                 return None

@@ -8,7 +8,8 @@ from p2p_energy_protocol.transaction import Transaction
 
 from grid_server.node import tangle
 
-from .helpers import attach, zero_value_bundle
+from .helpers import RECEIVER, attach, zero_value_bundle
+from .test_validation import _value_bundle
 
 if TYPE_CHECKING:
     import pytest
@@ -55,3 +56,23 @@ async def test_new_transactions_approve_a_new_tip_and_an_old_one(
     referenced = await client.get_transactions_to_approve(3, reference=tails[10])
     assert referenced.trunk == tails[10]
     assert referenced.branch in tails[:4]
+
+
+async def test_a_milestone_confirms_pending_payments_wherever_they_lie(
+    node: NodeServer, client: IriClient
+) -> None:
+    before = await burst(client, 20)
+    entry = (await client.get_node_info()).latest_milestone
+    payment = attach(_value_bundle(100), entry, entry)
+    await client.store_transactions(payment)
+    after = await burst(client, 20)
+    assert await node.runtime.issue_milestone()
+    # Neither among the oldest tips nor the newest, the payment confirms all the same.
+    tail = Transaction.from_trytes(payment[0]).hash
+    assert await client.get_inclusion_states([tail]) == [True]
+    assert (await client.get_balances([RECEIVER])).balances == [100]
+    references = node.config.coordinator.max_references - 1
+    states = await client.get_inclusion_states([*before, *after])
+    assert sum(states) == references - 1  # the others went to the oldest and the newest
+    assert states[0]
+    assert states[-1]
