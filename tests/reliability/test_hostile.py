@@ -43,11 +43,20 @@ class Market:
     def __init__(self, node: NodeProcess, grid: GridProcess) -> None:
         self.node = node
         self.grid = grid
-        # The root each channel started at: the one to register.
+        # The root each channel started at: the one to register. Keyed by id(), so the
+        # channels are kept: a collected channel's id can be a later channel's, which then
+        # registered the earlier one's root (409 "already registered" in CI once).
         self.roots: dict[int, str] = {}
+        self._channels: list[MamChannel] = []
+
+    def remember(self, channel: MamChannel) -> None:
+        """Note the root ``channel`` starts at (once: publishing moves it on)."""
+        if id(channel) not in self.roots:
+            self._channels.append(channel)
+            self.roots[id(channel)] = channel_root(channel)
 
     def publish(self, channel: MamChannel, message: Any) -> MamMessage:
-        self.roots.setdefault(id(channel), channel_root(channel))
+        self.remember(channel)
         created = create_message(channel, message)
         self.attach(created)
         return created
@@ -169,7 +178,7 @@ def test_registration_takeover_is_refused(market: Market) -> None:
 
 def test_registration_without_a_hello_on_the_channel_is_refused(market: Market) -> None:
     silent = create_channel("S" * 81, 1, "restricted", SIDE_KEY)
-    market.roots[id(silent)] = channel_root(silent)
+    market.remember(silent)
     status, body = market.register("silent-household", "consumer", silent)
     assert 400 <= status < 500, body
     assert body["success"] is False
