@@ -227,6 +227,9 @@ def store_on_copy(
     try:
         for file in template.glob("node.sqlite3*"):
             shutil.copy(file, directory / file.name)
+        # A node in service has its file on disk; left dirty, the copy's gigabytes would
+        # be written back by the node's first checkpoint (fsync) and timed as storing.
+        os.sync()
         process, url = start_node(directory, core, code)
         try:
             run: dict[str, Any] = dict(bench_store(url, process.pid, trytes, batch))

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
 
 NULL_HASH: Final = "9" * 81
+# The parent seq of a transaction approving the null hash (``seq`` starts at 1).
+NULL_HASH_SEQ: Final = 0
 CONNECT_TIMEOUT_SECONDS: Final = 10
 # Bound parameters per IN (...) list; well under SQLite's and PostgreSQL's limits.
 _CHUNK: Final = 500
@@ -91,12 +94,18 @@ transactions = Table(
     Column("timestamp", BigInteger(), nullable=False),
     Column("attachment_timestamp", BigInteger(), nullable=False),
     Column("trunk", String(81), nullable=False),
-    Column("trunk_key", BigInteger(), nullable=False, index=True),
+    Column("trunk_key", BigInteger(), nullable=False),
     Column("branch", String(81), nullable=False),
-    Column("branch_key", BigInteger(), nullable=False, index=True),
+    Column("branch_key", BigInteger(), nullable=False),
     Column("arrival", BigInteger(), nullable=False),
     # Index of the milestone that confirmed it, NULL while unconfirmed.
     Column("confirmed", Integer(), nullable=True),
+    # The parents' ``seq`` (NULL_HASH_SEQ for the null hash), NULL while a parent is
+    # not stored. Approvers are found through these: a parent is mostly recent, so a
+    # new entry lands at the end of its index, not on a random page of a hash-keyed
+    # one; the few rows waiting for a parent are the index's NULL entries.
+    Column("trunk_seq", _SEQ_TYPE, nullable=True, index=True),
+    Column("branch_seq", _SEQ_TYPE, nullable=True, index=True),
     # Only the few unconfirmed spends: what consistency checks look for first.
     Index(
         "ix_node_transactions_pending_spends",
@@ -293,8 +302,20 @@ def _equals(column: Column[str], value: str) -> ColumnElement[bool]:
 
 
 def _approving(values: Collection[str]) -> ColumnElement[bool]:
-    """Transactions whose trunk or branch is one of ``values``."""
-    return or_(_among(transactions.c.trunk, values), _among(transactions.c.branch, values))
+    """Transactions whose trunk or branch is one of ``values``: through the parent's
+    ``seq`` where it is stored, through the parent's hash where it is missing."""
+    parent = transactions.alias("parent")
+    stored = select(parent.c.seq).where(
+        parent.c.hash_key.in_([lookup_key(v) for v in values]), parent.c.hash.in_(values)
+    )
+    if NULL_HASH in values:
+        stored = stored.union_all(select(literal_column(str(NULL_HASH_SEQ))))
+    return or_(
+        transactions.c.trunk_seq.in_(stored),
+        transactions.c.branch_seq.in_(stored),
+        and_(transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, values)),
+        and_(transactions.c.branch_seq.is_(None), _among(transactions.c.branch, values)),
+    )
 
 
 def _seqs_of(hashes: Collection[str]) -> Select[Any]:
@@ -355,15 +376,52 @@ def _cone_query(starts: Collection[str]) -> Select[Any]:
     )
 
 
-def _stored_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(list(set(hashes))):
-        found.update(
+def _seqs_by_hash(conn: Connection, hashes: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        rows = conn.execute(
+            select(transactions.c.hash, transactions.c.seq).where(
+                _among(transactions.c.hash, chunk)
+            )
+        )
+        found.update({row.hash: row.seq for row in rows})
+    return found
+
+
+def _awaiting(conn: Connection, hashes: Sequence[str]) -> list[Row[Any]]:
+    """Stored transactions with one of ``hashes`` as a parent not stored until now."""
+    found: list[Row[Any]] = []
+    for chunk in _chunks(hashes):
+        found.extend(
             conn.execute(
-                select(transactions.c.hash).where(_among(transactions.c.hash, chunk))
-            ).scalars()
+                select(
+                    transactions.c.seq,
+                    transactions.c.trunk,
+                    transactions.c.trunk_seq,
+                    transactions.c.branch,
+                    transactions.c.branch_seq,
+                ).where(
+                    or_(
+                        and_(
+                            transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, chunk)
+                        ),
+                        and_(
+                            transactions.c.branch_seq.is_(None),
+                            _among(transactions.c.branch, chunk),
+                        ),
+                    )
+                )
+            )
         )
     return found
+
+
+# Sets both parents' seq of a row (bound names unlike the columns', as executemany needs).
+_LINK_PARENTS: Final = (
+    update(transactions)
+    .where(transactions.c.seq == bindparam("row"))
+    .values(trunk_seq=bindparam("new_trunk"), branch_seq=bindparam("new_branch"))
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -503,7 +561,7 @@ class TangleStore:
 
     @staticmethod
     def existing_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
-        return _stored_hashes(conn, hashes)
+        return set(_seqs_by_hash(conn, hashes))
 
     @staticmethod
     def unconfirmed_cone(
@@ -567,6 +625,10 @@ class TangleStore:
     ) -> None:
         if not records:
             return
+        in_batch = {r.hash for r in records}
+        parents = {h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH}
+        stored_parents = _seqs_by_hash(conn, parents - in_batch)
+        known = stored_parents | {NULL_HASH: NULL_HASH_SEQ}
         inserted = conn.execute(
             insert(transactions).returning(transactions.c.hash, transactions.c.seq),
             [
@@ -586,8 +648,10 @@ class TangleStore:
                     "attachment_timestamp": r.attachment_timestamp,
                     "trunk": r.trunk,
                     "trunk_key": lookup_key(r.trunk),
+                    "trunk_seq": known.get(r.trunk),
                     "branch": r.branch,
                     "branch_key": lookup_key(r.branch),
+                    "branch_seq": known.get(r.branch),
                     "arrival": now,
                     "confirmed": None,
                 }
@@ -595,21 +659,46 @@ class TangleStore:
             ],
         )
         seqs: dict[str, int] = {row.hash: row.seq for row in inserted}
+        known.update(seqs)
         conn.execute(insert(payloads), [{"seq": seqs[r.hash], "trytes": r.trytes} for r in records])
+        # Parents in this batch got their seq only now.
+        links = [
+            {
+                "row": seqs[r.hash],
+                "new_trunk": known.get(r.trunk),
+                "new_branch": known.get(r.branch),
+            }
+            for r in records
+            if r.trunk in in_batch or r.branch in in_batch
+        ]
         # A neighbour may deliver an approver before its parent: the approver is then
-        # unsolid (its parent was missing), so only unsolid rows can approve a new one.
+        # unsolid (its parent was missing), so only unsolid rows can wait for a new one.
         approved_early: set[str] = set()
         if TangleStore.has_unsolid(conn):
-            for info in TangleStore.unsolid_approvers(conn, list(seqs)):
-                approved_early.update((info.trunk, info.branch))
-        tips = [{"seq": seqs[r.hash]} for r in records if r.hash not in approved_early]
+            new_seqs = set(seqs.values())
+            for row in _awaiting(conn, sorted(in_batch)):
+                if row.seq in new_seqs:
+                    continue  # linked above
+                approved_early.update({row.trunk, row.branch} & in_batch)
+                links.append(
+                    {
+                        "row": row.seq,
+                        "new_trunk": seqs.get(row.trunk, row.trunk_seq),
+                        "new_branch": seqs.get(row.branch, row.branch_seq),
+                    }
+                )
+        if links:
+            conn.execute(_LINK_PARENTS, links)
+        approved_now = parents | approved_early
+        tips = [{"seq": seqs[r.hash]} for r in records if r.hash not in approved_now]
         if tips:
             conn.execute(insert(unapproved), tips)
         not_solid = [{"seq": seqs[r.hash]} for r in records if not solid[r.hash]]
         if not_solid:
             conn.execute(insert(unsolid), not_solid)
-        approvees = sorted({h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH})
-        _delete_rows_of(conn, unapproved, approvees)
+        approved = sorted(stored_parents.values())
+        for chunk in _chunks(approved):
+            conn.execute(delete(unapproved).where(unapproved.c.seq.in_(chunk)))
 
     @staticmethod
     def has_unsolid(conn: Connection) -> bool:

@@ -165,7 +165,7 @@ async def test_upgrading_from_0001_keeps_every_answer(
     after = await every_answer(session, node, hashes)
     assert after == before
     with node.runtime.store.connect() as conn:
-        assert MIGRATIONS.current(conn) == MIGRATIONS.head() == "0002"
+        assert MIGRATIONS.current(conn) == MIGRATIONS.head() == "0003"
 
 
 def test_the_migration_computes_the_same_keys_as_the_node() -> None:

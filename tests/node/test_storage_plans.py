@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import event
 
-from grid_server.node.storage import NULL_HASH, TangleStore, TransactionRecord
+from grid_server.node.storage import NULL_HASH, NULL_HASH_SEQ, TangleStore, TransactionRecord
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -127,3 +127,41 @@ def test_storing_an_approver_rewrites_no_transaction_row(store: TangleStore) -> 
     assert not [s for s in executed if s.lstrip().upper().startswith("UPDATE")]
     writes = [s.split("(")[0].split()[:3] for s in executed if not s.lstrip().startswith("SELECT")]
     assert ["DELETE", "FROM", "node_unapproved"] in writes
+
+
+def parent_seqs(conn: Connection) -> dict[str, tuple[int | None, int | None]]:
+    rows = conn.exec_driver_sql("SELECT hash, trunk_seq, branch_seq FROM node_transactions")
+    return {row[0].rstrip("9"): (row[1], row[2]) for row in rows}
+
+
+def test_approvers_are_linked_by_seq_wherever_their_parents_are(store: TangleStore) -> None:
+    """A parent stored earlier, in the same batch or only later (a neighbour's order):
+    each approver ends up holding its parents' seq, and is found as their approver."""
+    a, d = "A".ljust(81, "9"), "D".ljust(81, "9")
+    late, waiting = "LATE".ljust(81, "9"), "WAITING".ljust(81, "9")
+    with store.begin() as conn:
+        # E approves A (stored) and D (same batch); WAITING approves LATE (not stored).
+        batch = [record("E", a, d), record("D", a, a), record("WAITING", late, a)]
+        solid = {"E".ljust(81, "9"): True, d: True, waiting: False}
+        TangleStore.insert_transactions(conn, batch, solid, 3)
+        seqs = {name: info.seq for name, info in TangleStore.infos(conn, [a, d]).items()}
+        linked = parent_seqs(conn)
+        assert linked["E"] == (seqs[a], seqs[d])
+        assert linked["D"] == (seqs[a], seqs[a])
+        assert sorted(i.hash for i in TangleStore.approvers(conn, [d])) == ["E".ljust(81, "9")]
+        assert linked["WAITING"] == (None, seqs[a])
+        assert [i.hash for i in TangleStore.approvers(conn, [late])] == [waiting]
+        assert TangleStore.find_hashes(conn, None, None, None, [late], 9) == [waiting]
+
+        TangleStore.insert_transactions(conn, [record("LATE")], {late: True}, 4)
+        late_seq = TangleStore.infos(conn, [late])[late].seq
+        assert parent_seqs(conn)["WAITING"] == (late_seq, seqs[a])
+        assert [i.hash for i in TangleStore.approvers(conn, [late])] == [waiting]
+        # Approved before it arrived: never a tip.
+        assert late not in TangleStore.tips(conn, 500)
+        assert [i.hash for i in TangleStore.unsolid_approvers(conn, [late])] == [waiting]
+        # Only C still waits (for MISSING, never stored).
+        assert [name for name, linked in parent_seqs(conn).items() if None in linked] == ["C"]
+        # The null hash is never stored; what approves it is still found.
+        assert parent_seqs(conn)["LATE"] == (NULL_HASH_SEQ, NULL_HASH_SEQ)
+        assert {late, a} <= {i.hash for i in TangleStore.approvers(conn, [NULL_HASH])}
