@@ -308,14 +308,18 @@ def _approving(values: Collection[str]) -> ColumnElement[bool]:
     stored = select(parent.c.seq).where(
         parent.c.hash_key.in_([lookup_key(v) for v in values]), parent.c.hash.in_(values)
     )
-    if NULL_HASH in values:
-        stored = stored.union_all(select(literal_column(str(NULL_HASH_SEQ))))
-    return or_(
+    conditions = [
         transactions.c.trunk_seq.in_(stored),
         transactions.c.branch_seq.in_(stored),
         and_(transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, values)),
         and_(transactions.c.branch_seq.is_(None), _among(transactions.c.branch, values)),
-    )
+    ]
+    if NULL_HASH in values:
+        conditions += [
+            transactions.c.trunk_seq == NULL_HASH_SEQ,
+            transactions.c.branch_seq == NULL_HASH_SEQ,
+        ]
+    return or_(*conditions)
 
 
 def _seqs_of(hashes: Collection[str]) -> Select[Any]:
@@ -377,14 +381,18 @@ def _cone_query(starts: Collection[str]) -> Select[Any]:
 
 
 def _seqs_by_hash(conn: Connection, hashes: Iterable[str]) -> dict[str, int]:
+    """The seq of each of ``hashes`` that is stored. The hot lookup of storing (every
+    new transaction and its parents): only the keys go to the database, and the hashes
+    of what they find are compared here."""
+    wanted = set(hashes)
     found: dict[str, int] = {}
-    for chunk in _chunks(sorted(set(hashes))):
+    for chunk in _chunks(sorted(wanted)):
         rows = conn.execute(
             select(transactions.c.hash, transactions.c.seq).where(
-                _among(transactions.c.hash, chunk)
+                transactions.c.hash_key.in_([lookup_key(value) for value in chunk])
             )
         )
-        found.update({row.hash: row.seq for row in rows})
+        found.update({row.hash: row.seq for row in rows if row.hash in wanted})
     return found
 
 
@@ -621,14 +629,21 @@ class TangleStore:
 
     @staticmethod
     def insert_transactions(
-        conn: Connection, records: Sequence[TransactionRecord], solid: Mapping[str, bool], now: int
+        conn: Connection,
+        records: Sequence[TransactionRecord],
+        solid: Mapping[str, bool],
+        now: int,
+        stored_parents: Mapping[str, int] | None = None,
     ) -> None:
+        """Store ``records``; ``stored_parents``: the seq of each of their parents stored
+        before (looked up if not given)."""
         if not records:
             return
         in_batch = {r.hash for r in records}
         parents = {h for r in records for h in (r.trunk, r.branch)} - {NULL_HASH}
-        stored_parents = _seqs_by_hash(conn, parents - in_batch)
-        known = stored_parents | {NULL_HASH: NULL_HASH_SEQ}
+        if stored_parents is None:
+            stored_parents = _seqs_by_hash(conn, parents - in_batch)
+        known = {**stored_parents, NULL_HASH: NULL_HASH_SEQ}
         inserted = conn.execute(
             insert(transactions).returning(transactions.c.hash, transactions.c.seq),
             [

@@ -252,7 +252,13 @@ class Tangle:
                 solid.update(dict.fromkeys((item.hash for item in remaining), False))
                 break
             unresolved = remaining
-        TangleStore.insert_transactions(conn, [item.record() for item in to_store], solid, now_ms)
+        TangleStore.insert_transactions(
+            conn,
+            [item.record() for item in to_store],
+            solid,
+            now_ms,
+            {parent: info.seq for parent, info in stored_parents.items()},
+        )
         spenders = {
             item.transaction.address
             for instance in instances

@@ -100,6 +100,15 @@ def test_transaction_weight_counts_trailing_zero_trits() -> None:
     assert transaction_weight(trits.tolist()) == 12
 
 
+def test_weight_of_trytes_agrees_with_the_weight_of_their_trits() -> None:
+    """Hashes as trytes are weighed off the string; as trits, off the trits."""
+    chooser = random.Random(14)
+    for _ in range(3_000):
+        zeros = chooser.randint(0, 81)
+        value = "".join(chooser.choice(TRYTE_ALPHABET) for _ in range(81 - zeros)) + "9" * zeros
+        assert transaction_weight(value) == transaction_weight(trytes_to_trits(value)), value
+
+
 def test_has_valid_pow_is_weight_at_least_mwm() -> None:
     transaction_hash = "Z" * 76 + "A" + "9" * 4  # 12 + 2 = 14 trailing zeros
     assert transaction_weight(transaction_hash) == 14

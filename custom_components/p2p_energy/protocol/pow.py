@@ -39,6 +39,7 @@ from .transaction import (
     Transaction,
 )
 from .trinary import (
+    TRYTE_ALPHABET,
     Trits,
     TritsLike,
     trits_to_trytes,
@@ -69,9 +70,25 @@ between calls, and the GIL is free during them."""
 
 StopCheck = Callable[[], bool]
 
+# Trailing zero trits of each tryte other than 9 (its trits are little-endian).
+_TRYTE_TRAILING_ZEROS: Final = {
+    char: 2 if trits[1] == trits[2] == 0 else 1 if trits[2] == 0 else 0
+    for char in TRYTE_ALPHABET[1:]
+    for trits in [trytes_to_trits(char)]
+}
+
 
 def transaction_weight(transaction_hash: str | TritsLike) -> int:
     """Number of trailing zero trits of a hash (81 trytes or 243 trits)."""
+    if isinstance(transaction_hash, str):
+        # Read off the trytes (a node checks every transaction it stores): trailing 9s
+        # are three zero trits each, then the last other tryte's own trailing zeros.
+        validate_trytes(transaction_hash, HASH_TRYTES, "transaction hash")
+        significant = transaction_hash.rstrip("9")
+        if not significant:
+            return HASH_LENGTH
+        trailing = 3 * (HASH_TRYTES - len(significant))
+        return trailing + _TRYTE_TRAILING_ZEROS[significant[-1]]
     trits = _hash_trits(transaction_hash)
     nonzero = np.flatnonzero(trits)
     return HASH_LENGTH if nonzero.size == 0 else HASH_LENGTH - 1 - int(nonzero[-1])
