@@ -432,6 +432,9 @@ _LINK_PARENTS: Final = (
 )
 
 
+_SQLITE_MMAP_BYTES: Final = 2**31 - 2**16
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while a request writes; NORMAL is durable at checkpoints.
@@ -444,6 +447,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     # the indexes' inner pages and recent leaves out of read() calls.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.execute("PRAGMA cache_size=-32768")
+    # Storing looks up every new hash and its parents on random index pages: read
+    # through a memory map, a page the OS has cached costs no read() call and copy.
+    # SQLite caps the map at 2 GiB and falls back to read() where mapping fails.
+    cursor.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
     cursor.close()
 
 
