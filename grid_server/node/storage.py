@@ -895,19 +895,7 @@ class TangleStore:
         checks need no cone walk. Wallets that spend only confirmed balances (the grid's
         and the households') keep it so; a double spend or a spend of unconfirmed change
         makes the checks walk cones again."""
-        # Spelled as the partial index's condition (a literal 0), so it is used.
-        rows = conn.execute(
-            select(transactions.c.address, transactions.c.bundle, transactions.c.value)
-            .where(transactions.c.value < literal_column("0"), transactions.c.confirmed.is_(None))
-            .distinct()
-        ).all()
-        if not rows:
-            return True
-        applied = TangleStore.applied(conn, {row.bundle for row in rows})
-        spends: dict[str, int] = {}
-        for address, bundle, value in rows:
-            if bundle not in applied:
-                spends[address] = spends.get(address, 0) - int(value)
+        spends = TangleStore.pending_spends(conn, None)
         held = TangleStore.balances_of(conn, spends)
         return all(held.get(address, 0) >= spent for address, spent in spends.items())
 
@@ -930,23 +918,31 @@ class TangleStore:
 
     @staticmethod
     def pending_spends(
-        conn: Connection, addresses: Sequence[str], excluding_bundles: Iterable[str]
+        conn: Connection, addresses: Sequence[str] | None, excluding_bundles: Iterable[str] = ()
     ) -> dict[str, int]:
-        """Amounts spent from ``addresses`` by stored bundles not yet applied to the ledger."""
+        """Amounts spent by stored bundles not yet applied to the ledger, per address:
+        from ``addresses``, or (None) from every address an unconfirmed transaction
+        spends from. A bundle attached more than once counts once."""
+        if addresses is None:
+            # Spelled as the partial index's condition (a literal 0), so it is used.
+            spending = [
+                and_(transactions.c.value < literal_column("0"), transactions.c.confirmed.is_(None))
+            ]
+        else:
+            spending = [
+                and_(_among(transactions.c.address, chunk), transactions.c.value < 0)
+                for chunk in _chunks(addresses)
+            ]
         excluded = set(excluding_bundles)
         spends: dict[tuple[str, int], tuple[str, int]] = {}
-        for chunk in _chunks(addresses):
+        for condition in spending:
             rows = conn.execute(
                 select(
                     transactions.c.bundle,
                     transactions.c.current_index,
                     transactions.c.address,
                     transactions.c.value,
-                ).where(
-                    _among(transactions.c.address, chunk),
-                    transactions.c.value < 0,
-                    transactions.c.bundle.not_in(select(applied_bundles.c.bundle)),
-                )
+                ).where(condition, transactions.c.bundle.not_in(select(applied_bundles.c.bundle)))
             )
             for row in rows:
                 if row.bundle not in excluded:
