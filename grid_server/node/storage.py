@@ -301,18 +301,23 @@ def _equals(column: Column[str], value: str) -> ColumnElement[bool]:
     return and_(_KEYS[column] == lookup_key(value), column == value)
 
 
+def _waiting_for(values: Collection[str]) -> ColumnElement[bool]:
+    """Transactions with one of ``values`` as a parent that was not stored when they were
+    (their parent ``seq`` is still NULL)."""
+    return or_(
+        and_(transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, values)),
+        and_(transactions.c.branch_seq.is_(None), _among(transactions.c.branch, values)),
+    )
+
+
 def _approving(values: Collection[str]) -> ColumnElement[bool]:
     """Transactions whose trunk or branch is one of ``values``: through the parent's
     ``seq`` where it is stored, through the parent's hash where it is missing."""
-    parent = transactions.alias("parent")
-    stored = select(parent.c.seq).where(
-        parent.c.hash_key.in_([lookup_key(v) for v in values]), parent.c.hash.in_(values)
-    )
+    stored = _seqs_of(values)
     conditions = [
         transactions.c.trunk_seq.in_(stored),
         transactions.c.branch_seq.in_(stored),
-        and_(transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, values)),
-        and_(transactions.c.branch_seq.is_(None), _among(transactions.c.branch, values)),
+        _waiting_for(values),
     ]
     if NULL_HASH in values:
         conditions += [
@@ -323,7 +328,11 @@ def _approving(values: Collection[str]) -> ColumnElement[bool]:
 
 
 def _seqs_of(hashes: Collection[str]) -> Select[Any]:
-    return select(transactions.c.seq).where(_among(transactions.c.hash, hashes))
+    # Its own alias, so that a query on the transactions never correlates with it.
+    looked_up = transactions.alias("looked_up")
+    return select(looked_up.c.seq).where(
+        looked_up.c.hash_key.in_([lookup_key(h) for h in hashes]), looked_up.c.hash.in_(hashes)
+    )
 
 
 def _chunks[T](items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -397,7 +406,7 @@ def _seqs_by_hash(conn: Connection, hashes: Iterable[str]) -> dict[str, int]:
 
 
 def _awaiting(conn: Connection, hashes: Sequence[str]) -> list[Row[Any]]:
-    """Stored transactions with one of ``hashes`` as a parent not stored until now."""
+    """Stored transactions still waiting for one of ``hashes`` as a parent."""
     found: list[Row[Any]] = []
     for chunk in _chunks(hashes):
         found.extend(
@@ -408,17 +417,7 @@ def _awaiting(conn: Connection, hashes: Sequence[str]) -> list[Row[Any]]:
                     transactions.c.trunk_seq,
                     transactions.c.branch,
                     transactions.c.branch_seq,
-                ).where(
-                    or_(
-                        and_(
-                            transactions.c.trunk_seq.is_(None), _among(transactions.c.trunk, chunk)
-                        ),
-                        and_(
-                            transactions.c.branch_seq.is_(None),
-                            _among(transactions.c.branch, chunk),
-                        ),
-                    )
-                )
+                ).where(_waiting_for(chunk))
             )
         )
     return found
@@ -693,24 +692,27 @@ class TangleStore:
             for r in records
             if r.trunk in in_batch or r.branch in in_batch
         ]
+        if links:
+            conn.execute(_LINK_PARENTS, links)
         # A neighbour may deliver an approver before its parent: the approver is then
         # unsolid (its parent was missing), so only unsolid rows can wait for a new one.
         approved_early: set[str] = set()
         if TangleStore.has_unsolid(conn):
-            new_seqs = set(seqs.values())
-            for row in _awaiting(conn, sorted(in_batch)):
-                if row.seq in new_seqs:
-                    continue  # linked above
+            waiting = _awaiting(conn, sorted(in_batch))
+            for row in waiting:
                 approved_early.update({row.trunk, row.branch} & in_batch)
-                links.append(
-                    {
-                        "row": row.seq,
-                        "new_trunk": seqs.get(row.trunk, row.trunk_seq),
-                        "new_branch": seqs.get(row.branch, row.branch_seq),
-                    }
+            if waiting:
+                conn.execute(
+                    _LINK_PARENTS,
+                    [
+                        {
+                            "row": row.seq,
+                            "new_trunk": seqs.get(row.trunk, row.trunk_seq),
+                            "new_branch": seqs.get(row.branch, row.branch_seq),
+                        }
+                        for row in waiting
+                    ],
                 )
-        if links:
-            conn.execute(_LINK_PARENTS, links)
         approved_now = parents | approved_early
         tips = [{"seq": seqs[r.hash]} for r in records if r.hash not in approved_now]
         if tips:
